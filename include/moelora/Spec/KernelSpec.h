@@ -1,0 +1,67 @@
+//===- KernelSpec.h - One fully specified kernel variant --------*- C++ -*-===//
+//
+// A KernelSpec is one point of a tiling spec: every compile-time decision the
+// generator needs. Sweeps expand into many KernelSpecs (see SpecParser.h).
+//
+//===----------------------------------------------------------------------===//
+#ifndef MOELORA_SPEC_KERNELSPEC_H
+#define MOELORA_SPEC_KERNELSPEC_H
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace moelora {
+
+enum class KernelFamily { OneShot, SmallBatch, Shrink, Expand, AlignBlockSize };
+enum class DType { F16, BF16 };
+
+std::string_view toString(KernelFamily f);
+std::string_view toString(DType d);
+std::optional<KernelFamily> parseKernelFamily(std::string_view s);
+std::optional<DType> parseDType(std::string_view s);
+/// "sm_80" -> 80; nullopt for anything not of the form sm_<digits>.
+std::optional<int> parseTarget(std::string_view s);
+
+inline constexpr int kMaxOneShotRank = 128;
+inline constexpr int kMaxSmallBatchRank = 64;
+
+/// Everything compile-time about one kernel variant. Field names follow
+/// Triton's (BLOCK_SIZE_M ...) in the YAML; here they are camelCase.
+struct KernelSpec {
+  KernelFamily family = KernelFamily::OneShot;
+  DType dtype = DType::BF16;
+  int sm = 90;           ///< target compute capability, e.g. 80, 90
+  int rank = 16;         ///< LoRA rank R (0 for align_block_size)
+  std::optional<int> k;  ///< hidden size K when known; fixes EVEN_K
+  int blockM = 16;
+  int blockN = 128;
+  int blockK = 128;
+  int groupSizeM = 1;
+  int splitK = 1;
+  int numWarps = 4;
+  int numStages = 3;
+  bool sorted = false;          ///< sorted (align_block_size) vs naive metadata
+  bool mulRoutedWeight = false; ///< MUL_ROUTED_WEIGHT
+  bool addInputs = true;        ///< ADD_INPUTS
+  int numSlices = 1;            ///< slices (LoRA sub-projections)
+  int npid = 0;                 ///< NPID: 0 = runtime argument, >0 constant
+  std::string origin;           ///< "file:line" of the spec this came from
+
+  /// BLOCK_R = max(16, next_pow2(R)).
+  int blockR() const;
+  /// EVEN_K: K % BLOCK_K == 0 when K is known; false (masked loads) else.
+  bool evenK() const;
+  int threads() const { return numWarps * 32; }
+  /// Kernel entry name, unique per cache key.
+  std::string entryName() const;
+  /// Canonical cache key text: identical specs give identical keys.
+  std::string cacheKey() const;
+};
+
+bool operator==(const KernelSpec &a, const KernelSpec &b);
+
+} // namespace moelora
+
+#endif // MOELORA_SPEC_KERNELSPEC_H
