@@ -1,0 +1,49 @@
+//===- KernelBuilder.h - One builder per kernel family ----------*- C++ -*-===//
+//
+// A kernel builder fills the body of a kernel entry whose signature comes
+// from KernelAbi.h. It works at the level of tiles and loops through
+// TileBuilder; nothing here knows about PTX.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MOELORA_CODEGEN_KERNELBUILDER_H
+#define MOELORA_CODEGEN_KERNELBUILDER_H
+
+#include "moelora/Codegen/TileBuilder.h"
+#include "moelora/Spec/KernelAbi.h"
+
+#include "mlir/IR/ValueRange.h"
+
+namespace moelora {
+
+/// The entry's arguments, indexed by GemmParam / AlignParam.
+struct KernelArgs {
+  mlir::ValueRange values;
+  Value operator[](int index) const { return values[index]; }
+};
+
+/// Warp grid of a GEMM tile: warpsM row groups of 16*k rows, warpsN column
+/// groups (or K groups, for the one-shot's shrink).
+struct WarpGrid {
+  int warpsM = 1, warpsN = 1;
+  static WarpGrid forTile(int numWarps, int blockM) {
+    WarpGrid g;
+    g.warpsM = std::max(1, std::min(numWarps, blockM / 16));
+    g.warpsN = numWarps / g.warpsM;
+    return g;
+  }
+};
+
+void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args);
+void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args);
+void buildGroupedGemmKernel(TileBuilder &tb, const KernelArgs &args);
+void buildAlignBlockSizeKernel(TileBuilder &tb, const KernelArgs &args);
+
+/// Dynamic shared memory of each family (bytes).
+int oneShotSharedBytes(const KernelSpec &spec);
+int smallBatchSharedBytes(const KernelSpec &spec);
+int groupedGemmSharedBytes(const KernelSpec &spec);
+int alignBlockSizeSharedBytes(const KernelSpec &spec);
+
+} // namespace moelora
+
+#endif // MOELORA_CODEGEN_KERNELBUILDER_H

@@ -1,0 +1,70 @@
+//===- MoeBlock.h - Which pairs, adapter and expert a program serves -*- C++ -*-===//
+//
+// The contract's program-to-work mapping, shared by every GEMM family:
+// adapter (naive: token_lora_mapping, sorted: lora_ids[pid.z]), early exits
+// (adapter -1 / out of range / disabled, expert -1, blocks past
+// num_tokens_post_padded), the pair of each tile row (naive: one pair per
+// program; sorted: sorted_token_ids, padding ids >= num_pairs invalid), and
+// the epilogue that writes an accumulator tile into the output.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MOELORA_CODEGEN_MOEBLOCK_H
+#define MOELORA_CODEGEN_MOEBLOCK_H
+
+#include "moelora/Codegen/KernelBuilder.h"
+
+namespace moelora {
+
+struct MoeBlock {
+  Value active; ///< i1: the program has work
+  Value lora;   ///< i32 adapter, clamped to a valid index
+  Value expert; ///< i32 expert, clamped to a valid index
+  Value slice;  ///< i32 slice (grid y)
+  /// Pair id of tile row `row` (clamped to 0 when invalid) and validity.
+  std::function<Value(Value row)> pairOf;
+  std::function<Value(Value row)> rowValid;
+};
+
+/// Resolves the program `pidM` (row block) for grid y = slice and, on the
+/// sorted path, grid z = index into lora_ids.
+MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM);
+
+/// &base[slice][lora][expert] of a stacked LoRA weight: loads the slice's
+/// base pointer from the pointer array and applies the l / e strides.
+Value loraMatrixBase(TileBuilder &tb, Value ptrArray, Value slice, Value lora,
+                     Value expert, Value strideL, Value strideE);
+
+/// Tile rows over a matrix: row r of the tile is matrix row rowOf(r) when
+/// valid(r) (row 0 otherwise), at `stride` elements per row.
+TileRows matrixRows(TileBuilder &tb, Value base, Value stride,
+                    std::function<Value(Value)> rowOf,
+                    std::function<Value(Value)> valid);
+
+/// Output rows of one warp's accumulator tile, resolved once before loops.
+struct EpilogueRows {
+  ValueVec rowPtr; ///< per (mt, half): &out[pair][colBase] (T*)
+  ValueVec ok;     ///< per (mt, half): i1
+  ValueVec weight; ///< per (mt, half): f32 routed weight (mul_routed_weight)
+};
+
+/// Rows of the warp tile starting at tile row `warpRow0`; out is
+/// `outBase + pair*rowStride` (T elements).
+EpilogueRows resolveEpilogueRows(TileBuilder &tb, const KernelArgs &args,
+                                 const MoeBlock &block, int mTiles,
+                                 Value warpRow0, Value outBase,
+                                 Value rowStride, bool loadWeights);
+
+enum class EpilogueMode {
+  Store,     ///< out = (add_inputs ? out : 0) + acc * (weight?)
+  AtomicAdd, ///< out += acc (split-K partial sums)
+};
+
+/// Writes acc (warp tile) at columns colBase + accCol < colLimit of each row.
+void storeAccumulators(TileBuilder &tb, Accumulators &acc,
+                       const EpilogueRows &rows, Value colBase,
+                       Value colLimit, EpilogueMode mode, bool addInputs,
+                       bool mulWeight);
+
+} // namespace moelora
+
+#endif // MOELORA_CODEGEN_MOEBLOCK_H

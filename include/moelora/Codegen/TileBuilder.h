@@ -1,0 +1,236 @@
+//===- TileBuilder.h - The shared tile layer of all kernel builders -*- C++ -*-===//
+//
+// Everything a kernel builder needs below the level of "tiles and loops":
+// scalar arithmetic on i32/i64, thread and block ids, global and shared
+// memory access, masked + clamped cp.async tile copies, a software-pipelined
+// loop skeleton, ldmatrix fragments, mma.sync m16n8k16 and epilogue stores.
+// Kernel builders (lib/Codegen/Kernels) describe tiles with it and never spell
+// NVVM operations or index arithmetic that another builder also needs.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MOELORA_CODEGEN_TILEBUILDER_H
+#define MOELORA_CODEGEN_TILEBUILDER_H
+
+#include "moelora/Spec/KernelSpec.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/Value.h"
+#include "llvm/ADT/SmallVector.h"
+
+#include <array>
+#include <functional>
+
+namespace moelora {
+
+using mlir::Value;
+using ValueVec = llvm::SmallVector<Value>;
+
+/// Per-warp accumulators of an (mTiles*16) x (nTiles*8) block: 4 f32 values
+/// per m16n8 tile, in mma.sync's C layout. Index: (mt * nTiles + nt) * 4 + i.
+struct Accumulators {
+  int mTiles = 0, nTiles = 0;
+  ValueVec values;
+  Value &at(int mt, int nt, int i) { return values[(mt * nTiles + nt) * 4 + i]; }
+};
+
+/// How a tile's rows map to global memory. Rows that are not valid read
+/// zeros; their address is clamped to a valid row so no byte outside the
+/// operand is ever touched.
+struct TileRows {
+  /// Pointer (!llvm.ptr<1> to T) of element (row, 0), for a row index in
+  /// [0, rows) of the tile; must already be clamped for invalid rows.
+  std::function<Value(Value row)> rowBase;
+  /// i1: whether the row holds data (null = all valid).
+  std::function<Value(Value row)> rowValid;
+};
+
+/// A global -> shared copy of a rows x cols tile of T in vecElems chunks,
+/// spread over all threads. Planned once outside the loop that issues it,
+/// so row addresses and masks are computed once per thread, not per step.
+struct TileCopyPlan {
+  struct Chunk {
+    int first = 0;       ///< chunk index = threadId + first
+    bool guarded = false; ///< the last round: not every thread has a chunk
+    Value rowPtr;         ///< &src[row][0], clamped for invalid rows
+    Value rowValid;       ///< i1
+    Value smemIndex;      ///< element offset of the chunk in the tile
+    Value colInTile;      ///< i32 column of the chunk in the tile
+  };
+  int vecElems = 8; ///< elements per cp.async (8, 4 or 2: 16, 8 or 4 bytes)
+  int totalChunks = 0;
+  llvm::SmallVector<Chunk> chunks;
+};
+
+/// Software pipeline of global->shared copies over `count` iterations with
+/// `stages` shared buffers (Triton's num_stages): iteration i's copies are
+/// issued stages-1 iterations ahead of its use.
+struct PipelineLoop {
+  int stages = 1;
+  Value count; ///< i32 number of iterations (may be 0)
+  /// Issue the cp.async copies of iteration `iter` into buffer `stage`.
+  std::function<void(Value iter, Value stage)> issue;
+  /// Use buffer `stage` of iteration `iter`; returns the new loop-carried
+  /// values.
+  std::function<ValueVec(Value iter, Value stage, mlir::ValueRange carried)>
+      consume;
+};
+
+class TileBuilder {
+public:
+  TileBuilder(mlir::OpBuilder &builder, mlir::Location loc,
+              const KernelSpec &spec);
+
+  mlir::OpBuilder &builder() { return b; }
+  mlir::Location loc() const { return location; }
+  const KernelSpec &spec() const { return kernelSpec; }
+
+  // ---- Types ----
+  mlir::Type i1Type();
+  mlir::Type i32Type();
+  mlir::Type i64Type();
+  mlir::Type f32Type();
+  mlir::Type elementType(); ///< T (bf16 or f16)
+  mlir::Type globalPtrType();
+  mlir::Type sharedPtrType();
+
+  // ---- Scalars (i32 unless stated) ----
+  Value i32(int64_t v);
+  Value i64(int64_t v);
+  Value f32(double v);
+  Value boolean(bool v);
+  Value add(Value a, Value b);
+  Value sub(Value a, Value b);
+  Value mul(Value a, Value b);
+  Value divU(Value a, Value b);
+  Value remU(Value a, Value b);
+  Value divS(Value a, Value b);
+  Value minS(Value a, Value b);
+  Value maxS(Value a, Value b);
+  Value ceilDiv(Value a, Value b);
+  Value eq(Value a, Value b);
+  Value ne(Value a, Value b);
+  Value lt(Value a, Value b); ///< signed
+  Value le(Value a, Value b);
+  Value ge(Value a, Value b);
+  Value land(Value a, Value b);
+  Value lor(Value a, Value b);
+  Value lnot(Value a);
+  Value select(Value c, Value a, Value b);
+  Value toI64(Value v); ///< sign-extends i32
+  Value fadd(Value a, Value b);
+  Value fmul(Value a, Value b);
+
+  // ---- Ids ----
+  Value threadId();
+  Value blockId(int dim);
+  Value gridDim(int dim);
+  Value laneId();
+  Value warpId();
+
+  // ---- Memory ----
+  /// &base[index] for an element type; index i32 or i64.
+  Value gep(Value base, Value index, mlir::Type elem);
+  Value load(mlir::Type type, Value ptr);
+  void store(Value value, Value ptr);
+  /// base[index] of an i32 array in global memory.
+  Value loadI32(Value base, Value index);
+  /// Loads a device pointer stored in a global array of pointers.
+  Value loadPtr(Value base, Value index);
+  /// The kernel's dynamic shared memory (byte address) plus an offset.
+  Value shared(int64_t byteOffset = 0);
+  Value sharedOffset(Value sharedBase, Value byteOffset);
+
+  // ---- Control flow ----
+  void ifThen(Value cond, const std::function<void()> &then);
+  /// scf.for over i32 [lb, ub) step; `body` returns the yielded values.
+  ValueVec forLoop(Value lb, Value ub, Value step, mlir::ValueRange init,
+                   const std::function<ValueVec(Value iv, mlir::ValueRange)>
+                       &body);
+  void barrier();
+
+  // ---- Tiles ----
+  /// Plans the copy of a rows x cols tile (cols a multiple of vecElems)
+  /// into a shared tile of row pitch `pitch` elements.
+  TileCopyPlan planTileCopy(int rows, int cols, int vecElems, int pitch,
+                            const TileRows &source);
+  /// Issues the planned cp.async chunks for global columns starting at
+  /// colStart into `smemTile`; columns >= colLimit (if given) read zeros.
+  void issueTileCopy(const TileCopyPlan &plan, Value smemTile, Value colStart,
+                     Value colLimit);
+  void commitGroup();
+  void waitGroup(int pending);
+  /// Runs a PipelineLoop; returns the final carried values. Leaves all
+  /// copies complete and the shared buffers free on exit.
+  ValueVec pipelined(const PipelineLoop &loop, mlir::ValueRange init);
+
+  /// mma.sync A fragment (16x16) from a row-major shared tile [row][k].
+  std::array<Value, 4> loadFragA(Value smemTile, int pitch, Value row0,
+                                 Value k0);
+  /// mma.sync B fragments of two adjacent n8 tiles (16 n x k16) from a
+  /// shared tile stored [n][k]: {b0,b1} of n0..n0+7 then of n0+8..n0+15.
+  std::array<Value, 4> loadFragB2(Value smemTile, int pitch, Value n0,
+                                  Value k0);
+  /// B fragment of one n8 tile.
+  std::array<Value, 2> loadFragB1(Value smemTile, int pitch, Value n0,
+                                  Value k0);
+  /// acc[0..3] += A(16x16) * B(16x8) on the tensor cores, fp32 accumulate.
+  void mma(llvm::ArrayRef<Value> a, llvm::ArrayRef<Value> b,
+           llvm::MutableArrayRef<Value> acc);
+  /// acc += A[aRow0 + 16*mt.., k0 .. k0+16*kSteps) * B[bRow0 + 8*nt.., same
+  /// k]^T with both operands in shared tiles ([row][k] layout).
+  void mmaFromShared(Accumulators &acc, Value aTile, int aPitch, Value aRow0,
+                     Value bTile, int bPitch, Value bRow0, Value k0,
+                     int kSteps);
+  /// Same with A already in registers: aFrags[mt * kSteps + ks].
+  void mmaWithFragA(Accumulators &acc,
+                    llvm::ArrayRef<std::array<Value, 4>> aFrags, int kSteps,
+                    Value bTile, int bPitch, Value bRow0, Value k0);
+  /// Sums the accumulators of `groups` warps that hold partial sums of the
+  /// same rows (a K split across warps) through shared memory at `smem`
+  /// (groups * tileRows * tileCols f32); afterwards every one of them holds
+  /// the full sum. `rowBase` is the warp tile's first row in the block tile.
+  void reduceAccumulators(Accumulators &acc, Value smem, int groups,
+                          Value group, Value rowBase, int tileRows,
+                          int tileCols);
+  /// Zero accumulators for an mTiles x nTiles warp tile.
+  Accumulators zeroAccumulators(int mTiles, int nTiles);
+  /// The A operand of an mma (k16) from two adjacent n8 accumulator tiles
+  /// (columns 16*j .. 16*j+15 of row tile mt), rounded to T: the C layout
+  /// of m16n8 tiles 2j and 2j+1 is the A layout of a k16 step.
+  std::array<Value, 4> accumulatorsToFragA(Accumulators &acc, int mt, int j);
+
+  /// Row and column (within a warp tile) of accumulator element i of tile
+  /// (mt, nt) for this lane: row = mt*16 + lane/4 + 8*(i/2),
+  /// col = nt*8 + 2*(lane%4) + i%2.
+  Value accRow(int mt, int i);
+  Value accCol(int nt, int i);
+
+  // ---- Epilogue ----
+  /// Converts an f32 to T (round to nearest even).
+  Value toElement(Value f);
+  Value fromElement(Value t);
+  /// out[ptr] = (addInputs ? out[ptr] : 0) + value, rounded once to T.
+  void storeOutput(Value ptr, Value value, bool addInputs);
+  /// Atomic out[ptr] += value (in T).
+  void atomicAddOutput(Value ptr, Value value);
+
+private:
+  Value sreg(int kind, int dim);
+  mlir::OpBuilder &b;
+  mlir::Location location;
+  const KernelSpec &kernelSpec;
+  Value sharedBaseValue;
+  Value laneValue, warpValue, tidValue;
+};
+
+/// Bytes of one 16-bit element.
+inline constexpr int kElementBytes = 2;
+/// Shared row pitch (elements) for a tile of `cols` columns: 16 bytes of
+/// padding so ldmatrix rows of consecutive tile rows hit different banks.
+inline int paddedPitch(int cols) { return cols + 8; }
+/// Widest cp.async chunk (elements) that divides `elems`: 8, 4 or 2.
+int copyVectorElems(int elems);
+
+} // namespace moelora
+
+#endif // MOELORA_CODEGEN_TILEBUILDER_H

@@ -1,0 +1,183 @@
+//===- OneShot.cpp - Fused shrink + expand, r kept in registers -----------===//
+//
+// Program (pid_m * NPID + pid_n, slice, lora): shrink the block's rows over K
+// into r (BLOCK_M x BLOCK_R, fp32 on the tensor cores), round r to T and keep
+// it in registers as mma A fragments, then expand over this program's share
+// of N in BLOCK_N tiles. Warps: warpsM row groups; the warpsN warps of a row
+// group split each BLOCK_K step in the shrink (partials summed through
+// shared memory) and each BLOCK_N tile in the expand.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moelora/Codegen/KernelBuilder.h"
+#include "moelora/Codegen/MoeBlock.h"
+
+#include <algorithm>
+
+namespace moelora {
+
+namespace {
+
+struct OneShotLayout {
+  WarpGrid grid;
+  int mTiles;       // m16 tiles per warp
+  int blockR;       // BLOCK_R
+  int xPitch;       // shrink tiles' pitch (BLOCK_K + pad)
+  int bPitch;       // expand tile pitch (BLOCK_R + pad)
+  int shrinkStage;  // bytes of one shrink stage (x tile + A tile)
+  int expandStage;  // bytes of one expand stage (B tile)
+  int reduceBytes;  // cross-warp reduction buffer
+
+  explicit OneShotLayout(const KernelSpec &spec)
+      : grid(WarpGrid::forTile(spec.numWarps, spec.blockM)) {
+    mTiles = spec.blockM / 16 / grid.warpsM;
+    blockR = spec.blockR();
+    xPitch = paddedPitch(spec.blockK);
+    bPitch = paddedPitch(blockR);
+    shrinkStage = (spec.blockM + blockR) * xPitch * kElementBytes;
+    expandStage = spec.blockN * bPitch * kElementBytes;
+    reduceBytes =
+        grid.warpsN > 1 ? grid.warpsN * spec.blockM * blockR * 4 : 0;
+  }
+  int sharedBytes(const KernelSpec &spec) const {
+    return std::max({shrinkStage * spec.numStages,
+                     expandStage * spec.numStages, reduceBytes});
+  }
+};
+
+} // namespace
+
+int oneShotSharedBytes(const KernelSpec &spec) {
+  return OneShotLayout(spec).sharedBytes(spec);
+}
+
+void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
+  const KernelSpec &spec = tb.spec();
+  const OneShotLayout lay(spec);
+  const int warpsN = lay.grid.warpsN;
+  const int R = spec.rank;
+  const int BR = lay.blockR;
+
+  Value npid = spec.npid > 0 ? tb.i32(spec.npid) : args[kNpid];
+  Value pid = tb.blockId(0);
+  Value pidM = tb.divU(pid, npid);
+  Value pidN = tb.remU(pid, npid);
+  MoeBlock blk = resolveMoeBlock(tb, args, pidM);
+
+  tb.ifThen(blk.active, [&] {
+    Value warp = tb.warpId();
+    Value wm = tb.divU(warp, tb.i32(warpsN));
+    Value wn = tb.remU(warp, tb.i32(warpsN));
+    Value warpRow0 = tb.mul(wm, tb.i32(16 * lay.mTiles));
+    Value K = spec.k ? tb.i32(*spec.k) : args[kK];
+    Value N = args[kN];
+
+    // ---- Shrink: r = x[rows] @ A[l,e]^T over K. ----
+    Value factor = spec.mulRoutedWeight ? tb.i32(1) : args[kTopK];
+    TileRows xRows = matrixRows(
+        tb, args[kX], args[kXStride],
+        [&tb, blk, factor](Value r) { return tb.divU(blk.pairOf(r), factor); },
+        blk.rowValid);
+    Value aBase = loraMatrixBase(tb, args[kAPtrs], blk.slice, blk.lora,
+                                 blk.expert, args[kAStrideL], args[kAStrideE]);
+    TileRows aRows = matrixRows(
+        tb, aBase, args[kAStrideR], [](Value r) { return r; },
+        R < BR ? std::function<Value(Value)>(
+                     [&tb, R](Value r) { return tb.lt(r, tb.i32(R)); })
+               : std::function<Value(Value)>());
+    int kVec = copyVectorElems(spec.k ? std::min(*spec.k, spec.blockK)
+                                      : spec.blockK);
+    if (!spec.k)
+      kVec = 8; // runtime K: the runtime requires K % 8 == 0 for these
+    TileCopyPlan xPlan =
+        tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.xPitch, xRows);
+    TileCopyPlan aPlan = tb.planTileCopy(BR, spec.blockK, kVec, lay.xPitch, aRows);
+    Value smem = tb.shared();
+    const int stageBytes = lay.shrinkStage;
+    const int aOffset = spec.blockM * lay.xPitch * kElementBytes;
+    Value kLimit = spec.evenK() ? Value() : K;
+    const int kPerWarp = spec.blockK / warpsN;
+
+    PipelineLoop shrink;
+    shrink.stages = spec.numStages;
+    shrink.count = tb.ceilDiv(K, tb.i32(spec.blockK));
+    shrink.issue = [&](Value iter, Value stage) {
+      Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(stageBytes)));
+      Value k0 = tb.mul(iter, tb.i32(spec.blockK));
+      tb.issueTileCopy(xPlan, base, k0, kLimit);
+      tb.issueTileCopy(aPlan, tb.sharedOffset(base, tb.i32(aOffset)), k0,
+                       kLimit);
+    };
+    Accumulators r = tb.zeroAccumulators(lay.mTiles, BR / 8);
+    shrink.consume = [&](Value, Value stage, mlir::ValueRange carried) {
+      Accumulators acc = r;
+      acc.values.assign(carried.begin(), carried.end());
+      Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(stageBytes)));
+      tb.mmaFromShared(acc, base, lay.xPitch, warpRow0,
+                       tb.sharedOffset(base, tb.i32(aOffset)), lay.xPitch,
+                       tb.i32(0), tb.mul(wn, tb.i32(kPerWarp)),
+                       kPerWarp / 16);
+      return acc.values;
+    };
+    r.values = tb.pipelined(shrink, r.values);
+    if (warpsN > 1)
+      tb.reduceAccumulators(r, smem, warpsN, wn, warpRow0, spec.blockM, BR);
+
+    // r rounded to T (Triton feeds the expand dot in T), as A fragments.
+    const int rSteps = BR / 16;
+    llvm::SmallVector<std::array<Value, 4>> rFrags;
+    for (int mt = 0; mt < lay.mTiles; ++mt)
+      for (int j = 0; j < rSteps; ++j)
+        rFrags.push_back(tb.accumulatorsToFragA(r, mt, j));
+
+    // ---- Expand: out[rows, n] (+)= r @ B[l,e]^T over this program's tiles.
+    Value nTiles = tb.ceilDiv(N, tb.i32(spec.blockN));
+    Value perPid = tb.ceilDiv(nTiles, npid);
+    Value tileLo = tb.mul(pidN, perPid);
+    Value tileHi = tb.minS(tb.add(tileLo, perPid), nTiles);
+    Value bBase = loraMatrixBase(tb, args[kBPtrs], blk.slice, blk.lora,
+                                 blk.expert, args[kBStrideL], args[kBStrideE]);
+    // Rows of the B tile are output columns n0 + row; n0 varies per tile, so
+    // the tile rows are planned relative to a moving base below.
+    const int bVec = copyVectorElems(R);
+    Value bStride = args[kBStrideN];
+    Value outSlice =
+        tb.gep(args[kOut], tb.mul(blk.slice, N), tb.elementType());
+    EpilogueRows outRows =
+        resolveEpilogueRows(tb, args, blk, lay.mTiles, warpRow0, outSlice,
+                            args[kOutStride], spec.mulRoutedWeight);
+    const int warpCols = spec.blockN / warpsN;
+    Value rLimit = R < BR ? tb.i32(R) : Value();
+
+    PipelineLoop expand;
+    expand.stages = spec.numStages;
+    expand.count = tb.maxS(tb.sub(tileHi, tileLo), tb.i32(0));
+    expand.issue = [&](Value iter, Value stage) {
+      Value n0 = tb.mul(tb.add(tileLo, iter), tb.i32(spec.blockN));
+      TileRows bRows = matrixRows(
+          tb, bBase, bStride, [&tb, n0](Value r) { return tb.add(n0, r); },
+          [&tb, n0, N](Value r) { return tb.lt(tb.add(n0, r), N); });
+      TileCopyPlan bPlan =
+          tb.planTileCopy(spec.blockN, BR, bVec, lay.bPitch, bRows);
+      Value base =
+          tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.expandStage)));
+      tb.issueTileCopy(bPlan, base, tb.i32(0), rLimit);
+    };
+    expand.consume = [&](Value iter, Value stage, mlir::ValueRange) {
+      Value n0 = tb.mul(tb.add(tileLo, iter), tb.i32(spec.blockN));
+      Value base =
+          tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.expandStage)));
+      Value warpCol0 = tb.mul(wn, tb.i32(warpCols));
+      Accumulators y = tb.zeroAccumulators(lay.mTiles, warpCols / 8);
+      tb.mmaWithFragA(y, rFrags, rSteps, base, lay.bPitch, warpCol0,
+                      tb.i32(0));
+      storeAccumulators(tb, y, outRows, tb.add(n0, warpCol0), N,
+                        EpilogueMode::Store, spec.addInputs,
+                        spec.mulRoutedWeight);
+      return ValueVec{};
+    };
+    tb.pipelined(expand, {});
+  });
+}
+
+} // namespace moelora

@@ -1,0 +1,302 @@
+//===- Generator.cpp - KernelSpec -> MLIR -> LLVM IR -> PTX ---------------===//
+
+#include "moelora/Codegen/Generator.h"
+#include "moelora/Codegen/KernelBuilder.h"
+
+#include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
+#include "mlir/Conversion/ControlFlowToLLVM/ControlFlowToLLVM.h"
+#include "mlir/Conversion/NVVMToLLVM/NVVMToLLVM.h"
+#include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/ControlFlow/IR/ControlFlow.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Dialect/GPU/GPUToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/NVVM/NVVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Export.h"
+#include "mlir/Transforms/Passes.h"
+
+#include "llvm/IR/LLVMContext.h"
+#include "llvm/IR/LegacyPassManager.h"
+#include "llvm/IR/Module.h"
+#include "llvm/MC/TargetRegistry.h"
+#include "llvm/Passes/PassBuilder.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/raw_ostream.h"
+#include "llvm/Target/TargetMachine.h"
+#include "llvm/Target/TargetOptions.h"
+#include "llvm/TargetParser/Triple.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <mutex>
+
+using namespace mlir;
+
+extern "C" {
+void LLVMInitializeNVPTXTargetInfo();
+void LLVMInitializeNVPTXTarget();
+void LLVMInitializeNVPTXTargetMC();
+void LLVMInitializeNVPTXAsmPrinter();
+}
+
+namespace moelora {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double msSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+/// Per-thread MLIR context with every dialect and interface the route needs
+/// (registering them per generation costs more than the generation itself).
+MLIRContext &threadContext() {
+  thread_local std::unique_ptr<MLIRContext> ctx = [] {
+    DialectRegistry registry;
+    registry.insert<arith::ArithDialect, scf::SCFDialect, gpu::GPUDialect,
+                    LLVM::LLVMDialect, NVVM::NVVMDialect, cf::ControlFlowDialect>();
+    // Without these, convert-gpu-to-nvvm leaves arith/cf ops half converted.
+    arith::registerConvertArithToLLVMInterface(registry);
+    cf::registerConvertControlFlowToLLVMInterface(registry);
+    registerConvertNVVMToLLVMInterface(registry);
+    registerLLVMDialectTranslation(registry);
+    registerNVVMDialectTranslation(registry);
+    registerGPUDialectTranslation(registry);
+    auto c = std::make_unique<MLIRContext>(registry,
+                                           MLIRContext::Threading::DISABLED);
+    c->loadAllAvailableDialects();
+    return c;
+  }();
+  return *ctx;
+}
+
+void initNvptxOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    LLVMInitializeNVPTXTargetInfo();
+    LLVMInitializeNVPTXTarget();
+    LLVMInitializeNVPTXTargetMC();
+    LLVMInitializeNVPTXAsmPrinter();
+  });
+}
+
+std::string printOp(Operation *op) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  op->print(os);
+  return text;
+}
+
+/// Builds `gpu.module { llvm.mlir.global @moelora_smem; gpu.func @entry }`.
+gpu::GPUModuleOp buildModule(ModuleOp top, const KernelSpec &spec) {
+  MLIRContext *ctx = top.getContext();
+  OpBuilder b(ctx);
+  Location loc = FileLineColLoc::get(ctx, spec.origin.empty() ? "spec" : spec.origin, 0, 0);
+  b.setInsertionPointToEnd(top.getBody());
+  auto gpuModule = gpu::GPUModuleOp::create(b, loc, "moelora");
+  b.setInsertionPointToStart(gpuModule.getBody());
+  // Dynamic shared memory: `.extern .shared .align 16 .b8 moelora_smem[]`.
+  LLVM::GlobalOp::create(b, loc, LLVM::LLVMArrayType::get(b.getI8Type(), 0),
+                         /*isConstant=*/false, LLVM::Linkage::External,
+                         "moelora_smem", Attribute(), /*alignment=*/16,
+                         /*addrSpace=*/3);
+  SmallVector<Type> argTypes;
+  for (const KernelParam &p : kernelParams(spec.family)) {
+    switch (p.type) {
+    case ParamType::Ptr:
+      argTypes.push_back(LLVM::LLVMPointerType::get(ctx, 1));
+      break;
+    case ParamType::I32:
+      argTypes.push_back(b.getI32Type());
+      break;
+    case ParamType::I64:
+      argTypes.push_back(b.getI64Type());
+      break;
+    }
+  }
+  auto func = gpu::GPUFuncOp::create(b, loc, spec.entryName(),
+                                     FunctionType::get(ctx, argTypes, {}));
+  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  func.setKnownBlockSizeAttr(
+      b.getDenseI32ArrayAttr({spec.threads(), 1, 1}));
+  Block &entry = func.getBody().front();
+  b.setInsertionPointToStart(&entry);
+  TileBuilder tb(b, loc, spec);
+  KernelArgs args{entry.getArguments()};
+  switch (spec.family) {
+  case KernelFamily::OneShot:
+    buildOneShotKernel(tb, args);
+    break;
+  case KernelFamily::SmallBatch:
+    buildSmallBatchKernel(tb, args);
+    break;
+  case KernelFamily::Shrink:
+  case KernelFamily::Expand:
+    buildGroupedGemmKernel(tb, args);
+    break;
+  case KernelFamily::AlignBlockSize:
+    buildAlignBlockSizeKernel(tb, args);
+    break;
+  }
+  gpu::ReturnOp::create(b, loc);
+  return gpuModule;
+}
+
+Status lowerToLLVMDialect(ModuleOp top) {
+  PassManager pm(top.getContext());
+  OpPassManager &gpm = pm.nest<gpu::GPUModuleOp>();
+  gpm.addPass(createSCFToControlFlowPass());
+  ConvertGpuOpsToNVVMOpsOptions nvvmOptions;
+  nvvmOptions.indexBitwidth = 64;
+  gpm.addPass(createConvertGpuOpsToNVVMOps(nvvmOptions));
+  gpm.addPass(createCanonicalizerPass());
+  gpm.addPass(createCSEPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+  std::string diag;
+  {
+    ScopedDiagnosticHandler handler(top.getContext(), [&](Diagnostic &d) {
+      diag += d.str() + "\n";
+      return success();
+    });
+    if (failed(pm.run(top)))
+      return makeError("MLIR lowering failed: " + diag);
+  }
+  return Status::ok();
+}
+
+int parsePtxVersion(const std::string &ptx) {
+  auto pos = ptx.find(".version ");
+  if (pos == std::string::npos)
+    return 0;
+  int major = 0, minor = 0;
+  if (std::sscanf(ptx.c_str() + pos + 9, "%d.%d", &major, &minor) != 2)
+    return 0;
+  return major * 10 + minor;
+}
+
+} // namespace
+
+int sharedMemoryBytes(const KernelSpec &spec) {
+  switch (spec.family) {
+  case KernelFamily::OneShot:
+    return oneShotSharedBytes(spec);
+  case KernelFamily::SmallBatch:
+    return smallBatchSharedBytes(spec);
+  case KernelFamily::Shrink:
+  case KernelFamily::Expand:
+    return groupedGemmSharedBytes(spec);
+  case KernelFamily::AlignBlockSize:
+    return alignBlockSizeSharedBytes(spec);
+  }
+  return 0;
+}
+
+Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
+                                         const GenerateOptions &options) {
+  GeneratedKernel out;
+  out.entryName = spec.entryName();
+  out.threads = spec.threads();
+  out.sharedBytes = sharedMemoryBytes(spec);
+  auto fail = [&](const std::string &what) {
+    return makeError(fmt::format("{}: {}", spec.cacheKey(), what));
+  };
+
+  // 1. Build the MLIR module.
+  auto t0 = Clock::now();
+  MLIRContext &ctx = threadContext();
+  OwningOpRef<ModuleOp> top = ModuleOp::create(UnknownLoc::get(&ctx));
+  gpu::GPUModuleOp gpuModule = buildModule(*top, spec);
+  {
+    std::string diag;
+    ScopedDiagnosticHandler handler(&ctx, [&](Diagnostic &d) {
+      diag += d.str() + "\n";
+      return success();
+    });
+    if (failed(verify(*top)))
+      return fail("generated MLIR does not verify: " + diag);
+  }
+  if (options.dumpIR)
+    out.dumps.emplace_back("mlir-built", printOp(*top));
+  out.buildMs = msSince(t0);
+
+  // 2. MLIR passes down to the LLVM + NVVM dialects.
+  t0 = Clock::now();
+  if (Status s = lowerToLLVMDialect(*top); !s)
+    return fail(s.error().message);
+  if (options.dumpIR)
+    out.dumps.emplace_back("mlir-llvm", printOp(*top));
+  llvm::LLVMContext llvmCtx;
+  std::unique_ptr<llvm::Module> llvmModule =
+      translateModuleToLLVMIR(gpuModule, llvmCtx, "moelora");
+  if (!llvmModule)
+    return fail("translation to LLVM IR failed");
+  out.lowerMs = msSince(t0);
+
+  // 3. LLVM O3 and the NVPTX backend.
+  t0 = Clock::now();
+  initNvptxOnce();
+  llvm::Triple triple("nvptx64-nvidia-cuda");
+  std::string err;
+  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(triple, err);
+  if (!target)
+    return fail("NVPTX target unavailable: " + err);
+  std::string cpu = fmt::format("sm_{}", spec.sm);
+  std::string features =
+      options.ptxVersion ? fmt::format("+ptx{}", options.ptxVersion) : "";
+  std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(
+      triple, cpu, features, llvm::TargetOptions(), std::nullopt,
+      std::nullopt, llvm::CodeGenOptLevel::Aggressive));
+  llvmModule->setTargetTriple(triple);
+  llvmModule->setDataLayout(tm->createDataLayout());
+  if (options.dumpIR) {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    llvmModule->print(os, nullptr);
+    out.dumps.emplace_back("llvm-ir", text);
+  }
+  {
+    llvm::LoopAnalysisManager lam;
+    llvm::FunctionAnalysisManager fam;
+    llvm::CGSCCAnalysisManager cgam;
+    llvm::ModuleAnalysisManager mam;
+    llvm::PassBuilder pb(tm.get());
+    pb.registerModuleAnalyses(mam);
+    pb.registerCGSCCAnalyses(cgam);
+    pb.registerFunctionAnalyses(fam);
+    pb.registerLoopAnalyses(lam);
+    pb.crossRegisterProxies(lam, fam, cgam, mam);
+    llvm::ModulePassManager mpm =
+        pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3);
+    mpm.run(*llvmModule, mam);
+  }
+  if (options.dumpIR) {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    llvmModule->print(os, nullptr);
+    out.dumps.emplace_back("llvm-ir-optimized", text);
+  }
+  llvm::SmallString<0> ptx;
+  {
+    llvm::raw_svector_ostream os(ptx);
+    llvm::legacy::PassManager pm;
+    if (tm->addPassesToEmitFile(pm, os, nullptr,
+                                llvm::CodeGenFileType::AssemblyFile))
+      return fail("NVPTX backend cannot emit assembly");
+    pm.run(*llvmModule);
+  }
+  out.ptx = std::string(ptx.str());
+  out.ptxVersion = parsePtxVersion(out.ptx);
+  out.emitMs = msSince(t0);
+  return out;
+}
+
+} // namespace moelora

@@ -1,0 +1,520 @@
+//===- TileBuilder.cpp - The shared tile layer ----------------------------===//
+
+#include "moelora/Codegen/TileBuilder.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+using namespace mlir;
+
+namespace moelora {
+
+namespace {
+enum SregKind { kCtaid, kNctaid };
+} // namespace
+
+int copyVectorElems(int elems) {
+  if (elems % 8 == 0)
+    return 8;
+  if (elems % 4 == 0)
+    return 4;
+  return 2;
+}
+
+TileBuilder::TileBuilder(OpBuilder &builder, Location loc,
+                         const KernelSpec &spec)
+    : b(builder), location(loc), kernelSpec(spec) {
+  // Ids and the shared base are made once at the entry, where they dominate
+  // every region the builders open later.
+  tidValue = NVVM::ThreadIdXOp::create(b, location, i32Type());
+  laneValue = arith::AndIOp::create(b, location, tidValue, i32(31));
+  warpValue = arith::ShRUIOp::create(b, location, tidValue, i32(5));
+  sharedBaseValue = LLVM::AddressOfOp::create(b, location, sharedPtrType(),
+                                              StringRef("moelora_smem"));
+}
+
+// ---- Types ----
+Type TileBuilder::i1Type() { return b.getI1Type(); }
+Type TileBuilder::i32Type() { return b.getI32Type(); }
+Type TileBuilder::i64Type() { return b.getI64Type(); }
+Type TileBuilder::f32Type() { return b.getF32Type(); }
+Type TileBuilder::elementType() {
+  return kernelSpec.dtype == DType::BF16 ? Type(b.getBF16Type())
+                                         : Type(b.getF16Type());
+}
+Type TileBuilder::globalPtrType() {
+  return LLVM::LLVMPointerType::get(b.getContext(), 1);
+}
+Type TileBuilder::sharedPtrType() {
+  return LLVM::LLVMPointerType::get(b.getContext(), 3);
+}
+
+// ---- Scalars ----
+Value TileBuilder::i32(int64_t v) {
+  return arith::ConstantOp::create(b, location, b.getI32IntegerAttr(v));
+}
+Value TileBuilder::i64(int64_t v) {
+  return arith::ConstantOp::create(b, location, b.getI64IntegerAttr(v));
+}
+Value TileBuilder::f32(double v) {
+  return arith::ConstantOp::create(b, location, b.getF32FloatAttr(v));
+}
+Value TileBuilder::boolean(bool v) {
+  return arith::ConstantOp::create(b, location, b.getBoolAttr(v));
+}
+Value TileBuilder::add(Value x, Value y) {
+  return arith::AddIOp::create(b, location, x, y);
+}
+Value TileBuilder::sub(Value x, Value y) {
+  return arith::SubIOp::create(b, location, x, y);
+}
+Value TileBuilder::mul(Value x, Value y) {
+  return arith::MulIOp::create(b, location, x, y);
+}
+Value TileBuilder::divU(Value x, Value y) {
+  return arith::DivUIOp::create(b, location, x, y);
+}
+Value TileBuilder::remU(Value x, Value y) {
+  return arith::RemUIOp::create(b, location, x, y);
+}
+Value TileBuilder::divS(Value x, Value y) {
+  return arith::DivSIOp::create(b, location, x, y);
+}
+Value TileBuilder::minS(Value x, Value y) {
+  return arith::MinSIOp::create(b, location, x, y);
+}
+Value TileBuilder::maxS(Value x, Value y) {
+  return arith::MaxSIOp::create(b, location, x, y);
+}
+Value TileBuilder::ceilDiv(Value x, Value y) {
+  return divU(add(x, sub(y, i32(1))), y);
+}
+Value TileBuilder::eq(Value x, Value y) {
+  return arith::CmpIOp::create(b, location, arith::CmpIPredicate::eq, x, y);
+}
+Value TileBuilder::ne(Value x, Value y) {
+  return arith::CmpIOp::create(b, location, arith::CmpIPredicate::ne, x, y);
+}
+Value TileBuilder::lt(Value x, Value y) {
+  return arith::CmpIOp::create(b, location, arith::CmpIPredicate::slt, x, y);
+}
+Value TileBuilder::le(Value x, Value y) {
+  return arith::CmpIOp::create(b, location, arith::CmpIPredicate::sle, x, y);
+}
+Value TileBuilder::ge(Value x, Value y) {
+  return arith::CmpIOp::create(b, location, arith::CmpIPredicate::sge, x, y);
+}
+Value TileBuilder::land(Value x, Value y) {
+  return arith::AndIOp::create(b, location, x, y);
+}
+Value TileBuilder::lor(Value x, Value y) {
+  return arith::OrIOp::create(b, location, x, y);
+}
+Value TileBuilder::lnot(Value x) {
+  return arith::XOrIOp::create(b, location, x, boolean(true));
+}
+Value TileBuilder::select(Value c, Value x, Value y) {
+  return arith::SelectOp::create(b, location, c, x, y);
+}
+Value TileBuilder::toI64(Value v) {
+  if (v.getType().isInteger(64))
+    return v;
+  return arith::ExtSIOp::create(b, location, i64Type(), v);
+}
+Value TileBuilder::fadd(Value x, Value y) {
+  return arith::AddFOp::create(b, location, x, y);
+}
+Value TileBuilder::fmul(Value x, Value y) {
+  return arith::MulFOp::create(b, location, x, y);
+}
+
+// ---- Ids ----
+Value TileBuilder::sreg(int kind, int dim) {
+  Type t = i32Type();
+  switch (kind * 3 + dim) {
+  case kCtaid * 3 + 0:
+    return NVVM::BlockIdXOp::create(b, location, t);
+  case kCtaid * 3 + 1:
+    return NVVM::BlockIdYOp::create(b, location, t);
+  case kCtaid * 3 + 2:
+    return NVVM::BlockIdZOp::create(b, location, t);
+  case kNctaid * 3 + 0:
+    return NVVM::GridDimXOp::create(b, location, t);
+  case kNctaid * 3 + 1:
+    return NVVM::GridDimYOp::create(b, location, t);
+  default:
+    return NVVM::GridDimZOp::create(b, location, t);
+  }
+}
+
+Value TileBuilder::threadId() { return tidValue; }
+Value TileBuilder::blockId(int dim) { return sreg(kCtaid, dim); }
+Value TileBuilder::gridDim(int dim) { return sreg(kNctaid, dim); }
+Value TileBuilder::laneId() { return laneValue; }
+Value TileBuilder::warpId() { return warpValue; }
+
+// ---- Memory ----
+Value TileBuilder::gep(Value base, Value index, Type elem) {
+  return LLVM::GEPOp::create(b, location, base.getType(), elem, base,
+                             ValueRange{index});
+}
+Value TileBuilder::load(Type type, Value ptr) {
+  return LLVM::LoadOp::create(b, location, type, ptr);
+}
+void TileBuilder::store(Value value, Value ptr) {
+  LLVM::StoreOp::create(b, location, value, ptr);
+}
+Value TileBuilder::loadI32(Value base, Value index) {
+  return load(i32Type(), gep(base, index, i32Type()));
+}
+Value TileBuilder::loadPtr(Value base, Value index) {
+  return load(globalPtrType(), gep(base, index, globalPtrType()));
+}
+Value TileBuilder::shared(int64_t byteOffset) {
+  if (byteOffset == 0)
+    return sharedBaseValue;
+  return gep(sharedBaseValue, i32(byteOffset), b.getI8Type());
+}
+Value TileBuilder::sharedOffset(Value base, Value byteOffset) {
+  return gep(base, byteOffset, b.getI8Type());
+}
+
+// ---- Control flow ----
+void TileBuilder::ifThen(Value cond, const std::function<void()> &then) {
+  auto ifOp = scf::IfOp::create(b, location, cond, /*withElseRegion=*/false);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  // Values cached outside the region stay valid (they dominate it).
+  then();
+}
+
+ValueVec TileBuilder::forLoop(
+    Value lb, Value ub, Value step, ValueRange init,
+    const std::function<ValueVec(Value, ValueRange)> &body) {
+  auto forOp = scf::ForOp::create(
+      b, location, lb, ub, step, init,
+      [&](OpBuilder &nested, Location loc, Value iv, ValueRange args) {
+        ValueVec yielded = body(iv, args);
+        scf::YieldOp::create(nested, loc, yielded);
+      });
+  return ValueVec(forOp.getResults().begin(), forOp.getResults().end());
+}
+
+void TileBuilder::barrier() { NVVM::Barrier0Op::create(b, location); }
+
+// ---- Tiles ----
+TileCopyPlan TileBuilder::planTileCopy(int rows, int cols, int vecElems,
+                                       int pitch, const TileRows &source) {
+  TileCopyPlan plan;
+  plan.vecElems = vecElems;
+  const int chunksPerRow = cols / vecElems;
+  const int total = rows * chunksPerRow;
+  const int threads = kernelSpec.threads();
+  plan.totalChunks = total;
+  for (int first = 0; first < total; first += threads) {
+    TileCopyPlan::Chunk c;
+    c.first = first;
+    c.guarded = first + threads > total;
+    Value chunk = add(threadId(), i32(first));
+    if (c.guarded) // keep the row index in range for the address math
+      chunk = minS(chunk, i32(total - 1));
+    Value row = divU(chunk, i32(chunksPerRow));
+    c.colInTile = mul(remU(chunk, i32(chunksPerRow)), i32(vecElems));
+    c.rowPtr = source.rowBase(row);
+    c.rowValid = source.rowValid ? source.rowValid(row) : boolean(true);
+    c.smemIndex = add(mul(row, i32(pitch)), c.colInTile);
+    plan.chunks.push_back(c);
+  }
+  return plan;
+}
+
+void TileBuilder::issueTileCopy(const TileCopyPlan &plan, Value smemTile,
+                                Value colStart, Value colLimit) {
+  const int bytes = plan.vecElems * kElementBytes;
+  auto modifier = bytes == 16 ? NVVM::LoadCacheModifierKind::CG
+                              : NVVM::LoadCacheModifierKind::CA;
+  Type elem = elementType();
+  for (const TileCopyPlan::Chunk &c : plan.chunks) {
+    auto emit = [&] {
+      Value col = add(colStart, c.colInTile);
+      Value valid = c.rowValid;
+      Value srcBytes = i32(bytes);
+      if (colLimit) {
+        // Bytes left in the row at this column, clamped to [0, bytes].
+        Value left = mul(sub(colLimit, col), i32(kElementBytes));
+        srcBytes = minS(maxS(left, i32(0)), i32(bytes));
+        valid = land(valid, lt(col, colLimit));
+      }
+      srcBytes = select(valid, srcBytes, i32(0));
+      // Masked chunks still need a mapped address: column 0 of a valid row.
+      Value safeCol = select(valid, col, i32(0));
+      Value src = gep(c.rowPtr, safeCol, elem);
+      Value dst = gep(smemTile, c.smemIndex, elem);
+      NVVM::CpAsyncOp::create(b, location, dst, src, bytes, modifier,
+                              srcBytes);
+    };
+    if (c.guarded)
+      ifThen(lt(add(threadId(), i32(c.first)),
+                i32(plan.totalChunks)),
+             emit);
+    else
+      emit();
+  }
+}
+
+void TileBuilder::commitGroup() {
+  NVVM::CpAsyncCommitGroupOp::create(b, location);
+}
+void TileBuilder::waitGroup(int pending) {
+  NVVM::CpAsyncWaitGroupOp::create(b, location, pending);
+}
+
+ValueVec TileBuilder::pipelined(const PipelineLoop &loop, ValueRange init) {
+  const int stages = loop.stages;
+  if (stages <= 1) {
+    // One buffer: copy, wait, use, and keep the buffer until all warps are
+    // done with it.
+    return forLoop(i32(0), loop.count, i32(1), init,
+                   [&](Value iter, ValueRange carried) {
+                     loop.issue(iter, i32(0));
+                     commitGroup();
+                     waitGroup(0);
+                     barrier();
+                     ValueVec out = loop.consume(iter, i32(0), carried);
+                     barrier();
+                     return out;
+                   });
+  }
+  // Prologue: iterations 0 .. stages-2 in flight. Every step commits a
+  // group (possibly empty) so that wait_group counts stay uniform.
+  for (int s = 0; s < stages - 1; ++s) {
+    ifThen(lt(i32(s), loop.count), [&] { loop.issue(i32(s), i32(s)); });
+    commitGroup();
+  }
+  ValueVec result = forLoop(
+      i32(0), loop.count, i32(1), init, [&](Value iter, ValueRange carried) {
+        // Iteration `iter` has landed for this thread; the barrier makes it
+        // visible to all and proves buffer (iter-1) % stages is free.
+        waitGroup(stages - 2);
+        barrier();
+        Value next = add(iter, i32(stages - 1));
+        ifThen(lt(next, loop.count),
+               [&] { loop.issue(next, remU(next, i32(stages))); });
+        commitGroup();
+        return loop.consume(iter, remU(iter, i32(stages)), carried);
+      });
+  waitGroup(0);
+  barrier();
+  return result;
+}
+
+static Type structOf(OpBuilder &b, Type elem, int n) {
+  SmallVector<Type> fields(n, elem);
+  return LLVM::LLVMStructType::getLiteral(b.getContext(), fields);
+}
+
+std::array<Value, 4> TileBuilder::loadFragA(Value smemTile, int pitch,
+                                            Value row0, Value k0) {
+  // ldmatrix.x4: lanes 0-15 address rows 0-15 at k0, lanes 16-31 rows 0-15
+  // at k0+8; matrices come back as a0 (rows 0-7, k 0-7), a1 (rows 8-15),
+  // a2 (rows 0-7, k 8-15), a3.
+  Value lane = laneId();
+  Value row = add(row0, arith::AndIOp::create(b, location, lane, i32(15)));
+  Value k = add(k0, mul(arith::ShRUIOp::create(b, location, lane, i32(4)),
+                        i32(8)));
+  Value ptr = gep(smemTile, add(mul(row, i32(pitch)), k), elementType());
+  Value res = NVVM::LdMatrixOp::create(
+      b, location, structOf(b, i32Type(), 4), ptr, 4, NVVM::MMALayout::row,
+      NVVM::LdStMatrixShapeAttr::get(b.getContext(), 8, 8),
+      NVVM::LdStMatrixEltType::B16);
+  std::array<Value, 4> out;
+  for (int i = 0; i < 4; ++i)
+    out[i] = LLVM::ExtractValueOp::create(b, location, res, i);
+  return out;
+}
+
+std::array<Value, 4> TileBuilder::loadFragB2(Value smemTile, int pitch,
+                                             Value n0, Value k0) {
+  // Matrices: (n0.., k0), (n0.., k0+8), (n0+8.., k0), (n0+8.., k0+8).
+  Value lane = laneId();
+  Value n = add(n0, add(arith::AndIOp::create(b, location, lane, i32(7)),
+                        mul(arith::ShRUIOp::create(b, location, lane, i32(4)),
+                            i32(8))));
+  Value kHalf = arith::AndIOp::create(
+      b, location, arith::ShRUIOp::create(b, location, lane, i32(3)), i32(1));
+  Value k = add(k0, mul(kHalf, i32(8)));
+  Value ptr = gep(smemTile, add(mul(n, i32(pitch)), k), elementType());
+  Value res = NVVM::LdMatrixOp::create(
+      b, location, structOf(b, i32Type(), 4), ptr, 4, NVVM::MMALayout::row,
+      NVVM::LdStMatrixShapeAttr::get(b.getContext(), 8, 8),
+      NVVM::LdStMatrixEltType::B16);
+  std::array<Value, 4> out;
+  for (int i = 0; i < 4; ++i)
+    out[i] = LLVM::ExtractValueOp::create(b, location, res, i);
+  return out;
+}
+
+std::array<Value, 2> TileBuilder::loadFragB1(Value smemTile, int pitch,
+                                             Value n0, Value k0) {
+  // ldmatrix.x2: lanes 0-7 give rows n0.. at k0, lanes 8-15 at k0+8 (the
+  // addresses of lanes 16-31 are ignored but must be valid).
+  Value lane = laneId();
+  Value n = add(n0, arith::AndIOp::create(b, location, lane, i32(7)));
+  Value kHalf = arith::AndIOp::create(
+      b, location, arith::ShRUIOp::create(b, location, lane, i32(3)), i32(1));
+  Value k = add(k0, mul(kHalf, i32(8)));
+  Value ptr = gep(smemTile, add(mul(n, i32(pitch)), k), elementType());
+  Value res = NVVM::LdMatrixOp::create(
+      b, location, structOf(b, i32Type(), 2), ptr, 2, NVVM::MMALayout::row,
+      NVVM::LdStMatrixShapeAttr::get(b.getContext(), 8, 8),
+      NVVM::LdStMatrixEltType::B16);
+  return {LLVM::ExtractValueOp::create(b, location, res, 0),
+          LLVM::ExtractValueOp::create(b, location, res, 1)};
+}
+
+void TileBuilder::mma(ArrayRef<Value> a, ArrayRef<Value> bFrag,
+                      MutableArrayRef<Value> acc) {
+  bool isBf16 = kernelSpec.dtype == DType::BF16;
+  auto ptxType = isBf16 ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16;
+  auto cast = [&](Value v) -> Value {
+    if (isBf16)
+      return v; // bf16 pairs travel as i32
+    return LLVM::BitcastOp::create(b, location,
+                                   VectorType::get({2}, b.getF16Type()), v);
+  };
+  SmallVector<Value> aOps, bOps;
+  for (Value v : a)
+    aOps.push_back(cast(v));
+  for (Value v : bFrag)
+    bOps.push_back(cast(v));
+  Value res = NVVM::MmaOp::create(
+      b, location, structOf(b, f32Type(), 4), aOps, bOps,
+      SmallVector<Value>(acc.begin(), acc.end()), {16, 8, 16}, std::nullopt,
+      std::nullopt, std::array<NVVM::MMATypes, 2>{ptxType, ptxType},
+      std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                     NVVM::MMALayout::col});
+  for (int i = 0; i < 4; ++i)
+    acc[i] = LLVM::ExtractValueOp::create(b, location, res, i);
+}
+
+void TileBuilder::mmaFromShared(Accumulators &acc, Value aTile, int aPitch,
+                                Value aRow0, Value bTile, int bPitch,
+                                Value bRow0, Value k0, int kSteps) {
+  SmallVector<std::array<Value, 4>> aFrags;
+  for (int mt = 0; mt < acc.mTiles; ++mt)
+    for (int ks = 0; ks < kSteps; ++ks)
+      aFrags.push_back(loadFragA(aTile, aPitch, add(aRow0, i32(16 * mt)),
+                                 add(k0, i32(16 * ks))));
+  mmaWithFragA(acc, aFrags, kSteps, bTile, bPitch, bRow0, k0);
+}
+
+void TileBuilder::mmaWithFragA(Accumulators &acc,
+                               ArrayRef<std::array<Value, 4>> aFrags,
+                               int kSteps, Value bTile, int bPitch,
+                               Value bRow0, Value k0) {
+  for (int ks = 0; ks < kSteps; ++ks) {
+    Value k = add(k0, i32(16 * ks));
+    for (int nt = 0; nt < acc.nTiles; nt += 2) {
+      Value n = add(bRow0, i32(8 * nt));
+      std::array<Value, 4> bf;
+      bool pair = nt + 1 < acc.nTiles;
+      if (pair) {
+        bf = loadFragB2(bTile, bPitch, n, k);
+      } else {
+        auto one = loadFragB1(bTile, bPitch, n, k);
+        bf = {one[0], one[1], Value(), Value()};
+      }
+      for (int mt = 0; mt < acc.mTiles; ++mt) {
+        const auto &a = aFrags[mt * kSteps + ks];
+        Value *c0 = &acc.at(mt, nt, 0);
+        mma(a, {bf[0], bf[1]}, MutableArrayRef<Value>(c0, 4));
+        if (pair) {
+          Value *c1 = &acc.at(mt, nt + 1, 0);
+          mma(a, {bf[2], bf[3]}, MutableArrayRef<Value>(c1, 4));
+        }
+      }
+    }
+  }
+}
+
+void TileBuilder::reduceAccumulators(Accumulators &acc, Value smem,
+                                     int groups, Value group, Value rowBase,
+                                     int tileRows, int tileCols) {
+  auto slot = [&](Value g, int mt, int nt, int i) {
+    Value row = add(rowBase, accRow(mt, i));
+    Value index = add(mul(add(mul(g, i32(tileRows)), row), i32(tileCols)),
+                      accCol(nt, i));
+    return gep(smem, index, f32Type());
+  };
+  for (int mt = 0; mt < acc.mTiles; ++mt)
+    for (int nt = 0; nt < acc.nTiles; ++nt)
+      for (int i = 0; i < 4; ++i)
+        store(acc.at(mt, nt, i), slot(group, mt, nt, i));
+  barrier();
+  for (int mt = 0; mt < acc.mTiles; ++mt)
+    for (int nt = 0; nt < acc.nTiles; ++nt)
+      for (int i = 0; i < 4; ++i) {
+        Value sum = load(f32Type(), slot(i32(0), mt, nt, i));
+        for (int g = 1; g < groups; ++g)
+          sum = fadd(sum, load(f32Type(), slot(i32(g), mt, nt, i)));
+        acc.at(mt, nt, i) = sum;
+      }
+  barrier();
+}
+
+Accumulators TileBuilder::zeroAccumulators(int mTiles, int nTiles) {
+  Accumulators acc;
+  acc.mTiles = mTiles;
+  acc.nTiles = nTiles;
+  Value zero = f32(0.0);
+  acc.values.assign(mTiles * nTiles * 4, zero);
+  return acc;
+}
+
+Value TileBuilder::toElement(Value f) {
+  return arith::TruncFOp::create(b, location, elementType(), f);
+}
+Value TileBuilder::fromElement(Value t) {
+  return arith::ExtFOp::create(b, location, f32Type(), t);
+}
+
+std::array<Value, 4> TileBuilder::accumulatorsToFragA(Accumulators &acc,
+                                                      int mt, int j) {
+  auto pack = [&](Value lo, Value hi) -> Value {
+    Type vecType = VectorType::get({2}, elementType());
+    Value v = LLVM::UndefOp::create(b, location, vecType);
+    v = LLVM::InsertElementOp::create(b, location, v, toElement(lo), i32(0));
+    v = LLVM::InsertElementOp::create(b, location, v, toElement(hi), i32(1));
+    return LLVM::BitcastOp::create(b, location, i32Type(), v);
+  };
+  // a0: rows g, k 0-7 (tile 2j c0,c1); a1: rows g+8 (tile 2j c2,c3);
+  // a2: rows g, k 8-15 (tile 2j+1 c0,c1); a3: rows g+8 (tile 2j+1 c2,c3).
+  return {pack(acc.at(mt, 2 * j, 0), acc.at(mt, 2 * j, 1)),
+          pack(acc.at(mt, 2 * j, 2), acc.at(mt, 2 * j, 3)),
+          pack(acc.at(mt, 2 * j + 1, 0), acc.at(mt, 2 * j + 1, 1)),
+          pack(acc.at(mt, 2 * j + 1, 2), acc.at(mt, 2 * j + 1, 3))};
+}
+
+Value TileBuilder::accRow(int mt, int i) {
+  Value g = arith::ShRUIOp::create(b, location, laneId(), i32(2));
+  return add(g, i32(mt * 16 + 8 * (i / 2)));
+}
+Value TileBuilder::accCol(int nt, int i) {
+  Value tig = arith::AndIOp::create(b, location, laneId(), i32(3));
+  return add(mul(tig, i32(2)), i32(nt * 8 + i % 2));
+}
+
+void TileBuilder::storeOutput(Value ptr, Value value, bool addInputs) {
+  if (addInputs)
+    value = fadd(fromElement(load(elementType(), ptr)), value);
+  store(toElement(value), ptr);
+}
+
+void TileBuilder::atomicAddOutput(Value ptr, Value value) {
+  LLVM::AtomicRMWOp::create(b, location, LLVM::AtomicBinOp::fadd, ptr,
+                            toElement(value), LLVM::AtomicOrdering::monotonic);
+}
+
+} // namespace moelora

@@ -1,0 +1,68 @@
+//===- KernelAbi.cpp - Parameter lists of the generated kernels -----------===//
+
+#include "moelora/Spec/KernelAbi.h"
+
+namespace moelora {
+
+std::string_view toString(ParamType t) {
+  switch (t) {
+  case ParamType::Ptr:
+    return "ptr";
+  case ParamType::I32:
+    return "i32";
+  case ParamType::I64:
+    return "i64";
+  }
+  return "?";
+}
+
+static const std::vector<KernelParam> kGemmParams = {
+    {"x", ParamType::Ptr},
+    {"x_stride", ParamType::I64},
+    {"lora_a_ptrs", ParamType::Ptr},
+    {"a_stride_l", ParamType::I64},
+    {"a_stride_e", ParamType::I64},
+    {"a_stride_r", ParamType::I64},
+    {"lora_b_ptrs", ParamType::Ptr},
+    {"b_stride_l", ParamType::I64},
+    {"b_stride_e", ParamType::I64},
+    {"b_stride_n", ParamType::I64},
+    {"out", ParamType::Ptr},
+    {"out_stride", ParamType::I64},
+    {"topk_weights", ParamType::Ptr},
+    {"sorted_token_ids", ParamType::Ptr},
+    {"expert_ids", ParamType::Ptr},
+    {"num_tokens_post_padded", ParamType::Ptr},
+    {"token_lora_mapping", ParamType::Ptr},
+    {"lora_ids", ParamType::Ptr},
+    {"adapter_enabled", ParamType::Ptr},
+    {"inter_slice_stride", ParamType::I64},
+    {"num_pairs", ParamType::I32},
+    {"top_k", ParamType::I32},
+    {"N", ParamType::I32},
+    {"K", ParamType::I32},
+    {"EM", ParamType::I32},
+    {"max_loras", ParamType::I32},
+    {"npid", ParamType::I32},
+    {"tiles_per_item", ParamType::I32},
+    {"out_col_offset", ParamType::I32},
+};
+
+static const std::vector<KernelParam> kAlignParams = {
+    {"topk_ids", ParamType::Ptr},
+    {"token_lora_mapping", ParamType::Ptr},
+    {"sorted_token_ids", ParamType::Ptr},
+    {"expert_ids", ParamType::Ptr},
+    {"num_tokens_post_padded", ParamType::Ptr},
+    {"num_pairs", ParamType::I32},
+    {"top_k", ParamType::I32},
+    {"num_experts", ParamType::I32},
+    {"EM", ParamType::I32},
+    {"max_loras", ParamType::I32},
+};
+
+const std::vector<KernelParam> &kernelParams(KernelFamily family) {
+  return family == KernelFamily::AlignBlockSize ? kAlignParams : kGemmParams;
+}
+
+} // namespace moelora
