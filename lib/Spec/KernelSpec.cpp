@@ -1,0 +1,153 @@
+//===- KernelSpec.cpp - Names, keys and derived values of a KernelSpec ----===//
+//
+// The cache key and the entry name are the identity of a compiled kernel:
+// the JIT cache, the ahead-of-time bundles and the runtime's symbol lookup all
+// depend on them, so both are built from every field that changes the
+// generated code and nothing else (`origin` is provenance, not identity).
+//
+//===----------------------------------------------------------------------===//
+
+#include "moelora/Spec/KernelSpec.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <tuple>
+
+// Header-only mode: the hash is tiny, and inlining it keeps libxxhash out of
+// the link interface that moelora_spec exports to find_package(moelora) users.
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+namespace moelora {
+
+std::string_view toString(KernelFamily f) {
+  switch (f) {
+  case KernelFamily::OneShot:
+    return "one_shot";
+  case KernelFamily::SmallBatch:
+    return "small_batch";
+  case KernelFamily::Shrink:
+    return "shrink";
+  case KernelFamily::Expand:
+    return "expand";
+  case KernelFamily::AlignBlockSize:
+    return "align_block_size";
+  }
+  return "unknown";
+}
+
+std::string_view toString(DType d) {
+  switch (d) {
+  case DType::F16:
+    return "fp16";
+  case DType::BF16:
+    return "bf16";
+  }
+  return "unknown";
+}
+
+std::optional<KernelFamily> parseKernelFamily(std::string_view s) {
+  for (KernelFamily f :
+       {KernelFamily::OneShot, KernelFamily::SmallBatch, KernelFamily::Shrink,
+        KernelFamily::Expand, KernelFamily::AlignBlockSize})
+    if (toString(f) == s)
+      return f;
+  return std::nullopt;
+}
+
+std::optional<DType> parseDType(std::string_view s) {
+  for (DType d : {DType::F16, DType::BF16})
+    if (toString(d) == s)
+      return d;
+  return std::nullopt;
+}
+
+std::optional<int> parseTarget(std::string_view s) {
+  constexpr std::string_view prefix = "sm_";
+  if (s.size() <= prefix.size() || s.substr(0, prefix.size()) != prefix)
+    return std::nullopt;
+  std::string_view digits = s.substr(prefix.size());
+  // from_chars alone would accept a leading '-' and stop at trailing junk;
+  // the target must be digits only.
+  if (!std::all_of(digits.begin(), digits.end(),
+                   [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  int value = 0;
+  auto [end, ec] =
+      std::from_chars(digits.data(), digits.data() + digits.size(), value);
+  if (ec != std::errc() || end != digits.data() + digits.size())
+    return std::nullopt;
+  return value;
+}
+
+int KernelSpec::blockR() const {
+  // Tensor-core tiles need at least 16 rows; rows >= rank are masked.
+  int r = 16;
+  while (r < rank)
+    r *= 2;
+  return r;
+}
+
+bool KernelSpec::evenK() const {
+  // Unknown K must be handled by masked loads, so it is never "even".
+  return k.has_value() && blockK > 0 && *k % blockK == 0;
+}
+
+std::string KernelSpec::cacheKey() const {
+  // Fixed field order and spelling: this text is hashed into entry names and
+  // used as the JIT cache key, so changing it invalidates every cache.
+  // even_k is derived from K and BLOCK_SIZE_K but listed anyway so that the
+  // key states the compile-time choice explicitly.
+  return fmt::format("{};{};sm_{};R={};K={};BM={};BN={};BK={};GM={};SK={};"
+                     "W={};S={};sorted={:d};mrw={:d};add={:d};slices={};"
+                     "npid={};even_k={:d}",
+                     toString(family), toString(dtype), sm, rank,
+                     k ? std::to_string(*k) : std::string("*"), blockM, blockN,
+                     blockK, groupSizeM, splitK, numWarps, numStages, sorted,
+                     mulRoutedWeight, addInputs, numSlices, npid, evenK());
+}
+
+std::string KernelSpec::entryName() const {
+  // The readable part names every field of the cache key (fields at their
+  // default value are omitted, which keeps the mapping injective because an
+  // omitted token always means the default). So distinct keys give distinct
+  // names by construction; the hash suffix is a short fingerprint of the key
+  // that tools can match against a cache without parsing the name.
+  std::string name = fmt::format("moelora_{}_{}_sm{}_r{}_k{}_m{}n{}k{}",
+                                 toString(family), toString(dtype), sm, rank,
+                                 k ? std::to_string(*k) : std::string("any"),
+                                 blockM, blockN, blockK);
+  if (groupSizeM != 1)
+    name += fmt::format("_g{}", groupSizeM);
+  if (splitK != 1)
+    name += fmt::format("_sk{}", splitK);
+  name += fmt::format("_w{}s{}_{}", numWarps, numStages,
+                      sorted ? "sorted" : "naive");
+  if (mulRoutedWeight)
+    name += "_mrw";
+  if (addInputs)
+    name += "_add";
+  name += fmt::format("_s{}", numSlices);
+  if (npid != 0)
+    name += fmt::format("_npid{}", npid);
+  std::string key = cacheKey();
+  uint64_t hash = XXH3_64bits(key.data(), key.size());
+  name += fmt::format("_h{:08x}", static_cast<uint32_t>(hash));
+  return name;
+}
+
+bool operator==(const KernelSpec &a, const KernelSpec &b) {
+  // Same fields as cacheKey(): two specs are equal exactly when they compile
+  // to the same kernel, wherever they were written.
+  auto fields = [](const KernelSpec &s) {
+    return std::tie(s.family, s.dtype, s.sm, s.rank, s.k, s.blockM, s.blockN,
+                    s.blockK, s.groupSizeM, s.splitK, s.numWarps, s.numStages,
+                    s.sorted, s.mulRoutedWeight, s.addInputs, s.numSlices,
+                    s.npid);
+  };
+  return fields(a) == fields(b);
+}
+
+} // namespace moelora

@@ -1,0 +1,823 @@
+//===- SpecParser.cpp - YAML tiling specs -> validated KernelSpecs --------===//
+//
+// Two kinds of checks, with different consequences:
+//  - field checks look at one value on its own (unknown field, wrong type,
+//    value outside the field's allowed set). They fail the whole parse: a
+//    typo would otherwise silently remove kernels from a bundle.
+//  - cross-field rules (validateSpec) depend on a combination of values. In a
+//    sweep some combinations are expected to be invalid, so those points are
+//    returned as RejectedSpec; an entry without any list has exactly one
+//    point, and a rule violation there is an error.
+//
+// Every message is "<file>:<line>:<col>: <field>: <what>; allowed: <values>"
+// so editors can jump to it and the user sees what to write instead.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moelora/Spec/SpecParser.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <climits>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <unordered_set>
+
+namespace fs = std::filesystem;
+
+namespace moelora {
+namespace {
+
+/// Schema fields, in the order of the documented schema. This order is also
+/// the sweep nesting order (first field outermost), so it must not change.
+enum class Field {
+  Name,
+  Kernel,
+  DType,
+  Target,
+  Rank,
+  K,
+  BlockM,
+  BlockN,
+  BlockK,
+  GroupSizeM,
+  SplitK,
+  NumWarps,
+  NumStages,
+  Metadata,
+  MulRoutedWeight,
+  AddInputs,
+  NumSlices,
+  Npid,
+};
+constexpr size_t kNumFields = static_cast<size_t>(Field::Npid) + 1;
+
+enum class ValueKind { Text, Enum, Int, Bool };
+
+struct FieldInfo {
+  std::string_view name;
+  ValueKind kind;
+  std::string_view allowed;
+};
+
+constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
+    {"name", ValueKind::Text, "a string"},
+    {"kernel", ValueKind::Enum,
+     "one_shot, small_batch, shrink, expand, align_block_size"},
+    {"dtype", ValueKind::Enum, "fp16, bf16"},
+    {"target", ValueKind::Enum, "sm_80, sm_86, sm_89, sm_90"},
+    {"rank", ValueKind::Int, "integer >= 1"},
+    {"K", ValueKind::Int, "integer >= 1"},
+    {"BLOCK_SIZE_M", ValueKind::Int, "power of two >= 16"},
+    {"BLOCK_SIZE_N", ValueKind::Int, "power of two >= 16"},
+    {"BLOCK_SIZE_K", ValueKind::Int, "power of two >= 16"},
+    {"GROUP_SIZE_M", ValueKind::Int, "integer >= 1"},
+    {"SPLIT_K", ValueKind::Int, "integer >= 1"},
+    {"num_warps", ValueKind::Int, "1, 2, 4, 8, 16"},
+    {"num_stages", ValueKind::Int, "1..8"},
+    {"metadata", ValueKind::Enum, "naive, sorted"},
+    {"MUL_ROUTED_WEIGHT", ValueKind::Bool, "true, false"},
+    {"ADD_INPUTS", ValueKind::Bool, "true, false"},
+    {"num_slices", ValueKind::Int, "1..8"},
+    {"NPID", ValueKind::Int, "integer >= 0 (0 = runtime argument)"},
+}};
+
+const FieldInfo &info(Field f) { return kFieldInfo[static_cast<size_t>(f)]; }
+
+std::optional<Field> lookupField(std::string_view name) {
+  for (size_t i = 0; i < kNumFields; ++i)
+    if (kFieldInfo[i].name == name)
+      return static_cast<Field>(i);
+  return std::nullopt;
+}
+
+std::string allFieldNames() {
+  std::string out;
+  for (const FieldInfo &fi : kFieldInfo) {
+    if (!out.empty())
+      out += ", ";
+    out += fi.name;
+  }
+  return out;
+}
+
+constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};
+constexpr int kMinBlock = 16;
+/// K is optional; an absent K travels through the sweep as this value, which
+/// no parsed K can take (K >= 1).
+constexpr int kNoK = 0;
+
+bool isPowerOfTwo(long long v) { return v > 0 && (v & (v - 1)) == 0; }
+
+/// Range check of one integer field value on its own. Empty when allowed.
+/// Shared by the parser (per value) and validateSpec (per spec) so both
+/// report the same wording.
+std::string checkIntValue(Field f, long long v) {
+  switch (f) {
+  case Field::Rank:
+  case Field::K:
+  case Field::GroupSizeM:
+  case Field::SplitK:
+    return v >= 1 ? "" : fmt::format("{} is below the minimum 1", v);
+  case Field::BlockM:
+  case Field::BlockN:
+  case Field::BlockK:
+    if (v < kMinBlock)
+      return fmt::format("{} is below the minimum {}", v, kMinBlock);
+    return isPowerOfTwo(v) ? "" : fmt::format("{} is not a power of two", v);
+  case Field::NumWarps:
+    return (v == 1 || v == 2 || v == 4 || v == 8 || v == 16)
+               ? ""
+               : fmt::format("{} is not a supported warp count", v);
+  case Field::NumStages:
+  case Field::NumSlices:
+    return (v >= 1 && v <= 8) ? "" : fmt::format("{} is out of range", v);
+  case Field::Npid:
+    return v >= 0 ? "" : fmt::format("{} is negative", v);
+  default:
+    return "";
+  }
+}
+
+std::string reasonText(Field f, std::string_view what) {
+  return fmt::format("{}: {}; allowed: {}", info(f).name, what,
+                     info(f).allowed);
+}
+
+std::string reasonText(Field f, std::string_view what,
+                       std::string_view allowed) {
+  return fmt::format("{}: {}; allowed: {}", info(f).name, what, allowed);
+}
+
+/// 1-based "line:col" prefix of a diagnostic.
+std::string at(const std::string &file, const YAML::Mark &m) {
+  return fmt::format("{}:{}:{}: ", file, m.line + 1, m.column + 1);
+}
+
+Error locatedError(const std::string &file, const YAML::Mark &m,
+                   std::string_view field, std::string_view what,
+                   std::string_view allowed) {
+  return makeError(
+      fmt::format("{}{}: {}; allowed: {}", at(file, m), field, what, allowed));
+}
+
+const char *nodeKindName(const YAML::Node &n) {
+  switch (n.Type()) {
+  case YAML::NodeType::Map:
+    return "a mapping";
+  case YAML::NodeType::Sequence:
+    return "a list";
+  case YAML::NodeType::Null:
+    return "nothing";
+  default:
+    return "a scalar";
+  }
+}
+
+/// One field as written in an entry or inherited from `defaults:`.
+struct FieldSource {
+  YAML::Node key;
+  YAML::Node value;
+  bool fromDefaults = false;
+
+  /// yaml-cpp marks an empty value at the next token, which may be on a
+  /// later line; the key is where the user has to look.
+  YAML::Mark mark() const { return value.IsNull() ? key.Mark() : value.Mark(); }
+};
+
+/// Absent fields are nullopt. Entries override defaults by emplace(), never
+/// by assigning a YAML::Node: yaml-cpp's Node::operator= writes through to
+/// the node it refers to, which would rewrite `defaults:` for later entries.
+using FieldSources = std::array<std::optional<FieldSource>, kNumFields>;
+
+class EntryParser {
+public:
+  explicit EntryParser(const std::string &file) : file(file) {}
+
+  /// Reads the keys of `map` into `sources` (later calls override earlier
+  /// ones, which is how an entry overrides `defaults:`).
+  Status collect(const YAML::Node &map, bool fromDefaults,
+                 FieldSources &sources) const {
+    std::unordered_set<std::string> seen;
+    for (const auto &kv : map) {
+      const YAML::Node &key = kv.first;
+      if (!key.IsScalar())
+        return locatedError(file, key.Mark(), "<key>",
+                            fmt::format("field names must be scalars, got {}",
+                                        nodeKindName(key)),
+                            allFieldNames());
+      const std::string &name = key.Scalar();
+      std::optional<Field> f = lookupField(name);
+      if (!f)
+        return locatedError(file, key.Mark(), name, "unknown field",
+                            allFieldNames());
+      // yaml-cpp keeps both copies of a repeated key; which one wins would be
+      // an accident of lookup order, so refuse it.
+      if (!seen.insert(name).second)
+        return locatedError(file, key.Mark(), name, "duplicate field",
+                            "each field at most once per mapping");
+      sources[static_cast<size_t>(*f)].emplace(
+          FieldSource{key, kv.second, fromDefaults});
+    }
+    return Status::ok();
+  }
+
+  /// Parses one scalar of field `f` into its integer encoding (enums as
+  /// their underlying value, bools as 0/1).
+  Expected<int> parseScalar(Field f, const YAML::Node &node,
+                            const YAML::Mark &mark) const {
+    const FieldInfo &fi = info(f);
+    if (node.IsNull())
+      return locatedError(file, mark, fi.name, "missing value", fi.allowed);
+    if (!node.IsScalar())
+      return locatedError(file, mark, fi.name,
+                          fmt::format("wrong type: expected a scalar, got {}",
+                                      nodeKindName(node)),
+                          fi.allowed);
+    const std::string &text = node.Scalar();
+    // yaml-cpp tags quoted scalars "!" and plain ones "?": "16" in quotes is
+    // a string, and accepting it as a number would hide a quoting mistake.
+    bool quoted = node.Tag() == "!";
+    switch (fi.kind) {
+    case ValueKind::Text:
+      return 0;
+    case ValueKind::Enum: {
+      std::optional<int> value;
+      if (f == Field::Kernel) {
+        if (auto k = parseKernelFamily(text))
+          value = static_cast<int>(*k);
+      } else if (f == Field::DType) {
+        if (auto d = parseDType(text))
+          value = static_cast<int>(*d);
+      } else if (f == Field::Target) {
+        auto sm = parseTarget(text);
+        if (sm &&
+            std::find(kTargets.begin(), kTargets.end(), *sm) != kTargets.end())
+          value = *sm;
+      } else if (f == Field::Metadata) {
+        if (text == "naive")
+          value = 0;
+        else if (text == "sorted")
+          value = 1;
+      }
+      if (!value)
+        return locatedError(file, mark, fi.name,
+                            fmt::format("unknown value '{}'", text),
+                            fi.allowed);
+      return *value;
+    }
+    case ValueKind::Bool: {
+      // The YAML 1.2 core schema spellings only; yaml-cpp would also take
+      // yes/no/on/off, which read as strings to most people.
+      if (!quoted && (text == "true" || text == "True" || text == "TRUE"))
+        return 1;
+      if (!quoted && (text == "false" || text == "False" || text == "FALSE"))
+        return 0;
+      return locatedError(
+          file, mark, fi.name,
+          fmt::format("wrong type: expected a boolean, got '{}'", text),
+          fi.allowed);
+    }
+    case ValueKind::Int: {
+      long long v = 0;
+      const char *begin = text.data();
+      const char *end = begin + text.size();
+      auto [ptr, ec] = std::from_chars(begin, end, v);
+      if (quoted || text.empty() || ec == std::errc::invalid_argument ||
+          ptr != end)
+        return locatedError(
+            file, mark, fi.name,
+            fmt::format("wrong type: expected an integer, got {}'{}'",
+                        quoted ? "the string " : "", text),
+            fi.allowed);
+      if (ec == std::errc::result_out_of_range || v > INT_MAX || v < INT_MIN)
+        return locatedError(file, mark, fi.name,
+                            fmt::format("{} is out of range", text),
+                            fi.allowed);
+      std::string wrong = checkIntValue(f, v);
+      if (!wrong.empty())
+        return locatedError(file, mark, fi.name, wrong, fi.allowed);
+      return static_cast<int>(v);
+    }
+    }
+    return 0;
+  }
+
+  /// All values of one field (one for a scalar, several for a sweep list).
+  Expected<std::vector<int>> parseValues(Field f,
+                                         const FieldSource &src) const {
+    const FieldInfo &fi = info(f);
+    std::vector<int> values;
+    if (!src.value.IsSequence()) {
+      Expected<int> v = parseScalar(f, src.value, src.mark());
+      if (!v)
+        return v.error();
+      values.push_back(*v);
+      return values;
+    }
+    if (src.value.size() == 0)
+      return locatedError(file, src.mark(), fi.name,
+                          "empty list (a sweep needs at least one value)",
+                          fi.allowed);
+    for (const YAML::Node &item : src.value) {
+      Expected<int> v = parseScalar(f, item, item.Mark());
+      if (!v)
+        return v.error();
+      values.push_back(*v);
+    }
+    return values;
+  }
+
+  /// Expands one entry (merged over `defaults`) into `out`.
+  /// `seen` holds the cache keys already in `out`.
+  Status parseEntry(const YAML::Node &entry, const YAML::Node *defaults,
+                    SpecSet &out, std::unordered_set<std::string> &seen) const {
+    if (!entry.IsMap())
+      return locatedError(file, entry.Mark(), "kernels",
+                          fmt::format("each entry must be a mapping, got {}",
+                                      nodeKindName(entry)),
+                          allFieldNames());
+    FieldSources sources;
+    if (defaults)
+      if (Status s = collect(*defaults, /*fromDefaults=*/true, sources); !s)
+        return s;
+    if (Status s = collect(entry, /*fromDefaults=*/false, sources); !s)
+      return s;
+
+    const std::optional<FieldSource> &nameSrc =
+        sources[static_cast<size_t>(Field::Name)];
+    if (nameSrc && !nameSrc->value.IsScalar())
+      return locatedError(
+          file, nameSrc->mark(), "name",
+          fmt::format("expected a single string (names are not swept), got {}",
+                      nodeKindName(nameSrc->value)),
+          info(Field::Name).allowed);
+
+    if (!sources[static_cast<size_t>(Field::Kernel)])
+      return locatedError(file, entry.Mark(), "kernel",
+                          "missing required field",
+                          info(Field::Kernel).allowed);
+
+    // Parse every field; absent ones take the KernelSpec default. Fields are
+    // visited in schema order, so the kernel values are known at rank.
+    const KernelSpec defaultSpec;
+    std::array<std::vector<int>, kNumFields> dims;
+    bool isSweep = false;
+    for (size_t i = 0; i < kNumFields; ++i) {
+      Field f = static_cast<Field>(i);
+      const std::optional<FieldSource> &src = sources[i];
+      if (f == Field::Name) {
+        dims[i] = {0};
+        continue;
+      }
+      if (f == Field::Rank) {
+        const std::vector<int> &families =
+            dims[static_cast<size_t>(Field::Kernel)];
+        auto notAlign =
+            std::find_if(families.begin(), families.end(), [](int v) {
+              return static_cast<KernelFamily>(v) !=
+                     KernelFamily::AlignBlockSize;
+            });
+        // align_block_size has no rank. A rank inherited from `defaults:` is
+        // meant for the other entries: it neither applies here nor makes
+        // the entry a sweep.
+        if (notAlign == families.end() && (!src || src->fromDefaults)) {
+          dims[i] = {0};
+          continue;
+        }
+        if (!src)
+          return locatedError(
+              file, entry.Mark(), "rank",
+              fmt::format("missing required field (kernel {})",
+                          toString(static_cast<KernelFamily>(*notAlign))),
+              info(Field::Rank).allowed);
+      }
+      if (!src) {
+        dims[i] = {defaultValue(f, defaultSpec)};
+        continue;
+      }
+      isSweep |= src->value.IsSequence();
+      Expected<std::vector<int>> values = parseValues(f, *src);
+      if (!values)
+        return values.error();
+      dims[i] = values.take();
+    }
+
+    const std::optional<FieldSource> &rankSrc =
+        sources[static_cast<size_t>(Field::Rank)];
+    std::string origin = fmt::format("{}:{}", file, entry.Mark().line + 1);
+
+    // Odometer over the dimensions; the last field turns fastest, so the
+    // first field in schema order is the outermost loop.
+    std::array<size_t, kNumFields> idx{};
+    while (true) {
+      KernelSpec spec;
+      for (size_t i = 0; i < kNumFields; ++i)
+        apply(static_cast<Field>(i), dims[i][idx[i]], spec);
+      // The same rule for align_block_size points of a sweep that mixes
+      // families. A rank written in the entry itself is kept, and
+      // validateSpec rejects it.
+      if (spec.family == KernelFamily::AlignBlockSize &&
+          (!rankSrc || rankSrc->fromDefaults))
+        spec.rank = 0;
+      spec.origin = origin;
+
+      std::string reason = validateSpec(spec);
+      if (!reason.empty() && !isSweep)
+        return makeError(at(file, entry.Mark()) + reason);
+      // Sweeps can produce the same kernel twice (e.g. the ignored rank
+      // above); the first point wins.
+      if (seen.insert(spec.cacheKey()).second) {
+        if (reason.empty())
+          out.specs.push_back(std::move(spec));
+        else
+          out.rejected.push_back(RejectedSpec{std::move(spec), reason});
+      }
+
+      size_t i = kNumFields;
+      while (i > 0) {
+        --i;
+        if (++idx[i] < dims[i].size())
+          break;
+        idx[i] = 0;
+        if (i == 0)
+          return Status::ok();
+      }
+    }
+  }
+
+private:
+  static int defaultValue(Field f, const KernelSpec &d) {
+    switch (f) {
+    case Field::Name:
+      return 0;
+    case Field::Kernel:
+      return static_cast<int>(d.family);
+    case Field::DType:
+      return static_cast<int>(d.dtype);
+    case Field::Target:
+      return d.sm;
+    case Field::Rank:
+      return d.rank;
+    case Field::K:
+      return d.k.value_or(kNoK);
+    case Field::BlockM:
+      return d.blockM;
+    case Field::BlockN:
+      return d.blockN;
+    case Field::BlockK:
+      return d.blockK;
+    case Field::GroupSizeM:
+      return d.groupSizeM;
+    case Field::SplitK:
+      return d.splitK;
+    case Field::NumWarps:
+      return d.numWarps;
+    case Field::NumStages:
+      return d.numStages;
+    case Field::Metadata:
+      return d.sorted ? 1 : 0;
+    case Field::MulRoutedWeight:
+      return d.mulRoutedWeight ? 1 : 0;
+    case Field::AddInputs:
+      return d.addInputs ? 1 : 0;
+    case Field::NumSlices:
+      return d.numSlices;
+    case Field::Npid:
+      return d.npid;
+    }
+    return 0;
+  }
+
+  static void apply(Field f, int v, KernelSpec &s) {
+    switch (f) {
+    case Field::Name:
+      break;
+    case Field::Kernel:
+      s.family = static_cast<KernelFamily>(v);
+      break;
+    case Field::DType:
+      s.dtype = static_cast<DType>(v);
+      break;
+    case Field::Target:
+      s.sm = v;
+      break;
+    case Field::Rank:
+      s.rank = v;
+      break;
+    case Field::K:
+      s.k = v == kNoK ? std::nullopt : std::optional<int>(v);
+      break;
+    case Field::BlockM:
+      s.blockM = v;
+      break;
+    case Field::BlockN:
+      s.blockN = v;
+      break;
+    case Field::BlockK:
+      s.blockK = v;
+      break;
+    case Field::GroupSizeM:
+      s.groupSizeM = v;
+      break;
+    case Field::SplitK:
+      s.splitK = v;
+      break;
+    case Field::NumWarps:
+      s.numWarps = v;
+      break;
+    case Field::NumStages:
+      s.numStages = v;
+      break;
+    case Field::Metadata:
+      s.sorted = v != 0;
+      break;
+    case Field::MulRoutedWeight:
+      s.mulRoutedWeight = v != 0;
+      break;
+    case Field::AddInputs:
+      s.addInputs = v != 0;
+      break;
+    case Field::NumSlices:
+      s.numSlices = v;
+      break;
+    case Field::Npid:
+      s.npid = v;
+      break;
+    }
+  }
+
+  const std::string &file;
+};
+
+void mergeInto(SpecSet &dst, SpecSet &&src,
+               std::unordered_set<std::string> &seen) {
+  for (KernelSpec &s : src.specs)
+    if (seen.insert(s.cacheKey()).second)
+      dst.specs.push_back(std::move(s));
+  for (RejectedSpec &r : src.rejected)
+    if (seen.insert(r.spec.cacheKey()).second)
+      dst.rejected.push_back(std::move(r));
+}
+
+constexpr std::string_view kTopLevelAllowed = "kernels, defaults";
+constexpr std::string_view kFileShape =
+    "a mapping with a `kernels:` list (and optional `defaults:`), or a single "
+    "kernel entry";
+
+} // namespace
+
+std::string validateSpec(const KernelSpec &spec) {
+  if (std::find(kTargets.begin(), kTargets.end(), spec.sm) == kTargets.end())
+    return reasonText(Field::Target,
+                      fmt::format("sm_{} is not a supported target", spec.sm));
+
+  if (spec.family == KernelFamily::AlignBlockSize) {
+    if (spec.rank != 0)
+      return reasonText(
+          Field::Rank,
+          fmt::format("align_block_size takes no rank (got {})", spec.rank),
+          "omit rank for align_block_size");
+  } else if (spec.rank < 1) {
+    return reasonText(Field::Rank,
+                      fmt::format("{} needs rank >= 1 (got {})",
+                                  toString(spec.family), spec.rank));
+  }
+  if (spec.k)
+    if (std::string w = checkIntValue(Field::K, *spec.k); !w.empty())
+      return reasonText(Field::K, w);
+
+  const std::pair<Field, int> plain[] = {{Field::BlockM, spec.blockM},
+                                         {Field::BlockN, spec.blockN},
+                                         {Field::BlockK, spec.blockK},
+                                         {Field::GroupSizeM, spec.groupSizeM},
+                                         {Field::SplitK, spec.splitK},
+                                         {Field::NumWarps, spec.numWarps},
+                                         {Field::NumStages, spec.numStages},
+                                         {Field::NumSlices, spec.numSlices},
+                                         {Field::Npid, spec.npid}};
+  for (auto [f, v] : plain)
+    if (std::string w = checkIntValue(f, v); !w.empty())
+      return reasonText(f, w);
+
+  // Split-K needs an atomically accumulated, zero-initialised output; only
+  // the shrink kernel writes such an intermediate.
+  if (spec.splitK > 1 && spec.family != KernelFamily::Shrink)
+    return reasonText(Field::SplitK,
+                      fmt::format("SPLIT_K > 1 is only supported by shrink "
+                                  "(got {} for {})",
+                                  spec.splitK, toString(spec.family)),
+                      fmt::format("1 for {}", toString(spec.family)));
+
+  if (spec.family == KernelFamily::OneShot &&
+      (spec.rank > kMaxOneShotRank || spec.blockR() > kMaxOneShotRank))
+    // The fused kernel holds r (BLOCK_M x BLOCK_R) in registers between its
+    // two dots, which bounds BLOCK_R. vLLM asserts R <= 128 at run time;
+    // moelora refuses the variant here and routes larger ranks to
+    // shrink + expand.
+    return reasonText(
+        Field::Rank,
+        fmt::format("{} is too large: one_shot supports rank <= {}; use "
+                    "shrink/expand",
+                    spec.rank, kMaxOneShotRank),
+        fmt::format("1..{} for one_shot", kMaxOneShotRank));
+
+  if (spec.family == KernelFamily::SmallBatch) {
+    // The small-batch kernel walks (pair, slice, n-chunk) work items
+    // directly from topk_ids; it has no sorted-metadata variant.
+    if (spec.sorted)
+      return reasonText(Field::Metadata,
+                        "small_batch requires naive metadata (got sorted)",
+                        "naive for small_batch");
+    if (spec.rank > kMaxSmallBatchRank)
+      return reasonText(
+          Field::Rank,
+          fmt::format("{} is too large: small_batch supports "
+                      "rank <= {}",
+                      spec.rank, kMaxSmallBatchRank),
+          fmt::format("1..{} for small_batch", kMaxSmallBatchRank));
+  }
+
+  if (spec.family == KernelFamily::OneShot ||
+      spec.family == KernelFamily::Shrink ||
+      spec.family == KernelFamily::Expand) {
+    // Warps are laid out along M first (one 16-row MMA tile each), the rest
+    // along N; each warp along N must own at least one 8-column MMA tile or
+    // it has nothing to compute.
+    int warpsM = std::max(1, std::min(spec.numWarps, spec.blockM / 16));
+    int warpsN = spec.numWarps / warpsM;
+    if (spec.blockN / warpsN < 8)
+      return reasonText(
+          Field::BlockN,
+          fmt::format("{} columns over {} warps along N leaves {} per warp, "
+                      "less than one 8-column MMA tile (BLOCK_SIZE_M {}, "
+                      "num_warps {})",
+                      spec.blockN, warpsN, spec.blockN / warpsN, spec.blockM,
+                      spec.numWarps),
+          fmt::format("power of two >= {} with BLOCK_SIZE_M {} and "
+                      "num_warps {}",
+                      std::max(kMinBlock, 8 * warpsN), spec.blockM,
+                      spec.numWarps));
+  }
+  return "";
+}
+
+Expected<SpecSet> parseSpecText(const std::string &text,
+                                const std::string &fileName) {
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(text);
+  } catch (const YAML::Exception &e) {
+    return makeError(
+        fmt::format("{}invalid YAML: {}", at(fileName, e.mark), e.msg));
+  }
+  if (docs.empty() || docs[0].IsNull())
+    return makeError(fmt::format("{}:1:1: kernels: the file has no kernel "
+                                 "entries; allowed: {}",
+                                 fileName, kFileShape));
+  if (docs.size() > 1)
+    return makeError(fmt::format("{}invalid YAML: expected one document, "
+                                 "found {}",
+                                 at(fileName, docs[1].Mark()), docs.size()));
+
+  const YAML::Node &root = docs[0];
+  if (!root.IsMap())
+    return locatedError(fileName, root.Mark(), "kernels",
+                        fmt::format("the top level must be a mapping, got {}",
+                                    nodeKindName(root)),
+                        kFileShape);
+
+  SpecSet result;
+  EntryParser parser(fileName);
+  try {
+    if (!root["kernels"]) {
+      if (root["defaults"])
+        return locatedError(fileName, root.Mark(), "kernels",
+                            "missing required field (`defaults:` applies to "
+                            "the entries of a `kernels:` list)",
+                            "a list of kernel entries");
+      std::unordered_set<std::string> seenKeys;
+      if (Status s = parser.parseEntry(root, nullptr, result, seenKeys); !s)
+        return s.error();
+      return result;
+    }
+
+    // Held in optionals and bound with emplace(): assigning to a YAML::Node
+    // that already refers to a node overwrites that node's content.
+    std::optional<YAML::Node> kernels, defaults;
+    YAML::Mark kernelsKeyMark;
+    std::unordered_set<std::string> seen;
+    for (const auto &kv : root) {
+      std::string name = kv.first.IsScalar() ? kv.first.Scalar() : "<key>";
+      if (name != "kernels" && name != "defaults")
+        return locatedError(fileName, kv.first.Mark(), name,
+                            "unknown top-level field", kTopLevelAllowed);
+      if (!seen.insert(name).second)
+        return locatedError(fileName, kv.first.Mark(), name, "duplicate field",
+                            kTopLevelAllowed);
+      if (name == "kernels") {
+        kernels.emplace(kv.second);
+        kernelsKeyMark = kv.first.Mark();
+        continue;
+      }
+      defaults.emplace(kv.second);
+      if (!defaults->IsMap())
+        return locatedError(
+            fileName, defaults->IsNull() ? kv.first.Mark() : defaults->Mark(),
+            "defaults",
+            fmt::format("expected a mapping, got {}", nodeKindName(*defaults)),
+            allFieldNames());
+    }
+    if (!kernels->IsSequence() || kernels->size() == 0)
+      return locatedError(
+          fileName, kernels->IsNull() ? kernelsKeyMark : kernels->Mark(),
+          "kernels",
+          kernels->IsSequence()
+              ? std::string("empty list")
+              : fmt::format("expected a list, got {}", nodeKindName(*kernels)),
+          "a non-empty list of kernel entries");
+    // Validate `defaults:` on its own first so that an error in it is
+    // reported once, at its own location, even before any entry uses it.
+    if (defaults) {
+      FieldSources ignored;
+      if (Status s = parser.collect(*defaults, true, ignored); !s)
+        return s.error();
+    }
+    const YAML::Node *defaultsNode = defaults ? &*defaults : nullptr;
+    std::unordered_set<std::string> seenKeys;
+    for (const YAML::Node &entry : *kernels)
+      if (Status s = parser.parseEntry(entry, defaultsNode, result, seenKeys);
+          !s)
+        return s.error();
+  } catch (const YAML::Exception &e) {
+    // Node accessors only throw on programming errors here, but a library
+    // boundary must not leak exceptions.
+    return makeError(
+        fmt::format("{}invalid YAML: {}", at(fileName, e.mark), e.msg));
+  }
+  return result;
+}
+
+Expected<SpecSet> parseSpecFile(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return makeError(fmt::format("{}: cannot open file", path));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad())
+    return makeError(fmt::format("{}: read error", path));
+  return parseSpecText(text.str(), path);
+}
+
+Expected<SpecSet> parseSpecPaths(const std::vector<std::string> &paths) {
+  std::vector<std::string> files;
+  for (const std::string &p : paths) {
+    std::error_code ec;
+    fs::file_status st = fs::status(p, ec);
+    if (!fs::exists(st))
+      return makeError(fmt::format("{}: no such file or directory", p));
+    if (!fs::is_directory(st)) {
+      // A file named explicitly is read whatever its extension.
+      files.push_back(p);
+      continue;
+    }
+    std::vector<std::string> found;
+    fs::recursive_directory_iterator it(p, ec), end;
+    for (; !ec && it != end; it.increment(ec)) {
+      if (!it->is_regular_file(ec))
+        continue;
+      std::string ext = it->path().extension().string();
+      if (ext == ".yaml" || ext == ".yml")
+        found.push_back(it->path().string());
+    }
+    if (ec)
+      return makeError(
+          fmt::format("{}: cannot list directory: {}", p, ec.message()));
+    // Directory order is file-system dependent; sorting makes the merged
+    // order (and which duplicate's origin is kept) reproducible.
+    std::sort(found.begin(), found.end());
+    files.insert(files.end(), found.begin(), found.end());
+  }
+
+  SpecSet merged;
+  std::unordered_set<std::string> seenKeys;
+  std::unordered_set<std::string> seenFiles;
+  for (const std::string &f : files) {
+    std::error_code ec;
+    fs::path canonical = fs::weakly_canonical(f, ec);
+    if (!seenFiles.insert(ec ? f : canonical.string()).second)
+      continue;
+    Expected<SpecSet> one = parseSpecFile(f);
+    if (!one)
+      return one.error();
+    mergeInto(merged, one.take(), seenKeys);
+  }
+  return merged;
+}
+
+} // namespace moelora

@@ -1,0 +1,731 @@
+//===- SpecParserTest.cpp - YAML specs, sweeps, errors, default set -------===//
+
+#include "moelora/Spec/SpecParser.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <tuple>
+
+#include <unistd.h>
+
+using namespace moelora;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kAllFields =
+    "name, kernel, dtype, target, rank, K, BLOCK_SIZE_M, BLOCK_SIZE_N, "
+    "BLOCK_SIZE_K, GROUP_SIZE_M, SPLIT_K, num_warps, num_stages, metadata, "
+    "MUL_ROUTED_WEIGHT, ADD_INPUTS, num_slices, NPID";
+const std::string kFamilies =
+    "one_shot, small_batch, shrink, expand, align_block_size";
+
+SpecSet parseOk(const std::string &text) {
+  Expected<SpecSet> r = parseSpecText(text, "t.yaml");
+  if (!r) {
+    ADD_FAILURE() << "unexpected error: " << r.error().message;
+    return {};
+  }
+  return r.take();
+}
+
+std::string parseError(const std::string &text) {
+  Expected<SpecSet> r = parseSpecText(text, "t.yaml");
+  if (r) {
+    ADD_FAILURE() << "expected an error, got " << r->specs.size() << " specs";
+    return "";
+  }
+  return r.error().message;
+}
+
+std::string sourcePath(const std::string &rel) {
+  return std::string(MOELORA_SOURCE_DIR) + "/" + rel;
+}
+
+//===----------------------------------------------------------------------===//
+// Valid specs
+//===----------------------------------------------------------------------===//
+
+TEST(SpecParserTest, SingleEntryAllFields) {
+  SpecSet set = parseOk(R"(name: w2_down
+kernel: shrink
+dtype: fp16
+target: sm_86
+rank: 256
+K: 1408
+BLOCK_SIZE_M: 32
+BLOCK_SIZE_N: 64
+BLOCK_SIZE_K: 128
+GROUP_SIZE_M: 8
+SPLIT_K: 4
+num_warps: 8
+num_stages: 5
+metadata: sorted
+MUL_ROUTED_WEIGHT: true
+ADD_INPUTS: false
+num_slices: 3
+NPID: 2
+)");
+  ASSERT_EQ(set.specs.size(), 1u);
+  EXPECT_TRUE(set.rejected.empty());
+  const KernelSpec &s = set.specs[0];
+  EXPECT_EQ(s.family, KernelFamily::Shrink);
+  EXPECT_EQ(s.dtype, DType::F16);
+  EXPECT_EQ(s.sm, 86);
+  EXPECT_EQ(s.rank, 256);
+  EXPECT_EQ(s.k, 1408);
+  EXPECT_EQ(s.blockM, 32);
+  EXPECT_EQ(s.blockN, 64);
+  EXPECT_EQ(s.blockK, 128);
+  EXPECT_EQ(s.groupSizeM, 8);
+  EXPECT_EQ(s.splitK, 4);
+  EXPECT_EQ(s.numWarps, 8);
+  EXPECT_EQ(s.numStages, 5);
+  EXPECT_TRUE(s.sorted);
+  EXPECT_TRUE(s.mulRoutedWeight);
+  EXPECT_FALSE(s.addInputs);
+  EXPECT_EQ(s.numSlices, 3);
+  EXPECT_EQ(s.npid, 2);
+  EXPECT_EQ(s.origin, "t.yaml:1");
+}
+
+TEST(SpecParserTest, OmittedFieldsTakeKernelSpecDefaults) {
+  SpecSet set = parseOk("kernel: one_shot\nrank: 32\n");
+  ASSERT_EQ(set.specs.size(), 1u);
+  KernelSpec expected;
+  expected.rank = 32;
+  EXPECT_TRUE(set.specs[0] == expected);
+  EXPECT_FALSE(set.specs[0].k.has_value());
+}
+
+TEST(SpecParserTest, KernelsListWithOrigins) {
+  SpecSet set = parseOk(R"(kernels:
+  - kernel: one_shot
+    rank: 16
+  - kernel: expand
+    rank: 256
+)");
+  ASSERT_EQ(set.specs.size(), 2u);
+  EXPECT_EQ(set.specs[0].family, KernelFamily::OneShot);
+  EXPECT_EQ(set.specs[0].origin, "t.yaml:2");
+  EXPECT_EQ(set.specs[1].family, KernelFamily::Expand);
+  EXPECT_EQ(set.specs[1].origin, "t.yaml:4");
+}
+
+TEST(SpecParserTest, BooleanSpellings) {
+  SpecSet set = parseOk(R"(kernel: one_shot
+rank: 16
+MUL_ROUTED_WEIGHT: [true, True, TRUE, false, False, FALSE]
+)");
+  ASSERT_EQ(set.specs.size(), 2u); // duplicates collapse
+  EXPECT_TRUE(set.specs[0].mulRoutedWeight);
+  EXPECT_FALSE(set.specs[1].mulRoutedWeight);
+}
+
+/// The cartesian product follows the schema's field order (first field
+/// outermost), not the order the keys are written in.
+TEST(SpecParserTest, SweepCountAndOrder) {
+  SpecSet set = parseOk(R"(kernel: one_shot
+BLOCK_SIZE_N: [32, 64]
+rank: [8, 16]
+dtype: [bf16, fp16]
+K: 4096
+)");
+  EXPECT_TRUE(set.rejected.empty());
+  ASSERT_EQ(set.specs.size(), 8u);
+  std::vector<std::tuple<DType, int, int>> expected;
+  for (DType d : {DType::BF16, DType::F16})
+    for (int r : {8, 16})
+      for (int bn : {32, 64})
+        expected.emplace_back(d, r, bn);
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const KernelSpec &s = set.specs[i];
+    EXPECT_EQ(std::make_tuple(s.dtype, s.rank, s.blockN), expected[i])
+        << "point " << i;
+    EXPECT_EQ(s.k, 4096);
+    EXPECT_EQ(s.origin, "t.yaml:1");
+  }
+}
+
+TEST(SpecParserTest, SweepOverEveryListableField) {
+  SpecSet set = parseOk(R"(kernel: [shrink, expand]
+dtype: [bf16, fp16]
+target: [sm_80, sm_90]
+rank: [16, 256]
+K: [2048, 4096]
+BLOCK_SIZE_M: [32, 64]
+BLOCK_SIZE_N: [32, 64]
+BLOCK_SIZE_K: [32, 64]
+GROUP_SIZE_M: [1, 8]
+num_warps: [4]
+num_stages: [2, 3]
+metadata: [naive, sorted]
+MUL_ROUTED_WEIGHT: [false, true]
+ADD_INPUTS: [false, true]
+num_slices: [1, 2]
+NPID: [0, 1]
+)");
+  EXPECT_EQ(set.specs.size(), 1u << 15);
+  EXPECT_TRUE(set.rejected.empty());
+  // First point: every field at its first value; last: every field last.
+  EXPECT_EQ(set.specs.front().family, KernelFamily::Shrink);
+  EXPECT_EQ(set.specs.front().npid, 0);
+  EXPECT_EQ(set.specs[1].npid, 1);
+  EXPECT_EQ(set.specs.back().family, KernelFamily::Expand);
+  EXPECT_EQ(set.specs.back().numSlices, 2);
+}
+
+TEST(SpecParserTest, DefaultsMergeUnderEntries) {
+  SpecSet set = parseOk(R"(defaults:
+  dtype: [bf16, fp16]
+  target: sm_80
+  rank: [8, 16]
+kernels:
+  - kernel: one_shot
+    target: sm_90
+    rank: 32
+  - kernel: align_block_size
+    BLOCK_SIZE_M: 64
+)");
+  ASSERT_EQ(set.specs.size(), 4u);
+  EXPECT_TRUE(set.rejected.empty());
+  // Entry values override defaults.
+  EXPECT_EQ(set.specs[0].dtype, DType::BF16);
+  EXPECT_EQ(set.specs[1].dtype, DType::F16);
+  for (int i : {0, 1}) {
+    EXPECT_EQ(set.specs[i].sm, 90);
+    EXPECT_EQ(set.specs[i].rank, 32);
+    EXPECT_EQ(set.specs[i].origin, "t.yaml:6");
+  }
+  // align_block_size takes no rank: the default rank sweep does not apply
+  // (and does not duplicate it), the rest of the defaults do.
+  for (int i : {2, 3}) {
+    EXPECT_EQ(set.specs[i].family, KernelFamily::AlignBlockSize);
+    EXPECT_EQ(set.specs[i].rank, 0);
+    EXPECT_EQ(set.specs[i].sm, 80);
+    EXPECT_EQ(set.specs[i].blockM, 64);
+    EXPECT_EQ(set.specs[i].origin, "t.yaml:9");
+  }
+  EXPECT_EQ(set.specs[2].dtype, DType::BF16);
+  EXPECT_EQ(set.specs[3].dtype, DType::F16);
+}
+
+TEST(SpecParserTest, DuplicatePointsAreKeptOnce) {
+  SpecSet set = parseOk(R"(kernels:
+  - kernel: one_shot
+    rank: [16, 16, 32]
+  - kernel: one_shot
+    rank: 16
+)");
+  ASSERT_EQ(set.specs.size(), 2u);
+  EXPECT_EQ(set.specs[0].origin, "t.yaml:2");
+}
+
+//===----------------------------------------------------------------------===//
+// Field errors: each fails the whole parse, with file:line:col, the field and
+// the allowed values.
+//===----------------------------------------------------------------------===//
+
+TEST(SpecParserErrorTest, UnknownField) {
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nBLOCK_M: 32\n"),
+            "t.yaml:3:1: BLOCK_M: unknown field; allowed: " + kAllFields);
+  EXPECT_EQ(parseError(R"(kernels:
+  - kernel: one_shot
+    rank: 16
+    blocksize: 3
+)"),
+            "t.yaml:4:5: blocksize: unknown field; allowed: " + kAllFields);
+}
+
+TEST(SpecParserErrorTest, UnknownFieldInDefaults) {
+  EXPECT_EQ(parseError(R"(defaults:
+  warps: 4
+kernels:
+  - kernel: one_shot
+    rank: 16
+)"),
+            "t.yaml:2:3: warps: unknown field; allowed: " + kAllFields);
+}
+
+TEST(SpecParserErrorTest, UnknownTopLevelField) {
+  EXPECT_EQ(parseError(R"(kernels:
+  - kernel: one_shot
+    rank: 16
+default:
+  dtype: bf16
+)"),
+            "t.yaml:4:1: default: unknown top-level field; allowed: kernels, "
+            "defaults");
+}
+
+TEST(SpecParserErrorTest, BadFamily) {
+  EXPECT_EQ(parseError("kernel: oneshot\nrank: 16\n"),
+            "t.yaml:1:9: kernel: unknown value 'oneshot'; allowed: " +
+                kFamilies);
+}
+
+TEST(SpecParserErrorTest, BadDTypeInsideSweepList) {
+  // The column is the offending list element's.
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\ndtype: [bf16, f32]\n"),
+            "t.yaml:3:15: dtype: unknown value 'f32'; allowed: fp16, bf16");
+}
+
+TEST(SpecParserErrorTest, BadTarget) {
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\ntarget: sm_75\n"),
+            "t.yaml:3:9: target: unknown value 'sm_75'; allowed: sm_80, "
+            "sm_86, sm_89, sm_90");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\ntarget: 90\n"),
+            "t.yaml:3:9: target: unknown value '90'; allowed: sm_80, "
+            "sm_86, sm_89, sm_90");
+}
+
+TEST(SpecParserErrorTest, BlockNotPowerOfTwo) {
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nBLOCK_SIZE_N: 48\n"),
+            "t.yaml:3:15: BLOCK_SIZE_N: 48 is not a power of two; allowed: "
+            "power of two >= 16");
+}
+
+TEST(SpecParserErrorTest, BlockBelowSixteen) {
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nBLOCK_SIZE_K: 8\n"),
+            "t.yaml:3:15: BLOCK_SIZE_K: 8 is below the minimum 16; allowed: "
+            "power of two >= 16");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nBLOCK_SIZE_M: [16, 0]\n"),
+            "t.yaml:3:20: BLOCK_SIZE_M: 0 is below the minimum 16; allowed: "
+            "power of two >= 16");
+}
+
+TEST(SpecParserErrorTest, BadNumWarps) {
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nnum_warps: 3\n"),
+            "t.yaml:3:12: num_warps: 3 is not a supported warp count; "
+            "allowed: 1, 2, 4, 8, 16");
+  EXPECT_THAT(parseError("kernel: one_shot\nrank: 16\nnum_warps: 32\n"),
+              StartsWith("t.yaml:3:12: num_warps: 32 "));
+}
+
+TEST(SpecParserErrorTest, NumStagesOutOfRange) {
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nnum_stages: 9\n"),
+            "t.yaml:3:13: num_stages: 9 is out of range; allowed: 1..8");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nnum_stages: 0\n"),
+            "t.yaml:3:13: num_stages: 0 is out of range; allowed: 1..8");
+}
+
+TEST(SpecParserErrorTest, NumSlicesOutOfRange) {
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nnum_slices: 9\n"),
+            "t.yaml:3:13: num_slices: 9 is out of range; allowed: 1..8");
+}
+
+TEST(SpecParserErrorTest, WrongTypeStringWhereInt) {
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: sixteen\n"),
+            "t.yaml:2:7: rank: wrong type: expected an integer, got "
+            "'sixteen'; allowed: integer >= 1");
+  // Quoted numbers are strings in YAML.
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: \"16\"\n"),
+            "t.yaml:2:7: rank: wrong type: expected an integer, got the "
+            "string '16'; allowed: integer >= 1");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16.0\n"),
+            "t.yaml:2:7: rank: wrong type: expected an integer, got '16.0'; "
+            "allowed: integer >= 1");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nK: {a: 1}\n"),
+            "t.yaml:3:4: K: wrong type: expected a scalar, got a mapping; "
+            "allowed: integer >= 1");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: [[16]]\n"),
+            "t.yaml:2:8: rank: wrong type: expected a scalar, got a list; "
+            "allowed: integer >= 1");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 99999999999\n"),
+            "t.yaml:2:7: rank: 99999999999 is out of range; allowed: integer "
+            ">= 1");
+}
+
+TEST(SpecParserErrorTest, WrongTypeBoolean) {
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nADD_INPUTS: yes\n"),
+            "t.yaml:3:13: ADD_INPUTS: wrong type: expected a boolean, got "
+            "'yes'; allowed: true, false");
+  EXPECT_THAT(parseError("kernel: one_shot\nrank: 16\nADD_INPUTS: 1\n"),
+              StartsWith("t.yaml:3:13: ADD_INPUTS: wrong type"));
+}
+
+TEST(SpecParserErrorTest, NegativeNpid) {
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nNPID: -1\n"),
+            "t.yaml:3:7: NPID: -1 is negative; allowed: integer >= 0 (0 = "
+            "runtime argument)");
+}
+
+TEST(SpecParserErrorTest, EmptyValueAndEmptyList) {
+  // An empty value is reported at its key.
+  EXPECT_EQ(parseError("kernel: one_shot\nrank:\nK: 16\n"),
+            "t.yaml:2:1: rank: missing value; allowed: integer >= 1");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: []\n"),
+            "t.yaml:2:7: rank: empty list (a sweep needs at least one "
+            "value); allowed: integer >= 1");
+}
+
+TEST(SpecParserErrorTest, DuplicateField) {
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nrank: 32\n"),
+            "t.yaml:3:1: rank: duplicate field; allowed: each field at most "
+            "once per mapping");
+}
+
+TEST(SpecParserErrorTest, NameIsNotSwept) {
+  EXPECT_EQ(parseError("name: [a, b]\nkernel: one_shot\nrank: 16\n"),
+            "t.yaml:1:7: name: expected a single string (names are not "
+            "swept), got a list; allowed: a string");
+}
+
+TEST(SpecParserErrorTest, MalformedYaml) {
+  EXPECT_EQ(parseError("kernel: one_shot\n rank: 16\n"),
+            "t.yaml:2:6: invalid YAML: illegal map value");
+  std::string err = parseError("kernel: one_shot\nrank: [16, 32\n");
+  EXPECT_TRUE(std::regex_match(
+      err, std::regex("t\\.yaml:[0-9]+:[0-9]+: invalid YAML: .+")))
+      << err;
+}
+
+TEST(SpecParserErrorTest, FileShape) {
+  EXPECT_THAT(parseError(""), StartsWith("t.yaml:1:1: kernels: "));
+  EXPECT_THAT(parseError("- kernel: one_shot\n"),
+              StartsWith("t.yaml:1:1: kernels: the top level must be a "
+                         "mapping, got a list; allowed: "));
+  EXPECT_EQ(parseError("kernels: []\n"),
+            "t.yaml:1:10: kernels: empty list; allowed: a non-empty list of "
+            "kernel entries");
+  EXPECT_EQ(parseError("kernels:\n  - one_shot\n"),
+            "t.yaml:2:5: kernels: each entry must be a mapping, got a "
+            "scalar; allowed: " +
+                kAllFields);
+  EXPECT_THAT(parseError("defaults: {rank: 16}\n"),
+              StartsWith("t.yaml:1:1: kernels: missing required field"));
+  EXPECT_THAT(parseError("kernel: one_shot\nrank: 16\n---\nkernel: "
+                         "expand\nrank: 16\n"),
+              HasSubstr("invalid YAML: expected one document, found 2"));
+}
+
+TEST(SpecParserErrorTest, MissingKernel) {
+  EXPECT_EQ(parseError(R"(kernels:
+  - name: x
+    rank: 16
+)"),
+            "t.yaml:2:5: kernel: missing required field; allowed: " +
+                kFamilies);
+}
+
+TEST(SpecParserErrorTest, MissingRank) {
+  EXPECT_EQ(parseError("kernel: shrink\nK: 2048\n"),
+            "t.yaml:1:1: rank: missing required field (kernel shrink); "
+            "allowed: integer >= 1");
+  // align_block_size needs none.
+  SpecSet set = parseOk("kernel: align_block_size\nBLOCK_SIZE_M: 64\n");
+  ASSERT_EQ(set.specs.size(), 1u);
+  EXPECT_EQ(set.specs[0].rank, 0);
+}
+
+TEST(SpecParserErrorTest, ErrorInDefaultsPointsAtDefaults) {
+  EXPECT_EQ(parseError(R"(defaults:
+  num_warps: 5
+kernels:
+  - kernel: one_shot
+    rank: 16
+)"),
+            "t.yaml:2:14: num_warps: 5 is not a supported warp count; "
+            "allowed: 1, 2, 4, 8, 16");
+}
+
+//===----------------------------------------------------------------------===//
+// Cross-field rules: rejections in sweeps, errors for single points.
+//===----------------------------------------------------------------------===//
+
+TEST(SpecParserRuleTest, OneShotRankAbove128IsRejectedInSweep) {
+  SpecSet set = parseOk(R"(kernels:
+  - kernel: one_shot
+    rank: [64, 128, 256]
+)");
+  ASSERT_EQ(set.specs.size(), 2u);
+  ASSERT_EQ(set.rejected.size(), 1u);
+  const RejectedSpec &r = set.rejected[0];
+  EXPECT_EQ(r.spec.rank, 256);
+  EXPECT_EQ(r.spec.origin, "t.yaml:2");
+  EXPECT_THAT(r.reason, StartsWith("rank: "));
+  EXPECT_THAT(r.reason,
+              HasSubstr("one_shot supports rank <= 128; use shrink/expand"));
+  EXPECT_THAT(r.reason, HasSubstr("allowed: 1..128 for one_shot"));
+}
+
+TEST(SpecParserRuleTest, OneShotRankAbove128IsAnErrorWhenSingle) {
+  EXPECT_EQ(parseError(R"(kernels:
+  - kernel: one_shot
+    rank: 256
+)"),
+            "t.yaml:2:5: rank: 256 is too large: one_shot supports rank <= "
+            "128; use shrink/expand; allowed: 1..128 for one_shot");
+}
+
+TEST(SpecParserRuleTest, SplitKOnlyForShrink) {
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nSPLIT_K: 4\n"),
+            "t.yaml:1:1: SPLIT_K: SPLIT_K > 1 is only supported by shrink "
+            "(got 4 for one_shot); allowed: 1 for one_shot");
+  SpecSet set = parseOk("kernel: shrink\nrank: 16\nSPLIT_K: 4\n");
+  ASSERT_EQ(set.specs.size(), 1u);
+  EXPECT_EQ(set.specs[0].splitK, 4);
+}
+
+TEST(SpecParserRuleTest, SmallBatchNeedsNaiveMetadata) {
+  EXPECT_EQ(parseError("kernel: small_batch\nrank: 16\nmetadata: sorted\n"),
+            "t.yaml:1:1: metadata: small_batch requires naive metadata (got "
+            "sorted); allowed: naive for small_batch");
+}
+
+TEST(SpecParserRuleTest, SmallBatchRankLimit) {
+  SpecSet set = parseOk("kernel: small_batch\nrank: [64, 128]\n");
+  ASSERT_EQ(set.specs.size(), 1u);
+  ASSERT_EQ(set.rejected.size(), 1u);
+  EXPECT_THAT(set.rejected[0].reason,
+              StartsWith("rank: 128 is too large: small_batch supports rank "
+                         "<= 64; allowed: 1..64 for small_batch"));
+}
+
+TEST(SpecParserRuleTest, AlignBlockSizeTakesNoExplicitRank) {
+  EXPECT_EQ(parseError("kernel: align_block_size\nrank: 16\n"),
+            "t.yaml:1:1: rank: align_block_size takes no rank (got 16); "
+            "allowed: omit rank for align_block_size");
+}
+
+TEST(SpecParserRuleTest, IgnoredDefaultRankDoesNotMakeASweep) {
+  // The rank list in defaults does not apply to align_block_size, so this
+  // entry is a single point and its rule violation is an error.
+  EXPECT_EQ(parseError(R"(defaults:
+  rank: [8, 16]
+kernels:
+  - kernel: align_block_size
+    SPLIT_K: 2
+)"),
+            "t.yaml:4:5: SPLIT_K: SPLIT_K > 1 is only supported by shrink "
+            "(got 2 for align_block_size); allowed: 1 for align_block_size");
+}
+
+TEST(SpecParserRuleTest, FamilySweepWithAlignBlockSize) {
+  // Explicit rank: the align_block_size point is rejected.
+  SpecSet explicitRank =
+      parseOk("kernel: [one_shot, align_block_size]\nrank: 16\n");
+  ASSERT_EQ(explicitRank.specs.size(), 1u);
+  EXPECT_EQ(explicitRank.specs[0].family, KernelFamily::OneShot);
+  ASSERT_EQ(explicitRank.rejected.size(), 1u);
+  EXPECT_THAT(explicitRank.rejected[0].reason,
+              StartsWith("rank: align_block_size takes no rank"));
+  // Rank from defaults: it applies to one_shot only.
+  SpecSet inherited = parseOk(R"(defaults:
+  rank: [16, 32]
+kernels:
+  - kernel: [one_shot, align_block_size]
+)");
+  ASSERT_EQ(inherited.specs.size(), 3u);
+  EXPECT_TRUE(inherited.rejected.empty());
+  EXPECT_EQ(inherited.specs[2].family, KernelFamily::AlignBlockSize);
+  EXPECT_EQ(inherited.specs[2].rank, 0);
+}
+
+TEST(SpecParserRuleTest, EveryWarpNeedsAnMmaTileAlongN) {
+  // BLOCK_SIZE_M 16 gives one warp row; 4 warps share 16 columns: 4 each.
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nBLOCK_SIZE_M: 16\n"
+                       "BLOCK_SIZE_N: 16\nnum_warps: 4\n"),
+            "t.yaml:1:1: BLOCK_SIZE_N: 16 columns over 4 warps along N "
+            "leaves 4 per warp, less than one 8-column MMA tile "
+            "(BLOCK_SIZE_M 16, num_warps 4); allowed: power of two >= 32 "
+            "with BLOCK_SIZE_M 16 and num_warps 4");
+  // With BLOCK_SIZE_M 64 the 4 warps go along M: 16 columns each is fine.
+  EXPECT_EQ(parseOk("kernel: expand\nrank: 16\nBLOCK_SIZE_M: 64\n"
+                    "BLOCK_SIZE_N: 16\nnum_warps: 4\n")
+                .specs.size(),
+            1u);
+  // The rule is for the MMA families only.
+  EXPECT_EQ(parseOk("kernel: small_batch\nrank: 16\nBLOCK_SIZE_N: 16\n"
+                    "num_warps: 8\n")
+                .specs.size(),
+            1u);
+}
+
+TEST(SpecParserRuleTest, ValidateSpecDirectly) {
+  KernelSpec s;
+  EXPECT_EQ(validateSpec(s), "");
+  s.blockM = 48;
+  EXPECT_THAT(validateSpec(s), StartsWith("BLOCK_SIZE_M: 48 is not a power "
+                                          "of two; allowed: "));
+  s = KernelSpec();
+  s.sm = 75;
+  EXPECT_THAT(validateSpec(s), StartsWith("target: sm_75 is not a supported "
+                                          "target; allowed: sm_80"));
+  s = KernelSpec();
+  s.rank = 0;
+  EXPECT_THAT(validateSpec(s), StartsWith("rank: one_shot needs rank >= 1"));
+  s = KernelSpec();
+  s.numWarps = 6;
+  EXPECT_THAT(validateSpec(s), StartsWith("num_warps: 6 "));
+  s = KernelSpec();
+  s.family = KernelFamily::AlignBlockSize;
+  EXPECT_THAT(validateSpec(s), StartsWith("rank: align_block_size takes no "
+                                          "rank"));
+  s.rank = 0;
+  EXPECT_EQ(validateSpec(s), "");
+}
+
+//===----------------------------------------------------------------------===//
+// Files and directories
+//===----------------------------------------------------------------------===//
+
+/// A fresh directory under the system temp dir, removed afterwards.
+class TempDir {
+public:
+  TempDir() {
+    const ::testing::TestInfo *t =
+        ::testing::UnitTest::GetInstance()->current_test_info();
+    path =
+        fs::temp_directory_path() / (std::string("moelora_spec_") + t->name() +
+                                     "_" + std::to_string(::getpid()));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string write(const std::string &rel, const std::string &text) const {
+    fs::path p = path / rel;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p) << text;
+    return p.string();
+  }
+  fs::path path;
+};
+
+TEST(SpecFileTest, ErrorsNameTheFile) {
+  TempDir dir;
+  std::string f = dir.write("bad.yaml", "kernel: one_shot\nrank: x\n");
+  Expected<SpecSet> r = parseSpecFile(f);
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().message, StartsWith(f + ":2:7: rank: wrong type"));
+  Expected<SpecSet> viaPaths = parseSpecPaths({dir.path.string()});
+  ASSERT_FALSE(viaPaths);
+  EXPECT_EQ(viaPaths.error().message, r.error().message);
+}
+
+TEST(SpecFileTest, MissingPath) {
+  std::string missing = sourcePath("specs/does_not_exist.yaml");
+  Expected<SpecSet> r = parseSpecPaths({sourcePath("specs/default"), missing});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message, missing + ": no such file or directory");
+  Expected<SpecSet> f = parseSpecFile(missing);
+  ASSERT_FALSE(f);
+  EXPECT_THAT(f.error().message, StartsWith(missing + ": "));
+}
+
+TEST(SpecFileTest, DirectoriesAreWalkedRecursivelyInSortedOrder) {
+  TempDir dir;
+  // b.yml and sub/c.yaml repeat a.yaml's kernel: the first file in sorted
+  // order keeps it. notes.txt is not a spec and is not read.
+  dir.write("b.yml", "kernel: one_shot\nrank: [16, 32]\n");
+  dir.write("a.yaml", "kernel: one_shot\nrank: 16\n");
+  dir.write("sub/c.yaml", "kernel: one_shot\nrank: [16, 64]\n");
+  dir.write("notes.txt", "not: [yaml\n");
+  Expected<SpecSet> r = parseSpecPaths({dir.path.string()});
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->specs.size(), 3u);
+  EXPECT_EQ(r->specs[0].rank, 16);
+  EXPECT_EQ(r->specs[0].origin, (dir.path / "a.yaml").string() + ":1");
+  EXPECT_EQ(r->specs[1].rank, 32);
+  EXPECT_EQ(r->specs[2].rank, 64);
+  EXPECT_EQ(r->specs[2].origin, (dir.path / "sub/c.yaml").string() + ":1");
+
+  // Naming a directory and a file inside it reads the file once.
+  Expected<SpecSet> twice =
+      parseSpecPaths({dir.path.string(), (dir.path / "a.yaml").string()});
+  ASSERT_TRUE(twice) << twice.error().message;
+  EXPECT_EQ(twice->specs.size(), 3u);
+}
+
+TEST(SpecFileTest, ExampleSweepHasOneRejection) {
+  Expected<SpecSet> r =
+      parseSpecFile(sourcePath("specs/examples/sweep_one_shot.yaml"));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->specs.size(), 7u);
+  ASSERT_EQ(r->rejected.size(), 1u);
+  const KernelSpec &bad = r->rejected[0].spec;
+  EXPECT_EQ(bad.blockM, 16);
+  EXPECT_EQ(bad.blockN, 32);
+  EXPECT_EQ(bad.numWarps, 8);
+  EXPECT_THAT(r->rejected[0].reason, StartsWith("BLOCK_SIZE_N: 32 columns "
+                                                "over 8 warps"));
+}
+
+//===----------------------------------------------------------------------===//
+// The default kernel set
+//===----------------------------------------------------------------------===//
+
+// Per preset file: three one_shot entries (W13 naive, W13 sorted, W2 sorted)
+// x 2 dtypes x 5 ranks = 30, small_batch 2 x 4 ranks = 8, shrink 10,
+// expand 10, align_block_size 2 => 60. expand and align_block_size do not
+// depend on K, so the three files share those 12 kernels:
+// 3 * 60 - 2 * 12 = 156 after merging.
+constexpr size_t kPerPresetSpecs = 60;
+constexpr size_t kDefaultSetSpecs = 156;
+
+TEST(DefaultSpecsTest, EachPresetFileIsValid) {
+  for (const char *preset : {"qwen3moe", "mixtral", "glm5_1"}) {
+    Expected<SpecSet> r = parseSpecFile(
+        sourcePath(std::string("specs/default/") + preset + ".yaml"));
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->specs.size(), kPerPresetSpecs) << preset;
+    EXPECT_TRUE(r->rejected.empty()) << preset;
+  }
+}
+
+TEST(DefaultSpecsTest, DirectoryParsesWithoutRejections) {
+  Expected<SpecSet> r = parseSpecPaths({sourcePath("specs/default")});
+  ASSERT_TRUE(r) << r.error().message;
+  for (const RejectedSpec &rej : r->rejected)
+    ADD_FAILURE() << rej.spec.origin << ": " << rej.reason;
+  ASSERT_EQ(r->specs.size(), kDefaultSetSpecs);
+
+  std::map<KernelFamily, size_t> perFamily;
+  for (const KernelSpec &s : r->specs) {
+    ++perFamily[s.family];
+    EXPECT_EQ(validateSpec(s), "") << s.cacheKey();
+    EXPECT_EQ(s.sm, 90);
+    EXPECT_THAT(s.origin, HasSubstr("specs/default/"));
+  }
+  EXPECT_EQ(perFamily[KernelFamily::OneShot], 90u);
+  EXPECT_EQ(perFamily[KernelFamily::SmallBatch], 24u);
+  EXPECT_EQ(perFamily[KernelFamily::Shrink], 30u);
+  EXPECT_EQ(perFamily[KernelFamily::Expand], 10u);
+  EXPECT_EQ(perFamily[KernelFamily::AlignBlockSize], 2u);
+}
+
+TEST(DefaultSpecsTest, EntryNamesAreUniqueCIdentifiers) {
+  Expected<SpecSet> r = parseSpecPaths({sourcePath("specs/default")});
+  ASSERT_TRUE(r) << r.error().message;
+  const std::regex ident("[A-Za-z_][A-Za-z0-9_]*");
+  std::set<std::string> names, keys;
+  for (const KernelSpec &s : r->specs) {
+    std::string name = s.entryName();
+    EXPECT_TRUE(std::regex_match(name, ident)) << name;
+    EXPECT_TRUE(names.insert(name).second) << "duplicate entry " << name;
+    EXPECT_TRUE(keys.insert(s.cacheKey()).second) << s.cacheKey();
+  }
+  EXPECT_EQ(names.size(), kDefaultSetSpecs);
+}
+
+TEST(DefaultSpecsTest, CacheKeysAreStableAcrossParses) {
+  Expected<SpecSet> a = parseSpecPaths({sourcePath("specs/default")});
+  Expected<SpecSet> b = parseSpecPaths({sourcePath("specs/default")});
+  ASSERT_TRUE(a && b);
+  ASSERT_EQ(a->specs.size(), b->specs.size());
+  for (size_t i = 0; i < a->specs.size(); ++i) {
+    EXPECT_EQ(a->specs[i].cacheKey(), b->specs[i].cacheKey());
+    EXPECT_EQ(a->specs[i].entryName(), b->specs[i].entryName());
+  }
+}
+
+} // namespace
