@@ -140,6 +140,12 @@ public:
   Value shared(int64_t byteOffset = 0);
   Value sharedOffset(Value sharedBase, Value byteOffset);
 
+  /// Loads `elems` contiguous T values (one vector access of elems*2 bytes,
+  /// which must be aligned to that) and widens them to f32.
+  ValueVec loadElementsAsF32(Value ptr, int elems);
+  /// Sum of an f32 over the 32 lanes of a warp (butterfly shuffles).
+  Value warpSum(Value v);
+
   // ---- Control flow ----
   void ifThen(Value cond, const std::function<void()> &then);
   /// scf.for over i32 [lb, ub) step; `body` returns the yielded values.

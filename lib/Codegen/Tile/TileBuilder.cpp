@@ -181,6 +181,28 @@ Value TileBuilder::sharedOffset(Value base, Value byteOffset) {
   return gep(base, byteOffset, b.getI8Type());
 }
 
+ValueVec TileBuilder::loadElementsAsF32(Value ptr, int elems) {
+  Type vecType = VectorType::get({elems}, elementType());
+  Value v = LLVM::LoadOp::create(b, location, vecType, ptr,
+                                 /*alignment=*/elems * kElementBytes);
+  ValueVec out;
+  for (int i = 0; i < elems; ++i)
+    out.push_back(fromElement(
+        LLVM::ExtractElementOp::create(b, location, v, i32(i))));
+  return out;
+}
+
+Value TileBuilder::warpSum(Value v) {
+  for (int offset = 16; offset > 0; offset /= 2) {
+    Value other = NVVM::ShflOp::create(
+        b, location, f32Type(), i32(-1), v, i32(offset), i32(31),
+        NVVM::ShflKindAttr::get(b.getContext(), NVVM::ShflKind::bfly),
+        UnitAttr());
+    v = fadd(v, other);
+  }
+  return v;
+}
+
 // ---- Control flow ----
 void TileBuilder::ifThen(Value cond, const std::function<void()> &then) {
   auto ifOp = scf::IfOp::create(b, location, cond, /*withElseRegion=*/false);

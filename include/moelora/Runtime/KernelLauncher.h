@@ -1,0 +1,75 @@
+//===- KernelLauncher.h - Grids and argument packing per family -*- C++ -*-===//
+//
+// Turns a MoeLoraCall plus a kernel's spec into the launch: grid, block,
+// dynamic shared memory and the argument list of KernelAbi.h. No
+// allocation, no synchronisation, no read of device data: safe inside CUDA
+// graph capture.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MOELORA_RUNTIME_KERNELLAUNCHER_H
+#define MOELORA_RUNTIME_KERNELLAUNCHER_H
+
+#include "moelora/Runtime/CudaDriver.h"
+#include "moelora/Runtime/LaunchArgs.h"
+#include "moelora/Spec/KernelAbi.h"
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+namespace moelora {
+
+/// A loaded kernel: its function and the facts needed to launch it.
+struct LoadedKernel {
+  KernelSpec spec;
+  CUmodule module = nullptr;
+  CUfunction function = nullptr;
+  int sharedBytes = 0;
+};
+
+/// Loads PTX text into the current context (JIT log in the error) and
+/// prepares the function (dynamic shared memory above 48 KiB).
+Expected<LoadedKernel> loadKernelFromPtx(const CudaDriver &drv,
+                                         const KernelSpec &spec,
+                                         const std::string &ptx,
+                                         int sharedBytes);
+
+struct LaunchGeometry {
+  unsigned grid[3] = {1, 1, 1};
+  unsigned block = 32;
+  unsigned sharedBytes = 0;
+  bool empty() const { return grid[0] * grid[1] * grid[2] == 0; }
+};
+
+/// Per-launch runtime choices (all runtime kernel arguments).
+struct LaunchKnobs {
+  int npid = 1;         ///< one_shot: outer N-chunks per row block
+  int tilesPerItem = 1; ///< small_batch: BLOCK_N tiles per work item
+  int smCount = 132;    ///< small_batch: persistent grid = min(work, 2*SMs)
+  int outColOffset = 0; ///< expand: first output column
+};
+
+LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
+                              const LaunchKnobs &knobs);
+
+/// Argument values in KernelAbi order, with stable storage.
+class GemmArgPack {
+public:
+  GemmArgPack(const KernelSpec &spec, const MoeLoraCall &call,
+              const LaunchKnobs &knobs, const IntermediateBuffer *inter);
+  void **data() { return pointers.data(); }
+
+private:
+  std::array<uint64_t, kNumGemmParams> slots{};
+  std::array<void *, kNumGemmParams> pointers{};
+};
+
+/// Launches a GEMM-family kernel on `stream` (nothing when the grid is
+/// empty).
+Status launchGemm(const CudaDriver &drv, const LoadedKernel &kernel,
+                  const MoeLoraCall &call, const LaunchKnobs &knobs,
+                  const IntermediateBuffer *inter, CUstream stream);
+
+} // namespace moelora
+
+#endif // MOELORA_RUNTIME_KERNELLAUNCHER_H

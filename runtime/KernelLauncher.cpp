@@ -1,0 +1,145 @@
+//===- KernelLauncher.cpp - Grids and argument packing per family ---------===//
+
+#include "moelora/Runtime/KernelLauncher.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace moelora {
+
+Expected<LoadedKernel> loadKernelFromPtx(const CudaDriver &drv,
+                                         const KernelSpec &spec,
+                                         const std::string &ptx,
+                                         int sharedBytes) {
+  LoadedKernel k;
+  k.spec = spec;
+  k.sharedBytes = sharedBytes;
+  char errorLog[8192] = {0};
+  CUjit_option opts[] = {CU_JIT_ERROR_LOG_BUFFER,
+                         CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+  void *values[] = {errorLog, reinterpret_cast<void *>(sizeof(errorLog))};
+  CUresult r = drv.cuModuleLoadDataEx(&k.module, ptx.c_str(), 2, opts, values);
+  if (r != CUDA_SUCCESS)
+    return makeError(fmt::format("loading {}: {}; JIT log: {}",
+                                 spec.entryName(), drv.describe(r), errorLog));
+  std::string entry = spec.entryName();
+  if (Status s = drv.check(drv.cuModuleGetFunction(&k.function, k.module,
+                                                   entry.c_str()),
+                           "cuModuleGetFunction(" + entry + ")");
+      !s)
+    return s.error();
+  if (sharedBytes > 48 * 1024) {
+    if (Status s = drv.check(
+            drv.cuFuncSetAttribute(
+                k.function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                sharedBytes),
+            fmt::format("{}: raising dynamic shared memory to {} bytes", entry,
+                        sharedBytes));
+        !s)
+      return s.error();
+  }
+  return k;
+}
+
+static unsigned ceilDiv(long a, long b) { return unsigned((a + b - 1) / b); }
+
+LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
+                              const LaunchKnobs &knobs) {
+  LaunchGeometry g;
+  g.block = spec.threads();
+  const long pairs = call.numPairs();
+  const unsigned mBlocks =
+      spec.sorted ? unsigned(call.EM / spec.blockM) : unsigned(pairs);
+  const unsigned loraDim = spec.sorted ? unsigned(call.numActiveLoras) : 1u;
+  switch (spec.family) {
+  case KernelFamily::OneShot:
+    g.grid[0] = mBlocks * unsigned(std::max(1, knobs.npid));
+    g.grid[1] = spec.numSlices;
+    g.grid[2] = loraDim;
+    break;
+  case KernelFamily::SmallBatch: {
+    long chunks = ceilDiv(ceilDiv(call.N, spec.blockN), knobs.tilesPerItem);
+    long work = pairs * spec.numSlices * chunks;
+    g.grid[0] = unsigned(std::min<long>(work, 2L * knobs.smCount));
+    break;
+  }
+  case KernelFamily::Shrink:
+    g.grid[0] = spec.splitK * mBlocks * ceilDiv(call.rank, spec.blockN);
+    g.grid[1] = spec.numSlices;
+    g.grid[2] = loraDim;
+    break;
+  case KernelFamily::Expand:
+    g.grid[0] = mBlocks * ceilDiv(call.N, spec.blockN);
+    g.grid[1] = spec.numSlices;
+    g.grid[2] = loraDim;
+    break;
+  case KernelFamily::AlignBlockSize:
+    g.grid[0] = call.maxLoras;
+    break;
+  }
+  if (pairs == 0 || call.numSlices == 0)
+    g.grid[0] = 0;
+  return g;
+}
+
+GemmArgPack::GemmArgPack(const KernelSpec &spec, const MoeLoraCall &call,
+                         const LaunchKnobs &knobs,
+                         const IntermediateBuffer *inter) {
+  auto ptr = [&](int i, const void *p) {
+    std::memcpy(&slots[i], &p, sizeof(p));
+  };
+  auto i64 = [&](int i, int64_t v) { std::memcpy(&slots[i], &v, 8); };
+  auto i32 = [&](int i, int32_t v) { std::memcpy(&slots[i], &v, 4); };
+  const bool expand = spec.family == KernelFamily::Expand;
+  const bool shrink = spec.family == KernelFamily::Shrink;
+  // Expand reads the intermediate as its row operand; shrink writes it.
+  ptr(kX, expand ? inter->data : call.x);
+  i64(kXStride, expand ? inter->pairStride : call.xStride);
+  ptr(kAPtrs, call.loraAPtrs);
+  i64(kAStrideL, call.aStrideL);
+  i64(kAStrideE, call.aStrideE);
+  i64(kAStrideR, call.aStrideR);
+  ptr(kBPtrs, call.loraBPtrs);
+  i64(kBStrideL, call.bStrideL);
+  i64(kBStrideE, call.bStrideE);
+  i64(kBStrideN, call.bStrideN);
+  ptr(kOut, shrink ? inter->data : call.out);
+  i64(kOutStride, shrink ? inter->pairStride : call.outStride);
+  ptr(kTopkWeights, call.topkWeights);
+  ptr(kSortedTokenIds, call.sortedTokenIds);
+  ptr(kExpertIds, call.expertIds);
+  ptr(kNumTokensPostPadded, call.numTokensPostPadded);
+  ptr(kTokenLoraMapping, call.tokenLoraMapping);
+  ptr(kLoraIds, call.loraIds);
+  ptr(kAdapterEnabled, call.adapterEnabled);
+  i64(kInterSliceStride, inter ? inter->sliceStride : 0);
+  i32(kNumPairs, call.numPairs());
+  i32(kTopK, call.topK);
+  i32(kN, call.N);
+  i32(kK, call.K);
+  i32(kEM, call.EM);
+  i32(kMaxLoras, call.maxLoras);
+  i32(kNpid, std::max(1, knobs.npid));
+  i32(kTilesPerItem, std::max(1, knobs.tilesPerItem));
+  i32(kOutColOffset, knobs.outColOffset);
+  for (int i = 0; i < kNumGemmParams; ++i)
+    pointers[i] = &slots[i];
+}
+
+Status launchGemm(const CudaDriver &drv, const LoadedKernel &kernel,
+                  const MoeLoraCall &call, const LaunchKnobs &knobs,
+                  const IntermediateBuffer *inter, CUstream stream) {
+  LaunchGeometry g = launchGeometry(kernel.spec, call, knobs);
+  if (g.empty())
+    return Status::ok();
+  GemmArgPack pack(kernel.spec, call, knobs, inter);
+  return drv.check(drv.cuLaunchKernel(kernel.function, g.grid[0], g.grid[1],
+                                      g.grid[2], g.block, 1, 1,
+                                      kernel.sharedBytes, stream, pack.data(),
+                                      nullptr),
+                   "launching " + kernel.spec.entryName());
+}
+
+} // namespace moelora

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs on the device machine (from the repository root, with .carry carried).
+set -uo pipefail
+export LD_LIBRARY_PATH="$PWD/.carry/lib:${LD_LIBRARY_PATH:-}"
+export MOELORA_GPU_BUNDLE="$PWD/.carry/gpu-bundle"
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/card.txt"
+.carry/bin/moelora_gpu_tests --gtest_output=xml:"$OUT/gpu_tests.xml" "$@" 2>&1 | tee "$OUT/gpu_tests.log" | grep -E "^\[ case \]|FAILED|PASSED|Failure|error|rel_l2" | head -200
+echo "exit: ${PIPESTATUS[0]}"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds the GPU suite here and stages what the device machine needs under
+# .carry/ (binaries, the PTX bundle, the two shared libraries the binaries
+# use): pass `carry: [".carry"]` to the device tool and run
+# scripts/device/run-gpu-suite.sh there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+cmake -S . -B "$BUILD" -G Ninja >/dev/null
+ninja -C "$BUILD" -j2 moelora_gpu_tests make-gpu-bundle
+rm -rf .carry && mkdir -p .carry/bin .carry/lib
+"$BUILD"/test/gpu/make-gpu-bundle .carry/gpu-bundle
+cp "$BUILD"/test/gpu/moelora_gpu_tests .carry/bin/
+for lib in libfmt.so.9 libyaml-cpp.so.0.7; do
+  cp -L "/usr/lib/x86_64-linux-gnu/$lib" .carry/lib/
+done
+strip .carry/bin/* 2>/dev/null || true
+du -sh .carry

@@ -1,0 +1,214 @@
+//===- GpuCases.h - The GPU correctness matrix --------------------*- C++ -*-===//
+//
+// One list of cases, used twice: MakeGpuBundle (here, with the generator)
+// writes the PTX of every kernel the cases need, and the GPU suite (on the
+// device machine, no LLVM) runs them against the float64 reference.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MOELORA_TEST_GPU_GPUCASES_H
+#define MOELORA_TEST_GPU_GPUCASES_H
+
+#include "moelora/Reference/ProblemGenerator.h"
+#include "moelora/Spec/KernelSpec.h"
+
+#include <fmt/format.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace moelora::gputest {
+
+enum class Path { OneShot, SmallBatch, TwoKernel };
+
+struct GpuCase {
+  std::string name;
+  Path path = Path::OneShot;
+  KernelSpec spec;                  ///< one_shot / small_batch / shrink
+  std::optional<KernelSpec> expand; ///< two-kernel: the expand kernel
+  ProblemOptions problem;
+  int npid = 1;
+  int tilesPerItem = 1;
+};
+
+inline KernelSpec baseSpec(KernelFamily f, DType t, int rank, int k,
+                           bool sorted) {
+  KernelSpec s;
+  s.family = f;
+  s.dtype = t;
+  s.sm = 90;
+  s.rank = rank;
+  s.k = k;
+  s.sorted = sorted;
+  s.numSlices = 2;
+  switch (f) {
+  case KernelFamily::OneShot:
+    s.blockM = sorted ? 64 : 16;
+    s.blockN = 64;
+    s.blockK = sorted ? 64 : 128;
+    s.numStages = 3;
+    break;
+  case KernelFamily::SmallBatch:
+    s.blockM = 16;
+    s.blockN = 64;
+    s.blockK = 256;
+    s.numStages = 1;
+    break;
+  case KernelFamily::Shrink:
+    s.blockM = 64;
+    s.blockN = 16;
+    s.blockK = 64;
+    s.numStages = 3;
+    break;
+  case KernelFamily::Expand:
+    s.blockM = 64;
+    s.blockN = 64;
+    s.blockK = 16;
+    s.numStages = 2;
+    s.k.reset();
+    break;
+  case KernelFamily::AlignBlockSize:
+    break;
+  }
+  s.numWarps = 4;
+  return s;
+}
+
+inline ProblemOptions baseProblem(DType t, int numTokens, int topK, int K,
+                                  int N, int rank, uint64_t seed) {
+  ProblemOptions p;
+  p.dtype = t;
+  p.numTokens = numTokens;
+  p.topK = topK;
+  p.K = K;
+  p.N = N;
+  p.rank = rank;
+  p.numSlices = 2;
+  p.maxLoras = 4;
+  p.numExperts = 16;
+  p.seed = seed;
+  // Early exits in every case: tokens without adapter, a disabled adapter,
+  // pairs without expert.
+  p.fracNoAdapter = 0.15;
+  p.fracDisabledAdapter = 0.15;
+  p.fracNoExpert = 0.1;
+  return p;
+}
+
+/// Applies the W2 (down projection) shape: x rows per pair, 1 slice,
+/// mul_routed_weight, and add_inputs as given.
+inline void makeDownProjection(GpuCase &c, bool addInputs) {
+  for (KernelSpec *s : {&c.spec, c.expand ? &*c.expand : nullptr}) {
+    if (!s)
+      continue;
+    s->numSlices = 1;
+    s->mulRoutedWeight = true;
+    s->addInputs = addInputs;
+  }
+  c.problem.numSlices = 1;
+  c.problem.mulRoutedWeight = true;
+  c.problem.addInputs = addInputs;
+  c.name += fmt::format("_w2_add{}", int(addInputs));
+}
+
+inline std::vector<GpuCase> gpuCases() {
+  std::vector<GpuCase> cases;
+  uint64_t seed = 1000;
+  for (DType t : {DType::BF16, DType::F16}) {
+    std::string dt(toString(t));
+    // One-shot, naive (decode) and sorted (prefill), every rank.
+    for (bool sorted : {false, true}) {
+      for (int R : {4, 8, 16, 32, 64, 128}) {
+        for (int K : {2048, 1000}) {
+          if (K == 1000 && R != 16 && R != 64)
+            continue;
+          int N = K == 1000 ? 1000 : 1408;
+          GpuCase c;
+          c.path = Path::OneShot;
+          c.name = fmt::format("one_shot_{}_{}_r{}_k{}_n{}", dt,
+                               sorted ? "sorted" : "naive", R, K, N);
+          c.spec = baseSpec(KernelFamily::OneShot, t, R, K, sorted);
+          c.problem = baseProblem(t, sorted ? 48 : 6, 4, K, N, R, ++seed);
+          cases.push_back(c);
+        }
+      }
+      // NPID > 1.
+      GpuCase c;
+      c.path = Path::OneShot;
+      c.spec = baseSpec(KernelFamily::OneShot, t, 32, 2048, sorted);
+      c.problem = baseProblem(t, sorted ? 40 : 5, 4, 2048, 1408, 32, ++seed);
+      c.npid = 3;
+      c.name = fmt::format("one_shot_{}_{}_r32_npid3", dt,
+                           sorted ? "sorted" : "naive");
+      cases.push_back(c);
+      // Down projection, add_inputs both ways.
+      for (bool add : {true, false}) {
+        GpuCase d;
+        d.path = Path::OneShot;
+        d.spec = baseSpec(KernelFamily::OneShot, t, 16, 1408, sorted);
+        d.problem = baseProblem(t, sorted ? 40 : 5, 4, 1408, 2048, 16, ++seed);
+        d.name = fmt::format("one_shot_{}_{}_r16", dt,
+                             sorted ? "sorted" : "naive");
+        makeDownProjection(d, add);
+        cases.push_back(d);
+      }
+    }
+    // Small-batch (decode, naive, R <= 64, fp32 intermediate).
+    for (int R : {4, 8, 16, 32, 64}) {
+      for (int K : {2048, 1000}) {
+        int N = K == 1000 ? 1000 : 1408;
+        GpuCase c;
+        c.path = Path::SmallBatch;
+        c.spec = baseSpec(KernelFamily::SmallBatch, t, R, K, false);
+        c.problem = baseProblem(t, 3, 4, K, N, R, ++seed);
+        c.tilesPerItem = 4;
+        c.name = fmt::format("small_batch_{}_r{}_k{}_n{}", dt, R, K, N);
+        cases.push_back(c);
+      }
+    }
+    {
+      GpuCase c;
+      c.path = Path::SmallBatch;
+      c.spec = baseSpec(KernelFamily::SmallBatch, t, 16, 1408, false);
+      c.problem = baseProblem(t, 3, 4, 1408, 2048, 16, ++seed);
+      c.tilesPerItem = 2;
+      c.name = fmt::format("small_batch_{}_r16", dt);
+      makeDownProjection(c, false);
+      cases.push_back(c);
+    }
+    // Two-kernel: ranks up to above the one-shot limit, split-K.
+    for (bool sorted : {true, false}) {
+      for (int R : {16, 64, 256}) {
+        for (int splitK : {1, 4}) {
+          if (!sorted && (R != 16 || splitK != 1))
+            continue;
+          GpuCase c;
+          c.path = Path::TwoKernel;
+          c.spec = baseSpec(KernelFamily::Shrink, t, R, 2048, sorted);
+          c.spec.blockN = std::min(R, 64);
+          c.spec.splitK = splitK;
+          c.expand = baseSpec(KernelFamily::Expand, t, R, 0, sorted);
+          c.problem = baseProblem(t, sorted ? 40 : 5, 4, 2048, 1000, R, ++seed);
+          c.name = fmt::format("two_kernel_{}_{}_r{}_splitk{}", dt,
+                               sorted ? "sorted" : "naive", R, splitK);
+          cases.push_back(c);
+        }
+      }
+    }
+    {
+      GpuCase c;
+      c.path = Path::TwoKernel;
+      c.spec = baseSpec(KernelFamily::Shrink, t, 16, 1408, true);
+      c.expand = baseSpec(KernelFamily::Expand, t, 16, 0, true);
+      c.problem = baseProblem(t, 40, 4, 1408, 2048, 16, ++seed);
+      c.name = fmt::format("two_kernel_{}_sorted_r16", dt);
+      makeDownProjection(c, false);
+      cases.push_back(c);
+    }
+  }
+  return cases;
+}
+
+} // namespace moelora::gputest
+
+#endif // MOELORA_TEST_GPU_GPUCASES_H
