@@ -142,4 +142,30 @@ Status launchGemm(const CudaDriver &drv, const LoadedKernel &kernel,
                    "launching " + kernel.spec.entryName());
 }
 
+Status launchAlign(const CudaDriver &drv, const LoadedKernel &kernel,
+                   const AlignCall &call, CUstream stream) {
+  if (call.numExperts > kMaxAlignExperts)
+    return makeError(fmt::format(
+        "moe_lora_align_block_size: num_experts = {} exceeds {}",
+        call.numExperts, kMaxAlignExperts));
+  if (call.maxLoras == 0)
+    return Status::ok();
+  int32_t numPairs = call.numTokens * call.topK;
+  const void *ptrs[5] = {call.topkIds, call.tokenLoraMapping,
+                         call.sortedTokenIds, call.expertIds,
+                         call.numTokensPostPadded};
+  int32_t ints[5] = {numPairs, call.topK, call.numExperts, call.EM,
+                     call.maxLoras};
+  void *params[kNumAlignParams];
+  for (int i = 0; i < 5; ++i) {
+    params[i] = &ptrs[i];
+    params[5 + i] = &ints[i];
+  }
+  return drv.check(drv.cuLaunchKernel(kernel.function, call.maxLoras, 1, 1,
+                                      kernel.spec.threads(), 1, 1,
+                                      kernel.sharedBytes, stream, params,
+                                      nullptr),
+                   "launching " + kernel.spec.entryName());
+}
+
 } // namespace moelora

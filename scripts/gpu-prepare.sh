@@ -16,3 +16,9 @@ for lib in libfmt.so.9 libyaml-cpp.so.0.7; do
 done
 strip .carry/bin/* 2>/dev/null || true
 du -sh .carry
+# Cubins of one kernel per tensor-core family, for the SASS check there.
+mkdir -p .carry/cubin
+for fam in one_shot shrink expand small_batch; do
+  f=$(ls .carry/gpu-bundle/moelora_${fam}_bf16_*.ptx | head -1)
+  /usr/local/cuda/bin/ptxas -arch=sm_90 "$f" -o ".carry/cubin/$(basename "${f%.ptx}").cubin"
+done

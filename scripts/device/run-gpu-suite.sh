@@ -7,4 +7,14 @@ OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/card.txt"
 .carry/bin/moelora_gpu_tests --gtest_output=xml:"$OUT/gpu_tests.xml" "$@" 2>&1 | tee "$OUT/gpu_tests.log" | grep -E "^\[ case \]|FAILED|PASSED|Failure|error|rel_l2" | head -200
-echo "exit: ${PIPESTATUS[0]}"
+status=${PIPESTATUS[0]}
+echo "exit: $status"
+# SASS: the tensor-core families must show HMMA.
+CUOBJDUMP=$(command -v cuobjdump || ls /usr/local/cuda*/bin/cuobjdump 2>/dev/null | head -1)
+if [ -n "$CUOBJDUMP" ]; then
+  for c in .carry/cubin/*.cubin; do
+    echo "SASS $(basename "$c"): HMMA=$("$CUOBJDUMP" --dump-sass "$c" | grep -c HMMA) LDSM=$("$CUOBJDUMP" --dump-sass "$c" | grep -c LDSM) LDGSTS=$("$CUOBJDUMP" --dump-sass "$c" | grep -c LDGSTS)"
+  done | tee "$OUT/sass.txt"
+else
+  echo "cuobjdump not found on this machine"
+fi

@@ -209,6 +209,21 @@ inline std::vector<GpuCase> gpuCases() {
   return cases;
 }
 
+/// align_block_size kernels of the suite (BLOCK_SIZE_M 16 and 64).
+inline std::vector<KernelSpec> alignSpecs() {
+  std::vector<KernelSpec> specs;
+  for (int bm : {16, 64}) {
+    KernelSpec s;
+    s.family = KernelFamily::AlignBlockSize;
+    s.rank = 0;
+    s.blockM = bm;
+    s.numWarps = 4;
+    s.numStages = 1;
+    specs.push_back(s);
+  }
+  return specs;
+}
+
 } // namespace moelora::gputest
 
 #endif // MOELORA_TEST_GPU_GPUCASES_H

@@ -247,6 +247,74 @@ TEST_P(GpuCorrectness, MatchesReference) {
               c.name.c_str(), pairs, computedPairs, err);
 }
 
+struct AlignCase {
+  int numTokens, topK, numExperts, blockM;
+};
+
+class GpuAlign : public ::testing::TestWithParam<AlignCase> {};
+
+TEST_P(GpuAlign, MatchesReference) {
+  if (!gDriver)
+    GTEST_SKIP() << "no GPU: " << gSkipReason;
+  const AlignCase &a = GetParam();
+  KernelSpec spec;
+  for (const KernelSpec &s : alignSpecs())
+    if (s.blockM == a.blockM)
+      spec = s;
+  ProblemOptions o = baseProblem(DType::BF16, a.numTokens, a.topK, 16, 16, 4,
+                                 uint64_t(a.numTokens * 131 + a.numExperts));
+  o.numExperts = a.numExperts;
+  MoeLoraProblem p = makeRandomProblem(o);
+  AlignBlockSizeResult want =
+      referenceAlignBlockSize(p.topkIds, p.tokenLoraMapping, p.numTokens,
+                              p.topK, p.numExperts, p.maxLoras, a.blockM);
+  auto kernel = loadFromBundle(spec);
+  ASSERT_TRUE(kernel) << kernel.error().message;
+  DeviceBuffer ids = upload(p.topkIds), mapping = upload(p.tokenLoraMapping);
+  // Poison the outputs: every element must be written.
+  DeviceBuffer sorted = upload(std::vector<int32_t>(want.sortedTokenIds.size(), -7));
+  DeviceBuffer experts = upload(std::vector<int32_t>(want.expertIds.size(), -7));
+  DeviceBuffer padded = upload(std::vector<int32_t>(p.maxLoras, -7));
+  AlignCall call;
+  call.topkIds = static_cast<const int32_t *>(ids.get());
+  call.tokenLoraMapping = static_cast<const int32_t *>(mapping.get());
+  call.sortedTokenIds = static_cast<int32_t *>(sorted.get());
+  call.expertIds = static_cast<int32_t *>(experts.get());
+  call.numTokensPostPadded = static_cast<int32_t *>(padded.get());
+  call.numTokens = p.numTokens;
+  call.topK = p.topK;
+  call.numExperts = p.numExperts;
+  call.maxLoras = p.maxLoras;
+  call.EM = want.EM;
+  auto s = launchAlign(*gDriver, *kernel, call, nullptr);
+  ASSERT_TRUE(s) << s.error().message;
+  CU(gDriver->cuCtxSynchronize());
+  std::vector<int32_t> gotSorted(want.sortedTokenIds.size()),
+      gotExperts(want.expertIds.size()), gotPadded(p.maxLoras);
+  CU(gDriver->cuMemcpyDtoH(gotSorted.data(), sorted.ptr, gotSorted.size() * 4));
+  CU(gDriver->cuMemcpyDtoH(gotExperts.data(), experts.ptr, gotExperts.size() * 4));
+  CU(gDriver->cuMemcpyDtoH(gotPadded.data(), padded.ptr, gotPadded.size() * 4));
+  gDriver->cuModuleUnload(kernel->module);
+  EXPECT_EQ(gotPadded, want.numTokensPostPadded);
+  EXPECT_EQ(gotExperts, want.expertIds);
+  EXPECT_EQ(gotSorted, want.sortedTokenIds);
+  std::printf("[ case ] align_t%d_k%d_e%d_bm%d exact match: %s\n", a.numTokens,
+              a.topK, a.numExperts, a.blockM,
+              gotSorted == want.sortedTokenIds && gotExperts == want.expertIds
+                  ? "yes" : "NO");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, GpuAlign,
+    ::testing::Values(AlignCase{1, 2, 8, 16}, AlignCase{7, 2, 8, 16},
+                      AlignCase{64, 8, 64, 64}, AlignCase{512, 8, 256, 64},
+                      AlignCase{300, 2, 8, 16}, AlignCase{4096, 8, 256, 64}),
+    [](const ::testing::TestParamInfo<AlignCase> &info) {
+      const AlignCase &a = info.param;
+      return fmt::format("t{}_k{}_e{}_bm{}", a.numTokens, a.topK,
+                         a.numExperts, a.blockM);
+    });
+
 INSTANTIATE_TEST_SUITE_P(
     AllFamilies, GpuCorrectness, ::testing::ValuesIn(gpuCases()),
     [](const ::testing::TestParamInfo<GpuCase> &info) {

@@ -38,6 +38,16 @@ int main(int argc, char **argv) {
       ++count;
     }
   }
+  for (const KernelSpec &s : gputest::alignSpecs()) {
+    auto g = generateKernel(s);
+    if (!g) {
+      std::fprintf(stderr, "error: %s\n", g.error().message.c_str());
+      return 1;
+    }
+    std::ofstream(out / (g->entryName + ".ptx")) << g->ptx;
+    std::ofstream(out / (g->entryName + ".smem")) << g->sharedBytes;
+    ++count;
+  }
   std::printf("%d kernels in %s\n", count, out.c_str());
   return 0;
 }

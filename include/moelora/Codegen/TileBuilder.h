@@ -145,6 +145,12 @@ public:
   ValueVec loadElementsAsF32(Value ptr, int elems);
   /// Sum of an f32 over the 32 lanes of a warp (butterfly shuffles).
   Value warpSum(Value v);
+  /// The i32 `v` of lane `srcLane` (shfl.sync.idx over the full warp).
+  Value shuffleIdx(Value v, Value srcLane);
+  /// bar.warp.sync over all lanes: orders shared-memory accesses in a warp.
+  void syncWarp();
+  /// Atomic *ptr += v on an i32 (any address space).
+  void atomicAddI32(Value ptr, Value v);
 
   // ---- Control flow ----
   void ifThen(Value cond, const std::function<void()> &then);

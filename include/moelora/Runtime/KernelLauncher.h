@@ -70,6 +70,19 @@ Status launchGemm(const CudaDriver &drv, const LoadedKernel &kernel,
                   const MoeLoraCall &call, const LaunchKnobs &knobs,
                   const IntermediateBuffer *inter, CUstream stream);
 
+/// moe_lora_align_block_size's operands.
+struct AlignCall {
+  const int32_t *topkIds = nullptr;          ///< (numPairs)
+  const int32_t *tokenLoraMapping = nullptr; ///< (numTokens)
+  int32_t *sortedTokenIds = nullptr;         ///< (maxLoras, EM) out
+  int32_t *expertIds = nullptr;              ///< (maxLoras, EM/BM) out
+  int32_t *numTokensPostPadded = nullptr;    ///< (maxLoras) out
+  int numTokens = 0, topK = 1, numExperts = 1, maxLoras = 1, EM = 0;
+};
+
+Status launchAlign(const CudaDriver &drv, const LoadedKernel &kernel,
+                   const AlignCall &call, CUstream stream);
+
 } // namespace moelora
 
 #endif // MOELORA_RUNTIME_KERNELLAUNCHER_H

@@ -79,6 +79,9 @@ enum AlignParam : int {
 
 const std::vector<KernelParam> &kernelParams(KernelFamily family);
 
+/// align_block_size keeps per-expert counters in shared memory.
+inline constexpr int kMaxAlignExperts = 1024;
+
 } // namespace moelora
 
 #endif // MOELORA_SPEC_KERNELABI_H

@@ -203,6 +203,20 @@ Value TileBuilder::warpSum(Value v) {
   return v;
 }
 
+Value TileBuilder::shuffleIdx(Value v, Value srcLane) {
+  return NVVM::ShflOp::create(
+      b, location, i32Type(), i32(-1), v, srcLane, i32(31),
+      NVVM::ShflKindAttr::get(b.getContext(), NVVM::ShflKind::idx),
+      UnitAttr());
+}
+
+void TileBuilder::syncWarp() { NVVM::SyncWarpOp::create(b, location, i32(-1)); }
+
+void TileBuilder::atomicAddI32(Value ptr, Value v) {
+  LLVM::AtomicRMWOp::create(b, location, LLVM::AtomicBinOp::add, ptr, v,
+                            LLVM::AtomicOrdering::monotonic);
+}
+
 // ---- Control flow ----
 void TileBuilder::ifThen(Value cond, const std::function<void()> &then) {
   auto ifOp = scf::IfOp::create(b, location, cond, /*withElseRegion=*/false);
