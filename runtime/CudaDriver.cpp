@@ -24,8 +24,8 @@ static Expected<const CudaDriver *> loadDriver() {
         "no CUDA driver: dlopen({}) failed ({}); moelora's GPU paths need an "
         "NVIDIA driver",
         lib, dlerror()));
-  auto getProc = reinterpret_cast<GetProcAddressFn>(
-      dlsym(handle, "cuGetProcAddress_v2"));
+  auto getProc =
+      reinterpret_cast<GetProcAddressFn>(dlsym(handle, "cuGetProcAddress_v2"));
   if (!getProc)
     return makeError("CUDA driver too old: cuGetProcAddress_v2 not found in "
                      "libcuda.so.1 (need a CUDA 12+ driver)");

@@ -25,9 +25,9 @@ Expected<LoadedKernel> loadKernelFromPtx(const CudaDriver &drv,
     return makeError(fmt::format("loading {}: {}; JIT log: {}",
                                  spec.entryName(), drv.describe(r), errorLog));
   std::string entry = spec.entryName();
-  if (Status s = drv.check(drv.cuModuleGetFunction(&k.function, k.module,
-                                                   entry.c_str()),
-                           "cuModuleGetFunction(" + entry + ")");
+  if (Status s = drv.check(
+          drv.cuModuleGetFunction(&k.function, k.module, entry.c_str()),
+          "cuModuleGetFunction(" + entry + ")");
       !s)
     return s.error();
   if (sharedBytes > 48 * 1024) {
@@ -145,9 +145,9 @@ Status launchGemm(const CudaDriver &drv, const LoadedKernel &kernel,
 Status launchAlign(const CudaDriver &drv, const LoadedKernel &kernel,
                    const AlignCall &call, CUstream stream) {
   if (call.numExperts > kMaxAlignExperts)
-    return makeError(fmt::format(
-        "moe_lora_align_block_size: num_experts = {} exceeds {}",
-        call.numExperts, kMaxAlignExperts));
+    return makeError(
+        fmt::format("moe_lora_align_block_size: num_experts = {} exceeds {}",
+                    call.numExperts, kMaxAlignExperts));
   if (call.maxLoras == 0)
     return Status::ok();
   int32_t numPairs = call.numTokens * call.topK;

@@ -1,4 +1,5 @@
-//===- GpuCases.h - The GPU correctness matrix --------------------*- C++ -*-===//
+//===- GpuCases.h - The GPU correctness matrix --------------------*- C++
+//-*-===//
 //
 // One list of cases, used twice: MakeGpuBundle (here, with the generator)
 // writes the PTX of every kernel the cases need, and the GPU suite (on the
@@ -147,8 +148,8 @@ inline std::vector<GpuCase> gpuCases() {
         d.path = Path::OneShot;
         d.spec = baseSpec(KernelFamily::OneShot, t, 16, 1408, sorted);
         d.problem = baseProblem(t, sorted ? 40 : 5, 4, 1408, 2048, 16, ++seed);
-        d.name = fmt::format("one_shot_{}_{}_r16", dt,
-                             sorted ? "sorted" : "naive");
+        d.name =
+            fmt::format("one_shot_{}_{}_r16", dt, sorted ? "sorted" : "naive");
         makeDownProjection(d, add);
         cases.push_back(d);
       }

@@ -28,7 +28,8 @@ namespace {
 const CudaDriver *gDriver = nullptr;
 std::string gSkipReason;
 
-#define CU(call) ASSERT_TRUE(gDriver->check(call, #call)) << gDriver->describe(call)
+#define CU(call)                                                               \
+  ASSERT_TRUE(gDriver->check(call, #call)) << gDriver->describe(call)
 
 struct DeviceBuffer {
   CUdeviceptr ptr = 0;
@@ -122,9 +123,9 @@ TEST_P(GpuCorrectness, MatchesReference) {
   // Metadata: sorted from the reference align, naive = topk_ids.
   AlignBlockSizeResult align;
   if (c.spec.sorted)
-    align = referenceAlignBlockSize(p.topkIds, p.tokenLoraMapping,
-                                    p.numTokens, p.topK, p.numExperts,
-                                    p.maxLoras, c.spec.blockM);
+    align = referenceAlignBlockSize(p.topkIds, p.tokenLoraMapping, p.numTokens,
+                                    p.topK, p.numExperts, p.maxLoras,
+                                    c.spec.blockM);
   std::vector<int32_t> loraIds;
   for (int l = 0; l < p.maxLoras; ++l)
     loraIds.push_back(l);
@@ -144,8 +145,7 @@ TEST_P(GpuCorrectness, MatchesReference) {
   DeviceBuffer mapping = upload(p.tokenLoraMapping);
   DeviceBuffer enabled = upload(p.adapterEnabled);
   DeviceBuffer loraIdBuf = upload(loraIds);
-  DeviceBuffer expertIds =
-      upload(c.spec.sorted ? align.expertIds : p.topkIds);
+  DeviceBuffer expertIds = upload(c.spec.sorted ? align.expertIds : p.topkIds);
   DeviceBuffer sortedIds = upload(align.sortedTokenIds);
   DeviceBuffer padded = upload(align.numTokensPostPadded);
   std::vector<uint16_t> poison =
@@ -272,8 +272,10 @@ TEST_P(GpuAlign, MatchesReference) {
   ASSERT_TRUE(kernel) << kernel.error().message;
   DeviceBuffer ids = upload(p.topkIds), mapping = upload(p.tokenLoraMapping);
   // Poison the outputs: every element must be written.
-  DeviceBuffer sorted = upload(std::vector<int32_t>(want.sortedTokenIds.size(), -7));
-  DeviceBuffer experts = upload(std::vector<int32_t>(want.expertIds.size(), -7));
+  DeviceBuffer sorted =
+      upload(std::vector<int32_t>(want.sortedTokenIds.size(), -7));
+  DeviceBuffer experts =
+      upload(std::vector<int32_t>(want.expertIds.size(), -7));
   DeviceBuffer padded = upload(std::vector<int32_t>(p.maxLoras, -7));
   AlignCall call;
   call.topkIds = static_cast<const int32_t *>(ids.get());
@@ -292,7 +294,8 @@ TEST_P(GpuAlign, MatchesReference) {
   std::vector<int32_t> gotSorted(want.sortedTokenIds.size()),
       gotExperts(want.expertIds.size()), gotPadded(p.maxLoras);
   CU(gDriver->cuMemcpyDtoH(gotSorted.data(), sorted.ptr, gotSorted.size() * 4));
-  CU(gDriver->cuMemcpyDtoH(gotExperts.data(), experts.ptr, gotExperts.size() * 4));
+  CU(gDriver->cuMemcpyDtoH(gotExperts.data(), experts.ptr,
+                           gotExperts.size() * 4));
   CU(gDriver->cuMemcpyDtoH(gotPadded.data(), padded.ptr, gotPadded.size() * 4));
   gDriver->cuModuleUnload(kernel->module);
   EXPECT_EQ(gotPadded, want.numTokensPostPadded);
@@ -301,7 +304,8 @@ TEST_P(GpuAlign, MatchesReference) {
   std::printf("[ case ] align_t%d_k%d_e%d_bm%d exact match: %s\n", a.numTokens,
               a.topK, a.numExperts, a.blockM,
               gotSorted == want.sortedTokenIds && gotExperts == want.expertIds
-                  ? "yes" : "NO");
+                  ? "yes"
+                  : "NO");
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -311,15 +315,15 @@ INSTANTIATE_TEST_SUITE_P(
                       AlignCase{300, 2, 8, 16}, AlignCase{4096, 8, 256, 64}),
     [](const ::testing::TestParamInfo<AlignCase> &info) {
       const AlignCase &a = info.param;
-      return fmt::format("t{}_k{}_e{}_bm{}", a.numTokens, a.topK,
-                         a.numExperts, a.blockM);
+      return fmt::format("t{}_k{}_e{}_bm{}", a.numTokens, a.topK, a.numExperts,
+                         a.blockM);
     });
 
-INSTANTIATE_TEST_SUITE_P(
-    AllFamilies, GpuCorrectness, ::testing::ValuesIn(gpuCases()),
-    [](const ::testing::TestParamInfo<GpuCase> &info) {
-      return info.param.name;
-    });
+INSTANTIATE_TEST_SUITE_P(AllFamilies, GpuCorrectness,
+                         ::testing::ValuesIn(gpuCases()),
+                         [](const ::testing::TestParamInfo<GpuCase> &info) {
+                           return info.param.name;
+                         });
 
 } // namespace
 

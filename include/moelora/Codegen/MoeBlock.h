@@ -1,4 +1,5 @@
-//===- MoeBlock.h - Which pairs, adapter and expert a program serves -*- C++ -*-===//
+//===- MoeBlock.h - Which pairs, adapter and expert a program serves -*- C++
+//-*-===//
 //
 // The contract's program-to-work mapping, shared by every GEMM family:
 // adapter (naive: token_lora_mapping, sorted: lora_ids[pid.z]), early exits
@@ -51,8 +52,8 @@ struct EpilogueRows {
 /// `outBase + pair*rowStride` (T elements).
 EpilogueRows resolveEpilogueRows(TileBuilder &tb, const KernelArgs &args,
                                  const MoeBlock &block, int mTiles,
-                                 Value warpRow0, Value outBase,
-                                 Value rowStride, bool loadWeights);
+                                 Value warpRow0, Value outBase, Value rowStride,
+                                 bool loadWeights);
 
 enum class EpilogueMode {
   Store,     ///< out = (add_inputs ? out : 0) + acc * (weight?)
@@ -61,9 +62,8 @@ enum class EpilogueMode {
 
 /// Writes acc (warp tile) at columns colBase + accCol < colLimit of each row.
 void storeAccumulators(TileBuilder &tb, Accumulators &acc,
-                       const EpilogueRows &rows, Value colBase,
-                       Value colLimit, EpilogueMode mode, bool addInputs,
-                       bool mulWeight);
+                       const EpilogueRows &rows, Value colBase, Value colLimit,
+                       EpilogueMode mode, bool addInputs, bool mulWeight);
 
 } // namespace moelora
 

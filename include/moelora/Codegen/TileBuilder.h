@@ -1,4 +1,5 @@
-//===- TileBuilder.h - The shared tile layer of all kernel builders -*- C++ -*-===//
+//===- TileBuilder.h - The shared tile layer of all kernel builders -*- C++
+//-*-===//
 //
 // Everything a kernel builder needs below the level of "tiles and loops":
 // scalar arithmetic on i32/i64, thread and block ids, global and shared
@@ -30,7 +31,9 @@ using ValueVec = llvm::SmallVector<Value>;
 struct Accumulators {
   int mTiles = 0, nTiles = 0;
   ValueVec values;
-  Value &at(int mt, int nt, int i) { return values[(mt * nTiles + nt) * 4 + i]; }
+  Value &at(int mt, int nt, int i) {
+    return values[(mt * nTiles + nt) * 4 + i];
+  }
 };
 
 /// How a tile's rows map to global memory. Rows that are not valid read
@@ -49,7 +52,7 @@ struct TileRows {
 /// so row addresses and masks are computed once per thread, not per step.
 struct TileCopyPlan {
   struct Chunk {
-    int first = 0;       ///< chunk index = threadId + first
+    int first = 0;        ///< chunk index = threadId + first
     bool guarded = false; ///< the last round: not every thread has a chunk
     Value rowPtr;         ///< &src[row][0], clamped for invalid rows
     Value rowValid;       ///< i1
@@ -155,9 +158,9 @@ public:
   // ---- Control flow ----
   void ifThen(Value cond, const std::function<void()> &then);
   /// scf.for over i32 [lb, ub) step; `body` returns the yielded values.
-  ValueVec forLoop(Value lb, Value ub, Value step, mlir::ValueRange init,
-                   const std::function<ValueVec(Value iv, mlir::ValueRange)>
-                       &body);
+  ValueVec
+  forLoop(Value lb, Value ub, Value step, mlir::ValueRange init,
+          const std::function<ValueVec(Value iv, mlir::ValueRange)> &body);
   void barrier();
 
   // ---- Tiles ----

@@ -1,4 +1,5 @@
-//===- Reference.h - float64 CPU reference of the kernel contract -*- C++ -*-===//
+//===- Reference.h - float64 CPU reference of the kernel contract -*- C++
+//-*-===//
 //
 // The function of ../shared/notes/kernel-contract.md ("The function") and of
 // moe_lora_align_block_size, computed on the host in float64. Used by the
@@ -21,9 +22,9 @@ struct MoeLoraProblem {
   DType dtype = DType::BF16;
   int numTokens = 0;
   int topK = 1;
-  int K = 0;         ///< hidden size (columns of x, of A)
-  int N = 0;         ///< output columns per slice (rows of B)
-  int rank = 0;      ///< R
+  int K = 0;    ///< hidden size (columns of x, of A)
+  int N = 0;    ///< output columns per slice (rows of B)
+  int rank = 0; ///< R
   int numSlices = 1;
   int maxLoras = 1;
   int numExperts = 1;
@@ -60,7 +61,7 @@ std::vector<double> referenceFusedMoeLora(const MoeLoraProblem &p,
 
 /// Output of moe_lora_align_block_size (contract, kernel family 4).
 struct AlignBlockSizeResult {
-  int EM = 0; ///< padded capacity per adapter
+  int EM = 0;                               ///< padded capacity per adapter
   std::vector<int32_t> sortedTokenIds;      ///< (maxLoras, EM)
   std::vector<int32_t> expertIds;           ///< (maxLoras, EM / blockM)
   std::vector<int32_t> numTokensPostPadded; ///< (maxLoras)
@@ -71,10 +72,11 @@ int alignCapacity(int numTokens, int topK, int numExperts, int blockM);
 
 /// Unused slots: sortedTokenIds = numTokens*topK, expertIds = -1,
 /// numTokensPostPadded = 0 for adapters without tokens.
-AlignBlockSizeResult referenceAlignBlockSize(
-    const std::vector<int32_t> &topkIds,
-    const std::vector<int32_t> &tokenLoraMapping, int numTokens, int topK,
-    int numExperts, int maxLoras, int blockM);
+AlignBlockSizeResult
+referenceAlignBlockSize(const std::vector<int32_t> &topkIds,
+                        const std::vector<int32_t> &tokenLoraMapping,
+                        int numTokens, int topK, int numExperts, int maxLoras,
+                        int blockM);
 
 /// ||a - b|| / ||b|| over all elements (b the reference).
 double relativeL2Error(const std::vector<double> &actual,

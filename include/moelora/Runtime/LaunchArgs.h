@@ -16,17 +16,17 @@ namespace moelora {
 struct MoeLoraCall {
   DType dtype = DType::BF16;
   // Tensors (device pointers).
-  const void *x = nullptr;           ///< (Mx, K)
-  const void *loraAPtrs = nullptr;   ///< device array of numSlices pointers
-  const void *loraBPtrs = nullptr;   ///< device array of numSlices pointers
-  void *out = nullptr;               ///< (numTokens, topK, numSlices*N)
-  const float *topkWeights = nullptr;        ///< (numTokens*topK)
-  const int32_t *sortedTokenIds = nullptr;   ///< (maxLoras, EM), sorted
-  const int32_t *expertIds = nullptr;        ///< sorted or naive layout
+  const void *x = nullptr;            ///< (Mx, K)
+  const void *loraAPtrs = nullptr;    ///< device array of numSlices pointers
+  const void *loraBPtrs = nullptr;    ///< device array of numSlices pointers
+  void *out = nullptr;                ///< (numTokens, topK, numSlices*N)
+  const float *topkWeights = nullptr; ///< (numTokens*topK)
+  const int32_t *sortedTokenIds = nullptr;      ///< (maxLoras, EM), sorted
+  const int32_t *expertIds = nullptr;           ///< sorted or naive layout
   const int32_t *numTokensPostPadded = nullptr; ///< (maxLoras), sorted
-  const int32_t *tokenLoraMapping = nullptr; ///< (numTokens)
-  const int32_t *loraIds = nullptr;          ///< (maxLoras+1)
-  const int32_t *adapterEnabled = nullptr;   ///< (maxLoras+1)
+  const int32_t *tokenLoraMapping = nullptr;    ///< (numTokens)
+  const int32_t *loraIds = nullptr;             ///< (maxLoras+1)
+  const int32_t *adapterEnabled = nullptr;      ///< (maxLoras+1)
   // Element strides.
   int64_t xStride = 0;
   int64_t aStrideL = 0, aStrideE = 0, aStrideR = 0;
@@ -35,7 +35,7 @@ struct MoeLoraCall {
   // Shapes.
   int numTokens = 0, topK = 1, K = 0, N = 0, rank = 0, numSlices = 1;
   int maxLoras = 1, numActiveLoras = 1, numExperts = 1;
-  int EM = 0;        ///< sorted capacity per adapter
+  int EM = 0;         ///< sorted capacity per adapter
   int blockSizeM = 0; ///< BLOCK_SIZE_M the sorted metadata was built with
   bool sorted = false;
   bool mulRoutedWeight = false;

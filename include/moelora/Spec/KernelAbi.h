@@ -64,16 +64,16 @@ enum GemmParam : int {
 
 /// Indices into the align_block_size parameter list.
 enum AlignParam : int {
-  kAlignTopkIds,           ///< ptr i32 (num_pairs)
-  kAlignTokenLoraMapping,  ///< ptr i32 (num_tokens)
-  kAlignSortedTokenIds,    ///< ptr i32 (max_loras, EM) out
-  kAlignExpertIds,         ///< ptr i32 (max_loras, EM/BM) out
+  kAlignTopkIds,             ///< ptr i32 (num_pairs)
+  kAlignTokenLoraMapping,    ///< ptr i32 (num_tokens)
+  kAlignSortedTokenIds,      ///< ptr i32 (max_loras, EM) out
+  kAlignExpertIds,           ///< ptr i32 (max_loras, EM/BM) out
   kAlignNumTokensPostPadded, ///< ptr i32 (max_loras) out
-  kAlignNumPairs,          ///< i32
-  kAlignTopK,              ///< i32
-  kAlignNumExperts,        ///< i32
-  kAlignEM,                ///< i32
-  kAlignMaxLoras,          ///< i32
+  kAlignNumPairs,            ///< i32
+  kAlignTopK,                ///< i32
+  kAlignNumExperts,          ///< i32
+  kAlignEM,                  ///< i32
+  kAlignMaxLoras,            ///< i32
   kNumAlignParams
 };
 

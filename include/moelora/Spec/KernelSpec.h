@@ -32,9 +32,9 @@ inline constexpr int kMaxSmallBatchRank = 64;
 struct KernelSpec {
   KernelFamily family = KernelFamily::OneShot;
   DType dtype = DType::BF16;
-  int sm = 90;           ///< target compute capability, e.g. 80, 90
-  int rank = 16;         ///< LoRA rank R (0 for align_block_size)
-  std::optional<int> k;  ///< hidden size K when known; fixes EVEN_K
+  int sm = 90;          ///< target compute capability, e.g. 80, 90
+  int rank = 16;        ///< LoRA rank R (0 for align_block_size)
+  std::optional<int> k; ///< hidden size K when known; fixes EVEN_K
   int blockM = 16;
   int blockN = 128;
   int blockK = 128;

@@ -1,4 +1,5 @@
-//===- SpecParser.h - YAML tiling specs -> validated KernelSpecs -*- C++ -*-===//
+//===- SpecParser.h - YAML tiling specs -> validated KernelSpecs -*- C++
+//-*-===//
 //
 // A spec file holds one document with a `kernels:` list (or a single mapping).
 // Every field may be a scalar or a list; lists make the entry a sweep that is

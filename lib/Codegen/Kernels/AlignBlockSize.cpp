@@ -42,9 +42,9 @@ void buildAlignBlockSizeKernel(TileBuilder &tb, const KernelArgs &args) {
   Value offsets = tb.shared(kMaxExperts * 4);
   Value sortedRow = tb.gep(args[kAlignSortedTokenIds],
                            tb.mul(tb.toI64(lora), tb.toI64(EM)), tb.i32Type());
-  Value expertRow = tb.gep(args[kAlignExpertIds],
-                           tb.mul(tb.toI64(lora), tb.toI64(blocks)),
-                           tb.i32Type());
+  Value expertRow =
+      tb.gep(args[kAlignExpertIds], tb.mul(tb.toI64(lora), tb.toI64(blocks)),
+             tb.i32Type());
   Value zero = tb.i32(0);
 
   // The expert of pair p if it belongs to this adapter, else -1.
@@ -78,7 +78,8 @@ void buildAlignBlockSizeKernel(TileBuilder &tb, const KernelArgs &args) {
   // 2. Padded offsets, used blocks' expert ids, padded length.
   tb.ifThen(tb.eq(tid, zero), [&] {
     ValueVec total = tb.forLoop(
-        zero, numExperts, tb.i32(1), {zero}, [&](Value e, mlir::ValueRange acc) {
+        zero, numExperts, tb.i32(1), {zero},
+        [&](Value e, mlir::ValueRange acc) {
           Value count = tb.load(tb.i32Type(), tb.gep(counts, e, tb.i32Type()));
           Value padded = tb.mul(tb.ceilDiv(count, BM), BM);
           tb.store(acc[0], tb.gep(offsets, e, tb.i32Type()));
@@ -90,16 +91,16 @@ void buildAlignBlockSizeKernel(TileBuilder &tb, const KernelArgs &args) {
                      });
           return ValueVec{tb.add(acc[0], padded)};
         });
-    tb.store(total[0], tb.gep(args[kAlignNumTokensPostPadded], lora,
-                              tb.i32Type()));
+    tb.store(total[0],
+             tb.gep(args[kAlignNumTokensPostPadded], lora, tb.i32Type()));
     // Publish the total for step 3 in the slot after the offsets.
     tb.store(total[0], tb.gep(offsets, tb.i32(kMaxExperts), tb.i32Type()));
   });
   tb.barrier();
 
   // 3. Unused blocks.
-  Value total = tb.load(tb.i32Type(),
-                        tb.gep(offsets, tb.i32(kMaxExperts), tb.i32Type()));
+  Value total =
+      tb.load(tb.i32Type(), tb.gep(offsets, tb.i32(kMaxExperts), tb.i32Type()));
   tb.forLoop(tb.add(tb.divU(total, BM), tid), blocks, step, {},
              [&](Value blk, mlir::ValueRange) {
                tb.store(tb.i32(-1), tb.gep(expertRow, blk, tb.i32Type()));
@@ -109,32 +110,34 @@ void buildAlignBlockSizeKernel(TileBuilder &tb, const KernelArgs &args) {
   // 4. Stable scatter by warp 0.
   tb.ifThen(tb.eq(tb.warpId(), zero), [&] {
     Value lane = tb.laneId();
-    tb.forLoop(zero, numPairs, tb.i32(32), {}, [&](Value base, mlir::ValueRange) {
-      Value p = tb.add(base, lane);
-      Value e = expertOf(p);
-      Value rank = zero;
-      Value later = tb.boolean(false);
-      for (int j = 0; j < 32; ++j) {
-        Value other = tb.shuffleIdx(e, tb.i32(j));
-        Value same = tb.eq(other, e);
-        rank = tb.add(rank, tb.select(tb.land(same, tb.lt(tb.i32(j), lane)),
-                                      tb.i32(1), zero));
-        later = tb.lor(later, tb.land(same, tb.lt(lane, tb.i32(j))));
-      }
-      Value valid = tb.ge(e, zero);
-      Value safeE = tb.select(valid, e, zero);
-      Value slot = tb.gep(offsets, safeE, tb.i32Type());
-      Value start = tb.load(tb.i32Type(), slot);
-      tb.ifThen(valid, [&] {
-        tb.store(p, tb.gep(sortedRow, tb.add(start, rank), tb.i32Type()));
-      });
-      tb.syncWarp();
-      // The last lane of each expert advances its offset past the chunk.
-      tb.ifThen(tb.land(valid, tb.lnot(later)),
-                [&] { tb.store(tb.add(start, tb.add(rank, tb.i32(1))), slot); });
-      tb.syncWarp();
-      return ValueVec{};
-    });
+    tb.forLoop(
+        zero, numPairs, tb.i32(32), {}, [&](Value base, mlir::ValueRange) {
+          Value p = tb.add(base, lane);
+          Value e = expertOf(p);
+          Value rank = zero;
+          Value later = tb.boolean(false);
+          for (int j = 0; j < 32; ++j) {
+            Value other = tb.shuffleIdx(e, tb.i32(j));
+            Value same = tb.eq(other, e);
+            rank = tb.add(rank, tb.select(tb.land(same, tb.lt(tb.i32(j), lane)),
+                                          tb.i32(1), zero));
+            later = tb.lor(later, tb.land(same, tb.lt(lane, tb.i32(j))));
+          }
+          Value valid = tb.ge(e, zero);
+          Value safeE = tb.select(valid, e, zero);
+          Value slot = tb.gep(offsets, safeE, tb.i32Type());
+          Value start = tb.load(tb.i32Type(), slot);
+          tb.ifThen(valid, [&] {
+            tb.store(p, tb.gep(sortedRow, tb.add(start, rank), tb.i32Type()));
+          });
+          tb.syncWarp();
+          // The last lane of each expert advances its offset past the chunk.
+          tb.ifThen(tb.land(valid, tb.lnot(later)), [&] {
+            tb.store(tb.add(start, tb.add(rank, tb.i32(1))), slot);
+          });
+          tb.syncWarp();
+          return ValueVec{};
+        });
   });
 }
 

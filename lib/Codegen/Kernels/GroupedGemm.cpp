@@ -48,8 +48,8 @@ void buildGroupedGemmKernel(TileBuilder &tb, const KernelArgs &args) {
 
   // pid -> (split, pidM, pidN) with GROUP_SIZE_M swizzling of (m, n).
   Value numPairs = args[kNumPairs];
-  Value mBlocks = spec.sorted ? tb.divU(args[kEM], tb.i32(spec.blockM))
-                              : numPairs;
+  Value mBlocks =
+      spec.sorted ? tb.divU(args[kEM], tb.i32(spec.blockM)) : numPairs;
   Value nBlocks = tb.ceilDiv(nTotal, tb.i32(spec.blockN));
   Value pid = tb.blockId(0);
   Value tilesPerSplit = tb.mul(mBlocks, nBlocks);
@@ -126,8 +126,7 @@ void buildGroupedGemmKernel(TileBuilder &tb, const KernelArgs &args) {
     loop.stages = spec.numStages;
     loop.count = tb.maxS(tb.sub(stepHi, stepLo), tb.i32(0));
     loop.issue = [&](Value iter, Value stage) {
-      Value base =
-          tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.stageBytes)));
+      Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.stageBytes)));
       Value k0 = tb.mul(tb.add(stepLo, iter), tb.i32(spec.blockK));
       tb.issueTileCopy(aPlan, base, k0, kLimit);
       tb.issueTileCopy(bPlan, tb.sharedOffset(base, tb.i32(bOffset)), k0,
@@ -137,8 +136,7 @@ void buildGroupedGemmKernel(TileBuilder &tb, const KernelArgs &args) {
     loop.consume = [&](Value, Value stage, mlir::ValueRange carried) {
       Accumulators a = acc;
       a.values.assign(carried.begin(), carried.end());
-      Value base =
-          tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.stageBytes)));
+      Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.stageBytes)));
       tb.mmaFromShared(a, base, lay.pitch, warpRow0,
                        tb.sharedOffset(base, tb.i32(bOffset)), lay.pitch,
                        warpCol0, tb.i32(0), spec.blockK / 16);

@@ -20,13 +20,13 @@ namespace {
 
 struct OneShotLayout {
   WarpGrid grid;
-  int mTiles;       // m16 tiles per warp
-  int blockR;       // BLOCK_R
-  int xPitch;       // shrink tiles' pitch (BLOCK_K + pad)
-  int bPitch;       // expand tile pitch (BLOCK_R + pad)
-  int shrinkStage;  // bytes of one shrink stage (x tile + A tile)
-  int expandStage;  // bytes of one expand stage (B tile)
-  int reduceBytes;  // cross-warp reduction buffer
+  int mTiles;      // m16 tiles per warp
+  int blockR;      // BLOCK_R
+  int xPitch;      // shrink tiles' pitch (BLOCK_K + pad)
+  int bPitch;      // expand tile pitch (BLOCK_R + pad)
+  int shrinkStage; // bytes of one shrink stage (x tile + A tile)
+  int expandStage; // bytes of one expand stage (B tile)
+  int reduceBytes; // cross-warp reduction buffer
 
   explicit OneShotLayout(const KernelSpec &spec)
       : grid(WarpGrid::forTile(spec.numWarps, spec.blockM)) {
@@ -36,12 +36,11 @@ struct OneShotLayout {
     bPitch = paddedPitch(blockR);
     shrinkStage = (spec.blockM + blockR) * xPitch * kElementBytes;
     expandStage = spec.blockN * bPitch * kElementBytes;
-    reduceBytes =
-        grid.warpsN > 1 ? grid.warpsN * spec.blockM * blockR * 4 : 0;
+    reduceBytes = grid.warpsN > 1 ? grid.warpsN * spec.blockM * blockR * 4 : 0;
   }
   int sharedBytes(const KernelSpec &spec) const {
-    return std::max({shrinkStage * spec.numStages,
-                     expandStage * spec.numStages, reduceBytes});
+    return std::max({shrinkStage * spec.numStages, expandStage * spec.numStages,
+                     reduceBytes});
   }
 };
 
@@ -85,13 +84,14 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
         R < BR ? std::function<Value(Value)>(
                      [&tb, R](Value r) { return tb.lt(r, tb.i32(R)); })
                : std::function<Value(Value)>());
-    int kVec = copyVectorElems(spec.k ? std::min(*spec.k, spec.blockK)
-                                      : spec.blockK);
+    int kVec =
+        copyVectorElems(spec.k ? std::min(*spec.k, spec.blockK) : spec.blockK);
     if (!spec.k)
       kVec = 8; // runtime K: the runtime requires K % 8 == 0 for these
     TileCopyPlan xPlan =
         tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.xPitch, xRows);
-    TileCopyPlan aPlan = tb.planTileCopy(BR, spec.blockK, kVec, lay.xPitch, aRows);
+    TileCopyPlan aPlan =
+        tb.planTileCopy(BR, spec.blockK, kVec, lay.xPitch, aRows);
     Value smem = tb.shared();
     const int stageBytes = lay.shrinkStage;
     const int aOffset = spec.blockM * lay.xPitch * kElementBytes;
@@ -115,8 +115,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
       Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(stageBytes)));
       tb.mmaFromShared(acc, base, lay.xPitch, warpRow0,
                        tb.sharedOffset(base, tb.i32(aOffset)), lay.xPitch,
-                       tb.i32(0), tb.mul(wn, tb.i32(kPerWarp)),
-                       kPerWarp / 16);
+                       tb.i32(0), tb.mul(wn, tb.i32(kPerWarp)), kPerWarp / 16);
       return acc.values;
     };
     r.values = tb.pipelined(shrink, r.values);
@@ -141,8 +140,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     // the tile rows are planned relative to a moving base below.
     const int bVec = copyVectorElems(R);
     Value bStride = args[kBStrideN];
-    Value outSlice =
-        tb.gep(args[kOut], tb.mul(blk.slice, N), tb.elementType());
+    Value outSlice = tb.gep(args[kOut], tb.mul(blk.slice, N), tb.elementType());
     EpilogueRows outRows =
         resolveEpilogueRows(tb, args, blk, lay.mTiles, warpRow0, outSlice,
                             args[kOutStride], spec.mulRoutedWeight);
@@ -169,8 +167,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
           tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.expandStage)));
       Value warpCol0 = tb.mul(wn, tb.i32(warpCols));
       Accumulators y = tb.zeroAccumulators(lay.mTiles, warpCols / 8);
-      tb.mmaWithFragA(y, rFrags, rSteps, base, lay.bPitch, warpCol0,
-                      tb.i32(0));
+      tb.mmaWithFragA(y, rFrags, rSteps, base, lay.bPitch, warpCol0, tb.i32(0));
       storeAccumulators(tb, y, outRows, tb.add(n0, warpCol0), N,
                         EpilogueMode::Store, spec.addInputs,
                         spec.mulRoutedWeight);

@@ -62,8 +62,9 @@ double msSince(Clock::time_point t0) {
 MLIRContext &threadContext() {
   thread_local std::unique_ptr<MLIRContext> ctx = [] {
     DialectRegistry registry;
-    registry.insert<arith::ArithDialect, scf::SCFDialect, gpu::GPUDialect,
-                    LLVM::LLVMDialect, NVVM::NVVMDialect, cf::ControlFlowDialect>();
+    registry
+        .insert<arith::ArithDialect, scf::SCFDialect, gpu::GPUDialect,
+                LLVM::LLVMDialect, NVVM::NVVMDialect, cf::ControlFlowDialect>();
     // Without these, convert-gpu-to-nvvm leaves arith/cf ops half converted.
     arith::registerConvertArithToLLVMInterface(registry);
     cf::registerConvertControlFlowToLLVMInterface(registry);
@@ -100,7 +101,8 @@ std::string printOp(Operation *op) {
 gpu::GPUModuleOp buildModule(ModuleOp top, const KernelSpec &spec) {
   MLIRContext *ctx = top.getContext();
   OpBuilder b(ctx);
-  Location loc = FileLineColLoc::get(ctx, spec.origin.empty() ? "spec" : spec.origin, 0, 0);
+  Location loc = FileLineColLoc::get(
+      ctx, spec.origin.empty() ? "spec" : spec.origin, 0, 0);
   b.setInsertionPointToEnd(top.getBody());
   auto gpuModule = gpu::GPUModuleOp::create(b, loc, "moelora");
   b.setInsertionPointToStart(gpuModule.getBody());
@@ -126,8 +128,7 @@ gpu::GPUModuleOp buildModule(ModuleOp top, const KernelSpec &spec) {
   auto func = gpu::GPUFuncOp::create(b, loc, spec.entryName(),
                                      FunctionType::get(ctx, argTypes, {}));
   func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  func.setKnownBlockSizeAttr(
-      b.getDenseI32ArrayAttr({spec.threads(), 1, 1}));
+  func.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({spec.threads(), 1, 1}));
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
   TileBuilder tb(b, loc, spec);
@@ -253,8 +254,8 @@ Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
   std::string features =
       options.ptxVersion ? fmt::format("+ptx{}", options.ptxVersion) : "";
   std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(
-      triple, cpu, features, llvm::TargetOptions(), std::nullopt,
-      std::nullopt, llvm::CodeGenOptLevel::Aggressive));
+      triple, cpu, features, llvm::TargetOptions(), std::nullopt, std::nullopt,
+      llvm::CodeGenOptLevel::Aggressive));
   llvmModule->setTargetTriple(triple);
   llvmModule->setDataLayout(tm->createDataLayout());
   if (options.dumpIR) {

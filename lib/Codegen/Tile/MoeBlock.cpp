@@ -18,8 +18,8 @@ MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM) {
   } else {
     Value pair = pidM;
     active = tb.lt(pair, numPairs);
-    Value token = tb.divU(tb.minS(pair, tb.sub(numPairs, tb.i32(1))),
-                          args[kTopK]);
+    Value token =
+        tb.divU(tb.minS(pair, tb.sub(numPairs, tb.i32(1))), args[kTopK]);
     lora = tb.loadI32(args[kTokenLoraMapping], token);
   }
   Value loraOk = tb.land(tb.ge(lora, zero), tb.lt(lora, maxLoras));
@@ -45,8 +45,8 @@ MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM) {
   blk.expert = tb.select(expertOk, expert, zero);
 
   if (spec.sorted) {
-    Value rowBase = tb.add(tb.mul(blk.lora, args[kEM]),
-                           tb.mul(pidM, tb.i32(spec.blockM)));
+    Value rowBase =
+        tb.add(tb.mul(blk.lora, args[kEM]), tb.mul(pidM, tb.i32(spec.blockM)));
     Value sortedIds = args[kSortedTokenIds];
     blk.pairOf = [&tb, sortedIds, rowBase, numPairs](Value row) {
       Value id = tb.loadI32(sortedIds, tb.add(rowBase, row));
@@ -90,8 +90,8 @@ TileRows matrixRows(TileBuilder &tb, Value base, Value stride,
 
 EpilogueRows resolveEpilogueRows(TileBuilder &tb, const KernelArgs &args,
                                  const MoeBlock &block, int mTiles,
-                                 Value warpRow0, Value outBase,
-                                 Value rowStride, bool loadWeights) {
+                                 Value warpRow0, Value outBase, Value rowStride,
+                                 bool loadWeights) {
   EpilogueRows rows;
   for (int mt = 0; mt < mTiles; ++mt) {
     for (int half = 0; half < 2; ++half) {
@@ -109,9 +109,8 @@ EpilogueRows resolveEpilogueRows(TileBuilder &tb, const KernelArgs &args,
 }
 
 void storeAccumulators(TileBuilder &tb, Accumulators &acc,
-                       const EpilogueRows &rows, Value colBase,
-                       Value colLimit, EpilogueMode mode, bool addInputs,
-                       bool mulWeight) {
+                       const EpilogueRows &rows, Value colBase, Value colLimit,
+                       EpilogueMode mode, bool addInputs, bool mulWeight) {
   for (int mt = 0; mt < acc.mTiles; ++mt) {
     for (int nt = 0; nt < acc.nTiles; ++nt) {
       for (int i = 0; i < 4; ++i) {

@@ -187,8 +187,8 @@ ValueVec TileBuilder::loadElementsAsF32(Value ptr, int elems) {
                                  /*alignment=*/elems * kElementBytes);
   ValueVec out;
   for (int i = 0; i < elems; ++i)
-    out.push_back(fromElement(
-        LLVM::ExtractElementOp::create(b, location, v, i32(i))));
+    out.push_back(
+        fromElement(LLVM::ExtractElementOp::create(b, location, v, i32(i))));
   return out;
 }
 
@@ -206,8 +206,7 @@ Value TileBuilder::warpSum(Value v) {
 Value TileBuilder::shuffleIdx(Value v, Value srcLane) {
   return NVVM::ShflOp::create(
       b, location, i32Type(), i32(-1), v, srcLane, i32(31),
-      NVVM::ShflKindAttr::get(b.getContext(), NVVM::ShflKind::idx),
-      UnitAttr());
+      NVVM::ShflKindAttr::get(b.getContext(), NVVM::ShflKind::idx), UnitAttr());
 }
 
 void TileBuilder::syncWarp() { NVVM::SyncWarpOp::create(b, location, i32(-1)); }
@@ -226,9 +225,9 @@ void TileBuilder::ifThen(Value cond, const std::function<void()> &then) {
   then();
 }
 
-ValueVec TileBuilder::forLoop(
-    Value lb, Value ub, Value step, ValueRange init,
-    const std::function<ValueVec(Value, ValueRange)> &body) {
+ValueVec
+TileBuilder::forLoop(Value lb, Value ub, Value step, ValueRange init,
+                     const std::function<ValueVec(Value, ValueRange)> &body) {
   auto forOp = scf::ForOp::create(
       b, location, lb, ub, step, init,
       [&](OpBuilder &nested, Location loc, Value iv, ValueRange args) {
@@ -288,13 +287,10 @@ void TileBuilder::issueTileCopy(const TileCopyPlan &plan, Value smemTile,
       Value safeCol = select(valid, col, i32(0));
       Value src = gep(c.rowPtr, safeCol, elem);
       Value dst = gep(smemTile, c.smemIndex, elem);
-      NVVM::CpAsyncOp::create(b, location, dst, src, bytes, modifier,
-                              srcBytes);
+      NVVM::CpAsyncOp::create(b, location, dst, src, bytes, modifier, srcBytes);
     };
     if (c.guarded)
-      ifThen(lt(add(threadId(), i32(c.first)),
-                i32(plan.totalChunks)),
-             emit);
+      ifThen(lt(add(threadId(), i32(c.first)), i32(plan.totalChunks)), emit);
     else
       emit();
   }
@@ -325,10 +321,13 @@ ValueVec TileBuilder::pipelined(const PipelineLoop &loop, ValueRange init) {
   }
   // Prologue: iterations 0 .. stages-2 in flight. Every step commits a
   // group (possibly empty) so that wait_group counts stay uniform.
-  for (int s = 0; s < stages - 1; ++s) {
-    ifThen(lt(i32(s), loop.count), [&] { loop.issue(i32(s), i32(s)); });
+  // A loop, not an unrolled prologue: one copy of the issue code less to
+  // optimise and emit, at no cost on the GPU.
+  forLoop(i32(0), i32(stages - 1), i32(1), {}, [&](Value s, ValueRange) {
+    ifThen(lt(s, loop.count), [&] { loop.issue(s, s); });
     commitGroup();
-  }
+    return ValueVec{};
+  });
   ValueVec result = forLoop(
       i32(0), loop.count, i32(1), init, [&](Value iter, ValueRange carried) {
         // Iteration `iter` has landed for this thread; the barrier makes it
@@ -358,8 +357,8 @@ std::array<Value, 4> TileBuilder::loadFragA(Value smemTile, int pitch,
   // a2 (rows 0-7, k 8-15), a3.
   Value lane = laneId();
   Value row = add(row0, arith::AndIOp::create(b, location, lane, i32(15)));
-  Value k = add(k0, mul(arith::ShRUIOp::create(b, location, lane, i32(4)),
-                        i32(8)));
+  Value k =
+      add(k0, mul(arith::ShRUIOp::create(b, location, lane, i32(4)), i32(8)));
   Value ptr = gep(smemTile, add(mul(row, i32(pitch)), k), elementType());
   Value res = NVVM::LdMatrixOp::create(
       b, location, structOf(b, i32Type(), 4), ptr, 4, NVVM::MMALayout::row,
@@ -375,9 +374,9 @@ std::array<Value, 4> TileBuilder::loadFragB2(Value smemTile, int pitch,
                                              Value n0, Value k0) {
   // Matrices: (n0.., k0), (n0.., k0+8), (n0+8.., k0), (n0+8.., k0+8).
   Value lane = laneId();
-  Value n = add(n0, add(arith::AndIOp::create(b, location, lane, i32(7)),
-                        mul(arith::ShRUIOp::create(b, location, lane, i32(4)),
-                            i32(8))));
+  Value n = add(
+      n0, add(arith::AndIOp::create(b, location, lane, i32(7)),
+              mul(arith::ShRUIOp::create(b, location, lane, i32(4)), i32(8))));
   Value kHalf = arith::AndIOp::create(
       b, location, arith::ShRUIOp::create(b, location, lane, i32(3)), i32(1));
   Value k = add(k0, mul(kHalf, i32(8)));
@@ -448,8 +447,8 @@ void TileBuilder::mmaFromShared(Accumulators &acc, Value aTile, int aPitch,
 
 void TileBuilder::mmaWithFragA(Accumulators &acc,
                                ArrayRef<std::array<Value, 4>> aFrags,
-                               int kSteps, Value bTile, int bPitch,
-                               Value bRow0, Value k0) {
+                               int kSteps, Value bTile, int bPitch, Value bRow0,
+                               Value k0) {
   for (int ks = 0; ks < kSteps; ++ks) {
     Value k = add(k0, i32(16 * ks));
     for (int nt = 0; nt < acc.nTiles; nt += 2) {
@@ -475,13 +474,13 @@ void TileBuilder::mmaWithFragA(Accumulators &acc,
   }
 }
 
-void TileBuilder::reduceAccumulators(Accumulators &acc, Value smem,
-                                     int groups, Value group, Value rowBase,
-                                     int tileRows, int tileCols) {
+void TileBuilder::reduceAccumulators(Accumulators &acc, Value smem, int groups,
+                                     Value group, Value rowBase, int tileRows,
+                                     int tileCols) {
   auto slot = [&](Value g, int mt, int nt, int i) {
     Value row = add(rowBase, accRow(mt, i));
-    Value index = add(mul(add(mul(g, i32(tileRows)), row), i32(tileCols)),
-                      accCol(nt, i));
+    Value index =
+        add(mul(add(mul(g, i32(tileRows)), row), i32(tileCols)), accCol(nt, i));
     return gep(smem, index, f32Type());
   };
   for (int mt = 0; mt < acc.mTiles; ++mt)
@@ -516,8 +515,8 @@ Value TileBuilder::fromElement(Value t) {
   return arith::ExtFOp::create(b, location, f32Type(), t);
 }
 
-std::array<Value, 4> TileBuilder::accumulatorsToFragA(Accumulators &acc,
-                                                      int mt, int j) {
+std::array<Value, 4> TileBuilder::accumulatorsToFragA(Accumulators &acc, int mt,
+                                                      int j) {
   auto pack = [&](Value lo, Value hi) -> Value {
     Type vecType = VectorType::get({2}, elementType());
     Value v = LLVM::UndefOp::create(b, location, vecType);
