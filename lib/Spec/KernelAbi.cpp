@@ -61,6 +61,14 @@ static const std::vector<KernelParam> kAlignParams = {
     {"max_loras", ParamType::I32},
 };
 
+int copyVectorElems(int elems) {
+  if (elems % 8 == 0)
+    return 8;
+  if (elems % 4 == 0)
+    return 4;
+  return 2;
+}
+
 const std::vector<KernelParam> &kernelParams(KernelFamily family) {
   return family == KernelFamily::AlignBlockSize ? kAlignParams : kGemmParams;
 }

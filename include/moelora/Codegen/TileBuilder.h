@@ -12,6 +12,7 @@
 #ifndef MOELORA_CODEGEN_TILEBUILDER_H
 #define MOELORA_CODEGEN_TILEBUILDER_H
 
+#include "moelora/Spec/KernelAbi.h"
 #include "moelora/Spec/KernelSpec.h"
 
 #include "mlir/IR/Builders.h"
@@ -243,8 +244,6 @@ inline constexpr int kElementBytes = 2;
 /// Shared row pitch (elements) for a tile of `cols` columns: 16 bytes of
 /// padding so ldmatrix rows of consecutive tile rows hit different banks.
 inline int paddedPitch(int cols) { return cols + 8; }
-/// Widest cp.async chunk (elements) that divides `elems`: 8, 4 or 2.
-int copyVectorElems(int elems);
 
 } // namespace moelora
 

@@ -79,6 +79,11 @@ enum AlignParam : int {
 
 const std::vector<KernelParam> &kernelParams(KernelFamily family);
 
+/// Widest vector (elements: 8, 4 or 2) that divides `elems`: the width of
+/// the kernels' global accesses along a row of that many elements, so row
+/// strides and base pointers must be multiples of it (the runtime checks).
+int copyVectorElems(int elems);
+
 /// align_block_size keeps per-expert counters in shared memory.
 inline constexpr int kMaxAlignExperts = 1024;
 

@@ -102,10 +102,10 @@ void buildGroupedGemmKernel(TileBuilder &tb, const KernelArgs &args) {
     int kVec;
     bool evenK;
     if (shrink) {
-      kVec = spec.k ? copyVectorElems(std::min(*spec.k, spec.blockK)) : 8;
+      kVec = spec.k ? copyVectorElems(*spec.k) : 8;
       evenK = spec.evenK();
     } else {
-      kVec = copyVectorElems(std::min(R, spec.blockK));
+      kVec = copyVectorElems(R);
       evenK = R % spec.blockK == 0;
     }
     TileCopyPlan aPlan =

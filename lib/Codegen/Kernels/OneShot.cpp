@@ -84,10 +84,9 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
         R < BR ? std::function<Value(Value)>(
                      [&tb, R](Value r) { return tb.lt(r, tb.i32(R)); })
                : std::function<Value(Value)>());
-    int kVec =
-        copyVectorElems(spec.k ? std::min(*spec.k, spec.blockK) : spec.blockK);
-    if (!spec.k)
-      kVec = 8; // runtime K: the runtime requires K % 8 == 0 for these
+    // Rows of x and A are K elements apart: the copy width must divide K
+    // (a runtime K requires K % 8 == 0, checked by the runtime).
+    const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
     TileCopyPlan xPlan =
         tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.xPitch, xRows);
     TileCopyPlan aPlan =

@@ -15,14 +15,6 @@ namespace {
 enum SregKind { kCtaid, kNctaid };
 } // namespace
 
-int copyVectorElems(int elems) {
-  if (elems % 8 == 0)
-    return 8;
-  if (elems % 4 == 0)
-    return 4;
-  return 2;
-}
-
 TileBuilder::TileBuilder(OpBuilder &builder, Location loc,
                          const KernelSpec &spec)
     : b(builder), location(loc), kernelSpec(spec) {

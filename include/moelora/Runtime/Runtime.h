@@ -1,0 +1,62 @@
+//===- Runtime.h - The runtime engines link ---------------------*- C++ -*-===//
+//
+// Ties the module cache, the dispatcher and the launcher together; the C ABI
+// (moelora.h) is a thin, validating layer over this class.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MOELORA_RUNTIME_RUNTIME_H
+#define MOELORA_RUNTIME_RUNTIME_H
+
+#include "moelora/Runtime/Dispatcher.h"
+#include "moelora/Runtime/ModuleCache.h"
+
+#include <memory>
+#include <optional>
+
+namespace moelora {
+
+struct RuntimeOptions {
+  ModuleCacheOptions cache;
+  std::string tunedTablePath;
+  /// Plan for this device when no GPU is present (tests, tools).
+  DeviceInfo fallbackDevice;
+};
+
+class Runtime {
+public:
+  static Expected<std::unique_ptr<Runtime>> create(const RuntimeOptions &o);
+
+  /// The device of the current context (or the fallback without a GPU).
+  const DeviceInfo &device() const { return deviceInfo; }
+  const CudaDriver *driver() const { return drv; }
+  ModuleCache &cache() { return *moduleCache; }
+
+  Expected<DispatchPlan> plan(const MoeLoraCall &call, bool fullySharded);
+  /// Loads every kernel of the plans of these calls.
+  Status warmup(const std::vector<std::pair<MoeLoraCall, bool>> &calls);
+  Status fusedMoeLora(const MoeLoraCall &call, bool fullySharded,
+                      void *workspace, CUstream stream);
+  Status shrink(const MoeLoraCall &call, void *workspace, CUstream stream);
+  Status expand(const MoeLoraCall &call, void *workspace, int outColOffset,
+                CUstream stream);
+  Status alignBlockSize(const AlignCall &call, int blockM, CUstream stream);
+
+  uint64_t launches() const { return launchCount; }
+
+private:
+  Runtime() = default;
+  Status runKernel(const PlannedKernel &k, const MoeLoraCall &call,
+                   const IntermediateBuffer *inter, CUstream stream);
+  Status requireDriver() const;
+
+  const CudaDriver *drv = nullptr;
+  std::string driverError;
+  DeviceInfo deviceInfo;
+  std::unique_ptr<ModuleCache> moduleCache;
+  std::optional<TunedTable> tuned;
+  std::atomic<uint64_t> launchCount{0};
+};
+
+} // namespace moelora
+
+#endif // MOELORA_RUNTIME_RUNTIME_H

@@ -1,0 +1,54 @@
+//===- TunedTable.h - Tuned configs per GPU and shape bucket ----*- C++ -*-===//
+//
+// JSON written by moelora-tune and read by the dispatcher:
+//   {"format": "moelora-tuned", "version": 1, "gpu": "<device name>",
+//    "entries": [{"path": "one_shot"|"small_batch"|"two_kernel",
+//                 "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+//                 "sorted": true, "num_slices": 2, "max_pairs": 512,
+//                 "config": {"BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 64,
+//                            "num_warps": 4, "num_stages": 3, "NPID": 1}}]}
+// An entry applies to calls of its shape with num_pairs <= max_pairs (the
+// smallest such bucket wins) on a GPU whose name equals "gpu".
+//
+//===----------------------------------------------------------------------===//
+#ifndef MOELORA_RUNTIME_TUNEDTABLE_H
+#define MOELORA_RUNTIME_TUNEDTABLE_H
+
+#include "moelora/Spec/KernelSpec.h"
+#include "moelora/Support/Error.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace moelora {
+
+struct TunedConfig {
+  int blockN = 0, blockK = 0, numWarps = 0, numStages = 0, npid = 0;
+  int tilesPerItem = 0;
+};
+
+struct TunedEntry {
+  std::string path;
+  DType dtype = DType::BF16;
+  int rank = 0, K = 0, N = 0, numSlices = 1;
+  bool sorted = false;
+  long maxPairs = 0;
+  TunedConfig config;
+};
+
+struct TunedTable {
+  std::string gpu;
+  std::vector<TunedEntry> entries;
+
+  static Expected<TunedTable> load(const std::string &path);
+  static Expected<TunedTable> parse(const std::string &text,
+                                    const std::string &origin);
+  const TunedEntry *find(const std::string &gpuName, const std::string &path,
+                         DType dtype, int rank, int K, int N, int numSlices,
+                         bool sorted, long pairs) const;
+};
+
+} // namespace moelora
+
+#endif // MOELORA_RUNTIME_TUNEDTABLE_H

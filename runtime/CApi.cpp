@@ -1,0 +1,481 @@
+//===- CApi.cpp - moelora.h over the C++ runtime --------------------------===//
+//
+// Every entry point validates before touching anything and records the
+// reason (naming the argument) in a thread-local message.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moelora/moelora.h"
+
+#include "moelora/Runtime/Runtime.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <string>
+
+using namespace moelora;
+
+struct moelora_runtime {
+  std::unique_ptr<Runtime> impl;
+};
+
+namespace {
+
+thread_local std::string lastError;
+
+moelora_status fail(moelora_status code, std::string message) {
+  lastError = std::move(message);
+  return code;
+}
+moelora_status ok() {
+  lastError.clear();
+  return MOELORA_OK;
+}
+
+/// Maps a runtime error to a status code by what it says.
+moelora_status fromError(const Error &e) {
+  const std::string &m = e.message;
+  if (m.rfind("no CUDA driver", 0) == 0 || m.find("no CUDA device") != m.npos)
+    return fail(MOELORA_ERROR_NO_DEVICE, m);
+  if (m.find("kernel variant not found") != m.npos)
+    return fail(MOELORA_ERROR_NOT_FOUND, m);
+  if (m.find("CUDA_ERROR") != m.npos)
+    return fail(MOELORA_ERROR_CUDA, m);
+  if (m.find("must be") != m.npos || m.find("NULL") != m.npos)
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT, m);
+  return fail(MOELORA_ERROR_INTERNAL, m);
+}
+
+bool isPow2AtLeast16(int v) { return v >= 16 && (v & (v - 1)) == 0; }
+
+/// Validates a fused call's shapes and flags (enough for planning and
+/// warm-up); the message names the argument.
+Expected<MoeLoraCall> toShape(const moelora_fused_args *a) {
+  auto bad = [](std::string m) { return makeError(std::move(m)); };
+  if (!a)
+    return bad("args: NULL");
+  if (a->struct_size < sizeof(moelora_fused_args))
+    return bad(fmt::format("args.struct_size = {}: must be sizeof("
+                           "moelora_fused_args) = {} (call "
+                           "moelora_fused_args_init)",
+                           a->struct_size, sizeof(moelora_fused_args)));
+  if (a->dtype != MOELORA_DTYPE_FP16 && a->dtype != MOELORA_DTYPE_BF16)
+    return bad(fmt::format("dtype = {}: must be MOELORA_DTYPE_FP16 (0) or "
+                           "MOELORA_DTYPE_BF16 (1)",
+                           int(a->dtype)));
+  struct {
+    const char *name;
+    int value, min;
+  } shapes[] = {{"num_tokens", a->num_tokens, 0},
+                {"top_k", a->top_k, 1},
+                {"num_experts", a->num_experts, 1},
+                {"K", a->K, 1},
+                {"N", a->N, 0},
+                {"rank", a->rank, 1},
+                {"num_slices", a->num_slices, 0},
+                {"max_loras", a->max_loras, 1},
+                {"num_active_loras", a->num_active_loras, 0}};
+  for (const auto &s : shapes)
+    if (s.value < s.min)
+      return bad(fmt::format("{} = {}: must be >= {}", s.name, s.value, s.min));
+  if (a->num_active_loras > a->max_loras + 1)
+    return bad(fmt::format("num_active_loras = {}: must be <= max_loras + 1 "
+                           "= {}",
+                           a->num_active_loras, a->max_loras + 1));
+  if (a->num_experts > kMaxAlignExperts)
+    return bad(fmt::format("num_experts = {}: must be <= {}", a->num_experts,
+                           kMaxAlignExperts));
+  MoeLoraCall c;
+  c.dtype = a->dtype == MOELORA_DTYPE_BF16 ? DType::BF16 : DType::F16;
+  c.numTokens = a->num_tokens;
+  c.topK = a->top_k;
+  c.numExperts = a->num_experts;
+  c.K = a->K;
+  c.N = a->N;
+  c.rank = a->rank;
+  c.numSlices = a->num_slices;
+  c.maxLoras = a->max_loras;
+  c.numActiveLoras = a->num_active_loras;
+  c.sorted = a->sorted_token_ids != nullptr || a->EM > 0;
+  c.EM = a->EM;
+  c.blockSizeM = a->block_size_m;
+  c.mulRoutedWeight = a->mul_routed_weight != 0;
+  c.addInputs = a->add_inputs != 0;
+  if (c.sorted && !isPow2AtLeast16(a->block_size_m))
+    return bad(fmt::format("shrink_block_size_m (block_size_m) = {}: must "
+                           "be a power of two >= 16",
+                           a->block_size_m));
+  return c;
+}
+
+/// Validates a whole call (shapes, pointers, strides) and converts it.
+Expected<MoeLoraCall> toCall(const moelora_fused_args *a) {
+  auto bad = [](std::string m) { return makeError(std::move(m)); };
+  auto shape = toShape(a);
+  if (!shape)
+    return shape;
+  MoeLoraCall c = shape.take();
+  // Empty work: nothing is read, so nothing else needs to be valid.
+  if (c.numPairs() == 0 || c.numSlices == 0 || c.numActiveLoras == 0 ||
+      c.N == 0)
+    return c;
+  struct {
+    const char *name;
+    const void *ptr;
+    bool needed;
+  } ptrs[] = {
+      {"x", a->x, true},
+      {"lora_a_ptrs", a->lora_a_ptrs, true},
+      {"lora_b_ptrs", a->lora_b_ptrs, true},
+      {"output", a->output, true},
+      {"token_lora_mapping", a->token_lora_mapping, true},
+      {"lora_ids", a->lora_ids, true},
+      {"adapter_enabled", a->adapter_enabled, true},
+      {"topk_weights", a->topk_weights, c.mulRoutedWeight},
+      {"topk_ids", a->topk_ids, !c.sorted},
+      {"sorted_token_ids", a->sorted_token_ids, c.sorted},
+      {"expert_ids", a->expert_ids, c.sorted},
+      {"num_tokens_post_padded", a->num_tokens_post_padded, c.sorted},
+  };
+  for (const auto &p : ptrs)
+    if (p.needed && !p.ptr)
+      return bad(fmt::format("{}: NULL pointer", p.name));
+  if (c.sorted) {
+    if (a->EM <= 0 || a->EM % a->block_size_m != 0)
+      return bad(fmt::format("EM = {}: must be a positive multiple of "
+                             "block_size_m = {}",
+                             a->EM, a->block_size_m));
+  }
+  // Innermost strides 1; the contract's output view.
+  if (a->x_stride[1] != 1)
+    return bad("x_stride[1]: must be 1 (rows contiguous)");
+  if (a->lora_a_stride[3] != 1)
+    return bad("lora_a_stride[3]: must be 1 (K contiguous)");
+  if (a->lora_b_stride[3] != 1)
+    return bad("lora_b_stride[3]: must be 1 (R contiguous)");
+  if (a->output_stride[2] != 1)
+    return bad("output_stride[2]: must be 1");
+  if (a->output_stride[0] != int64_t(a->top_k) * a->output_stride[1])
+    return bad(fmt::format("output_stride: stride(0) = {} must equal top_k * "
+                           "stride(1) = {}",
+                           a->output_stride[0],
+                           int64_t(a->top_k) * a->output_stride[1]));
+  // Vector accesses along K (x, A) and R (B): strides must keep rows aligned.
+  int kVec = copyVectorElems(a->K), rVec = copyVectorElems(a->rank);
+  if (a->K % 2 != 0)
+    return bad(fmt::format("K = {}: must be even", a->K));
+  if (a->rank % 2 != 0)
+    return bad(fmt::format("rank = {}: must be even", a->rank));
+  if (a->x_stride[0] % kVec != 0)
+    return bad(fmt::format("x_stride[0] = {}: must be a multiple of {}",
+                           a->x_stride[0], kVec));
+  for (int i = 0; i < 3; ++i) {
+    if (a->lora_a_stride[i] % kVec != 0)
+      return bad(fmt::format("lora_a_stride[{}] = {}: must be a multiple of "
+                             "{}",
+                             i, a->lora_a_stride[i], kVec));
+    if (a->lora_b_stride[i] % rVec != 0)
+      return bad(fmt::format("lora_b_stride[{}] = {}: must be a multiple of "
+                             "{}",
+                             i, a->lora_b_stride[i], rVec));
+  }
+  if (reinterpret_cast<uintptr_t>(a->x) % (kVec * 2) != 0)
+    return bad(fmt::format("x: must be {}-byte aligned", kVec * 2));
+  c.x = a->x;
+  c.loraAPtrs = a->lora_a_ptrs;
+  c.loraBPtrs = a->lora_b_ptrs;
+  c.out = a->output;
+  c.topkWeights = a->topk_weights;
+  c.sortedTokenIds = a->sorted_token_ids;
+  c.expertIds = c.sorted ? a->expert_ids : a->topk_ids;
+  c.numTokensPostPadded = a->num_tokens_post_padded;
+  c.tokenLoraMapping = a->token_lora_mapping;
+  c.loraIds = a->lora_ids;
+  c.adapterEnabled = a->adapter_enabled;
+  c.xStride = a->x_stride[0];
+  c.aStrideL = a->lora_a_stride[0];
+  c.aStrideE = a->lora_a_stride[1];
+  c.aStrideR = a->lora_a_stride[2];
+  c.bStrideL = a->lora_b_stride[0];
+  c.bStrideE = a->lora_b_stride[1];
+  c.bStrideN = a->lora_b_stride[2];
+  c.outStride = a->output_stride[1];
+  return c;
+}
+
+#define MOELORA_REQUIRE_RT(rt)                                                 \
+  if (!(rt) || !(rt)->impl)                                                    \
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT, "rt: NULL runtime");
+
+} // namespace
+
+extern "C" {
+
+uint32_t moelora_abi_version(void) { return MOELORA_ABI_VERSION; }
+const char *moelora_last_error(void) { return lastError.c_str(); }
+
+void moelora_runtime_options_init(moelora_runtime_options *o) {
+  if (!o)
+    return;
+  std::memset(o, 0, sizeof(*o));
+  o->struct_size = sizeof(*o);
+  o->enable_jit = 1;
+  o->enable_disk_cache = 1;
+}
+
+void moelora_fused_args_init(moelora_fused_args *a) {
+  if (!a)
+    return;
+  std::memset(a, 0, sizeof(*a));
+  a->struct_size = sizeof(*a);
+  a->dtype = MOELORA_DTYPE_BF16;
+  a->top_k = 1;
+  a->num_slices = 1;
+  a->max_loras = 1;
+  a->num_active_loras = 1;
+  a->num_experts = 1;
+  a->add_inputs = 1;
+}
+
+void moelora_align_args_init(moelora_align_args *a) {
+  if (!a)
+    return;
+  std::memset(a, 0, sizeof(*a));
+  a->struct_size = sizeof(*a);
+  a->top_k = 1;
+  a->num_experts = 1;
+  a->max_loras = 1;
+  a->block_size_m = 16;
+}
+
+moelora_status moelora_runtime_create(const moelora_runtime_options *options,
+                                      moelora_runtime **out) {
+  if (!out)
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT, "out: NULL");
+  *out = nullptr;
+  moelora_runtime_options defaults;
+  moelora_runtime_options_init(&defaults);
+  if (!options)
+    options = &defaults;
+  if (options->struct_size < sizeof(moelora_runtime_options))
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT,
+                "options.struct_size: must be sizeof(moelora_runtime_options) "
+                "(call moelora_runtime_options_init)");
+  if (options->num_bundle_paths < 0 ||
+      (options->num_bundle_paths > 0 && !options->bundle_paths))
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT,
+                "bundle_paths: NULL with num_bundle_paths > 0");
+  RuntimeOptions o;
+  if (options->cache_dir)
+    o.cache.diskDir = options->cache_dir;
+  o.cache.useJit = options->enable_jit != 0;
+  o.cache.useDisk = options->enable_disk_cache != 0;
+  for (int i = 0; i < options->num_bundle_paths; ++i) {
+    if (!options->bundle_paths[i])
+      return fail(MOELORA_ERROR_INVALID_ARGUMENT,
+                  fmt::format("bundle_paths[{}]: NULL", i));
+    o.cache.bundles.push_back(options->bundle_paths[i]);
+  }
+  if (options->tuned_table_path)
+    o.tunedTablePath = options->tuned_table_path;
+  auto rt = Runtime::create(o);
+  if (!rt)
+    return fromError(rt.error());
+  *out = new moelora_runtime{rt.take()};
+  return ok();
+}
+
+void moelora_runtime_destroy(moelora_runtime *rt) { delete rt; }
+
+size_t moelora_workspace_bytes(const moelora_fused_args *args) {
+  auto c = toCall(args);
+  return c ? intermediateBytes(*c) : 0;
+}
+
+moelora_status moelora_plan_fused(moelora_runtime *rt,
+                                  const moelora_fused_args *args,
+                                  moelora_plan *plan) {
+  MOELORA_REQUIRE_RT(rt);
+  if (!plan)
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT, "plan: NULL");
+  auto c = toCall(args);
+  if (!c)
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT, c.error().message);
+  auto p = rt->impl->plan(*c, args->fully_sharded != 0);
+  if (!p)
+    return fromError(p.error());
+  std::memset(plan, 0, sizeof(*plan));
+  plan->path = moelora_path(int(p->path));
+  plan->num_launches = int32_t(p->kernels.size());
+  plan->workspace_bytes = p->workspaceBytes;
+  plan->from_tuned_table = p->fromTunedTable;
+  for (size_t i = 0; i < p->kernels.size() && i < 2; ++i) {
+    const PlannedKernel &k = p->kernels[i];
+    moelora_kernel_launch &l = plan->launches[i];
+    std::snprintf(l.cache_key, sizeof(l.cache_key), "%s",
+                  k.spec.cacheKey().c_str());
+    std::snprintf(l.entry, sizeof(l.entry), "%s", k.spec.entryName().c_str());
+    LaunchGeometry g = launchGeometry(k.spec, *c, k.knobs);
+    std::memcpy(l.grid, g.grid, sizeof(l.grid));
+    l.block = g.block;
+    if (auto image = rt->impl->cache().image(k.spec))
+      l.shared_bytes = uint32_t((*image)->sharedBytes);
+    if (k.spec.family == KernelFamily::OneShot)
+      plan->npid = k.knobs.npid;
+    if (k.spec.family == KernelFamily::SmallBatch)
+      plan->tiles_per_item = k.knobs.tilesPerItem;
+  }
+  return ok();
+}
+
+moelora_status moelora_warmup(moelora_runtime *rt,
+                              const moelora_fused_args *calls, int32_t count) {
+  MOELORA_REQUIRE_RT(rt);
+  if (count < 0 || (count > 0 && !calls))
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT,
+                "calls: NULL with count > 0 (or count < 0)");
+  std::vector<std::pair<MoeLoraCall, bool>> list;
+  for (int i = 0; i < count; ++i) {
+    // Warm-up needs the shapes only: pointers may be NULL here.
+    auto c = toShape(&calls[i]);
+    if (!c)
+      return fail(MOELORA_ERROR_INVALID_ARGUMENT,
+                  fmt::format("calls[{}]: {}", i, c.error().message));
+    list.emplace_back(*c, calls[i].fully_sharded != 0);
+  }
+  if (Status s = rt->impl->warmup(list); !s)
+    return fromError(s.error());
+  return ok();
+}
+
+moelora_status moelora_fused_moe_lora(moelora_runtime *rt,
+                                      const moelora_fused_args *args,
+                                      void *stream) {
+  MOELORA_REQUIRE_RT(rt);
+  auto c = toCall(args);
+  if (!c)
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT, c.error().message);
+  if (Status s =
+          rt->impl->fusedMoeLora(*c, args->fully_sharded != 0, args->workspace,
+                                 static_cast<CUstream>(stream));
+      !s)
+    return fromError(s.error());
+  return ok();
+}
+
+moelora_status moelora_shrink(moelora_runtime *rt,
+                              const moelora_fused_args *args, void *stream) {
+  MOELORA_REQUIRE_RT(rt);
+  auto c = toCall(args);
+  if (!c)
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT, c.error().message);
+  if (Status s =
+          rt->impl->shrink(*c, args->workspace, static_cast<CUstream>(stream));
+      !s)
+    return fromError(s.error());
+  return ok();
+}
+
+moelora_status moelora_expand(moelora_runtime *rt,
+                              const moelora_fused_args *args,
+                              int32_t out_col_offset, void *stream) {
+  MOELORA_REQUIRE_RT(rt);
+  auto c = toCall(args);
+  if (!c)
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT, c.error().message);
+  if (out_col_offset < 0)
+    return fail(
+        MOELORA_ERROR_INVALID_ARGUMENT,
+        fmt::format("out_col_offset = {}: must be >= 0", out_col_offset));
+  if (Status s = rt->impl->expand(*c, args->workspace, out_col_offset,
+                                  static_cast<CUstream>(stream));
+      !s)
+    return fromError(s.error());
+  return ok();
+}
+
+int32_t moelora_align_capacity(int32_t num_tokens, int32_t top_k,
+                               int32_t num_experts, int32_t block_size_m) {
+  if (block_size_m <= 0)
+    return 0;
+  int64_t n =
+      int64_t(num_tokens) * top_k + int64_t(num_experts) * (block_size_m - 1);
+  return int32_t((n + block_size_m - 1) / block_size_m * block_size_m);
+}
+
+moelora_status moelora_align_block_size(moelora_runtime *rt,
+                                        const moelora_align_args *a,
+                                        void *stream) {
+  MOELORA_REQUIRE_RT(rt);
+  if (!a)
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT, "args: NULL");
+  if (a->struct_size < sizeof(moelora_align_args))
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT,
+                "args.struct_size: must be sizeof(moelora_align_args) (call "
+                "moelora_align_args_init)");
+  if (!isPow2AtLeast16(a->block_size_m))
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT,
+                fmt::format("block_size_m = {}: must be a power of two >= 16",
+                            a->block_size_m));
+  if (a->num_tokens < 0 || a->top_k < 1 || a->num_experts < 1 ||
+      a->max_loras < 1)
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT,
+                "num_tokens >= 0, top_k >= 1, num_experts >= 1 and max_loras "
+                ">= 1 are required");
+  if (a->num_experts > kMaxAlignExperts)
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT,
+                fmt::format("num_experts = {}: must be <= {}", a->num_experts,
+                            kMaxAlignExperts));
+  int32_t em = moelora_align_capacity(a->num_tokens, a->top_k, a->num_experts,
+                                      a->block_size_m);
+  if (a->EM != em)
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT,
+                fmt::format("EM = {}: must be moelora_align_capacity(...) = {}",
+                            a->EM, em));
+  const struct {
+    const char *name;
+    const void *ptr;
+  } ptrs[] = {{"topk_ids", a->topk_ids},
+              {"token_lora_mapping", a->token_lora_mapping},
+              {"sorted_token_ids", a->sorted_token_ids},
+              {"expert_ids", a->expert_ids},
+              {"num_tokens_post_padded", a->num_tokens_post_padded}};
+  for (const auto &p : ptrs)
+    if (!p.ptr)
+      return fail(MOELORA_ERROR_INVALID_ARGUMENT,
+                  fmt::format("{}: NULL pointer", p.name));
+  AlignCall call;
+  call.topkIds = a->topk_ids;
+  call.tokenLoraMapping = a->token_lora_mapping;
+  call.sortedTokenIds = a->sorted_token_ids;
+  call.expertIds = a->expert_ids;
+  call.numTokensPostPadded = a->num_tokens_post_padded;
+  call.numTokens = a->num_tokens;
+  call.topK = a->top_k;
+  call.numExperts = a->num_experts;
+  call.maxLoras = a->max_loras;
+  call.EM = a->EM;
+  if (Status s = rt->impl->alignBlockSize(call, a->block_size_m,
+                                          static_cast<CUstream>(stream));
+      !s)
+    return fromError(s.error());
+  return ok();
+}
+
+moelora_status moelora_get_stats(moelora_runtime *rt, moelora_stats *stats) {
+  MOELORA_REQUIRE_RT(rt);
+  if (!stats)
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT, "stats: NULL");
+  const CacheStats &c = rt->impl->cache().stats();
+  stats->memory_hits = c.memoryHits;
+  stats->disk_hits = c.diskHits;
+  stats->bundle_hits = c.bundleHits;
+  stats->jit_generations = c.jitGenerations;
+  stats->misses = c.misses;
+  stats->jit_ms_total = double(c.jitMicros) / 1000.0;
+  stats->launches = rt->impl->launches();
+  return ok();
+}
+
+} // extern "C"

@@ -1,0 +1,164 @@
+//===- Dispatcher.cpp - vLLM's dispatch rules, R > 128 to two-kernel ------===//
+
+#include "moelora/Runtime/Dispatcher.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace moelora {
+
+std::string_view toString(DispatchPath p) {
+  switch (p) {
+  case DispatchPath::None:
+    return "none";
+  case DispatchPath::SmallBatch:
+    return "small_batch";
+  case DispatchPath::OneShot:
+    return "one_shot";
+  case DispatchPath::TwoKernel:
+    return "two_kernel";
+  }
+  return "?";
+}
+
+size_t intermediateBytes(const MoeLoraCall &call) {
+  return size_t(call.numSlices) * size_t(call.numPairs()) * size_t(call.rank) *
+         2;
+}
+
+static bool isPow2AtLeast16(int v) { return v >= 16 && (v & (v - 1)) == 0; }
+
+static KernelSpec commonSpec(KernelFamily f, const MoeLoraCall &call,
+                             const DeviceInfo &device) {
+  KernelSpec s;
+  s.family = f;
+  s.dtype = call.dtype;
+  s.sm = device.sm;
+  s.rank = call.rank;
+  s.k = call.K;
+  s.sorted = call.sorted;
+  s.mulRoutedWeight = call.mulRoutedWeight;
+  s.addInputs = call.addInputs;
+  s.numSlices = call.numSlices;
+  return s;
+}
+
+static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
+  if (c.blockN)
+    s.blockN = c.blockN;
+  if (c.blockK)
+    s.blockK = c.blockK;
+  if (c.numWarps)
+    s.numWarps = c.numWarps;
+  if (c.numStages)
+    s.numStages = c.numStages;
+  if (c.npid)
+    k.npid = c.npid;
+  if (c.tilesPerItem)
+    k.tilesPerItem = c.tilesPerItem;
+}
+
+Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
+                                        bool fullySharded,
+                                        const DeviceInfo &device,
+                                        const TunedTable *tuned) {
+  DispatchPlan plan;
+  const long pairs = call.numPairs();
+  if (pairs == 0 || call.numSlices == 0 || call.numActiveLoras == 0 ||
+      call.N == 0)
+    return plan; // nothing to do: no launch, output unchanged
+  if (call.sorted && !isPow2AtLeast16(call.blockSizeM))
+    return makeError(fmt::format(
+        "shrink_block_size_m = {}: must be a power of two >= 16 (16, 32, "
+        "64, 128, ...)",
+        call.blockSizeM));
+  auto lookup = [&](std::string_view path) -> const TunedEntry * {
+    if (!tuned)
+      return nullptr;
+    return tuned->find(device.name, std::string(path), call.dtype, call.rank,
+                       call.K, call.N, call.numSlices, call.sorted, pairs);
+  };
+
+  const bool twoKernel = fullySharded || call.rank > kMaxOneShotRank;
+  if (!twoKernel && !call.sorted && call.rank <= kMaxSmallBatchRank &&
+      pairs * call.rank <= 1024) {
+    plan.path = DispatchPath::SmallBatch;
+    KernelSpec s = commonSpec(KernelFamily::SmallBatch, call, device);
+    s.blockM = 16;
+    s.blockN = 64;
+    s.blockK = 256;
+    s.numWarps = 4;
+    s.numStages = 1;
+    LaunchKnobs k;
+    k.smCount = device.smCount;
+    // Enough work items to fill 2 programs per SM, at least one tile each.
+    long nTiles = (call.N + s.blockN - 1) / s.blockN;
+    long items = pairs * call.numSlices;
+    long want = 2L * device.smCount;
+    k.tilesPerItem =
+        int(std::clamp<long>(nTiles * items / std::max(1L, want), 1L, nTiles));
+    if (const TunedEntry *t = lookup("small_batch")) {
+      applyTuned(s, k, t->config);
+      plan.fromTunedTable = true;
+    }
+    plan.kernels.push_back({s, k});
+    return plan;
+  }
+  if (!twoKernel) {
+    plan.path = DispatchPath::OneShot;
+    KernelSpec s = commonSpec(KernelFamily::OneShot, call, device);
+    s.blockM = call.sorted ? call.blockSizeM : 16;
+    s.blockN = 128;
+    s.blockK = call.K >= 256 ? 128 : 64;
+    s.numStages = 3;
+    s.numWarps = 4;
+    LaunchKnobs k;
+    long mBlocks = call.sorted ? call.EM / s.blockM : pairs;
+    long programs =
+        mBlocks * call.numSlices * (call.sorted ? call.numActiveLoras : 1);
+    long nTiles = (call.N + s.blockN - 1) / s.blockN;
+    long target = device.smCount * 3 / 2;
+    if (programs < target) {
+      k.npid =
+          int(std::clamp<long>((target + programs - 1) / programs, 1, nTiles));
+      if (k.npid > 1)
+        s.numWarps = 8;
+    }
+    if (const TunedEntry *t = lookup("one_shot")) {
+      applyTuned(s, k, t->config);
+      plan.fromTunedTable = true;
+    }
+    // BLOCK_M rows of 16 per warp group need BLOCK_N / warps-per-row >= 8.
+    plan.kernels.push_back({s, k});
+    return plan;
+  }
+  plan.path = DispatchPath::TwoKernel;
+  KernelSpec shrink = commonSpec(KernelFamily::Shrink, call, device);
+  shrink.blockM = call.sorted ? call.blockSizeM : 16;
+  shrink.blockN = std::clamp(
+      1 << (32 - __builtin_clz(std::max(call.rank, 16) - 1)), 16, 64);
+  shrink.blockK = 64;
+  shrink.numWarps = 4;
+  shrink.numStages = 3;
+  shrink.mulRoutedWeight = false;
+  shrink.addInputs = false;
+  KernelSpec expand = commonSpec(KernelFamily::Expand, call, device);
+  expand.k.reset(); // the expand's reduction is R, not K
+  expand.blockM = shrink.blockM;
+  expand.blockN = 64;
+  expand.blockK = 16;
+  expand.numWarps = 4;
+  expand.numStages = 2;
+  if (const TunedEntry *t = lookup("two_kernel")) {
+    LaunchKnobs unused;
+    applyTuned(expand, unused, t->config);
+    plan.fromTunedTable = true;
+  }
+  plan.kernels.push_back({shrink, LaunchKnobs{}});
+  plan.kernels.push_back({expand, LaunchKnobs{}});
+  plan.workspaceBytes = intermediateBytes(call);
+  return plan;
+}
+
+} // namespace moelora

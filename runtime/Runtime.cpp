@@ -1,0 +1,191 @@
+//===- Runtime.cpp - Cache + dispatcher + launcher ------------------------===//
+
+#include "moelora/Runtime/Runtime.h"
+
+#include <fmt/format.h>
+
+namespace moelora {
+
+Expected<std::unique_ptr<Runtime>> Runtime::create(const RuntimeOptions &o) {
+  std::unique_ptr<Runtime> rt(new Runtime());
+  rt->deviceInfo = o.fallbackDevice;
+  auto drv = CudaDriver::get();
+  if (drv) {
+    rt->drv = *drv;
+    CUdevice dev = 0;
+    CUcontext ctx = nullptr;
+    // The caller's current context decides the device; without one, device
+    // 0's primary context (the one PyTorch and the CUDA runtime share).
+    if (rt->drv->cuCtxGetCurrent(&ctx) != CUDA_SUCCESS || !ctx) {
+      if (Status s =
+              rt->drv->check(rt->drv->cuDeviceGet(&dev, 0), "cuDeviceGet");
+          !s)
+        return s.error();
+      if (Status s =
+              rt->drv->check(rt->drv->cuDevicePrimaryCtxRetain(&ctx, dev),
+                             "cuDevicePrimaryCtxRetain");
+          !s)
+        return s.error();
+      if (Status s =
+              rt->drv->check(rt->drv->cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
+          !s)
+        return s.error();
+    } else if (Status s = rt->drv->check(rt->drv->cuCtxGetDevice(&dev),
+                                         "cuCtxGetDevice");
+               !s) {
+      return s.error();
+    }
+    int major = 0, minor = 0, sms = 0;
+    rt->drv->cuDeviceGetAttribute(
+        &major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
+    rt->drv->cuDeviceGetAttribute(
+        &minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+    rt->drv->cuDeviceGetAttribute(
+        &sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
+    char name[256] = {0};
+    rt->drv->cuDeviceGetName(name, sizeof(name), dev);
+    rt->deviceInfo = DeviceInfo{major * 10 + minor, sms, name};
+  } else {
+    rt->driverError = drv.error().message;
+  }
+  rt->moduleCache = std::make_unique<ModuleCache>(rt->drv, o.cache);
+  if (Status s = rt->moduleCache->init(); !s)
+    return s.error();
+  if (!o.tunedTablePath.empty()) {
+    auto t = TunedTable::load(o.tunedTablePath);
+    if (!t)
+      return t.error();
+    rt->tuned = t.take();
+  }
+  return rt;
+}
+
+Status Runtime::requireDriver() const {
+  if (!drv)
+    return makeError(driverError);
+  return Status::ok();
+}
+
+Expected<DispatchPlan> Runtime::plan(const MoeLoraCall &call,
+                                     bool fullySharded) {
+  return planFusedMoeLora(call, fullySharded, deviceInfo,
+                          tuned ? &*tuned : nullptr);
+}
+
+Status Runtime::warmup(const std::vector<std::pair<MoeLoraCall, bool>> &calls) {
+  for (const auto &[call, sharded] : calls) {
+    auto p = plan(call, sharded);
+    if (!p)
+      return p.error();
+    for (const PlannedKernel &k : p->kernels) {
+      if (drv) {
+        if (auto kernel = moduleCache->kernel(k.spec); !kernel)
+          return kernel.error();
+      } else if (auto image = moduleCache->image(k.spec); !image) {
+        return image.error();
+      }
+    }
+  }
+  return Status::ok();
+}
+
+Status Runtime::runKernel(const PlannedKernel &k, const MoeLoraCall &call,
+                          const IntermediateBuffer *inter, CUstream stream) {
+  auto kernel = moduleCache->kernel(k.spec);
+  if (!kernel)
+    return kernel.error();
+  ++launchCount;
+  return launchGemm(*drv, **kernel, call, k.knobs, inter, stream);
+}
+
+static IntermediateBuffer intermediateFor(const MoeLoraCall &call,
+                                          void *workspace) {
+  return IntermediateBuffer{workspace, int64_t(call.numPairs()) * call.rank,
+                            call.rank};
+}
+
+Status Runtime::fusedMoeLora(const MoeLoraCall &call, bool fullySharded,
+                             void *workspace, CUstream stream) {
+  auto p = plan(call, fullySharded);
+  if (!p)
+    return p.error();
+  if (p->path == DispatchPath::None)
+    return Status::ok();
+  if (Status s = requireDriver(); !s)
+    return s;
+  if (p->path != DispatchPath::TwoKernel)
+    return runKernel(p->kernels[0], call, nullptr, stream);
+  if (!workspace)
+    return makeError(fmt::format(
+        "workspace: the two-kernel path needs {} bytes of workspace "
+        "(moelora_workspace_bytes), got NULL",
+        p->workspaceBytes));
+  IntermediateBuffer inter = intermediateFor(call, workspace);
+  if (Status s = drv->check(
+          drv->cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(workspace), 0,
+                               p->workspaceBytes, stream),
+          "zeroing the workspace");
+      !s)
+    return s;
+  if (Status s = runKernel(p->kernels[0], call, &inter, stream); !s)
+    return s;
+  return runKernel(p->kernels[1], call, &inter, stream);
+}
+
+Status Runtime::shrink(const MoeLoraCall &call, void *workspace,
+                       CUstream stream) {
+  auto p = plan(call, /*fullySharded=*/true);
+  if (!p)
+    return p.error();
+  if (p->path == DispatchPath::None)
+    return Status::ok();
+  if (Status s = requireDriver(); !s)
+    return s;
+  if (!workspace)
+    return makeError("workspace: NULL; shrink writes the intermediate there");
+  IntermediateBuffer inter = intermediateFor(call, workspace);
+  if (Status s = drv->check(
+          drv->cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(workspace), 0,
+                               p->workspaceBytes, stream),
+          "zeroing the workspace");
+      !s)
+    return s;
+  return runKernel(p->kernels[0], call, &inter, stream);
+}
+
+Status Runtime::expand(const MoeLoraCall &call, void *workspace,
+                       int outColOffset, CUstream stream) {
+  auto p = plan(call, /*fullySharded=*/true);
+  if (!p)
+    return p.error();
+  if (p->path == DispatchPath::None)
+    return Status::ok();
+  if (Status s = requireDriver(); !s)
+    return s;
+  if (!workspace)
+    return makeError("workspace: NULL; expand reads the intermediate there");
+  IntermediateBuffer inter = intermediateFor(call, workspace);
+  PlannedKernel k = p->kernels[1];
+  k.knobs.outColOffset = outColOffset;
+  return runKernel(k, call, &inter, stream);
+}
+
+Status Runtime::alignBlockSize(const AlignCall &call, int blockM,
+                               CUstream stream) {
+  if (Status s = requireDriver(); !s)
+    return s;
+  KernelSpec spec;
+  spec.family = KernelFamily::AlignBlockSize;
+  spec.sm = deviceInfo.sm;
+  spec.rank = 0;
+  spec.blockM = blockM;
+  spec.numWarps = 4;
+  spec.numStages = 1;
+  auto kernel = moduleCache->kernel(spec);
+  if (!kernel)
+    return kernel.error();
+  ++launchCount;
+  return launchAlign(*drv, **kernel, call, stream);
+}
+
+} // namespace moelora

@@ -1,0 +1,76 @@
+//===- TunedTable.cpp - Tuned configs per GPU and shape bucket ------------===//
+
+#include "moelora/Runtime/TunedTable.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <sstream>
+
+namespace moelora {
+
+Expected<TunedTable> TunedTable::load(const std::string &path) {
+  std::ifstream in(path);
+  if (!in)
+    return makeError("tuned table " + path + ": cannot read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse(ss.str(), path);
+}
+
+Expected<TunedTable> TunedTable::parse(const std::string &text,
+                                       const std::string &origin) {
+  TunedTable table;
+  try {
+    auto j = nlohmann::json::parse(text);
+    if (j.value("format", "") != "moelora-tuned")
+      return makeError(origin + ": format is not moelora-tuned");
+    table.gpu = j.at("gpu").get<std::string>();
+    for (const auto &e : j.at("entries")) {
+      TunedEntry t;
+      t.path = e.at("path").get<std::string>();
+      auto dt = parseDType(e.at("dtype").get<std::string>());
+      if (!dt)
+        return makeError(origin + ": dtype must be fp16 or bf16");
+      t.dtype = *dt;
+      t.rank = e.at("rank");
+      t.K = e.at("K");
+      t.N = e.at("N");
+      t.numSlices = e.value("num_slices", 1);
+      t.sorted = e.value("sorted", false);
+      t.maxPairs = e.at("max_pairs");
+      const auto &c = e.at("config");
+      t.config.blockN = c.value("BLOCK_SIZE_N", 0);
+      t.config.blockK = c.value("BLOCK_SIZE_K", 0);
+      t.config.numWarps = c.value("num_warps", 0);
+      t.config.numStages = c.value("num_stages", 0);
+      t.config.npid = c.value("NPID", 0);
+      t.config.tilesPerItem = c.value("tiles_per_item", 0);
+      table.entries.push_back(t);
+    }
+  } catch (const std::exception &e) {
+    return makeError(fmt::format("{}: bad tuned table: {}", origin, e.what()));
+  }
+  return table;
+}
+
+const TunedEntry *TunedTable::find(const std::string &gpuName,
+                                   const std::string &path, DType dtype,
+                                   int rank, int K, int N, int numSlices,
+                                   bool sorted, long pairs) const {
+  if (gpuName != gpu)
+    return nullptr;
+  const TunedEntry *best = nullptr;
+  for (const TunedEntry &e : entries) {
+    if (e.path != path || e.dtype != dtype || e.rank != rank || e.K != K ||
+        e.N != N || e.numSlices != numSlices || e.sorted != sorted ||
+        pairs > e.maxPairs)
+      continue;
+    if (!best || e.maxPairs < best->maxPairs)
+      best = &e;
+  }
+  return best;
+}
+
+} // namespace moelora
