@@ -141,7 +141,8 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
   shrink.blockK = 64;
   shrink.numWarps = 4;
   shrink.numStages = 3;
-  shrink.mulRoutedWeight = false;
+  // The shrink keeps mul_routed_weight: it selects x's row per pair
+  // (token_mapping_factor); only the expand applies the weights.
   shrink.addInputs = false;
   KernelSpec expand = commonSpec(KernelFamily::Expand, call, device);
   expand.k.reset(); // the expand's reduction is R, not K

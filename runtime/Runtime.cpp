@@ -77,11 +77,17 @@ Status Runtime::warmup(const std::vector<std::pair<MoeLoraCall, bool>> &calls) {
     auto p = plan(call, sharded);
     if (!p)
       return p.error();
-    for (const PlannedKernel &k : p->kernels) {
+    std::vector<KernelSpec> specs;
+    for (const PlannedKernel &k : p->kernels)
+      specs.push_back(k.spec);
+    // Sorted calls also need the align kernel that builds their metadata.
+    if (call.sorted && p->path != DispatchPath::None)
+      specs.push_back(alignBlockSizeSpec(deviceInfo.sm, call.blockSizeM));
+    for (const KernelSpec &spec : specs) {
       if (drv) {
-        if (auto kernel = moduleCache->kernel(k.spec); !kernel)
+        if (auto kernel = moduleCache->kernel(spec); !kernel)
           return kernel.error();
-      } else if (auto image = moduleCache->image(k.spec); !image) {
+      } else if (auto image = moduleCache->image(spec); !image) {
         return image.error();
       }
     }
@@ -174,14 +180,7 @@ Status Runtime::alignBlockSize(const AlignCall &call, int blockM,
                                CUstream stream) {
   if (Status s = requireDriver(); !s)
     return s;
-  KernelSpec spec;
-  spec.family = KernelFamily::AlignBlockSize;
-  spec.sm = deviceInfo.sm;
-  spec.rank = 0;
-  spec.blockM = blockM;
-  spec.numWarps = 4;
-  spec.numStages = 1;
-  auto kernel = moduleCache->kernel(spec);
+  auto kernel = moduleCache->kernel(alignBlockSizeSpec(deviceInfo.sm, blockM));
   if (!kernel)
     return kernel.error();
   ++launchCount;

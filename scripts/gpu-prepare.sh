@@ -7,9 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 cmake -S . -B "$BUILD" -G Ninja >/dev/null
-ninja -C "$BUILD" -j2 moelora_gpu_tests make-gpu-bundle
+ninja -C "$BUILD" -j2 moelora_gpu_tests make-gpu-bundle prepare-capi-cache
 rm -rf .carry && mkdir -p .carry/bin .carry/lib
 "$BUILD"/test/gpu/make-gpu-bundle .carry/gpu-bundle
+# The C ABI suite's disk cache: every variant its calls dispatch to.
+"$BUILD"/test/gpu/prepare-capi-cache .carry/capi-cache
 cp "$BUILD"/test/gpu/moelora_gpu_tests .carry/bin/
 for lib in libfmt.so.9 libyaml-cpp.so.0.7; do
   cp -L "/usr/lib/x86_64-linux-gnu/$lib" .carry/lib/

@@ -69,6 +69,17 @@ int copyVectorElems(int elems) {
   return 2;
 }
 
+KernelSpec alignBlockSizeSpec(int sm, int blockM) {
+  KernelSpec s;
+  s.family = KernelFamily::AlignBlockSize;
+  s.dtype = DType::BF16;
+  s.sm = sm;
+  s.rank = 0;
+  s.blockM = blockM;
+  s.numWarps = 4;
+  return s;
+}
+
 const std::vector<KernelParam> &kernelParams(KernelFamily family) {
   return family == KernelFamily::AlignBlockSize ? kAlignParams : kGemmParams;
 }

@@ -10,6 +10,7 @@
 #define MOELORA_TEST_GPU_GPUCASES_H
 
 #include "moelora/Reference/ProblemGenerator.h"
+#include "moelora/Spec/KernelAbi.h"
 #include "moelora/Spec/KernelSpec.h"
 
 #include <fmt/format.h>
@@ -212,17 +213,7 @@ inline std::vector<GpuCase> gpuCases() {
 
 /// align_block_size kernels of the suite (BLOCK_SIZE_M 16 and 64).
 inline std::vector<KernelSpec> alignSpecs() {
-  std::vector<KernelSpec> specs;
-  for (int bm : {16, 64}) {
-    KernelSpec s;
-    s.family = KernelFamily::AlignBlockSize;
-    s.rank = 0;
-    s.blockM = bm;
-    s.numWarps = 4;
-    s.numStages = 1;
-    specs.push_back(s);
-  }
-  return specs;
+  return {alignBlockSizeSpec(90, 16), alignBlockSizeSpec(90, 64)};
 }
 
 } // namespace moelora::gputest

@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "GpuCases.h"
+#include "GpuTestUtil.h"
 #include "moelora/Reference/Reference.h"
 #include "moelora/Runtime/KernelLauncher.h"
 #include "moelora/Support/Half.h"
@@ -24,58 +25,6 @@ using namespace moelora;
 using namespace moelora::gputest;
 
 namespace {
-
-const CudaDriver *gDriver = nullptr;
-std::string gSkipReason;
-
-#define CU(call)                                                               \
-  ASSERT_TRUE(gDriver->check(call, #call)) << gDriver->describe(call)
-
-struct DeviceBuffer {
-  CUdeviceptr ptr = 0;
-  size_t bytes = 0;
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t n) : bytes(n) {
-    if (n && gDriver->cuMemAlloc(&ptr, n) != CUDA_SUCCESS)
-      ptr = 0;
-  }
-  DeviceBuffer(const DeviceBuffer &) = delete;
-  DeviceBuffer(DeviceBuffer &&o) noexcept : ptr(o.ptr), bytes(o.bytes) {
-    o.ptr = 0;
-  }
-  ~DeviceBuffer() {
-    if (ptr)
-      gDriver->cuMemFree(ptr);
-  }
-  void *get() const { return reinterpret_cast<void *>(ptr); }
-};
-
-template <typename T> DeviceBuffer upload(const std::vector<T> &v) {
-  DeviceBuffer b(std::max<size_t>(v.size() * sizeof(T), 4));
-  if (!v.empty())
-    gDriver->cuMemcpyHtoD(b.ptr, v.data(), v.size() * sizeof(T));
-  return b;
-}
-
-class GpuEnvironment : public ::testing::Environment {
-public:
-  void SetUp() override {
-    auto drv = CudaDriver::get();
-    if (!drv) {
-      gSkipReason = drv.error().message;
-      return;
-    }
-    gDriver = *drv;
-    CUdevice dev;
-    CUcontext ctx;
-    if (gDriver->cuDeviceGet(&dev, 0) != CUDA_SUCCESS ||
-        gDriver->cuDevicePrimaryCtxRetain(&ctx, dev) != CUDA_SUCCESS ||
-        gDriver->cuCtxSetCurrent(ctx) != CUDA_SUCCESS) {
-      gSkipReason = "cannot make the primary context current";
-      gDriver = nullptr;
-    }
-  }
-};
 
 std::string bundleDir() {
   const char *d = std::getenv("MOELORA_GPU_BUNDLE");
@@ -326,9 +275,3 @@ INSTANTIATE_TEST_SUITE_P(AllFamilies, GpuCorrectness,
                          });
 
 } // namespace
-
-int main(int argc, char **argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  ::testing::AddGlobalTestEnvironment(new GpuEnvironment);
-  return RUN_ALL_TESTS();
-}

@@ -84,6 +84,11 @@ const std::vector<KernelParam> &kernelParams(KernelFamily family);
 /// strides and base pointers must be multiples of it (the runtime checks).
 int copyVectorElems(int elems);
 
+/// The align_block_size variant for a target and BLOCK_SIZE_M: every other
+/// field at its KernelSpec default, as the spec parser produces it, so the
+/// runtime, the bundles and the tests agree on its cache key.
+KernelSpec alignBlockSizeSpec(int sm, int blockM);
+
 /// align_block_size keeps per-expert counters in shared memory.
 inline constexpr int kMaxAlignExperts = 1024;
 
