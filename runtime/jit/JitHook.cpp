@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moelora/Codegen/Generator.h"
+#include "moelora/Runtime/Jit.h"
 #include "moelora/Runtime/ModuleCache.h"
 
 namespace moelora {
@@ -24,10 +25,13 @@ Expected<KernelImage> generateImage(const KernelSpec &spec) {
   return image;
 }
 
+/// libmoelora.so links this object whole: loading the library is enough.
 struct Registrar {
-  Registrar() { setJitHook(generateImage); }
+  Registrar() { installJitHook(); }
 } registrar;
 
 } // namespace
+
+void installJitHook() { setJitHook(generateImage); }
 
 } // namespace moelora
