@@ -92,12 +92,14 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
     s.numStages = 1;
     LaunchKnobs k;
     k.smCount = device.smCount;
-    // Enough work items to fill 2 programs per SM, at least one tile each.
     long nTiles = (call.N + s.blockN - 1) / s.blockN;
     long items = pairs * call.numSlices;
     long want = 2L * device.smCount;
-    k.tilesPerItem =
-        int(std::clamp<long>(nTiles * items / std::max(1L, want), 1L, nTiles));
+    // Items = pairs x slices x ceil(nTiles / tilesPerItem) <= 2 programs
+    // per SM, so every program handles one item: each extra item per
+    // program costs another shrink's worth of latency.
+    k.tilesPerItem = int(std::clamp<long>(
+        (nTiles * items + want - 1) / std::max(1L, want), 1L, nTiles));
     if (const TunedEntry *t = lookup("small_batch")) {
       applyTuned(s, k, t->config);
       plan.fromTunedTable = true;
