@@ -2,6 +2,8 @@
 
 #include "moelora/Codegen/MoeBlock.h"
 
+#include <algorithm>
+
 namespace moelora {
 
 MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM) {
@@ -111,23 +113,47 @@ EpilogueRows resolveEpilogueRows(TileBuilder &tb, const KernelArgs &args,
 void storeAccumulators(TileBuilder &tb, Accumulators &acc,
                        const EpilogueRows &rows, Value colBase, Value colLimit,
                        EpilogueMode mode, bool addInputs, bool mulWeight) {
-  for (int mt = 0; mt < acc.mTiles; ++mt) {
-    for (int nt = 0; nt < acc.nTiles; ++nt) {
-      for (int i = 0; i < 4; ++i) {
-        int r = mt * 2 + i / 2;
-        Value col = tb.add(colBase, tb.accCol(nt, i));
-        Value ok = tb.land(rows.ok[r], tb.lt(col, colLimit));
-        Value value = acc.at(mt, nt, i);
-        tb.ifThen(ok, [&] {
-          Value v = mulWeight ? tb.fmul(value, rows.weight[r]) : value;
-          Value ptr = tb.gep(rows.rowPtr[r], col, tb.elementType());
-          if (mode == EpilogueMode::AtomicAdd)
-            tb.atomicAddOutput(ptr, v);
-          else
-            tb.storeOutput(ptr, v, addInputs);
-        });
-      }
-    }
+  // Groups of kGroupTiles n-tiles: within a group every load of the old
+  // values (add_inputs) is issued before any store, so the loads overlap
+  // (a load inside each masked store chains one round trip per element);
+  // groups bound the values held live (all at once cost up to ~200
+  // registers and most of the occupancy).
+  constexpr int kGroupTiles = 2;
+  for (int nt0 = 0; nt0 < acc.nTiles; nt0 += kGroupTiles) {
+    const int ntEnd = std::min(acc.nTiles, nt0 + kGroupTiles);
+    llvm::SmallVector<Value> values;
+    for (int mt = 0; mt < acc.mTiles; ++mt)
+      for (int nt = nt0; nt < ntEnd; ++nt)
+        for (int i = 0; i < 4; ++i) {
+          int r = mt * 2 + i / 2;
+          Value v = acc.at(mt, nt, i);
+          if (mulWeight)
+            v = tb.fmul(v, rows.weight[r]);
+          if (mode == EpilogueMode::Store && addInputs) {
+            // Masked elements read column 0 of a valid row instead.
+            Value col = tb.add(colBase, tb.accCol(nt, i));
+            Value ok = tb.land(rows.ok[r], tb.lt(col, colLimit));
+            Value ptr = tb.gep(rows.rowPtr[r], tb.select(ok, col, tb.i32(0)),
+                               tb.elementType());
+            v = tb.fadd(tb.fromElement(tb.load(tb.elementType(), ptr)), v);
+          }
+          values.push_back(v);
+        }
+    int index = 0;
+    for (int mt = 0; mt < acc.mTiles; ++mt)
+      for (int nt = nt0; nt < ntEnd; ++nt)
+        for (int i = 0; i < 4; ++i) {
+          int r = mt * 2 + i / 2;
+          Value v = values[index++];
+          Value col = tb.add(colBase, tb.accCol(nt, i));
+          tb.ifThen(tb.land(rows.ok[r], tb.lt(col, colLimit)), [&] {
+            Value ptr = tb.gep(rows.rowPtr[r], col, tb.elementType());
+            if (mode == EpilogueMode::AtomicAdd)
+              tb.atomicAddOutput(ptr, v);
+            else
+              tb.store(tb.toElement(v), ptr);
+          });
+        }
   }
 }
 
