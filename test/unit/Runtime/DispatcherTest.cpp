@@ -1,0 +1,518 @@
+//===- DispatcherTest.cpp - vLLM's dispatch rules, R > 128, tuned table ---===//
+//
+// planFusedMoeLora against kernel-contract.md "vLLM's dispatch" on an H100
+// (132 SMs: NPID > 1 only below 198 programs).
+//
+//===----------------------------------------------------------------------===//
+
+#include "moelora/Runtime/Dispatcher.h"
+#include "moelora/Runtime/KernelLauncher.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <set>
+
+using namespace moelora;
+using ::testing::HasSubstr;
+
+namespace {
+
+const DeviceInfo kH100{90, 132, "NVIDIA H100 80GB HBM3"};
+constexpr long kTarget = 132 * 3 / 2; // 1.5 x SMs
+
+/// A naive-metadata call (qwen3moe-like W13 by default).
+MoeLoraCall naiveCall(int tokens, int topK = 8, int K = 2048, int N = 1408,
+                      int rank = 16, int slices = 2) {
+  MoeLoraCall c;
+  c.dtype = DType::BF16;
+  c.numTokens = tokens;
+  c.topK = topK;
+  c.K = K;
+  c.N = N;
+  c.rank = rank;
+  c.numSlices = slices;
+  c.maxLoras = 4;
+  c.numActiveLoras = 4;
+  c.numExperts = 64;
+  return c;
+}
+
+int alignCapacity(int pairs, int experts, int bm) {
+  long n = long(pairs) + long(experts) * (bm - 1);
+  return int((n + bm - 1) / bm * bm);
+}
+
+MoeLoraCall sortedCall(int tokens, int blockSizeM = 16, int topK = 8,
+                       int K = 2048, int N = 1408, int rank = 16,
+                       int slices = 2) {
+  MoeLoraCall c = naiveCall(tokens, topK, K, N, rank, slices);
+  c.sorted = true;
+  c.blockSizeM = blockSizeM;
+  c.EM = alignCapacity(c.numPairs(), c.numExperts, blockSizeM);
+  return c;
+}
+
+DispatchPlan planOk(const MoeLoraCall &c, bool sharded = false,
+                    const TunedTable *t = nullptr,
+                    const DeviceInfo &d = kH100) {
+  auto p = planFusedMoeLora(c, sharded, d, t);
+  EXPECT_TRUE(p) << p.error().message;
+  return p ? *p : DispatchPlan{};
+}
+
+long ceilDiv(long a, long b) { return (a + b - 1) / b; }
+
+TEST(DispatcherTest, PathNames) {
+  EXPECT_EQ(toString(DispatchPath::None), "none");
+  EXPECT_EQ(toString(DispatchPath::SmallBatch), "small_batch");
+  EXPECT_EQ(toString(DispatchPath::OneShot), "one_shot");
+  EXPECT_EQ(toString(DispatchPath::TwoKernel), "two_kernel");
+}
+
+TEST(DispatcherTest, EmptyWorkPlansNothing) {
+  for (bool sorted : {false, true})
+    for (bool sharded : {false, true})
+      for (int which = 0; which < 4; ++which) {
+        MoeLoraCall c = sorted ? sortedCall(64) : naiveCall(64);
+        switch (which) {
+        case 0:
+          c.numTokens = 0;
+          break;
+        case 1:
+          c.numSlices = 0;
+          break;
+        case 2:
+          c.numActiveLoras = 0;
+          break;
+        case 3:
+          c.N = 0;
+          break;
+        }
+        SCOPED_TRACE(::testing::Message()
+                     << "sorted=" << sorted << " sharded=" << sharded
+                     << " empty field #" << which);
+        DispatchPlan p = planOk(c, sharded);
+        EXPECT_EQ(p.path, DispatchPath::None);
+        EXPECT_TRUE(p.kernels.empty());
+        EXPECT_EQ(p.workspaceBytes, 0u);
+        EXPECT_FALSE(p.fromTunedTable);
+      }
+}
+
+TEST(DispatcherTest, FullyShardedIsTwoKernel) {
+  for (bool sorted : {false, true})
+    for (int tokens : {1, 64, 4096}) {
+      MoeLoraCall c = sorted ? sortedCall(tokens) : naiveCall(tokens);
+      c.mulRoutedWeight = true;
+      SCOPED_TRACE(::testing::Message()
+                   << "sorted=" << sorted << " tokens=" << tokens);
+      DispatchPlan p = planOk(c, /*sharded=*/true);
+      EXPECT_EQ(p.path, DispatchPath::TwoKernel);
+      ASSERT_EQ(p.kernels.size(), 2u);
+      const KernelSpec &shrink = p.kernels[0].spec;
+      const KernelSpec &expand = p.kernels[1].spec;
+      EXPECT_EQ(shrink.family, KernelFamily::Shrink);
+      EXPECT_EQ(expand.family, KernelFamily::Expand);
+      EXPECT_EQ(p.workspaceBytes,
+                size_t(c.numSlices) * c.numPairs() * c.rank * 2);
+      EXPECT_EQ(p.workspaceBytes, intermediateBytes(c));
+      // Both halves see the metadata layout and the shape flags; the shrink
+      // reduces over K and never adds into its output, the expand over R.
+      for (const KernelSpec *s : {&shrink, &expand}) {
+        EXPECT_EQ(s->sorted, sorted);
+        EXPECT_EQ(s->rank, c.rank);
+        EXPECT_EQ(s->numSlices, c.numSlices);
+        EXPECT_EQ(s->sm, kH100.sm);
+        EXPECT_EQ(s->blockM, sorted ? c.blockSizeM : 16);
+      }
+      EXPECT_EQ(shrink.k, c.K);
+      EXPECT_FALSE(shrink.addInputs);
+      EXPECT_TRUE(shrink.mulRoutedWeight) << "selects x's row per pair";
+      EXPECT_FALSE(expand.k.has_value());
+      EXPECT_TRUE(expand.addInputs);
+      EXPECT_TRUE(expand.mulRoutedWeight);
+      EXPECT_NE(shrink.cacheKey(), expand.cacheKey());
+    }
+}
+
+TEST(DispatcherTest, LargeRankIsTwoKernelNotACrash) {
+  for (int rank : {192, 256})
+    for (bool sorted : {false, true}) {
+      SCOPED_TRACE(::testing::Message()
+                   << "R=" << rank << " sorted=" << sorted);
+      MoeLoraCall c = sorted ? sortedCall(64) : naiveCall(64);
+      c.rank = rank;
+      DispatchPlan p = planOk(c);
+      EXPECT_EQ(p.path, DispatchPath::TwoKernel);
+      ASSERT_EQ(p.kernels.size(), 2u);
+      EXPECT_EQ(p.workspaceBytes, size_t(2) * 512 * rank * 2);
+      // The shrink's N tile covers R in power-of-two tiles of at most 64.
+      const KernelSpec &shrink = p.kernels[0].spec;
+      EXPECT_TRUE(shrink.blockN >= 16 && shrink.blockN <= 64 &&
+                  (shrink.blockN & (shrink.blockN - 1)) == 0)
+          << shrink.blockN;
+    }
+  // One-shot still handles R = 128 (vLLM's limit).
+  MoeLoraCall c = naiveCall(64);
+  c.rank = 128;
+  EXPECT_EQ(planOk(c).path, DispatchPath::OneShot);
+}
+
+TEST(DispatcherTest, SmallBatchForNaiveSmallRankAndFewPairs) {
+  struct Case {
+    int tokens, topK, rank;
+    DispatchPath path;
+  } cases[] = {
+      {1, 8, 16, DispatchPath::SmallBatch},  // 128 <= 1024
+      {8, 8, 16, DispatchPath::SmallBatch},  // 64 pairs * 16 = 1024
+      {9, 8, 16, DispatchPath::OneShot},     // 1152 > 1024
+      {16, 1, 64, DispatchPath::SmallBatch}, // 16 * 64 = 1024
+      {17, 1, 64, DispatchPath::OneShot},    // 1088 > 1024
+      {1, 8, 64, DispatchPath::SmallBatch},  // 512
+      {1, 1, 128, DispatchPath::OneShot},    // R > 64: never small batch
+      {1, 8, 128, DispatchPath::OneShot},    //
+      {1, 1, 96, DispatchPath::OneShot},     //
+  };
+  for (const Case &k : cases) {
+    SCOPED_TRACE(::testing::Message() << "tokens=" << k.tokens << " top_k="
+                                      << k.topK << " R=" << k.rank);
+    MoeLoraCall c = naiveCall(k.tokens, k.topK);
+    c.rank = k.rank;
+    DispatchPlan p = planOk(c);
+    EXPECT_EQ(p.path, k.path);
+    ASSERT_EQ(p.kernels.size(), 1u);
+    EXPECT_EQ(p.kernels[0].spec.family, k.path == DispatchPath::SmallBatch
+                                            ? KernelFamily::SmallBatch
+                                            : KernelFamily::OneShot);
+    if (k.path == DispatchPath::OneShot) {
+      EXPECT_EQ(p.kernels[0].spec.blockM, 16);
+    }
+    EXPECT_EQ(p.workspaceBytes, 0u);
+  }
+}
+
+TEST(DispatcherTest, SortedNeverUsesSmallBatch) {
+  DispatchPlan p = planOk(sortedCall(1));
+  EXPECT_EQ(p.path, DispatchPath::OneShot);
+}
+
+TEST(DispatcherTest, SmallBatchKnobs) {
+  // qwen3moe decode: 8 pairs x 2 slices = 16 items, 22 tiles of 64 columns;
+  // 2 x 132 programs -> 2 tiles per item, 176 programs.
+  MoeLoraCall c = naiveCall(1);
+  DispatchPlan p = planOk(c);
+  ASSERT_EQ(p.path, DispatchPath::SmallBatch);
+  const PlannedKernel &k = p.kernels[0];
+  EXPECT_EQ(k.knobs.smCount, 132);
+  EXPECT_EQ(k.knobs.tilesPerItem, 2);
+  EXPECT_EQ(k.spec.k, 2048);
+  EXPECT_FALSE(k.spec.sorted);
+  LaunchGeometry g = launchGeometry(k.spec, c, k.knobs);
+  EXPECT_EQ(g.grid[0], 176u);
+  // Per-batch quantities are runtime arguments: every small-batch size
+  // shares one kernel (vLLM's 5.9k-graphs lesson).
+  std::set<std::string> keys;
+  for (int tokens = 1; tokens <= 8; ++tokens) {
+    DispatchPlan q = planOk(naiveCall(tokens));
+    ASSERT_EQ(q.path, DispatchPath::SmallBatch);
+    keys.insert(q.kernels[0].spec.cacheKey());
+    long nTiles = ceilDiv(1408, q.kernels[0].spec.blockN);
+    EXPECT_GE(q.kernels[0].knobs.tilesPerItem, 1);
+    EXPECT_LE(q.kernels[0].knobs.tilesPerItem, nTiles);
+  }
+  EXPECT_EQ(keys.size(), 1u);
+}
+
+TEST(DispatcherTest, OneShotBlockM) {
+  // Naive: 16. Sorted: the metadata's block size.
+  MoeLoraCall naive = naiveCall(64);
+  DispatchPlan p = planOk(naive);
+  ASSERT_EQ(p.path, DispatchPath::OneShot);
+  EXPECT_EQ(p.kernels[0].spec.blockM, 16);
+  EXPECT_FALSE(p.kernels[0].spec.sorted);
+  for (int bm : {16, 32, 64, 128}) {
+    SCOPED_TRACE(bm);
+    DispatchPlan q = planOk(sortedCall(64, bm));
+    ASSERT_EQ(q.path, DispatchPath::OneShot);
+    EXPECT_EQ(q.kernels[0].spec.blockM, bm);
+    EXPECT_TRUE(q.kernels[0].spec.sorted);
+    EXPECT_EQ(q.kernels[0].spec.blockN, 128);
+    EXPECT_EQ(q.kernels[0].spec.numStages, 3);
+  }
+}
+
+TEST(DispatcherTest, SortedBadBlockSizeNamesShrinkBlockSizeM) {
+  for (int bm : {48, 8, 0, 24, 1}) {
+    SCOPED_TRACE(bm);
+    MoeLoraCall c = sortedCall(64, 16);
+    c.blockSizeM = bm;
+    for (bool sharded : {false, true}) {
+      auto p = planFusedMoeLora(c, sharded, kH100, nullptr);
+      ASSERT_FALSE(p);
+      EXPECT_THAT(p.error().message, HasSubstr("shrink_block_size_m"));
+      EXPECT_THAT(p.error().message, HasSubstr(std::to_string(bm)));
+    }
+  }
+}
+
+TEST(DispatcherTest, BlockKAndEvenK) {
+  struct Case {
+    int K, blockK;
+    bool evenK;
+  } cases[] = {{64, 64, true},     {128, 64, true},   {200, 64, false},
+               {255, 64, false},   {256, 128, true},  {320, 128, false},
+               {2048, 128, true},  {4096, 128, true}, {6144, 128, true},
+               {1000, 128, false}, {96, 64, false}};
+  for (bool sorted : {false, true})
+    for (const Case &k : cases) {
+      SCOPED_TRACE(::testing::Message() << "K=" << k.K << " sorted=" << sorted);
+      MoeLoraCall c = sorted ? sortedCall(64) : naiveCall(64);
+      c.K = k.K;
+      DispatchPlan p = planOk(c);
+      ASSERT_EQ(p.path, DispatchPath::OneShot);
+      const KernelSpec &s = p.kernels[0].spec;
+      EXPECT_EQ(s.blockK, k.blockK);
+      EXPECT_EQ(s.k, k.K);
+      EXPECT_EQ(s.evenK(), k.evenK);
+      EXPECT_EQ(s.evenK(), k.K % s.blockK == 0);
+      EXPECT_THAT(s.cacheKey(), HasSubstr(k.evenK ? "even_k=1" : "even_k=0"));
+    }
+}
+
+TEST(DispatcherTest, NpidOnlyForShortGrids) {
+  // Naive one-shot (R = 128 avoids small batch), one slice: programs = pairs.
+  for (int pairs : {1, 2, 16, 64, 100, 196, 197, 198, 199, 264, 1024, 8192}) {
+    SCOPED_TRACE(::testing::Message() << "programs=" << pairs);
+    MoeLoraCall c = naiveCall(pairs, 1, 2048, 1408, 128, 1);
+    DispatchPlan p = planOk(c);
+    ASSERT_EQ(p.path, DispatchPath::OneShot);
+    const PlannedKernel &k = p.kernels[0];
+    long nTiles = ceilDiv(c.N, k.spec.blockN);
+    long expected =
+        pairs < kTarget ? std::min(ceilDiv(kTarget, pairs), nTiles) : 1;
+    EXPECT_EQ(k.knobs.npid, expected);
+    EXPECT_EQ(k.spec.numWarps, k.knobs.npid > 1 ? 8 : 4);
+    // NPID stays a runtime argument.
+    EXPECT_EQ(k.spec.npid, 0);
+    LaunchGeometry g = launchGeometry(k.spec, c, k.knobs);
+    EXPECT_EQ(g.grid[0], unsigned(pairs * k.knobs.npid));
+  }
+  // Boundary: 197 programs split, 198 do not.
+  EXPECT_EQ(planOk(naiveCall(197, 1, 2048, 1408, 128, 1)).kernels[0].knobs.npid,
+            2);
+  EXPECT_EQ(planOk(naiveCall(198, 1, 2048, 1408, 128, 1)).kernels[0].knobs.npid,
+            1);
+  // One N tile: nothing to split, 4 warps.
+  DispatchPlan one = planOk(naiveCall(1, 1, 2048, 128, 128, 1));
+  EXPECT_EQ(one.kernels[0].knobs.npid, 1);
+  EXPECT_EQ(one.kernels[0].spec.numWarps, 4);
+}
+
+TEST(DispatcherTest, NpidCountsSortedProgramsOverSlicesAndAdapters) {
+  // Sorted: programs = EM/BLOCK_M x slices x active adapters.
+  for (int tokens : {1, 4, 64, 512, 4096}) {
+    MoeLoraCall c = sortedCall(tokens, 64);
+    DispatchPlan p = planOk(c);
+    ASSERT_EQ(p.path, DispatchPath::OneShot);
+    long programs = long(c.EM / 64) * c.numSlices * c.numActiveLoras;
+    long nTiles = ceilDiv(c.N, 128);
+    long expected =
+        programs < kTarget ? std::min(ceilDiv(kTarget, programs), nTiles) : 1;
+    SCOPED_TRACE(::testing::Message()
+                 << "tokens=" << tokens << " programs=" << programs);
+    EXPECT_EQ(p.kernels[0].knobs.npid, expected);
+    EXPECT_EQ(p.kernels[0].spec.numWarps, expected > 1 ? 8 : 4);
+  }
+}
+
+TEST(DispatcherTest, NpidUsesDeviceSmCount) {
+  // 150 programs: short of 1.5 x 132 = 198, but not of 1.5 x 64 = 96.
+  MoeLoraCall c = naiveCall(150, 1, 2048, 1408, 128, 1);
+  EXPECT_GT(planOk(c, false, nullptr, kH100).kernels[0].knobs.npid, 1);
+  DeviceInfo small{80, 64, "small"};
+  EXPECT_EQ(planOk(c, false, nullptr, small).kernels[0].knobs.npid, 1);
+  EXPECT_EQ(planOk(c, false, nullptr, small).kernels[0].spec.sm, 80);
+}
+
+TEST(DispatcherTest, OneShotSpecDoesNotDependOnBatchSize) {
+  // Large batches (NPID 1) share one kernel.
+  std::set<std::string> keys;
+  for (int tokens : {64, 100, 512, 4096})
+    keys.insert(planOk(sortedCall(tokens)).kernels[0].spec.cacheKey());
+  EXPECT_EQ(keys.size(), 1u);
+}
+
+TEST(DispatcherTest, ShapeFlagsReachTheSpec) {
+  MoeLoraCall c = naiveCall(64);
+  c.dtype = DType::F16;
+  c.mulRoutedWeight = true;
+  c.addInputs = false;
+  c.numSlices = 3;
+  DispatchPlan p = planOk(c);
+  ASSERT_EQ(p.kernels.size(), 1u);
+  const KernelSpec &s = p.kernels[0].spec;
+  EXPECT_EQ(s.dtype, DType::F16);
+  EXPECT_TRUE(s.mulRoutedWeight);
+  EXPECT_FALSE(s.addInputs);
+  EXPECT_EQ(s.numSlices, 3);
+  EXPECT_EQ(s.rank, 16);
+}
+
+TEST(DispatcherTest, SortedWithoutCapacityIsNotACrash) {
+  // A sorted call whose EM holds no block (EM = 0, or EM < BLOCK_M) must be
+  // rejected or planned as empty, never divide by zero. moelora_warmup
+  // reaches this with sorted_token_ids set and EM = 0 (it validates shapes
+  // only). Run in a child process: a SIGFPE would kill the whole suite.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (int em : {0, 8}) {
+    SCOPED_TRACE(::testing::Message() << "EM=" << em);
+    EXPECT_EXIT(
+        {
+          MoeLoraCall c = sortedCall(4, 16);
+          c.EM = em;
+          auto p = planFusedMoeLora(c, false, kH100, nullptr);
+          (void)p; // an error or any plan is fine: it returned
+          std::exit(0);
+        },
+        ::testing::ExitedWithCode(0), "");
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Tuned table
+//===----------------------------------------------------------------------===//
+
+const char *kTunedJson = R"({
+  "format": "moelora-tuned", "version": 1, "gpu": "NVIDIA H100 80GB HBM3",
+  "entries": [
+    {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": true, "num_slices": 2, "max_pairs": 4096,
+     "config": {"BLOCK_SIZE_N": 32, "num_warps": 4, "NPID": 1}},
+    {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": true, "num_slices": 2, "max_pairs": 128,
+     "config": {"BLOCK_SIZE_N": 16, "num_warps": 2, "NPID": 5}},
+    {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": true, "num_slices": 2, "max_pairs": 512,
+     "config": {"BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 256, "num_warps": 8,
+                "num_stages": 4, "NPID": 3}},
+    {"path": "small_batch", "dtype": "bf16", "rank": 16, "K": 2048,
+     "N": 1408, "sorted": false, "num_slices": 2, "max_pairs": 64,
+     "config": {"BLOCK_SIZE_N": 32, "tiles_per_item": 7}},
+    {"path": "two_kernel", "dtype": "bf16", "rank": 16, "K": 2048,
+     "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {"BLOCK_SIZE_N": 128, "num_warps": 8}}
+  ]})";
+
+TunedTable parsedTable(const char *text = kTunedJson) {
+  auto t = TunedTable::parse(text, "test-table.json");
+  EXPECT_TRUE(t) << t.error().message;
+  return t ? *t : TunedTable{};
+}
+
+TEST(DispatcherTunedTest, EntryOverridesOneShotConfig) {
+  TunedTable t = parsedTable();
+  MoeLoraCall c = sortedCall(40); // 320 pairs: the 512 bucket
+  DispatchPlan p = planOk(c, false, &t);
+  ASSERT_EQ(p.path, DispatchPath::OneShot);
+  EXPECT_TRUE(p.fromTunedTable);
+  const PlannedKernel &k = p.kernels[0];
+  EXPECT_EQ(k.spec.blockN, 64);
+  EXPECT_EQ(k.spec.blockK, 256);
+  EXPECT_EQ(k.spec.numWarps, 8);
+  EXPECT_EQ(k.spec.numStages, 4);
+  EXPECT_EQ(k.knobs.npid, 3);
+  // Untuned fields keep their rule values.
+  EXPECT_EQ(k.spec.blockM, 16);
+  EXPECT_EQ(k.spec.k, 2048);
+  // The grid follows the tuned NPID.
+  LaunchGeometry g = launchGeometry(k.spec, c, k.knobs);
+  EXPECT_EQ(g.grid[0], unsigned(c.EM / 16 * 3));
+  EXPECT_EQ(g.block, 8u * 32);
+}
+
+TEST(DispatcherTunedTest, SmallestMatchingBucketWins) {
+  TunedTable t = parsedTable();
+  struct Case {
+    int tokens;
+    int blockN;
+    int npid;
+  } cases[] = {
+      {16, 16, 5},  // 128 pairs: the 128 bucket, not 512 or 4096
+      {17, 64, 3},  // 136 pairs: 512
+      {64, 64, 3},  // 512 pairs: 512 (inclusive)
+      {65, 32, 1},  // 520 pairs: 4096
+      {512, 32, 1}, // 4096 pairs: 4096
+  };
+  for (const Case &k : cases) {
+    SCOPED_TRACE(k.tokens);
+    DispatchPlan p = planOk(sortedCall(k.tokens), false, &t);
+    ASSERT_EQ(p.path, DispatchPath::OneShot);
+    EXPECT_TRUE(p.fromTunedTable);
+    EXPECT_EQ(p.kernels[0].spec.blockN, k.blockN);
+    EXPECT_EQ(p.kernels[0].knobs.npid, k.npid);
+  }
+  // Beyond every bucket: the rules.
+  DispatchPlan big = planOk(sortedCall(513), false, &t);
+  EXPECT_FALSE(big.fromTunedTable);
+  EXPECT_EQ(big.kernels[0].spec.blockN, 128);
+}
+
+TEST(DispatcherTunedTest, OtherGpuOrShapeIsIgnored) {
+  TunedTable t = parsedTable();
+  DispatchPlan untuned = planOk(sortedCall(40));
+  auto same = [&](const DispatchPlan &p) {
+    ASSERT_EQ(p.kernels.size(), 1u);
+    EXPECT_FALSE(p.fromTunedTable);
+    EXPECT_EQ(p.kernels[0].spec.cacheKey(), untuned.kernels[0].spec.cacheKey());
+    EXPECT_EQ(p.kernels[0].knobs.npid, untuned.kernels[0].knobs.npid);
+  };
+  DeviceInfo a100{80, 108, "NVIDIA A100-SXM4-80GB"};
+  DispatchPlan other = planOk(sortedCall(40), false, &t, a100);
+  EXPECT_FALSE(other.fromTunedTable);
+  EXPECT_EQ(other.kernels[0].spec.blockN, 128);
+  DeviceInfo renamed = kH100;
+  renamed.name = "NVIDIA H100 80GB HBM3 "; // exact match only
+  EXPECT_FALSE(planOk(sortedCall(40), false, &t, renamed).fromTunedTable);
+  {
+    MoeLoraCall c = sortedCall(40);
+    c.dtype = DType::F16;
+    EXPECT_FALSE(planOk(c, false, &t).fromTunedTable);
+  }
+  {
+    MoeLoraCall c = sortedCall(40);
+    c.K = 4096;
+    EXPECT_FALSE(planOk(c, false, &t).fromTunedTable);
+  }
+  {
+    MoeLoraCall c = sortedCall(40);
+    c.numSlices = 1;
+    EXPECT_FALSE(planOk(c, false, &t).fromTunedTable);
+  }
+  {
+    MoeLoraCall c = naiveCall(40); // one_shot entries are for sorted
+    EXPECT_FALSE(planOk(c, false, &t).fromTunedTable);
+  }
+  TunedTable empty;
+  empty.gpu = kH100.name;
+  same(planOk(sortedCall(40), false, &empty));
+}
+
+TEST(DispatcherTunedTest, SmallBatchAndTwoKernelEntries) {
+  TunedTable t = parsedTable();
+  DispatchPlan sb = planOk(naiveCall(1), false, &t);
+  ASSERT_EQ(sb.path, DispatchPath::SmallBatch);
+  EXPECT_TRUE(sb.fromTunedTable);
+  EXPECT_EQ(sb.kernels[0].spec.blockN, 32);
+  EXPECT_EQ(sb.kernels[0].knobs.tilesPerItem, 7);
+
+  DispatchPlan tk = planOk(sortedCall(64), /*sharded=*/true, &t);
+  ASSERT_EQ(tk.path, DispatchPath::TwoKernel);
+  EXPECT_TRUE(tk.fromTunedTable);
+  ASSERT_EQ(tk.kernels.size(), 2u);
+  EXPECT_EQ(tk.kernels[1].spec.family, KernelFamily::Expand);
+  EXPECT_EQ(tk.kernels[1].spec.blockN, 128);
+  EXPECT_EQ(tk.kernels[1].spec.numWarps, 8);
+}
+
+} // namespace

@@ -1,0 +1,210 @@
+//===- TunedTableTest.cpp - moelora-tune's JSON, parsing and lookup -------===//
+
+#include "RuntimeTestUtil.h"
+
+#include "moelora/Runtime/TunedTable.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <functional>
+
+using namespace moelora;
+using namespace moelora::test;
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+namespace {
+
+json validTable() {
+  return json::parse(R"({
+    "format": "moelora-tuned", "version": 1, "gpu": "NVIDIA H100 80GB HBM3",
+    "entries": [
+      {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048,
+       "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 512,
+       "config": {"BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 64, "num_warps": 4,
+                  "num_stages": 3, "NPID": 2}},
+      {"path": "small_batch", "dtype": "fp16", "rank": 64, "K": 4096,
+       "N": 7168, "max_pairs": 16,
+       "config": {"tiles_per_item": 3}}
+    ]})");
+}
+
+TEST(TunedTableTest, ParsesEveryField) {
+  auto t = TunedTable::parse(validTable().dump(), "t.json");
+  ASSERT_TRUE(t) << t.error().message;
+  EXPECT_EQ(t->gpu, "NVIDIA H100 80GB HBM3");
+  ASSERT_EQ(t->entries.size(), 2u);
+  const TunedEntry &a = t->entries[0];
+  EXPECT_EQ(a.path, "one_shot");
+  EXPECT_EQ(a.dtype, DType::BF16);
+  EXPECT_EQ(a.rank, 16);
+  EXPECT_EQ(a.K, 2048);
+  EXPECT_EQ(a.N, 1408);
+  EXPECT_TRUE(a.sorted);
+  EXPECT_EQ(a.numSlices, 2);
+  EXPECT_EQ(a.maxPairs, 512);
+  EXPECT_EQ(a.config.blockN, 64);
+  EXPECT_EQ(a.config.blockK, 64);
+  EXPECT_EQ(a.config.numWarps, 4);
+  EXPECT_EQ(a.config.numStages, 3);
+  EXPECT_EQ(a.config.npid, 2);
+  EXPECT_EQ(a.config.tilesPerItem, 0);
+  // Optional fields default: num_slices 1, sorted false, config 0 = rule.
+  const TunedEntry &b = t->entries[1];
+  EXPECT_EQ(b.dtype, DType::F16);
+  EXPECT_FALSE(b.sorted);
+  EXPECT_EQ(b.numSlices, 1);
+  EXPECT_EQ(b.config.tilesPerItem, 3);
+  EXPECT_EQ(b.config.blockN, 0);
+  EXPECT_EQ(b.config.npid, 0);
+}
+
+TEST(TunedTableTest, FindMatchesExactShapeAndGpu) {
+  auto t = TunedTable::parse(validTable().dump(), "t.json");
+  ASSERT_TRUE(t);
+  const std::string gpu = "NVIDIA H100 80GB HBM3";
+  const TunedEntry *e =
+      t->find(gpu, "one_shot", DType::BF16, 16, 2048, 1408, 2, true, 512);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e, &t->entries[0]);
+  EXPECT_EQ(t->find(gpu, "one_shot", DType::BF16, 16, 2048, 1408, 2, true, 1),
+            e);
+  // Each differing key misses.
+  EXPECT_EQ(t->find("NVIDIA A100", "one_shot", DType::BF16, 16, 2048, 1408, 2,
+                    true, 512),
+            nullptr);
+  EXPECT_EQ(
+      t->find(gpu, "two_kernel", DType::BF16, 16, 2048, 1408, 2, true, 512),
+      nullptr);
+  EXPECT_EQ(t->find(gpu, "one_shot", DType::F16, 16, 2048, 1408, 2, true, 512),
+            nullptr);
+  EXPECT_EQ(t->find(gpu, "one_shot", DType::BF16, 32, 2048, 1408, 2, true, 512),
+            nullptr);
+  EXPECT_EQ(t->find(gpu, "one_shot", DType::BF16, 16, 4096, 1408, 2, true, 512),
+            nullptr);
+  EXPECT_EQ(t->find(gpu, "one_shot", DType::BF16, 16, 2048, 1024, 2, true, 512),
+            nullptr);
+  EXPECT_EQ(t->find(gpu, "one_shot", DType::BF16, 16, 2048, 1408, 1, true, 512),
+            nullptr);
+  EXPECT_EQ(
+      t->find(gpu, "one_shot", DType::BF16, 16, 2048, 1408, 2, false, 512),
+      nullptr);
+  EXPECT_EQ(t->find(gpu, "one_shot", DType::BF16, 16, 2048, 1408, 2, true, 513),
+            nullptr);
+}
+
+TEST(TunedTableTest, LoadReadsAFileAndNamesAMissingOne) {
+  TempDir dir;
+  writeText(dir / "tuned.json", validTable().dump());
+  auto t = TunedTable::load(dir / "tuned.json");
+  ASSERT_TRUE(t) << t.error().message;
+  EXPECT_EQ(t->entries.size(), 2u);
+
+  auto missing = TunedTable::load(dir / "absent.json");
+  ASSERT_FALSE(missing);
+  EXPECT_THAT(missing.error().message, HasSubstr(dir / "absent.json"));
+
+  writeText(dir / "bad.json", "{\"format\": \"nope\"}");
+  auto bad = TunedTable::load(dir / "bad.json");
+  ASSERT_FALSE(bad);
+  EXPECT_THAT(bad.error().message, HasSubstr(dir / "bad.json"));
+}
+
+struct ParseErrorCase {
+  const char *name;
+  std::function<std::string()> text;
+  const char *mentions; ///< besides the origin
+};
+
+class TunedTableParseErrorTest
+    : public ::testing::TestWithParam<ParseErrorCase> {};
+
+TEST_P(TunedTableParseErrorTest, ErrorNamesTheOrigin) {
+  const ParseErrorCase &c = GetParam();
+  auto t = TunedTable::parse(c.text(), "/tables/h100-tuned.json");
+  ASSERT_FALSE(t) << "accepted: " << c.text();
+  EXPECT_THAT(t.error().message, HasSubstr("/tables/h100-tuned.json"));
+  EXPECT_THAT(t.error().message, HasSubstr(c.mentions));
+}
+
+std::string without(std::initializer_list<const char *> path) {
+  json j = validTable();
+  json *node = &j;
+  auto it = path.begin();
+  for (; std::next(it) != path.end(); ++it)
+    node = std::string(*it) == "0" ? &(*node)[0] : &(*node)[*it];
+  node->erase(*it);
+  return j.dump();
+}
+
+std::string with(const char *field, json value) {
+  json j = validTable();
+  j["entries"][0][field] = std::move(value);
+  return j.dump();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, TunedTableParseErrorTest,
+    ::testing::Values(
+        ParseErrorCase{"NotJson", [] { return std::string("{ nope"); }, ""},
+        ParseErrorCase{"Empty", [] { return std::string(); }, ""},
+        ParseErrorCase{"WrongFormat",
+                       [] {
+                         json j = validTable();
+                         j["format"] = "moelora-bundle";
+                         return j.dump();
+                       },
+                       "format"},
+        ParseErrorCase{"NoFormat", [] { return without({"format"}); },
+                       "format"},
+        ParseErrorCase{"NotAnObject", [] { return std::string("[1, 2]"); }, ""},
+        ParseErrorCase{"BadDtype", [] { return with("dtype", "fp32"); },
+                       "dtype"},
+        ParseErrorCase{"DtypeNotString", [] { return with("dtype", 16); }, ""},
+        ParseErrorCase{"MissingGpu", [] { return without({"gpu"}); }, "gpu"},
+        ParseErrorCase{"MissingEntries", [] { return without({"entries"}); },
+                       "entries"},
+        ParseErrorCase{"MissingPath",
+                       [] {
+                         return without({"entries", "0", "path"});
+                       },
+                       "path"},
+        ParseErrorCase{"MissingRank",
+                       [] {
+                         return without({"entries", "0", "rank"});
+                       },
+                       "rank"},
+        ParseErrorCase{"MissingK",
+                       [] {
+                         return without({"entries", "0", "K"});
+                       },
+                       "K"},
+        ParseErrorCase{"MissingN",
+                       [] {
+                         return without({"entries", "0", "N"});
+                       },
+                       "N"},
+        ParseErrorCase{"MissingMaxPairs",
+                       [] {
+                         return without({"entries", "0", "max_pairs"});
+                       },
+                       "max_pairs"},
+        ParseErrorCase{"MissingConfig",
+                       [] {
+                         return without({"entries", "0", "config"});
+                       },
+                       "config"},
+        ParseErrorCase{"MissingDtype",
+                       [] {
+                         return without({"entries", "0", "dtype"});
+                       },
+                       "dtype"},
+        ParseErrorCase{"RankNotANumber", [] { return with("rank", "16"); },
+                       ""}),
+    [](const ::testing::TestParamInfo<ParseErrorCase> &i) {
+      return std::string(i.param.name);
+    });
+
+} // namespace
