@@ -1,4 +1,5 @@
-//===- BenchCases.h - The benchmark's cases (presets x shapes x M x R) -*- C++ -*-===//
+//===- BenchCases.h - The benchmark's cases (presets x shapes x M x R) -*- C++
+//-*-===//
 #ifndef MOELORA_BENCHMARKS_BENCHCASES_H
 #define MOELORA_BENCHMARKS_BENCHCASES_H
 
@@ -25,7 +26,7 @@ enum class Shape { W13, W2 };
 struct BenchCase {
   const Preset *preset;
   Shape shape;
-  int M;          ///< tokens
+  int M; ///< tokens
   int rank;
   bool sorted;    ///< prefill (sorted metadata, BLOCK_SIZE_M 64)
   bool twoKernel; ///< fully_sharded: the two-kernel path
@@ -41,7 +42,9 @@ struct BenchCase {
   std::string name() const {
     return fmt::format("{}_{}_{}_M{}_R{}{}{}", preset->name,
                        shape == Shape::W13 ? "w13" : "w2",
-                       twoKernel ? "two_kernel" : sorted ? "prefill" : "decode",
+                       twoKernel ? "two_kernel"
+                       : sorted  ? "prefill"
+                                 : "decode",
                        M, rank, sparse ? "_sparse" : "",
                        dtype == MOELORA_DTYPE_FP16 ? "_fp16" : "");
   }

@@ -14,7 +14,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "BenchCases.h"
+#include "BenchHarness.h"
 #include "moelora/Runtime/Runtime.h"
 #include "moelora/Support/Half.h"
 
@@ -36,107 +36,6 @@ using namespace moelora::bench;
 
 namespace {
 
-const CudaDriver *drv = nullptr;
-
-void check(CUresult r, const char *what) {
-  if (r != CUDA_SUCCESS) {
-    std::fprintf(stderr, "CUDA error in %s: %s\n", what,
-                 drv->describe(r).c_str());
-    std::exit(1);
-  }
-}
-#define CK(call) check((call), #call)
-
-void checkStatus(moelora_status s, const char *what) {
-  if (s != MOELORA_OK) {
-    std::fprintf(stderr, "moelora error in %s: %s\n", what,
-                 moelora_last_error());
-    std::exit(1);
-  }
-}
-
-struct Buffer {
-  CUdeviceptr ptr = 0;
-  size_t bytes = 0;
-  Buffer() = default;
-  explicit Buffer(size_t n) : bytes(n) { CK(drv->cuMemAlloc(&ptr, std::max<size_t>(n, 16))); }
-  Buffer(Buffer &&o) noexcept : ptr(o.ptr), bytes(o.bytes) { o.ptr = 0; }
-  Buffer &operator=(Buffer &&o) noexcept {
-    std::swap(ptr, o.ptr);
-    std::swap(bytes, o.bytes);
-    return *this;
-  }
-  ~Buffer() {
-    if (ptr)
-      drv->cuMemFree(ptr);
-  }
-  void *get() const { return reinterpret_cast<void *>(ptr); }
-};
-
-/// Random T values in [-scale, scale], generated on many threads and
-/// uploaded in chunks (weights reach ~2 GB for glm5_1).
-Buffer randomTensor(DType t, size_t n, float scale, uint64_t seed) {
-  Buffer b(n * 2);
-  const size_t chunk = size_t(64) << 20;
-  std::vector<uint16_t> host(std::min(n, chunk));
-  for (size_t off = 0; off < n; off += chunk) {
-    size_t len = std::min(chunk, n - off);
-    unsigned threads = std::max(1u, std::thread::hardware_concurrency());
-    std::vector<std::thread> pool;
-    for (unsigned w = 0; w < threads; ++w)
-      pool.emplace_back([&, w] {
-        std::mt19937_64 rng(seed ^ (off * 31 + w * 0x9e3779b97f4a7c15ull));
-        std::uniform_real_distribution<float> d(-scale, scale);
-        for (size_t i = w; i < len; i += threads)
-          host[i] = fromFloat(t, d(rng));
-      });
-    for (auto &th : pool)
-      th.join();
-    CK(drv->cuMemcpyHtoD(b.ptr + off * 2, host.data(), len * 2));
-  }
-  return b;
-}
-
-template <typename T> Buffer upload(const std::vector<T> &v) {
-  Buffer b(v.size() * sizeof(T));
-  if (!v.empty())
-    CK(drv->cuMemcpyHtoD(b.ptr, v.data(), v.size() * sizeof(T)));
-  return b;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
-/// D2D copy bandwidth (read + write bytes per second), the roofline.
-double measureCopyBandwidth(CUstream s) {
-  const size_t bytes = size_t(1) << 30;
-  Buffer a(bytes), b(bytes);
-  CUevent e0, e1;
-  CK(drv->cuEventCreate(&e0, 0));
-  CK(drv->cuEventCreate(&e1, 0));
-  std::vector<double> ms;
-  for (int i = 0; i < 25; ++i) {
-    CK(drv->cuEventRecord(e0, s));
-    CK(drv->cuMemcpyDtoDAsync(b.ptr, a.ptr, bytes, s));
-    CK(drv->cuEventRecord(e1, s));
-    CK(drv->cuEventSynchronize(e1));
-    float t;
-    CK(drv->cuEventElapsedTime(&t, e0, e1));
-    if (i >= 5)
-      ms.push_back(t);
-  }
-  drv->cuEventDestroy(e0);
-  drv->cuEventDestroy(e1);
-  return 2.0 * bytes / (median(ms) * 1e-3);
-}
-
-struct Weights {
-  std::vector<Buffer> a, b;
-  Buffer aPtrs, bPtrs;
-};
-
 struct Result {
   std::string name, path, config;
   double us = 0, floorUs = 0, tritonUs = 0;
@@ -148,7 +47,8 @@ struct Result {
 
 int main(int argc, char **argv) {
   bool quick = false, fp16 = false;
-  std::string filter, outDir = std::getenv("OUT") ? std::getenv("OUT") : "bench-out";
+  std::string filter,
+      outDir = std::getenv("OUT") ? std::getenv("OUT") : "bench-out";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--quick")
@@ -160,7 +60,9 @@ int main(int argc, char **argv) {
     else if (a == "--out" && i + 1 < argc)
       outDir = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--fp16] [--filter s] [--out dir]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--quick] [--fp16] [--filter s] [--out dir]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -170,7 +72,8 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "moelora-bench: %s\n", d.error().message.c_str());
     return 1;
   }
-  drv = *d;
+  driver() = *d;
+  const CudaDriver *drv = *d;
   moelora_runtime_options o;
   moelora_runtime_options_init(&o);
   moelora_runtime *rt = nullptr;
@@ -186,14 +89,10 @@ int main(int argc, char **argv) {
   std::printf("GPU: %s; D2D copy bandwidth %.0f GB/s (read+write)\n", gpuName,
               bw / 1e9);
   Buffer flush(size_t(256) << 20);
-  CUevent e0, e1;
-  CK(drv->cuEventCreate(&e0, 0));
-  CK(drv->cuEventCreate(&e1, 0));
 
   std::vector<Result> results;
   std::vector<std::string> hostCosts;
-  std::map<std::string, Weights> weightCache;
-  std::mt19937_64 rng(12345);
+  ProblemFactory factory(12345);
   std::printf("%-44s %-11s %9s %9s %6s %9s  %s\n", "case", "path", "us",
               "floor_us", "floor%", "triton_us", "config");
   for (const BenchCase &c : benchCases(fp16)) {
@@ -201,139 +100,19 @@ int main(int argc, char **argv) {
       continue;
     if (quick && c.M == 4096)
       continue;
-    const DType dt = c.dtype == MOELORA_DTYPE_BF16 ? DType::BF16 : DType::F16;
-    const int K = c.K(), N = c.N(), R = c.rank, E = c.preset->experts;
-    const int topK = c.preset->topK, L = c.maxLoras, S = c.slices();
-    // Weights: one set per (preset, shape, rank, dtype); the rest of the
-    // sets are dropped to bound device memory.
-    std::string wkey = fmt::format("{}_{}_{}_{}", c.preset->name, int(c.shape),
-                                   R, int(c.dtype));
-    if (!weightCache.count(wkey)) {
-      weightCache.clear();
-      Weights w;
-      std::vector<uint64_t> ap, bp;
-      for (int s = 0; s < S; ++s) {
-        w.a.push_back(randomTensor(dt, size_t(L) * E * R * K,
-                                   1.0f / std::sqrt(float(K)), rng()));
-        w.b.push_back(randomTensor(dt, size_t(L) * E * N * R,
-                                   1.0f / std::sqrt(float(R)), rng()));
-        ap.push_back(w.a.back().ptr);
-        bp.push_back(w.b.back().ptr);
-      }
-      w.aPtrs = upload(ap);
-      w.bPtrs = upload(bp);
-      weightCache.emplace(wkey, std::move(w));
-    }
-    Weights &w = weightCache.at(wkey);
-
-    // Routing: distinct experts per token (a quarter of them when sparse),
-    // tokens split into sequences with random adapters.
-    const int pairs = c.M * topK;
-    const int expertPool = c.sparse ? std::max(topK, E / 4) : E;
-    std::vector<int32_t> topkIds(pairs), mapping(c.M);
-    std::vector<float> weights(pairs);
-    for (int t = 0; t < c.M; ++t) {
-      std::vector<int> pool(expertPool);
-      for (int e = 0; e < expertPool; ++e)
-        pool[e] = e;
-      std::shuffle(pool.begin(), pool.end(), rng);
-      for (int k = 0; k < topK; ++k) {
-        topkIds[t * topK + k] = pool[k];
-        weights[t * topK + k] = float(rng() % 1000) / 1000.0f;
-      }
-    }
-    for (int t = 0; t < c.M;) {
-      int len = 1 + int(rng() % std::max(1, c.M / 4 + 1));
-      int l = int(rng() % L);
-      for (int i = 0; i < len && t < c.M; ++i, ++t)
-        mapping[t] = l;
-    }
-    std::vector<int32_t> loraIds, enabled(L + 1, 1);
-    for (int l = 0; l < L; ++l)
-      loraIds.push_back(l);
-    loraIds.push_back(-1);
-    Buffer x = randomTensor(dt, size_t(c.xRows()) * K, 1.0f, rng());
-    Buffer out = randomTensor(dt, size_t(pairs) * S * N, 1.0f, rng());
-    Buffer dIds = upload(topkIds), dMap = upload(mapping),
-           dW = upload(weights), dLora = upload(loraIds),
-           dEn = upload(enabled);
-
-    moelora_fused_args a = benchShapeArgs(c);
-    a.x = x.get();
-    a.x_stride[0] = K;
-    a.x_stride[1] = 1;
-    a.lora_a_ptrs = w.aPtrs.get();
-    a.lora_a_stride[0] = int64_t(E) * R * K;
-    a.lora_a_stride[1] = int64_t(R) * K;
-    a.lora_a_stride[2] = K;
-    a.lora_a_stride[3] = 1;
-    a.lora_b_ptrs = w.bPtrs.get();
-    a.lora_b_stride[0] = int64_t(E) * N * R;
-    a.lora_b_stride[1] = int64_t(N) * R;
-    a.lora_b_stride[2] = R;
-    a.lora_b_stride[3] = 1;
-    a.output = out.get();
-    a.output_stride[2] = 1;
-    a.output_stride[1] = int64_t(S) * N;
-    a.output_stride[0] = int64_t(topK) * S * N;
-    a.topk_weights = static_cast<const float *>(dW.get());
-    a.topk_ids = static_cast<const int32_t *>(dIds.get());
-    a.token_lora_mapping = static_cast<const int32_t *>(dMap.get());
-    a.lora_ids = static_cast<const int32_t *>(dLora.get());
-    a.adapter_enabled = static_cast<const int32_t *>(dEn.get());
-    Buffer sorted, experts, padded, workspace;
-    if (c.sorted) {
-      sorted = Buffer(size_t(L) * a.EM * 4);
-      experts = Buffer(size_t(L) * (a.EM / 64) * 4);
-      padded = Buffer(size_t(L) * 4);
-      moelora_align_args al;
-      moelora_align_args_init(&al);
-      al.topk_ids = a.topk_ids;
-      al.token_lora_mapping = a.token_lora_mapping;
-      al.sorted_token_ids = static_cast<int32_t *>(sorted.get());
-      al.expert_ids = static_cast<int32_t *>(experts.get());
-      al.num_tokens_post_padded = static_cast<int32_t *>(padded.get());
-      al.num_tokens = c.M;
-      al.top_k = topK;
-      al.num_experts = E;
-      al.max_loras = L;
-      al.block_size_m = 64;
-      al.EM = a.EM;
-      checkStatus(moelora_align_block_size(rt, &al, stream), "align");
-      a.sorted_token_ids = al.sorted_token_ids;
-      a.expert_ids = al.expert_ids;
-      a.num_tokens_post_padded = al.num_tokens_post_padded;
-    }
-    size_t ws = moelora_workspace_bytes(&a);
-    workspace = Buffer(ws);
-    a.workspace = workspace.get();
+    auto prob = factory.make(c, rt, stream);
+    moelora_fused_args &a = prob->args;
     moelora_plan plan;
     checkStatus(moelora_plan_fused(rt, &a, &plan), "plan");
     checkStatus(moelora_warmup(rt, &a, 1), "warmup");
     checkStatus(moelora_fused_moe_lora(rt, &a, stream), "fused");
     CK(drv->cuStreamSynchronize(stream));
-
-    CUgraph graph;
-    CUgraphExec exec;
-    CK(drv->cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL));
-    checkStatus(moelora_fused_moe_lora(rt, &a, stream), "fused (capture)");
-    CK(drv->cuStreamEndCapture(stream, &graph));
-    CK(drv->cuGraphInstantiateWithFlags(&exec, graph, 0));
     const int iters = c.M >= 4096 ? 100 : 200;
-    std::vector<double> us;
-    for (int i = 0; i < iters + 5; ++i) {
-      CK(drv->cuMemsetD8Async(flush.ptr, uint8_t(i), flush.bytes, stream));
-      CK(drv->cuEventRecord(e0, stream));
-      CK(drv->cuGraphLaunch(exec, stream));
-      CK(drv->cuEventRecord(e1, stream));
-      CK(drv->cuEventSynchronize(e1));
-      float t;
-      CK(drv->cuEventElapsedTime(&t, e0, e1));
-      if (i >= 5)
-        us.push_back(t * 1e3);
-    }
-    drv->cuGraphExecDestroy(exec);
-    drv->cuGraphDestroy(graph);
+    double medianUs = timeLaunch(
+        [&](CUstream s) {
+          checkStatus(moelora_fused_moe_lora(rt, &a, s), "fused (capture)");
+        },
+        stream, flush, iters);
     if (c.name() == "qwen3moe_w13_decode_M1_R16" ||
         c.name() == "qwen3moe_w13_prefill_M512_R16") {
       // Host time per call: plan + cache hit + argument packing + launch
@@ -354,21 +133,13 @@ int main(int argc, char **argv) {
                           std::chrono::steady_clock::now() - t0)
                           .count() /
                       n;
-      hostCosts.push_back(fmt::format(
-          "{}: host time per moelora_fused_moe_lora call {:.2f} us "
-          "(moelora_plan_fused alone {:.2f} us)",
-          c.name(), hostUs, planUs));
+      hostCosts.push_back(
+          fmt::format("{}: host time per moelora_fused_moe_lora call {:.2f} us "
+                      "(moelora_plan_fused alone {:.2f} us)",
+                      c.name(), hostUs, planUs));
     }
 
-    // Memory floor: x once, each used (adapter, expert) A/B slice once, the
-    // output read and written for every computed pair.
-    std::set<std::pair<int, int>> used;
-    for (int p = 0; p < pairs; ++p)
-      used.insert({mapping[p / topK], topkIds[p]});
-    double bytes = double(c.xRows()) * K * 2 +
-                   double(used.size()) * S * (double(R) * K + double(N) * R) *
-                       2 +
-                   double(pairs) * S * N * 2 * 2;
+    double bytes = prob->floorBytes;
     Result r;
     r.name = c.name();
     r.path = plan.path == MOELORA_PATH_SMALL_BATCH ? "small_batch"
@@ -379,7 +150,7 @@ int main(int argc, char **argv) {
       r.config += " + " + std::string(plan.launches[1].cache_key);
     if (plan.npid > 1)
       r.config += fmt::format(" npid={}", plan.npid);
-    r.us = median(us);
+    r.us = medianUs;
     r.bytes = bytes;
     r.floorUs = bytes / bw * 1e6;
     r.tritonUs = tritonMicros(c);
@@ -441,12 +212,11 @@ int main(int argc, char **argv) {
   }
   // Per-family module load (the device part of a cold JIT; generation
   // itself happens on the host: see benchmarks/results/generation-time.md).
-  for (const char *fam : {"one_shot", "small_batch", "shrink", "expand",
-                          "align_block_size"}) {
-    for (const auto &entry :
-         std::filesystem::directory_iterator(std::getenv("MOELORA_CACHE_DIR")
-                                                 ? std::getenv("MOELORA_CACHE_DIR")
-                                                 : ".")) {
+  for (const char *fam :
+       {"one_shot", "small_batch", "shrink", "expand", "align_block_size"}) {
+    for (const auto &entry : std::filesystem::directory_iterator(
+             std::getenv("MOELORA_CACHE_DIR") ? std::getenv("MOELORA_CACHE_DIR")
+                                              : ".")) {
       std::string f = entry.path().filename().string();
       if (f.rfind(std::string("moelora_") + fam + "_", 0) != 0 ||
           entry.path().extension() != ".ptx")

@@ -36,8 +36,12 @@ moelora_status ok() {
 /// Maps a runtime error to a status code by what it says.
 moelora_status fromError(const Error &e) {
   const std::string &m = e.message;
-  if (m.rfind("no CUDA driver", 0) == 0 || m.find("no CUDA device") != m.npos)
+  if (m.rfind("no CUDA driver", 0) == 0 || m.find("no CUDA device") != m.npos ||
+      m.find("CUDA_ERROR_NO_DEVICE") != m.npos)
     return fail(MOELORA_ERROR_NO_DEVICE, m);
+  if (m.rfind("bundle ", 0) == 0 || m.rfind("tuned table", 0) == 0 ||
+      m.find(": bad tuned table") != m.npos)
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT, m);
   if (m.find("kernel variant not found") != m.npos)
     return fail(MOELORA_ERROR_NOT_FOUND, m);
   if (m.find("CUDA_ERROR") != m.npos)
@@ -102,10 +106,17 @@ Expected<MoeLoraCall> toShape(const moelora_fused_args *a) {
   c.blockSizeM = a->block_size_m;
   c.mulRoutedWeight = a->mul_routed_weight != 0;
   c.addInputs = a->add_inputs != 0;
+  if (int64_t(a->num_tokens) * a->top_k > INT32_MAX)
+    return bad(fmt::format("num_tokens * top_k = {}: must fit in int32",
+                           int64_t(a->num_tokens) * a->top_k));
   if (c.sorted && !isPow2AtLeast16(a->block_size_m))
     return bad(fmt::format("shrink_block_size_m (block_size_m) = {}: must "
                            "be a power of two >= 16",
                            a->block_size_m));
+  if (c.sorted && (a->EM <= 0 || a->EM % a->block_size_m != 0))
+    return bad(fmt::format("EM = {}: must be a positive multiple of "
+                           "block_size_m = {}",
+                           a->EM, a->block_size_m));
   return c;
 }
 
@@ -141,12 +152,6 @@ Expected<MoeLoraCall> toCall(const moelora_fused_args *a) {
   for (const auto &p : ptrs)
     if (p.needed && !p.ptr)
       return bad(fmt::format("{}: NULL pointer", p.name));
-  if (c.sorted) {
-    if (a->EM <= 0 || a->EM % a->block_size_m != 0)
-      return bad(fmt::format("EM = {}: must be a positive multiple of "
-                             "block_size_m = {}",
-                             a->EM, a->block_size_m));
-  }
   // Innermost strides 1; the contract's output view.
   if (a->x_stride[1] != 1)
     return bad("x_stride[1]: must be 1 (rows contiguous)");
@@ -277,8 +282,10 @@ moelora_status moelora_runtime_create(const moelora_runtime_options *options,
                   fmt::format("bundle_paths[{}]: NULL", i));
     o.cache.bundles.push_back(options->bundle_paths[i]);
   }
-  if (options->tuned_table_path)
+  if (options->tuned_table_path) {
     o.tunedTablePath = options->tuned_table_path;
+    o.noTunedTable = o.tunedTablePath.empty();
+  }
   auto rt = Runtime::create(o);
   if (!rt)
     return fromError(rt.error());

@@ -117,6 +117,8 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
     s.numWarps = 4;
     LaunchKnobs k;
     long mBlocks = call.sorted ? call.EM / s.blockM : pairs;
+    if (mBlocks == 0)
+      return DispatchPlan{}; // no capacity: nothing to launch
     long programs =
         mBlocks * call.numSlices * (call.sorted ? call.numActiveLoras : 1);
     long nTiles = (call.N + s.blockN - 1) / s.blockN;

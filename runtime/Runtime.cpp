@@ -4,7 +4,31 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
+
 namespace moelora {
+
+std::string defaultTunedTablePath(const std::string &gpuName) {
+  std::string file;
+  for (char c : gpuName)
+    file += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  file += ".json";
+  std::vector<std::string> dirs;
+  if (const char *d = std::getenv("MOELORA_TUNED_DIR"); d && *d)
+    dirs.push_back(d);
+#ifdef MOELORA_DEFAULT_TUNED_DIR
+  dirs.push_back(MOELORA_DEFAULT_TUNED_DIR);
+#endif
+  dirs.push_back("specs/tuned");
+  for (const std::string &d : dirs) {
+    std::string path = d + "/" + file;
+    if (std::filesystem::exists(path))
+      return path;
+  }
+  return "";
+}
 
 Expected<std::unique_ptr<Runtime>> Runtime::create(const RuntimeOptions &o) {
   std::unique_ptr<Runtime> rt(new Runtime());
@@ -47,12 +71,26 @@ Expected<std::unique_ptr<Runtime>> Runtime::create(const RuntimeOptions &o) {
     rt->deviceInfo = DeviceInfo{major * 10 + minor, sms, name};
   } else {
     rt->driverError = drv.error().message;
+    // Planning ahead for a GPU this machine lacks (warming a cache or a
+    // bundle for it): its name selects its tuned table.
+    if (const char *g = std::getenv("MOELORA_TARGET_GPU"); g && *g)
+      rt->deviceInfo.name = g;
   }
   rt->moduleCache = std::make_unique<ModuleCache>(rt->drv, o.cache);
   if (Status s = rt->moduleCache->init(); !s)
     return s.error();
-  if (!o.tunedTablePath.empty()) {
-    auto t = TunedTable::load(o.tunedTablePath);
+  // The tuned table: the one given, else the committed table for this GPU
+  // (specs/tuned/<GPU name>.json under $MOELORA_TUNED_DIR or the source
+  // tree), else vLLM's rules alone.
+  std::string tunedPath = o.tunedTablePath;
+  if (tunedPath.empty() && !o.noTunedTable) {
+    if (const char *e = std::getenv("MOELORA_TUNED_TABLE"); e && *e)
+      tunedPath = e;
+    else
+      tunedPath = defaultTunedTablePath(rt->deviceInfo.name);
+  }
+  if (!tunedPath.empty()) {
+    auto t = TunedTable::load(tunedPath);
     if (!t)
       return t.error();
     rt->tuned = t.take();

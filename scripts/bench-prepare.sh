@@ -9,7 +9,7 @@ cmake -S . -B "$BUILD" -G Ninja >/dev/null
 ninja -C "$BUILD" -j2 moelora-bench moelora-bench-prepare
 mkdir -p .carry/bin .carry/lib
 rm -rf .carry/bench-cache
-"$BUILD"/benchmarks/moelora-bench-prepare .carry/bench-cache ${FP16:+--fp16}
+MOELORA_TARGET_GPU="NVIDIA H100 80GB HBM3" "$BUILD"/benchmarks/moelora-bench-prepare .carry/bench-cache ${FP16:+--fp16}
 cp "$BUILD"/benchmarks/moelora-bench .carry/bin/
 strip .carry/bin/moelora-bench
 for lib in libfmt.so.9 libyaml-cpp.so.0.7; do

@@ -11,7 +11,7 @@ ninja -C "$BUILD" -j2 moelora_gpu_tests make-gpu-bundle prepare-capi-cache
 rm -rf .carry && mkdir -p .carry/bin .carry/lib
 "$BUILD"/test/gpu/make-gpu-bundle .carry/gpu-bundle
 # The C ABI suite's disk cache: every variant its calls dispatch to.
-"$BUILD"/test/gpu/prepare-capi-cache .carry/capi-cache
+MOELORA_TARGET_GPU="NVIDIA H100 80GB HBM3" "$BUILD"/test/gpu/prepare-capi-cache .carry/capi-cache
 cp "$BUILD"/test/gpu/moelora_gpu_tests .carry/bin/
 for lib in libfmt.so.9 libyaml-cpp.so.0.7; do
   cp -L "/usr/lib/x86_64-linux-gnu/$lib" .carry/lib/

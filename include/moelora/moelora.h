@@ -52,7 +52,9 @@ typedef struct moelora_runtime_options {
   int32_t enable_disk_cache; /* read/write the on-disk cache */
   const char *const *bundle_paths; /* moelora-gen output directories */
   int32_t num_bundle_paths;
-  const char *tuned_table_path; /* JSON tuned table, or NULL */
+  /* JSON tuned table; NULL: $MOELORA_TUNED_TABLE, else the committed table
+   * for this GPU (specs/tuned/<GPU name>.json); "": none (vLLM's rules). */
+  const char *tuned_table_path;
 } moelora_runtime_options;
 
 /* Fills defaults: JIT on, disk cache on, no bundles, no tuned table. */

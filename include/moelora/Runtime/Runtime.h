@@ -17,10 +17,18 @@ namespace moelora {
 
 struct RuntimeOptions {
   ModuleCacheOptions cache;
+  /// Empty: $MOELORA_TUNED_TABLE, else defaultTunedTablePath(device name).
   std::string tunedTablePath;
+  /// vLLM's rules alone, whatever table exists (the tuner's baseline).
+  bool noTunedTable = false;
   /// Plan for this device when no GPU is present (tests, tools).
   DeviceInfo fallbackDevice;
 };
+
+/// The committed tuned table for a GPU (specs/tuned/<name with non
+/// alphanumerics as '_'>.json, looked up under $MOELORA_TUNED_DIR, the
+/// source tree and ./specs/tuned), or "" when there is none.
+std::string defaultTunedTablePath(const std::string &gpuName);
 
 class Runtime {
 public:

@@ -1,0 +1,500 @@
+//===- TuneMain.cpp - moelora-tune: the autotuning sweep ------------------===//
+//
+// Two steps, because kernels are generated where LLVM is and timed where
+// the GPU is:
+//   moelora-tune prepare --sweep S.yaml --workload W.yaml --cache DIR
+//                        --plan plan.json [--ptxas] [--gpu NAME]
+//     (generator machine) for every workload case, the dispatcher's path
+//     and every sweep candidate for it: planned, validated, generated into a
+//     disk cache; rejected candidates are listed with the reason.
+//   moelora-tune run --plan plan.json --cache DIR --out tuned.json
+//                    [--progress progress.jsonl]
+//     (GPU machine) times the default and every candidate of each case as
+//     the benchmark does, checks each candidate's output against the
+//     default config's once (relative L2 < 1e-2), and writes the tuned
+//     table the dispatcher loads. Resumable: finished (case, candidate)
+//     results are kept in the progress file and not run again.
+//
+//===----------------------------------------------------------------------===//
+
+#include "BenchHarness.h"
+#include "moelora/Runtime/Dispatcher.h"
+#include "moelora/Runtime/ModuleCache.h"
+#include "moelora/Spec/KernelAbi.h"
+#include "moelora/Spec/SpecParser.h"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <unistd.h>
+
+#ifdef MOELORA_TUNE_WITH_JIT
+#include "moelora/Runtime/Jit.h"
+#endif
+
+using namespace moelora;
+using namespace moelora::bench;
+using json = nlohmann::json;
+
+namespace {
+
+[[noreturn]] void die(const std::string &m) {
+  std::fprintf(stderr, "moelora-tune: error: %s\n", m.c_str());
+  std::exit(2);
+}
+
+std::vector<YAML::Node> listOf(const YAML::Node &n) {
+  std::vector<YAML::Node> out;
+  if (n.IsSequence())
+    for (const auto &e : n)
+      out.push_back(e);
+  else if (n)
+    out.push_back(n);
+  return out;
+}
+
+/// Workload YAML -> benchmark cases (cartesian product of each entry).
+std::vector<BenchCase> readWorkload(const std::string &path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception &e) {
+    die(fmt::format("{}:{}:{}: invalid YAML: {}", path, e.mark.line + 1,
+                    e.mark.column + 1, e.msg));
+  }
+  std::vector<BenchCase> cases;
+  for (const auto &entry : root["cases"]) {
+    bool sorted =
+        entry["metadata"] && entry["metadata"].as<std::string>() == "sorted";
+    bool two = entry["two_kernel"] && entry["two_kernel"].as<bool>();
+    for (const auto &p : listOf(entry["preset"])) {
+      const Preset *preset = nullptr;
+      for (const Preset &q : kPresets)
+        if (p.as<std::string>() == q.name)
+          preset = &q;
+      if (!preset)
+        die(fmt::format("{}:{}: preset '{}': allowed: qwen3moe, mixtral, "
+                        "glm5_1",
+                        path, p.Mark().line + 1, p.as<std::string>()));
+      for (const auto &sh : listOf(entry["shape"]))
+        for (const auto &m : listOf(entry["M"]))
+          for (const auto &r : listOf(entry["rank"])) {
+            std::string shape = sh.as<std::string>();
+            if (shape != "w13" && shape != "w2")
+              die(fmt::format("{}:{}: shape '{}': allowed: w13, w2", path,
+                              sh.Mark().line + 1, shape));
+            cases.push_back({preset, shape == "w13" ? Shape::W13 : Shape::W2,
+                             m.as<int>(), r.as<int>(), sorted, two, false});
+          }
+    }
+  }
+  return cases;
+}
+
+MoeLoraCall shapeCall(const BenchCase &c) {
+  MoeLoraCall call;
+  call.dtype = c.dtype == MOELORA_DTYPE_BF16 ? DType::BF16 : DType::F16;
+  call.numTokens = c.M;
+  call.topK = c.preset->topK;
+  call.K = c.K();
+  call.N = c.N();
+  call.rank = c.rank;
+  call.numSlices = c.slices();
+  call.maxLoras = c.maxLoras;
+  call.numActiveLoras = c.maxLoras;
+  call.numExperts = c.preset->experts;
+  call.sorted = c.sorted;
+  call.blockSizeM = c.sorted ? 64 : 16;
+  call.EM = c.sorted ? moelora_align_capacity(c.M, c.preset->topK,
+                                              c.preset->experts, 64)
+                     : 0;
+  call.mulRoutedWeight = c.mrw();
+  call.addInputs = true;
+  return call;
+}
+
+const char *pathName(DispatchPath p) {
+  return p == DispatchPath::SmallBatch ? "small_batch"
+         : p == DispatchPath::OneShot  ? "one_shot"
+                                       : "two_kernel";
+}
+
+json entryFor(const BenchCase &c, const char *path, const json &config) {
+  return {{"path", path},
+          {"dtype", c.dtype == MOELORA_DTYPE_BF16 ? "bf16" : "fp16"},
+          {"rank", c.rank},
+          {"K", c.K()},
+          {"N", c.N()},
+          {"num_slices", c.slices()},
+          {"sorted", c.sorted},
+          {"max_pairs", c.M * c.preset->topK},
+          {"config", config}};
+}
+
+TunedTable tableFor(const std::string &gpu, const json &entry) {
+  json t = {{"format", "moelora-tuned"},
+            {"version", 1},
+            {"gpu", gpu},
+            {"entries", json::array({entry})}};
+  auto table = TunedTable::parse(t.dump(), "candidate");
+  if (!table)
+    die(table.error().message);
+  return table.take();
+}
+
+/// Sweep candidates for a path: every combination of its fields.
+std::vector<json> candidates(const YAML::Node &sweep, const char *path) {
+  std::vector<json> out{json::object()};
+  for (const auto &field : sweep[path]) {
+    std::vector<json> next;
+    for (const json &partial : out)
+      for (const auto &v : listOf(field.second)) {
+        json c = partial;
+        c[field.first.as<std::string>()] = v.as<int>();
+        next.push_back(c);
+      }
+    out = next;
+  }
+  return out;
+}
+
+int prepare(const std::string &sweepPath, const std::string &workloadPath,
+            const std::string &cacheDir, const std::string &planPath,
+            const std::string &gpu, bool ptxas) {
+#ifdef MOELORA_TUNE_WITH_JIT
+  installJitHook();
+#else
+  die("prepare needs the generator: this moelora-tune was built without it");
+#endif
+  YAML::Node sweep;
+  try {
+    sweep = YAML::LoadFile(sweepPath);
+  } catch (const YAML::Exception &e) {
+    die(fmt::format("{}:{}:{}: invalid YAML: {}", sweepPath, e.mark.line + 1,
+                    e.mark.column + 1, e.msg));
+  }
+  std::vector<BenchCase> cases = readWorkload(workloadPath);
+  ModuleCacheOptions o;
+  o.diskDir = cacheDir;
+  ModuleCache cache(nullptr, o);
+  DeviceInfo device{90, 132, gpu};
+  json plan = {
+      {"gpu", gpu}, {"cases", json::array()}, {"rejected", json::array()}};
+  size_t kept = 0, rejected = 0;
+  for (const BenchCase &c : cases) {
+    MoeLoraCall call = shapeCall(c);
+    auto def = planFusedMoeLora(call, c.twoKernel, device, nullptr);
+    if (!def)
+      die(c.name() + ": " + def.error().message);
+    if (def->path == DispatchPath::None)
+      continue;
+    const char *path = pathName(def->path);
+    // Sorted cases build their metadata with the align kernel on the GPU.
+    if (c.sorted)
+      if (auto img = cache.image(alignBlockSizeSpec(90, 64)); !img)
+        die(img.error().message);
+    json jc = {{"name", c.name()},
+               {"preset", c.preset->name},
+               {"shape", c.shape == Shape::W13 ? "w13" : "w2"},
+               {"M", c.M},
+               {"rank", c.rank},
+               {"sorted", c.sorted},
+               {"two_kernel", c.twoKernel},
+               {"path", path},
+               {"candidates", json::array()}};
+    std::set<std::string> seen;
+    for (const json &cfg : candidates(sweep, path)) {
+      TunedTable table = tableFor(gpu, entryFor(c, path, cfg));
+      auto p = planFusedMoeLora(call, c.twoKernel, device, &table);
+      std::string reason, keys;
+      if (!p)
+        reason = p.error().message;
+      for (size_t i = 0; p && i < p->kernels.size() && reason.empty(); ++i) {
+        const KernelSpec &s = p->kernels[i].spec;
+        keys += (i ? " + " : "") + s.cacheKey();
+        if (std::string why = validateSpec(s); !why.empty())
+          reason = why;
+        else if (auto img = cache.image(s); !img)
+          reason = img.error().message;
+        else if (ptxas) {
+          std::string file = fmt::format("{}/{}.ptx", cacheDir, s.entryName());
+          std::string cmd = fmt::format(
+              "/usr/local/cuda/bin/ptxas -arch=sm_90 -v {} -o /dev/null 2>&1",
+              file);
+          FILE *f = popen(cmd.c_str(), "r");
+          std::string outText;
+          char buf[512];
+          while (f && fgets(buf, sizeof buf, f))
+            outText += buf;
+          int rc = f ? pclose(f) : -1;
+          if (rc != 0)
+            reason = "ptxas rejected it: " + outText;
+          else if (outText.find(" 0 bytes spill stores") == std::string::npos)
+            reason = "spills registers (ptxas -v)";
+        }
+      }
+      if (!reason.empty()) {
+        ++rejected;
+        plan["rejected"].push_back(
+            {{"case", c.name()}, {"config", cfg}, {"reason", reason}});
+        continue;
+      }
+      if (!seen.insert(keys).second)
+        continue; // same kernels as an earlier candidate
+      jc["candidates"].push_back({{"config", cfg}, {"keys", keys}});
+      ++kept;
+    }
+    plan["cases"].push_back(jc);
+    if (isatty(2))
+      std::fprintf(stderr,
+                   "\r[prepare] %zu/%zu cases, %zu candidates, %zu "
+                   "rejected",
+                   plan["cases"].size(), cases.size(), kept, rejected);
+  }
+  if (isatty(2))
+    std::fprintf(stderr, "\n");
+  std::ofstream(planPath) << plan.dump(1);
+  std::printf("plan: %s (%zu cases, %zu candidates, %zu rejected; kernels in "
+              "%s)\n",
+              planPath.c_str(), plan["cases"].size(), kept, rejected,
+              cacheDir.c_str());
+  return 0;
+}
+
+moelora_runtime *makeRuntime(const std::string &cacheDir,
+                             const std::string &tablePath) {
+  moelora_runtime_options o;
+  moelora_runtime_options_init(&o);
+  o.cache_dir = cacheDir.c_str();
+  o.enable_jit = 0;
+  o.tuned_table_path = tablePath.c_str(); // "": vLLM's rules alone
+  moelora_runtime *rt = nullptr;
+  checkStatus(moelora_runtime_create(&o, &rt), "runtime_create");
+  return rt;
+}
+
+int run(const std::string &planPath, const std::string &cacheDir,
+        const std::string &outPath, const std::string &progressPath) {
+  std::ifstream in(planPath);
+  if (!in)
+    die("cannot read " + planPath);
+  json plan = json::parse(in);
+  auto d = CudaDriver::get();
+  if (!d)
+    die(d.error().message);
+  driver() = *d;
+  moelora_runtime *rt = makeRuntime(cacheDir, "");
+  CUstream stream;
+  CK(driver()->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  char gpuName[256] = {0};
+  CUdevice dev;
+  CK(driver()->cuCtxGetDevice(&dev));
+  CK(driver()->cuDeviceGetName(gpuName, sizeof(gpuName), dev));
+  if (plan["gpu"] != gpuName)
+    std::fprintf(stderr,
+                 "moelora-tune: note: plan made for '%s', running on "
+                 "'%s'\n",
+                 plan["gpu"].get<std::string>().c_str(), gpuName);
+
+  // Resume: results already measured.
+  std::map<std::string, json> done;
+  if (std::ifstream prog(progressPath); prog) {
+    std::string line;
+    while (std::getline(prog, line))
+      if (!line.empty()) {
+        json j = json::parse(line);
+        done[j["id"].get<std::string>()] = j;
+      }
+  }
+  std::ofstream progress(progressPath, std::ios::app);
+  size_t total = 0, finished = 0;
+  for (const json &c : plan["cases"])
+    total += 1 + c["candidates"].size();
+  Buffer flush(size_t(256) << 20);
+  ProblemFactory factory(777);
+  auto t0 = std::chrono::steady_clock::now();
+  std::string tablePath =
+      fmt::format("/tmp/moelora-tune-candidate-{}.json", getpid());
+  json table = {{"format", "moelora-tuned"},
+                {"version", 1},
+                {"gpu", gpuName},
+                {"entries", json::array()}};
+  std::vector<std::string> summary;
+  for (const json &jc : plan["cases"]) {
+    BenchCase c{nullptr,
+                jc["shape"] == "w13" ? Shape::W13 : Shape::W2,
+                jc["M"].get<int>(),
+                jc["rank"].get<int>(),
+                jc["sorted"].get<bool>(),
+                jc["two_kernel"].get<bool>(),
+                false};
+    for (const Preset &p : kPresets)
+      if (jc["preset"] == p.name)
+        c.preset = &p;
+    std::unique_ptr<BenchProblem> prob;
+    std::vector<uint16_t> reference;
+    const int iters = c.M >= 4096 ? 100 : 200;
+    auto measure = [&](moelora_runtime *r, json &result) {
+      if (!prob) {
+        prob = factory.make(c, rt, stream);
+        // The default config's output, once, is the reference.
+        checkStatus(moelora_fused_moe_lora(rt, &prob->args, stream), "fused");
+        CK(driver()->cuStreamSynchronize(stream));
+        reference.resize(prob->out.bytes / 2);
+        CK(driver()->cuMemcpyDtoH(reference.data(), prob->out.ptr,
+                                  prob->out.bytes));
+      }
+      CK(driver()->cuMemcpyDtoDAsync(prob->out.ptr, prob->outInit.ptr,
+                                     prob->out.bytes, stream));
+      moelora_status st = moelora_fused_moe_lora(r, &prob->args, stream);
+      CK(driver()->cuStreamSynchronize(stream));
+      if (st != MOELORA_OK) {
+        result["ok"] = false;
+        result["reason"] = moelora_last_error();
+        return;
+      }
+      std::vector<uint16_t> got(reference.size());
+      CK(driver()->cuMemcpyDtoH(got.data(), prob->out.ptr, prob->out.bytes));
+      double num = 0, den = 0;
+      DType dt = DType::BF16;
+      for (size_t i = 0; i < got.size(); ++i) {
+        double a = toFloat(dt, got[i]), b = toFloat(dt, reference[i]);
+        num += (a - b) * (a - b);
+        den += b * b;
+      }
+      double err = std::sqrt(num / std::max(den, 1e-30));
+      result["rel_l2_vs_default"] = err;
+      if (!(err < 1e-2)) {
+        result["ok"] = false;
+        result["reason"] = "output differs from the default config's";
+        return;
+      }
+      result["us"] = timeLaunch(
+          [&](CUstream s) {
+            checkStatus(moelora_fused_moe_lora(r, &prob->args, s), "fused");
+          },
+          stream, flush, iters);
+      result["ok"] = true;
+    };
+    auto record = [&](const std::string &id, json result) {
+      result["id"] = id;
+      progress << result.dump() << "\n" << std::flush;
+      done[id] = result;
+      ++finished;
+      double el =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+              .count();
+      double eta = finished ? el / finished * (total - finished) : 0;
+      // A progress bar on a terminal, a line per 5% otherwise.
+      bool tty = isatty(2);
+      if (tty || finished * 20 / total != (finished - 1) * 20 / total) {
+        int filled = int(30 * finished / total);
+        std::fprintf(stderr, "%s[%-30s] %zu/%zu %-40s ETA %2.0f:%02.0f%s",
+                     tty ? "\r" : "", std::string(filled, '#').c_str(),
+                     finished, total, jc["name"].get<std::string>().c_str(),
+                     std::floor(eta / 60), std::fmod(eta, 60), tty ? "" : "\n");
+      }
+    };
+    std::string baseId = jc["name"].get<std::string>() + "|default";
+    if (!done.count(baseId)) {
+      json r;
+      measure(rt, r);
+      record(baseId, r);
+    } else {
+      ++finished;
+    }
+    double defaultUs = done[baseId].value("us", 0.0);
+    double bestUs = defaultUs;
+    json best;
+    for (const json &cand : jc["candidates"]) {
+      std::string id =
+          jc["name"].get<std::string>() + "|" + cand["config"].dump();
+      if (!done.count(id)) {
+        json entry =
+            entryFor(c, jc["path"].get<std::string>().c_str(), cand["config"]);
+        std::ofstream(tablePath) << json({{"format", "moelora-tuned"},
+                                          {"version", 1},
+                                          {"gpu", gpuName},
+                                          {"entries", json::array({entry})}})
+                                        .dump();
+        moelora_runtime *crt = makeRuntime(cacheDir, tablePath);
+        json r;
+        measure(crt, r);
+        moelora_runtime_destroy(crt);
+        record(id, r);
+      } else {
+        ++finished;
+      }
+      const json &r = done[id];
+      if (r.value("ok", false) && r["us"].get<double>() < bestUs) {
+        bestUs = r["us"].get<double>();
+        best = cand["config"];
+      }
+    }
+    // A winner must beat the default by more than the timing noise.
+    if (!best.is_null() && bestUs < defaultUs * 0.97) {
+      table["entries"].push_back(
+          entryFor(c, jc["path"].get<std::string>().c_str(), best));
+      summary.push_back(
+          fmt::format("{:<44} {:>9.1f} -> {:>9.1f} us ({:.2f}x) {}",
+                      jc["name"].get<std::string>(), defaultUs, bestUs,
+                      defaultUs / bestUs, best.dump()));
+    } else {
+      summary.push_back(fmt::format("{:<44} {:>9.1f} us: default kept",
+                                    jc["name"].get<std::string>(), defaultUs));
+    }
+  }
+  std::fprintf(stderr, "\n");
+  std::remove(tablePath.c_str());
+  std::ofstream(outPath) << table.dump(1);
+  std::printf("Winners (default -> tuned):\n");
+  for (const std::string &s : summary)
+    std::printf("%s\n", s.c_str());
+  std::printf("tuned table: %s (%zu entries, GPU '%s')\n", outPath.c_str(),
+              table["entries"].size(), gpuName);
+  moelora_runtime_destroy(rt);
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  CLI::App app{"moelora-tune: autotuning sweep -> tuned table"};
+  app.require_subcommand(1);
+  std::string sweep, workload, cache, planPath, gpu = "NVIDIA H100 80GB HBM3",
+                                                out, progress;
+  bool ptxas = false;
+  auto *prep = app.add_subcommand("prepare", "plan and generate candidates");
+  prep->add_option("--sweep", sweep, "sweep YAML")
+      ->required()
+      ->check(CLI::ExistingFile);
+  prep->add_option("--workload", workload, "workload YAML")
+      ->required()
+      ->check(CLI::ExistingFile);
+  prep->add_option("--cache", cache, "disk cache to fill")->required();
+  prep->add_option("--plan", planPath, "plan JSON to write")->required();
+  prep->add_option("--gpu", gpu, "GPU name the table is for");
+  prep->add_flag("--ptxas", ptxas,
+                 "reject candidates ptxas rejects or that spill");
+  auto *runCmd = app.add_subcommand("run", "time candidates on the GPU");
+  runCmd->add_option("--plan", planPath, "plan JSON")
+      ->required()
+      ->check(CLI::ExistingFile);
+  runCmd->add_option("--cache", cache, "disk cache with the kernels")
+      ->required();
+  runCmd->add_option("--out", out, "tuned table JSON to write")->required();
+  runCmd->add_option("--progress", progress, "progress file (resume)")
+      ->default_val("tune-progress.jsonl");
+  CLI11_PARSE(app, argc, argv);
+  if (*prep)
+    return prepare(sweep, workload, cache, planPath, gpu, ptxas);
+  return run(planPath, cache, out, progress);
+}
