@@ -475,19 +475,31 @@ void TileBuilder::reduceAccumulators(Accumulators &acc, Value smem, int groups,
         add(mul(add(mul(g, i32(tileRows)), row), i32(tileCols)), accCol(nt, i));
     return gep(smem, index, f32Type());
   };
+  // 1. Every warp publishes its partial sums.
   for (int mt = 0; mt < acc.mTiles; ++mt)
     for (int nt = 0; nt < acc.nTiles; ++nt)
       for (int i = 0; i < 4; ++i)
         store(acc.at(mt, nt, i), slot(group, mt, nt, i));
   barrier();
+  // 2. Warp `group` sums the n-tiles nt with nt % groups == group and
+  // leaves the total in group 0's slot (only it reads those slots): each
+  // thread keeps 1/groups of the partials live, not all of them.
+  for (int nt = 0; nt < acc.nTiles; ++nt)
+    ifThen(eq(group, i32(nt % groups)), [&] {
+      for (int mt = 0; mt < acc.mTiles; ++mt)
+        for (int i = 0; i < 4; ++i) {
+          Value sum = load(f32Type(), slot(i32(0), mt, nt, i));
+          for (int g = 1; g < groups; ++g)
+            sum = fadd(sum, load(f32Type(), slot(i32(g), mt, nt, i)));
+          store(sum, slot(i32(0), mt, nt, i));
+        }
+    });
+  barrier();
+  // 3. Every warp reads the totals of its rows.
   for (int mt = 0; mt < acc.mTiles; ++mt)
     for (int nt = 0; nt < acc.nTiles; ++nt)
-      for (int i = 0; i < 4; ++i) {
-        Value sum = load(f32Type(), slot(i32(0), mt, nt, i));
-        for (int g = 1; g < groups; ++g)
-          sum = fadd(sum, load(f32Type(), slot(i32(g), mt, nt, i)));
-        acc.at(mt, nt, i) = sum;
-      }
+      for (int i = 0; i < 4; ++i)
+        acc.at(mt, nt, i) = load(f32Type(), slot(i32(0), mt, nt, i));
   barrier();
 }
 
