@@ -1,0 +1,934 @@
+"""Drop-in replacements for vLLM's MoE-LoRA ops, running moelora's kernels.
+
+Matched against vLLM's vllm/lora/ops/triton_ops/fused_moe_lora_op.py, 2026
+version: the one with `_fused_moe_lora_one_shot_kernel` and
+`_fused_moe_lora_small_batch_kernel` (the fast path of `_fused_moe_lora` for
+fully_sharded=False), `num_active_loras` as a CPU tensor and the
+`add_inputs` flag; and vllm/_custom_ops.py's `moe_lora_align_block_size`
+(with `expert_map`). The argument names, order and defaults are vLLM's:
+
+  fused_moe_lora(output, qcurr_hidden_states, lora_a_stacked, lora_b_stacked,
+      topk_weights, sorted_token_ids, expert_ids, num_tokens_post_padded,
+      token_lora_mapping, max_lora_rank, top_k_num, lora_ids, num_active_loras,
+      adapter_enabled, shrink_block_size_m, shrink_block_size_n,
+      shrink_block_size_k, shrink_group_size_m, shrink_num_warps,
+      shrink_num_stages, shrink_split_k, expand_block_size_m,
+      expand_block_size_n, expand_block_size_k, expand_group_size_m,
+      expand_num_warps, expand_num_stages, expand_split_k,
+      mul_routed_weight=False, fully_sharded=False, offset=0, add_inputs=True)
+  fused_moe_lora_shrink(a_intermediate_cache1, qcurr_hidden_states,
+      lora_a_stacked, topk_weights, sorted_token_ids, expert_ids,
+      num_tokens_post_padded, token_lora_mapping, top_k_num, lora_ids,
+      adapter_enabled, device, N, M, EM, K, num_tokens, num_experts,
+      num_slices, block_size_m, block_size_n, block_size_k, group_size_m,
+      num_warps, num_stages, split_k, num_active_loras,
+      mul_routed_weight=False, use_gdc=False, use_tma=False)
+  fused_moe_lora_expand(output, a_intermediate_cache1, lora_b_stacked,
+      topk_weights, sorted_token_ids, expert_ids, num_tokens_post_padded,
+      token_lora_mapping, top_k_num, lora_ids, adapter_enabled, device, N, M,
+      EM, K, num_tokens, num_experts, num_slices, max_lora_rank,
+      w1_output_dim_size, block_size_m, block_size_n, block_size_k,
+      group_size_m, num_warps, num_stages, split_k, num_active_loras,
+      mul_routed_weight=False, offset=0, use_gdc=False, use_tma=False)
+  moe_lora_align_block_size(topk_ids, token_lora_mapping, num_experts,
+      block_size, max_loras, max_num_tokens_padded, max_num_m_blocks,
+      sorted_token_ids, experts_ids, num_tokens_post_pad, adapter_enabled,
+      lora_ids, expert_map=None)
+
+Differences from vLLM, by design:
+  * Triton tiling arguments (block sizes other than the sorted metadata's
+    BLOCK_M, group sizes, warps, stages, split_k, use_gdc, use_tma) are
+    accepted and ignored: moelora's dispatcher picks its own variants.
+  * R > 128 runs the two-kernel path instead of failing an assertion.
+  * moe_lora_align_block_size fills every adapter row (lora_ids and
+    adapter_enabled are accepted but not needed: the fused kernels skip
+    inactive/disabled adapters themselves).
+  * The intermediate of fused_moe_lora_shrink/expand must be the contiguous
+    (num_slices, num_tokens, top_k, R) cache of vLLM's non-TMA path.
+
+Every op runs on torch.cuda.current_stream(); nothing synchronises, and after
+one call with given tensors (which fills the slice-pointer tables and the
+workspace caches) the same call allocates nothing and can be captured in a
+CUDA graph. torch is imported lazily, so `import moelora` works without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import threading
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from . import _lib as L
+
+__all__ = [
+    "fused_moe_lora", "fused_moe_lora_shrink", "fused_moe_lora_expand",
+    "moe_lora_align_block_size", "plan_fused_moe_lora", "warmup",
+]
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - depends on the machine
+        raise ImportError("moelora.ops needs torch") from e
+    return torch
+
+
+# ---------------------------------------------------------------------------
+# Validation helpers (only what the C layer cannot see: devices, dtypes)
+# ---------------------------------------------------------------------------
+
+def _dtype_code(torch, t, name):
+    if t.dtype == torch.bfloat16:
+        return L.MOELORA_DTYPE_BF16
+    if t.dtype == torch.float16:
+        return L.MOELORA_DTYPE_FP16
+    raise ValueError(f"{name}: dtype {t.dtype}; must be torch.float16 or "
+                     "torch.bfloat16")
+
+
+def _check_dev(t, name, dev):
+    if not getattr(t, "is_cuda", False):
+        where = getattr(t, "device", type(t).__name__)
+        raise ValueError(f"{name}: on {where}; must be a CUDA tensor")
+    if t.device != dev:
+        raise ValueError(f"{name}: on {t.device}; must be on {dev} like "
+                         "qcurr_hidden_states")
+
+
+def _check_i32(torch, t, name, dev):
+    _check_dev(t, name, dev)
+    if t.dtype != torch.int32:
+        raise ValueError(f"{name}: dtype {t.dtype}; must be torch.int32")
+
+
+def _check_same_dtype(t, name, dtype, dev):
+    _check_dev(t, name, dev)
+    if t.dtype != dtype:
+        raise ValueError(f"{name}: dtype {t.dtype}; must be {dtype} like "
+                         "qcurr_hidden_states")
+
+
+def _check_contiguous(t, name):
+    if not t.is_contiguous():
+        raise ValueError(f"{name}: must be contiguous (strides {tuple(t.stride())})")
+
+
+def _as_int(torch, v, name):
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, int):
+        return v
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1:
+            raise ValueError(f"{name}: a tensor of {v.numel()} elements; must "
+                             "hold one integer")
+        return int(v.item())  # vLLM passes a CPU tensor: no device sync
+    return int(v)
+
+
+def _pow2_at_least_16(v):
+    return v >= 16 and (v & (v - 1)) == 0
+
+
+@contextlib.contextmanager
+def _noop():
+    yield
+
+
+def _on_device(torch, dev):
+    """Makes dev current when it is not (the C runtime launches in the
+    current CUDA context)."""
+    if torch.cuda.current_device() == dev.index:
+        return _noop()
+    return torch.cuda.device(dev.index)
+
+
+# ---------------------------------------------------------------------------
+# Caches: runtimes, slice-pointer tables, workspaces, metadata scratch
+# ---------------------------------------------------------------------------
+
+_cache_lock = threading.Lock()
+_PTR_TABLES: Dict[Tuple[int, Tuple[int, ...]], Any] = {}
+_WORKSPACES: Dict[Tuple[int, int], Any] = {}
+_SCRATCH: Dict[Tuple, Any] = {}
+
+
+def _runtime(torch, index: int):
+    rt = L._runtimes.get(index)
+    if rt is not None:
+        return rt
+    with torch.cuda.device(index):
+        # The C runtime takes the calling thread's current context: make the
+        # device's primary context (PyTorch's) current first.
+        if not torch.cuda.is_current_stream_capturing():
+            torch.cuda.synchronize(index)
+        return L.get_runtime(index)
+
+
+def _ptr_table(torch, tensors, name, dtype, dev):
+    """Device int64 array of the slices' base pointers, cached by the tuple of
+    pointers (as vLLM's _get_ptr does), so repeated calls allocate nothing."""
+    if isinstance(tensors, torch.Tensor):
+        raise ValueError(f"{name}: must be a list of tensors (one per slice)")
+    if len(tensors) == 0:
+        raise ValueError(f"{name}: empty; needs one tensor per slice")
+    t0 = tensors[0]
+    for i, t in enumerate(tensors):
+        _check_same_dtype(t, f"{name}[{i}]", dtype, dev)
+        if t.dim() != 4:
+            raise ValueError(f"{name}[{i}]: {t.dim()}-D; must be 4-D")
+        if i and (t.shape != t0.shape or t.stride() != t0.stride()):
+            raise ValueError(f"{name}[{i}]: shape {tuple(t.shape)} strides "
+                             f"{tuple(t.stride())}; every slice must match "
+                             f"{name}[0] ({tuple(t0.shape)}, {tuple(t0.stride())})")
+    key = (dev.index, tuple(t.data_ptr() for t in tensors))
+    table = _PTR_TABLES.get(key)
+    if table is None:
+        if torch.cuda.is_current_stream_capturing():
+            raise RuntimeError(
+                f"{name}: first call with these weights inside CUDA graph "
+                "capture; call the op once before capturing (it builds the "
+                "device table of slice pointers)")
+        table = torch.tensor(list(key[1]), dtype=torch.int64, device=dev)
+        with _cache_lock:
+            _PTR_TABLES[key] = table
+    return table
+
+
+def _workspace(torch, dev, nbytes: int):
+    """A uint8 device buffer of exactly nbytes, cached per size per device
+    (never freed or resized, so captured graphs keep valid addresses)."""
+    nbytes = max(int(nbytes), 1)
+    key = (dev.index, nbytes)
+    ws = _WORKSPACES.get(key)
+    if ws is None:
+        ws = torch.empty(nbytes, dtype=torch.uint8, device=dev)
+        with _cache_lock:
+            _WORKSPACES[key] = ws
+    return ws
+
+
+def _scratch_i32(torch, dev, tag, shape):
+    key = (dev.index, tag) + tuple(shape)
+    t = _SCRATCH.get(key)
+    if t is None:
+        t = torch.empty(tuple(shape), dtype=torch.int32, device=dev)
+        with _cache_lock:
+            _SCRATCH[key] = t
+    return t
+
+
+def _stream(torch, dev):
+    return ctypes.c_void_p(torch.cuda.current_stream(dev).cuda_stream)
+
+
+# ---------------------------------------------------------------------------
+# Argument building
+# ---------------------------------------------------------------------------
+
+def _set_metadata(torch, a, dev, sorted_token_ids, expert_ids,
+                  num_tokens_post_padded, block_size_m, block_name,
+                  max_loras, num_pairs, keep) -> bool:
+    """Fills the naive or sorted metadata of `a`. False: the call has
+    nothing to do (sorted capacity below one block)."""
+    if sorted_token_ids is None:
+        _check_i32(torch, expert_ids, "expert_ids", dev)
+        if expert_ids.numel() != num_pairs:
+            raise ValueError(f"expert_ids: {expert_ids.numel()} elements; the naive "
+                             f"metadata is topk_ids flattened (num_tokens*top_k = "
+                             f"{num_pairs})")
+        _check_contiguous(expert_ids, "expert_ids")
+        a.topk_ids = expert_ids.data_ptr()
+        a.EM = 0
+        a.block_size_m = int(block_size_m) if block_size_m else 16
+        return True
+
+    bm = int(block_size_m)
+    if not _pow2_at_least_16(bm):
+        raise ValueError(f"{block_name} = {bm}: must be a power of two >= 16 "
+                         "(the BLOCK_M the sorted metadata was aligned to)")
+    _check_i32(torch, sorted_token_ids, "sorted_token_ids", dev)
+    _check_i32(torch, expert_ids, "expert_ids", dev)
+    if num_tokens_post_padded is None:
+        raise ValueError("num_tokens_post_padded: None with sorted_token_ids given")
+    _check_i32(torch, num_tokens_post_padded, "num_tokens_post_padded", dev)
+    st, ex = sorted_token_ids, expert_ids
+    if st.dim() == 1:
+        st = st.view(max_loras, -1)
+    if ex.dim() == 1:
+        ex = ex.view(max_loras, -1)
+    if st.dim() != 2 or ex.dim() != 2:
+        raise ValueError("sorted_token_ids / expert_ids: must be 2-D (max_loras, ...)")
+    if st.shape[0] < max_loras or ex.shape[0] < max_loras:
+        raise ValueError(f"sorted_token_ids / expert_ids: {st.shape[0]} / "
+                         f"{ex.shape[0]} rows; need max_loras = {max_loras}")
+    if num_tokens_post_padded.numel() < max_loras or not num_tokens_post_padded.is_contiguous():
+        raise ValueError("num_tokens_post_padded: must be contiguous with max_loras "
+                         f"= {max_loras} elements")
+    em_caller = int(st.shape[1])
+    direct = (em_caller % bm == 0 and ex.shape[1] == em_caller // bm
+              and (st.stride(1) == 1 or em_caller == 1) and st.stride(0) == em_caller
+              and (ex.stride(1) == 1 or ex.shape[1] == 1)
+              and ex.stride(0) == ex.shape[1])
+    if direct:
+        em = em_caller
+        a.sorted_token_ids = st.data_ptr()
+        a.expert_ids = ex.data_ptr()
+    else:
+        # The C ABI takes (max_loras, EM) / (max_loras, EM/BLOCK_M) with EM a
+        # multiple of BLOCK_M and no row strides; vLLM sizes the rows
+        # numel + E*(BLOCK_M-1) (not rounded). Blocks past floor(EM/BLOCK_M)
+        # never hold work (num_tokens_post_padded is a multiple of BLOCK_M
+        # and <= EM), so copy the usable prefix into packed scratch.
+        nb = min(em_caller // bm, int(ex.shape[1]))
+        em = nb * bm
+        if em == 0:
+            return False
+        rows = int(st.shape[0])
+        s2 = _scratch_i32(torch, dev, "sorted", (rows, em))
+        e2 = _scratch_i32(torch, dev, "experts", (rows, nb))
+        s2.copy_(st[:, :em])
+        e2.copy_(ex[:, :nb])
+        keep += [s2, e2]
+        a.sorted_token_ids = s2.data_ptr()
+        a.expert_ids = e2.data_ptr()
+    a.num_tokens_post_padded = num_tokens_post_padded.data_ptr()
+    a.EM = em
+    a.block_size_m = bm
+    return True
+
+
+def _set_common(torch, a, dev, *, topk_weights, token_lora_mapping, lora_ids,
+                adapter_enabled, num_tokens, top_k, num_active_loras, max_loras,
+                mul_routed_weight, sorted_meta):
+    _check_dev(topk_weights, "topk_weights", dev)
+    if topk_weights.dim() != 2 or topk_weights.shape[1] != top_k:
+        raise ValueError(f"topk_weights: shape {tuple(topk_weights.shape)}; must be "
+                         f"(num_tokens, top_k_num = {top_k})")
+    if mul_routed_weight:
+        if topk_weights.dtype != torch.float32:
+            raise ValueError(f"topk_weights: dtype {topk_weights.dtype}; must be "
+                             "torch.float32 with mul_routed_weight")
+        _check_contiguous(topk_weights, "topk_weights")
+    if topk_weights.dtype == torch.float32 and topk_weights.is_contiguous():
+        a.topk_weights = topk_weights.data_ptr()
+    _check_i32(torch, token_lora_mapping, "token_lora_mapping", dev)
+    if token_lora_mapping.numel() < num_tokens or not token_lora_mapping.is_contiguous():
+        raise ValueError(f"token_lora_mapping: {token_lora_mapping.numel()} elements; "
+                         f"must be contiguous with at least num_tokens = {num_tokens}")
+    _check_i32(torch, lora_ids, "lora_ids", dev)
+    _check_i32(torch, adapter_enabled, "adapter_enabled", dev)
+    if adapter_enabled.numel() < max_loras:
+        raise ValueError(f"adapter_enabled: {adapter_enabled.numel()} elements; "
+                         f"needs max_loras = {max_loras}")
+    n_active = _as_int(torch, num_active_loras, "num_active_loras")
+    if sorted_meta:
+        if lora_ids.numel() < n_active:
+            raise ValueError(f"lora_ids: {lora_ids.numel()} elements; fewer than "
+                             f"num_active_loras = {n_active}")
+    else:
+        # Naive metadata: the adapter comes from token_lora_mapping and vLLM
+        # launches one grid slice whatever num_active_loras says.
+        n_active = max(1, n_active)
+    a.token_lora_mapping = token_lora_mapping.data_ptr()
+    a.lora_ids = lora_ids.data_ptr()
+    a.adapter_enabled = adapter_enabled.data_ptr()
+    a.num_tokens = int(num_tokens)
+    a.top_k = int(top_k)
+    a.max_loras = int(max_loras)
+    a.num_active_loras = int(n_active)
+    a.mul_routed_weight = int(bool(mul_routed_weight))
+
+
+def _set_output(torch, a, output, dev, dtype, num_tokens, top_k, cols_needed):
+    _check_same_dtype(output, "output", dtype, dev)
+    if output.dim() != 3 or output.shape[0] != num_tokens or output.shape[1] != top_k:
+        raise ValueError(f"output: shape {tuple(output.shape)}; must be (num_tokens = "
+                         f"{num_tokens}, top_k = {top_k}, num_slices*N)")
+    if output.shape[2] < cols_needed:
+        raise ValueError(f"output: {output.shape[2]} columns; needs {cols_needed}")
+    a.output = output.data_ptr()
+    a.output_stride[:] = list(output.stride())
+
+
+def _prepare_fused(torch, output, x, lora_a_stacked, lora_b_stacked, topk_weights,
+                   sorted_token_ids, expert_ids, num_tokens_post_padded,
+                   token_lora_mapping, top_k_num, lora_ids, num_active_loras,
+                   adapter_enabled, shrink_block_size_m, mul_routed_weight,
+                   add_inputs, fully_sharded, keep):
+    """The moelora_fused_args of a fused_moe_lora call, or None when there is
+    nothing to do."""
+    if not getattr(x, "is_cuda", False):
+        raise ValueError(f"qcurr_hidden_states: on {getattr(x, 'device', None)}; must "
+                         "be a CUDA tensor")
+    dev = x.device
+    a = L.new_fused_args()
+    a.dtype = _dtype_code(torch, x, "qcurr_hidden_states")
+    if x.dim() != 2:
+        raise ValueError(f"qcurr_hidden_states: {x.dim()}-D; must be (rows, K)")
+    if len(lora_a_stacked) != len(lora_b_stacked):
+        raise ValueError(f"lora_a_stacked / lora_b_stacked: {len(lora_a_stacked)} vs "
+                         f"{len(lora_b_stacked)} slices; must match")
+    a_tab = _ptr_table(torch, lora_a_stacked, "lora_a_stacked", x.dtype, dev)
+    b_tab = _ptr_table(torch, lora_b_stacked, "lora_b_stacked", x.dtype, dev)
+    keep += [a_tab, b_tab]
+    A0, B0 = lora_a_stacked[0], lora_b_stacked[0]
+    max_loras, num_experts, rank, K = (int(s) for s in A0.shape)
+    N = int(B0.shape[2])
+    if int(B0.shape[0]) != max_loras or int(B0.shape[1]) != num_experts:
+        raise ValueError(f"lora_b_stacked[0]: shape {tuple(B0.shape)}; must be "
+                         f"(max_loras = {max_loras}, num_experts = {num_experts}, N, R)")
+    if int(B0.shape[3]) != rank:
+        raise ValueError(f"lora_b_stacked[0]: rank {int(B0.shape[3])}; must equal "
+                         f"lora_a_stacked's {rank}")
+    if int(x.shape[1]) != K:
+        raise ValueError(f"qcurr_hidden_states: K = {int(x.shape[1])}; "
+                         f"lora_a_stacked has K = {K}")
+    num_tokens = int(topk_weights.shape[0])
+    top_k = int(top_k_num)
+    x_rows = num_tokens * top_k if mul_routed_weight else num_tokens
+    if int(x.shape[0]) < x_rows:
+        raise ValueError(f"qcurr_hidden_states: {int(x.shape[0])} rows; needs "
+                         f"{x_rows} ({'num_tokens*top_k' if mul_routed_weight else 'num_tokens'})")
+    num_slices = len(lora_a_stacked)
+    _set_output(torch, a, output, dev, x.dtype, num_tokens, top_k, num_slices * N)
+    sorted_meta = sorted_token_ids is not None
+    _set_common(torch, a, dev, topk_weights=topk_weights,
+                token_lora_mapping=token_lora_mapping, lora_ids=lora_ids,
+                adapter_enabled=adapter_enabled, num_tokens=num_tokens, top_k=top_k,
+                num_active_loras=num_active_loras, max_loras=max_loras,
+                mul_routed_weight=mul_routed_weight, sorted_meta=sorted_meta)
+    if not _set_metadata(torch, a, dev, sorted_token_ids, expert_ids,
+                         num_tokens_post_padded, shrink_block_size_m,
+                         "shrink_block_size_m", max_loras, num_tokens * top_k, keep):
+        return None, dev
+    a.x = x.data_ptr()
+    a.x_stride[:] = list(x.stride())
+    a.lora_a_ptrs = a_tab.data_ptr()
+    a.lora_a_stride[:] = list(A0.stride())
+    a.lora_b_ptrs = b_tab.data_ptr()
+    a.lora_b_stride[:] = list(B0.stride())
+    a.num_experts = num_experts
+    a.K, a.N, a.rank, a.num_slices = K, N, rank, num_slices
+    a.add_inputs = int(bool(add_inputs))
+    a.fully_sharded = int(bool(fully_sharded))
+    return a, dev
+
+
+_VLLM_TP = None  # None: not looked up yet; False: unavailable; else functions
+
+
+def _tp_collectives():
+    """vLLM's tensor-parallel all-reduce / all-gather when vLLM is importable
+    and its TP group has more than one rank, else None."""
+    global _VLLM_TP
+    if _VLLM_TP is None:
+        try:
+            from vllm.distributed import (get_tensor_model_parallel_world_size,
+                                          tensor_model_parallel_all_gather,
+                                          tensor_model_parallel_all_reduce)
+            _VLLM_TP = (get_tensor_model_parallel_world_size,
+                        tensor_model_parallel_all_reduce,
+                        tensor_model_parallel_all_gather)
+        except Exception:
+            _VLLM_TP = False
+    if not _VLLM_TP:
+        return None
+    world, all_reduce, all_gather = _VLLM_TP
+    try:
+        if world() > 1:
+            return all_reduce, all_gather
+    except Exception:
+        pass
+    return None
+
+
+def _intermediate_view(torch, ws, dtype, shape):
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return ws.view(dtype)[:n].view(*shape)
+
+
+def _fused_call(torch, rt, a, dev, stream):
+    """moelora_fused_moe_lora, giving it a workspace when its plan needs one."""
+    if a.rank > L.MAX_ONE_SHOT_RANK or a.fully_sharded:
+        a.workspace = _workspace(torch, dev, L.workspace_bytes(a)).data_ptr()
+    status = L.lib().moelora_fused_moe_lora(rt, ctypes.byref(a), stream)
+    if (status == L.MOELORA_ERROR_INVALID_ARGUMENT and not a.workspace
+            and L.last_error().startswith("workspace:")):
+        a.workspace = _workspace(torch, dev, L.workspace_bytes(a)).data_ptr()
+        status = L.lib().moelora_fused_moe_lora(rt, ctypes.byref(a), stream)
+    L.check(status, "fused_moe_lora")
+
+
+# ---------------------------------------------------------------------------
+# The drop-in ops
+# ---------------------------------------------------------------------------
+
+def fused_moe_lora(
+    output,  # (num_tokens, top_k_num, N*len(lora_a_stacked),)
+    qcurr_hidden_states,  # (num_tokens, K,)
+    lora_a_stacked,  # [(max_loras, num_experts, max_lora_rank, K,),...]
+    lora_b_stacked,  # [(max_loras, num_experts, N, max_lora_rank,),...]
+    topk_weights,  # (num_tokens, top_k_num)
+    sorted_token_ids,  # (max_loras, _) or None (naive)
+    expert_ids,  # (max_loras, _ ,) or (num_tokens * top_k,)
+    num_tokens_post_padded,  # (max_loras, ) or None
+    token_lora_mapping,
+    max_lora_rank: int,
+    top_k_num: int,
+    lora_ids,
+    num_active_loras,  # CPU tensor [1] (or int), number of active LoRAs
+    adapter_enabled,
+    shrink_block_size_m: int,
+    shrink_block_size_n: int,
+    shrink_block_size_k: int,
+    shrink_group_size_m: int,
+    shrink_num_warps: int,
+    shrink_num_stages: int,
+    shrink_split_k: int,
+    expand_block_size_m: int,
+    expand_block_size_n: int,
+    expand_block_size_k: int,
+    expand_group_size_m: int,
+    expand_num_warps: int,
+    expand_num_stages: int,
+    expand_split_k: int,
+    mul_routed_weight: bool = False,
+    fully_sharded: bool = False,
+    offset: int = 0,
+    add_inputs: bool = True,
+) -> None:
+    """vLLM's fused_moe_lora on moelora's kernels; adds the LoRA delta into
+    `output` in place (see the module docstring for the matched version).
+    fully_sharded runs shrink, vLLM's TP collective (when vLLM's TP group has
+    more than one rank) and expand at column `offset`; otherwise `offset` is
+    ignored, as in vLLM's fast path."""
+    torch = _torch()
+    if fully_sharded and not add_inputs:
+        raise ValueError("add_inputs: fused_moe_lora(add_inputs=False) is only "
+                         "supported with fully_sharded=False (as in vLLM)")
+    keep: List[Any] = []
+    if fully_sharded:
+        # After an all-gather the intermediate has the full rank, which is
+        # lora_b_stacked's; the shrink half uses lora_a_stacked's rank.
+        return _fused_sharded(torch, output, qcurr_hidden_states, lora_a_stacked,
+                              lora_b_stacked, topk_weights, sorted_token_ids,
+                              expert_ids, num_tokens_post_padded,
+                              token_lora_mapping, max_lora_rank, top_k_num,
+                              lora_ids, num_active_loras, adapter_enabled,
+                              shrink_block_size_m, mul_routed_weight, offset)
+    a, dev = _prepare_fused(torch, output, qcurr_hidden_states, lora_a_stacked,
+                            lora_b_stacked, topk_weights, sorted_token_ids,
+                            expert_ids, num_tokens_post_padded, token_lora_mapping,
+                            top_k_num, lora_ids, num_active_loras, adapter_enabled,
+                            shrink_block_size_m, mul_routed_weight, add_inputs,
+                            False, keep)
+    if a is None:
+        return
+    with _on_device(torch, dev):
+        _fused_call(torch, _runtime(torch, dev.index), a, dev, _stream(torch, dev))
+
+
+def _fused_sharded(torch, output, x, lora_a_stacked, lora_b_stacked, topk_weights,
+                   sorted_token_ids, expert_ids, num_tokens_post_padded,
+                   token_lora_mapping, max_lora_rank, top_k_num, lora_ids,
+                   num_active_loras, adapter_enabled, block_size_m,
+                   mul_routed_weight, offset):
+    keep: List[Any] = []
+    coll = _tp_collectives()
+    b_rank = int(lora_b_stacked[0].shape[3]) if len(lora_b_stacked) else 0
+    a_rank = int(lora_a_stacked[0].shape[2]) if len(lora_a_stacked) else 0
+    gather = coll is not None and max_lora_rank != b_rank
+    if gather or b_rank != a_rank:
+        if coll is None:
+            raise ValueError(f"lora_b_stacked: rank {b_rank} differs from lora_a_stacked's "
+                             f"{a_rank}, which needs vLLM's TP all-gather (no TP group "
+                             "of more than one rank here)")
+    prep_b = lora_b_stacked
+    if b_rank != a_rank:
+        # Validate and build the shrink with a rank-consistent view of B; the
+        # expand below uses the real B with the gathered rank.
+        prep_b = [t[..., :a_rank] for t in lora_b_stacked]
+    a, dev = _prepare_fused(torch, output, x, lora_a_stacked, prep_b, topk_weights,
+                            sorted_token_ids, expert_ids, num_tokens_post_padded,
+                            token_lora_mapping, top_k_num, lora_ids, num_active_loras,
+                            adapter_enabled, block_size_m, mul_routed_weight, True,
+                            True, keep)
+    if a is None:
+        return
+    if offset < 0:
+        raise ValueError(f"offset = {offset}: must be >= 0")
+    if int(output.shape[2]) < offset + a.num_slices * a.N:
+        raise ValueError(f"output: {int(output.shape[2])} columns; needs offset + "
+                         f"num_slices*N = {offset + a.num_slices * a.N}")
+    with _on_device(torch, dev):
+        rt = _runtime(torch, dev.index)
+        stream = _stream(torch, dev)
+        if coll is None and offset == 0:
+            _fused_call(torch, rt, a, dev, stream)  # shrink + expand, one call
+            return
+        shape = (a.num_slices, a.num_tokens, a.top_k, a.rank)
+        ws = _workspace(torch, dev, L.workspace_bytes(a))
+        inter = _intermediate_view(torch, ws, x.dtype, shape)
+        a.workspace = inter.data_ptr()
+        L.check(L.lib().moelora_shrink(rt, ctypes.byref(a), stream),
+                "fused_moe_lora (shrink)")
+        if coll is not None:
+            all_reduce, all_gather = coll
+            inter = all_reduce(inter) if not gather else all_gather(inter)
+            inter = inter.contiguous()
+            keep.append(inter)
+            if gather:
+                b_tab = _ptr_table(torch, lora_b_stacked, "lora_b_stacked", x.dtype, dev)
+                keep.append(b_tab)
+                a.lora_b_ptrs = b_tab.data_ptr()
+                a.lora_b_stride[:] = list(lora_b_stacked[0].stride())
+                a.rank = int(inter.shape[-1])
+            a.workspace = inter.data_ptr()
+        L.check(L.lib().moelora_expand(rt, ctypes.byref(a), int(offset), stream),
+                "fused_moe_lora (expand)")
+
+
+def _check_intermediate(torch, inter, dev, dtype, shape):
+    _check_same_dtype(inter, "a_intermediate_cache1", dtype, dev)
+    if tuple(int(s) for s in inter.shape) != tuple(shape):
+        raise ValueError(f"a_intermediate_cache1: shape {tuple(inter.shape)}; must be "
+                         f"(num_slices, num_tokens, top_k, R) = {tuple(shape)} "
+                         "(vLLM's non-TMA layout)")
+    _check_contiguous(inter, "a_intermediate_cache1")
+
+
+def fused_moe_lora_shrink(
+    a_intermediate_cache1,  # (num_slices, num_tokens, top_k_num, max_lora_rank)
+    qcurr_hidden_states,  # (num_tokens, K,)
+    lora_a_stacked,  # [(max_loras, num_experts, max_lora_rank, K,),...]
+    topk_weights,  # (num_tokens, top_k_num)
+    sorted_token_ids,  # (max_loras, _) or None
+    expert_ids,  # (max_loras, _ ,) or (num_tokens * top_k,)
+    num_tokens_post_padded,  # (max_loras, ) or None
+    token_lora_mapping,
+    top_k_num: int,
+    lora_ids,
+    adapter_enabled,
+    ## adding for kernel
+    device,
+    N: int,
+    M: int,
+    EM: int,
+    K: int,
+    num_tokens: int,
+    num_experts: int,
+    num_slices: int,
+    block_size_m: int,
+    block_size_n: int,
+    block_size_k: int,
+    group_size_m: int,
+    num_warps: int,
+    num_stages: int,
+    split_k: int,
+    num_active_loras,  # CPU tensor [1] (or int)
+    mul_routed_weight: bool = False,
+    use_gdc: bool = False,
+    use_tma: bool = False,
+) -> None:
+    """vLLM's fused_moe_lora_shrink: writes x @ A^T (rounded to T) into
+    a_intermediate_cache1, which moelora zeroes first. Tiling arguments,
+    N (vLLM passes the rank), M, EM, K, num_tokens, device, use_gdc and
+    use_tma are taken from the tensors or ignored."""
+    torch = _torch()
+    x = qcurr_hidden_states
+    if not getattr(x, "is_cuda", False):
+        raise ValueError("qcurr_hidden_states: must be a CUDA tensor")
+    dev = x.device
+    keep: List[Any] = []
+    a = L.new_fused_args()
+    a.dtype = _dtype_code(torch, x, "qcurr_hidden_states")
+    a_tab = _ptr_table(torch, lora_a_stacked, "lora_a_stacked", x.dtype, dev)
+    keep.append(a_tab)
+    A0 = lora_a_stacked[0]
+    max_loras, n_exp, rank, k_dim = (int(s) for s in A0.shape)
+    if int(x.shape[1]) != k_dim:
+        raise ValueError(f"qcurr_hidden_states: K = {int(x.shape[1])}; lora_a_stacked "
+                         f"has K = {k_dim}")
+    ntok = int(topk_weights.shape[0])
+    top_k = int(top_k_num)
+    slices = len(lora_a_stacked)
+    _check_intermediate(torch, a_intermediate_cache1, dev, x.dtype,
+                        (slices, ntok, top_k, rank))
+    sorted_meta = sorted_token_ids is not None
+    _set_common(torch, a, dev, topk_weights=topk_weights,
+                token_lora_mapping=token_lora_mapping, lora_ids=lora_ids,
+                adapter_enabled=adapter_enabled, num_tokens=ntok, top_k=top_k,
+                num_active_loras=num_active_loras, max_loras=max_loras,
+                mul_routed_weight=mul_routed_weight, sorted_meta=sorted_meta)
+    if not _set_metadata(torch, a, dev, sorted_token_ids, expert_ids,
+                         num_tokens_post_padded, block_size_m, "block_size_m",
+                         max_loras, ntok * top_k, keep):
+        a_intermediate_cache1.zero_()
+        return
+    inter = a_intermediate_cache1
+    a.x = x.data_ptr()
+    a.x_stride[:] = list(x.stride())
+    a.lora_a_ptrs = a_tab.data_ptr()
+    a.lora_a_stride[:] = list(A0.stride())
+    # Shrink reads neither B nor the output; the C ABI still wants them
+    # non-NULL and well-formed: point them at the intermediate.
+    a.lora_b_ptrs = a_tab.data_ptr()
+    a.lora_b_stride[:] = [n_exp * rank, rank, rank, 1]
+    a.output = inter.data_ptr()
+    a.output_stride[:] = [top_k * rank, rank, 1]
+    a.num_experts = n_exp
+    a.K, a.N, a.rank, a.num_slices = k_dim, rank, rank, slices
+    a.add_inputs = 0
+    a.fully_sharded = 1
+    a.workspace = inter.data_ptr()
+    with _on_device(torch, dev):
+        rt = _runtime(torch, dev.index)
+        L.check(L.lib().moelora_shrink(rt, ctypes.byref(a), _stream(torch, dev)),
+                "fused_moe_lora_shrink")
+
+
+def fused_moe_lora_expand(
+    output,  # (num_tokens, top_k_num, N*len(lora_a_stacked),)
+    a_intermediate_cache1,  # (num_slices, M, top_k_num, max_lora_rank)
+    lora_b_stacked,  # [(max_loras, num_experts, N, max_lora_rank,),...]
+    topk_weights,  # (num_tokens, top_k_num)
+    sorted_token_ids,  # (max_loras, _) or None
+    expert_ids,  # (max_loras, _ ,) or (num_tokens * top_k,)
+    num_tokens_post_padded,  # (max_loras, ) or None
+    token_lora_mapping,
+    top_k_num: int,
+    lora_ids,
+    adapter_enabled,
+    ## adding for kernel
+    device,
+    N: int,
+    M: int,
+    EM: int,
+    K: int,
+    num_tokens: int,
+    num_experts: int,
+    num_slices: int,
+    max_lora_rank: int,
+    w1_output_dim_size: int,
+    block_size_m: int,
+    block_size_n: int,
+    block_size_k: int,
+    group_size_m: int,
+    num_warps: int,
+    num_stages: int,
+    split_k: int,
+    num_active_loras,  # CPU tensor [1] (or int)
+    mul_routed_weight: bool = False,
+    offset: int = 0,
+    use_gdc: bool = False,
+    use_tma: bool = False,
+) -> None:
+    """vLLM's fused_moe_lora_expand: output[:, :, offset + s*N : offset +
+    (s+1)*N] += intermediate[s] @ B_s^T (times topk_weights with
+    mul_routed_weight). The rank is max_lora_rank (the full rank after an
+    all-gather); N is w1_output_dim_size."""
+    torch = _torch()
+    inter = a_intermediate_cache1
+    if not getattr(output, "is_cuda", False):
+        raise ValueError("output: must be a CUDA tensor")
+    dev = output.device
+    keep: List[Any] = []
+    a = L.new_fused_args()
+    a.dtype = _dtype_code(torch, output, "output")
+    b_tab = _ptr_table(torch, lora_b_stacked, "lora_b_stacked", output.dtype, dev)
+    keep.append(b_tab)
+    B0 = lora_b_stacked[0]
+    max_loras, n_exp, n_dim, b_rank = (int(s) for s in B0.shape)
+    rank = int(max_lora_rank)
+    if b_rank < rank:
+        raise ValueError(f"lora_b_stacked[0]: rank {b_rank}; smaller than "
+                         f"max_lora_rank = {rank}")
+    if int(w1_output_dim_size) != n_dim:
+        raise ValueError(f"w1_output_dim_size = {w1_output_dim_size}: lora_b_stacked "
+                         f"has N = {n_dim}")
+    ntok = int(topk_weights.shape[0])
+    top_k = int(top_k_num)
+    slices = len(lora_b_stacked)
+    _check_intermediate(torch, inter, dev, output.dtype, (slices, ntok, top_k, rank))
+    if offset < 0:
+        raise ValueError(f"offset = {offset}: must be >= 0")
+    _set_output(torch, a, output, dev, output.dtype, ntok, top_k,
+                int(offset) + slices * n_dim)
+    sorted_meta = sorted_token_ids is not None
+    _set_common(torch, a, dev, topk_weights=topk_weights,
+                token_lora_mapping=token_lora_mapping, lora_ids=lora_ids,
+                adapter_enabled=adapter_enabled, num_tokens=ntok, top_k=top_k,
+                num_active_loras=num_active_loras, max_loras=max_loras,
+                mul_routed_weight=mul_routed_weight, sorted_meta=sorted_meta)
+    if not _set_metadata(torch, a, dev, sorted_token_ids, expert_ids,
+                         num_tokens_post_padded, block_size_m, "block_size_m",
+                         max_loras, ntok * top_k, keep):
+        return
+    # Expand reads neither x nor A; the C ABI still wants them non-NULL and
+    # well-formed (K only selects the tuned-table entry). Point them at the
+    # pointer table (a fresh, aligned allocation).
+    k_dim = int(K) if int(K) > 0 and int(K) % 2 == 0 else 8
+    a.x = b_tab.data_ptr()
+    a.x_stride[:] = [k_dim, 1]
+    a.lora_a_ptrs = b_tab.data_ptr()
+    a.lora_a_stride[:] = [n_exp * rank * k_dim, rank * k_dim, k_dim, 1]
+    a.lora_b_ptrs = b_tab.data_ptr()
+    a.lora_b_stride[:] = list(B0.stride())
+    a.num_experts = n_exp
+    a.K, a.N, a.rank, a.num_slices = k_dim, n_dim, rank, slices
+    a.add_inputs = 1
+    a.fully_sharded = 1
+    a.workspace = inter.data_ptr()
+    with _on_device(torch, dev):
+        rt = _runtime(torch, dev.index)
+        L.check(L.lib().moelora_expand(rt, ctypes.byref(a), int(offset),
+                                       _stream(torch, dev)),
+                "fused_moe_lora_expand")
+
+
+def moe_lora_align_block_size(
+    topk_ids,
+    token_lora_mapping,
+    num_experts: int,
+    block_size: int,
+    max_loras: int,
+    max_num_tokens_padded: int,
+    max_num_m_blocks: int,
+    sorted_token_ids,
+    experts_ids,
+    num_tokens_post_pad,
+    adapter_enabled,
+    lora_ids,
+    expert_map=None,
+) -> None:
+    """vLLM's ops.moe_lora_align_block_size on moelora's align kernel: for
+    each adapter l < max_loras, the flat pair indices of its tokens grouped
+    by expert (ascending, stable), each group padded to a multiple of
+    block_size with num_tokens*top_k; experts_ids[l][b] the expert of block b
+    (-1 unused, mapped through expert_map when given); num_tokens_post_pad[l]
+    the padded length. Rows of max_num_tokens_padded entries (any value >=
+    the padded lengths vLLM computes works; moelora's own capacity is
+    moelora.align_capacity())."""
+    torch = _torch()
+    if not getattr(topk_ids, "is_cuda", False):
+        raise ValueError("topk_ids: must be a CUDA tensor")
+    dev = topk_ids.device
+    for name, t in (("topk_ids", topk_ids), ("token_lora_mapping", token_lora_mapping),
+                    ("sorted_token_ids", sorted_token_ids), ("experts_ids", experts_ids),
+                    ("num_tokens_post_pad", num_tokens_post_pad),
+                    ("adapter_enabled", adapter_enabled), ("lora_ids", lora_ids)):
+        _check_i32(torch, t, name, dev)
+    if expert_map is not None:
+        _check_dev(expert_map, "expert_map", dev)
+    bm = int(block_size)
+    if not _pow2_at_least_16(bm):
+        raise ValueError(f"block_size = {bm}: must be a power of two >= 16")
+    max_loras = int(max_loras)
+    if max_loras < 1:
+        raise ValueError(f"max_loras = {max_loras}: must be >= 1")
+    _check_contiguous(topk_ids, "topk_ids")
+    num_tokens = int(topk_ids.shape[0]) if topk_ids.dim() else 0
+    top_k = int(topk_ids.shape[1]) if topk_ids.dim() == 2 else 1
+    if token_lora_mapping.numel() < num_tokens or not token_lora_mapping.is_contiguous():
+        raise ValueError(f"token_lora_mapping: must be contiguous with at least "
+                         f"num_tokens = {num_tokens} elements")
+    mntp, mnb = int(max_num_tokens_padded), int(max_num_m_blocks)
+    for name, t, need in (("sorted_token_ids", sorted_token_ids, max_loras * mntp),
+                          ("experts_ids", experts_ids, max_loras * mnb),
+                          ("num_tokens_post_pad", num_tokens_post_pad, max_loras)):
+        _check_contiguous(t, name)
+        if t.numel() < need:
+            raise ValueError(f"{name}: {t.numel()} elements; needs {need}")
+    cap = L.align_capacity(num_tokens, top_k, int(num_experts), bm)
+    direct = mntp == cap and mnb == cap // bm
+    args = L.new_align_args()
+    args.topk_ids = topk_ids.data_ptr()
+    args.token_lora_mapping = token_lora_mapping.data_ptr()
+    if direct:
+        s_out, e_out = sorted_token_ids, experts_ids
+    else:
+        s_out = _scratch_i32(torch, dev, "align_sorted", (max_loras, cap))
+        e_out = _scratch_i32(torch, dev, "align_experts", (max_loras, cap // bm))
+    args.sorted_token_ids = s_out.data_ptr()
+    args.expert_ids = e_out.data_ptr()
+    args.num_tokens_post_padded = num_tokens_post_pad.data_ptr()
+    args.num_tokens, args.top_k = num_tokens, top_k
+    args.num_experts, args.max_loras = int(num_experts), max_loras
+    args.block_size_m, args.EM = bm, cap
+    with _on_device(torch, dev):
+        rt = _runtime(torch, dev.index)
+        L.check(L.lib().moelora_align_block_size(rt, ctypes.byref(args),
+                                                 _stream(torch, dev)),
+                "moe_lora_align_block_size")
+    experts_view = experts_ids.view(-1)[:max_loras * mnb].view(max_loras, mnb)
+    if not direct:
+        # Padded lengths never exceed vLLM's row sizes (num_tokens*top_k +
+        # E*(BLOCK_M-1), or num_tokens*top_k*BLOCK_M when that is smaller), so
+        # a row prefix carries everything; pad the rest.
+        sorted_view = sorted_token_ids.view(-1)[:max_loras * mntp].view(max_loras, mntp)
+        m = min(mntp, cap)
+        sorted_view[:, :m].copy_(s_out[:, :m])
+        if mntp > m:
+            sorted_view[:, m:].fill_(num_tokens * top_k)
+        mb = min(mnb, cap // bm)
+        experts_view[:, :mb].copy_(e_out[:, :mb])
+        if mnb > mb:
+            experts_view[:, mb:].fill_(-1)
+    if expert_map is not None:
+        valid = experts_view >= 0
+        mapped = expert_map.to(torch.int32)[experts_view.clamp(min=0).long()]
+        experts_view.copy_(torch.where(valid, mapped, torch.full_like(mapped, -1)))
+
+
+# ---------------------------------------------------------------------------
+# Extras
+# ---------------------------------------------------------------------------
+
+def plan_fused_moe_lora(*args, **kwargs) -> Dict[str, Any]:
+    """The plan fused_moe_lora would execute for these arguments (same
+    signature), without launching: path, launches (cache_key, entry, grid,
+    block, shared_bytes), npid, tiles_per_item, workspace_bytes."""
+    torch = _torch()
+    import inspect
+    bound = inspect.signature(fused_moe_lora).bind(*args, **kwargs)
+    bound.apply_defaults()
+    p = bound.arguments
+    keep: List[Any] = []
+    sharded = bool(p["fully_sharded"])
+    lora_b = p["lora_b_stacked"]
+    a_rank = int(p["lora_a_stacked"][0].shape[2])
+    if sharded and int(lora_b[0].shape[3]) != a_rank:
+        lora_b = [t[..., :a_rank] for t in lora_b]
+    a, dev = _prepare_fused(torch, p["output"], p["qcurr_hidden_states"],
+                            p["lora_a_stacked"], lora_b, p["topk_weights"],
+                            p["sorted_token_ids"], p["expert_ids"],
+                            p["num_tokens_post_padded"], p["token_lora_mapping"],
+                            p["top_k_num"], p["lora_ids"], p["num_active_loras"],
+                            p["adapter_enabled"], p["shrink_block_size_m"],
+                            p["mul_routed_weight"], p["add_inputs"], sharded, keep)
+    if a is None:
+        return {"path": "none", "num_launches": 0, "launches": [], "npid": 0,
+                "tiles_per_item": 0, "workspace_bytes": 0, "from_tuned_table": False}
+    with _on_device(torch, dev):
+        _runtime(torch, dev.index)
+        return L.plan_args(a, dev.index)
+
+
+def warmup(shapes, device: Optional[int] = None) -> None:
+    """moelora.warmup for torch users: makes the device's context current
+    first, then loads every variant these call shapes need (see
+    moelora._lib.shape_args for the keywords)."""
+    try:
+        torch = _torch()
+    except ImportError:
+        torch = None
+    if torch is not None and torch.cuda.is_available():
+        index = torch.cuda.current_device() if device is None else int(device)
+        _runtime(torch, index)
+        return L.warmup(shapes, index)
+    return L.warmup(shapes, device)
