@@ -142,14 +142,9 @@ Status Runtime::runKernel(const PlannedKernel &k, const MoeLoraCall &call,
   return launchGemm(*drv, **kernel, call, k.knobs, inter, stream);
 }
 
-static IntermediateBuffer intermediateFor(const MoeLoraCall &call,
-                                          void *workspace) {
-  return IntermediateBuffer{workspace, int64_t(call.numPairs()) * call.rank,
-                            call.rank};
-}
-
-Status Runtime::fusedMoeLora(const MoeLoraCall &call, bool fullySharded,
-                             void *workspace, CUstream stream) {
+Status Runtime::launchPlanned(const MoeLoraCall &call, bool fullySharded,
+                              void *workspace, int outColOffset,
+                              TwoKernelPart part, CUstream stream) {
   auto p = plan(call, fullySharded);
   if (!p)
     return p.error();
@@ -161,57 +156,45 @@ Status Runtime::fusedMoeLora(const MoeLoraCall &call, bool fullySharded,
     return runKernel(p->kernels[0], call, nullptr, stream);
   if (!workspace)
     return makeError(fmt::format(
-        "workspace: the two-kernel path needs {} bytes of workspace "
-        "(moelora_workspace_bytes), got NULL",
+        "workspace: NULL; the two-kernel path needs {} bytes of workspace "
+        "(moelora_workspace_bytes)",
         p->workspaceBytes));
-  IntermediateBuffer inter = intermediateFor(call, workspace);
-  if (Status s = drv->check(
-          drv->cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(workspace), 0,
-                               p->workspaceBytes, stream),
-          "zeroing the workspace");
-      !s)
-    return s;
-  if (Status s = runKernel(p->kernels[0], call, &inter, stream); !s)
-    return s;
-  return runKernel(p->kernels[1], call, &inter, stream);
+  IntermediateBuffer inter{workspace, int64_t(call.numPairs()) * call.rank,
+                           call.rank};
+  if (part != TwoKernelPart::Expand) {
+    // Split-K shrinks add into the intermediate: it starts at zero.
+    if (Status s = drv->check(
+            drv->cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(workspace), 0,
+                                 p->workspaceBytes, stream),
+            "zeroing the workspace");
+        !s)
+      return s;
+    if (Status s = runKernel(p->kernels[0], call, &inter, stream); !s)
+      return s;
+  }
+  if (part == TwoKernelPart::Shrink)
+    return Status::ok();
+  PlannedKernel expand = p->kernels[1];
+  expand.knobs.outColOffset = outColOffset;
+  return runKernel(expand, call, &inter, stream);
+}
+
+Status Runtime::fusedMoeLora(const MoeLoraCall &call, bool fullySharded,
+                             void *workspace, CUstream stream) {
+  return launchPlanned(call, fullySharded, workspace, 0, TwoKernelPart::Both,
+                       stream);
 }
 
 Status Runtime::shrink(const MoeLoraCall &call, void *workspace,
                        CUstream stream) {
-  auto p = plan(call, /*fullySharded=*/true);
-  if (!p)
-    return p.error();
-  if (p->path == DispatchPath::None)
-    return Status::ok();
-  if (Status s = requireDriver(); !s)
-    return s;
-  if (!workspace)
-    return makeError("workspace: NULL; shrink writes the intermediate there");
-  IntermediateBuffer inter = intermediateFor(call, workspace);
-  if (Status s = drv->check(
-          drv->cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(workspace), 0,
-                               p->workspaceBytes, stream),
-          "zeroing the workspace");
-      !s)
-    return s;
-  return runKernel(p->kernels[0], call, &inter, stream);
+  return launchPlanned(call, /*fullySharded=*/true, workspace, 0,
+                       TwoKernelPart::Shrink, stream);
 }
 
 Status Runtime::expand(const MoeLoraCall &call, void *workspace,
                        int outColOffset, CUstream stream) {
-  auto p = plan(call, /*fullySharded=*/true);
-  if (!p)
-    return p.error();
-  if (p->path == DispatchPath::None)
-    return Status::ok();
-  if (Status s = requireDriver(); !s)
-    return s;
-  if (!workspace)
-    return makeError("workspace: NULL; expand reads the intermediate there");
-  IntermediateBuffer inter = intermediateFor(call, workspace);
-  PlannedKernel k = p->kernels[1];
-  k.knobs.outColOffset = outColOffset;
-  return runKernel(k, call, &inter, stream);
+  return launchPlanned(call, /*fullySharded=*/true, workspace, outColOffset,
+                       TwoKernelPart::Expand, stream);
 }
 
 Status Runtime::alignBlockSize(const AlignCall &call, int blockM,

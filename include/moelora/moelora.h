@@ -46,10 +46,12 @@ typedef enum moelora_path {
 typedef struct moelora_runtime moelora_runtime;
 
 typedef struct moelora_runtime_options {
-  uint32_t struct_size;      /* sizeof(moelora_runtime_options) */
-  const char *cache_dir;     /* NULL: $MOELORA_CACHE_DIR, $XDG_CACHE_HOME/moelora or ~/.cache/moelora */
-  int32_t enable_jit;        /* generate missing variants in-process (if built with the generator) */
-  int32_t enable_disk_cache; /* read/write the on-disk cache */
+  uint32_t struct_size;  /* sizeof(moelora_runtime_options) */
+  const char *cache_dir; /* NULL: $MOELORA_CACHE_DIR, $XDG_CACHE_HOME/moelora or
+                            ~/.cache/moelora */
+  int32_t enable_jit; /* generate missing variants in-process (if built with the
+                         generator) */
+  int32_t enable_disk_cache;       /* read/write the on-disk cache */
   const char *const *bundle_paths; /* moelora-gen output directories */
   int32_t num_bundle_paths;
   /* JSON tuned table; NULL: $MOELORA_TUNED_TABLE, else the committed table
@@ -68,7 +70,8 @@ typedef struct moelora_fused_args {
    * num_tokens*top_k with mul_routed_weight. */
   const void *x;
   int64_t x_stride[2];
-  /* Device arrays of num_slices pointers to (max_loras, E, R, K) / (max_loras, E, N, R). */
+  /* Device arrays of num_slices pointers to (max_loras, E, R, K) / (max_loras,
+   * E, N, R). */
   const void *lora_a_ptrs;
   int64_t lora_a_stride[4];
   const void *lora_b_ptrs;
@@ -76,12 +79,12 @@ typedef struct moelora_fused_args {
   /* output: (num_tokens, top_k, num_slices*N), stride[0] == top_k*stride[1]. */
   void *output;
   int64_t output_stride[3];
-  const float *topk_weights;        /* (num_tokens, top_k), contiguous */
-  const int32_t *topk_ids;          /* (num_tokens, top_k): naive expert ids */
+  const float *topk_weights; /* (num_tokens, top_k), contiguous */
+  const int32_t *topk_ids;   /* (num_tokens, top_k): naive expert ids */
   /* Sorted metadata (moe_lora_align_block_size); the sorted path is taken
    * when sorted_token_ids != NULL or EM > 0, else the naive one. */
-  const int32_t *sorted_token_ids;  /* (max_loras, EM) or NULL (naive) */
-  const int32_t *expert_ids;        /* (max_loras, EM/block_size_m), sorted */
+  const int32_t *sorted_token_ids; /* (max_loras, EM) or NULL (naive) */
+  const int32_t *expert_ids;       /* (max_loras, EM/block_size_m), sorted */
   const int32_t *num_tokens_post_padded; /* (max_loras), sorted */
   const int32_t *token_lora_mapping;     /* (num_tokens) */
   const int32_t *lora_ids;               /* (max_loras+1) */
@@ -161,7 +164,8 @@ typedef struct moelora_align_args {
 } moelora_align_args;
 
 void moelora_align_args_init(moelora_align_args *args);
-/* EM = round_up(num_tokens*top_k + num_experts*(block_size_m-1), block_size_m). */
+/* EM = round_up(num_tokens*top_k + num_experts*(block_size_m-1), block_size_m).
+ */
 int32_t moelora_align_capacity(int32_t num_tokens, int32_t top_k,
                                int32_t num_experts, int32_t block_size_m);
 moelora_status moelora_align_block_size(moelora_runtime *rt,

@@ -53,6 +53,11 @@ public:
 
 private:
   Runtime() = default;
+  enum class TwoKernelPart { Both, Shrink, Expand };
+  /// Plans and launches a call; on the two-kernel path only `part` of it.
+  Status launchPlanned(const MoeLoraCall &call, bool fullySharded,
+                       void *workspace, int outColOffset, TwoKernelPart part,
+                       CUstream stream);
   Status runKernel(const PlannedKernel &k, const MoeLoraCall &call,
                    const IntermediateBuffer *inter, CUstream stream);
   Status requireDriver() const;
