@@ -95,9 +95,10 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
     long nTiles = (call.N + s.blockN - 1) / s.blockN;
     long items = pairs * call.numSlices;
     long want = 2L * device.smCount;
-    // Items = pairs x slices x ceil(nTiles / tilesPerItem) <= 2 programs
-    // per SM, so every program handles one item: each extra item per
-    // program costs another shrink's worth of latency.
+    // Aim for pairs x slices x ceil(nTiles / tilesPerItem) <= 2 programs
+    // per SM, so a program handles about one item: each extra item per
+    // program costs another shrink's worth of latency. (The rounding of
+    // ceil(nTiles / tilesPerItem) can leave a few programs two items.)
     k.tilesPerItem = int(std::clamp<long>(
         (nTiles * items + want - 1) / std::max(1L, want), 1L, nTiles));
     if (const TunedEntry *t = lookup("small_batch")) {
