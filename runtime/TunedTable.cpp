@@ -30,6 +30,12 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
     for (const auto &e : j.at("entries")) {
       TunedEntry t;
       t.path = e.at("path").get<std::string>();
+      // A misspelt path would make the entry silently never match.
+      if (t.path != "one_shot" && t.path != "small_batch" &&
+          t.path != "two_kernel")
+        return makeError(fmt::format("{}: path '{}': allowed: one_shot, "
+                                     "small_batch, two_kernel",
+                                     origin, t.path));
       auto dt = parseDType(e.at("dtype").get<std::string>());
       if (!dt)
         return makeError(origin + ": dtype must be fp16 or bf16");

@@ -162,6 +162,8 @@ INSTANTIATE_TEST_SUITE_P(
         ParseErrorCase{"NotAnObject", [] { return std::string("[1, 2]"); }, ""},
         ParseErrorCase{"BadDtype", [] { return with("dtype", "fp32"); },
                        "dtype"},
+        ParseErrorCase{"UnknownPath", [] { return with("path", "oneshot"); },
+                       "allowed: one_shot, small_batch, two_kernel"},
         ParseErrorCase{"DtypeNotString", [] { return with("dtype", 16); }, ""},
         ParseErrorCase{"MissingGpu", [] { return without({"gpu"}); }, "gpu"},
         ParseErrorCase{"MissingEntries", [] { return without({"entries"}); },
