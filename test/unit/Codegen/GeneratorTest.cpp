@@ -1,0 +1,389 @@
+//===- GeneratorTest.cpp - The generator on the default kernel set --------===//
+//
+// Generates every spec of specs/default (two threads, as moelora-gen -j 2
+// does) and checks the PTX against what the runtime relies on: the entry
+// exists under the spec's name, its parameters are KernelAbi.h's list with
+// the right widths, the launch bound is the metadata's thread count, the
+// tensor-core families use mma.sync m16n8k16 / cp.async / ldmatrix, and,
+// when ptxas is installed, every kernel assembles for sm_90 and again
+// regenerated for sm_80, without spilling.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moelora/Codegen/Generator.h"
+#include "moelora/Spec/KernelAbi.h"
+#include "moelora/Spec/SpecParser.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include <unistd.h>
+
+using namespace moelora;
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// Same lookup as moelora-gen --ptxas.
+std::string ptxasPath() {
+  if (const char *p = std::getenv("MOELORA_PTXAS"); p && *p)
+    return p;
+  return "/usr/local/cuda/bin/ptxas";
+}
+
+/// Runs f(0) .. f(n-1) on `threads` workers that pull the next index. The
+/// test machine has two cores; more workers would only contend.
+template <typename F> void parallelFor(size_t n, unsigned threads, F f) {
+  std::atomic<size_t> next{0};
+  std::vector<std::future<void>> workers;
+  for (unsigned t = 0; t < threads; ++t)
+    workers.push_back(std::async(std::launch::async, [&] {
+      for (size_t i; (i = next++) < n;)
+        f(i);
+    }));
+  for (auto &w : workers)
+    w.get();
+}
+
+struct Generated {
+  KernelSpec spec;
+  std::string ptx;
+  int threads = 0;
+  int sharedBytes = 0;
+  std::string error; ///< empty when generation succeeded
+};
+
+struct DefaultSet {
+  std::string parseError;
+  std::vector<Generated> kernels;
+};
+
+/// specs/default, generated once for all tests of this file.
+const DefaultSet &defaultSet() {
+  static const DefaultSet set = [] {
+    DefaultSet d;
+    auto parsed = parseSpecPaths({MOELORA_SOURCE_DIR "/specs/default"});
+    if (!parsed) {
+      d.parseError = parsed.error().message;
+      return d;
+    }
+    d.kernels.resize(parsed->specs.size());
+    parallelFor(d.kernels.size(), 2, [&](size_t i) {
+      Generated &g = d.kernels[i];
+      g.spec = parsed->specs[i];
+      auto k = generateKernel(g.spec);
+      if (!k) {
+        g.error = k.error().message;
+        return;
+      }
+      g.ptx = k->ptx;
+      g.threads = k->threads;
+      g.sharedBytes = k->sharedBytes;
+    });
+    return d;
+  }();
+  return set;
+}
+
+/// The default set, failing the calling test when it could not be generated
+/// at all (the per-kernel errors are the first test's business).
+const std::vector<Generated> &defaultKernels() {
+  const DefaultSet &d = defaultSet();
+  EXPECT_EQ(d.parseError, "");
+  EXPECT_FALSE(d.kernels.empty());
+  return d.kernels;
+}
+
+bool isTensorCoreFamily(KernelFamily f) {
+  return f == KernelFamily::OneShot || f == KernelFamily::Shrink ||
+         f == KernelFamily::Expand;
+}
+
+struct PtxParam {
+  std::string type; ///< ".u64", ".u32", ...
+  int index = -1;   ///< N of <entry>_param_N
+};
+
+/// The parameters declared between `.entry <entry>(` and `)`, in order.
+/// Empty when there is no such entry.
+std::vector<PtxParam> entryParams(const std::string &ptx,
+                                  const std::string &entry) {
+  std::vector<PtxParam> params;
+  auto start = ptx.find(".entry " + entry + "(");
+  if (start == std::string::npos)
+    return params;
+  auto end = ptx.find(')', start);
+  std::string block = ptx.substr(start, end - start);
+  // `.param .u64 .ptr .global .align 1 <entry>_param_0,` or
+  // `.param .u32 <entry>_param_5`: the width is the first qualifier.
+  std::regex param(R"(\.param\s+(\.\w+)[^\n]*?\s)" + entry + R"(_param_(\d+))");
+  for (std::sregex_iterator it(block.begin(), block.end(), param), last;
+       it != last; ++it)
+    params.push_back({(*it)[1], std::stoi((*it)[2])});
+  return params;
+}
+
+struct PtxasReport {
+  bool ok = false;
+  bool sawSpillLine = false;
+  int spillStores = 0, spillLoads = 0;
+  std::string log;
+};
+
+/// Assembles with `ptxas -v` and adds up the per-function spill report.
+PtxasReport assemble(const std::string &ptx, int sm, const fs::path &file) {
+  std::ofstream(file) << ptx;
+  std::string cmd = fmt::format("'{}' -arch=sm_{} -v '{}' -o /dev/null 2>&1",
+                                ptxasPath(), sm, file.string());
+  PtxasReport r;
+  FILE *f = popen(cmd.c_str(), "r");
+  if (!f) {
+    r.log = "cannot run " + cmd;
+    return r;
+  }
+  char buf[512];
+  while (fgets(buf, sizeof buf, f))
+    r.log += buf;
+  r.ok = pclose(f) == 0;
+  static const std::regex spills(
+      R"((\d+) bytes spill stores, (\d+) bytes spill loads)");
+  for (std::sregex_iterator it(r.log.begin(), r.log.end(), spills), last;
+       it != last; ++it) {
+    r.sawSpillLine = true;
+    r.spillStores += std::stoi((*it)[1]);
+    r.spillLoads += std::stoi((*it)[2]);
+  }
+  fs::remove(file);
+  return r;
+}
+
+//===----------------------------------------------------------------------===//
+// The default set
+//===----------------------------------------------------------------------===//
+
+TEST(GeneratorDefaultSet, EveryKernelGenerates) {
+  const auto &kernels = defaultKernels();
+  std::set<KernelFamily> families;
+  for (const Generated &g : kernels) {
+    families.insert(g.spec.family);
+    EXPECT_EQ(g.error, "") << g.spec.cacheKey();
+    EXPECT_FALSE(g.ptx.empty()) << g.spec.cacheKey();
+    EXPECT_THAT(g.ptx, HasSubstr(".entry " + g.spec.entryName() + "("))
+        << g.spec.cacheKey();
+    EXPECT_THAT(g.ptx, HasSubstr(".target sm_" + std::to_string(g.spec.sm)))
+        << g.spec.cacheKey();
+  }
+  // The set covers every family, so the checks below see each of them.
+  EXPECT_EQ(families.size(), 5u);
+}
+
+TEST(GeneratorDefaultSet, TensorCoreFamiliesUseMmaSyncCpAsyncAndLdmatrix) {
+  for (const Generated &g : defaultKernels()) {
+    if (!isTensorCoreFamily(g.spec.family))
+      continue;
+    // The element type of the MMA must be the spec's: a bf16 kernel running
+    // fp16 MMAs would compute garbage without any other symptom.
+    std::string type = g.spec.dtype == DType::BF16 ? "bf16" : "f16";
+    EXPECT_THAT(g.ptx, HasSubstr("mma.sync.aligned.m16n8k16.row.col.f32." +
+                                 type + "." + type + ".f32"))
+        << g.spec.cacheKey();
+    EXPECT_THAT(g.ptx, HasSubstr("cp.async")) << g.spec.cacheKey();
+    EXPECT_THAT(g.ptx, HasSubstr("ldmatrix")) << g.spec.cacheKey();
+  }
+}
+
+TEST(GeneratorDefaultSet, EntryParametersMatchTheAbi) {
+  for (const Generated &g : defaultKernels()) {
+    const auto &abi = kernelParams(g.spec.family);
+    auto params = entryParams(g.ptx, g.spec.entryName());
+    ASSERT_EQ(params.size(), abi.size()) << g.spec.cacheKey();
+    for (size_t i = 0; i < abi.size(); ++i) {
+      // Pointers and i64 strides are 64-bit, counts 32-bit: the runtime
+      // packs launch arguments by these widths.
+      const char *want = abi[i].type == ParamType::I32 ? ".u32" : ".u64";
+      EXPECT_EQ(params[i].type, want)
+          << g.spec.cacheKey() << " param " << i << " " << abi[i].name;
+      EXPECT_EQ(params[i].index, static_cast<int>(i)) << g.spec.cacheKey();
+    }
+  }
+}
+
+TEST(GeneratorDefaultSet, LaunchBoundAndSharedMemoryMatchTheMetadata) {
+  for (const Generated &g : defaultKernels()) {
+    // The runtime launches GeneratedKernel::threads threads; ptxas allocates
+    // registers for the declared bound, so the two must agree.
+    EXPECT_EQ(g.threads, g.spec.threads()) << g.spec.cacheKey();
+    std::smatch m;
+    if (std::regex_search(g.ptx, m,
+                          std::regex(R"(\.(maxntid|reqntid) (\d+), 1, 1)"))) {
+      EXPECT_EQ(std::stoi(m[2]), g.threads) << g.spec.cacheKey();
+    }
+    EXPECT_EQ(g.sharedBytes, sharedMemoryBytes(g.spec)) << g.spec.cacheKey();
+    EXPECT_GE(g.sharedBytes, 0) << g.spec.cacheKey();
+    // The same spec is also built for sm_80 (below): 163 KiB per block there
+    // (227 KiB on sm_90).
+    EXPECT_LE(g.sharedBytes, 163 * 1024) << g.spec.cacheKey();
+  }
+}
+
+TEST(GeneratorDefaultSet, AssemblesForSm90AndSm80WithoutSpills) {
+  const fs::path ptxas = ptxasPath();
+  if (access(ptxas.c_str(), X_OK) != 0)
+    GTEST_SKIP() << ptxas.string()
+                 << " not found (set MOELORA_PTXAS): PTX is not assembled";
+  const auto &kernels = defaultKernels();
+  fs::path dir = fs::temp_directory_path() /
+                 ("moelora-generator-test-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+
+  struct Job {
+    size_t kernel;
+    int sm;
+  };
+  std::vector<Job> jobs;
+  for (int sm : {90, 80})
+    for (size_t i = 0; i < kernels.size(); ++i)
+      jobs.push_back({i, sm});
+  struct Outcome {
+    std::string what; ///< "sm_XX <cache key>"
+    std::string error;
+    PtxasReport report;
+  };
+  std::vector<Outcome> outcomes(jobs.size());
+  parallelFor(jobs.size(), 2, [&](size_t j) {
+    const Generated &g = kernels[jobs[j].kernel];
+    KernelSpec spec = g.spec;
+    spec.sm = jobs[j].sm;
+    Outcome &o = outcomes[j];
+    o.what = "sm_" + std::to_string(spec.sm) + " " + spec.cacheKey();
+    std::string ptx = g.ptx;
+    if (spec.sm != g.spec.sm) {
+      auto k = generateKernel(spec);
+      if (!k) {
+        o.error = k.error().message;
+        return;
+      }
+      ptx = k->ptx;
+      if (ptx.find(".target sm_" + std::to_string(spec.sm)) ==
+          std::string::npos)
+        o.error = "PTX does not say .target sm_" + std::to_string(spec.sm);
+    }
+    o.report = assemble(ptx, spec.sm, dir / (std::to_string(j) + ".ptx"));
+  });
+  fs::remove_all(dir);
+
+  for (const Outcome &o : outcomes) {
+    EXPECT_EQ(o.error, "") << o.what;
+    if (!o.error.empty())
+      continue;
+    EXPECT_TRUE(o.report.ok) << o.what << "\n" << o.report.log;
+    EXPECT_TRUE(o.report.sawSpillLine) << o.what << "\n" << o.report.log;
+    EXPECT_EQ(o.report.spillStores, 0) << o.what << "\n" << o.report.log;
+    EXPECT_EQ(o.report.spillLoads, 0) << o.what << "\n" << o.report.log;
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// generateKernel on its own
+//===----------------------------------------------------------------------===//
+
+KernelSpec smallOneShot() {
+  KernelSpec s;
+  s.family = KernelFamily::OneShot;
+  s.rank = 16;
+  s.k = 2048;
+  s.blockM = 16;
+  s.blockN = 64;
+  s.blockK = 128;
+  s.numWarps = 4;
+  s.numStages = 2;
+  return s;
+}
+
+TEST(Generator, ReportsThreadsSharedMemoryAndPtxVersion) {
+  KernelSpec s = smallOneShot();
+  auto g = generateKernel(s);
+  ASSERT_TRUE(g) << g.error().message;
+  EXPECT_EQ(g->entryName, s.entryName());
+  EXPECT_EQ(g->threads, 128);
+  EXPECT_EQ(g->sharedBytes, sharedMemoryBytes(s));
+  EXPECT_GT(g->sharedBytes, 0);
+  // sm_90 needs PTX ISA 7.8 at least.
+  EXPECT_GE(g->ptxVersion, 78);
+  EXPECT_GT(g->totalMs(), 0);
+  EXPECT_TRUE(g->dumps.empty());
+}
+
+// Bundles and the runtime's disk cache identify a kernel by the hash of its
+// PTX; the same spec must therefore give the same text every time, also from
+// another thread (each has its own MLIRContext).
+TEST(Generator, SameSpecGivesTheSamePtx) {
+  KernelSpec s = smallOneShot();
+  auto a = generateKernel(s);
+  ASSERT_TRUE(a) << a.error().message;
+  std::string fromThread;
+  std::thread([&] {
+    auto b = generateKernel(s);
+    fromThread = b ? b->ptx : b.error().message;
+  }).join();
+  EXPECT_EQ(a->ptx, fromThread);
+}
+
+TEST(Generator, PtxVersionOption) {
+  GenerateOptions options;
+  options.ptxVersion = 80;
+  auto g = generateKernel(smallOneShot(), options);
+  ASSERT_TRUE(g) << g.error().message;
+  EXPECT_EQ(g->ptxVersion, 80);
+  EXPECT_THAT(g->ptx, HasSubstr(".version 8.0"));
+}
+
+TEST(Generator, DumpIRKeepsEveryStage) {
+  GenerateOptions options;
+  options.dumpIR = true;
+  auto g = generateKernel(smallOneShot(), options);
+  ASSERT_TRUE(g) << g.error().message;
+  ASSERT_GE(g->dumps.size(), 2u);
+  std::set<std::string> stages;
+  for (const auto &[stage, text] : g->dumps) {
+    EXPECT_FALSE(text.empty()) << stage;
+    EXPECT_TRUE(stages.insert(stage).second) << "stage twice: " << stage;
+  }
+  // The last stage is what the NVPTX backend got: LLVM IR of the entry.
+  EXPECT_THAT(g->dumps.back().second, HasSubstr(g->entryName));
+}
+
+// Specs built in code (the runtime's dispatcher, tuned tables) do not pass
+// through the parser. Disabled because generateKernel does not call
+// validateSpec yet: these three currently come back as PTX. (An unsupported
+// target such as sm_75 is worse, an LLVM abort, so it is not tried here.)
+TEST(Generator, DISABLED_InvalidSpecIsAnErrorNotAKernel) {
+  KernelSpec notPowerOfTwo = smallOneShot();
+  notPowerOfTwo.blockM = 24;
+  KernelSpec rankTooLarge = smallOneShot();
+  rankTooLarge.rank = 500;
+  KernelSpec oddWarps = smallOneShot();
+  oddWarps.numWarps = 3;
+  for (const KernelSpec &s : {notPowerOfTwo, rankTooLarge, oddWarps}) {
+    ASSERT_NE(validateSpec(s), "");
+    auto g = generateKernel(s);
+    ASSERT_FALSE(g) << validateSpec(s);
+    EXPECT_THAT(g.error().message, HasSubstr(s.cacheKey()));
+    EXPECT_THAT(g.error().message, HasSubstr(validateSpec(s)));
+  }
+}
+
+} // namespace
