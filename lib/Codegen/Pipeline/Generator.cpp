@@ -2,6 +2,7 @@
 
 #include "moelora/Codegen/Generator.h"
 #include "moelora/Codegen/KernelBuilder.h"
+#include "moelora/Spec/SpecParser.h"
 
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
 #include "mlir/Conversion/ControlFlowToLLVM/ControlFlowToLLVM.h"
@@ -210,6 +211,11 @@ Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
   auto fail = [&](const std::string &what) {
     return makeError(fmt::format("{}: {}", spec.cacheKey(), what));
   };
+  // Builders assume a valid spec (power-of-two tiles, rank limits, a
+  // target with cp.async and mma.sync): reject the rest here as an error,
+  // not as a crash inside LLVM.
+  if (std::string why = validateSpec(spec); !why.empty())
+    return fail(why);
 
   // 1. Build the MLIR module.
   auto t0 = Clock::now();

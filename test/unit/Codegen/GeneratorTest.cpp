@@ -370,7 +370,7 @@ TEST(Generator, DumpIRKeepsEveryStage) {
 // through the parser. Disabled because generateKernel does not call
 // validateSpec yet: these three currently come back as PTX. (An unsupported
 // target such as sm_75 is worse, an LLVM abort, so it is not tried here.)
-TEST(Generator, DISABLED_InvalidSpecIsAnErrorNotAKernel) {
+TEST(Generator, InvalidSpecIsAnErrorNotAKernel) {
   KernelSpec notPowerOfTwo = smallOneShot();
   notPowerOfTwo.blockM = 24;
   KernelSpec rankTooLarge = smallOneShot();
