@@ -4,10 +4,7 @@
 # build/bundle with a summary table (ptxas statistics when ptxas is present).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/build.sh
 BUILD=${BUILD:-build}
-JOBS=${JOBS:-$(nproc)}
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release
-cmake --build "$BUILD" -j "$JOBS"
 "$BUILD"/tools/moelora-gen/moelora-gen specs/default -o "$BUILD"/bundle \
-  --ptxas -j "$JOBS"
+  --ptxas -j "${JOBS:-$(nproc)}"

@@ -20,11 +20,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <llvm/MC/MCSubtargetInfo.h>
-#include <llvm/MC/TargetRegistry.h>
 #include <llvm/Support/ErrorHandling.h>
-#include <llvm/Support/TargetSelect.h>
-#include <llvm/TargetParser/Triple.h>
 #include <nlohmann/json.hpp>
 
 #define XXH_INLINE_ALL
@@ -149,64 +145,6 @@ Expected<int> checkTarget(const std::string &text) {
   if (std::string why = validateSpec(probe); !why.empty())
     return makeError(fmt::format("--target {}: {}", text, why));
   return *sm;
-}
-
-/// The lowest PTX ISA version (major*10+minor) that can describe code for a
-/// target, from the PTX ISA manual's target notes; 0 when not known here.
-/// LLVM enforces the same bound, but with report_fatal_error in the middle
-/// of generation, so check it up front as an input error.
-int minimumPtxVersion(int sm) {
-  switch (sm) {
-  case 80:
-    return 70;
-  case 86:
-    return 71;
-  case 89:
-  case 90:
-    return 78;
-  default:
-    return 0;
-  }
-}
-
-/// Checks --ptx-version before generating anything: LLVM's NVPTX backend
-/// only warns about an unknown `+ptxNN` feature (once per kernel) and
-/// ignores it. The known versions are read from the backend's feature table,
-/// so the check follows the LLVM in use.
-Status checkPtxVersion(int version, const std::set<int> &sms) {
-  LLVMInitializeNVPTXTargetInfo();
-  LLVMInitializeNVPTXTargetMC();
-  llvm::Triple triple("nvptx64-nvidia-cuda");
-  std::string err;
-  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(triple, err);
-  if (!target)
-    return makeError("LLVM's NVPTX target is unavailable: " + err);
-  std::unique_ptr<llvm::MCSubtargetInfo> sti(
-      target->createMCSubtargetInfo(triple, "sm_80", ""));
-  if (!sti)
-    return makeError("LLVM's NVPTX target has no subtarget information");
-
-  std::vector<int> known;
-  for (const llvm::SubtargetFeatureKV &f : sti->getAllProcessorFeatures()) {
-    llvm::StringRef key(f.Key);
-    int v = 0;
-    if (key.consume_front("ptx") && !key.getAsInteger(10, v))
-      known.push_back(v);
-  }
-  std::sort(known.begin(), known.end());
-  if (std::find(known.begin(), known.end(), version) == known.end())
-    return makeError(fmt::format(
-        "--ptx-version {}: not a PTX ISA version LLVM's NVPTX backend "
-        "emits (major*10+minor); allowed: {}",
-        version, fmt::join(known, ", ")));
-  for (int sm : sms)
-    if (version < minimumPtxVersion(sm))
-      return makeError(
-          fmt::format("--ptx-version {}: sm_{} needs PTX ISA {}.{} or newer "
-                      "(--ptx-version >= {})",
-                      version, sm, minimumPtxVersion(sm) / 10,
-                      minimumPtxVersion(sm) % 10, minimumPtxVersion(sm)));
-  return Status::ok();
 }
 
 //===----------------------------------------------------------------------===//
@@ -658,8 +596,9 @@ int main(int argc, char **argv) {
     std::set<int> sms;
     for (const KernelSpec &s : specs)
       sms.insert(s.sm);
-    if (Status s = checkPtxVersion(options.ptxVersion, sms); !s)
-      fail(kExitBadInput, s.error().message);
+    for (int sm : sms)
+      if (Status s = checkPtxVersion(options.ptxVersion, sm); !s)
+        fail(kExitBadInput, "--ptx-version " + s.error().message);
   }
   if (options.ptxas && access(ptxasPath().c_str(), X_OK) != 0) {
     std::fprintf(stderr,

@@ -61,15 +61,18 @@ std::vector<YAML::Node> listOf(const YAML::Node &n) {
   return out;
 }
 
-/// Workload YAML -> benchmark cases (cartesian product of each entry).
-std::vector<BenchCase> readWorkload(const std::string &path) {
-  YAML::Node root;
+YAML::Node loadYaml(const std::string &path) {
   try {
-    root = YAML::LoadFile(path);
+    return YAML::LoadFile(path);
   } catch (const YAML::Exception &e) {
     die(fmt::format("{}:{}:{}: invalid YAML: {}", path, e.mark.line + 1,
                     e.mark.column + 1, e.msg));
   }
+}
+
+/// Workload YAML -> benchmark cases (cartesian product of each entry).
+std::vector<BenchCase> readWorkload(const std::string &path) {
+  YAML::Node root = loadYaml(path);
   std::vector<BenchCase> cases;
   for (const auto &entry : root["cases"]) {
     bool sorted =
@@ -174,13 +177,7 @@ int prepare(const std::string &sweepPath, const std::string &workloadPath,
 #else
   die("prepare needs the generator: this moelora-tune was built without it");
 #endif
-  YAML::Node sweep;
-  try {
-    sweep = YAML::LoadFile(sweepPath);
-  } catch (const YAML::Exception &e) {
-    die(fmt::format("{}:{}:{}: invalid YAML: {}", sweepPath, e.mark.line + 1,
-                    e.mark.column + 1, e.msg));
-  }
+  YAML::Node sweep = loadYaml(sweepPath);
   std::vector<BenchCase> cases = readWorkload(workloadPath);
   ModuleCacheOptions o;
   o.diskDir = cacheDir;

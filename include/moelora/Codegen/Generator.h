@@ -42,6 +42,12 @@ struct GeneratedKernel {
 /// Dynamic shared memory a variant needs (also in the metadata), in bytes.
 int sharedMemoryBytes(const KernelSpec &spec);
 
+/// Whether LLVM's NVPTX backend can emit PTX ISA `ptxVersion`
+/// (major*10+minor) for sm_`sm`; the error lists the versions it knows.
+/// generateKernel checks its option with it: LLVM itself only warns about an
+/// unknown version, and aborts on one too old for the target.
+Status checkPtxVersion(int ptxVersion, int sm);
+
 /// Generates PTX for one spec. Errors name the spec's cache key.
 Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
                                          const GenerateOptions &options = {});

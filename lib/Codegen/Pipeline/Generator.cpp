@@ -35,7 +35,10 @@
 #include "llvm/Target/TargetOptions.h"
 #include "llvm/TargetParser/Triple.h"
 
+#include "llvm/MC/MCSubtargetInfo.h"
+#include <algorithm>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <mutex>
@@ -187,6 +190,61 @@ int parsePtxVersion(const std::string &ptx) {
 
 } // namespace
 
+/// The lowest PTX ISA version that can describe code for a target (PTX ISA
+/// manual, target notes); 0 when not known here.
+static int minimumPtxVersion(int sm) {
+  switch (sm) {
+  case 80:
+    return 70;
+  case 86:
+    return 71;
+  case 89:
+  case 90:
+    return 78;
+  default:
+    return 0;
+  }
+}
+
+Status checkPtxVersion(int ptxVersion, int sm) {
+  initNvptxOnce();
+  // The versions the backend knows, from its feature table, so the check
+  // follows the LLVM in use.
+  static const std::vector<int> known = [] {
+    std::vector<int> versions;
+    llvm::Triple triple("nvptx64-nvidia-cuda");
+    std::string err;
+    const llvm::Target *target =
+        llvm::TargetRegistry::lookupTarget(triple, err);
+    if (!target)
+      return versions;
+    std::unique_ptr<llvm::MCSubtargetInfo> sti(
+        target->createMCSubtargetInfo(triple, "sm_80", ""));
+    for (const llvm::SubtargetFeatureKV &f :
+         sti ? sti->getAllProcessorFeatures()
+             : llvm::ArrayRef<llvm::SubtargetFeatureKV>()) {
+      llvm::StringRef key(f.Key);
+      int v = 0;
+      if (key.consume_front("ptx") && !key.getAsInteger(10, v))
+        versions.push_back(v);
+    }
+    std::sort(versions.begin(), versions.end());
+    return versions;
+  }();
+  if (std::find(known.begin(), known.end(), ptxVersion) == known.end())
+    return makeError(
+        fmt::format("{}: not a PTX ISA version LLVM's NVPTX backend emits "
+                    "(major*10+minor); allowed: {}",
+                    ptxVersion, fmt::join(known, ", ")));
+  if (ptxVersion < minimumPtxVersion(sm))
+    return makeError(fmt::format("{}: sm_{} needs PTX ISA {}.{} or newer "
+                                 "(>= {})",
+                                 ptxVersion, sm, minimumPtxVersion(sm) / 10,
+                                 minimumPtxVersion(sm) % 10,
+                                 minimumPtxVersion(sm)));
+  return Status::ok();
+}
+
 int sharedMemoryBytes(const KernelSpec &spec) {
   switch (spec.family) {
   case KernelFamily::OneShot:
@@ -216,6 +274,9 @@ Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
   // not as a crash inside LLVM.
   if (std::string why = validateSpec(spec); !why.empty())
     return fail(why);
+  if (options.ptxVersion)
+    if (Status s = checkPtxVersion(options.ptxVersion, spec.sm); !s)
+      return fail("PTX version " + s.error().message);
 
   // 1. Build the MLIR module.
   auto t0 = Clock::now();
