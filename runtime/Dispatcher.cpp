@@ -44,6 +44,18 @@ static KernelSpec commonSpec(KernelFamily f, const MoeLoraCall &call,
   return s;
 }
 
+/// Halves num_warps until every warp along N owns at least one 8-column MMA
+/// tile (warps go along M first, one per 16 rows): a small rank's shrink tile
+/// (BLOCK_SIZE_N 16) cannot feed four warps side by side.
+static void fitWarpsToTile(KernelSpec &s) {
+  while (s.numWarps > 1) {
+    int warpsM = std::max(1, std::min(s.numWarps, s.blockM / 16));
+    if (s.blockN / (s.numWarps / warpsM) >= 8)
+      return;
+    s.numWarps /= 2;
+  }
+}
+
 static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
   if (c.blockN)
     s.blockN = c.blockN;
@@ -134,7 +146,7 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
       applyTuned(s, k, t->config);
       plan.fromTunedTable = true;
     }
-    // BLOCK_M rows of 16 per warp group need BLOCK_N / warps-per-row >= 8.
+    fitWarpsToTile(s);
     plan.kernels.push_back({s, k});
     return plan;
   }
@@ -161,6 +173,8 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
     applyTuned(expand, unused, t->config);
     plan.fromTunedTable = true;
   }
+  fitWarpsToTile(shrink);
+  fitWarpsToTile(expand);
   plan.kernels.push_back({shrink, LaunchKnobs{}});
   plan.kernels.push_back({expand, LaunchKnobs{}});
   plan.workspaceBytes = intermediateBytes(call);

@@ -7,6 +7,7 @@
 
 #include "moelora/Runtime/Dispatcher.h"
 #include "moelora/Runtime/KernelLauncher.h"
+#include "moelora/Spec/SpecParser.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -157,6 +158,27 @@ TEST(DispatcherTest, LargeRankIsTwoKernelNotACrash) {
   MoeLoraCall c = naiveCall(64);
   c.rank = 128;
   EXPECT_EQ(planOk(c).path, DispatchPath::OneShot);
+}
+
+// Every spec the dispatcher plans must be one the generator accepts: a
+// rank-16 shrink (BLOCK_SIZE_N 16) on 16-row blocks once asked 4 warps side
+// by side along N, 4 columns each, which validateSpec rejects.
+TEST(DispatcherTest, EveryPlannedSpecIsValid) {
+  int checked = 0;
+  for (int rank : {1, 4, 8, 12, 16, 24, 32, 64, 128, 192, 256})
+    for (int tokens : {1, 16, 512})
+      for (int bm : {0, 16, 32, 64, 128})
+        for (bool sharded : {false, true}) {
+          MoeLoraCall c = bm ? sortedCall(tokens, bm) : naiveCall(tokens);
+          c.rank = rank;
+          DispatchPlan p = planOk(c, sharded);
+          for (const PlannedKernel &k : p.kernels) {
+            EXPECT_EQ(validateSpec(k.spec), "")
+                << k.spec.cacheKey() << " (sharded=" << sharded << ")";
+            ++checked;
+          }
+        }
+  EXPECT_GT(checked, 300);
 }
 
 TEST(DispatcherTest, SmallBatchForNaiveSmallRankAndFewPairs) {
