@@ -41,6 +41,7 @@ static KernelSpec commonSpec(KernelFamily f, const MoeLoraCall &call,
   s.mulRoutedWeight = call.mulRoutedWeight;
   s.addInputs = call.addInputs;
   s.numSlices = call.numSlices;
+  s.minBlocksPerSm = defaultMinBlocksPerSm(f);
   return s;
 }
 
@@ -69,6 +70,8 @@ static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
     k.npid = c.npid;
   if (c.tilesPerItem)
     k.tilesPerItem = c.tilesPerItem;
+  if (c.minBlocksPerSm >= 0)
+    s.minBlocksPerSm = c.minBlocksPerSm;
 }
 
 Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,

@@ -59,7 +59,7 @@ SpecKey::SpecKey(const KernelSpec &s) {
             s.addInputs,
             s.numSlices,
             s.npid,
-            0,
+            s.minBlocksPerSm,
             0,
             0};
 }

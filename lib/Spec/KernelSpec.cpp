@@ -22,6 +22,10 @@
 
 namespace moelora {
 
+int defaultMinBlocksPerSm(KernelFamily f) {
+  return f == KernelFamily::SmallBatch ? 2 : 0;
+}
+
 std::string_view toString(KernelFamily f) {
   switch (f) {
   case KernelFamily::OneShot:
@@ -102,11 +106,12 @@ std::string KernelSpec::cacheKey() const {
   // key states the compile-time choice explicitly.
   return fmt::format("{};{};sm_{};R={};K={};BM={};BN={};BK={};GM={};SK={};"
                      "W={};S={};sorted={:d};mrw={:d};add={:d};slices={};"
-                     "npid={};even_k={:d}",
+                     "npid={};even_k={:d};mbs={}",
                      toString(family), toString(dtype), sm, rank,
                      k ? std::to_string(*k) : std::string("*"), blockM, blockN,
                      blockK, groupSizeM, splitK, numWarps, numStages, sorted,
-                     mulRoutedWeight, addInputs, numSlices, npid, evenK());
+                     mulRoutedWeight, addInputs, numSlices, npid, evenK(),
+                     minBlocksPerSm);
 }
 
 std::string KernelSpec::entryName() const {
@@ -132,6 +137,8 @@ std::string KernelSpec::entryName() const {
   name += fmt::format("_s{}", numSlices);
   if (npid != 0)
     name += fmt::format("_npid{}", npid);
+  if (minBlocksPerSm != 0)
+    name += fmt::format("_b{}", minBlocksPerSm);
   std::string key = cacheKey();
   uint64_t hash = XXH3_64bits(key.data(), key.size());
   name += fmt::format("_h{:08x}", static_cast<uint32_t>(hash));
@@ -145,7 +152,7 @@ bool operator==(const KernelSpec &a, const KernelSpec &b) {
     return std::tie(s.family, s.dtype, s.sm, s.rank, s.k, s.blockM, s.blockN,
                     s.blockK, s.groupSizeM, s.splitK, s.numWarps, s.numStages,
                     s.sorted, s.mulRoutedWeight, s.addInputs, s.numSlices,
-                    s.npid);
+                    s.npid, s.minBlocksPerSm);
   };
   return fields(a) == fields(b);
 }

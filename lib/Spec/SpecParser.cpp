@@ -54,8 +54,9 @@ enum class Field {
   AddInputs,
   NumSlices,
   Npid,
+  MinBlocksPerSm,
 };
-constexpr size_t kNumFields = static_cast<size_t>(Field::Npid) + 1;
+constexpr size_t kNumFields = static_cast<size_t>(Field::MinBlocksPerSm) + 1;
 
 enum class ValueKind { Text, Enum, Int, Bool };
 
@@ -85,6 +86,8 @@ constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
     {"ADD_INPUTS", ValueKind::Bool, "true, false"},
     {"num_slices", ValueKind::Int, "1..8"},
     {"NPID", ValueKind::Int, "integer >= 0 (0 = runtime argument)"},
+    {"min_blocks_per_sm", ValueKind::Int,
+     "0..32 (0 = no hint; absent = the kernel family's default)"},
 }};
 
 const FieldInfo &info(Field f) { return kFieldInfo[static_cast<size_t>(f)]; }
@@ -111,6 +114,9 @@ constexpr int kMinBlock = 16;
 /// K is optional; an absent K travels through the sweep as this value, which
 /// no parsed K can take (K >= 1).
 constexpr int kNoK = 0;
+/// An absent min_blocks_per_sm: the family's default, resolved once the
+/// point's kernel family is known (no written value can be negative).
+constexpr int kFamilyDefault = -1;
 
 bool isPowerOfTwo(long long v) { return v > 0 && (v & (v - 1)) == 0; }
 
@@ -139,6 +145,10 @@ std::string checkIntValue(Field f, long long v) {
     return (v >= 1 && v <= 8) ? "" : fmt::format("{} is out of range", v);
   case Field::Npid:
     return v >= 0 ? "" : fmt::format("{} is negative", v);
+  case Field::MinBlocksPerSm:
+    return (v >= 0 && v <= kMaxMinBlocksPerSm)
+               ? ""
+               : fmt::format("{} is out of range", v);
   default:
     return "";
   }
@@ -397,6 +407,10 @@ public:
                           toString(static_cast<KernelFamily>(*notAlign))),
               info(Field::Rank).allowed);
       }
+      if (!src && f == Field::MinBlocksPerSm) {
+        dims[i] = {kFamilyDefault}; // resolved per point, below
+        continue;
+      }
       if (!src) {
         dims[i] = {defaultValue(f, defaultSpec)};
         continue;
@@ -425,6 +439,8 @@ public:
       if (spec.family == KernelFamily::AlignBlockSize &&
           (!rankSrc || rankSrc->fromDefaults))
         spec.rank = 0;
+      if (spec.minBlocksPerSm == kFamilyDefault)
+        spec.minBlocksPerSm = defaultMinBlocksPerSm(spec.family);
       spec.origin = origin;
 
       std::string reason = validateSpec(spec);
@@ -490,6 +506,8 @@ private:
       return d.numSlices;
     case Field::Npid:
       return d.npid;
+    case Field::MinBlocksPerSm:
+      return d.minBlocksPerSm;
     }
     return 0;
   }
@@ -549,6 +567,9 @@ private:
     case Field::Npid:
       s.npid = v;
       break;
+    case Field::MinBlocksPerSm:
+      s.minBlocksPerSm = v;
+      break;
     }
   }
 
@@ -592,15 +613,17 @@ std::string validateSpec(const KernelSpec &spec) {
     if (std::string w = checkIntValue(Field::K, *spec.k); !w.empty())
       return reasonText(Field::K, w);
 
-  const std::pair<Field, int> plain[] = {{Field::BlockM, spec.blockM},
-                                         {Field::BlockN, spec.blockN},
-                                         {Field::BlockK, spec.blockK},
-                                         {Field::GroupSizeM, spec.groupSizeM},
-                                         {Field::SplitK, spec.splitK},
-                                         {Field::NumWarps, spec.numWarps},
-                                         {Field::NumStages, spec.numStages},
-                                         {Field::NumSlices, spec.numSlices},
-                                         {Field::Npid, spec.npid}};
+  const std::pair<Field, int> plain[] = {
+      {Field::BlockM, spec.blockM},
+      {Field::BlockN, spec.blockN},
+      {Field::BlockK, spec.blockK},
+      {Field::GroupSizeM, spec.groupSizeM},
+      {Field::SplitK, spec.splitK},
+      {Field::NumWarps, spec.numWarps},
+      {Field::NumStages, spec.numStages},
+      {Field::NumSlices, spec.numSlices},
+      {Field::Npid, spec.npid},
+      {Field::MinBlocksPerSm, spec.minBlocksPerSm}};
   for (auto [f, v] : plain)
     if (std::string w = checkIntValue(f, v); !w.empty())
       return reasonText(f, w);

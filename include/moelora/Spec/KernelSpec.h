@@ -26,6 +26,16 @@ std::optional<int> parseTarget(std::string_view s);
 
 inline constexpr int kMaxOneShotRank = 128;
 inline constexpr int kMaxSmallBatchRank = 64;
+/// Largest min_blocks_per_sm a spec may ask for (an SM holds at most 32
+/// resident blocks).
+inline constexpr int kMaxMinBlocksPerSm = 32;
+
+/// The family's min_blocks_per_sm when a spec does not set it. Measured on an
+/// H100 (benchmarks/results/PERF-LOG.md, v6): the decode GEMV gains ~19% from
+/// a 2-block hint (more registers, more loads in flight), while the shrink and
+/// expand lose up to 2x from any hint (ptxas then spends registers on
+/// unrolling and drops occupancy), so they get none.
+int defaultMinBlocksPerSm(KernelFamily f);
 
 /// Everything compile-time about one kernel variant. Field names follow
 /// Triton's (BLOCK_SIZE_M ...) in the YAML; here they are camelCase.
@@ -47,7 +57,11 @@ struct KernelSpec {
   bool addInputs = true;        ///< ADD_INPUTS
   int numSlices = 1;            ///< slices (LoRA sub-projections)
   int npid = 0;                 ///< NPID: 0 = runtime argument, >0 constant
-  std::string origin;           ///< "file:line" of the spec this came from
+  /// Resident blocks per SM the register allocator must allow (PTX
+  /// .minnctapersm, CUDA's __launch_bounds__ second argument); 0 = no hint,
+  /// ptxas picks the register budget.
+  int minBlocksPerSm = 0;
+  std::string origin; ///< "file:line" of the spec this came from
 
   /// BLOCK_R = max(16, next_pow2(R)).
   int blockR() const;

@@ -307,10 +307,11 @@ Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
       translateModuleToLLVMIR(gpuModule, llvmCtx, "moelora");
   if (!llvmModule)
     return fail("translation to LLVM IR failed");
-  // One resident block per SM is all a variant must reach: say so, or
-  // ptxas trades a few spilled bytes for occupancy we did not ask for.
-  if (llvm::Function *f = llvmModule->getFunction(out.entryName))
-    f->addFnAttr("nvvm.minctasm", "1");
+  // The spec's occupancy hint (.minnctapersm): the register budget ptxas may
+  // use. Without it ptxas chooses, which suits the streaming GEMMs best.
+  if (spec.minBlocksPerSm > 0)
+    if (llvm::Function *f = llvmModule->getFunction(out.entryName))
+      f->addFnAttr("nvvm.minctasm", std::to_string(spec.minBlocksPerSm));
   out.lowerMs = msSince(t0);
 
   // 3. LLVM O3 and the NVPTX backend.

@@ -342,6 +342,20 @@ TEST(Generator, SameSpecGivesTheSamePtx) {
   EXPECT_EQ(a->ptx, fromThread);
 }
 
+// min_blocks_per_sm reaches the PTX as .minnctapersm, and only when set:
+// without it ptxas chooses the register budget.
+TEST(Generator, MinBlocksPerSmBecomesMinnctapersm) {
+  KernelSpec s = smallOneShot();
+  s.minBlocksPerSm = 0;
+  auto none = generateKernel(s);
+  ASSERT_TRUE(none) << none.error().message;
+  EXPECT_EQ(none->ptx.find(".minnctapersm"), std::string::npos);
+  s.minBlocksPerSm = 3;
+  auto three = generateKernel(s);
+  ASSERT_TRUE(three) << three.error().message;
+  EXPECT_NE(three->ptx.find(".minnctapersm 3"), std::string::npos);
+}
+
 TEST(Generator, PtxVersionOption) {
   GenerateOptions options;
   options.ptxVersion = 80;

@@ -181,6 +181,16 @@ TEST(DispatcherTest, EveryPlannedSpecIsValid) {
   EXPECT_GT(checked, 300);
 }
 
+// The occupancy hint is the family's default unless a tuned entry sets it.
+TEST(DispatcherTest, MinBlocksPerSmIsTheFamilyDefault) {
+  EXPECT_EQ(planOk(naiveCall(1)).kernels[0].spec.minBlocksPerSm, 2);
+  EXPECT_EQ(planOk(sortedCall(512)).kernels[0].spec.minBlocksPerSm, 0);
+  DispatchPlan two = planOk(sortedCall(512), /*sharded=*/true);
+  ASSERT_EQ(two.kernels.size(), 2u);
+  EXPECT_EQ(two.kernels[0].spec.minBlocksPerSm, 0);
+  EXPECT_EQ(two.kernels[1].spec.minBlocksPerSm, 0);
+}
+
 TEST(DispatcherTest, SmallBatchForNaiveSmallRankAndFewPairs) {
   struct Case {
     int tokens, topK, rank;
@@ -417,7 +427,7 @@ const char *kTunedJson = R"({
     {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
      "sorted": true, "num_slices": 2, "max_pairs": 512,
      "config": {"BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 256, "num_warps": 8,
-                "num_stages": 4, "NPID": 3}},
+                "num_stages": 4, "NPID": 3, "min_blocks_per_sm": 1}},
     {"path": "small_batch", "dtype": "bf16", "rank": 16, "K": 2048,
      "N": 1408, "sorted": false, "num_slices": 2, "max_pairs": 64,
      "config": {"BLOCK_SIZE_N": 32, "tiles_per_item": 7}},
@@ -444,6 +454,7 @@ TEST(DispatcherTunedTest, EntryOverridesOneShotConfig) {
   EXPECT_EQ(k.spec.numWarps, 8);
   EXPECT_EQ(k.spec.numStages, 4);
   EXPECT_EQ(k.knobs.npid, 3);
+  EXPECT_EQ(k.spec.minBlocksPerSm, 1);
   // Untuned fields keep their rule values.
   EXPECT_EQ(k.spec.blockM, 16);
   EXPECT_EQ(k.spec.k, 2048);

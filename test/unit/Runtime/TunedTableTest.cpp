@@ -59,6 +59,13 @@ TEST(TunedTableTest, ParsesEveryField) {
   EXPECT_EQ(b.config.tilesPerItem, 3);
   EXPECT_EQ(b.config.blockN, 0);
   EXPECT_EQ(b.config.npid, 0);
+  // min_blocks_per_sm: absent is -1 (the family's default), 0 is a value.
+  EXPECT_EQ(b.config.minBlocksPerSm, -1);
+  json j = validTable();
+  j["entries"][1]["config"]["min_blocks_per_sm"] = 0;
+  auto zero = TunedTable::parse(j.dump(), "t.json");
+  ASSERT_TRUE(zero) << zero.error().message;
+  EXPECT_EQ(zero->entries[1].config.minBlocksPerSm, 0);
 }
 
 TEST(TunedTableTest, FindMatchesExactShapeAndGpu) {
@@ -193,6 +200,13 @@ INSTANTIATE_TEST_SUITE_P(
                          return without({"entries", "0", "max_pairs"});
                        },
                        "max_pairs"},
+        ParseErrorCase{"MinBlocksPerSmOutOfRange",
+                       [] {
+                         json j = validTable();
+                         j["entries"][0]["config"]["min_blocks_per_sm"] = 33;
+                         return j.dump();
+                       },
+                       "min_blocks_per_sm = 33: allowed: 0..32"},
         ParseErrorCase{"MissingConfig",
                        [] {
                          return without({"entries", "0", "config"});

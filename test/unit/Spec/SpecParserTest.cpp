@@ -25,7 +25,7 @@ namespace {
 const std::string kAllFields =
     "name, kernel, dtype, target, rank, K, BLOCK_SIZE_M, BLOCK_SIZE_N, "
     "BLOCK_SIZE_K, GROUP_SIZE_M, SPLIT_K, num_warps, num_stages, metadata, "
-    "MUL_ROUTED_WEIGHT, ADD_INPUTS, num_slices, NPID";
+    "MUL_ROUTED_WEIGHT, ADD_INPUTS, num_slices, NPID, min_blocks_per_sm";
 const std::string kFamilies =
     "one_shot, small_batch, shrink, expand, align_block_size";
 
@@ -105,6 +105,25 @@ TEST(SpecParserTest, OmittedFieldsTakeKernelSpecDefaults) {
   expected.rank = 32;
   EXPECT_TRUE(set.specs[0] == expected);
   EXPECT_FALSE(set.specs[0].k.has_value());
+}
+
+// min_blocks_per_sm, when absent, is the family's: 2 for the decode GEMV,
+// none for the tensor-core families; written values (0 included) are kept.
+TEST(SpecParserTest, MinBlocksPerSmDefaultsPerFamily) {
+  SpecSet set = parseOk("kernel: [one_shot, small_batch, shrink, expand]\n"
+                        "rank: 16\nBLOCK_SIZE_N: 64\n");
+  ASSERT_EQ(set.specs.size(), 4u);
+  EXPECT_EQ(set.specs[0].minBlocksPerSm, 0);
+  EXPECT_EQ(set.specs[1].minBlocksPerSm, 2);
+  EXPECT_EQ(set.specs[2].minBlocksPerSm, 0);
+  EXPECT_EQ(set.specs[3].minBlocksPerSm, 0);
+  set = parseOk("kernel: small_batch\nrank: 16\nmin_blocks_per_sm: [0, 1]\n");
+  ASSERT_EQ(set.specs.size(), 2u);
+  EXPECT_EQ(set.specs[0].minBlocksPerSm, 0);
+  EXPECT_EQ(set.specs[1].minBlocksPerSm, 1);
+  set = parseOk("defaults:\n  min_blocks_per_sm: 3\n"
+                "kernels:\n  - kernel: one_shot\n    rank: 16\n");
+  EXPECT_EQ(set.specs[0].minBlocksPerSm, 3);
 }
 
 TEST(SpecParserTest, KernelsListWithOrigins) {
@@ -316,6 +335,14 @@ TEST(SpecParserErrorTest, NumStagesOutOfRange) {
             "t.yaml:3:13: num_stages: 9 is out of range; allowed: 1..8");
   EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nnum_stages: 0\n"),
             "t.yaml:3:13: num_stages: 0 is out of range; allowed: 1..8");
+}
+
+TEST(SpecParserErrorTest, MinBlocksPerSmOutOfRange) {
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nmin_blocks_per_sm: 33\n"),
+            "t.yaml:3:20: min_blocks_per_sm: 33 is out of range; allowed: "
+            "0..32 (0 = no hint; absent = the kernel family's default)");
+  EXPECT_THAT(parseError("kernel: one_shot\nrank: 16\nmin_blocks_per_sm: -1\n"),
+              StartsWith("t.yaml:3:20: min_blocks_per_sm: -1 is out of range"));
 }
 
 TEST(SpecParserErrorTest, NumSlicesOutOfRange) {
