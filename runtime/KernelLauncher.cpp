@@ -62,7 +62,12 @@ LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
   case KernelFamily::SmallBatch: {
     long chunks = ceilDiv(ceilDiv(call.N, spec.blockN), knobs.tilesPerItem);
     long work = pairs * spec.numSlices * chunks;
-    g.grid[0] = unsigned(std::min<long>(work, 2L * knobs.smCount));
+    // Persistent: at most two blocks per SM, in clusters of SPLIT_K blocks
+    // (one work item per cluster at a time).
+    const long blocksPerCluster = spec.splitK;
+    long clusters = std::min<long>(
+        work, std::max(1L, 2L * knobs.smCount / blocksPerCluster));
+    g.grid[0] = unsigned(clusters * blocksPerCluster);
     break;
   }
   case KernelFamily::Shrink:

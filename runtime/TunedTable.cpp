@@ -53,6 +53,7 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
       t.config.numStages = c.value("num_stages", 0);
       t.config.npid = c.value("NPID", 0);
       t.config.tilesPerItem = c.value("tiles_per_item", 0);
+      t.config.splitK = c.value("SPLIT_K", 0);
       t.config.minBlocksPerSm = c.value("min_blocks_per_sm", -1);
       if (c.contains("min_blocks_per_sm") &&
           (t.config.minBlocksPerSm < 0 ||

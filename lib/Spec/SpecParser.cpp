@@ -628,14 +628,25 @@ std::string validateSpec(const KernelSpec &spec) {
     if (std::string w = checkIntValue(f, v); !w.empty())
       return reasonText(f, w);
 
-  // Split-K needs an atomically accumulated, zero-initialised output; only
-  // the shrink kernel writes such an intermediate.
-  if (spec.splitK > 1 && spec.family != KernelFamily::Shrink)
+  // Split-K needs an atomically accumulated, zero-initialised output (the
+  // shrink's intermediate) or, in the small-batch kernel, a thread-block
+  // cluster whose blocks exchange partial sums (sm_90, portable sizes).
+  if (spec.splitK > 1 && spec.family == KernelFamily::SmallBatch) {
+    if (spec.sm < 90 || !isPowerOfTwo(spec.splitK) ||
+        spec.splitK > kMaxClusterBlocks)
+      return reasonText(
+          Field::SplitK,
+          fmt::format("small_batch splits K over a thread-block cluster: "
+                      "{} on sm_{} is not one",
+                      spec.splitK, spec.sm),
+          "1, or 2, 4, 8 on sm_90 for small_batch");
+  } else if (spec.splitK > 1 && spec.family != KernelFamily::Shrink) {
     return reasonText(Field::SplitK,
                       fmt::format("SPLIT_K > 1 is only supported by shrink "
-                                  "(got {} for {})",
+                                  "and small_batch (got {} for {})",
                                   spec.splitK, toString(spec.family)),
                       fmt::format("1 for {}", toString(spec.family)));
+  }
 
   if (spec.family == KernelFamily::OneShot &&
       (spec.rank > kMaxOneShotRank || spec.blockR() > kMaxOneShotRank))

@@ -62,6 +62,9 @@ inline std::vector<CApiCase> capiCases() {
   for (DType t : {DType::BF16, DType::F16}) {
     add("decode_small_batch", t, 4, 4, 2048, 1408, 16, 2, false, 16, false,
         false, true, MOELORA_PATH_SMALL_BATCH);
+    // Two tokens, 2 experts each, R 64, K 7168: clusters of 8 blocks split K.
+    add("decode_small_batch_cluster_r64", t, 2, 2, 7168, 4096, 64, 1, false, 16,
+        false, false, true, MOELORA_PATH_SMALL_BATCH);
     add("naive_one_shot_r64", t, 16, 8, 2048, 1408, 64, 2, false, 16, false,
         false, true, MOELORA_PATH_ONE_SHOT);
     add("naive_one_shot_r128_npid", t, 2, 2, 2048, 1408, 128, 2, false, 16,

@@ -178,6 +178,35 @@ inline std::vector<GpuCase> gpuCases() {
       makeDownProjection(c, false);
       cases.push_back(c);
     }
+    // Small-batch with SPLIT_K blocks per cluster (sm_90): K split over the
+    // cluster, partial r exchanged through distributed shared memory. K
+    // 1000 leaves the last block a short range; K unset takes the runtime-K
+    // loop; tiles_per_item 1 gives every cluster several items (the double
+    // buffer of partial sums alternates).
+    for (int R : {16, 64}) {
+      for (int K : {7168, 1000, 0}) {
+        for (int splitK : {2, 8}) {
+          if (K == 0 && splitK == 2)
+            continue;
+          int realK = K ? K : 2048;
+          int N = K == 1000 ? 1000 : 1408;
+          GpuCase c;
+          c.path = Path::SmallBatch;
+          c.spec = baseSpec(KernelFamily::SmallBatch, t, R, realK, false);
+          if (K == 0)
+            c.spec.k.reset();
+          c.spec.splitK = splitK;
+          c.spec.numWarps = 8;
+          c.spec.minBlocksPerSm = 2;
+          c.problem = baseProblem(t, 3, 4, realK, N, R, ++seed);
+          c.tilesPerItem = splitK == 8 ? 1 : 4;
+          c.name = fmt::format("small_batch_{}_r{}_k{}_n{}_cluster{}", dt, R,
+                               K ? std::to_string(K) : std::string("any"), N,
+                               splitK);
+          cases.push_back(c);
+        }
+      }
+    }
     // Two-kernel: ranks up to above the one-shot limit, split-K.
     for (bool sorted : {true, false}) {
       for (int R : {16, 64, 256}) {

@@ -216,7 +216,11 @@ int prepare(const std::string &sweepPath, const std::string &workloadPath,
         reason = p.error().message;
       for (size_t i = 0; p && i < p->kernels.size() && reason.empty(); ++i) {
         const KernelSpec &s = p->kernels[i].spec;
-        keys += (i ? " + " : "") + s.cacheKey();
+        // Launch knobs are part of a candidate's identity: configs that
+        // differ only in tiles_per_item or NPID run the same kernels.
+        keys += fmt::format("{}{} [npid={} tiles_per_item={}]", i ? " + " : "",
+                            s.cacheKey(), p->kernels[i].knobs.npid,
+                            p->kernels[i].knobs.tilesPerItem);
         if (std::string why = validateSpec(s); !why.empty())
           reason = why;
         else if (auto img = cache.image(s); !img)

@@ -130,6 +130,11 @@ public:
   Value gridDim(int dim);
   Value laneId();
   Value warpId();
+  // Thread-block clusters (sm_90): this block's rank in its cluster, the
+  // cluster's index in the grid (x) and the number of clusters (x).
+  Value clusterRank();
+  Value clusterIndex();
+  Value numClusters();
 
   // ---- Memory ----
   /// &base[index] for an element type; index i32 or i64.
@@ -163,6 +168,12 @@ public:
   forLoop(Value lb, Value ub, Value step, mlir::ValueRange init,
           const std::function<ValueVec(Value iv, mlir::ValueRange)> &body);
   void barrier();
+  /// barrier.cluster.arrive (release) + wait (acquire), aligned: every
+  /// thread of every block of the cluster must reach it.
+  void clusterBarrier();
+  /// Loads a `type` at this block's shared address `sharedPtr` in the shared
+  /// memory of cluster block `rank` (mapa + ld.shared::cluster).
+  Value loadFromClusterBlock(mlir::Type type, Value sharedPtr, Value rank);
 
   // ---- Tiles ----
   /// Plans the copy of a rows x cols tile (cols a multiple of vecElems)

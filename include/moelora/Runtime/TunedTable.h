@@ -26,6 +26,7 @@ namespace moelora {
 struct TunedConfig {
   int blockN = 0, blockK = 0, numWarps = 0, numStages = 0, npid = 0;
   int tilesPerItem = 0;
+  int splitK = 0; ///< small_batch: blocks per cluster
   /// -1: the family's default; 0: no hint (unlike the fields above, 0 is a
   /// value here).
   int minBlocksPerSm = -1;

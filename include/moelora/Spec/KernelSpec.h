@@ -29,6 +29,8 @@ inline constexpr int kMaxSmallBatchRank = 64;
 /// Largest min_blocks_per_sm a spec may ask for (an SM holds at most 32
 /// resident blocks).
 inline constexpr int kMaxMinBlocksPerSm = 32;
+/// Largest portable thread-block cluster (sm_90): small_batch's SPLIT_K.
+inline constexpr int kMaxClusterBlocks = 8;
 
 /// The family's min_blocks_per_sm when a spec does not set it. Measured on an
 /// H100 (benchmarks/results/PERF-LOG.md, v6): the decode GEMV gains ~19% from

@@ -8,6 +8,13 @@
 // the expand, one output column per thread. SIMT: at decode sizes the work is a
 // few rows per adapter and the cost is memory latency, not arithmetic.
 //
+// SPLIT_K = C > 1 (sm_90): the grid is made of C-block clusters and a work
+// item belongs to a cluster. Each block reduces its own 1/C of K, the blocks
+// exchange their partial r vectors through distributed shared memory, and
+// each expands every C-th column. So a pair's A is read once per item, by C
+// SMs, instead of whole by one SM: at decode a block's time is its bytes over
+// one SM's bandwidth, and A (R x K) is most of them.
+//
 //===----------------------------------------------------------------------===//
 
 #include "moelora/Codegen/KernelBuilder.h"
@@ -26,8 +33,10 @@ constexpr int kMaxUnrolledSteps = 6;
 } // namespace
 
 int smallBatchSharedBytes(const KernelSpec &spec) {
-  // r (fp32), then one partial sum per warp and rank row.
-  return spec.blockR() * 4 + spec.numWarps * spec.blockR() * 4;
+  // r (fp32), then one partial sum per warp and rank row, then (clusters)
+  // this block's partial r, double-buffered over items.
+  const int partialR = spec.splitK > 1 ? 2 * spec.blockR() * 4 : 0;
+  return spec.blockR() * 4 + spec.numWarps * spec.blockR() * 4 + partialR;
 }
 
 void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
@@ -46,144 +55,181 @@ void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
   Value rSmem = tb.shared();
   const int rBytes = spec.blockR() * 4;
   Value factor = spec.mulRoutedWeight ? tb.i32(1) : args[kTopK];
+  const int C = spec.splitK;
+  const int threads = spec.threads();
+  Value rank = C > 1 ? tb.clusterRank() : tb.i32(0);
+  Value firstItem = C > 1 ? tb.clusterIndex() : tb.blockId(0);
+  Value itemStep = C > 1 ? tb.numClusters() : tb.gridDim(0);
+  // This block's K range [kLo, kHi): K split in C vector-aligned parts.
+  const std::optional<int> kPart =
+      spec.k ? std::optional<int>((*spec.k + C * kVec - 1) / (C * kVec) * kVec)
+             : std::nullopt;
+  Value kc = kPart ? tb.i32(*kPart)
+                   : tb.mul(tb.ceilDiv(tb.ceilDiv(K, tb.i32(C)), tb.i32(kVec)),
+                            tb.i32(kVec));
+  Value kLo = tb.mul(rank, kc);
+  Value kHi = tb.minS(tb.add(kLo, kc), K);
 
-  tb.forLoop(
-      tb.blockId(0), items, tb.gridDim(0), {},
-      [&](Value item, mlir::ValueRange) {
-        Value pair = tb.divU(item, itemsPerPair);
-        Value rest = tb.remU(item, itemsPerPair);
-        Value slice = tb.divU(rest, nChunks);
-        Value chunk = tb.remU(rest, nChunks);
-        Value token = tb.divU(pair, args[kTopK]);
-        Value lora = tb.loadI32(args[kTokenLoraMapping], token);
-        Value zero = tb.i32(0);
-        Value loraOk = tb.land(tb.ge(lora, zero), tb.lt(lora, args[kMaxLoras]));
-        Value safeLora = tb.select(loraOk, lora, zero);
-        Value enabled = tb.loadI32(args[kAdapterEnabled], safeLora);
-        Value expert = tb.loadI32(args[kExpertIds], pair);
-        Value active =
-            tb.land(tb.land(loraOk, tb.ne(enabled, zero)), tb.ge(expert, zero));
-        // `active` is uniform over the block, so the barriers inside are safe.
-        tb.ifThen(active, [&] {
-          Value xRow = tb.gep(
-              args[kX], tb.mul(tb.toI64(tb.divU(pair, factor)), args[kXStride]),
-              tb.elementType());
-          Value aBase =
-              loraMatrixBase(tb, args[kAPtrs], slice, safeLora, expert,
-                             args[kAStrideL], args[kAStrideE]);
-          // Shrink: thread t takes the K vectors t, t + threads, ... of x and
-          // of a group of rank rows at once, so a whole group's loads are in
-          // flight together (decode is latency-bound); partial sums are reduced
-          // over the warp with shuffles, then over the warps in shared memory.
-          const int threads = spec.threads();
-          Value partials = tb.sharedOffset(rSmem, tb.i32(rBytes));
-          for (int g0 = 0; g0 < R; g0 += kRowGroup) {
-            const int rows = std::min(kRowGroup, R - g0);
-            ValueVec aRows;
-            for (int r = 0; r < rows; ++r)
-              aRows.push_back(tb.gep(aBase,
-                                     tb.mul(tb.i64(g0 + r), args[kAStrideR]),
-                                     tb.elementType()));
-            // acc[r] += x[k..k+kVec) . A[g0+r][k..k+kVec), weighted by
-            // `mask` (0 or 1) for a possibly out-of-range step.
-            auto step = [&](Value k, ValueVec acc) {
-              ValueVec xs =
-                  tb.loadElementsAsF32(tb.gep(xRow, k, tb.elementType()), kVec);
-              for (int r = 0; r < rows; ++r) {
-                ValueVec as = tb.loadElementsAsF32(
-                    tb.gep(aRows[r], k, tb.elementType()), kVec);
-                for (int i = 0; i < kVec; ++i)
-                  acc[r] = tb.fadd(acc[r], tb.fmul(xs[i], as[i]));
-              }
-              return acc;
-            };
-            Value first = tb.mul(tb.threadId(), tb.i32(kVec));
-            const int stride = threads * kVec;
-            ValueVec sums(rows, tb.f32(0.0));
-            if (spec.k && *spec.k / stride <= kMaxUnrolledSteps) {
-              // K is known: every thread's full steps are straight-line code,
-              // so all their loads are in flight at once; a thread has at
-              // most one more (masked) step.
-              const int full = *spec.k / stride;
-              for (int it = 0; it < full; ++it)
-                sums = step(tb.add(first, tb.i32(it * stride)), sums);
-              if (*spec.k % stride != 0) {
-                Value k = tb.add(first, tb.i32(full * stride));
-                Value inRange = tb.lt(k, K);
-                ValueVec extra = step(tb.select(inRange, k, tb.i32(0)),
-                                      ValueVec(rows, tb.f32(0.0)));
-                for (int r = 0; r < rows; ++r)
-                  sums[r] = tb.fadd(sums[r],
-                                    tb.select(inRange, extra[r], tb.f32(0.0)));
-              }
-            } else {
-              sums =
-                  tb.forLoop(first, K, tb.i32(stride), sums,
-                             [&](Value k, mlir::ValueRange acc) {
-                               return step(k, ValueVec(acc.begin(), acc.end()));
-                             });
-            }
-            for (int r = 0; r < rows; ++r) {
-              Value total = tb.warpSum(sums[r]);
-              tb.ifThen(tb.eq(tb.laneId(), zero), [&] {
-                Value slot =
-                    tb.add(tb.mul(tb.warpId(), tb.i32(R)), tb.i32(g0 + r));
-                tb.store(total, tb.gep(partials, slot, tb.f32Type()));
-              });
-            }
+  tb.forLoop(firstItem, items, itemStep, {}, [&](Value item, mlir::ValueRange) {
+    Value pair = tb.divU(item, itemsPerPair);
+    Value rest = tb.remU(item, itemsPerPair);
+    Value slice = tb.divU(rest, nChunks);
+    Value chunk = tb.remU(rest, nChunks);
+    Value token = tb.divU(pair, args[kTopK]);
+    Value lora = tb.loadI32(args[kTokenLoraMapping], token);
+    Value zero = tb.i32(0);
+    Value loraOk = tb.land(tb.ge(lora, zero), tb.lt(lora, args[kMaxLoras]));
+    Value safeLora = tb.select(loraOk, lora, zero);
+    Value enabled = tb.loadI32(args[kAdapterEnabled], safeLora);
+    Value expert = tb.loadI32(args[kExpertIds], pair);
+    Value active =
+        tb.land(tb.land(loraOk, tb.ne(enabled, zero)), tb.ge(expert, zero));
+    // `active` is uniform over the block, so the barriers inside are safe.
+    tb.ifThen(active, [&] {
+      Value xRow = tb.gep(
+          args[kX], tb.mul(tb.toI64(tb.divU(pair, factor)), args[kXStride]),
+          tb.elementType());
+      Value aBase = loraMatrixBase(tb, args[kAPtrs], slice, safeLora, expert,
+                                   args[kAStrideL], args[kAStrideE]);
+      // Shrink: thread t takes the K vectors t, t + threads, ... of x and
+      // of a group of rank rows at once, so a whole group's loads are in
+      // flight together (decode is latency-bound); partial sums are reduced
+      // over the warp with shuffles, then over the warps in shared memory.
+      Value partials = tb.sharedOffset(rSmem, tb.i32(rBytes));
+      for (int g0 = 0; g0 < R; g0 += kRowGroup) {
+        const int rows = std::min(kRowGroup, R - g0);
+        ValueVec aRows;
+        for (int r = 0; r < rows; ++r)
+          aRows.push_back(tb.gep(aBase, tb.mul(tb.i64(g0 + r), args[kAStrideR]),
+                                 tb.elementType()));
+        // acc[r] += x[k..k+kVec) . A[g0+r][k..k+kVec), weighted by
+        // `mask` (0 or 1) for a possibly out-of-range step.
+        auto step = [&](Value k, ValueVec acc) {
+          ValueVec xs =
+              tb.loadElementsAsF32(tb.gep(xRow, k, tb.elementType()), kVec);
+          for (int r = 0; r < rows; ++r) {
+            ValueVec as = tb.loadElementsAsF32(
+                tb.gep(aRows[r], k, tb.elementType()), kVec);
+            for (int i = 0; i < kVec; ++i)
+              acc[r] = tb.fadd(acc[r], tb.fmul(xs[i], as[i]));
           }
-          tb.barrier();
-          tb.ifThen(tb.lt(tb.threadId(), tb.i32(R)), [&] {
-            Value sum = tb.f32(0.0);
-            for (int w = 0; w < spec.numWarps; ++w)
-              sum = tb.fadd(
-                  sum,
-                  tb.load(tb.f32Type(),
-                          tb.gep(partials, tb.add(tb.i32(w * R), tb.threadId()),
-                                 tb.f32Type())));
-            tb.store(sum, tb.gep(rSmem, tb.threadId(), tb.f32Type()));
+          return acc;
+        };
+        Value first = tb.add(kLo, tb.mul(tb.threadId(), tb.i32(kVec)));
+        const int stride = threads * kVec;
+        ValueVec sums(rows, tb.f32(0.0));
+        if (kPart && *kPart / stride <= kMaxUnrolledSteps) {
+          // K is known: every thread's steps are straight-line code, so
+          // all their loads are in flight at once. Steps inside every
+          // block's range need no mask; the rest are masked to kHi.
+          const bool exact = *spec.k == C * *kPart;
+          const int full = exact ? *kPart / stride : 0;
+          const int steps = (*kPart + stride - 1) / stride;
+          for (int it = 0; it < full; ++it)
+            sums = step(tb.add(first, tb.i32(it * stride)), sums);
+          for (int it = full; it < steps; ++it) {
+            Value k = tb.add(first, tb.i32(it * stride));
+            Value inRange = tb.lt(k, kHi);
+            ValueVec extra = step(tb.select(inRange, k, tb.i32(0)),
+                                  ValueVec(rows, tb.f32(0.0)));
+            for (int r = 0; r < rows; ++r)
+              sums[r] =
+                  tb.fadd(sums[r], tb.select(inRange, extra[r], tb.f32(0.0)));
+          }
+        } else {
+          sums = tb.forLoop(first, kHi, tb.i32(stride), sums,
+                            [&](Value k, mlir::ValueRange acc) {
+                              return step(k, ValueVec(acc.begin(), acc.end()));
+                            });
+        }
+        for (int r = 0; r < rows; ++r) {
+          Value total = tb.warpSum(sums[r]);
+          tb.ifThen(tb.eq(tb.laneId(), zero), [&] {
+            Value slot = tb.add(tb.mul(tb.warpId(), tb.i32(R)), tb.i32(g0 + r));
+            tb.store(total, tb.gep(partials, slot, tb.f32Type()));
           });
-          tb.barrier();
-          // Expand: one output column per thread, r in fp32.
-          Value bBase =
-              loraMatrixBase(tb, args[kBPtrs], slice, safeLora, expert,
-                             args[kBStrideL], args[kBStrideE]);
-          Value nLo = tb.mul(chunk, chunkCols);
-          Value nHi = tb.minS(tb.add(nLo, chunkCols), N);
-          Value outRow = tb.gep(args[kOut],
-                                tb.add(tb.mul(tb.toI64(pair), args[kOutStride]),
-                                       tb.toI64(tb.mul(slice, N))),
-                                tb.elementType());
-          Value weight;
-          if (spec.mulRoutedWeight)
-            weight = tb.load(tb.f32Type(),
-                             tb.gep(args[kTopkWeights], pair, tb.f32Type()));
-          tb.forLoop(tb.add(nLo, tb.threadId()), nHi, tb.i32(spec.threads()),
-                     {}, [&](Value n, mlir::ValueRange) {
-                       Value bRow =
-                           tb.gep(bBase, tb.mul(tb.toI64(n), args[kBStrideN]),
-                                  tb.elementType());
-                       Value y = tb.f32(0.0);
-                       for (int j0 = 0; j0 < R; j0 += rVec) {
-                         ValueVec bs = tb.loadElementsAsF32(
-                             tb.gep(bRow, tb.i32(j0), tb.elementType()), rVec);
-                         for (int i = 0; i < rVec; ++i) {
-                           Value rj = tb.load(
-                               tb.f32Type(),
-                               tb.gep(rSmem, tb.i32(j0 + i), tb.f32Type()));
-                           y = tb.fadd(y, tb.fmul(rj, bs[i]));
-                         }
-                       }
-                       if (weight)
-                         y = tb.fmul(y, weight);
-                       tb.storeOutput(tb.gep(outRow, n, tb.elementType()), y,
-                                      spec.addInputs);
-                       return ValueVec{};
-                     });
-          tb.barrier(); // r is rewritten by the next item
-        });
-        return ValueVec{};
+        }
+      }
+      tb.barrier();
+      // This block's r (over its K range); with clusters, published in
+      // the item's half of the double buffer: a peer may still read the
+      // other half (the previous item) until the barrier below.
+      Value parity =
+          tb.remU(tb.divU(tb.sub(item, firstItem), itemStep), tb.i32(2));
+      Value partialR =
+          C > 1 ? tb.sharedOffset(
+                      rSmem, tb.add(tb.i32(rBytes + spec.numWarps * rBytes),
+                                    tb.mul(parity, tb.i32(rBytes))))
+                : rSmem;
+      tb.ifThen(tb.lt(tb.threadId(), tb.i32(R)), [&] {
+        Value sum = tb.f32(0.0);
+        for (int w = 0; w < spec.numWarps; ++w)
+          sum =
+              tb.fadd(sum, tb.load(tb.f32Type(),
+                                   tb.gep(partials,
+                                          tb.add(tb.i32(w * R), tb.threadId()),
+                                          tb.f32Type())));
+        tb.store(sum, tb.gep(partialR, tb.threadId(), tb.f32Type()));
       });
+      if (C > 1) {
+        // Every block's partial r is visible after the cluster barrier
+        // (release/acquire); each block sums the C of them, in rank
+        // order so that all blocks get the same r.
+        tb.clusterBarrier();
+        tb.ifThen(tb.lt(tb.threadId(), tb.i32(R)), [&] {
+          Value mine = tb.gep(partialR, tb.threadId(), tb.f32Type());
+          Value sum = tb.f32(0.0);
+          for (int c = 0; c < C; ++c)
+            sum = tb.fadd(
+                sum, tb.loadFromClusterBlock(tb.f32Type(), mine, tb.i32(c)));
+          tb.store(sum, tb.gep(rSmem, tb.threadId(), tb.f32Type()));
+        });
+      }
+      tb.barrier();
+      // Expand: one output column per thread, r in fp32.
+      Value bBase = loraMatrixBase(tb, args[kBPtrs], slice, safeLora, expert,
+                                   args[kBStrideL], args[kBStrideE]);
+      Value nLo = tb.mul(chunk, chunkCols);
+      Value nHi = tb.minS(tb.add(nLo, chunkCols), N);
+      Value outRow = tb.gep(args[kOut],
+                            tb.add(tb.mul(tb.toI64(pair), args[kOutStride]),
+                                   tb.toI64(tb.mul(slice, N))),
+                            tb.elementType());
+      Value weight;
+      if (spec.mulRoutedWeight)
+        weight = tb.load(tb.f32Type(),
+                         tb.gep(args[kTopkWeights], pair, tb.f32Type()));
+      // Block `rank` of the cluster takes every C-th run of `threads`
+      // columns.
+      Value nFirst =
+          tb.add(nLo, tb.add(tb.mul(rank, tb.i32(threads)), tb.threadId()));
+      tb.forLoop(
+          nFirst, nHi, tb.i32(C * threads), {}, [&](Value n, mlir::ValueRange) {
+            Value bRow = tb.gep(bBase, tb.mul(tb.toI64(n), args[kBStrideN]),
+                                tb.elementType());
+            Value y = tb.f32(0.0);
+            for (int j0 = 0; j0 < R; j0 += rVec) {
+              ValueVec bs = tb.loadElementsAsF32(
+                  tb.gep(bRow, tb.i32(j0), tb.elementType()), rVec);
+              for (int i = 0; i < rVec; ++i) {
+                Value rj = tb.load(tb.f32Type(),
+                                   tb.gep(rSmem, tb.i32(j0 + i), tb.f32Type()));
+                y = tb.fadd(y, tb.fmul(rj, bs[i]));
+              }
+            }
+            if (weight)
+              y = tb.fmul(y, weight);
+            tb.storeOutput(tb.gep(outRow, n, tb.elementType()), y,
+                           spec.addInputs);
+            return ValueVec{};
+          });
+      tb.barrier(); // r is rewritten by the next item
+    });
+    return ValueVec{};
+  });
+  // A block must not exit while a peer may still read its shared memory.
+  if (C > 1)
+    tb.clusterBarrier();
 }
 
 } // namespace moelora

@@ -145,6 +145,15 @@ Value TileBuilder::threadId() { return tidValue; }
 Value TileBuilder::blockId(int dim) { return sreg(kCtaid, dim); }
 Value TileBuilder::gridDim(int dim) { return sreg(kNctaid, dim); }
 Value TileBuilder::laneId() { return laneValue; }
+Value TileBuilder::clusterRank() {
+  return NVVM::ClusterId::create(b, location, i32Type());
+}
+Value TileBuilder::clusterIndex() {
+  return NVVM::ClusterIdXOp::create(b, location, i32Type());
+}
+Value TileBuilder::numClusters() {
+  return NVVM::ClusterDimXOp::create(b, location, i32Type());
+}
 Value TileBuilder::warpId() { return warpValue; }
 
 // ---- Memory ----
@@ -230,6 +239,19 @@ TileBuilder::forLoop(Value lb, Value ub, Value step, ValueRange init,
 }
 
 void TileBuilder::barrier() { NVVM::Barrier0Op::create(b, location); }
+
+void TileBuilder::clusterBarrier() {
+  NVVM::ClusterArriveOp::create(b, location, b.getUnitAttr());
+  NVVM::ClusterWaitOp::create(b, location, b.getUnitAttr());
+}
+
+Value TileBuilder::loadFromClusterBlock(Type type, Value sharedPtr,
+                                        Value rank) {
+  // Address space 7: shared::cluster.
+  auto clusterPtr = LLVM::LLVMPointerType::get(b.getContext(), 7);
+  Value remote = NVVM::MapaOp::create(b, location, clusterPtr, sharedPtr, rank);
+  return load(type, remote);
+}
 
 // ---- Tiles ----
 TileCopyPlan TileBuilder::planTileCopy(int rows, int cols, int vecElems,

@@ -255,8 +255,15 @@ TEST(GeneratorDefaultSet, AssemblesForSm90AndSm80WithoutSpills) {
   };
   std::vector<Job> jobs;
   for (int sm : {90, 80})
-    for (size_t i = 0; i < kernels.size(); ++i)
+    for (size_t i = 0; i < kernels.size(); ++i) {
+      // Cluster kernels (small_batch SPLIT_K > 1) exist for sm_90 only.
+      KernelSpec retargeted = kernels[i].spec;
+      retargeted.sm = sm;
+      if (sm != kernels[i].spec.sm && !validateSpec(retargeted).empty())
+        continue;
       jobs.push_back({i, sm});
+    }
+  ASSERT_GT(jobs.size(), kernels.size() * 3 / 2);
   struct Outcome {
     std::string what; ///< "sm_XX <cache key>"
     std::string error;
@@ -340,6 +347,35 @@ TEST(Generator, SameSpecGivesTheSamePtx) {
     fromThread = b ? b->ptx : b.error().message;
   }).join();
   EXPECT_EQ(a->ptx, fromThread);
+}
+
+// small_batch's SPLIT_K blocks are a cluster of that shape; they exchange
+// partial sums through distributed shared memory between cluster barriers.
+TEST(Generator, SmallBatchSplitKIsAClusterWithDistributedSharedMemory) {
+  KernelSpec s;
+  s.family = KernelFamily::SmallBatch;
+  s.rank = 16;
+  s.k = 7168;
+  s.blockM = 16;
+  s.blockN = 64;
+  s.blockK = 256;
+  s.numWarps = 8;
+  s.numStages = 1;
+  s.splitK = 4;
+  auto g = generateKernel(s);
+  ASSERT_TRUE(g) << g.error().message;
+  EXPECT_THAT(g->ptx, HasSubstr(".reqnctapercluster 4, 1, 1"));
+  EXPECT_THAT(g->ptx, HasSubstr("barrier.cluster.arrive"));
+  EXPECT_THAT(g->ptx, HasSubstr("barrier.cluster.wait"));
+  EXPECT_THAT(g->ptx, HasSubstr("mapa.shared::cluster"));
+  EXPECT_THAT(g->ptx, HasSubstr("ld.shared::cluster"));
+  EXPECT_EQ(g->sharedBytes, sharedMemoryBytes(s));
+  s.splitK = 1;
+  auto plain = generateKernel(s);
+  ASSERT_TRUE(plain) << plain.error().message;
+  EXPECT_EQ(plain->ptx.find("reqnctapercluster"), std::string::npos);
+  EXPECT_EQ(plain->ptx.find("barrier.cluster"), std::string::npos);
+  EXPECT_LT(plain->sharedBytes, g->sharedBytes);
 }
 
 // min_blocks_per_sm reaches the PTX as .minnctapersm, and only when set:

@@ -230,13 +230,16 @@ TEST(DispatcherTest, SortedNeverUsesSmallBatch) {
 }
 
 TEST(DispatcherTest, SmallBatchKnobs) {
-  // qwen3moe decode: 8 pairs x 2 slices = 16 items, 22 tiles of 64 columns;
-  // 2 x 132 programs -> 2 tiles per item, 176 programs.
+  // qwen3moe decode on an H100: 8 pairs x 2 slices = 16 items, 22 tiles of
+  // 64 columns; K 2048 is too short for clusters; 2 x 132 programs -> 2
+  // tiles per item, 176 programs.
   MoeLoraCall c = naiveCall(1);
   DispatchPlan p = planOk(c);
   ASSERT_EQ(p.path, DispatchPath::SmallBatch);
   const PlannedKernel &k = p.kernels[0];
   EXPECT_EQ(k.knobs.smCount, 132);
+  EXPECT_EQ(k.spec.splitK, 1);
+  EXPECT_EQ(k.spec.numWarps, 8);
   EXPECT_EQ(k.knobs.tilesPerItem, 2);
   EXPECT_EQ(k.spec.k, 2048);
   EXPECT_FALSE(k.spec.sorted);
@@ -254,6 +257,43 @@ TEST(DispatcherTest, SmallBatchKnobs) {
     EXPECT_LE(q.kernels[0].knobs.tilesPerItem, nTiles);
   }
   EXPECT_EQ(keys.size(), 1u);
+}
+
+// Long K on sm_90: clusters of SPLIT_K blocks share a (pair, slice)'s
+// shrink, as many as one block per SM allows while each keeps K / SPLIT_K
+// >= 1024; at most 4 clusters per (pair, slice).
+TEST(DispatcherTest, SmallBatchClustersForLongK) {
+  // mixtral-like W2 at M=1: 2 items, K 7168 -> SPLIT_K 4 (7168 / 8 < 1024);
+  // 64 tiles in 4 chunks of 16; 8 clusters of 4 blocks.
+  MoeLoraCall few = naiveCall(1, 2, 7168, 4096, 64, 1);
+  DispatchPlan f = planOk(few);
+  ASSERT_EQ(f.path, DispatchPath::SmallBatch);
+  const PlannedKernel &k = f.kernels[0];
+  EXPECT_EQ(k.spec.splitK, 4);
+  EXPECT_EQ(k.knobs.tilesPerItem, 16);
+  LaunchGeometry g = launchGeometry(k.spec, few, k.knobs);
+  EXPECT_EQ(g.grid[0], 2u * 4 * 4);
+  // The cluster size shrinks as the batch grows; the grid is whole clusters
+  // and at most 2 blocks per SM.
+  std::set<std::string> keys;
+  std::set<int> clusterSizes;
+  for (int tokens = 1; tokens <= 8; ++tokens) {
+    MoeLoraCall c = naiveCall(tokens, 8, 7168, 4096, 16, 1);
+    DispatchPlan q = planOk(c);
+    ASSERT_EQ(q.path, DispatchPath::SmallBatch);
+    const PlannedKernel &qk = q.kernels[0];
+    keys.insert(qk.spec.cacheKey());
+    clusterSizes.insert(qk.spec.splitK);
+    EXPECT_LE(long(c.numPairs()) * qk.spec.splitK, 132);
+    LaunchGeometry qg = launchGeometry(qk.spec, c, qk.knobs);
+    EXPECT_LE(qg.grid[0], 264u);
+    EXPECT_EQ(qg.grid[0] % qk.spec.splitK, 0u);
+  }
+  EXPECT_EQ(clusterSizes, (std::set<int>{2, 4}));
+  EXPECT_EQ(keys.size(), clusterSizes.size());
+  // Before sm_90 there are no clusters.
+  const DeviceInfo a100{80, 108, "NVIDIA A100-SXM4-80GB"};
+  EXPECT_EQ(planOk(few, false, nullptr, a100).kernels[0].spec.splitK, 1);
 }
 
 TEST(DispatcherTest, OneShotBlockM) {

@@ -497,10 +497,27 @@ TEST(SpecParserRuleTest, OneShotRankAbove128IsAnErrorWhenSingle) {
 TEST(SpecParserRuleTest, SplitKOnlyForShrink) {
   EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nSPLIT_K: 4\n"),
             "t.yaml:1:1: SPLIT_K: SPLIT_K > 1 is only supported by shrink "
-            "(got 4 for one_shot); allowed: 1 for one_shot");
+            "and small_batch (got 4 for one_shot); allowed: 1 for one_shot");
   SpecSet set = parseOk("kernel: shrink\nrank: 16\nSPLIT_K: 4\n");
   ASSERT_EQ(set.specs.size(), 1u);
   EXPECT_EQ(set.specs[0].splitK, 4);
+}
+
+// small_batch's SPLIT_K is a thread-block cluster: sm_90, 2..8, power of 2.
+TEST(SpecParserRuleTest, SmallBatchSplitKIsACluster) {
+  SpecSet set = parseOk("kernel: small_batch\nrank: 16\nSPLIT_K: [2, 8]\n");
+  ASSERT_EQ(set.specs.size(), 2u);
+  EXPECT_EQ(set.specs[1].splitK, 8);
+  const std::string allowed = "allowed: 1, or 2, 4, 8 on sm_90 for small_batch";
+  EXPECT_EQ(parseError("kernel: small_batch\nrank: 16\nSPLIT_K: 16\n"),
+            "t.yaml:1:1: SPLIT_K: small_batch splits K over a thread-block "
+            "cluster: 16 on sm_90 is not one; " +
+                allowed);
+  EXPECT_THAT(parseError("kernel: small_batch\nrank: 16\nSPLIT_K: 6\n"),
+              HasSubstr(allowed));
+  EXPECT_THAT(parseError("kernel: small_batch\nrank: 16\ntarget: sm_80\n"
+                         "SPLIT_K: 4\n"),
+              HasSubstr("4 on sm_80 is not one"));
 }
 
 TEST(SpecParserRuleTest, SmallBatchNeedsNaiveMetadata) {
@@ -534,7 +551,8 @@ kernels:
     SPLIT_K: 2
 )"),
             "t.yaml:4:5: SPLIT_K: SPLIT_K > 1 is only supported by shrink "
-            "(got 2 for align_block_size); allowed: 1 for align_block_size");
+            "and small_batch (got 2 for align_block_size); allowed: 1 for "
+            "align_block_size");
 }
 
 TEST(SpecParserRuleTest, FamilySweepWithAlignBlockSize) {
@@ -692,12 +710,12 @@ TEST(SpecFileTest, ExampleSweepHasOneRejection) {
 //===----------------------------------------------------------------------===//
 
 // Per preset file: three one_shot entries (W13 naive, W13 sorted, W2 sorted)
-// x 2 dtypes x 5 ranks = 30, small_batch 2 x 4 ranks = 8, shrink 10,
-// expand 10, align_block_size 2 => 60. expand and align_block_size do not
-// depend on K, so the three files share those 12 kernels:
-// 3 * 60 - 2 * 12 = 156 after merging.
-constexpr size_t kPerPresetSpecs = 60;
-constexpr size_t kDefaultSetSpecs = 156;
+// x 2 dtypes x 5 ranks = 30, small_batch 2 x 4 ranks x 2 SPLIT_K = 16,
+// shrink 10, expand 10, align_block_size 2 => 68. expand and
+// align_block_size do not depend on K, so the three files share those 12
+// kernels: 3 * 68 - 2 * 12 = 180 after merging.
+constexpr size_t kPerPresetSpecs = 68;
+constexpr size_t kDefaultSetSpecs = 180;
 
 TEST(DefaultSpecsTest, EachPresetFileIsValid) {
   for (const char *preset : {"qwen3moe", "mixtral", "glm5_1"}) {
@@ -724,7 +742,7 @@ TEST(DefaultSpecsTest, DirectoryParsesWithoutRejections) {
     EXPECT_THAT(s.origin, HasSubstr("specs/default/"));
   }
   EXPECT_EQ(perFamily[KernelFamily::OneShot], 90u);
-  EXPECT_EQ(perFamily[KernelFamily::SmallBatch], 24u);
+  EXPECT_EQ(perFamily[KernelFamily::SmallBatch], 48u);
   EXPECT_EQ(perFamily[KernelFamily::Shrink], 30u);
   EXPECT_EQ(perFamily[KernelFamily::Expand], 10u);
   EXPECT_EQ(perFamily[KernelFamily::AlignBlockSize], 2u);
