@@ -109,7 +109,6 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
     s.numStages = 1;
     LaunchKnobs k;
     k.smCount = device.smCount;
-    long nTiles = (call.N + s.blockN - 1) / s.blockN;
     long items = pairs * call.numSlices;
     long want = 2L * device.smCount;
     // Clusters of SPLIT_K blocks (sm_90) share each item's shrink, each
@@ -123,7 +122,17 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
              items * s.splitK * 2 <= device.smCount &&
              kLen / (s.splitK * 2) >= 1024)
         s.splitK *= 2;
-    if (s.splitK > 1) {
+    // A tuned entry may set SPLIT_K; tiles_per_item then follows the final
+    // cluster size unless the entry sets it too (as the tuner measured it).
+    const TunedEntry *t = lookup("small_batch");
+    if (t) {
+      applyTuned(s, k, t->config);
+      plan.fromTunedTable = true;
+    }
+    const long nTiles = (call.N + s.blockN - 1) / s.blockN;
+    if (t && t->config.tilesPerItem) {
+      // as tuned
+    } else if (s.splitK > 1) {
       // Extra clusters per (pair, slice) (n-chunks) each read the whole A
       // again: at most 4.
       long chunks =
@@ -136,10 +145,6 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
       // ceil(nTiles / tilesPerItem) can leave a few programs two items.)
       k.tilesPerItem = int(std::clamp<long>(
           (nTiles * items + want - 1) / std::max(1L, want), 1L, nTiles));
-    }
-    if (const TunedEntry *t = lookup("small_batch")) {
-      applyTuned(s, k, t->config);
-      plan.fromTunedTable = true;
     }
     plan.kernels.push_back({s, k});
     return plan;

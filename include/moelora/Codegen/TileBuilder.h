@@ -152,6 +152,10 @@ public:
   /// Loads `elems` contiguous T values (one vector access of elems*2 bytes,
   /// which must be aligned to that) and widens them to f32.
   ValueVec loadElementsAsF32(Value ptr, int elems);
+  /// The two halves of loadElementsAsF32: the vector load (issue it early:
+  /// it stays in flight until first use) and the widening.
+  Value loadElements(Value ptr, int elems);
+  ValueVec widenToF32(Value vec, int elems);
   /// Sum of an f32 over the 32 lanes of a warp (butterfly shuffles).
   Value warpSum(Value v);
   /// The i32 `v` of lane `srcLane` (shfl.sync.idx over the full warp).

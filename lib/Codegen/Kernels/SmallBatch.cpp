@@ -30,6 +30,8 @@ constexpr int kRowGroup = 16;
 /// K steps per thread emitted as straight-line code (more: a loop). Measured
 /// on an H100: 7 unrolled steps (K = 7168) ran slower than the loop.
 constexpr int kMaxUnrolledSteps = 6;
+/// Largest rank whose first B row is loaded before the shrink.
+constexpr int kMaxPrefetchRank = 32;
 } // namespace
 
 int smallBatchSharedBytes(const KernelSpec &spec) {
@@ -76,21 +78,67 @@ void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
     Value slice = tb.divU(rest, nChunks);
     Value chunk = tb.remU(rest, nChunks);
     Value token = tb.divU(pair, args[kTopK]);
+    // Both metadata loads first, so their latencies overlap.
     Value lora = tb.loadI32(args[kTokenLoraMapping], token);
+    Value expert = tb.loadI32(args[kExpertIds], pair);
     Value zero = tb.i32(0);
     Value loraOk = tb.land(tb.ge(lora, zero), tb.lt(lora, args[kMaxLoras]));
     Value safeLora = tb.select(loraOk, lora, zero);
     Value enabled = tb.loadI32(args[kAdapterEnabled], safeLora);
-    Value expert = tb.loadI32(args[kExpertIds], pair);
-    Value active =
-        tb.land(tb.land(loraOk, tb.ne(enabled, zero)), tb.ge(expert, zero));
-    // `active` is uniform over the block, so the barriers inside are safe.
+    Value safeExpert = tb.maxS(expert, zero);
+    Value aBase = loraMatrixBase(tb, args[kAPtrs], slice, safeLora, safeExpert,
+                                 args[kAStrideL], args[kAStrideE]);
+    Value bBase = loraMatrixBase(tb, args[kBPtrs], slice, safeLora, safeExpert,
+                                 args[kBStrideL], args[kBStrideE]);
+    // The item's loads start once the adapter and expert are known; whether
+    // the adapter is enabled (one more dependent load) only gates the
+    // stores, so its latency overlaps the shrink's loads instead of
+    // preceding them. A disabled adapter's output is left untouched.
+    Value enabledOk = tb.ne(enabled, zero);
+    Value active = tb.land(loraOk, tb.ge(expert, zero));
+    // `active` is uniform over the block (and the cluster), so the barriers
+    // inside are safe.
     tb.ifThen(active, [&] {
       Value xRow = tb.gep(
           args[kX], tb.mul(tb.toI64(tb.divU(pair, factor)), args[kXStride]),
           tb.elementType());
-      Value aBase = loraMatrixBase(tb, args[kAPtrs], slice, safeLora, expert,
-                                   args[kAStrideL], args[kAStrideE]);
+      // The expand's operands do not depend on r: the thread's first
+      // column of B, its weight and the output it adds to are loaded now,
+      // so their latency overlaps the shrink's instead of following it.
+      Value nLo = tb.mul(chunk, chunkCols);
+      Value nHi = tb.minS(tb.add(nLo, chunkCols), N);
+      Value outRow = tb.gep(args[kOut],
+                            tb.add(tb.mul(tb.toI64(pair), args[kOutStride]),
+                                   tb.toI64(tb.mul(slice, N))),
+                            tb.elementType());
+      Value weight;
+      if (spec.mulRoutedWeight)
+        weight = tb.load(tb.f32Type(),
+                         tb.gep(args[kTopkWeights], pair, tb.f32Type()));
+      // Block `rank` of the cluster takes every C-th run of `threads`
+      // columns.
+      Value nFirst =
+          tb.add(nLo, tb.add(tb.mul(rank, tb.i32(threads)), tb.threadId()));
+      Value firstValid = tb.lt(nFirst, nHi);
+      Value nSafe = tb.select(firstValid, nFirst, nLo); // nLo < N
+      auto bRowOf = [&](Value n) {
+        return tb.gep(bBase, tb.mul(tb.toI64(n), args[kBStrideN]),
+                      tb.elementType());
+      };
+      auto loadBRow = [&](Value n) {
+        ValueVec vectors;
+        for (int j0 = 0; j0 < R; j0 += rVec)
+          vectors.push_back(tb.loadElements(
+              tb.gep(bRowOf(n), tb.i32(j0), tb.elementType()), rVec));
+        return vectors;
+      };
+      // B's row is held in registers across the shrink only up to R 32
+      // (16 registers): at R 64 the shrink needs them (sm_80 spills).
+      const bool prefetchB = R <= kMaxPrefetchRank;
+      ValueVec firstB = prefetchB ? loadBRow(nSafe) : ValueVec{};
+      Value firstOut = tb.gep(outRow, nSafe, tb.elementType());
+      Value firstPrior =
+          spec.addInputs ? tb.load(tb.elementType(), firstOut) : Value();
       // Shrink: thread t takes the K vectors t, t + threads, ... of x and
       // of a group of rank rows at once, so a whole group's loads are in
       // flight together (decode is latency-bound); partial sums are reduced
@@ -186,43 +234,33 @@ void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
         });
       }
       tb.barrier();
-      // Expand: one output column per thread, r in fp32.
-      Value bBase = loraMatrixBase(tb, args[kBPtrs], slice, safeLora, expert,
-                                   args[kBStrideL], args[kBStrideE]);
-      Value nLo = tb.mul(chunk, chunkCols);
-      Value nHi = tb.minS(tb.add(nLo, chunkCols), N);
-      Value outRow = tb.gep(args[kOut],
-                            tb.add(tb.mul(tb.toI64(pair), args[kOutStride]),
-                                   tb.toI64(tb.mul(slice, N))),
-                            tb.elementType());
-      Value weight;
-      if (spec.mulRoutedWeight)
-        weight = tb.load(tb.f32Type(),
-                         tb.gep(args[kTopkWeights], pair, tb.f32Type()));
-      // Block `rank` of the cluster takes every C-th run of `threads`
-      // columns.
-      Value nFirst =
-          tb.add(nLo, tb.add(tb.mul(rank, tb.i32(threads)), tb.threadId()));
-      tb.forLoop(
-          nFirst, nHi, tb.i32(C * threads), {}, [&](Value n, mlir::ValueRange) {
-            Value bRow = tb.gep(bBase, tb.mul(tb.toI64(n), args[kBStrideN]),
-                                tb.elementType());
-            Value y = tb.f32(0.0);
-            for (int j0 = 0; j0 < R; j0 += rVec) {
-              ValueVec bs = tb.loadElementsAsF32(
-                  tb.gep(bRow, tb.i32(j0), tb.elementType()), rVec);
-              for (int i = 0; i < rVec; ++i) {
-                Value rj = tb.load(tb.f32Type(),
-                                   tb.gep(rSmem, tb.i32(j0 + i), tb.f32Type()));
-                y = tb.fadd(y, tb.fmul(rj, bs[i]));
-              }
-            }
-            if (weight)
-              y = tb.fmul(y, weight);
-            tb.storeOutput(tb.gep(outRow, n, tb.elementType()), y,
-                           spec.addInputs);
-            return ValueVec{};
-          });
+      // Expand: one output column per thread, r in fp32. y = r . B[n].
+      auto dotR = [&](const ValueVec &bVectors) {
+        Value y = tb.f32(0.0);
+        for (int v = 0; v * rVec < R; ++v) {
+          ValueVec bs = tb.widenToF32(bVectors[v], rVec);
+          for (int i = 0; i < rVec; ++i) {
+            Value rj = tb.load(tb.f32Type(), tb.gep(rSmem, tb.i32(v * rVec + i),
+                                                    tb.f32Type()));
+            y = tb.fadd(y, tb.fmul(rj, bs[i]));
+          }
+        }
+        return weight ? tb.fmul(y, weight) : y;
+      };
+      tb.ifThen(tb.land(firstValid, enabledOk), [&] {
+        Value y = dotR(prefetchB ? firstB : loadBRow(nFirst));
+        if (firstPrior)
+          y = tb.fadd(tb.fromElement(firstPrior), y);
+        tb.store(tb.toElement(y), firstOut);
+      });
+      const int colStep = C * threads;
+      tb.forLoop(tb.add(nFirst, tb.i32(colStep)),
+                 tb.select(enabledOk, nHi, nLo), tb.i32(colStep), {},
+                 [&](Value n, mlir::ValueRange) {
+                   tb.storeOutput(tb.gep(outRow, n, tb.elementType()),
+                                  dotR(loadBRow(n)), spec.addInputs);
+                   return ValueVec{};
+                 });
       tb.barrier(); // r is rewritten by the next item
     });
     return ValueVec{};

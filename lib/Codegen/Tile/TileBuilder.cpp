@@ -183,9 +183,16 @@ Value TileBuilder::sharedOffset(Value base, Value byteOffset) {
 }
 
 ValueVec TileBuilder::loadElementsAsF32(Value ptr, int elems) {
+  return widenToF32(loadElements(ptr, elems), elems);
+}
+
+Value TileBuilder::loadElements(Value ptr, int elems) {
   Type vecType = VectorType::get({elems}, elementType());
-  Value v = LLVM::LoadOp::create(b, location, vecType, ptr,
-                                 /*alignment=*/elems * kElementBytes);
+  return LLVM::LoadOp::create(b, location, vecType, ptr,
+                              /*alignment=*/elems * kElementBytes);
+}
+
+ValueVec TileBuilder::widenToF32(Value v, int elems) {
   ValueVec out;
   for (int i = 0; i < elems; ++i)
     out.push_back(

@@ -471,6 +471,9 @@ const char *kTunedJson = R"({
     {"path": "small_batch", "dtype": "bf16", "rank": 16, "K": 2048,
      "N": 1408, "sorted": false, "num_slices": 2, "max_pairs": 64,
      "config": {"BLOCK_SIZE_N": 32, "tiles_per_item": 7}},
+    {"path": "small_batch", "dtype": "bf16", "rank": 16, "K": 7168,
+     "N": 4096, "sorted": false, "num_slices": 1, "max_pairs": 64,
+     "config": {"SPLIT_K": 1}},
     {"path": "two_kernel", "dtype": "bf16", "rank": 16, "K": 2048,
      "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
      "config": {"BLOCK_SIZE_N": 128, "num_warps": 8}}
@@ -578,6 +581,16 @@ TEST(DispatcherTunedTest, SmallBatchAndTwoKernelEntries) {
   EXPECT_TRUE(sb.fromTunedTable);
   EXPECT_EQ(sb.kernels[0].spec.blockN, 32);
   EXPECT_EQ(sb.kernels[0].knobs.tilesPerItem, 7);
+
+  // A tuned SPLIT_K without tiles_per_item: the n-chunks follow the tuned
+  // cluster size (the rule alone would pick SPLIT_K 4 and 32 tiles).
+  MoeLoraCall longK = naiveCall(4, 8, 7168, 4096, 16, 1);
+  EXPECT_EQ(planOk(longK).kernels[0].spec.splitK, 4);
+  EXPECT_EQ(planOk(longK).kernels[0].knobs.tilesPerItem, 32);
+  DispatchPlan plain = planOk(longK, false, &t);
+  EXPECT_TRUE(plain.fromTunedTable);
+  EXPECT_EQ(plain.kernels[0].spec.splitK, 1);
+  EXPECT_EQ(plain.kernels[0].knobs.tilesPerItem, 8); // 64 tiles x 32 / 264
 
   DispatchPlan tk = planOk(sortedCall(64), /*sharded=*/true, &t);
   ASSERT_EQ(tk.path, DispatchPath::TwoKernel);
