@@ -30,8 +30,9 @@ constexpr int kRowGroup = 16;
 /// K steps per thread emitted as straight-line code (more: a loop). Measured
 /// on an H100: 7 unrolled steps (K = 7168) ran slower than the loop.
 constexpr int kMaxUnrolledSteps = 6;
-/// Largest rank whose first B row is loaded before the shrink.
-constexpr int kMaxPrefetchRank = 32;
+/// Largest rank whose first B row is loaded before the shrink: sm_90 has
+/// the registers for R 64 (ptxas -v, no spills); sm_80 spills from R 64.
+int maxPrefetchRank(int sm) { return sm >= 90 ? 64 : 32; }
 } // namespace
 
 int smallBatchSharedBytes(const KernelSpec &spec) {
@@ -132,9 +133,9 @@ void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
               tb.gep(bRowOf(n), tb.i32(j0), tb.elementType()), rVec));
         return vectors;
       };
-      // B's row is held in registers across the shrink only up to R 32
-      // (16 registers): at R 64 the shrink needs them (sm_80 spills).
-      const bool prefetchB = R <= kMaxPrefetchRank;
+      // B's row is held in registers across the shrink while the
+      // registers allow (see maxPrefetchRank).
+      const bool prefetchB = R <= maxPrefetchRank(spec.sm);
       ValueVec firstB = prefetchB ? loadBRow(nSafe) : ValueVec{};
       Value firstOut = tb.gep(outRow, nSafe, tb.elementType());
       Value firstPrior =
