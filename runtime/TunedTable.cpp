@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 
 namespace moelora {
@@ -67,6 +68,42 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
     return makeError(fmt::format("{}: bad tuned table: {}", origin, e.what()));
   }
   return table;
+}
+
+Expected<std::string> mergeTunedTables(const std::string &baseText,
+                                       const std::string &updateText,
+                                       const std::string &origin) {
+  auto base = TunedTable::parse(baseText, origin + " (base)");
+  if (!base)
+    return base.error();
+  auto update = TunedTable::parse(updateText, origin + " (update)");
+  if (!update)
+    return update.error();
+  if (base->gpu != update->gpu)
+    return makeError(fmt::format("{}: the tables are for different GPUs "
+                                 "('{}' and '{}')",
+                                 origin, base->gpu, update->gpu));
+  using nlohmann::json;
+  json out = json::parse(baseText);
+  const json add = json::parse(updateText);
+  auto key = [](const json &e) {
+    return fmt::format(
+        "{}|{}|{}|{}|{}|{}|{}|{}", e.at("path").get<std::string>(),
+        e.at("dtype").get<std::string>(), e.at("rank").get<int>(),
+        e.at("K").get<int>(), e.at("N").get<int>(), e.value("num_slices", 1),
+        e.value("sorted", false), e.at("max_pairs").get<long>());
+  };
+  std::set<std::string> replaced;
+  for (const json &e : add.at("entries"))
+    replaced.insert(key(e));
+  json entries = json::array();
+  for (const json &e : out.at("entries"))
+    if (!replaced.count(key(e)))
+      entries.push_back(e);
+  for (const json &e : add.at("entries"))
+    entries.push_back(e);
+  out["entries"] = std::move(entries);
+  return out.dump(1) + "\n";
 }
 
 const TunedEntry *TunedTable::find(const std::string &gpuName,

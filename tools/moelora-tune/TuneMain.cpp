@@ -34,6 +34,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <unistd.h>
 
 #ifdef MOELORA_TUNE_WITH_JIT
@@ -465,6 +466,26 @@ int run(const std::string &planPath, const std::string &cacheDir,
   return 0;
 }
 
+int mergeTables(const std::string &basePath, const std::string &updatePath,
+                const std::string &outPath) {
+  auto read = [](const std::string &path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  auto merged = mergeTunedTables(read(basePath), read(updatePath),
+                                 basePath + " + " + updatePath);
+  if (!merged)
+    die(merged.error().message);
+  std::ofstream out(outPath);
+  out << *merged;
+  if (!out.flush())
+    die("cannot write " + outPath);
+  std::printf("merged table: %s\n", outPath.c_str());
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -494,8 +515,21 @@ int main(int argc, char **argv) {
   runCmd->add_option("--out", out, "tuned table JSON to write")->required();
   runCmd->add_option("--progress", progress, "progress file (resume)")
       ->default_val("tune-progress.jsonl");
+  std::string base, update;
+  auto *mergeCmd = app.add_subcommand(
+      "merge", "merge a (partial) tuned table into a full one");
+  mergeCmd->add_option("--base", base, "tuned table to update")
+      ->required()
+      ->check(CLI::ExistingFile);
+  mergeCmd->add_option("--update", update, "moelora-tune run's table")
+      ->required()
+      ->check(CLI::ExistingFile);
+  mergeCmd->add_option("--out", out, "merged table (may be --base)")
+      ->required();
   CLI11_PARSE(app, argc, argv);
   if (*prep)
     return prepare(sweep, workload, cache, planPath, gpu, ptxas);
+  if (*mergeCmd)
+    return mergeTables(base, update, out);
   return run(planPath, cache, out, progress);
 }

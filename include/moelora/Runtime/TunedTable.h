@@ -53,6 +53,15 @@ struct TunedTable {
                          bool sorted, long pairs) const;
 };
 
+/// The JSON text of `base` with `update`'s entries merged in: an update
+/// entry replaces the base entry of the same (path, dtype, rank, K, N,
+/// num_slices, sorted, max_pairs); the others are appended after the kept
+/// base entries. Both must be valid tables for the same GPU. This is how a
+/// partial sweep (moelora-tune run over a few cases) updates a full table.
+Expected<std::string> mergeTunedTables(const std::string &baseText,
+                                       const std::string &updateText,
+                                       const std::string &origin);
+
 } // namespace moelora
 
 #endif // MOELORA_RUNTIME_TUNEDTABLE_H

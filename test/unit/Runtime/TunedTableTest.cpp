@@ -68,6 +68,43 @@ TEST(TunedTableTest, ParsesEveryField) {
   EXPECT_EQ(zero->entries[1].config.minBlocksPerSm, 0);
 }
 
+// A partial sweep's table replaces the base entries of the same bucket and
+// adds the new ones; the other base entries stay, in order.
+TEST(TunedTableTest, MergeReplacesSameBucketAndAppendsNew) {
+  json base = validTable();
+  json update = validTable();
+  update["entries"][0]["config"] = {{"BLOCK_SIZE_N", 128},
+                                    {"min_blocks_per_sm", 1}};
+  update["entries"][1]["max_pairs"] = 64; // another bucket: appended
+  auto merged = mergeTunedTables(base.dump(), update.dump(), "merge");
+  ASSERT_TRUE(merged) << merged.error().message;
+  auto t = TunedTable::parse(*merged, "merged");
+  ASSERT_TRUE(t) << t.error().message;
+  ASSERT_EQ(t->entries.size(), 3u);
+  EXPECT_EQ(t->entries[0].path, "small_batch"); // kept base entry
+  EXPECT_EQ(t->entries[0].maxPairs, 16);
+  EXPECT_EQ(t->entries[1].path, "one_shot"); // replaced
+  EXPECT_EQ(t->entries[1].config.blockN, 128);
+  EXPECT_EQ(t->entries[1].config.minBlocksPerSm, 1);
+  EXPECT_EQ(t->entries[1].config.numStages, 0); // the update's config whole
+  EXPECT_EQ(t->entries[2].maxPairs, 64);
+  // Merging a table into itself changes nothing but the order.
+  auto same = mergeTunedTables(base.dump(), base.dump(), "merge");
+  ASSERT_TRUE(same);
+  EXPECT_EQ(TunedTable::parse(*same, "same")->entries.size(), 2u);
+}
+
+TEST(TunedTableTest, MergeRejectsOtherGpuOrBadTable) {
+  json other = validTable();
+  other["gpu"] = "NVIDIA A100-SXM4-80GB";
+  auto r = mergeTunedTables(validTable().dump(), other.dump(), "merge");
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().message, HasSubstr("different GPUs"));
+  auto bad = mergeTunedTables(validTable().dump(), "{", "merge");
+  ASSERT_FALSE(bad);
+  EXPECT_THAT(bad.error().message, HasSubstr("merge (update)"));
+}
+
 TEST(TunedTableTest, FindMatchesExactShapeAndGpu) {
   auto t = TunedTable::parse(validTable().dump(), "t.json");
   ASSERT_TRUE(t);
