@@ -56,6 +56,20 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
       t.config.tilesPerItem = c.value("tiles_per_item", 0);
       t.config.splitK = c.value("SPLIT_K", 0);
       t.config.minBlocksPerSm = c.value("min_blocks_per_sm", -1);
+      const size_t index = table.entries.size();
+      if (t.config.tilesPerItem < 0)
+        return makeError(fmt::format(
+            "{}: entry {}: tiles_per_item = {}: allowed: 0 (the rule) or >= 1",
+            origin, index, t.config.tilesPerItem));
+      // SPLIT_K is small_batch's cluster size here (the two-kernel shrink's
+      // split is not tuned): 0 = the rule, else a power of two up to 8.
+      const int sk = t.config.splitK;
+      if (sk != 0 && (t.path != "small_batch" || sk < 1 ||
+                      sk > kMaxClusterBlocks || (sk & (sk - 1)) != 0))
+        return makeError(fmt::format(
+            "{}: entry {}: SPLIT_K = {} on path {}: allowed: 1, 2, 4, 8 on "
+            "small_batch only",
+            origin, index, sk, t.path));
       if (c.contains("min_blocks_per_sm") &&
           (t.config.minBlocksPerSm < 0 ||
            t.config.minBlocksPerSm > kMaxMinBlocksPerSm))

@@ -675,6 +675,15 @@ std::string validateSpec(const KernelSpec &spec) {
                       "rank <= {}",
                       spec.rank, kMaxSmallBatchRank),
           fmt::format("1..{} for small_batch", kMaxSmallBatchRank));
+    // One thread per rank row sums the warps' partials and holds r.
+    if (spec.threads() < spec.rank)
+      return reasonText(
+          Field::NumWarps,
+          fmt::format("{} warps ({} threads) are fewer than the rank's {} rows "
+                      "(small_batch needs a thread per rank row)",
+                      spec.numWarps, spec.threads(), spec.rank),
+          fmt::format("num_warps >= {} for rank {}", (spec.rank + 31) / 32,
+                      spec.rank));
   }
 
   if (spec.family == KernelFamily::OneShot ||

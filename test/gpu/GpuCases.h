@@ -207,6 +207,24 @@ inline std::vector<GpuCase> gpuCases() {
         }
       }
     }
+    // Clusters walking runs of inactive items (no adapter, no expert)
+    // between active ones: the partial-r double buffer must flip only on
+    // active items (a race otherwise, see SmallBatch.cpp).
+    {
+      GpuCase c;
+      c.path = Path::SmallBatch;
+      c.spec = baseSpec(KernelFamily::SmallBatch, t, 16, 7168, false);
+      c.spec.splitK = 4;
+      c.spec.numWarps = 8;
+      c.spec.minBlocksPerSm = 2;
+      c.problem = baseProblem(t, 16, 4, 7168, 1408, 16, ++seed);
+      c.problem.fracNoAdapter = 0.4;
+      c.problem.fracNoExpert = 0.3;
+      c.tilesPerItem = 1;
+      c.name =
+          fmt::format("small_batch_{}_r16_k7168_cluster4_sparse_items", dt);
+      cases.push_back(c);
+    }
     // Two-kernel: ranks up to above the one-shot limit, split-K.
     for (bool sorted : {true, false}) {
       for (int R : {16, 64, 256}) {

@@ -244,6 +244,27 @@ INSTANTIATE_TEST_SUITE_P(
                          return j.dump();
                        },
                        "min_blocks_per_sm = 33: allowed: 0..32"},
+        ParseErrorCase{"NegativeTilesPerItem",
+                       [] {
+                         json j = validTable();
+                         j["entries"][1]["config"]["tiles_per_item"] = -1;
+                         return j.dump();
+                       },
+                       "tiles_per_item = -1"},
+        ParseErrorCase{"SplitKNotACluster",
+                       [] {
+                         json j = validTable();
+                         j["entries"][1]["config"]["SPLIT_K"] = 3;
+                         return j.dump();
+                       },
+                       "SPLIT_K = 3 on path small_batch"},
+        ParseErrorCase{"SplitKOnOneShot",
+                       [] {
+                         json j = validTable();
+                         j["entries"][0]["config"]["SPLIT_K"] = 2;
+                         return j.dump();
+                       },
+                       "SPLIT_K = 2 on path one_shot"},
         ParseErrorCase{"MissingConfig",
                        [] {
                          return without({"entries", "0", "config"});

@@ -503,6 +503,16 @@ TEST(SpecParserRuleTest, SplitKOnlyForShrink) {
   EXPECT_EQ(set.specs[0].splitK, 4);
 }
 
+TEST(SpecParserRuleTest, SmallBatchNeedsAThreadPerRankRow) {
+  EXPECT_EQ(parseError("kernel: small_batch\nrank: 64\nnum_warps: 1\n"),
+            "t.yaml:1:1: num_warps: 1 warps (32 threads) are fewer than the "
+            "rank's 64 rows (small_batch needs a thread per rank row); "
+            "allowed: num_warps >= 2 for rank 64");
+  EXPECT_EQ(
+      parseOk("kernel: small_batch\nrank: 64\nnum_warps: 2\n").specs.size(),
+      1u);
+}
+
 // small_batch's SPLIT_K is a thread-block cluster: sm_90, 2..8, power of 2.
 TEST(SpecParserRuleTest, SmallBatchSplitKIsACluster) {
   SpecSet set = parseOk("kernel: small_batch\nrank: 16\nSPLIT_K: [2, 8]\n");
