@@ -8,20 +8,24 @@
 
 #include "BenchCases.h"
 
+#include <CLI/CLI.hpp>
+
 #include <cstdio>
-#include <cstring>
+#include <string>
 
 using namespace moelora::bench;
 
 int main(int argc, char **argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: %s <cache dir> [--fp16]\n", argv[0]);
-    return 2;
-  }
-  bool fp16 = argc > 2 && std::strcmp(argv[2], "--fp16") == 0;
+  std::string cacheDir;
+  bool fp16 = false;
+  CLI::App app{"moelora-bench-prepare: generate every variant moelora-bench "
+               "dispatches to into a disk cache"};
+  app.add_option("cache_dir", cacheDir, "disk cache to fill")->required();
+  app.add_flag("--fp16", fp16, "the fp16 cases instead of bf16");
+  CLI11_PARSE(app, argc, argv);
   moelora_runtime_options o;
   moelora_runtime_options_init(&o);
-  o.cache_dir = argv[1];
+  o.cache_dir = cacheDir.c_str();
   moelora_runtime *rt = nullptr;
   if (moelora_runtime_create(&o, &rt) != MOELORA_OK) {
     std::fprintf(stderr, "error: %s\n", moelora_last_error());

@@ -18,6 +18,7 @@
 #include "moelora/Runtime/Runtime.h"
 #include "moelora/Support/Half.h"
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -49,23 +50,14 @@ int main(int argc, char **argv) {
   bool quick = false, fp16 = false;
   std::string filter,
       outDir = std::getenv("OUT") ? std::getenv("OUT") : "bench-out";
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--quick")
-      quick = true;
-    else if (a == "--fp16")
-      fp16 = true;
-    else if (a == "--filter" && i + 1 < argc)
-      filter = argv[++i];
-    else if (a == "--out" && i + 1 < argc)
-      outDir = argv[++i];
-    else {
-      std::fprintf(stderr,
-                   "usage: %s [--quick] [--fp16] [--filter s] [--out dir]\n",
-                   argv[0]);
-      return 2;
-    }
-  }
+  CLI::App app{"moelora-bench: fused_moe_lora against the memory roofline "
+               "(kernels from $MOELORA_CACHE_DIR)"};
+  app.add_flag("--quick", quick, "fewer replays per case");
+  app.add_flag("--fp16", fp16, "fp16 cases instead of bf16");
+  app.add_option("--filter", filter, "only cases whose name contains this");
+  app.add_option("--out", outDir, "directory for bench.csv/json")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
   std::filesystem::create_directories(outDir);
   auto d = CudaDriver::get();
   if (!d) {
