@@ -296,8 +296,15 @@ moelora_status moelora_runtime_create(const moelora_runtime_options *options,
 void moelora_runtime_destroy(moelora_runtime *rt) { delete rt; }
 
 size_t moelora_workspace_bytes(const moelora_fused_args *args) {
+  // A size cannot carry a status: invalid arguments give 0 and say why in
+  // moelora_last_error(), as the status-returning entry points do.
   auto c = toCall(args);
-  return c ? intermediateBytes(*c) : 0;
+  if (!c) {
+    fail(MOELORA_ERROR_INVALID_ARGUMENT, c.error().message);
+    return 0;
+  }
+  ok();
+  return intermediateBytes(*c);
 }
 
 moelora_status moelora_plan_fused(moelora_runtime *rt,

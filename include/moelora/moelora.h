@@ -137,6 +137,9 @@ void moelora_runtime_destroy(moelora_runtime *rt);
 moelora_status moelora_plan_fused(moelora_runtime *rt,
                                   const moelora_fused_args *args,
                                   moelora_plan *plan);
+/* Bytes of two-kernel workspace these arguments need. Invalid arguments:
+ * 0, and moelora_last_error() says which argument (it is "" after valid
+ * ones). */
 size_t moelora_workspace_bytes(const moelora_fused_args *args);
 /* Loads (or generates) every variant the plan for these calls needs. */
 moelora_status moelora_warmup(moelora_runtime *rt,

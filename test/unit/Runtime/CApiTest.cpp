@@ -355,6 +355,8 @@ TEST_P(CApiBadArgTest, HalvesRejectAndWorkspaceIsZero) {
   expectRejected(moelora_shrink(rt, &a, nullptr), "shrink");
   expectRejected(moelora_expand(rt, &a, 0, nullptr), "expand");
   EXPECT_EQ(moelora_workspace_bytes(&a), 0u);
+  // The size cannot carry a status; the last error says what was wrong.
+  EXPECT_STRNE(moelora_last_error(), "");
 }
 
 // Sanity: the unmutated baselines are valid (so every case above fails for
@@ -597,6 +599,7 @@ TEST_F(CApiTest, NullArgs) {
   EXPECT_EQ(moelora_expand(rt, nullptr, 0, nullptr),
             MOELORA_ERROR_INVALID_ARGUMENT);
   EXPECT_EQ(moelora_workspace_bytes(nullptr), 0u);
+  EXPECT_THAT(moelora_last_error(), HasSubstr("args"));
   moelora_fused_args a = naiveArgs();
   EXPECT_EQ(moelora_plan_fused(rt, &a, nullptr),
             MOELORA_ERROR_INVALID_ARGUMENT);
@@ -890,6 +893,7 @@ TEST_F(CApiTest, PlanTwoKernel) {
     size_t bytes = size_t(a.num_slices) * a.num_tokens * a.top_k * a.rank * 2;
     EXPECT_EQ(plan.workspace_bytes, bytes);
     EXPECT_EQ(moelora_workspace_bytes(&a), bytes);
+    EXPECT_STREQ(moelora_last_error(), "");
   }
 }
 
