@@ -15,6 +15,11 @@
 // SMs, instead of whole by one SM: at decode a block's time is its bytes over
 // one SM's bandwidth, and A (R x K) is most of them.
 //
+// Latency: the expand's operands that do not depend on r (the first B row,
+// the routed weight, the output it adds to) are loaded before the shrink,
+// and `adapter_enabled` gates only the stores, so neither adds a dependent
+// round trip to the item.
+//
 //===----------------------------------------------------------------------===//
 
 #include "moelora/Codegen/KernelBuilder.h"
@@ -37,7 +42,7 @@ int maxPrefetchRank(int sm) { return sm >= 90 ? 64 : 32; }
 
 int smallBatchSharedBytes(const KernelSpec &spec) {
   // r (fp32), then one partial sum per warp and rank row, then (clusters)
-  // this block's partial r, double-buffered over items.
+  // this block's partial r, double-buffered over active items.
   const int partialR = spec.splitK > 1 ? 2 * spec.blockR() * 4 : 0;
   return spec.blockR() * 4 + spec.numWarps * spec.blockR() * 4 + partialR;
 }
