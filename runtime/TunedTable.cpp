@@ -11,13 +11,20 @@
 
 namespace moelora {
 
-Expected<TunedTable> TunedTable::load(const std::string &path) {
+Expected<std::string> TunedTable::readText(const std::string &path) {
   std::ifstream in(path);
   if (!in)
     return makeError("tuned table " + path + ": cannot read");
   std::stringstream ss;
   ss << in.rdbuf();
-  return parse(ss.str(), path);
+  return ss.str();
+}
+
+Expected<TunedTable> TunedTable::load(const std::string &path) {
+  auto text = readText(path);
+  if (!text)
+    return text.error();
+  return parse(*text, path);
 }
 
 Expected<TunedTable> TunedTable::parse(const std::string &text,

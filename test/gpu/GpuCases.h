@@ -76,6 +76,15 @@ inline KernelSpec baseSpec(KernelFamily f, DType t, int rank, int k,
   return s;
 }
 
+/// small_batch with SPLIT_K blocks per cluster, as the dispatcher plans it.
+inline KernelSpec clusterSpec(DType t, int rank, int k, int splitK) {
+  KernelSpec s = baseSpec(KernelFamily::SmallBatch, t, rank, k, false);
+  s.splitK = splitK;
+  s.numWarps = 8;
+  s.minBlocksPerSm = defaultMinBlocksPerSm(KernelFamily::SmallBatch);
+  return s;
+}
+
 inline ProblemOptions baseProblem(DType t, int numTokens, int topK, int K,
                                   int N, int rank, uint64_t seed) {
   ProblemOptions p;
@@ -192,12 +201,9 @@ inline std::vector<GpuCase> gpuCases() {
           int N = K == 1000 ? 1000 : 1408;
           GpuCase c;
           c.path = Path::SmallBatch;
-          c.spec = baseSpec(KernelFamily::SmallBatch, t, R, realK, false);
+          c.spec = clusterSpec(t, R, realK, splitK);
           if (K == 0)
             c.spec.k.reset();
-          c.spec.splitK = splitK;
-          c.spec.numWarps = 8;
-          c.spec.minBlocksPerSm = 2;
           c.problem = baseProblem(t, 3, 4, realK, N, R, ++seed);
           c.tilesPerItem = splitK == 8 ? 1 : 4;
           c.name = fmt::format("small_batch_{}_r{}_k{}_n{}_cluster{}", dt, R,
@@ -213,10 +219,7 @@ inline std::vector<GpuCase> gpuCases() {
     {
       GpuCase c;
       c.path = Path::SmallBatch;
-      c.spec = baseSpec(KernelFamily::SmallBatch, t, 16, 7168, false);
-      c.spec.splitK = 4;
-      c.spec.numWarps = 8;
-      c.spec.minBlocksPerSm = 2;
+      c.spec = clusterSpec(t, 16, 7168, 4);
       c.problem = baseProblem(t, 16, 4, 7168, 1408, 16, ++seed);
       c.problem.fracNoAdapter = 0.4;
       c.problem.fracNoExpert = 0.3;

@@ -34,7 +34,6 @@
 #include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 #include <unistd.h>
 
 #ifdef MOELORA_TUNE_WITH_JIT
@@ -468,14 +467,13 @@ int run(const std::string &planPath, const std::string &cacheDir,
 
 int mergeTables(const std::string &basePath, const std::string &updatePath,
                 const std::string &outPath) {
-  auto read = [](const std::string &path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
-  auto merged = mergeTunedTables(read(basePath), read(updatePath),
-                                 basePath + " + " + updatePath);
+  auto base = TunedTable::readText(basePath);
+  if (!base)
+    die(base.error().message);
+  auto update = TunedTable::readText(updatePath);
+  if (!update)
+    die(update.error().message);
+  auto merged = mergeTunedTables(*base, *update, basePath + " + " + updatePath);
   if (!merged)
     die(merged.error().message);
   std::ofstream out(outPath);

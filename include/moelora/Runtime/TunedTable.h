@@ -46,6 +46,8 @@ struct TunedTable {
   std::vector<TunedEntry> entries;
 
   static Expected<TunedTable> load(const std::string &path);
+  /// The file's text, or an error naming the path (load = readText + parse).
+  static Expected<std::string> readText(const std::string &path);
   static Expected<TunedTable> parse(const std::string &text,
                                     const std::string &origin);
   const TunedEntry *find(const std::string &gpuName, const std::string &path,
