@@ -48,7 +48,7 @@ struct Result {
 
 int main(int argc, char **argv) {
   bool quick = false, fp16 = false;
-  std::string filter,
+  std::string filter, tunedTable,
       outDir = std::getenv("OUT") ? std::getenv("OUT") : "bench-out";
   CLI::App app{"moelora-bench: fused_moe_lora against the memory roofline "
                "(kernels from $MOELORA_CACHE_DIR)"};
@@ -57,6 +57,9 @@ int main(int argc, char **argv) {
   app.add_option("--filter", filter, "only cases whose name contains this");
   app.add_option("--out", outDir, "directory for bench.csv/json")
       ->capture_default_str();
+  app.add_option("--tuned-table", tunedTable,
+                 "tuned table JSON, or 'none' for vLLM's rules (default: the "
+                 "committed table for this GPU)");
   CLI11_PARSE(app, argc, argv);
   std::filesystem::create_directories(outDir);
   auto d = CudaDriver::get();
@@ -68,6 +71,8 @@ int main(int argc, char **argv) {
   const CudaDriver *drv = *d;
   moelora_runtime_options o;
   moelora_runtime_options_init(&o);
+  if (!tunedTable.empty())
+    o.tuned_table_path = tunedTable == "none" ? "" : tunedTable.c_str();
   moelora_runtime *rt = nullptr;
   checkStatus(moelora_runtime_create(&o, &rt), "runtime_create");
   CUstream stream;

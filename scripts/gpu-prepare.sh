@@ -6,12 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
+# The card the device tool lends (its name selects the tuned table).
+MOELORA_GPU=${MOELORA_GPU:-NVIDIA H200}
 cmake -S . -B "$BUILD" -G Ninja >/dev/null
 ninja -C "$BUILD" -j2 moelora_gpu_tests make-gpu-bundle prepare-capi-cache
 rm -rf .carry && mkdir -p .carry/bin .carry/lib
 "$BUILD"/test/gpu/make-gpu-bundle .carry/gpu-bundle
 # The C ABI suite's disk cache: every variant its calls dispatch to.
-MOELORA_TARGET_GPU="NVIDIA H100 80GB HBM3" "$BUILD"/test/gpu/prepare-capi-cache .carry/capi-cache
+MOELORA_TARGET_GPU="$MOELORA_GPU" "$BUILD"/test/gpu/prepare-capi-cache .carry/capi-cache
 cp "$BUILD"/test/gpu/moelora_gpu_tests .carry/bin/
 for lib in libfmt.so.9 libyaml-cpp.so.0.7; do
   cp -L "/usr/lib/x86_64-linux-gnu/$lib" .carry/lib/
