@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 
 namespace moelora {
 
@@ -42,6 +43,7 @@ static KernelSpec commonSpec(KernelFamily f, const MoeLoraCall &call,
   s.addInputs = call.addInputs;
   s.numSlices = call.numSlices;
   s.minBlocksPerSm = defaultMinBlocksPerSm(f);
+  s.alignedOutput = outputRowsAligned(call);
   return s;
 }
 

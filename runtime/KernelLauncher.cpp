@@ -139,6 +139,15 @@ Status launchGemm(const CudaDriver &drv, const LoadedKernel &kernel,
   LaunchGeometry g = launchGeometry(kernel.spec, call, knobs);
   if (g.empty())
     return Status::ok();
+  // A staged epilogue moves 16-byte row chunks: misaligned rows would fault.
+  if (kernel.spec.stagesOutput() &&
+      !outputRowsAligned(call, knobs.outColOffset))
+    return makeError(fmt::format(
+        "{}: stages 16-byte output rows, but out = {}, its row stride {}, N = "
+        "{} or the column offset {} is not 16-byte aligned (use a variant "
+        "with out_aligned false)",
+        kernel.spec.entryName(), call.out, call.outStride, call.N,
+        knobs.outColOffset));
   GemmArgPack pack(kernel.spec, call, knobs, inter);
   return drv.check(drv.cuLaunchKernel(kernel.function, g.grid[0], g.grid[1],
                                       g.grid[2], g.block, 1, 1,

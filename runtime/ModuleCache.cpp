@@ -60,7 +60,7 @@ SpecKey::SpecKey(const KernelSpec &s) {
             s.numSlices,
             s.npid,
             s.minBlocksPerSm,
-            0,
+            int32_t(s.alignedOutput),
             0};
 }
 

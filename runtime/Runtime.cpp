@@ -176,6 +176,9 @@ Status Runtime::launchPlanned(const MoeLoraCall &call, bool fullySharded,
     return Status::ok();
   PlannedKernel expand = p->kernels[1];
   expand.knobs.outColOffset = outColOffset;
+  // The plan assumed column 0; a column offset can break the row alignment.
+  if (!outputRowsAligned(call, outColOffset))
+    expand.spec.alignedOutput = false;
   return runKernel(expand, call, &inter, stream);
 }
 

@@ -106,12 +106,12 @@ std::string KernelSpec::cacheKey() const {
   // key states the compile-time choice explicitly.
   return fmt::format("{};{};sm_{};R={};K={};BM={};BN={};BK={};GM={};SK={};"
                      "W={};S={};sorted={:d};mrw={:d};add={:d};slices={};"
-                     "npid={};even_k={:d};mbs={}",
+                     "npid={};even_k={:d};mbs={};oa={:d}",
                      toString(family), toString(dtype), sm, rank,
                      k ? std::to_string(*k) : std::string("*"), blockM, blockN,
                      blockK, groupSizeM, splitK, numWarps, numStages, sorted,
                      mulRoutedWeight, addInputs, numSlices, npid, evenK(),
-                     minBlocksPerSm);
+                     minBlocksPerSm, alignedOutput);
 }
 
 std::string KernelSpec::entryName() const {
@@ -139,6 +139,8 @@ std::string KernelSpec::entryName() const {
     name += fmt::format("_npid{}", npid);
   if (minBlocksPerSm != 0)
     name += fmt::format("_b{}", minBlocksPerSm);
+  if (!alignedOutput)
+    name += "_ua";
   std::string key = cacheKey();
   uint64_t hash = XXH3_64bits(key.data(), key.size());
   name += fmt::format("_h{:08x}", static_cast<uint32_t>(hash));
@@ -152,7 +154,7 @@ bool operator==(const KernelSpec &a, const KernelSpec &b) {
     return std::tie(s.family, s.dtype, s.sm, s.rank, s.k, s.blockM, s.blockN,
                     s.blockK, s.groupSizeM, s.splitK, s.numWarps, s.numStages,
                     s.sorted, s.mulRoutedWeight, s.addInputs, s.numSlices,
-                    s.npid, s.minBlocksPerSm);
+                    s.npid, s.minBlocksPerSm, s.alignedOutput);
   };
   return fields(a) == fields(b);
 }

@@ -55,8 +55,9 @@ enum class Field {
   NumSlices,
   Npid,
   MinBlocksPerSm,
+  OutAligned,
 };
-constexpr size_t kNumFields = static_cast<size_t>(Field::MinBlocksPerSm) + 1;
+constexpr size_t kNumFields = static_cast<size_t>(Field::OutAligned) + 1;
 
 enum class ValueKind { Text, Enum, Int, Bool };
 
@@ -88,6 +89,7 @@ constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
     {"NPID", ValueKind::Int, "integer >= 0 (0 = runtime argument)"},
     {"min_blocks_per_sm", ValueKind::Int,
      "0..32 (0 = no hint; absent = the kernel family's default)"},
+    {"out_aligned", ValueKind::Bool, "true, false"},
 }};
 
 const FieldInfo &info(Field f) { return kFieldInfo[static_cast<size_t>(f)]; }
@@ -508,6 +510,8 @@ private:
       return d.npid;
     case Field::MinBlocksPerSm:
       return d.minBlocksPerSm;
+    case Field::OutAligned:
+      return d.alignedOutput ? 1 : 0;
     }
     return 0;
   }
@@ -569,6 +573,9 @@ private:
       break;
     case Field::MinBlocksPerSm:
       s.minBlocksPerSm = v;
+      break;
+    case Field::OutAligned:
+      s.alignedOutput = v != 0;
       break;
     }
   }

@@ -85,6 +85,12 @@ inline std::vector<CApiCase> capiCases() {
         false, true, MOELORA_PATH_TWO_KERNEL);
     add("naive_two_kernel_r192", t, 4, 2, 2048, 1000, 192, 1, false, 16, false,
         true, true, MOELORA_PATH_TWO_KERNEL);
+    // N % 8 != 0: output rows are not 16-byte aligned, so the dispatcher
+    // must pick the element-wise epilogue (alignedOutput false).
+    add("sorted_one_shot_n1004_unaligned", t, 64, 8, 2048, 1004, 16, 2, true,
+        64, false, false, true, MOELORA_PATH_ONE_SHOT);
+    add("sorted_two_kernel_n1004_unaligned", t, 64, 8, 2048, 1004, 16, 2, true,
+        64, true, false, true, MOELORA_PATH_TWO_KERNEL);
   }
   return cases;
 }

@@ -247,6 +247,28 @@ inline std::vector<GpuCase> gpuCases() {
         }
       }
     }
+    // Output rows not 16-byte aligned (N % 8 != 0): the element-wise
+    // epilogue. The aligned cases above all stage their output tiles.
+    for (bool sorted : {false, true}) {
+      GpuCase c;
+      c.path = Path::OneShot;
+      c.spec = baseSpec(KernelFamily::OneShot, t, 16, 2048, sorted);
+      c.spec.alignedOutput = false;
+      c.problem = baseProblem(t, sorted ? 40 : 5, 4, 2048, 1004, 16, ++seed);
+      c.name = fmt::format("one_shot_{}_{}_r16_n1004_unaligned", dt,
+                           sorted ? "sorted" : "naive");
+      cases.push_back(c);
+    }
+    {
+      GpuCase c;
+      c.path = Path::TwoKernel;
+      c.spec = baseSpec(KernelFamily::Shrink, t, 16, 2048, true);
+      c.expand = baseSpec(KernelFamily::Expand, t, 16, 0, true);
+      c.expand->alignedOutput = false;
+      c.problem = baseProblem(t, 40, 4, 2048, 1004, 16, ++seed);
+      c.name = fmt::format("two_kernel_{}_sorted_r16_n1004_unaligned", dt);
+      cases.push_back(c);
+    }
     {
       GpuCase c;
       c.path = Path::TwoKernel;

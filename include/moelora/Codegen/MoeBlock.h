@@ -65,6 +65,41 @@ void storeAccumulators(TileBuilder &tb, Accumulators &acc,
                        const EpilogueRows &rows, Value colBase, Value colLimit,
                        EpilogueMode mode, bool addInputs, bool mulWeight);
 
+/// A program's rows x cols output tile staged through shared memory (specs
+/// with stagesOutput()): the old values (add_inputs) are copied in by
+/// cp.async ahead of use, like the GEMM operands, instead of one dependent
+/// global round trip per element after the math; the results are written
+/// back to the tile and leave in 16-byte row chunks. The shared tile is
+/// rows x pitch elements.
+struct StagedOutput {
+  TileCopyPlan rowChunks; ///< the tile as 8-element chunks of output rows
+  int rows = 0, cols = 0, pitch = 0;
+  int bytes() const { return rows * pitch * kElementBytes; }
+};
+
+/// Plans the tile over output rows `outBase + pair*rowStride` of the block's
+/// pairs (invalid rows are never written).
+StagedOutput planStagedOutput(TileBuilder &tb, const MoeBlock &block, int rows,
+                              int cols, Value outBase, Value rowStride);
+/// Bytes of shared memory a staged output tile takes.
+int stagedOutputBytes(int rows, int cols);
+
+/// Issues the cp.async copies of the old values of output columns colStart..
+/// (< colLimit) into `smemTile`; the caller commits and waits.
+void loadStagedOutput(TileBuilder &tb, const StagedOutput &out, Value smemTile,
+                      Value colStart, Value colLimit);
+
+/// out = (addInputs ? old : 0) + acc * (mulWeight ? weight : 1): each warp
+/// combines its accumulator tile (at warpRow0, warpCol0 of the block tile)
+/// with the old values in `smemTile`, then, after a barrier that every
+/// thread of the block must reach, all threads store the valid rows'
+/// columns colStart.. < colLimit. `rows` supplies the routed weights.
+void storeStagedOutput(TileBuilder &tb, Accumulators &acc,
+                       const EpilogueRows &rows, const StagedOutput &out,
+                       Value smemTile, Value warpRow0, Value warpCol0,
+                       Value colStart, Value colLimit, bool addInputs,
+                       bool mulWeight);
+
 } // namespace moelora
 
 #endif // MOELORA_CODEGEN_MOEBLOCK_H

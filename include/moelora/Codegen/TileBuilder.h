@@ -156,6 +156,10 @@ public:
   /// it stays in flight until first use) and the widening.
   Value loadElements(Value ptr, int elems);
   ValueVec widenToF32(Value vec, int elems);
+  /// f32 values rounded to T and packed into one vector<n x T>.
+  Value packElements(llvm::ArrayRef<Value> f32s);
+  /// Stores a vector<n x T> as one access (aligned to its size).
+  void storeElements(Value vec, Value ptr);
   /// Sum of an f32 over the 32 lanes of a warp (butterfly shuffles).
   Value warpSum(Value v);
   /// The i32 `v` of lane `srcLane` (shfl.sync.idx over the full warp).

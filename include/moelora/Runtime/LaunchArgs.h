@@ -43,6 +43,14 @@ struct MoeLoraCall {
   int numPairs() const { return numTokens * topK; }
 };
 
+/// Whether every output row of the call (from column `colOffset`) starts
+/// 16-byte aligned: what KernelSpec::alignedOutput variants need. A call
+/// without an output pointer yet (planning by shape) counts as aligned.
+inline bool outputRowsAligned(const MoeLoraCall &call, int colOffset = 0) {
+  return reinterpret_cast<uintptr_t>(call.out) % 16 == 0 &&
+         call.outStride % 8 == 0 && call.N % 8 == 0 && colOffset % 8 == 0;
+}
+
 /// The two-kernel path's intermediate buffer (numSlices, numPairs, R) in T.
 struct IntermediateBuffer {
   void *data = nullptr;

@@ -63,6 +63,14 @@ struct KernelSpec {
   /// .minnctapersm, CUDA's __launch_bounds__ second argument); 0 = no hint,
   /// ptxas picks the register budget.
   int minBlocksPerSm = 0;
+  /// The output's rows start 16-byte aligned: N, the output's row stride and
+  /// its first column are multiples of 8 elements and the pointer is 16-byte
+  /// aligned (Triton likewise specialises on divisibility by 16). Then the
+  /// one-shot and expand kernels stage each output tile through shared
+  /// memory: the old values arrive by cp.async with the operands and rows
+  /// leave in 16-byte chunks. Otherwise they use element-wise stores. The
+  /// runtime derives it from each call; other families ignore it.
+  bool alignedOutput = true;
   std::string origin; ///< "file:line" of the spec this came from
 
   /// BLOCK_R = max(16, next_pow2(R)).
@@ -70,6 +78,11 @@ struct KernelSpec {
   /// EVEN_K: K % BLOCK_K == 0 when K is known; false (masked loads) else.
   bool evenK() const;
   int threads() const { return numWarps * 32; }
+  /// Whether this variant stages output tiles (alignedOutput applies).
+  bool stagesOutput() const {
+    return alignedOutput &&
+           (family == KernelFamily::OneShot || family == KernelFamily::Expand);
+  }
   /// Kernel entry name, unique per cache key.
   std::string entryName() const;
   /// Canonical cache key text: identical specs give identical keys.

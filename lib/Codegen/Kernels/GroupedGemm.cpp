@@ -13,6 +13,7 @@
 #include "moelora/Codegen/MoeBlock.h"
 
 #include <algorithm>
+#include <optional>
 
 namespace moelora {
 
@@ -33,7 +34,10 @@ struct GemmLayout {
 } // namespace
 
 int groupedGemmSharedBytes(const KernelSpec &spec) {
-  return GemmLayout(spec).stageBytes * spec.numStages;
+  // A staged expand output tile sits after the pipeline's stages.
+  return GemmLayout(spec).stageBytes * spec.numStages +
+         (spec.stagesOutput() ? stagedOutputBytes(spec.blockM, spec.blockN)
+                              : 0);
 }
 
 void buildGroupedGemmKernel(TileBuilder &tb, const KernelArgs &args) {
@@ -121,6 +125,24 @@ void buildGroupedGemmKernel(TileBuilder &tb, const KernelArgs &args) {
     Value stepHi = tb.minS(tb.add(stepLo, stepsPerSplit), kSteps);
 
     Value smem = tb.shared();
+    // The expand's old output values: copied first, so they arrive while the
+    // (short, K = R) GEMM runs; the pipeline's waits cover this group too.
+    std::optional<StagedOutput> staged;
+    Value stagedTile;
+    Value outBase;
+    if (!shrink)
+      outBase = tb.gep(args[kOut],
+                       tb.add(args[kOutColOffset], tb.mul(blk.slice, nTotal)),
+                       tb.elementType());
+    if (spec.stagesOutput()) {
+      staged = planStagedOutput(tb, blk, spec.blockM, spec.blockN, outBase,
+                                args[kOutStride]);
+      stagedTile = tb.shared(lay.stageBytes * spec.numStages);
+      if (spec.addInputs) {
+        loadStagedOutput(tb, *staged, stagedTile, n0, nTotal);
+        tb.commitGroup();
+      }
+    }
     const int bOffset = spec.blockM * lay.pitch * kElementBytes;
     PipelineLoop loop;
     loop.stages = spec.numStages;
@@ -153,14 +175,17 @@ void buildGroupedGemmKernel(TileBuilder &tb, const KernelArgs &args) {
                                         : EpilogueMode::Store,
                         /*addInputs=*/false, /*mulWeight=*/false);
     } else {
-      Value col0 = tb.add(args[kOutColOffset], tb.mul(blk.slice, nTotal));
-      Value out = tb.gep(args[kOut], col0, tb.elementType());
       EpilogueRows outRows =
-          resolveEpilogueRows(tb, args, blk, lay.mTiles, warpRow0, out,
+          resolveEpilogueRows(tb, args, blk, lay.mTiles, warpRow0, outBase,
                               args[kOutStride], spec.mulRoutedWeight);
-      storeAccumulators(tb, acc, outRows, tb.add(n0, warpCol0), nTotal,
-                        EpilogueMode::Store, spec.addInputs,
-                        spec.mulRoutedWeight);
+      if (staged)
+        storeStagedOutput(tb, acc, outRows, *staged, stagedTile, warpRow0,
+                          warpCol0, n0, nTotal, spec.addInputs,
+                          spec.mulRoutedWeight);
+      else
+        storeAccumulators(tb, acc, outRows, tb.add(n0, warpCol0), nTotal,
+                          EpilogueMode::Store, spec.addInputs,
+                          spec.mulRoutedWeight);
     }
   });
 }

@@ -5,7 +5,9 @@
 // it in registers as mma A fragments, then expand over this program's share
 // of N in BLOCK_N tiles. Warps: warpsM row groups; the warpsN warps of a row
 // group split each BLOCK_K step in the shrink (partials summed through
-// shared memory) and each BLOCK_N tile in the expand.
+// shared memory) and each BLOCK_N tile in the expand. With an aligned
+// output, each expand stage also carries the output tile (StagedOutput), so
+// the old values are in flight num_stages - 1 tiles ahead of their use.
 //
 //===----------------------------------------------------------------------===//
 
@@ -13,6 +15,7 @@
 #include "moelora/Codegen/MoeBlock.h"
 
 #include <algorithm>
+#include <optional>
 
 namespace moelora {
 
@@ -25,7 +28,8 @@ struct OneShotLayout {
   int xPitch;      // shrink tiles' pitch (BLOCK_K + pad)
   int bPitch;      // expand tile pitch (BLOCK_R + pad)
   int shrinkStage; // bytes of one shrink stage (x tile + A tile)
-  int expandStage; // bytes of one expand stage (B tile)
+  int bTileBytes;  // B tile of an expand stage
+  int expandStage; // bytes of one expand stage (B tile + staged output)
   int reduceBytes; // cross-warp reduction buffer
 
   explicit OneShotLayout(const KernelSpec &spec)
@@ -35,7 +39,10 @@ struct OneShotLayout {
     xPitch = paddedPitch(spec.blockK);
     bPitch = paddedPitch(blockR);
     shrinkStage = (spec.blockM + blockR) * xPitch * kElementBytes;
-    expandStage = spec.blockN * bPitch * kElementBytes;
+    bTileBytes = spec.blockN * bPitch * kElementBytes;
+    expandStage =
+        bTileBytes +
+        (spec.stagesOutput() ? stagedOutputBytes(spec.blockM, spec.blockN) : 0);
     reduceBytes = grid.warpsN > 1 ? grid.warpsN * spec.blockM * blockR * 4 : 0;
   }
   int sharedBytes(const KernelSpec &spec) const {
@@ -145,6 +152,10 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
                             args[kOutStride], spec.mulRoutedWeight);
     const int warpCols = spec.blockN / warpsN;
     Value rLimit = R < BR ? tb.i32(R) : Value();
+    std::optional<StagedOutput> staged;
+    if (spec.stagesOutput())
+      staged = planStagedOutput(tb, blk, spec.blockM, spec.blockN, outSlice,
+                                args[kOutStride]);
 
     PipelineLoop expand;
     expand.stages = spec.numStages;
@@ -159,6 +170,9 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
       Value base =
           tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.expandStage)));
       tb.issueTileCopy(bPlan, base, tb.i32(0), rLimit);
+      if (staged && spec.addInputs)
+        loadStagedOutput(tb, *staged,
+                         tb.sharedOffset(base, tb.i32(lay.bTileBytes)), n0, N);
     };
     expand.consume = [&](Value iter, Value stage, mlir::ValueRange) {
       Value n0 = tb.mul(tb.add(tileLo, iter), tb.i32(spec.blockN));
@@ -167,9 +181,15 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
       Value warpCol0 = tb.mul(wn, tb.i32(warpCols));
       Accumulators y = tb.zeroAccumulators(lay.mTiles, warpCols / 8);
       tb.mmaWithFragA(y, rFrags, rSteps, base, lay.bPitch, warpCol0, tb.i32(0));
-      storeAccumulators(tb, y, outRows, tb.add(n0, warpCol0), N,
-                        EpilogueMode::Store, spec.addInputs,
-                        spec.mulRoutedWeight);
+      if (staged)
+        storeStagedOutput(tb, y, outRows, *staged,
+                          tb.sharedOffset(base, tb.i32(lay.bTileBytes)),
+                          warpRow0, warpCol0, n0, N, spec.addInputs,
+                          spec.mulRoutedWeight);
+      else
+        storeAccumulators(tb, y, outRows, tb.add(n0, warpCol0), N,
+                          EpilogueMode::Store, spec.addInputs,
+                          spec.mulRoutedWeight);
       return ValueVec{};
     };
     tb.pipelined(expand, {});

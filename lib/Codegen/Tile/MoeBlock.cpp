@@ -157,4 +157,72 @@ void storeAccumulators(TileBuilder &tb, Accumulators &acc,
   }
 }
 
+int stagedOutputBytes(int rows, int cols) {
+  return rows * paddedPitch(cols) * kElementBytes;
+}
+
+StagedOutput planStagedOutput(TileBuilder &tb, const MoeBlock &block, int rows,
+                              int cols, Value outBase, Value rowStride) {
+  StagedOutput out;
+  out.rows = rows;
+  out.cols = cols;
+  out.pitch = paddedPitch(cols);
+  out.rowChunks = tb.planTileCopy(
+      rows, cols, /*vecElems=*/8, out.pitch,
+      matrixRows(tb, outBase, rowStride, block.pairOf, block.rowValid));
+  return out;
+}
+
+void loadStagedOutput(TileBuilder &tb, const StagedOutput &out, Value smemTile,
+                      Value colStart, Value colLimit) {
+  tb.issueTileCopy(out.rowChunks, smemTile, colStart, colLimit);
+}
+
+void storeStagedOutput(TileBuilder &tb, Accumulators &acc,
+                       const EpilogueRows &rows, const StagedOutput &out,
+                       Value smemTile, Value warpRow0, Value warpCol0,
+                       Value colStart, Value colLimit, bool addInputs,
+                       bool mulWeight) {
+  // Each lane owns column pairs (c, c+1) of rows g and g+8 of every m16n8
+  // tile: one 4-byte shared access per pair. Rows and columns outside the
+  // output hold zeros or garbage here and are never stored below.
+  mlir::Type elem = tb.elementType();
+  for (int mt = 0; mt < acc.mTiles; ++mt)
+    for (int nt = 0; nt < acc.nTiles; ++nt)
+      for (int half = 0; half < 2; ++half) {
+        Value row = tb.add(warpRow0, tb.accRow(mt, 2 * half));
+        Value col = tb.add(warpCol0, tb.accCol(nt, 0));
+        Value ptr =
+            tb.gep(smemTile, tb.add(tb.mul(row, tb.i32(out.pitch)), col), elem);
+        Value v[2] = {acc.at(mt, nt, 2 * half), acc.at(mt, nt, 2 * half + 1)};
+        if (mulWeight)
+          for (Value &x : v)
+            x = tb.fmul(x, rows.weight[mt * 2 + half]);
+        if (addInputs) {
+          ValueVec old = tb.widenToF32(tb.loadElements(ptr, 2), 2);
+          for (int i = 0; i < 2; ++i)
+            v[i] = tb.fadd(old[i], v[i]);
+        }
+        tb.storeElements(tb.packElements(v), ptr);
+      }
+  tb.barrier();
+  const TileCopyPlan &plan = out.rowChunks;
+  for (const TileCopyPlan::Chunk &c : plan.chunks) {
+    auto emit = [&] {
+      Value col = tb.add(colStart, c.colInTile);
+      tb.ifThen(tb.land(c.rowValid, tb.lt(col, colLimit)), [&] {
+        Value chunk =
+            tb.loadElements(tb.gep(smemTile, c.smemIndex, elem), plan.vecElems);
+        tb.storeElements(chunk, tb.gep(c.rowPtr, col, elem));
+      });
+    };
+    if (c.guarded)
+      tb.ifThen(tb.lt(tb.add(tb.threadId(), tb.i32(c.first)),
+                      tb.i32(plan.totalChunks)),
+                emit);
+    else
+      emit();
+  }
+}
+
 } // namespace moelora

@@ -192,6 +192,23 @@ Value TileBuilder::loadElements(Value ptr, int elems) {
                               /*alignment=*/elems * kElementBytes);
 }
 
+Value TileBuilder::packElements(ArrayRef<Value> f32s) {
+  const int n = static_cast<int>(f32s.size());
+  Value v =
+      LLVM::UndefOp::create(b, location, VectorType::get({n}, elementType()));
+  for (int i = 0; i < n; ++i)
+    v = LLVM::InsertElementOp::create(b, location, v, toElement(f32s[i]),
+                                      i32(i));
+  return v;
+}
+
+void TileBuilder::storeElements(Value vec, Value ptr) {
+  const int n =
+      static_cast<int>(cast<VectorType>(vec.getType()).getNumElements());
+  LLVM::StoreOp::create(b, location, vec, ptr,
+                        /*alignment=*/n * kElementBytes);
+}
+
 ValueVec TileBuilder::widenToF32(Value v, int elems) {
   ValueVec out;
   for (int i = 0; i < elems; ++i)
@@ -551,11 +568,8 @@ Value TileBuilder::fromElement(Value t) {
 std::array<Value, 4> TileBuilder::accumulatorsToFragA(Accumulators &acc, int mt,
                                                       int j) {
   auto pack = [&](Value lo, Value hi) -> Value {
-    Type vecType = VectorType::get({2}, elementType());
-    Value v = LLVM::UndefOp::create(b, location, vecType);
-    v = LLVM::InsertElementOp::create(b, location, v, toElement(lo), i32(0));
-    v = LLVM::InsertElementOp::create(b, location, v, toElement(hi), i32(1));
-    return LLVM::BitcastOp::create(b, location, i32Type(), v);
+    return LLVM::BitcastOp::create(b, location, i32Type(),
+                                   packElements({lo, hi}));
   };
   // a0: rows g, k 0-7 (tile 2j c0,c1); a1: rows g+8 (tile 2j c2,c3);
   // a2: rows g, k 8-15 (tile 2j+1 c0,c1); a3: rows g+8 (tile 2j+1 c2,c3).

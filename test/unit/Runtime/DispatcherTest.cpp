@@ -71,6 +71,34 @@ TEST(DispatcherTest, PathNames) {
   EXPECT_EQ(toString(DispatchPath::TwoKernel), "two_kernel");
 }
 
+// One-shot and expand variants stage 16-byte output rows only where every
+// row is 16-byte aligned; otherwise the element-wise epilogue.
+TEST(DispatcherTest, AlignedOutputFollowsTheCall) {
+  auto stages = [](const MoeLoraCall &c, bool sharded) {
+    DispatchPlan p = planOk(c, sharded);
+    EXPECT_FALSE(p.kernels.empty());
+    return p.kernels.empty() ? false : p.kernels.back().spec.alignedOutput;
+  };
+  for (bool sharded : {false, true}) {
+    MoeLoraCall c = sortedCall(256, 64);
+    c.outStride = int64_t(c.numSlices) * c.N;
+    EXPECT_TRUE(stages(c, sharded)); // shape only: no pointer yet
+    alignas(16) static char buffer[64];
+    c.out = buffer;
+    EXPECT_TRUE(stages(c, sharded));
+    c.out = buffer + 2; // 2-byte aligned: an element, not a row chunk
+    EXPECT_FALSE(stages(c, sharded));
+    c.out = buffer;
+    c.outStride += 4;
+    EXPECT_FALSE(stages(c, sharded));
+    c = sortedCall(256, 64, 8, 2048, 1004);
+    c.outStride = int64_t(c.numSlices) * c.N;
+    EXPECT_FALSE(stages(c, sharded));
+  }
+  EXPECT_TRUE(outputRowsAligned(naiveCall(4), 0));
+  EXPECT_FALSE(outputRowsAligned(naiveCall(4), 4));
+}
+
 TEST(DispatcherTest, EmptyWorkPlansNothing) {
   for (bool sorted : {false, true})
     for (bool sharded : {false, true})

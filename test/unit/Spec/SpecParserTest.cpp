@@ -25,7 +25,8 @@ namespace {
 const std::string kAllFields =
     "name, kernel, dtype, target, rank, K, BLOCK_SIZE_M, BLOCK_SIZE_N, "
     "BLOCK_SIZE_K, GROUP_SIZE_M, SPLIT_K, num_warps, num_stages, metadata, "
-    "MUL_ROUTED_WEIGHT, ADD_INPUTS, num_slices, NPID, min_blocks_per_sm";
+    "MUL_ROUTED_WEIGHT, ADD_INPUTS, num_slices, NPID, min_blocks_per_sm, "
+    "out_aligned";
 const std::string kFamilies =
     "one_shot, small_batch, shrink, expand, align_block_size";
 
@@ -124,6 +125,16 @@ TEST(SpecParserTest, MinBlocksPerSmDefaultsPerFamily) {
   set = parseOk("defaults:\n  min_blocks_per_sm: 3\n"
                 "kernels:\n  - kernel: one_shot\n    rank: 16\n");
   EXPECT_EQ(set.specs[0].minBlocksPerSm, 3);
+}
+
+TEST(SpecParserTest, OutAlignedDefaultsToTrueAndSweeps) {
+  SpecSet set = parseOk("kernel: one_shot\nrank: 16\n");
+  EXPECT_TRUE(set.specs[0].alignedOutput);
+  set = parseOk("kernel: expand\nrank: 16\nBLOCK_SIZE_N: 64\n"
+                "out_aligned: [true, false]\n");
+  ASSERT_EQ(set.specs.size(), 2u);
+  EXPECT_TRUE(set.specs[0].alignedOutput);
+  EXPECT_FALSE(set.specs[1].alignedOutput);
 }
 
 TEST(SpecParserTest, KernelsListWithOrigins) {
@@ -378,6 +389,9 @@ TEST(SpecParserErrorTest, WrongTypeBoolean) {
             "'yes'; allowed: true, false");
   EXPECT_THAT(parseError("kernel: one_shot\nrank: 16\nADD_INPUTS: 1\n"),
               StartsWith("t.yaml:3:13: ADD_INPUTS: wrong type"));
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nout_aligned: 16\n"),
+            "t.yaml:3:14: out_aligned: wrong type: expected a boolean, got "
+            "'16'; allowed: true, false");
 }
 
 TEST(SpecParserErrorTest, NegativeNpid) {
