@@ -173,10 +173,23 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
       if (k.npid > 1)
         s.numWarps = 8;
     }
-    if (const TunedEntry *t = lookup("one_shot")) {
+    const TunedEntry *t = lookup("one_shot");
+    if (t) {
       applyTuned(s, k, t->config);
       plan.fromTunedTable = true;
     }
+    // The NPID programs of a row block each repeat its whole shrink; on
+    // sm_90 they form a cluster instead and split it (SPLIT_K = NPID, a
+    // power of two up to 8). A tuned entry's NPID or SPLIT_K is kept as
+    // measured.
+    if (device.sm >= 90 && k.npid > 1 &&
+        !(t && (t->config.splitK != 0 || t->config.npid != 0))) {
+      s.splitK = 2;
+      while (s.splitK < k.npid && s.splitK < kMaxClusterBlocks)
+        s.splitK *= 2;
+    }
+    if (s.splitK > 1)
+      k.npid = s.splitK;
     fitWarpsToTile(s);
     plan.kernels.push_back({s, k});
     return plan;

@@ -55,7 +55,9 @@ LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
   const unsigned loraDim = spec.sorted ? unsigned(call.numActiveLoras) : 1u;
   switch (spec.family) {
   case KernelFamily::OneShot:
-    g.grid[0] = mBlocks * unsigned(std::max(1, knobs.npid));
+    // SPLIT_K > 1: a cluster of SPLIT_K programs per row block is its NPID.
+    g.grid[0] = mBlocks * unsigned(spec.splitK > 1 ? spec.splitK
+                                                   : std::max(1, knobs.npid));
     g.grid[1] = spec.numSlices;
     g.grid[2] = loraDim;
     break;
@@ -126,7 +128,9 @@ GemmArgPack::GemmArgPack(const KernelSpec &spec, const MoeLoraCall &call,
   i32(kK, call.K);
   i32(kEM, call.EM);
   i32(kMaxLoras, call.maxLoras);
-  i32(kNpid, std::max(1, knobs.npid));
+  i32(kNpid, spec.family == KernelFamily::OneShot && spec.splitK > 1
+                 ? spec.splitK
+                 : std::max(1, knobs.npid));
   i32(kTilesPerItem, std::max(1, knobs.tilesPerItem));
   i32(kOutColOffset, knobs.outColOffset);
   for (int i = 0; i < kNumGemmParams; ++i)

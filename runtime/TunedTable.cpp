@@ -68,14 +68,15 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
         return makeError(fmt::format(
             "{}: entry {}: tiles_per_item = {}: allowed: 0 (the rule) or >= 1",
             origin, index, t.config.tilesPerItem));
-      // SPLIT_K is small_batch's cluster size here (the two-kernel shrink's
-      // split is not tuned): 0 = the rule, else a power of two up to 8.
+      // SPLIT_K is the small_batch / one_shot cluster size here (the
+      // two-kernel shrink's split is not tuned): 0 = the rule, else a power
+      // of two up to 8.
       const int sk = t.config.splitK;
-      if (sk != 0 && (t.path != "small_batch" || sk < 1 ||
-                      sk > kMaxClusterBlocks || (sk & (sk - 1)) != 0))
+      if (sk != 0 && ((t.path != "small_batch" && t.path != "one_shot") ||
+                      sk < 1 || sk > kMaxClusterBlocks || (sk & (sk - 1)) != 0))
         return makeError(fmt::format(
             "{}: entry {}: SPLIT_K = {} on path {}: allowed: 1, 2, 4, 8 on "
-            "small_batch only",
+            "small_batch and one_shot only",
             origin, index, sk, t.path));
       if (c.contains("min_blocks_per_sm") &&
           (t.config.minBlocksPerSm < 0 ||

@@ -636,21 +636,33 @@ std::string validateSpec(const KernelSpec &spec) {
       return reasonText(f, w);
 
   // Split-K needs an atomically accumulated, zero-initialised output (the
-  // shrink's intermediate) or, in the small-batch kernel, a thread-block
-  // cluster whose blocks exchange partial sums (sm_90, portable sizes).
-  if (spec.splitK > 1 && spec.family == KernelFamily::SmallBatch) {
+  // shrink's intermediate) or, in the small-batch and one-shot kernels, a
+  // thread-block cluster whose blocks exchange partial sums (sm_90,
+  // portable sizes).
+  const bool clusterSplit = spec.family == KernelFamily::SmallBatch ||
+                            spec.family == KernelFamily::OneShot;
+  if (spec.splitK > 1 && clusterSplit) {
     if (spec.sm < 90 || !isPowerOfTwo(spec.splitK) ||
         spec.splitK > kMaxClusterBlocks)
       return reasonText(
           Field::SplitK,
-          fmt::format("small_batch splits K over a thread-block cluster: "
-                      "{} on sm_{} is not one",
-                      spec.splitK, spec.sm),
-          "1, or 2, 4, 8 on sm_90 for small_batch");
+          fmt::format("{} splits K over a thread-block cluster: {} on sm_{} "
+                      "is not one",
+                      toString(spec.family), spec.splitK, spec.sm),
+          fmt::format("1, or 2, 4, 8 on sm_90 for {}", toString(spec.family)));
+    // The one-shot's cluster is the row block's NPID programs.
+    if (spec.family == KernelFamily::OneShot && spec.npid != 0 &&
+        spec.npid != spec.splitK)
+      return reasonText(
+          Field::Npid,
+          fmt::format("{} with SPLIT_K {}: a one_shot cluster is its row "
+                      "block's NPID programs",
+                      spec.npid, spec.splitK),
+          fmt::format("0 or {} (= SPLIT_K)", spec.splitK));
   } else if (spec.splitK > 1 && spec.family != KernelFamily::Shrink) {
     return reasonText(Field::SplitK,
-                      fmt::format("SPLIT_K > 1 is only supported by shrink "
-                                  "and small_batch (got {} for {})",
+                      fmt::format("SPLIT_K > 1 is only supported by shrink, "
+                                  "small_batch and one_shot (got {} for {})",
                                   spec.splitK, toString(spec.family)),
                       fmt::format("1 for {}", toString(spec.family)));
   }

@@ -247,6 +247,33 @@ inline std::vector<GpuCase> gpuCases() {
         }
       }
     }
+    // One-shot clusters (sm_90): the NPID = SPLIT_K programs of a row block
+    // split its shrink and sum partial r through distributed shared memory.
+    // K 1000 leaves ranks uneven shares (and rank 7 of C 8 none at BK 128).
+    struct ClusterCase {
+      bool sorted;
+      int R, K, C;
+      bool w2;
+    };
+    for (ClusterCase cc : {ClusterCase{false, 16, 2048, 4, false},
+                           ClusterCase{true, 16, 2048, 2, false},
+                           ClusterCase{true, 64, 1000, 8, false},
+                           ClusterCase{false, 128, 1000, 8, false},
+                           ClusterCase{true, 32, 1408, 4, true}}) {
+      GpuCase c;
+      c.path = Path::OneShot;
+      int N = cc.K == 1000 ? 1000 : 1408;
+      c.spec = baseSpec(KernelFamily::OneShot, t, cc.R, cc.K, cc.sorted);
+      c.spec.splitK = cc.C;
+      c.npid = cc.C;
+      c.problem = baseProblem(t, cc.sorted ? 40 : 5, 4, cc.K, cc.w2 ? 2048 : N,
+                              cc.R, ++seed);
+      c.name = fmt::format("one_shot_{}_{}_r{}_k{}_cluster{}", dt,
+                           cc.sorted ? "sorted" : "naive", cc.R, cc.K, cc.C);
+      if (cc.w2)
+        makeDownProjection(c, true);
+      cases.push_back(c);
+    }
     // Output rows not 16-byte aligned (N % 8 != 0): the element-wise
     // epilogue. The aligned cases above all stage their output tiles.
     for (bool sorted : {false, true}) {

@@ -96,6 +96,7 @@ public:
   mlir::Type elementType(); ///< T (bf16 or f16)
   mlir::Type globalPtrType();
   mlir::Type sharedPtrType();
+  mlir::Type vectorType(mlir::Type elem, int n);
 
   // ---- Scalars (i32 unless stated) ----
   Value i32(int64_t v);
@@ -160,6 +161,9 @@ public:
   Value packElements(llvm::ArrayRef<Value> f32s);
   /// Stores a vector<n x T> as one access (aligned to its size).
   void storeElements(Value vec, Value ptr);
+  /// A vector of the given scalars (all of one type), and back.
+  Value vectorOf(llvm::ArrayRef<Value> scalars);
+  ValueVec scalarsOf(Value vec);
   /// Sum of an f32 over the 32 lanes of a warp (butterfly shuffles).
   Value warpSum(Value v);
   /// The i32 `v` of lane `srcLane` (shfl.sync.idx over the full warp).

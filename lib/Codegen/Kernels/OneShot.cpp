@@ -9,6 +9,11 @@
 // output, each expand stage also carries the output tile (StagedOutput), so
 // the old values are in flight num_stages - 1 tiles ahead of their use.
 //
+// SPLIT_K = C > 1 (sm_90): the C programs of a row block (NPID = C) form a
+// thread-block cluster. Each shrinks 1/C of K and the partial r are summed
+// through distributed shared memory, so no program repeats another's
+// shrink (with NPID > 1 alone, every program reads the block's x and A).
+//
 //===----------------------------------------------------------------------===//
 
 #include "moelora/Codegen/KernelBuilder.h"
@@ -23,14 +28,15 @@ namespace {
 
 struct OneShotLayout {
   WarpGrid grid;
-  int mTiles;      // m16 tiles per warp
-  int blockR;      // BLOCK_R
-  int xPitch;      // shrink tiles' pitch (BLOCK_K + pad)
-  int bPitch;      // expand tile pitch (BLOCK_R + pad)
-  int shrinkStage; // bytes of one shrink stage (x tile + A tile)
-  int bTileBytes;  // B tile of an expand stage
-  int expandStage; // bytes of one expand stage (B tile + staged output)
-  int reduceBytes; // cross-warp reduction buffer
+  int mTiles;       // m16 tiles per warp
+  int blockR;       // BLOCK_R
+  int xPitch;       // shrink tiles' pitch (BLOCK_K + pad)
+  int bPitch;       // expand tile pitch (BLOCK_R + pad)
+  int shrinkStage;  // bytes of one shrink stage (x tile + A tile)
+  int bTileBytes;   // B tile of an expand stage
+  int expandStage;  // bytes of one expand stage (B tile + staged output)
+  int reduceBytes;  // cross-warp reduction buffer
+  int clusterBytes; // SPLIT_K > 1: partial and summed r (f32)
 
   explicit OneShotLayout(const KernelSpec &spec)
       : grid(WarpGrid::forTile(spec.numWarps, spec.blockM)) {
@@ -44,12 +50,66 @@ struct OneShotLayout {
         bTileBytes +
         (spec.stagesOutput() ? stagedOutputBytes(spec.blockM, spec.blockN) : 0);
     reduceBytes = grid.warpsN > 1 ? grid.warpsN * spec.blockM * blockR * 4 : 0;
+    // Partial r for the peers, then the summed r.
+    clusterBytes = spec.splitK > 1 ? 2 * spec.blockM * blockR * 4 : 0;
   }
   int sharedBytes(const KernelSpec &spec) const {
     return std::max({shrinkStage * spec.numStages, expandStage * spec.numStages,
-                     reduceBytes});
+                     reduceBytes, clusterBytes});
   }
 };
+
+/// r (the warp's rows, all BLOCK_R columns) summed over the C blocks of the
+/// cluster. Shared layout (f32): [row group][m16n8 tile][lane][4], so every
+/// access is one 16-byte vector and a warp's are contiguous. One warp per row
+/// group publishes this block's partial; after a cluster barrier the warps
+/// of a row group each sum a share of the tiles over the C blocks (in rank
+/// order, so that every block gets the same r) into a second buffer, from
+/// which all of them read the whole r.
+void sumClusterPartials(TileBuilder &tb, Accumulators &r, Value smem, int C,
+                        Value wm, Value wn, int warpsN, int clusterBytes) {
+  const int tiles = r.mTiles * r.nTiles;
+  auto slot = [&](Value base, int tile) {
+    Value index = tb.add(
+        tb.mul(tb.add(tb.mul(wm, tb.i32(tiles)), tb.i32(tile)), tb.i32(32)),
+        tb.laneId());
+    return tb.gep(base, tb.mul(index, tb.i32(4)), tb.f32Type());
+  };
+  auto fragment = [&](int tile) {
+    ValueVec v;
+    for (int i = 0; i < 4; ++i)
+      v.push_back(r.values[tile * 4 + i]);
+    return v;
+  };
+  Value totals = tb.sharedOffset(smem, tb.i32(clusterBytes));
+  mlir::Type f32x4 = tb.vectorType(tb.f32Type(), 4);
+  tb.ifThen(tb.eq(wn, tb.i32(0)), [&] {
+    for (int tile = 0; tile < tiles; ++tile)
+      tb.store(tb.vectorOf(fragment(tile)), slot(smem, tile));
+  });
+  // Release/acquire over the cluster: every block's partial is visible.
+  tb.clusterBarrier();
+  for (int tile = 0; tile < tiles; ++tile) {
+    tb.ifThen(tb.eq(wn, tb.i32(tile % warpsN)), [&] {
+      ValueVec sum(4, tb.f32(0.0));
+      for (int c = 0; c < C; ++c) {
+        ValueVec part = tb.scalarsOf(
+            tb.loadFromClusterBlock(f32x4, slot(smem, tile), tb.i32(c)));
+        for (int i = 0; i < 4; ++i)
+          sum[i] = tb.fadd(sum[i], part[i]);
+      }
+      tb.store(tb.vectorOf(sum), slot(totals, tile));
+    });
+  }
+  tb.barrier();
+  for (int tile = 0; tile < tiles; ++tile) {
+    ValueVec v = tb.scalarsOf(tb.load(f32x4, slot(totals, tile)));
+    for (int i = 0; i < 4; ++i)
+      r.values[tile * 4 + i] = v[i];
+  }
+  // No block may reuse its shared memory while a peer still reads it.
+  tb.clusterBarrier();
+}
 
 } // namespace
 
@@ -64,7 +124,10 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
   const int R = spec.rank;
   const int BR = lay.blockR;
 
-  Value npid = spec.npid > 0 ? tb.i32(spec.npid) : args[kNpid];
+  const int C = spec.splitK;
+  Value npid = C > 1           ? tb.i32(C)
+               : spec.npid > 0 ? tb.i32(spec.npid)
+                               : args[kNpid];
   Value pid = tb.blockId(0);
   Value pidM = tb.divU(pid, npid);
   Value pidN = tb.remU(pid, npid);
@@ -104,12 +167,20 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     Value kLimit = spec.evenK() ? Value() : K;
     const int kPerWarp = spec.blockK / warpsN;
 
+    // This program's BLOCK_K steps: all, or its cluster rank's share.
+    Value kSteps = tb.ceilDiv(K, tb.i32(spec.blockK));
+    Value stepLo = tb.i32(0), stepHi = kSteps;
+    if (C > 1) {
+      Value perRank = tb.ceilDiv(kSteps, tb.i32(C));
+      stepLo = tb.minS(tb.mul(pidN, perRank), kSteps);
+      stepHi = tb.minS(tb.add(stepLo, perRank), kSteps);
+    }
     PipelineLoop shrink;
     shrink.stages = spec.numStages;
-    shrink.count = tb.ceilDiv(K, tb.i32(spec.blockK));
+    shrink.count = tb.sub(stepHi, stepLo);
     shrink.issue = [&](Value iter, Value stage) {
       Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(stageBytes)));
-      Value k0 = tb.mul(iter, tb.i32(spec.blockK));
+      Value k0 = tb.mul(tb.add(stepLo, iter), tb.i32(spec.blockK));
       tb.issueTileCopy(xPlan, base, k0, kLimit);
       tb.issueTileCopy(aPlan, tb.sharedOffset(base, tb.i32(aOffset)), k0,
                        kLimit);
@@ -127,6 +198,8 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     r.values = tb.pipelined(shrink, r.values);
     if (warpsN > 1)
       tb.reduceAccumulators(r, smem, warpsN, wn, warpRow0, spec.blockM, BR);
+    if (C > 1)
+      sumClusterPartials(tb, r, smem, C, wm, wn, warpsN, lay.clusterBytes / 2);
 
     // r rounded to T (Triton feeds the expand dot in T), as A fragments.
     const int rSteps = BR / 16;

@@ -42,6 +42,9 @@ Type TileBuilder::globalPtrType() {
 Type TileBuilder::sharedPtrType() {
   return LLVM::LLVMPointerType::get(b.getContext(), 3);
 }
+Type TileBuilder::vectorType(Type elem, int n) {
+  return VectorType::get({n}, elem);
+}
 
 // ---- Scalars ----
 Value TileBuilder::i32(int64_t v) {
@@ -207,6 +210,24 @@ void TileBuilder::storeElements(Value vec, Value ptr) {
       static_cast<int>(cast<VectorType>(vec.getType()).getNumElements());
   LLVM::StoreOp::create(b, location, vec, ptr,
                         /*alignment=*/n * kElementBytes);
+}
+
+Value TileBuilder::vectorOf(ArrayRef<Value> scalars) {
+  const int n = static_cast<int>(scalars.size());
+  Value v = LLVM::UndefOp::create(
+      b, location, VectorType::get({n}, scalars.front().getType()));
+  for (int i = 0; i < n; ++i)
+    v = LLVM::InsertElementOp::create(b, location, v, scalars[i], i32(i));
+  return v;
+}
+
+ValueVec TileBuilder::scalarsOf(Value vec) {
+  ValueVec out;
+  const int n =
+      static_cast<int>(cast<VectorType>(vec.getType()).getNumElements());
+  for (int i = 0; i < n; ++i)
+    out.push_back(LLVM::ExtractElementOp::create(b, location, vec, i32(i)));
+  return out;
 }
 
 ValueVec TileBuilder::widenToF32(Value v, int elems) {

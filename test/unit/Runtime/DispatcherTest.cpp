@@ -380,8 +380,20 @@ TEST(DispatcherTest, BlockKAndEvenK) {
     }
 }
 
+/// The one-shot's cluster size on sm_90 for a rule NPID: the next power of
+/// two, at most 8.
+long clusterFor(long npid) {
+  long c = 2;
+  while (c < npid && c < 8)
+    c *= 2;
+  return npid > 1 ? c : 1;
+}
+
 TEST(DispatcherTest, NpidOnlyForShortGrids) {
   // Naive one-shot (R = 128 avoids small batch), one slice: programs = pairs.
+  // sm_80 takes the NPID rule as it is; sm_90 turns NPID > 1 into a cluster
+  // that splits the shrink (SPLIT_K = NPID).
+  const DeviceInfo a100{80, 108, "NVIDIA A100"};
   for (int pairs : {1, 2, 16, 64, 100, 196, 197, 198, 199, 264, 1024, 8192}) {
     SCOPED_TRACE(::testing::Message() << "programs=" << pairs);
     MoeLoraCall c = naiveCall(pairs, 1, 2048, 1408, 128, 1);
@@ -389,8 +401,17 @@ TEST(DispatcherTest, NpidOnlyForShortGrids) {
     ASSERT_EQ(p.path, DispatchPath::OneShot);
     const PlannedKernel &k = p.kernels[0];
     long nTiles = ceilDiv(c.N, k.spec.blockN);
-    long expected =
+    long ruleNpid =
         pairs < kTarget ? std::min(ceilDiv(kTarget, pairs), nTiles) : 1;
+    long expected = clusterFor(ruleNpid);
+    EXPECT_EQ(k.spec.splitK, expected);
+    EXPECT_TRUE(validateSpec(k.spec).empty()) << validateSpec(k.spec);
+    const PlannedKernel &old = planOk(c, false, nullptr, a100).kernels[0];
+    long target80 = 108 * 3 / 2;
+    EXPECT_EQ(old.knobs.npid, pairs < target80
+                                  ? std::min(ceilDiv(target80, pairs), nTiles)
+                                  : 1);
+    EXPECT_EQ(old.spec.splitK, 1);
     EXPECT_EQ(k.knobs.npid, expected);
     EXPECT_EQ(k.spec.numWarps, k.knobs.npid > 1 ? 8 : 4);
     // NPID stays a runtime argument.
@@ -399,8 +420,8 @@ TEST(DispatcherTest, NpidOnlyForShortGrids) {
     EXPECT_EQ(g.grid[0], unsigned(pairs * k.knobs.npid));
   }
   // Boundary: 197 programs split, 198 do not.
-  EXPECT_EQ(planOk(naiveCall(197, 1, 2048, 1408, 128, 1)).kernels[0].knobs.npid,
-            2);
+  EXPECT_EQ(
+      planOk(naiveCall(197, 1, 2048, 1408, 128, 1)).kernels[0].spec.splitK, 2);
   EXPECT_EQ(planOk(naiveCall(198, 1, 2048, 1408, 128, 1)).kernels[0].knobs.npid,
             1);
   // One N tile: nothing to split, 4 warps.
@@ -417,11 +438,12 @@ TEST(DispatcherTest, NpidCountsSortedProgramsOverSlicesAndAdapters) {
     ASSERT_EQ(p.path, DispatchPath::OneShot);
     long programs = long(c.EM / 64) * c.numSlices * c.numActiveLoras;
     long nTiles = ceilDiv(c.N, 128);
-    long expected =
-        programs < kTarget ? std::min(ceilDiv(kTarget, programs), nTiles) : 1;
+    long expected = clusterFor(
+        programs < kTarget ? std::min(ceilDiv(kTarget, programs), nTiles) : 1);
     SCOPED_TRACE(::testing::Message()
                  << "tokens=" << tokens << " programs=" << programs);
     EXPECT_EQ(p.kernels[0].knobs.npid, expected);
+    EXPECT_EQ(p.kernels[0].spec.splitK, expected);
     EXPECT_EQ(p.kernels[0].spec.numWarps, expected > 1 ? 8 : 4);
   }
 }

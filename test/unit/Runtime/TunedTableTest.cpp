@@ -258,13 +258,14 @@ INSTANTIATE_TEST_SUITE_P(
                          return j.dump();
                        },
                        "SPLIT_K = 3 on path small_batch"},
-        ParseErrorCase{"SplitKOnOneShot",
+        ParseErrorCase{"SplitKOnTwoKernel",
                        [] {
                          json j = validTable();
+                         j["entries"][0]["path"] = "two_kernel";
                          j["entries"][0]["config"]["SPLIT_K"] = 2;
                          return j.dump();
                        },
-                       "SPLIT_K = 2 on path one_shot"},
+                       "SPLIT_K = 2 on path two_kernel"},
         ParseErrorCase{"MissingConfig",
                        [] {
                          return without({"entries", "0", "config"});

@@ -508,10 +508,11 @@ TEST(SpecParserRuleTest, OneShotRankAbove128IsAnErrorWhenSingle) {
             "128; use shrink/expand; allowed: 1..128 for one_shot");
 }
 
-TEST(SpecParserRuleTest, SplitKOnlyForShrink) {
-  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nSPLIT_K: 4\n"),
-            "t.yaml:1:1: SPLIT_K: SPLIT_K > 1 is only supported by shrink "
-            "and small_batch (got 4 for one_shot); allowed: 1 for one_shot");
+TEST(SpecParserRuleTest, SplitKOnlyForShrinkAndClusters) {
+  EXPECT_EQ(parseError("kernel: expand\nrank: 16\nSPLIT_K: 4\n"),
+            "t.yaml:1:1: SPLIT_K: SPLIT_K > 1 is only supported by shrink, "
+            "small_batch and one_shot (got 4 for expand); allowed: 1 for "
+            "expand");
   SpecSet set = parseOk("kernel: shrink\nrank: 16\nSPLIT_K: 4\n");
   ASSERT_EQ(set.specs.size(), 1u);
   EXPECT_EQ(set.specs[0].splitK, 4);
@@ -544,6 +545,21 @@ TEST(SpecParserRuleTest, SmallBatchSplitKIsACluster) {
               HasSubstr("4 on sm_80 is not one"));
 }
 
+// one_shot's SPLIT_K is the cluster of a row block's NPID programs.
+TEST(SpecParserRuleTest, OneShotSplitKIsTheNpidCluster) {
+  SpecSet set = parseOk("kernel: one_shot\nrank: 16\nSPLIT_K: [2, 4, 8]\n");
+  ASSERT_EQ(set.specs.size(), 3u);
+  EXPECT_EQ(
+      parseOk("kernel: one_shot\nrank: 16\nSPLIT_K: 4\nNPID: 4\n").specs.size(),
+      1u);
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nSPLIT_K: 4\nNPID: 3\n"),
+            "t.yaml:1:1: NPID: 3 with SPLIT_K 4: a one_shot cluster is its "
+            "row block's NPID programs; allowed: 0 or 4 (= SPLIT_K)");
+  EXPECT_THAT(parseError("kernel: one_shot\nrank: 16\ntarget: sm_80\n"
+                         "SPLIT_K: 2\n"),
+              HasSubstr("allowed: 1, or 2, 4, 8 on sm_90 for one_shot"));
+}
+
 TEST(SpecParserRuleTest, SmallBatchNeedsNaiveMetadata) {
   EXPECT_EQ(parseError("kernel: small_batch\nrank: 16\nmetadata: sorted\n"),
             "t.yaml:1:1: metadata: small_batch requires naive metadata (got "
@@ -574,9 +590,9 @@ kernels:
   - kernel: align_block_size
     SPLIT_K: 2
 )"),
-            "t.yaml:4:5: SPLIT_K: SPLIT_K > 1 is only supported by shrink "
-            "and small_batch (got 2 for align_block_size); allowed: 1 for "
-            "align_block_size");
+            "t.yaml:4:5: SPLIT_K: SPLIT_K > 1 is only supported by shrink, "
+            "small_batch and one_shot (got 2 for align_block_size); allowed: "
+            "1 for align_block_size");
 }
 
 TEST(SpecParserRuleTest, FamilySweepWithAlignBlockSize) {
