@@ -8,12 +8,15 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 SWEEP=${SWEEP:-specs/tune/sweep.yaml}
 WORKLOAD=${WORKLOAD:-specs/tune/workload-h100.yaml}
+# The card the table is for (its name selects the table at run time).
+MOELORA_GPU=${MOELORA_GPU:-NVIDIA H200}
 cmake -S . -B "$BUILD" -G Ninja >/dev/null
 ninja -C "$BUILD" -j2 moelora-tune moelora-tune-rt
 mkdir -p .carry/bin .carry/lib
 rm -rf .carry/tune-cache
 "$BUILD"/tools/moelora-tune/moelora-tune prepare --sweep "$SWEEP" \
-  --workload "$WORKLOAD" --cache .carry/tune-cache --plan .carry/tune-plan.json --ptxas
+  --workload "$WORKLOAD" --cache .carry/tune-cache --plan .carry/tune-plan.json --ptxas \
+  --gpu "$MOELORA_GPU"
 cp "$BUILD"/tools/moelora-tune/moelora-tune-rt .carry/bin/
 strip .carry/bin/moelora-tune-rt
 for lib in libfmt.so.9 libyaml-cpp.so.0.7; do

@@ -256,6 +256,7 @@ def load_library(path: Optional[str] = None) -> ctypes.CDLL:
                     f"{cand}: moelora ABI version {version}, these bindings "
                     f"need {ABI_VERSION}")
             _lib, _lib_path = lib, cand
+            _ARGS_TEMPLATES.clear()  # initialised by the library now loaded
             return lib
         tried = "; ".join(errors) if errors else "nothing found"
         raise OSError(
@@ -421,18 +422,28 @@ def dtype_code(dtype) -> int:
     raise ValueError(f"dtype = {dtype!r}: must be fp16 or bf16")
 
 
+# The *_args_init defaults are fixed by the ABI version, so each struct is
+# initialised through the library once and later ones copy its bytes (one C
+# copy instead of a ctypes call, its argument conversion and a field set).
+_ARGS_TEMPLATES: Dict[type, bytes] = {}
+
+
+def _new_args(cls, init_name: str):
+    template = _ARGS_TEMPLATES.get(cls)
+    if template is None:
+        a = cls()
+        getattr(lib(), init_name)(ctypes.byref(a))
+        a.struct_size = ctypes.sizeof(cls)
+        template = _ARGS_TEMPLATES[cls] = bytes(a)
+    return cls.from_buffer_copy(template)
+
+
 def new_fused_args() -> moelora_fused_args:
-    a = moelora_fused_args()
-    lib().moelora_fused_args_init(ctypes.byref(a))
-    a.struct_size = ctypes.sizeof(moelora_fused_args)
-    return a
+    return _new_args(moelora_fused_args, "moelora_fused_args_init")
 
 
 def new_align_args() -> moelora_align_args:
-    a = moelora_align_args()
-    lib().moelora_align_args_init(ctypes.byref(a))
-    a.struct_size = ctypes.sizeof(moelora_align_args)
-    return a
+    return _new_args(moelora_align_args, "moelora_align_args_init")
 
 
 # Fake device addresses for planning without tensors: non-NULL and aligned.

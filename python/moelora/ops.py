@@ -54,7 +54,6 @@ CUDA graph. torch is imported lazily, so `import moelora` works without it.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -67,11 +66,41 @@ __all__ = [
 ]
 
 
+# Host time per call is mostly Python attribute traffic (each tensor read is
+# ~0.1 us, a torch.cuda helper several), so the hot path reads every tensor
+# attribute once, checks with plain comparisons and builds error messages
+# only when a check fails. What it needs from torch is looked up once here.
+_TORCH = None
+_I32 = _F32 = None
+_DTYPE_CODES: Dict[Any, int] = {}
+_raw_stream = None      # device index -> cudaStream_t of torch's current stream
+_current_device = None  # () -> current CUDA device index
+
+
 def _torch():
+    global _TORCH, _I32, _F32, _raw_stream, _current_device
+    if _TORCH is not None:
+        return _TORCH
     try:
         import torch
     except ImportError as e:  # pragma: no cover - depends on the machine
         raise ImportError("moelora.ops needs torch") from e
+    _I32, _F32 = torch.int32, torch.float32
+    _DTYPE_CODES.clear()
+    _DTYPE_CODES.update({torch.bfloat16: L.MOELORA_DTYPE_BF16,
+                         torch.float16: L.MOELORA_DTYPE_FP16})
+    tc = getattr(torch, "_C", None)
+    # torch.cuda.current_stream() builds a Stream object through several
+    # Python layers (a few us); CUDA builds of torch export the raw handle
+    # of the same stream as one C call (what Triton and Inductor use).
+    raw = getattr(tc, "_cuda_getCurrentRawStream", None)
+    _raw_stream = raw if raw is not None else (
+        lambda index: torch.cuda.current_stream(index).cuda_stream)
+    # torch.cuda.current_device() is _lazy_init() + this C call; the tensors
+    # of any call we get are CUDA tensors, so CUDA is initialised already.
+    getdev = getattr(tc, "_cuda_getDevice", None)
+    _current_device = getdev if getdev is not None else torch.cuda.current_device
+    _TORCH = torch
     return torch
 
 
@@ -80,15 +109,18 @@ def _torch():
 # ---------------------------------------------------------------------------
 
 def _dtype_code(torch, t, name):
-    if t.dtype == torch.bfloat16:
-        return L.MOELORA_DTYPE_BF16
-    if t.dtype == torch.float16:
-        return L.MOELORA_DTYPE_FP16
-    raise ValueError(f"{name}: dtype {t.dtype}; must be torch.float16 or "
-                     "torch.bfloat16")
+    code = _DTYPE_CODES.get(t.dtype)
+    if code is None:
+        raise ValueError(f"{name}: dtype {t.dtype}; must be torch.float16 or "
+                         "torch.bfloat16")
+    return code
 
 
 def _check_dev(t, name, dev):
+    # dev is a CUDA device (qcurr_hidden_states' or output's, checked to be
+    # CUDA), so equality alone proves both conditions below.
+    if getattr(t, "device", None) == dev:
+        return
     if not getattr(t, "is_cuda", False):
         where = getattr(t, "device", type(t).__name__)
         raise ValueError(f"{name}: on {where}; must be a CUDA tensor")
@@ -98,16 +130,18 @@ def _check_dev(t, name, dev):
 
 
 def _check_i32(torch, t, name, dev):
+    if getattr(t, "device", None) == dev and t.dtype == _I32:
+        return
     _check_dev(t, name, dev)
-    if t.dtype != torch.int32:
-        raise ValueError(f"{name}: dtype {t.dtype}; must be torch.int32")
+    raise ValueError(f"{name}: dtype {t.dtype}; must be torch.int32")
 
 
 def _check_same_dtype(t, name, dtype, dev):
+    if getattr(t, "device", None) == dev and t.dtype == dtype:
+        return
     _check_dev(t, name, dev)
-    if t.dtype != dtype:
-        raise ValueError(f"{name}: dtype {t.dtype}; must be {dtype} like "
-                         "qcurr_hidden_states")
+    raise ValueError(f"{name}: dtype {t.dtype}; must be {dtype} like "
+                     "qcurr_hidden_states")
 
 
 def _check_contiguous(t, name):
@@ -132,17 +166,14 @@ def _pow2_at_least_16(v):
     return v >= 16 and (v & (v - 1)) == 0
 
 
-@contextlib.contextmanager
-def _noop():
-    yield
-
-
-def _on_device(torch, dev):
-    """Makes dev current when it is not (the C runtime launches in the
-    current CUDA context)."""
-    if torch.cuda.current_device() == dev.index:
-        return _noop()
-    return torch.cuda.device(dev.index)
+def _call_on(torch, index, fn, *args):
+    """fn(runtime, stream, *args) with device `index` current (the C runtime
+    launches in the current CUDA context) and torch's current stream of that
+    device. A plain comparison, not a context manager, in the common case."""
+    if _current_device() != index:
+        with torch.cuda.device(index):
+            return fn(_runtime(torch, index), _raw_stream(index), *args)
+    return fn(_runtime(torch, index), _raw_stream(index), *args)
 
 
 # ---------------------------------------------------------------------------
@@ -150,7 +181,7 @@ def _on_device(torch, dev):
 # ---------------------------------------------------------------------------
 
 _cache_lock = threading.Lock()
-_PTR_TABLES: Dict[Tuple[int, Tuple[int, ...]], Any] = {}
+_PTR_TABLES: Dict[Tuple[int, Tuple[int, ...]], Any] = {}  # -> (table, its address)
 _WORKSPACES: Dict[Tuple[int, int], Any] = {}
 _SCRATCH: Dict[Tuple, Any] = {}
 
@@ -168,33 +199,45 @@ def _runtime(torch, index: int):
 
 
 def _ptr_table(torch, tensors, name, dtype, dev):
-    """Device int64 array of the slices' base pointers, cached by the tuple of
-    pointers (as vLLM's _get_ptr does), so repeated calls allocate nothing."""
+    """(address, shape, strides) of the device int64 array of the slices'
+    base pointers, and of the slices; the array is cached by the tuple of
+    pointers (as vLLM's _get_ptr does), so repeated calls allocate nothing.
+    One pass reads each slice's attributes once."""
     if isinstance(tensors, torch.Tensor):
         raise ValueError(f"{name}: must be a list of tensors (one per slice)")
     if len(tensors) == 0:
         raise ValueError(f"{name}: empty; needs one tensor per slice")
-    t0 = tensors[0]
+    shape0 = stride0 = None
+    ptrs = []
     for i, t in enumerate(tensors):
-        _check_same_dtype(t, f"{name}[{i}]", dtype, dev)
-        if t.dim() != 4:
-            raise ValueError(f"{name}[{i}]: {t.dim()}-D; must be 4-D")
-        if i and (t.shape != t0.shape or t.stride() != t0.stride()):
+        if not (getattr(t, "device", None) == dev and t.dtype == dtype):
+            _check_same_dtype(t, f"{name}[{i}]", dtype, dev)
+        shape, stride = t.shape, t.stride()
+        if i == 0:
+            if len(shape) != 4:
+                raise ValueError(f"{name}[0]: {t.dim()}-D; must be 4-D")
+            shape0, stride0 = shape, stride
+        elif shape != shape0 or stride != stride0:
+            if len(shape) != 4:
+                raise ValueError(f"{name}[{i}]: {t.dim()}-D; must be 4-D")
+            t0 = tensors[0]
             raise ValueError(f"{name}[{i}]: shape {tuple(t.shape)} strides "
                              f"{tuple(t.stride())}; every slice must match "
                              f"{name}[0] ({tuple(t0.shape)}, {tuple(t0.stride())})")
-    key = (dev.index, tuple(t.data_ptr() for t in tensors))
-    table = _PTR_TABLES.get(key)
-    if table is None:
+        ptrs.append(t.data_ptr())
+    key = (dev.index, tuple(ptrs))
+    entry = _PTR_TABLES.get(key)
+    if entry is None:
         if torch.cuda.is_current_stream_capturing():
             raise RuntimeError(
                 f"{name}: first call with these weights inside CUDA graph "
                 "capture; call the op once before capturing (it builds the "
                 "device table of slice pointers)")
-        table = torch.tensor(list(key[1]), dtype=torch.int64, device=dev)
+        table = torch.tensor(ptrs, dtype=torch.int64, device=dev)
+        entry = (table, table.data_ptr())
         with _cache_lock:
-            _PTR_TABLES[key] = table
-    return table
+            _PTR_TABLES[key] = entry
+    return entry[1], shape0, stride0
 
 
 def _workspace(torch, dev, nbytes: int):
@@ -218,10 +261,6 @@ def _scratch_i32(torch, dev, tag, shape):
         with _cache_lock:
             _SCRATCH[key] = t
     return t
-
-
-def _stream(torch, dev):
-    return ctypes.c_void_p(torch.cuda.current_stream(dev).cuda_stream)
 
 
 # ---------------------------------------------------------------------------
@@ -259,19 +298,21 @@ def _set_metadata(torch, a, dev, sorted_token_ids, expert_ids,
         st = st.view(max_loras, -1)
     if ex.dim() == 1:
         ex = ex.view(max_loras, -1)
-    if st.dim() != 2 or ex.dim() != 2:
+    st_shape, ex_shape = st.shape, ex.shape
+    if len(st_shape) != 2 or len(ex_shape) != 2:
         raise ValueError("sorted_token_ids / expert_ids: must be 2-D (max_loras, ...)")
-    if st.shape[0] < max_loras or ex.shape[0] < max_loras:
-        raise ValueError(f"sorted_token_ids / expert_ids: {st.shape[0]} / "
-                         f"{ex.shape[0]} rows; need max_loras = {max_loras}")
+    if st_shape[0] < max_loras or ex_shape[0] < max_loras:
+        raise ValueError(f"sorted_token_ids / expert_ids: {st_shape[0]} / "
+                         f"{ex_shape[0]} rows; need max_loras = {max_loras}")
     if num_tokens_post_padded.numel() < max_loras or not num_tokens_post_padded.is_contiguous():
         raise ValueError("num_tokens_post_padded: must be contiguous with max_loras "
                          f"= {max_loras} elements")
-    em_caller = int(st.shape[1])
-    direct = (em_caller % bm == 0 and ex.shape[1] == em_caller // bm
-              and (st.stride(1) == 1 or em_caller == 1) and st.stride(0) == em_caller
-              and (ex.stride(1) == 1 or ex.shape[1] == 1)
-              and ex.stride(0) == ex.shape[1])
+    em_caller, ex_cols = int(st_shape[1]), int(ex_shape[1])
+    st_stride, ex_stride = st.stride(), ex.stride()
+    direct = (em_caller % bm == 0 and ex_cols == em_caller // bm
+              and (st_stride[1] == 1 or em_caller == 1) and st_stride[0] == em_caller
+              and (ex_stride[1] == 1 or ex_cols == 1)
+              and ex_stride[0] == ex_cols)
     if direct:
         em = em_caller
         a.sorted_token_ids = st.data_ptr()
@@ -282,15 +323,16 @@ def _set_metadata(torch, a, dev, sorted_token_ids, expert_ids,
         # numel + E*(BLOCK_M-1) (not rounded). Blocks past floor(EM/BLOCK_M)
         # never hold work (num_tokens_post_padded is a multiple of BLOCK_M
         # and <= EM), so copy the usable prefix into packed scratch.
-        nb = min(em_caller // bm, int(ex.shape[1]))
+        nb = min(em_caller // bm, ex_cols)
         em = nb * bm
         if em == 0:
             return False
-        rows = int(st.shape[0])
+        rows = int(st_shape[0])
         s2 = _scratch_i32(torch, dev, "sorted", (rows, em))
         e2 = _scratch_i32(torch, dev, "experts", (rows, nb))
-        s2.copy_(st[:, :em])
-        e2.copy_(ex[:, :nb])
+        # Whole rows need no slicing (a view costs about a us on the host).
+        s2.copy_(st if em == em_caller else st[:, :em])
+        e2.copy_(ex if nb == ex_cols else ex[:, :nb])
         keep += [s2, e2]
         a.sorted_token_ids = s2.data_ptr()
         a.expert_ids = e2.data_ptr()
@@ -304,15 +346,17 @@ def _set_common(torch, a, dev, *, topk_weights, token_lora_mapping, lora_ids,
                 adapter_enabled, num_tokens, top_k, num_active_loras, max_loras,
                 mul_routed_weight, sorted_meta):
     _check_dev(topk_weights, "topk_weights", dev)
-    if topk_weights.dim() != 2 or topk_weights.shape[1] != top_k:
-        raise ValueError(f"topk_weights: shape {tuple(topk_weights.shape)}; must be "
+    tw_shape = topk_weights.shape
+    if len(tw_shape) != 2 or tw_shape[1] != top_k:
+        raise ValueError(f"topk_weights: shape {tuple(tw_shape)}; must be "
                          f"(num_tokens, top_k_num = {top_k})")
+    tw_f32 = topk_weights.dtype == _F32
     if mul_routed_weight:
-        if topk_weights.dtype != torch.float32:
+        if not tw_f32:
             raise ValueError(f"topk_weights: dtype {topk_weights.dtype}; must be "
                              "torch.float32 with mul_routed_weight")
         _check_contiguous(topk_weights, "topk_weights")
-    if topk_weights.dtype == torch.float32 and topk_weights.is_contiguous():
+    if tw_f32 and topk_weights.is_contiguous():
         a.topk_weights = topk_weights.data_ptr()
     _check_i32(torch, token_lora_mapping, "token_lora_mapping", dev)
     if token_lora_mapping.numel() < num_tokens or not token_lora_mapping.is_contiguous():
@@ -335,22 +379,23 @@ def _set_common(torch, a, dev, *, topk_weights, token_lora_mapping, lora_ids,
     a.token_lora_mapping = token_lora_mapping.data_ptr()
     a.lora_ids = lora_ids.data_ptr()
     a.adapter_enabled = adapter_enabled.data_ptr()
-    a.num_tokens = int(num_tokens)
-    a.top_k = int(top_k)
-    a.max_loras = int(max_loras)
-    a.num_active_loras = int(n_active)
-    a.mul_routed_weight = int(bool(mul_routed_weight))
+    a.num_tokens = num_tokens
+    a.top_k = top_k
+    a.max_loras = max_loras
+    a.num_active_loras = n_active
+    a.mul_routed_weight = 1 if mul_routed_weight else 0
 
 
 def _set_output(torch, a, output, dev, dtype, num_tokens, top_k, cols_needed):
     _check_same_dtype(output, "output", dtype, dev)
-    if output.dim() != 3 or output.shape[0] != num_tokens or output.shape[1] != top_k:
-        raise ValueError(f"output: shape {tuple(output.shape)}; must be (num_tokens = "
+    shape = output.shape
+    if len(shape) != 3 or shape[0] != num_tokens or shape[1] != top_k:
+        raise ValueError(f"output: shape {tuple(shape)}; must be (num_tokens = "
                          f"{num_tokens}, top_k = {top_k}, num_slices*N)")
-    if output.shape[2] < cols_needed:
-        raise ValueError(f"output: {output.shape[2]} columns; needs {cols_needed}")
+    if shape[2] < cols_needed:
+        raise ValueError(f"output: {shape[2]} columns; needs {cols_needed}")
     a.output = output.data_ptr()
-    a.output_stride[:] = list(output.stride())
+    a.output_stride[:] = output.stride()
 
 
 def _prepare_fused(torch, output, x, lora_a_stacked, lora_b_stacked, topk_weights,
@@ -366,34 +411,35 @@ def _prepare_fused(torch, output, x, lora_a_stacked, lora_b_stacked, topk_weight
     dev = x.device
     a = L.new_fused_args()
     a.dtype = _dtype_code(torch, x, "qcurr_hidden_states")
-    if x.dim() != 2:
+    x_dtype, x_shape = x.dtype, x.shape
+    if len(x_shape) != 2:
         raise ValueError(f"qcurr_hidden_states: {x.dim()}-D; must be (rows, K)")
     if len(lora_a_stacked) != len(lora_b_stacked):
         raise ValueError(f"lora_a_stacked / lora_b_stacked: {len(lora_a_stacked)} vs "
                          f"{len(lora_b_stacked)} slices; must match")
-    a_tab = _ptr_table(torch, lora_a_stacked, "lora_a_stacked", x.dtype, dev)
-    b_tab = _ptr_table(torch, lora_b_stacked, "lora_b_stacked", x.dtype, dev)
-    keep += [a_tab, b_tab]
-    A0, B0 = lora_a_stacked[0], lora_b_stacked[0]
-    max_loras, num_experts, rank, K = (int(s) for s in A0.shape)
-    N = int(B0.shape[2])
-    if int(B0.shape[0]) != max_loras or int(B0.shape[1]) != num_experts:
-        raise ValueError(f"lora_b_stacked[0]: shape {tuple(B0.shape)}; must be "
+    a_ptrs, a_shape, a_stride = _ptr_table(torch, lora_a_stacked, "lora_a_stacked",
+                                           x_dtype, dev)
+    b_ptrs, b_shape, b_stride = _ptr_table(torch, lora_b_stacked, "lora_b_stacked",
+                                           x_dtype, dev)
+    max_loras, num_experts, rank, K = a_shape  # torch.Size: ints already
+    N = int(b_shape[2])
+    if int(b_shape[0]) != max_loras or int(b_shape[1]) != num_experts:
+        raise ValueError(f"lora_b_stacked[0]: shape {tuple(b_shape)}; must be "
                          f"(max_loras = {max_loras}, num_experts = {num_experts}, N, R)")
-    if int(B0.shape[3]) != rank:
-        raise ValueError(f"lora_b_stacked[0]: rank {int(B0.shape[3])}; must equal "
+    if int(b_shape[3]) != rank:
+        raise ValueError(f"lora_b_stacked[0]: rank {int(b_shape[3])}; must equal "
                          f"lora_a_stacked's {rank}")
-    if int(x.shape[1]) != K:
-        raise ValueError(f"qcurr_hidden_states: K = {int(x.shape[1])}; "
+    if int(x_shape[1]) != K:
+        raise ValueError(f"qcurr_hidden_states: K = {int(x_shape[1])}; "
                          f"lora_a_stacked has K = {K}")
     num_tokens = int(topk_weights.shape[0])
     top_k = int(top_k_num)
     x_rows = num_tokens * top_k if mul_routed_weight else num_tokens
-    if int(x.shape[0]) < x_rows:
-        raise ValueError(f"qcurr_hidden_states: {int(x.shape[0])} rows; needs "
+    if int(x_shape[0]) < x_rows:
+        raise ValueError(f"qcurr_hidden_states: {int(x_shape[0])} rows; needs "
                          f"{x_rows} ({'num_tokens*top_k' if mul_routed_weight else 'num_tokens'})")
     num_slices = len(lora_a_stacked)
-    _set_output(torch, a, output, dev, x.dtype, num_tokens, top_k, num_slices * N)
+    _set_output(torch, a, output, dev, x_dtype, num_tokens, top_k, num_slices * N)
     sorted_meta = sorted_token_ids is not None
     _set_common(torch, a, dev, topk_weights=topk_weights,
                 token_lora_mapping=token_lora_mapping, lora_ids=lora_ids,
@@ -405,15 +451,15 @@ def _prepare_fused(torch, output, x, lora_a_stacked, lora_b_stacked, topk_weight
                          "shrink_block_size_m", max_loras, num_tokens * top_k, keep):
         return None, dev
     a.x = x.data_ptr()
-    a.x_stride[:] = list(x.stride())
-    a.lora_a_ptrs = a_tab.data_ptr()
-    a.lora_a_stride[:] = list(A0.stride())
-    a.lora_b_ptrs = b_tab.data_ptr()
-    a.lora_b_stride[:] = list(B0.stride())
+    a.x_stride[:] = x.stride()
+    a.lora_a_ptrs = a_ptrs
+    a.lora_a_stride[:] = a_stride
+    a.lora_b_ptrs = b_ptrs
+    a.lora_b_stride[:] = b_stride
     a.num_experts = num_experts
     a.K, a.N, a.rank, a.num_slices = K, N, rank, num_slices
-    a.add_inputs = int(bool(add_inputs))
-    a.fully_sharded = int(bool(fully_sharded))
+    a.add_inputs = 1 if add_inputs else 0
+    a.fully_sharded = 1 if fully_sharded else 0
     return a, dev
 
 
@@ -452,15 +498,16 @@ def _intermediate_view(torch, ws, dtype, shape):
     return ws.view(dtype)[:n].view(*shape)
 
 
-def _fused_call(torch, rt, a, dev, stream):
+def _fused_call(rt, stream, torch, a, dev):
     """moelora_fused_moe_lora, giving it a workspace when its plan needs one."""
     if a.rank > L.MAX_ONE_SHOT_RANK or a.fully_sharded:
         a.workspace = _workspace(torch, dev, L.workspace_bytes(a)).data_ptr()
-    status = L.lib().moelora_fused_moe_lora(rt, ctypes.byref(a), stream)
+    lib = L.lib()
+    status = lib.moelora_fused_moe_lora(rt, ctypes.byref(a), stream)
     if (status == L.MOELORA_ERROR_INVALID_ARGUMENT and not a.workspace
             and L.last_error().startswith("workspace:")):
         a.workspace = _workspace(torch, dev, L.workspace_bytes(a)).data_ptr()
-        status = L.lib().moelora_fused_moe_lora(rt, ctypes.byref(a), stream)
+        status = lib.moelora_fused_moe_lora(rt, ctypes.byref(a), stream)
     L.check(status, "fused_moe_lora")
 
 
@@ -529,8 +576,7 @@ def fused_moe_lora(
                             False, keep)
     if a is None:
         return
-    with _on_device(torch, dev):
-        _fused_call(torch, _runtime(torch, dev.index), a, dev, _stream(torch, dev))
+    _call_on(torch, dev.index, _fused_call, torch, a, dev)
 
 
 def _fused_sharded(torch, output, x, lora_a_stacked, lora_b_stacked, topk_weights,
@@ -565,32 +611,38 @@ def _fused_sharded(torch, output, x, lora_a_stacked, lora_b_stacked, topk_weight
     if int(output.shape[2]) < offset + a.num_slices * a.N:
         raise ValueError(f"output: {int(output.shape[2])} columns; needs offset + "
                          f"num_slices*N = {offset + a.num_slices * a.N}")
-    with _on_device(torch, dev):
-        rt = _runtime(torch, dev.index)
-        stream = _stream(torch, dev)
-        if coll is None and offset == 0:
-            _fused_call(torch, rt, a, dev, stream)  # shrink + expand, one call
-            return
+    if coll is None and offset == 0:
+        _call_on(torch, dev.index, _fused_call, torch, a, dev)  # shrink + expand, one call
+        return
+    _call_on(torch, dev.index, _sharded_halves, torch, a, dev, x.dtype,
+             lora_b_stacked, coll, gather, int(offset))
+
+
+def _sharded_halves(rt, stream, torch, a, dev, dtype, lora_b_stacked, coll, gather,
+                    offset):
+    """fully_sharded as shrink, vLLM's TP collective (when there is one) and
+    expand at column `offset`."""
+    ws = _workspace(torch, dev, L.workspace_bytes(a))
+    # The intermediate (num_slices, num_tokens, top_k, rank) starts the
+    # workspace; its tensor view (a few host us) only for the collective.
+    a.workspace = ws.data_ptr()
+    L.check(L.lib().moelora_shrink(rt, ctypes.byref(a), stream),
+            "fused_moe_lora (shrink)")
+    if coll is not None:
         shape = (a.num_slices, a.num_tokens, a.top_k, a.rank)
-        ws = _workspace(torch, dev, L.workspace_bytes(a))
-        inter = _intermediate_view(torch, ws, x.dtype, shape)
+        inter = _intermediate_view(torch, ws, dtype, shape)
+        all_reduce, all_gather = coll
+        inter = all_reduce(inter) if not gather else all_gather(inter)
+        inter = inter.contiguous()
+        if gather:
+            b_ptrs, _, b_stride = _ptr_table(torch, lora_b_stacked, "lora_b_stacked",
+                                             dtype, dev)
+            a.lora_b_ptrs = b_ptrs
+            a.lora_b_stride[:] = b_stride
+            a.rank = int(inter.shape[-1])
         a.workspace = inter.data_ptr()
-        L.check(L.lib().moelora_shrink(rt, ctypes.byref(a), stream),
-                "fused_moe_lora (shrink)")
-        if coll is not None:
-            all_reduce, all_gather = coll
-            inter = all_reduce(inter) if not gather else all_gather(inter)
-            inter = inter.contiguous()
-            keep.append(inter)
-            if gather:
-                b_tab = _ptr_table(torch, lora_b_stacked, "lora_b_stacked", x.dtype, dev)
-                keep.append(b_tab)
-                a.lora_b_ptrs = b_tab.data_ptr()
-                a.lora_b_stride[:] = list(lora_b_stacked[0].stride())
-                a.rank = int(inter.shape[-1])
-            a.workspace = inter.data_ptr()
-        L.check(L.lib().moelora_expand(rt, ctypes.byref(a), int(offset), stream),
-                "fused_moe_lora (expand)")
+    L.check(L.lib().moelora_expand(rt, ctypes.byref(a), offset, stream),
+            "fused_moe_lora (expand)")
 
 
 def _check_intermediate(torch, inter, dev, dtype, shape):
@@ -647,10 +699,9 @@ def fused_moe_lora_shrink(
     keep: List[Any] = []
     a = L.new_fused_args()
     a.dtype = _dtype_code(torch, x, "qcurr_hidden_states")
-    a_tab = _ptr_table(torch, lora_a_stacked, "lora_a_stacked", x.dtype, dev)
-    keep.append(a_tab)
-    A0 = lora_a_stacked[0]
-    max_loras, n_exp, rank, k_dim = (int(s) for s in A0.shape)
+    a_ptrs, a_shape, a_stride = _ptr_table(torch, lora_a_stacked, "lora_a_stacked",
+                                           x.dtype, dev)
+    max_loras, n_exp, rank, k_dim = a_shape
     if int(x.shape[1]) != k_dim:
         raise ValueError(f"qcurr_hidden_states: K = {int(x.shape[1])}; lora_a_stacked "
                          f"has K = {k_dim}")
@@ -672,12 +723,12 @@ def fused_moe_lora_shrink(
         return
     inter = a_intermediate_cache1
     a.x = x.data_ptr()
-    a.x_stride[:] = list(x.stride())
-    a.lora_a_ptrs = a_tab.data_ptr()
-    a.lora_a_stride[:] = list(A0.stride())
+    a.x_stride[:] = x.stride()
+    a.lora_a_ptrs = a_ptrs
+    a.lora_a_stride[:] = a_stride
     # Shrink reads neither B nor the output; the C ABI still wants them
     # non-NULL and well-formed: point them at the intermediate.
-    a.lora_b_ptrs = a_tab.data_ptr()
+    a.lora_b_ptrs = a_ptrs
     a.lora_b_stride[:] = [n_exp * rank, rank, rank, 1]
     a.output = inter.data_ptr()
     a.output_stride[:] = [top_k * rank, rank, 1]
@@ -686,10 +737,11 @@ def fused_moe_lora_shrink(
     a.add_inputs = 0
     a.fully_sharded = 1
     a.workspace = inter.data_ptr()
-    with _on_device(torch, dev):
-        rt = _runtime(torch, dev.index)
-        L.check(L.lib().moelora_shrink(rt, ctypes.byref(a), _stream(torch, dev)),
-                "fused_moe_lora_shrink")
+    _call_on(torch, dev.index, _shrink_call, a)
+
+
+def _shrink_call(rt, stream, a):
+    L.check(L.lib().moelora_shrink(rt, ctypes.byref(a), stream), "fused_moe_lora_shrink")
 
 
 def fused_moe_lora_expand(
@@ -740,10 +792,9 @@ def fused_moe_lora_expand(
     keep: List[Any] = []
     a = L.new_fused_args()
     a.dtype = _dtype_code(torch, output, "output")
-    b_tab = _ptr_table(torch, lora_b_stacked, "lora_b_stacked", output.dtype, dev)
-    keep.append(b_tab)
-    B0 = lora_b_stacked[0]
-    max_loras, n_exp, n_dim, b_rank = (int(s) for s in B0.shape)
+    b_ptrs, b_shape, b_stride = _ptr_table(torch, lora_b_stacked, "lora_b_stacked",
+                                           output.dtype, dev)
+    max_loras, n_exp, n_dim, b_rank = b_shape
     rank = int(max_lora_rank)
     if b_rank < rank:
         raise ValueError(f"lora_b_stacked[0]: rank {b_rank}; smaller than "
@@ -773,22 +824,23 @@ def fused_moe_lora_expand(
     # well-formed (K only selects the tuned-table entry). Point them at the
     # pointer table (a fresh, aligned allocation).
     k_dim = int(K) if int(K) > 0 and int(K) % 2 == 0 else 8
-    a.x = b_tab.data_ptr()
+    a.x = b_ptrs
     a.x_stride[:] = [k_dim, 1]
-    a.lora_a_ptrs = b_tab.data_ptr()
+    a.lora_a_ptrs = b_ptrs
     a.lora_a_stride[:] = [n_exp * rank * k_dim, rank * k_dim, k_dim, 1]
-    a.lora_b_ptrs = b_tab.data_ptr()
-    a.lora_b_stride[:] = list(B0.stride())
+    a.lora_b_ptrs = b_ptrs
+    a.lora_b_stride[:] = b_stride
     a.num_experts = n_exp
     a.K, a.N, a.rank, a.num_slices = k_dim, n_dim, rank, slices
     a.add_inputs = 1
     a.fully_sharded = 1
     a.workspace = inter.data_ptr()
-    with _on_device(torch, dev):
-        rt = _runtime(torch, dev.index)
-        L.check(L.lib().moelora_expand(rt, ctypes.byref(a), int(offset),
-                                       _stream(torch, dev)),
-                "fused_moe_lora_expand")
+    _call_on(torch, dev.index, _expand_call, a, int(offset))
+
+
+def _expand_call(rt, stream, a, offset):
+    L.check(L.lib().moelora_expand(rt, ctypes.byref(a), offset, stream),
+            "fused_moe_lora_expand")
 
 
 def moe_lora_align_block_size(
@@ -860,29 +912,45 @@ def moe_lora_align_block_size(
     args.num_tokens, args.top_k = num_tokens, top_k
     args.num_experts, args.max_loras = int(num_experts), max_loras
     args.block_size_m, args.EM = bm, cap
-    with _on_device(torch, dev):
-        rt = _runtime(torch, dev.index)
-        L.check(L.lib().moelora_align_block_size(rt, ctypes.byref(args),
-                                                 _stream(torch, dev)),
-                "moe_lora_align_block_size")
-    experts_view = experts_ids.view(-1)[:max_loras * mnb].view(max_loras, mnb)
+    _call_on(torch, dev.index, _align_call, args)
+    if direct and expert_map is None:
+        return
+    experts_view = _rows(experts_ids, max_loras, mnb)
     if not direct:
         # Padded lengths never exceed vLLM's row sizes (num_tokens*top_k +
         # E*(BLOCK_M-1), or num_tokens*top_k*BLOCK_M when that is smaller), so
-        # a row prefix carries everything; pad the rest.
-        sorted_view = sorted_token_ids.view(-1)[:max_loras * mntp].view(max_loras, mntp)
+        # a row prefix carries everything; pad the rest. (Whole rows are used
+        # as they are: each view costs about a us on the host.)
+        sorted_view = _rows(sorted_token_ids, max_loras, mntp)
         m = min(mntp, cap)
-        sorted_view[:, :m].copy_(s_out[:, :m])
+        _cols(sorted_view, m, mntp).copy_(_cols(s_out, m, cap))
         if mntp > m:
             sorted_view[:, m:].fill_(num_tokens * top_k)
         mb = min(mnb, cap // bm)
-        experts_view[:, :mb].copy_(e_out[:, :mb])
+        _cols(experts_view, mb, mnb).copy_(_cols(e_out, mb, cap // bm))
         if mnb > mb:
             experts_view[:, mb:].fill_(-1)
     if expert_map is not None:
         valid = experts_view >= 0
         mapped = expert_map.to(torch.int32)[experts_view.clamp(min=0).long()]
         experts_view.copy_(torch.where(valid, mapped, torch.full_like(mapped, -1)))
+
+
+def _align_call(rt, stream, args):
+    L.check(L.lib().moelora_align_block_size(rt, ctypes.byref(args), stream),
+            "moe_lora_align_block_size")
+
+
+def _rows(t, rows, cols):
+    """The first rows*cols elements of contiguous t as (rows, cols)."""
+    if t.numel() == rows * cols:
+        return t.view(rows, cols)
+    return t.view(-1)[:rows * cols].view(rows, cols)
+
+
+def _cols(t, n, cols):
+    """t[:, :n] of a (rows, cols) t, without a view when n == cols."""
+    return t if n == cols else t[:, :n]
 
 
 # ---------------------------------------------------------------------------
@@ -914,9 +982,8 @@ def plan_fused_moe_lora(*args, **kwargs) -> Dict[str, Any]:
     if a is None:
         return {"path": "none", "num_launches": 0, "launches": [], "npid": 0,
                 "tiles_per_item": 0, "workspace_bytes": 0, "from_tuned_table": False}
-    with _on_device(torch, dev):
-        _runtime(torch, dev.index)
-        return L.plan_args(a, dev.index)
+    # _call_on creates the runtime with the device current.
+    return _call_on(torch, dev.index, lambda rt, stream: L.plan_args(a, dev.index))
 
 
 def warmup(shapes, device: Optional[int] = None) -> None:

@@ -194,6 +194,11 @@ int prepare(const std::string &sweepPath, const std::string &workloadPath,
     if (def->path == DispatchPath::None)
       continue;
     const char *path = pathName(def->path);
+    // The run times the rules' config first, as the baseline: its kernels
+    // are needed whether or not the sweep lists the same config.
+    for (const PlannedKernel &k : def->kernels)
+      if (auto img = cache.image(k.spec); !img)
+        die(c.name() + " (the rules' config): " + img.error().message);
     // Sorted cases build their metadata with the align kernel on the GPU.
     if (c.sorted)
       if (auto img = cache.image(alignBlockSizeSpec(90, 64)); !img)
