@@ -136,12 +136,11 @@ def _check_i32(torch, t, name, dev):
     raise ValueError(f"{name}: dtype {t.dtype}; must be torch.int32")
 
 
-def _check_same_dtype(t, name, dtype, dev):
+def _check_same_dtype(t, name, dtype, dev, like="qcurr_hidden_states"):
     if getattr(t, "device", None) == dev and t.dtype == dtype:
         return
     _check_dev(t, name, dev)
-    raise ValueError(f"{name}: dtype {t.dtype}; must be {dtype} like "
-                     "qcurr_hidden_states")
+    raise ValueError(f"{name}: dtype {t.dtype}; must be {dtype} like {like}")
 
 
 def _check_contiguous(t, name):
@@ -198,7 +197,7 @@ def _runtime(torch, index: int):
         return L.get_runtime(index)
 
 
-def _ptr_table(torch, tensors, name, dtype, dev):
+def _ptr_table(torch, tensors, name, dtype, dev, like="qcurr_hidden_states"):
     """(address, shape, strides) of the device int64 array of the slices'
     base pointers, and of the slices; the array is cached by the tuple of
     pointers (as vLLM's _get_ptr does), so repeated calls allocate nothing.
@@ -211,7 +210,7 @@ def _ptr_table(torch, tensors, name, dtype, dev):
     ptrs = []
     for i, t in enumerate(tensors):
         if not (getattr(t, "device", None) == dev and t.dtype == dtype):
-            _check_same_dtype(t, f"{name}[{i}]", dtype, dev)
+            _check_same_dtype(t, f"{name}[{i}]", dtype, dev, like)
         shape, stride = t.shape, t.stride()
         if i == 0:
             if len(shape) != 4:
@@ -645,8 +644,9 @@ def _sharded_halves(rt, stream, torch, a, dev, dtype, lora_b_stacked, coll, gath
             "fused_moe_lora (expand)")
 
 
-def _check_intermediate(torch, inter, dev, dtype, shape):
-    _check_same_dtype(inter, "a_intermediate_cache1", dtype, dev)
+def _check_intermediate(torch, inter, dev, dtype, shape,
+                        like="qcurr_hidden_states"):
+    _check_same_dtype(inter, "a_intermediate_cache1", dtype, dev, like)
     if tuple(int(s) for s in inter.shape) != tuple(shape):
         raise ValueError(f"a_intermediate_cache1: shape {tuple(inter.shape)}; must be "
                          f"(num_slices, num_tokens, top_k, R) = {tuple(shape)} "
@@ -792,8 +792,9 @@ def fused_moe_lora_expand(
     keep: List[Any] = []
     a = L.new_fused_args()
     a.dtype = _dtype_code(torch, output, "output")
+    # The expand has no qcurr_hidden_states: output sets the dtype.
     b_ptrs, b_shape, b_stride = _ptr_table(torch, lora_b_stacked, "lora_b_stacked",
-                                           output.dtype, dev)
+                                           output.dtype, dev, like="output")
     max_loras, n_exp, n_dim, b_rank = b_shape
     rank = int(max_lora_rank)
     if b_rank < rank:
@@ -805,7 +806,8 @@ def fused_moe_lora_expand(
     ntok = int(topk_weights.shape[0])
     top_k = int(top_k_num)
     slices = len(lora_b_stacked)
-    _check_intermediate(torch, inter, dev, output.dtype, (slices, ntok, top_k, rank))
+    _check_intermediate(torch, inter, dev, output.dtype, (slices, ntok, top_k, rank),
+                        like="output")
     if offset < 0:
         raise ValueError(f"offset = {offset}: must be >= 0")
     _set_output(torch, a, output, dev, output.dtype, ntok, top_k,

@@ -171,6 +171,14 @@ def _child():
                          p.out, inter, p.lora_b, p.topk_weights, p.st, p.ex, p.ntpp, p.tlm,
                          k, p.lora_ids, p.enabled, "cuda:0", R, nt, EM, c["K"], nt * k,
                          c["num_experts"], S, R, N, bm, *CFG, p.num_active, False, 32)
+        # The expand's dtype comes from output (it has no x): errors say so.
+        other = FT.float16 if p.T is FT.bfloat16 else FT.bfloat16
+        expect(f"{name} expand B dtype", ValueError, "like output",
+               moelora.fused_moe_lora_expand,
+               p.out, inter, [b.to(other) for b in p.lora_b], p.topk_weights, p.st,
+               p.ex, p.ntpp, p.tlm, k, p.lora_ids, p.enabled, "cuda:0", R, nt, EM,
+               c["K"], nt * k, c["num_experts"], S, R, N, bm, *CFG, p.num_active,
+               False, 32)
         bad = FT.empty(S, nt, k, R + 2, dtype=p.T, device="cuda")
         expect(f"{name} shrink bad intermediate", ValueError, "a_intermediate_cache1",
                moelora.fused_moe_lora_shrink, bad, p.x, p.lora_a, p.topk_weights, p.st,
