@@ -43,7 +43,10 @@ static KernelSpec commonSpec(KernelFamily f, const MoeLoraCall &call,
   s.addInputs = call.addInputs;
   s.numSlices = call.numSlices;
   s.minBlocksPerSm = defaultMinBlocksPerSm(f);
-  s.alignedOutput = outputRowsAligned(call);
+  // Only the one-shot and expand kernels stage output rows; the others keep
+  // the default so that their variants do not split on it.
+  if (f == KernelFamily::OneShot || f == KernelFamily::Expand)
+    s.alignedOutput = outputRowsAligned(call);
   return s;
 }
 
@@ -130,6 +133,8 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
     if (t) {
       applyTuned(s, k, t->config);
       plan.fromTunedTable = true;
+      if (device.sm < 90)
+        s.splitK = 1; // a table made for sm_90 on an older GPU: no clusters
     }
     const long nTiles = (call.N + s.blockN - 1) / s.blockN;
     if (t && t->config.tilesPerItem) {
@@ -182,8 +187,10 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
     // sm_90 they form a cluster instead and split it (SPLIT_K = NPID, a
     // power of two up to 8). A tuned entry's NPID or SPLIT_K is kept as
     // measured.
-    if (device.sm >= 90 && k.npid > 1 &&
-        !(t && (t->config.splitK != 0 || t->config.npid != 0))) {
+    if (device.sm < 90)
+      s.splitK = 1; // a table made for sm_90 on an older GPU: no clusters
+    else if (k.npid > 1 &&
+             !(t && (t->config.splitK != 0 || t->config.npid != 0))) {
       s.splitK = 2;
       while (s.splitK < k.npid && s.splitK < kMaxClusterBlocks)
         s.splitK *= 2;

@@ -78,6 +78,13 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
             "{}: entry {}: SPLIT_K = {} on path {}: allowed: 1, 2, 4, 8 on "
             "small_batch and one_shot only",
             origin, index, sk, t.path));
+      // A one_shot cluster is its row block's NPID programs.
+      if (t.path == "one_shot" && sk > 1 && t.config.npid != 0 &&
+          t.config.npid != sk)
+        return makeError(fmt::format(
+            "{}: entry {}: NPID = {} with SPLIT_K = {}: allowed: NPID 0 or "
+            "{} (a one_shot cluster is its row block's NPID programs)",
+            origin, index, t.config.npid, sk, sk));
       if (c.contains("min_blocks_per_sm") &&
           (t.config.minBlocksPerSm < 0 ||
            t.config.minBlocksPerSm > kMaxMinBlocksPerSm))

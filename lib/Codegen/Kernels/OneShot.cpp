@@ -67,7 +67,7 @@ struct OneShotLayout {
 /// order, so that every block gets the same r) into a second buffer, from
 /// which all of them read the whole r.
 void sumClusterPartials(TileBuilder &tb, Accumulators &r, Value smem, int C,
-                        Value wm, Value wn, int warpsN, int clusterBytes) {
+                        Value wm, Value wn, int warpsN, int totalsOffset) {
   const int tiles = r.mTiles * r.nTiles;
   auto slot = [&](Value base, int tile) {
     Value index = tb.add(
@@ -81,7 +81,7 @@ void sumClusterPartials(TileBuilder &tb, Accumulators &r, Value smem, int C,
       v.push_back(r.values[tile * 4 + i]);
     return v;
   };
-  Value totals = tb.sharedOffset(smem, tb.i32(clusterBytes));
+  Value totals = tb.sharedOffset(smem, tb.i32(totalsOffset));
   mlir::Type f32x4 = tb.vectorType(tb.f32Type(), 4);
   tb.ifThen(tb.eq(wn, tb.i32(0)), [&] {
     for (int tile = 0; tile < tiles; ++tile)

@@ -245,6 +245,20 @@ Status checkPtxVersion(int ptxVersion, int sm) {
   return Status::ok();
 }
 
+int maxDynamicSharedBytes(int sm) {
+  // The opt-in maximum per block (CUDA programming guide, compute
+  // capabilities table).
+  switch (sm) {
+  case 80:
+    return 163 * 1024;
+  case 86:
+  case 89:
+    return 99 * 1024;
+  default:
+    return 227 * 1024;
+  }
+}
+
 int sharedMemoryBytes(const KernelSpec &spec) {
   switch (spec.family) {
   case KernelFamily::OneShot:
@@ -274,6 +288,13 @@ Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
   // not as a crash inside LLVM.
   if (std::string why = validateSpec(spec); !why.empty())
     return fail(why);
+  // A tile whose shared memory exceeds what a block may opt into on the
+  // target would only fail at launch (cuFuncSetAttribute); say so here.
+  if (int limit = maxDynamicSharedBytes(spec.sm); out.sharedBytes > limit)
+    return fail(fmt::format(
+        "needs {} bytes of shared memory; sm_{} allows a block at most {} "
+        "(smaller BLOCK_SIZE_N/K or num_stages)",
+        out.sharedBytes, spec.sm, limit));
   if (options.ptxVersion)
     if (Status s = checkPtxVersion(options.ptxVersion, spec.sm); !s)
       return fail("PTX version " + s.error().message);

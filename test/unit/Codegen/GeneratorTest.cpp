@@ -378,6 +378,44 @@ TEST(Generator, SmallBatchSplitKIsAClusterWithDistributedSharedMemory) {
   EXPECT_LT(plain->sharedBytes, g->sharedBytes);
 }
 
+// The one-shot's SPLIT_K programs (its NPID) form a cluster that sums the
+// partial r over distributed shared memory; the staged output epilogue moves
+// 16-byte rows and the element-wise one (out_aligned false) does not.
+TEST(Generator, OneShotClusterAndStagedOutput) {
+  KernelSpec s = smallOneShot();
+  s.splitK = 4;
+  auto g = generateKernel(s);
+  ASSERT_TRUE(g) << g.error().message;
+  EXPECT_THAT(g->ptx, HasSubstr(".reqnctapercluster 4, 1, 1"));
+  EXPECT_THAT(g->ptx, HasSubstr("mapa.shared::cluster"));
+  EXPECT_THAT(g->ptx, HasSubstr("ld.shared::cluster.v4"));
+  EXPECT_THAT(g->ptx, HasSubstr("st.global.v4"));
+  s.splitK = 1;
+  s.alignedOutput = false;
+  auto plain = generateKernel(s);
+  ASSERT_TRUE(plain) << plain.error().message;
+  EXPECT_EQ(plain->ptx.find("reqnctapercluster"), std::string::npos);
+  EXPECT_EQ(plain->ptx.find("st.global.v4"), std::string::npos);
+  EXPECT_EQ(plain->ptx.find("ld.shared::cluster"), std::string::npos);
+}
+
+// A tile over the target's per-block shared memory is a generation error
+// that names the sizes, not a launch failure.
+TEST(Generator, SharedMemoryOverTheTargetLimitIsAnError) {
+  KernelSpec s = smallOneShot();
+  s.blockM = 128;
+  s.blockN = 256;
+  s.blockK = 128;
+  s.numWarps = 8;
+  s.numStages = 4;
+  s.sm = 86;
+  ASSERT_GT(sharedMemoryBytes(s), maxDynamicSharedBytes(86));
+  auto g = generateKernel(s);
+  ASSERT_FALSE(g);
+  EXPECT_THAT(g.error().message, HasSubstr("sm_86 allows a block at most"));
+  EXPECT_EQ(maxDynamicSharedBytes(90), 227 * 1024);
+}
+
 // min_blocks_per_sm reaches the PTX as .minnctapersm, and only when set:
 // without it ptxas chooses the register budget.
 TEST(Generator, MinBlocksPerSmBecomesMinnctapersm) {

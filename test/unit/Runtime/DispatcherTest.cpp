@@ -95,6 +95,17 @@ TEST(DispatcherTest, AlignedOutputFollowsTheCall) {
     c.outStride = int64_t(c.numSlices) * c.N;
     EXPECT_FALSE(stages(c, sharded));
   }
+  // Families that never stage output keep the default, so a misaligned
+  // call does not split their variants.
+  MoeLoraCall decode = naiveCall(1, 8, 2048, 1004);
+  DispatchPlan small = planOk(decode);
+  ASSERT_EQ(small.path, DispatchPath::SmallBatch);
+  EXPECT_TRUE(small.kernels[0].spec.alignedOutput);
+  MoeLoraCall sharded = sortedCall(256, 64, 8, 2048, 1004);
+  DispatchPlan two = planOk(sharded, true);
+  ASSERT_EQ(two.path, DispatchPath::TwoKernel);
+  EXPECT_TRUE(two.kernels[0].spec.alignedOutput);  // shrink
+  EXPECT_FALSE(two.kernels[1].spec.alignedOutput); // expand
   EXPECT_TRUE(outputRowsAligned(naiveCall(4), 0));
   EXPECT_FALSE(outputRowsAligned(naiveCall(4), 4));
 }
@@ -533,6 +544,26 @@ TunedTable parsedTable(const char *text = kTunedJson) {
   auto t = TunedTable::parse(text, "test-table.json");
   EXPECT_TRUE(t) << t.error().message;
   return t ? *t : TunedTable{};
+}
+
+// A table with cluster sizes (made on sm_90) used on an older GPU plans no
+// clusters rather than a kernel that cannot be generated.
+TEST(DispatcherTunedTest, TunedSplitKNeedsSm90) {
+  auto t = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
+    "gpu": "old", "entries": [
+    {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {"SPLIT_K": 4}}]})",
+                             "t.json");
+  ASSERT_TRUE(t) << t.error().message;
+  MoeLoraCall c = sortedCall(40, 16);
+  DispatchPlan hopper = planOk(c, false, &*t, DeviceInfo{90, 132, "old"});
+  EXPECT_EQ(hopper.kernels[0].spec.splitK, 4);
+  EXPECT_EQ(hopper.kernels[0].knobs.npid, 4);
+  DispatchPlan ampere = planOk(c, false, &*t, DeviceInfo{80, 108, "old"});
+  ASSERT_TRUE(ampere.fromTunedTable);
+  EXPECT_EQ(ampere.kernels[0].spec.splitK, 1);
+  EXPECT_TRUE(validateSpec(ampere.kernels[0].spec).empty());
 }
 
 TEST(DispatcherTunedTest, EntryOverridesOneShotConfig) {

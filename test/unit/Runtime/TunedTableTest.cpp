@@ -258,6 +258,14 @@ INSTANTIATE_TEST_SUITE_P(
                          return j.dump();
                        },
                        "SPLIT_K = 3 on path small_batch"},
+        ParseErrorCase{"OneShotNpidIsNotTheCluster",
+                       [] {
+                         json j = validTable();
+                         j["entries"][0]["config"]["SPLIT_K"] = 2;
+                         j["entries"][0]["config"]["NPID"] = 4;
+                         return j.dump();
+                       },
+                       "NPID = 4 with SPLIT_K = 2"},
         ParseErrorCase{"SplitKOnTwoKernel",
                        [] {
                          json j = validTable();
