@@ -37,15 +37,22 @@ def targets(rows):
         elif "_two_kernel_" in name:
             two.append((name, floor / us, floor / us >= 0.6))
 
-    def line(label, cases, fmt):
+    def line(label, cases, fmt, higher_is_better):
         met = sum(1 for c in cases if c[2])
-        best = max(cases, key=lambda c: c[1] if "floor" in label else -c[1])
-        print(f"{label:44s} {met:2d}/{len(cases):2d}   best {fmt(best)}")
+        # The closest miss: the slowest met case is not interesting.
+        misses = [c for c in cases if not c[2]] or cases
+        sign = 1 if higher_is_better else -1
+        closest = max(misses, key=lambda c: sign * c[1])
+        print(f"{label:44s} {met:2d}/{len(cases):2d}   closest miss {fmt(closest)}")
 
-    line("decode M=1  <= max(8 us, floor + 4 us)", dec1, lambda c: f"{c[1]:.1f} us {c[0]}")
-    line("decode M=16 <= max(8 us, floor / 0.8)", dec16, lambda c: f"{c[1]:.1f} us {c[0]}")
-    line("one-shot M>=512 at >= 0.8 of the floor", big, lambda c: f"{c[1]:.2f} {c[0]}")
-    line("two-kernel at >= 0.6 of the floor", two, lambda c: f"{c[1]:.2f} {c[0]}")
+    line("decode M=1  <= max(8 us, floor + 4 us)", dec1,
+         lambda c: f"{c[1]:.1f} us {c[0]}", False)
+    line("decode M=16 <= max(8 us, floor / 0.8)", dec16,
+         lambda c: f"{c[1]:.1f} us {c[0]}", False)
+    line("one-shot M>=512 at >= 0.8 of the floor", big,
+         lambda c: f"{c[1]:.2f} {c[0]}", True)
+    line("two-kernel at >= 0.6 of the floor", two,
+         lambda c: f"{c[1]:.2f} {c[0]}", True)
     print(f"{'one-shot M=64 vs Triton (geo-mean, >= 3x)':44s} {geomean(m64):.2f}x over {len(m64)} presets")
 
 
