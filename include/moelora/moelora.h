@@ -141,7 +141,11 @@ moelora_status moelora_plan_fused(moelora_runtime *rt,
  * 0, and moelora_last_error() says which argument (it is "" after valid
  * ones). */
 size_t moelora_workspace_bytes(const moelora_fused_args *args);
-/* Loads (or generates) every variant the plan for these calls needs. */
+/* Loads (or generates) every variant the plan for these calls needs. The
+ * one-shot and expand variants depend on whether the output rows are
+ * 16-byte aligned (out pointer, output strides, N, and the expand's column
+ * offset); calls given by shape only (out NULL) are planned as aligned, so
+ * warm an engine whose outputs are not aligned with its real arguments. */
 moelora_status moelora_warmup(moelora_runtime *rt,
                               const moelora_fused_args *calls, int32_t count);
 
