@@ -143,9 +143,11 @@ moelora_status moelora_plan_fused(moelora_runtime *rt,
 size_t moelora_workspace_bytes(const moelora_fused_args *args);
 /* Loads (or generates) every variant the plan for these calls needs. The
  * one-shot and expand variants depend on whether the output rows are
- * 16-byte aligned (out pointer, output strides, N, and the expand's column
- * offset); calls given by shape only (out NULL) are planned as aligned, so
- * warm an engine whose outputs are not aligned with its real arguments. */
+ * 16-byte aligned (out pointer, output row stride, N): calls given by shape
+ * only (out NULL) are planned as aligned, so warm an engine whose outputs
+ * are not aligned with its real arguments. moelora_expand with an
+ * out_col_offset that is not a multiple of 8 elements takes the unaligned
+ * expand, which warm-up cannot know about: keep JIT on for it. */
 moelora_status moelora_warmup(moelora_runtime *rt,
                               const moelora_fused_args *calls, int32_t count);
 
