@@ -1,8 +1,9 @@
 //===- BenchPrepare.cpp - Warm the benchmark's disk cache (host) ----------===//
 //
-// Usage: moelora-bench-prepare <cache dir> [--fp16] [--tuned-table F|none]. Generates (JIT, no GPU
-// needed) every variant the dispatcher picks for the benchmark's cases, plus
-// the align kernel, into a disk cache that moelora-bench then reads.
+// Usage: moelora-bench-prepare <cache dir> [--fp16] [--tuned-table F|none].
+// Generates (JIT, no GPU needed) every variant the dispatcher picks for the
+// benchmark's cases, plus the align kernel, into a disk cache that
+// moelora-bench then reads.
 //
 //===----------------------------------------------------------------------===//
 
