@@ -181,8 +181,18 @@ def _call_on(torch, index, fn, *args):
 
 _cache_lock = threading.Lock()
 _PTR_TABLES: Dict[Tuple[int, Tuple[int, ...]], Any] = {}  # -> (table, its address)
-_WORKSPACES: Dict[Tuple[int, int], Any] = {}
+# Device buffers in power-of-two size classes per (device, stream, use):
+# never freed or resized, so captured graphs keep valid addresses, and a
+# server whose batch sizes vary allocates a few classes (at most twice the
+# largest request in all) instead of one buffer per size. Per stream,
+# because calls on one stream run in order and calls on two may overlap.
+_WORKSPACES: Dict[Tuple, Any] = {}
 _SCRATCH: Dict[Tuple, Any] = {}
+_SCRATCH_VIEWS: Dict[Tuple, Any] = {}  # exact shapes over _SCRATCH
+
+
+def _size_class(n: int) -> int:
+    return max(256, 1 << (max(int(n), 1) - 1).bit_length())
 
 
 def _runtime(torch, index: int):
@@ -239,26 +249,36 @@ def _ptr_table(torch, tensors, name, dtype, dev, like="qcurr_hidden_states"):
     return entry[1], shape0, stride0
 
 
-def _workspace(torch, dev, nbytes: int):
-    """A uint8 device buffer of exactly nbytes, cached per size per device
-    (never freed or resized, so captured graphs keep valid addresses)."""
-    nbytes = max(int(nbytes), 1)
-    key = (dev.index, nbytes)
+def _workspace(torch, dev, nbytes: int, stream: int):
+    """A uint8 device buffer of at least nbytes for calls on `stream` (its
+    size class's buffer)."""
+    key = (dev.index, stream, _size_class(nbytes))
     ws = _WORKSPACES.get(key)
     if ws is None:
-        ws = torch.empty(nbytes, dtype=torch.uint8, device=dev)
+        ws = torch.empty(key[2], dtype=torch.uint8, device=dev)
         with _cache_lock:
             _WORKSPACES[key] = ws
     return ws
 
 
 def _scratch_i32(torch, dev, tag, shape):
-    key = (dev.index, tag) + tuple(shape)
-    t = _SCRATCH.get(key)
+    """A contiguous int32 tensor of `shape` for calls on the device's current
+    stream: a view (cached per shape) of its size class's buffer."""
+    stream = _raw_stream(dev.index)
+    key = (dev.index, stream, tag) + tuple(shape)
+    t = _SCRATCH_VIEWS.get(key)
     if t is None:
-        t = torch.empty(tuple(shape), dtype=torch.int32, device=dev)
+        n = 1
+        for d in shape:
+            n *= int(d)
+        pool_key = (dev.index, stream, tag, _size_class(n))
+        base = _SCRATCH.get(pool_key)
+        if base is None:
+            base = torch.empty(pool_key[3], dtype=torch.int32, device=dev)
+        t = base[:n].view(*shape)
         with _cache_lock:
-            _SCRATCH[key] = t
+            _SCRATCH.setdefault(pool_key, base)
+            _SCRATCH_VIEWS[key] = t
     return t
 
 
@@ -500,12 +520,12 @@ def _intermediate_view(torch, ws, dtype, shape):
 def _fused_call(rt, stream, torch, a, dev):
     """moelora_fused_moe_lora, giving it a workspace when its plan needs one."""
     if a.rank > L.MAX_ONE_SHOT_RANK or a.fully_sharded:
-        a.workspace = _workspace(torch, dev, L.workspace_bytes(a)).data_ptr()
+        a.workspace = _workspace(torch, dev, L.workspace_bytes(a), stream).data_ptr()
     lib = L.lib()
     status = lib.moelora_fused_moe_lora(rt, ctypes.byref(a), stream)
     if (status == L.MOELORA_ERROR_INVALID_ARGUMENT and not a.workspace
             and L.last_error().startswith("workspace:")):
-        a.workspace = _workspace(torch, dev, L.workspace_bytes(a)).data_ptr()
+        a.workspace = _workspace(torch, dev, L.workspace_bytes(a), stream).data_ptr()
         status = lib.moelora_fused_moe_lora(rt, ctypes.byref(a), stream)
     L.check(status, "fused_moe_lora")
 
@@ -621,7 +641,7 @@ def _sharded_halves(rt, stream, torch, a, dev, dtype, lora_b_stacked, coll, gath
                     offset):
     """fully_sharded as shrink, vLLM's TP collective (when there is one) and
     expand at column `offset`."""
-    ws = _workspace(torch, dev, L.workspace_bytes(a))
+    ws = _workspace(torch, dev, L.workspace_bytes(a), stream)
     # The intermediate (num_slices, num_tokens, top_k, rank) starts the
     # workspace; its tensor view (a few host us) only for the collective.
     a.workspace = ws.data_ptr()

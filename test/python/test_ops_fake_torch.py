@@ -249,6 +249,27 @@ def _child():
            **fused_args(q))
     FT.cuda._capturing = False
 
+    # Workspaces and metadata scratch come in power-of-two size classes per
+    # stream: a server's varying sizes reuse a few buffers, never freed.
+    from moelora import ops as O
+    dev = FT.device("cuda:0")
+    n_ws, n_scratch = len(O._WORKSPACES), len(O._SCRATCH)
+    for n in range(1000, 200000, 997):
+        ws = O._workspace(FT, dev, n, 0)
+        if ws.numel() < n:
+            failures.append(f"workspace of {ws.numel()} bytes for {n}")
+    if len(O._WORKSPACES) - n_ws > 9:  # 1 KiB .. 256 KiB
+        failures.append(f"{len(O._WORKSPACES) - n_ws} workspaces for 1 KB..200 KB")
+    if O._workspace(FT, dev, 5000, 0) is O._workspace(FT, dev, 5000, 7):
+        failures.append("two streams share a workspace")
+    for em in range(64, 20000, 64):
+        t = O._scratch_i32(FT, dev, "sorted", (4, em))
+        if tuple(t.shape) != (4, em) or not t.is_contiguous():
+            failures.append(f"scratch {tuple(t.shape)} for (4, {em})")
+            break
+    if len(O._SCRATCH) - n_scratch > 9:  # 256 .. 128 Ki elements
+        failures.append(f"{len(O._SCRATCH) - n_scratch} scratch buffers for 312 shapes")
+
     for f in failures:
         print("FAIL", f)
     print(f"{n_calls} fused calls planned{' and validated' if launches else ''}; "
