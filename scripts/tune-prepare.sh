@@ -14,9 +14,13 @@ cmake -S . -B "$BUILD" -G Ninja >/dev/null
 ninja -C "$BUILD" -j2 moelora-tune moelora-tune-rt
 mkdir -p .carry/bin .carry/lib
 rm -rf .carry/tune-cache
+# The committed table for the card competes: its entries are each case's
+# "current" candidate, so a run never replaces an entry with a slower one.
+BASE_TABLE=${BASE_TABLE-specs/tuned/${MOELORA_GPU// /_}.json}
+[ -f "$BASE_TABLE" ] || BASE_TABLE=
 "$BUILD"/tools/moelora-tune/moelora-tune prepare --sweep "$SWEEP" \
   --workload "$WORKLOAD" --cache .carry/tune-cache --plan .carry/tune-plan.json --ptxas \
-  --gpu "$MOELORA_GPU"
+  --gpu "$MOELORA_GPU" ${BASE_TABLE:+--base-table "$BASE_TABLE"}
 cp "$BUILD"/tools/moelora-tune/moelora-tune-rt .carry/bin/
 strip .carry/bin/moelora-tune-rt
 for lib in libfmt.so.9 libyaml-cpp.so.0.7; do

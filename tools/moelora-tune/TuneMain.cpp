@@ -18,6 +18,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "BenchHarness.h"
+#include "BucketChoice.h"
 #include "moelora/Runtime/Dispatcher.h"
 #include "moelora/Runtime/ModuleCache.h"
 #include "moelora/Spec/KernelAbi.h"
@@ -33,6 +34,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <unistd.h>
 
@@ -78,6 +80,18 @@ std::vector<BenchCase> readWorkload(const std::string &path) {
     bool sorted =
         entry["metadata"] && entry["metadata"].as<std::string>() == "sorted";
     bool two = entry["two_kernel"] && entry["two_kernel"].as<bool>();
+    // routing: dense (the default) and/or sparse (a quarter of the experts).
+    std::vector<bool> routings;
+    for (const auto &r : entry["routing"] ? listOf(entry["routing"])
+                                          : std::vector<YAML::Node>{}) {
+      std::string v = r.as<std::string>();
+      if (v != "dense" && v != "sparse")
+        die(fmt::format("{}:{}: routing '{}': allowed: dense, sparse", path,
+                        r.Mark().line + 1, v));
+      routings.push_back(v == "sparse");
+    }
+    if (routings.empty())
+      routings.push_back(false);
     for (const auto &p : listOf(entry["preset"])) {
       const Preset *preset = nullptr;
       for (const Preset &q : kPresets)
@@ -94,8 +108,9 @@ std::vector<BenchCase> readWorkload(const std::string &path) {
             if (shape != "w13" && shape != "w2")
               die(fmt::format("{}:{}: shape '{}': allowed: w13, w2", path,
                               sh.Mark().line + 1, shape));
-            cases.push_back({preset, shape == "w13" ? Shape::W13 : Shape::W2,
-                             m.as<int>(), r.as<int>(), sorted, two, false});
+            for (bool sparse : routings)
+              cases.push_back({preset, shape == "w13" ? Shape::W13 : Shape::W2,
+                               m.as<int>(), r.as<int>(), sorted, two, sparse});
           }
     }
   }
@@ -142,6 +157,13 @@ json entryFor(const BenchCase &c, const char *path, const json &config) {
           {"config", config}};
 }
 
+/// The tuned-table key of the case's entry (its bucket), as text.
+std::string bucketKey(const BenchCase &c, const char *path) {
+  json e = entryFor(c, path, json::object());
+  e.erase("config");
+  return e.dump();
+}
+
 TunedTable tableFor(const std::string &gpu, const json &entry) {
   json t = {{"format", "moelora-tuned"},
             {"version", 1},
@@ -169,9 +191,31 @@ std::vector<json> candidates(const YAML::Node &sweep, const char *path) {
   return out;
 }
 
+/// The config (JSON) of `base`'s entry that serves the case, if any: the
+/// smallest bucket holding its pairs, as the dispatcher looks it up.
+std::optional<json> currentConfig(const json &base, const TunedTable &table,
+                                  const std::string &gpu, const BenchCase &c,
+                                  const char *path) {
+  const TunedEntry *e = table.find(
+      gpu, path, c.dtype == MOELORA_DTYPE_BF16 ? DType::BF16 : DType::F16,
+      c.rank, c.K(), c.N(), c.slices(), c.sorted, long(c.M) * c.preset->topK);
+  if (!e)
+    return std::nullopt;
+  for (const json &j : base.at("entries"))
+    if (j.at("path") == e->path && j.at("rank") == e->rank &&
+        j.at("K") == e->K && j.at("N") == e->N &&
+        j.value("num_slices", 1) == e->numSlices &&
+        j.value("sorted", false) == e->sorted &&
+        j.at("max_pairs").get<long>() == e->maxPairs &&
+        j.at("dtype") == (e->dtype == DType::BF16 ? "bf16" : "fp16"))
+      return j.at("config");
+  return std::nullopt;
+}
+
 int prepare(const std::string &sweepPath, const std::string &workloadPath,
             const std::string &cacheDir, const std::string &planPath,
-            const std::string &gpu, bool ptxas) {
+            const std::string &gpu, bool ptxas,
+            const std::string &baseTablePath) {
 #ifdef MOELORA_TUNE_WITH_JIT
   installJitHook();
 #else
@@ -179,6 +223,23 @@ int prepare(const std::string &sweepPath, const std::string &workloadPath,
 #endif
   YAML::Node sweep = loadYaml(sweepPath);
   std::vector<BenchCase> cases = readWorkload(workloadPath);
+  // The table the run's winners must beat: its entries compete as the
+  // candidate "current" of each case.
+  json baseJson;
+  TunedTable baseTable;
+  if (!baseTablePath.empty()) {
+    auto text = TunedTable::readText(baseTablePath);
+    if (!text)
+      die(text.error().message);
+    auto t = TunedTable::parse(*text, baseTablePath);
+    if (!t)
+      die(t.error().message);
+    if (t->gpu != gpu)
+      die(fmt::format("{}: a table for '{}', the plan is for '{}' (--gpu)",
+                      baseTablePath, t->gpu, gpu));
+    baseTable = t.take();
+    baseJson = json::parse(*text);
+  }
   ModuleCacheOptions o;
   o.diskDir = cacheDir;
   ModuleCache cache(nullptr, o);
@@ -210,10 +271,18 @@ int prepare(const std::string &sweepPath, const std::string &workloadPath,
                {"rank", c.rank},
                {"sorted", c.sorted},
                {"two_kernel", c.twoKernel},
+               {"sparse", c.sparse},
                {"path", path},
+               {"bucket", bucketKey(c, path)},
                {"candidates", json::array()}};
     std::set<std::string> seen;
-    for (const json &cfg : candidates(sweep, path)) {
+    std::vector<json> configs = candidates(sweep, path);
+    std::optional<json> current;
+    if (!baseTablePath.empty())
+      current = currentConfig(baseJson, baseTable, gpu, c, path);
+    if (current) // first, so that a sweep point with the same kernels is it
+      configs.insert(configs.begin(), *current);
+    for (const json &cfg : configs) {
       TunedTable table = tableFor(gpu, entryFor(c, path, cfg));
       auto p = planFusedMoeLora(call, c.twoKernel, device, &table);
       std::string reason, keys;
@@ -255,7 +324,10 @@ int prepare(const std::string &sweepPath, const std::string &workloadPath,
       }
       if (!seen.insert(keys).second)
         continue; // same kernels as an earlier candidate
-      jc["candidates"].push_back({{"config", cfg}, {"keys", keys}});
+      json cand = {{"config", cfg}, {"keys", keys}};
+      if (current && &cfg == &configs.front())
+        cand["current"] = true;
+      jc["candidates"].push_back(cand);
       ++kept;
     }
     plan["cases"].push_back(jc);
@@ -333,7 +405,15 @@ int run(const std::string &planPath, const std::string &cacheDir,
                 {"version", 1},
                 {"gpu", gpuName},
                 {"entries", json::array()}};
-  std::vector<std::string> summary;
+  // Per tuned-table bucket: its cases and every config's time on each.
+  struct Bucket {
+    BenchCase first;
+    std::string path;
+    std::vector<std::string> cases;
+    tune::BucketTimes times;
+  };
+  std::map<std::string, Bucket> buckets;
+  std::vector<std::string> bucketOrder;
   for (const json &jc : plan["cases"]) {
     BenchCase c{nullptr,
                 jc["shape"] == "w13" ? Shape::W13 : Shape::W2,
@@ -341,7 +421,7 @@ int run(const std::string &planPath, const std::string &cacheDir,
                 jc["rank"].get<int>(),
                 jc["sorted"].get<bool>(),
                 jc["two_kernel"].get<bool>(),
-                false};
+                jc.value("sparse", false)};
     for (const Preset &p : kPresets)
       if (jc["preset"] == p.name)
         c.preset = &p;
@@ -417,9 +497,24 @@ int run(const std::string &planPath, const std::string &cacheDir,
     } else {
       ++finished;
     }
-    double defaultUs = done[baseId].value("us", 0.0);
-    double bestUs = defaultUs;
-    json best;
+    const std::string bucketId = jc.value(
+        "bucket", jc["name"].get<std::string>()); // older plans: per case
+    auto [it, fresh] = buckets.try_emplace(bucketId);
+    Bucket &bucket = it->second;
+    if (fresh) {
+      bucket.first = c;
+      bucket.path = jc["path"].get<std::string>();
+      bucketOrder.push_back(bucketId);
+    }
+    const size_t caseIndex = bucket.cases.size();
+    bucket.cases.push_back(jc["name"].get<std::string>());
+    auto note = [&](const std::string &config, const json &r) {
+      std::vector<double> &t = bucket.times[config];
+      t.resize(caseIndex + 1, std::nan(""));
+      t[caseIndex] =
+          r.value("ok", false) ? r["us"].get<double>() : std::nan("");
+    };
+    note(tune::kDefaultConfig, done[baseId]);
     for (const json &cand : jc["candidates"]) {
       std::string id =
           jc["name"].get<std::string>() + "|" + cand["config"].dump();
@@ -439,29 +534,50 @@ int run(const std::string &planPath, const std::string &cacheDir,
       } else {
         ++finished;
       }
-      const json &r = done[id];
-      if (r.value("ok", false) && r["us"].get<double>() < bestUs) {
-        bestUs = r["us"].get<double>();
-        best = cand["config"];
-      }
+      note(cand.value("current", false) ? std::string(tune::kCurrentConfig)
+                                        : cand["config"].dump(),
+           done[id]);
     }
-    // A winner must beat the default by more than the timing noise.
-    if (!best.is_null() && bestUs < defaultUs * 0.97) {
+  }
+  // Each bucket's entry, chosen by the summed time of its cases.
+  std::vector<std::string> summary;
+  for (const std::string &id : bucketOrder) {
+    Bucket &b = buckets.at(id);
+    for (auto &[config, t] : b.times)
+      t.resize(b.cases.size(), std::nan("")); // not run for some case: loses
+    tune::BucketChoice choice = tune::chooseForBucket(b.times);
+    std::string names;
+    for (const std::string &n : b.cases)
+      names += (names.empty() ? "" : " + ") + n;
+    std::string what;
+    switch (choice.outcome) {
+    case tune::BucketOutcome::UseConfig:
       table["entries"].push_back(
-          entryFor(c, jc["path"].get<std::string>().c_str(), best));
-      summary.push_back(
-          fmt::format("{:<44} {:>9.1f} -> {:>9.1f} us ({:.2f}x) {}",
-                      jc["name"].get<std::string>(), defaultUs, bestUs,
-                      defaultUs / bestUs, best.dump()));
-    } else {
-      summary.push_back(fmt::format("{:<44} {:>9.1f} us: default kept",
-                                    jc["name"].get<std::string>(), defaultUs));
+          entryFor(b.first, b.path.c_str(), json::parse(choice.config)));
+      what = choice.config;
+      break;
+    case tune::BucketOutcome::UseRules:
+      table["entries"].push_back(
+          entryFor(b.first, b.path.c_str(), json::object()));
+      what = "the rules (entry {})";
+      break;
+    case tune::BucketOutcome::KeepCurrent:
+      what = b.times.count(tune::kCurrentConfig) ? "current entry kept"
+                                                 : "rules kept (no entry)";
+      break;
     }
+    summary.push_back(fmt::format(
+        "{}\n    rules {:.1f} us{} -> {:.1f} us: {}", names, choice.defaultUs,
+        choice.currentUs > 0
+            ? fmt::format(", current {:.1f} us", choice.currentUs)
+            : std::string(),
+        choice.chosenUs, what));
   }
   std::fprintf(stderr, "\n");
   std::remove(tablePath.c_str());
   std::ofstream(outPath) << table.dump(1);
-  std::printf("Winners (default -> tuned):\n");
+  std::printf("Buckets (summed over their cases; rules, current -> "
+              "chosen):\n");
   for (const std::string &s : summary)
     std::printf("%s\n", s.c_str());
   std::printf("tuned table: %s (%zu entries, GPU '%s')\n", outPath.c_str(),
@@ -509,6 +625,10 @@ int main(int argc, char **argv) {
   prep->add_option("--gpu", gpu, "GPU name the table is for");
   prep->add_flag("--ptxas", ptxas,
                  "reject candidates ptxas rejects or that spill");
+  std::string baseTable;
+  prep->add_option("--base-table", baseTable,
+                   "tuned table whose entries compete as 'current'")
+      ->check(CLI::ExistingFile);
   auto *runCmd = app.add_subcommand("run", "time candidates on the GPU");
   runCmd->add_option("--plan", planPath, "plan JSON")
       ->required()
@@ -531,7 +651,7 @@ int main(int argc, char **argv) {
       ->required();
   CLI11_PARSE(app, argc, argv);
   if (*prep)
-    return prepare(sweep, workload, cache, planPath, gpu, ptxas);
+    return prepare(sweep, workload, cache, planPath, gpu, ptxas, baseTable);
   if (*mergeCmd)
     return mergeTables(base, update, out);
   return run(planPath, cache, out, progress);
