@@ -63,6 +63,9 @@ static void fitWarpsToTile(KernelSpec &s) {
 }
 
 static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
+  // SPLIT_K is a thread-block cluster (sm_90): a table made on one, used on
+  // an older GPU, runs without clusters.
+  const int splitK = s.sm >= 90 ? c.splitK : 0;
   if (c.blockN)
     s.blockN = c.blockN;
   if (c.blockK)
@@ -75,8 +78,8 @@ static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
     k.npid = c.npid;
   if (c.tilesPerItem)
     k.tilesPerItem = c.tilesPerItem;
-  if (c.splitK)
-    s.splitK = c.splitK;
+  if (splitK)
+    s.splitK = splitK;
   if (c.minBlocksPerSm >= 0)
     s.minBlocksPerSm = c.minBlocksPerSm;
 }
@@ -133,8 +136,6 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
     if (t) {
       applyTuned(s, k, t->config);
       plan.fromTunedTable = true;
-      if (device.sm < 90)
-        s.splitK = 1; // a table made for sm_90 on an older GPU: no clusters
     }
     const long nTiles = (call.N + s.blockN - 1) / s.blockN;
     if (t && t->config.tilesPerItem) {
@@ -187,10 +188,8 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
     // sm_90 they form a cluster instead and split it (SPLIT_K = NPID, a
     // power of two up to 8). A tuned entry's NPID or SPLIT_K is kept as
     // measured.
-    if (device.sm < 90)
-      s.splitK = 1; // a table made for sm_90 on an older GPU: no clusters
-    else if (k.npid > 1 &&
-             !(t && (t->config.splitK != 0 || t->config.npid != 0))) {
+    if (device.sm >= 90 && k.npid > 1 &&
+        !(t && (t->config.splitK != 0 || t->config.npid != 0))) {
       s.splitK = 2;
       while (s.splitK < k.npid && s.splitK < kMaxClusterBlocks)
         s.splitK *= 2;

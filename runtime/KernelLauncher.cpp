@@ -45,6 +45,11 @@ Expected<LoadedKernel> loadKernelFromPtx(const CudaDriver &drv,
 
 static unsigned ceilDiv(long a, long b) { return unsigned((a + b - 1) / b); }
 
+/// The one-shot's programs per row block: its cluster (SPLIT_K > 1) or NPID.
+static int oneShotNpid(const KernelSpec &spec, const LaunchKnobs &knobs) {
+  return spec.splitK > 1 ? spec.splitK : std::max(1, knobs.npid);
+}
+
 LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
                               const LaunchKnobs &knobs) {
   LaunchGeometry g;
@@ -56,8 +61,7 @@ LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
   switch (spec.family) {
   case KernelFamily::OneShot:
     // SPLIT_K > 1: a cluster of SPLIT_K programs per row block is its NPID.
-    g.grid[0] = mBlocks * unsigned(spec.splitK > 1 ? spec.splitK
-                                                   : std::max(1, knobs.npid));
+    g.grid[0] = mBlocks * unsigned(oneShotNpid(spec, knobs));
     g.grid[1] = spec.numSlices;
     g.grid[2] = loraDim;
     break;
@@ -128,9 +132,8 @@ GemmArgPack::GemmArgPack(const KernelSpec &spec, const MoeLoraCall &call,
   i32(kK, call.K);
   i32(kEM, call.EM);
   i32(kMaxLoras, call.maxLoras);
-  i32(kNpid, spec.family == KernelFamily::OneShot && spec.splitK > 1
-                 ? spec.splitK
-                 : std::max(1, knobs.npid));
+  i32(kNpid, spec.family == KernelFamily::OneShot ? oneShotNpid(spec, knobs)
+                                                  : std::max(1, knobs.npid));
   i32(kTilesPerItem, std::max(1, knobs.tilesPerItem));
   i32(kOutColOffset, knobs.outColOffset);
   for (int i = 0; i < kNumGemmParams; ++i)

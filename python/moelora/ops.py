@@ -186,9 +186,8 @@ _PTR_TABLES: Dict[Tuple[int, Tuple[int, ...]], Any] = {}  # -> (table, its addre
 # server whose batch sizes vary allocates a few classes (at most twice the
 # largest request in all) instead of one buffer per size. Per stream,
 # because calls on one stream run in order and calls on two may overlap.
-_WORKSPACES: Dict[Tuple, Any] = {}
-_SCRATCH: Dict[Tuple, Any] = {}
-_SCRATCH_VIEWS: Dict[Tuple, Any] = {}  # exact shapes over _SCRATCH
+_POOL: Dict[Tuple, Any] = {}  # (device, stream, use, class) -> buffer
+_SCRATCH_VIEWS: Dict[Tuple, Any] = {}  # exact shapes over pool buffers
 
 
 def _size_class(n: int) -> int:
@@ -249,16 +248,21 @@ def _ptr_table(torch, tensors, name, dtype, dev, like="qcurr_hidden_states"):
     return entry[1], shape0, stride0
 
 
-def _workspace(torch, dev, nbytes: int, stream: int):
-    """A uint8 device buffer of at least nbytes for calls on `stream` (its
-    size class's buffer)."""
-    key = (dev.index, stream, _size_class(nbytes))
-    ws = _WORKSPACES.get(key)
-    if ws is None:
-        ws = torch.empty(key[2], dtype=torch.uint8, device=dev)
+def _pooled(torch, dev, stream: int, tag, n: int, dtype):
+    """The buffer of n's size class (>= n elements of dtype) for `tag` on
+    (device, stream)."""
+    key = (dev.index, stream, tag, _size_class(n))
+    buf = _POOL.get(key)
+    if buf is None:
+        buf = torch.empty(key[3], dtype=dtype, device=dev)
         with _cache_lock:
-            _WORKSPACES[key] = ws
-    return ws
+            buf = _POOL.setdefault(key, buf)
+    return buf
+
+
+def _workspace(torch, dev, nbytes: int, stream: int):
+    """A uint8 device buffer of at least nbytes for calls on `stream`."""
+    return _pooled(torch, dev, stream, "workspace", nbytes, torch.uint8)
 
 
 def _scratch_i32(torch, dev, tag, shape):
@@ -271,13 +275,8 @@ def _scratch_i32(torch, dev, tag, shape):
         n = 1
         for d in shape:
             n *= int(d)
-        pool_key = (dev.index, stream, tag, _size_class(n))
-        base = _SCRATCH.get(pool_key)
-        if base is None:
-            base = torch.empty(pool_key[3], dtype=torch.int32, device=dev)
-        t = base[:n].view(*shape)
+        t = _pooled(torch, dev, stream, tag, n, torch.int32)[:n].view(*shape)
         with _cache_lock:
-            _SCRATCH.setdefault(pool_key, base)
             _SCRATCH_VIEWS[key] = t
     return t
 

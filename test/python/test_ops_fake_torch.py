@@ -253,13 +253,15 @@ def _child():
     # stream: a server's varying sizes reuse a few buffers, never freed.
     from moelora import ops as O
     dev = FT.device("cuda:0")
-    n_ws, n_scratch = len(O._WORKSPACES), len(O._SCRATCH)
+    def pooled(tag):
+        return sum(1 for k in O._POOL if k[2] == tag)
+    n_ws, n_scratch = pooled("workspace"), pooled("sorted")
     for n in range(1000, 200000, 997):
         ws = O._workspace(FT, dev, n, 0)
         if ws.numel() < n:
             failures.append(f"workspace of {ws.numel()} bytes for {n}")
-    if len(O._WORKSPACES) - n_ws > 9:  # 1 KiB .. 256 KiB
-        failures.append(f"{len(O._WORKSPACES) - n_ws} workspaces for 1 KB..200 KB")
+    if pooled("workspace") - n_ws > 9:  # 1 KiB .. 256 KiB
+        failures.append(f"{pooled('workspace') - n_ws} workspaces for 1 KB..200 KB")
     if O._workspace(FT, dev, 5000, 0) is O._workspace(FT, dev, 5000, 7):
         failures.append("two streams share a workspace")
     for em in range(64, 20000, 64):
@@ -267,8 +269,8 @@ def _child():
         if tuple(t.shape) != (4, em) or not t.is_contiguous():
             failures.append(f"scratch {tuple(t.shape)} for (4, {em})")
             break
-    if len(O._SCRATCH) - n_scratch > 9:  # 256 .. 128 Ki elements
-        failures.append(f"{len(O._SCRATCH) - n_scratch} scratch buffers for 312 shapes")
+    if pooled("sorted") - n_scratch > 9:  # 256 .. 128 Ki elements
+        failures.append(f"{pooled('sorted') - n_scratch} scratch buffers for 312 shapes")
 
     for f in failures:
         print("FAIL", f)

@@ -201,15 +201,8 @@ std::optional<json> currentConfig(const json &base, const TunedTable &table,
       c.rank, c.K(), c.N(), c.slices(), c.sorted, long(c.M) * c.preset->topK);
   if (!e)
     return std::nullopt;
-  for (const json &j : base.at("entries"))
-    if (j.at("path") == e->path && j.at("rank") == e->rank &&
-        j.at("K") == e->K && j.at("N") == e->N &&
-        j.value("num_slices", 1) == e->numSlices &&
-        j.value("sorted", false) == e->sorted &&
-        j.at("max_pairs").get<long>() == e->maxPairs &&
-        j.at("dtype") == (e->dtype == DType::BF16 ? "bf16" : "fp16"))
-      return j.at("config");
-  return std::nullopt;
+  // Parsed entries keep the file's order: the same index in the JSON.
+  return base.at("entries").at(size_t(e - table.entries.data())).at("config");
 }
 
 int prepare(const std::string &sweepPath, const std::string &workloadPath,

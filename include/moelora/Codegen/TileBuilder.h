@@ -186,6 +186,10 @@ public:
   /// Loads a `type` at this block's shared address `sharedPtr` in the shared
   /// memory of cluster block `rank` (mapa + ld.shared::cluster).
   Value loadFromClusterBlock(mlir::Type type, Value sharedPtr, Value rank);
+  /// The `type` (f32 or a vector of f32) at `sharedPtr` summed over cluster
+  /// blocks 0..blocks-1, in rank order so that every block gets the same
+  /// bits; one f32 per element.
+  ValueVec sumOverCluster(mlir::Type type, Value sharedPtr, int blocks);
 
   // ---- Tiles ----
   /// Plans the copy of a rows x cols tile (cols a multiple of vecElems)

@@ -43,6 +43,8 @@ struct TunedEntry {
 
 struct TunedTable {
   std::string gpu;
+  /// One per entry of the file, in the file's order (so an entry's index is
+  /// its position in the JSON "entries" array).
   std::vector<TunedEntry> entries;
 
   static Expected<TunedTable> load(const std::string &path);

@@ -91,13 +91,7 @@ void sumClusterPartials(TileBuilder &tb, Accumulators &r, Value smem, int C,
   tb.clusterBarrier();
   for (int tile = 0; tile < tiles; ++tile) {
     tb.ifThen(tb.eq(wn, tb.i32(tile % warpsN)), [&] {
-      ValueVec sum(4, tb.f32(0.0));
-      for (int c = 0; c < C; ++c) {
-        ValueVec part = tb.scalarsOf(
-            tb.loadFromClusterBlock(f32x4, slot(smem, tile), tb.i32(c)));
-        for (int i = 0; i < 4; ++i)
-          sum[i] = tb.fadd(sum[i], part[i]);
-      }
+      ValueVec sum = tb.sumOverCluster(f32x4, slot(smem, tile), C);
       tb.store(tb.vectorOf(sum), slot(totals, tile));
     });
   }

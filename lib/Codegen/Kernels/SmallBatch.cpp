@@ -245,10 +245,7 @@ void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
             tb.clusterBarrier();
             tb.ifThen(tb.lt(tb.threadId(), tb.i32(R)), [&] {
               Value mine = tb.gep(partialR, tb.threadId(), tb.f32Type());
-              Value sum = tb.f32(0.0);
-              for (int c = 0; c < C; ++c)
-                sum = tb.fadd(sum, tb.loadFromClusterBlock(tb.f32Type(), mine,
-                                                           tb.i32(c)));
+              Value sum = tb.sumOverCluster(tb.f32Type(), mine, C).front();
               tb.store(sum, tb.gep(rSmem, tb.threadId(), tb.f32Type()));
             });
           }

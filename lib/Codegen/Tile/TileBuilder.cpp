@@ -298,6 +298,18 @@ Value TileBuilder::loadFromClusterBlock(Type type, Value sharedPtr,
   return load(type, remote);
 }
 
+ValueVec TileBuilder::sumOverCluster(Type type, Value sharedPtr, int blocks) {
+  auto vec = dyn_cast<VectorType>(type);
+  ValueVec sum(vec ? vec.getNumElements() : 1, f32(0.0));
+  for (int c = 0; c < blocks; ++c) {
+    Value v = loadFromClusterBlock(type, sharedPtr, i32(c));
+    ValueVec parts = vec ? scalarsOf(v) : ValueVec{v};
+    for (size_t i = 0; i < sum.size(); ++i)
+      sum[i] = fadd(sum[i], parts[i]);
+  }
+  return sum;
+}
+
 // ---- Tiles ----
 TileCopyPlan TileBuilder::planTileCopy(int rows, int cols, int vecElems,
                                        int pitch, const TileRows &source) {
