@@ -28,6 +28,15 @@ size_t intermediateBytes(const MoeLoraCall &call) {
          2;
 }
 
+/// Whether a naive call (R <= 64) takes the small-batch kernel. vLLM's rule
+/// is pairs x R <= 1024. moelora's small-batch kernel also wins up to
+/// pairs x R = 4096 at R <= 32 (H200, PERF-LOG h200-v15: decode M 16 at
+/// top_k 8, R 16, 1.3-1.5x faster than the one-shot); at R 64 the one-shot
+/// stays as fast or faster there, so vLLM's bound stays.
+static bool smallBatchFits(long pairs, int rank) {
+  return pairs * rank <= (rank <= 32 ? 4096 : 1024);
+}
+
 static bool isPow2AtLeast16(int v) { return v >= 16 && (v & (v - 1)) == 0; }
 
 static KernelSpec commonSpec(KernelFamily f, const MoeLoraCall &call,
@@ -107,7 +116,7 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
 
   const bool twoKernel = fullySharded || call.rank > kMaxOneShotRank;
   if (!twoKernel && !call.sorted && call.rank <= kMaxSmallBatchRank &&
-      pairs * call.rank <= 1024) {
+      smallBatchFits(pairs, call.rank)) {
     plan.path = DispatchPath::SmallBatch;
     KernelSpec s = commonSpec(KernelFamily::SmallBatch, call, device);
     s.blockM = 16;
@@ -120,15 +129,15 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
     long items = pairs * call.numSlices;
     long want = 2L * device.smCount;
     // Clusters of SPLIT_K blocks (sm_90) share each item's shrink, each
-    // block reducing K / SPLIT_K. Measured on an H100 (PERF-LOG v7): they pay
-    // off only for long K (a block's part of K must still occupy most of its
-    // threads: K / SPLIT_K >= 1024) and when a cluster per (pair, slice) fits
-    // in one block per SM; below K = 4096 the plain kernel wins.
+    // block reducing K / SPLIT_K, while a cluster per (pair, slice) fits in
+    // one block per SM. Since the shrink's threads follow the length of
+    // their K part (PERF-LOG h200-v15), a part of 128 elements still keeps
+    // them busy: the H200 decode tune chose 8-block clusters down to K 1408.
     const long kLen = call.K;
-    if (device.sm >= 90 && kLen >= 4096)
+    if (device.sm >= 90)
       while (s.splitK < kMaxClusterBlocks &&
              items * s.splitK * 2 <= device.smCount &&
-             kLen / (s.splitK * 2) >= 1024)
+             kLen / (s.splitK * 2) >= 128)
         s.splitK *= 2;
     // A tuned entry may set SPLIT_K; tiles_per_item then follows the final
     // cluster size unless the entry sets it too (as the tuner measured it).

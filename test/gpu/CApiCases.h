@@ -69,7 +69,7 @@ inline std::vector<CApiCase> capiCases() {
         false, true, MOELORA_PATH_ONE_SHOT);
     add("naive_one_shot_r128_npid", t, 2, 2, 2048, 1408, 128, 2, false, 16,
         false, false, true, MOELORA_PATH_ONE_SHOT);
-    add("naive_one_shot_k1000", t, 16, 8, 1000, 1000, 32, 2, false, 16, false,
+    add("naive_one_shot_k1000", t, 24, 8, 1000, 1000, 32, 2, false, 16, false,
         false, true, MOELORA_PATH_ONE_SHOT);
     add("sorted_one_shot_r16", t, 128, 8, 2048, 1408, 16, 2, true, 64, false,
         false, true, MOELORA_PATH_ONE_SHOT);

@@ -177,6 +177,19 @@ inline std::vector<GpuCase> gpuCases() {
         cases.push_back(c);
       }
     }
+    // A short K (K 128: 16 threads per rank row, shuffles over 16-lane
+    // groups) and one n-chunk per (pair, slice), so that each thread expands
+    // many columns in batches, the last one partial (N 1400).
+    for (int R : {8, 64}) {
+      GpuCase c;
+      c.path = Path::SmallBatch;
+      c.spec = baseSpec(KernelFamily::SmallBatch, t, R, 128, false);
+      c.spec.numWarps = 8;
+      c.problem = baseProblem(t, 16, 4, 128, 1400, R, ++seed);
+      c.tilesPerItem = 64;
+      c.name = fmt::format("small_batch_{}_r{}_k128_n1400_one_chunk", dt, R);
+      cases.push_back(c);
+    }
     {
       GpuCase c;
       c.path = Path::SmallBatch;

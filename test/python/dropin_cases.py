@@ -14,7 +14,7 @@ CASES = {
     "decode": dict(num_tokens=4, rank=16, sorted=False, path="small_batch"),
     "decode_r64": dict(num_tokens=8, rank=64, sorted=False, num_slices=1,
                        path="small_batch"),
-    "naive_oneshot": dict(num_tokens=48, rank=32, sorted=False, path="one_shot"),
+    "naive_oneshot": dict(num_tokens=72, rank=32, sorted=False, path="one_shot"),
     "prefill": dict(num_tokens=160, rank=16, sorted=True, block_size_m=16,
                     em_mode="vllm", path="one_shot"),
     "prefill_b64": dict(num_tokens=160, rank=32, sorted=True, block_size_m=64,

@@ -164,8 +164,10 @@ public:
   /// A vector of the given scalars (all of one type), and back.
   Value vectorOf(llvm::ArrayRef<Value> scalars);
   ValueVec scalarsOf(Value vec);
-  /// Sum of an f32 over the 32 lanes of a warp (butterfly shuffles).
-  Value warpSum(Value v);
+  /// Sum of an f32 over each aligned group of `lanes` lanes of a warp
+  /// (butterfly shuffles; `lanes` a power of two <= 32): every lane of a
+  /// group gets its group's sum.
+  Value warpSum(Value v, int lanes = 32);
   /// The i32 `v` of lane `srcLane` (shfl.sync.idx over the full warp).
   Value shuffleIdx(Value v, Value srcLane);
   /// bar.warp.sync over all lanes: orders shared-memory accesses in a warp.

@@ -30,14 +30,71 @@
 namespace moelora {
 
 namespace {
-/// Rank rows whose loads one thread keeps in flight together.
+/// Rank rows a thread keeps in flight together when K is walked in a loop.
 constexpr int kRowGroup = 16;
 /// K steps per thread emitted as straight-line code (more: a loop). Measured
 /// on an H100: 7 unrolled steps (K = 7168) ran slower than the loop.
 constexpr int kMaxUnrolledSteps = 6;
+/// A-vector loads (16 bytes: 4 registers each) one thread issues before the
+/// first use; beyond this the rows go in batches, one round trip each.
+constexpr int kMaxLoadsInFlight = 16;
+/// B-row vector loads one thread issues together in the expand: 16 (up to 8
+/// columns) while R <= 32; at R 64 one column (8 loads), as ptxas spills at
+/// two under the 128-register cap of two blocks per SM.
+int maxExpandLoads(int rank) { return rank <= 32 ? 16 : 8; }
+/// Columns per expand batch (each adds its old output's load).
+constexpr int kMaxExpandColumns = 8;
 /// Largest rank whose first B row is loaded before the shrink: sm_90 has
 /// the registers for R 64 (ptxas -v, no spills); sm_80 spills from R 64.
 int maxPrefetchRank(int sm) { return sm >= 90 ? 64 : 32; }
+
+int nextPow2(int v) {
+  int p = 1;
+  while (p < v)
+    p *= 2;
+  return p;
+}
+
+/// How a block's threads cover its shrink: R rank rows by its K range in
+/// kVec-element vectors. A short K range (a cluster's part, or a small K)
+/// takes fewer threads per row and more rows side by side, so that every
+/// thread has loads to issue and the rank's rows are not walked in series.
+struct ShrinkLayout {
+  int lanesK;     ///< threads along K per row (a power of two)
+  int rowsAtOnce; ///< rows side by side: threads / lanesK
+  int passes;     ///< rows per thread: ceil(R / rowsAtOnce)
+  /// K vectors per thread, when K is known and they are few enough to be
+  /// straight-line code (else K is a loop of stride lanesK * kVec).
+  std::optional<int> steps;
+  int batchPasses; ///< rows per thread whose loads are issued together
+  int warpsPerRow() const { return std::max(1, lanesK / 32); }
+};
+
+ShrinkLayout shrinkLayout(const KernelSpec &spec, std::optional<int> kPart,
+                          int kVec) {
+  const int threads = spec.threads();
+  ShrinkLayout l;
+  l.lanesK =
+      kPart ? std::min(threads, nextPow2((*kPart + kVec - 1) / kVec)) : threads;
+  // No more rows side by side than the tile's rank rows.
+  l.lanesK = std::max(l.lanesK, threads / spec.blockR());
+  // A row's lanes are one warp's (shuffles only) or the whole block's: rows
+  // over 2 or 4 of 8 warps made ptxas spill at R 64 under the 128-register
+  // cap of two blocks per SM; 32 lanes (more K steps per thread) do not.
+  if (l.lanesK > 32 && l.lanesK < threads)
+    l.lanesK = 32;
+  l.rowsAtOnce = threads / l.lanesK;
+  l.passes = (spec.rank + l.rowsAtOnce - 1) / l.rowsAtOnce;
+  if (kPart) {
+    const int steps = (*kPart + l.lanesK * kVec - 1) / (l.lanesK * kVec);
+    if (steps <= kMaxUnrolledSteps)
+      l.steps = steps;
+  }
+  l.batchPasses =
+      std::min(l.passes,
+               l.steps ? std::max(1, kMaxLoadsInFlight / *l.steps) : kRowGroup);
+  return l;
+}
 } // namespace
 
 int smallBatchSharedBytes(const KernelSpec &spec) {
@@ -157,51 +214,70 @@ void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
           Value firstOut = tb.gep(outRow, nSafe, tb.elementType());
           Value firstPrior =
               spec.addInputs ? tb.load(tb.elementType(), firstOut) : Value();
-          // Shrink: thread t takes the K vectors t, t + threads, ... of x and
-          // of a group of rank rows at once, so a whole group's loads are in
-          // flight together (decode is latency-bound); partial sums are reduced
-          // over the warp with shuffles, then over the warps in shared memory.
+          // Shrink: the block's threads tile (rank rows x its K range) as
+          // layout.rowsAtOnce rows side by side, layout.lanesK threads along
+          // K in each; a thread issues a batch of rows' loads (all its K
+          // vectors of each) before the first use, so a batch costs one
+          // memory round trip (decode is latency-bound). Partial sums are
+          // reduced over a row's lanes with shuffles, then over its warps in
+          // shared memory.
+          const ShrinkLayout layout = shrinkLayout(spec, kPart, kVec);
           Value partials = tb.sharedOffset(rSmem, tb.i32(rBytes));
-          for (int g0 = 0; g0 < R; g0 += kRowGroup) {
-            const int rows = std::min(kRowGroup, R - g0);
-            ValueVec aRows;
-            for (int r = 0; r < rows; ++r)
+          Value laneK = tb.remU(tb.threadId(), tb.i32(layout.lanesK));
+          Value rowInPass = tb.divU(tb.threadId(), tb.i32(layout.lanesK));
+          const bool rowMask = R % layout.rowsAtOnce != 0;
+          Value first = tb.add(kLo, tb.mul(laneK, tb.i32(kVec)));
+          const int stride = layout.lanesK * kVec;
+          for (int p0 = 0; p0 < layout.passes; p0 += layout.batchPasses) {
+            const int batch = std::min(layout.batchPasses, layout.passes - p0);
+            ValueVec rows, aRows;
+            for (int p = p0; p < p0 + batch; ++p) {
+              Value row = tb.add(rowInPass, tb.i32(p * layout.rowsAtOnce));
+              // Rows past R (a rank that is not a multiple of the rows side
+              // by side) read row 0 and are never stored.
+              Value safeRow =
+                  rowMask ? tb.select(tb.lt(row, tb.i32(R)), row, tb.i32(0))
+                          : row;
+              rows.push_back(row);
               aRows.push_back(tb.gep(aBase,
-                                     tb.mul(tb.i64(g0 + r), args[kAStrideR]),
+                                     tb.mul(tb.toI64(safeRow), args[kAStrideR]),
                                      tb.elementType()));
-            // acc[r] += x[k..k+kVec) . A[g0+r][k..k+kVec), weighted by
-            // `mask` (0 or 1) for a possibly out-of-range step.
-            auto step = [&](Value k, ValueVec acc) {
-              ValueVec xs =
-                  tb.loadElementsAsF32(tb.gep(xRow, k, tb.elementType()), kVec);
-              for (int r = 0; r < rows; ++r) {
-                ValueVec as = tb.loadElementsAsF32(
-                    tb.gep(aRows[r], k, tb.elementType()), kVec);
+            }
+            // acc[p] += x[k..k+kVec) . A[row p][k..k+kVec); a step with
+            // `inRange` false reads column 0 and adds zeros (both operands
+            // zeroed, so no 0 * inf).
+            auto step = [&](Value k, ValueVec acc, Value inRange = Value()) {
+              auto masked = [&](ValueVec v) {
+                if (inRange)
+                  for (Value &e : v)
+                    e = tb.select(inRange, e, tb.f32(0.0));
+                return v;
+              };
+              ValueVec xs = masked(tb.loadElementsAsF32(
+                  tb.gep(xRow, k, tb.elementType()), kVec));
+              for (int p = 0; p < batch; ++p) {
+                ValueVec as = masked(tb.loadElementsAsF32(
+                    tb.gep(aRows[p], k, tb.elementType()), kVec));
                 for (int i = 0; i < kVec; ++i)
-                  acc[r] = tb.fadd(acc[r], tb.fmul(xs[i], as[i]));
+                  acc[p] = tb.fadd(acc[p], tb.fmul(xs[i], as[i]));
               }
               return acc;
             };
-            Value first = tb.add(kLo, tb.mul(tb.threadId(), tb.i32(kVec)));
-            const int stride = threads * kVec;
-            ValueVec sums(rows, tb.f32(0.0));
-            if (kPart && *kPart / stride <= kMaxUnrolledSteps) {
+            ValueVec sums(batch, tb.f32(0.0));
+            if (layout.steps) {
               // K is known: every thread's steps are straight-line code, so
               // all their loads are in flight at once. Steps inside every
               // block's range need no mask; the rest are masked to kHi.
-              const bool exact = *spec.k == C * *kPart;
-              const int full = exact ? *kPart / stride : 0;
-              const int steps = (*kPart + stride - 1) / stride;
+              const int steps = *layout.steps;
+              const bool exact =
+                  *spec.k == C * *kPart && (*kPart / kVec) % layout.lanesK == 0;
+              const int full = exact ? steps : 0;
               for (int it = 0; it < full; ++it)
                 sums = step(tb.add(first, tb.i32(it * stride)), sums);
               for (int it = full; it < steps; ++it) {
                 Value k = tb.add(first, tb.i32(it * stride));
                 Value inRange = tb.lt(k, kHi);
-                ValueVec extra = step(tb.select(inRange, k, tb.i32(0)),
-                                      ValueVec(rows, tb.f32(0.0)));
-                for (int r = 0; r < rows; ++r)
-                  sums[r] = tb.fadd(sums[r],
-                                    tb.select(inRange, extra[r], tb.f32(0.0)));
+                sums = step(tb.select(inRange, k, tb.i32(0)), sums, inRange);
               }
             } else {
               sums =
@@ -210,11 +286,17 @@ void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
                                return step(k, ValueVec(acc.begin(), acc.end()));
                              });
             }
-            for (int r = 0; r < rows; ++r) {
-              Value total = tb.warpSum(sums[r]);
-              tb.ifThen(tb.eq(tb.laneId(), zero), [&] {
-                Value slot =
-                    tb.add(tb.mul(tb.warpId(), tb.i32(R)), tb.i32(g0 + r));
+            const int groupLanes = std::min(layout.lanesK, 32);
+            Value leader =
+                tb.eq(tb.remU(tb.laneId(), tb.i32(groupLanes)), zero);
+            // A row spanning several warps keeps one partial per warp.
+            Value warpInRow = tb.divU(laneK, tb.i32(32)); // 0 when lanesK <= 32
+            for (int p = 0; p < batch; ++p) {
+              Value total = tb.warpSum(sums[p], groupLanes);
+              Value store =
+                  rowMask ? tb.land(leader, tb.lt(rows[p], tb.i32(R))) : leader;
+              tb.ifThen(store, [&] {
+                Value slot = tb.add(tb.mul(warpInRow, tb.i32(R)), rows[p]);
                 tb.store(total, tb.gep(partials, slot, tb.f32Type()));
               });
             }
@@ -230,7 +312,7 @@ void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
                     : rSmem;
           tb.ifThen(tb.lt(tb.threadId(), tb.i32(R)), [&] {
             Value sum = tb.f32(0.0);
-            for (int w = 0; w < spec.numWarps; ++w)
+            for (int w = 0; w < layout.warpsPerRow(); ++w)
               sum = tb.fadd(
                   sum,
                   tb.load(tb.f32Type(),
@@ -270,14 +352,46 @@ void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
               y = tb.fadd(tb.fromElement(firstPrior), y);
             tb.store(tb.toElement(y), firstOut);
           });
+          // The other columns in batches: a batch's B rows and old outputs
+          // are loaded before its first use (one round trip per batch, not
+          // per column).
           const int colStep = C * threads;
-          tb.forLoop(tb.add(nFirst, tb.i32(colStep)),
-                     tb.select(enabledOk, nHi, nLo), tb.i32(colStep), {},
-                     [&](Value n, mlir::ValueRange) {
-                       tb.storeOutput(tb.gep(outRow, n, tb.elementType()),
-                                      dotR(loadBRow(n)), spec.addInputs);
-                       return ValueVec{};
-                     });
+          const int rowVectors = (R + rVec - 1) / rVec;
+          const int batchCols =
+              std::clamp(maxExpandLoads(R) / rowVectors, 1, kMaxExpandColumns);
+          tb.forLoop(
+              tb.add(nFirst, tb.i32(colStep)), tb.select(enabledOk, nHi, nLo),
+              tb.i32(colStep * batchCols), {}, [&](Value n0, mlir::ValueRange) {
+                ValueVec cols, valid;
+                std::vector<ValueVec> bRows;
+                ValueVec priors;
+                for (int u = 0; u < batchCols; ++u) {
+                  Value n = tb.add(n0, tb.i32(u * colStep));
+                  Value ok = u == 0 ? tb.boolean(true) : tb.lt(n, nHi);
+                  Value safeN = u == 0 ? n : tb.select(ok, n, nLo);
+                  cols.push_back(safeN);
+                  valid.push_back(ok);
+                  bRows.push_back(loadBRow(safeN));
+                  if (spec.addInputs)
+                    priors.push_back(
+                        tb.load(tb.elementType(),
+                                tb.gep(outRow, safeN, tb.elementType())));
+                }
+                for (int u = 0; u < batchCols; ++u) {
+                  Value y = dotR(bRows[u]);
+                  if (spec.addInputs)
+                    y = tb.fadd(tb.fromElement(priors[u]), y);
+                  auto storeIt = [&] {
+                    tb.store(tb.toElement(y),
+                             tb.gep(outRow, cols[u], tb.elementType()));
+                  };
+                  if (u == 0)
+                    storeIt();
+                  else
+                    tb.ifThen(valid[u], storeIt);
+                }
+                return ValueVec{};
+              });
           tb.barrier(); // r is rewritten by the next item
         });
         return ValueVec{tb.select(active, tb.sub(tb.i32(1), phase), phase)};

@@ -7,6 +7,8 @@
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
+#include <cassert>
+
 using namespace mlir;
 
 namespace moelora {
@@ -238,8 +240,9 @@ ValueVec TileBuilder::widenToF32(Value v, int elems) {
   return out;
 }
 
-Value TileBuilder::warpSum(Value v) {
-  for (int offset = 16; offset > 0; offset /= 2) {
+Value TileBuilder::warpSum(Value v, int lanes) {
+  assert(lanes >= 1 && lanes <= 32 && (lanes & (lanes - 1)) == 0);
+  for (int offset = lanes / 2; offset > 0; offset /= 2) {
     Value other = NVVM::ShflOp::create(
         b, location, f32Type(), i32(-1), v, i32(offset), i32(31),
         NVVM::ShflKindAttr::get(b.getContext(), NVVM::ShflKind::bfly),

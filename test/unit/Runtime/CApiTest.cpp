@@ -833,9 +833,10 @@ TEST_F(CApiTest, PlanSmallBatch) {
   expectLaunchMatches(plan.launches[0], want.kernels[0], a);
   EXPECT_THAT(plan.launches[0].entry, StartsWith("moelora_small_batch_bf16"));
   EXPECT_THAT(plan.launches[0].cache_key, StartsWith("small_batch;bf16;sm_90"));
-  // 16 items of 22 tiles on the fallback 132 SMs: 2 tiles per item.
-  EXPECT_EQ(plan.tiles_per_item, 2);
-  EXPECT_EQ(plan.launches[0].grid[0], 176u);
+  // 16 items of 22 tiles on the fallback 132 SMs (sm_90): 8-block
+  // clusters, 2 chunks of 11 tiles per item.
+  EXPECT_EQ(plan.tiles_per_item, 11);
+  EXPECT_EQ(plan.launches[0].grid[0], 256u);
   EXPECT_EQ(plan.workspace_bytes, 0u);
   EXPECT_EQ(plan.from_tuned_table, 0);
   // No generator and no bundle: the plan still works, without shared bytes.
@@ -847,7 +848,7 @@ TEST_F(CApiTest, PlanOneShotNaiveAndSorted) {
   moelora_runtime *rt = create();
   ASSERT_NE(rt, nullptr);
   for (bool sorted : {false, true})
-    for (int tokens : {9, 64, 1024}) {
+    for (int tokens : {33, 64, 1024}) { // naive R 16: one-shot from 33
       SCOPED_TRACE(::testing::Message()
                    << "sorted=" << sorted << " tokens=" << tokens);
       moelora_fused_args a =

@@ -237,8 +237,12 @@ TEST(DispatcherTest, SmallBatchForNaiveSmallRankAndFewPairs) {
   } cases[] = {
       {1, 8, 16, DispatchPath::SmallBatch},  // 128 <= 1024
       {8, 8, 16, DispatchPath::SmallBatch},  // 64 pairs * 16 = 1024
-      {9, 8, 16, DispatchPath::OneShot},     // 1152 > 1024
-      {16, 1, 64, DispatchPath::SmallBatch}, // 16 * 64 = 1024
+      {9, 8, 16, DispatchPath::SmallBatch},  // R <= 32: up to 4096
+      {32, 8, 16, DispatchPath::SmallBatch}, // 256 pairs * 16 = 4096
+      {33, 8, 16, DispatchPath::OneShot},    // 4224 > 4096
+      {16, 8, 32, DispatchPath::SmallBatch}, // 128 pairs * 32 = 4096
+      {17, 8, 32, DispatchPath::OneShot},    // 4352 > 4096
+      {16, 1, 64, DispatchPath::SmallBatch}, // R 64: vLLM's 16 * 64 = 1024
       {17, 1, 64, DispatchPath::OneShot},    // 1088 > 1024
       {1, 8, 64, DispatchPath::SmallBatch},  // 512
       {1, 1, 128, DispatchPath::OneShot},    // R > 64: never small batch
@@ -270,48 +274,57 @@ TEST(DispatcherTest, SortedNeverUsesSmallBatch) {
 
 TEST(DispatcherTest, SmallBatchKnobs) {
   // qwen3moe decode on an H100: 8 pairs x 2 slices = 16 items, 22 tiles of
-  // 64 columns; K 2048 is too short for clusters; 2 x 132 programs -> 2
-  // tiles per item, 176 programs.
+  // 64 columns. sm_90: 8-block clusters (16 x 8 = 128 blocks <= 132 SMs,
+  // K / 8 = 256 >= 128), 2 chunks of 11 tiles per item: 256 blocks.
   MoeLoraCall c = naiveCall(1);
   DispatchPlan p = planOk(c);
   ASSERT_EQ(p.path, DispatchPath::SmallBatch);
   const PlannedKernel &k = p.kernels[0];
   EXPECT_EQ(k.knobs.smCount, 132);
-  EXPECT_EQ(k.spec.splitK, 1);
+  EXPECT_EQ(k.spec.splitK, 8);
   EXPECT_EQ(k.spec.numWarps, 8);
-  EXPECT_EQ(k.knobs.tilesPerItem, 2);
+  EXPECT_EQ(k.knobs.tilesPerItem, 11);
   EXPECT_EQ(k.spec.k, 2048);
   EXPECT_FALSE(k.spec.sorted);
   LaunchGeometry g = launchGeometry(k.spec, c, k.knobs);
-  EXPECT_EQ(g.grid[0], 176u);
+  EXPECT_EQ(g.grid[0], 256u);
+  // Without clusters (an A100): 2 x 108 programs -> 2 tiles per item.
+  const DeviceInfo a100{80, 108, "NVIDIA A100-SXM4-80GB"};
+  DispatchPlan pa = planOk(c, false, nullptr, a100);
+  EXPECT_EQ(pa.kernels[0].spec.splitK, 1);
+  EXPECT_EQ(pa.kernels[0].knobs.tilesPerItem, 2);
   // Per-batch quantities are runtime arguments: every small-batch size
-  // shares one kernel (vLLM's 5.9k-graphs lesson).
+  // shares one kernel (vLLM's 5.9k-graphs lesson); only the cluster size,
+  // a compile-time shape, may differ.
   std::set<std::string> keys;
-  for (int tokens = 1; tokens <= 8; ++tokens) {
+  std::set<int> clusterSizes;
+  for (int tokens = 1; tokens <= 32; ++tokens) {
     DispatchPlan q = planOk(naiveCall(tokens));
     ASSERT_EQ(q.path, DispatchPath::SmallBatch);
     keys.insert(q.kernels[0].spec.cacheKey());
+    clusterSizes.insert(q.kernels[0].spec.splitK);
     long nTiles = ceilDiv(1408, q.kernels[0].spec.blockN);
     EXPECT_GE(q.kernels[0].knobs.tilesPerItem, 1);
     EXPECT_LE(q.kernels[0].knobs.tilesPerItem, nTiles);
   }
-  EXPECT_EQ(keys.size(), 1u);
+  EXPECT_EQ(keys.size(), clusterSizes.size());
+  EXPECT_EQ(clusterSizes, (std::set<int>{1, 2, 4, 8}));
 }
 
-// Long K on sm_90: clusters of SPLIT_K blocks share a (pair, slice)'s
-// shrink, as many as one block per SM allows while each keeps K / SPLIT_K
-// >= 1024; at most 4 clusters per (pair, slice).
-TEST(DispatcherTest, SmallBatchClustersForLongK) {
-  // mixtral-like W2 at M=1: 2 items, K 7168 -> SPLIT_K 4 (7168 / 8 < 1024);
-  // 64 tiles in 4 chunks of 16; 8 clusters of 4 blocks.
+// sm_90: clusters of SPLIT_K blocks share a (pair, slice)'s shrink, as
+// many as one block per SM allows while each keeps K / SPLIT_K >= 128; at
+// most 4 clusters per (pair, slice).
+TEST(DispatcherTest, SmallBatchClusters) {
+  // mixtral-like W2 at M=1: 2 items, K 7168 -> SPLIT_K 8; 64 tiles in 4
+  // chunks of 16; 8 clusters of 8 blocks.
   MoeLoraCall few = naiveCall(1, 2, 7168, 4096, 64, 1);
   DispatchPlan f = planOk(few);
   ASSERT_EQ(f.path, DispatchPath::SmallBatch);
   const PlannedKernel &k = f.kernels[0];
-  EXPECT_EQ(k.spec.splitK, 4);
+  EXPECT_EQ(k.spec.splitK, 8);
   EXPECT_EQ(k.knobs.tilesPerItem, 16);
   LaunchGeometry g = launchGeometry(k.spec, few, k.knobs);
-  EXPECT_EQ(g.grid[0], 2u * 4 * 4);
+  EXPECT_EQ(g.grid[0], 2u * 4 * 8);
   // The cluster size shrinks as the batch grows; the grid is whole clusters
   // and at most 2 blocks per SM.
   std::set<std::string> keys;
@@ -328,7 +341,8 @@ TEST(DispatcherTest, SmallBatchClustersForLongK) {
     EXPECT_LE(qg.grid[0], 264u);
     EXPECT_EQ(qg.grid[0] % qk.spec.splitK, 0u);
   }
-  EXPECT_EQ(clusterSizes, (std::set<int>{2, 4}));
+  // 8 and 16 items: 8 blocks each; 24 and 32: 4; 40 to 64: 2.
+  EXPECT_EQ(clusterSizes, (std::set<int>{2, 4, 8}));
   EXPECT_EQ(keys.size(), clusterSizes.size());
   // Before sm_90 there are no clusters.
   const DeviceInfo a100{80, 108, "NVIDIA A100-SXM4-80GB"};
