@@ -132,12 +132,14 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
     // block reducing K / SPLIT_K, while a cluster per (pair, slice) fits in
     // one block per SM. Since the shrink's threads follow the length of
     // their K part (PERF-LOG h200-v15), a part of 128 elements still keeps
-    // them busy: the H200 decode tune chose 8-block clusters down to K 1408.
+    // them busy: the H200 decode tune chose 8-block clusters down to K 1408
+    // for up to 16 items. With more items a cluster's barriers cost more
+    // than its shorter shrink saves unless K is long (part >= 512).
     const long kLen = call.K;
     if (device.sm >= 90)
       while (s.splitK < kMaxClusterBlocks &&
              items * s.splitK * 2 <= device.smCount &&
-             kLen / (s.splitK * 2) >= 128)
+             kLen / (s.splitK * 2) >= (items <= 16 ? 128 : 512))
         s.splitK *= 2;
     // A tuned entry may set SPLIT_K; tiles_per_item then follows the final
     // cluster size unless the entry sets it too (as the tuner measured it).
@@ -151,9 +153,12 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
       // as tuned
     } else if (s.splitK > 1) {
       // Extra clusters per (pair, slice) (n-chunks) each read the whole A
-      // again: at most 4.
-      long chunks =
-          std::clamp<long>(want / (items * s.splitK), 1, std::min(4L, nTiles));
+      // again: at most 4, and only while every thread still has a column in
+      // each (N / (SPLIT_K x threads)).
+      const long colsPerRound = long(s.splitK) * s.threads();
+      long chunks = std::clamp<long>(
+          std::min(want / (items * s.splitK), long(call.N) / colsPerRound), 1,
+          std::min(4L, nTiles));
       k.tilesPerItem = int((nTiles + chunks - 1) / chunks);
     } else {
       // Aim for pairs x slices x ceil(nTiles / tilesPerItem) <= 2 programs

@@ -834,9 +834,9 @@ TEST_F(CApiTest, PlanSmallBatch) {
   EXPECT_THAT(plan.launches[0].entry, StartsWith("moelora_small_batch_bf16"));
   EXPECT_THAT(plan.launches[0].cache_key, StartsWith("small_batch;bf16;sm_90"));
   // 16 items of 22 tiles on the fallback 132 SMs (sm_90): 8-block
-  // clusters, 2 chunks of 11 tiles per item.
-  EXPECT_EQ(plan.tiles_per_item, 11);
-  EXPECT_EQ(plan.launches[0].grid[0], 256u);
+  // clusters, one chunk of 22 tiles per item.
+  EXPECT_EQ(plan.tiles_per_item, 22);
+  EXPECT_EQ(plan.launches[0].grid[0], 128u);
   EXPECT_EQ(plan.workspace_bytes, 0u);
   EXPECT_EQ(plan.from_tuned_table, 0);
   // No generator and no bundle: the plan still works, without shared bytes.

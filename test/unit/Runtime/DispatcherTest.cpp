@@ -275,7 +275,8 @@ TEST(DispatcherTest, SortedNeverUsesSmallBatch) {
 TEST(DispatcherTest, SmallBatchKnobs) {
   // qwen3moe decode on an H100: 8 pairs x 2 slices = 16 items, 22 tiles of
   // 64 columns. sm_90: 8-block clusters (16 x 8 = 128 blocks <= 132 SMs,
-  // K / 8 = 256 >= 128), 2 chunks of 11 tiles per item: 256 blocks.
+  // K / 8 = 256 >= 128); one chunk of 22 tiles per item (N 1408 < 8 x 256
+  // threads): 128 blocks.
   MoeLoraCall c = naiveCall(1);
   DispatchPlan p = planOk(c);
   ASSERT_EQ(p.path, DispatchPath::SmallBatch);
@@ -283,11 +284,11 @@ TEST(DispatcherTest, SmallBatchKnobs) {
   EXPECT_EQ(k.knobs.smCount, 132);
   EXPECT_EQ(k.spec.splitK, 8);
   EXPECT_EQ(k.spec.numWarps, 8);
-  EXPECT_EQ(k.knobs.tilesPerItem, 11);
+  EXPECT_EQ(k.knobs.tilesPerItem, 22);
   EXPECT_EQ(k.spec.k, 2048);
   EXPECT_FALSE(k.spec.sorted);
   LaunchGeometry g = launchGeometry(k.spec, c, k.knobs);
-  EXPECT_EQ(g.grid[0], 256u);
+  EXPECT_EQ(g.grid[0], 128u);
   // Without clusters (an A100): 2 x 108 programs -> 2 tiles per item.
   const DeviceInfo a100{80, 108, "NVIDIA A100-SXM4-80GB"};
   DispatchPlan pa = planOk(c, false, nullptr, a100);
@@ -312,19 +313,19 @@ TEST(DispatcherTest, SmallBatchKnobs) {
 }
 
 // sm_90: clusters of SPLIT_K blocks share a (pair, slice)'s shrink, as
-// many as one block per SM allows while each keeps K / SPLIT_K >= 128; at
-// most 4 clusters per (pair, slice).
+// many as one block per SM allows while each keeps K / SPLIT_K >= 128 (512
+// beyond 16 items); at most 4 clusters per (pair, slice).
 TEST(DispatcherTest, SmallBatchClusters) {
-  // mixtral-like W2 at M=1: 2 items, K 7168 -> SPLIT_K 8; 64 tiles in 4
-  // chunks of 16; 8 clusters of 8 blocks.
+  // mixtral-like W2 at M=1: 2 items, K 7168 -> SPLIT_K 8; 64 tiles in 2
+  // chunks of 32 (N 4096 = 2 x 8 blocks x 256 threads); 4 clusters of 8.
   MoeLoraCall few = naiveCall(1, 2, 7168, 4096, 64, 1);
   DispatchPlan f = planOk(few);
   ASSERT_EQ(f.path, DispatchPath::SmallBatch);
   const PlannedKernel &k = f.kernels[0];
   EXPECT_EQ(k.spec.splitK, 8);
-  EXPECT_EQ(k.knobs.tilesPerItem, 16);
+  EXPECT_EQ(k.knobs.tilesPerItem, 32);
   LaunchGeometry g = launchGeometry(k.spec, few, k.knobs);
-  EXPECT_EQ(g.grid[0], 2u * 4 * 8);
+  EXPECT_EQ(g.grid[0], 2u * 2 * 8);
   // The cluster size shrinks as the batch grows; the grid is whole clusters
   // and at most 2 blocks per SM.
   std::set<std::string> keys;
@@ -341,7 +342,8 @@ TEST(DispatcherTest, SmallBatchClusters) {
     EXPECT_LE(qg.grid[0], 264u);
     EXPECT_EQ(qg.grid[0] % qk.spec.splitK, 0u);
   }
-  // 8 and 16 items: 8 blocks each; 24 and 32: 4; 40 to 64: 2.
+  // 8 and 16 items: 8 blocks each; 24 and 32: 4 (K part >= 512 beyond 16
+  // items); 40 to 64: 2.
   EXPECT_EQ(clusterSizes, (std::set<int>{2, 4, 8}));
   EXPECT_EQ(keys.size(), clusterSizes.size());
   // Before sm_90 there are no clusters.
