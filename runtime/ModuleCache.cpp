@@ -2,6 +2,8 @@
 
 #include "moelora/Runtime/ModuleCache.h"
 
+#include "moelora/GeneratorStamp.h"
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -68,6 +70,8 @@ size_t SpecKeyHash::operator()(const SpecKey &k) const {
   return size_t(XXH3_64bits(k.fields.data(), sizeof(k.fields)));
 }
 
+std::string_view generatorStamp() { return MOELORA_GENERATOR_STAMP; }
+
 std::string defaultCacheDir() {
   if (const char *d = std::getenv("MOELORA_CACHE_DIR"); d && *d)
     return d;
@@ -129,7 +133,8 @@ Status ModuleCache::init() {
 Expected<KernelImage> ModuleCache::readImage(const KernelSpec &spec,
                                              const std::string &ptxPath,
                                              const std::string &jsonPath,
-                                             const std::string &expectedHash) {
+                                             const std::string &expectedHash,
+                                             bool checkStamp) {
   auto ptx = readFile(ptxPath);
   if (!ptx)
     return ptx.error();
@@ -148,6 +153,10 @@ Expected<KernelImage> ModuleCache::readImage(const KernelSpec &spec,
     if (recorded != image.contentHash ||
         (!expectedHash.empty() && expectedHash != image.contentHash))
       return makeError(ptxPath + ": content hash mismatch");
+    // A disk entry written by another build of the generator may differ in
+    // code (or kernel ABI) under the same key: it counts as stale.
+    if (checkStamp && j.value("generator", std::string()) != generatorStamp())
+      return makeError(jsonPath + ": written by another moelora build");
     image.sharedBytes = j.at("shared_bytes").get<int>();
     image.threads = j.at("threads").get<int>();
   } catch (const std::exception &e) {
@@ -168,11 +177,10 @@ void ModuleCache::writeDisk(const KernelImage &image) {
   std::string suffix =
       fmt::format(".tmp{}.{}", getpid(),
                   std::hash<std::thread::id>()(std::this_thread::get_id()));
-  json j = {{"cache_key", image.spec.cacheKey()},
-            {"entry", entry},
-            {"content_hash", image.contentHash},
-            {"shared_bytes", image.sharedBytes},
-            {"threads", image.threads}};
+  json j = {
+      {"cache_key", image.spec.cacheKey()}, {"entry", entry},
+      {"generator", generatorStamp()},      {"content_hash", image.contentHash},
+      {"shared_bytes", image.sharedBytes},  {"threads", image.threads}};
   fs::path ptxTmp = dir / (entry + ".ptx" + suffix);
   fs::path jsonTmp = dir / (entry + ".json" + suffix);
   {
@@ -195,7 +203,8 @@ ModuleCache::resolve(const KernelSpec &spec) {
     fs::path base = fs::path(options.diskDir) / entry;
     if (fs::exists(base.string() + ".json")) {
       auto image =
-          readImage(spec, base.string() + ".ptx", base.string() + ".json", "");
+          readImage(spec, base.string() + ".ptx", base.string() + ".json", "",
+                    /*checkStamp=*/true);
       if (image) {
         ++counters.diskHits;
         return std::make_shared<const KernelImage>(image.take());
@@ -205,7 +214,7 @@ ModuleCache::resolve(const KernelSpec &spec) {
   }
   if (auto it = bundleIndex.find(spec.cacheKey()); it != bundleIndex.end()) {
     auto image = readImage(spec, it->second.ptxPath, it->second.jsonPath,
-                           it->second.contentHash);
+                           it->second.contentHash, /*checkStamp=*/false);
     if (!image)
       return makeError("bundle entry for " + spec.cacheKey() +
                        " is unusable: " + image.error().message);

@@ -65,6 +65,11 @@ struct ModuleCacheOptions {
 /// $MOELORA_CACHE_DIR, else $XDG_CACHE_HOME/moelora, else ~/.cache/moelora.
 std::string defaultCacheDir();
 
+/// A hash of the generator's sources in this build. Disk-cache entries
+/// record it; an entry from another build is stale (regenerated, or a miss
+/// without a generator), never loaded. Bundles are loaded as given.
+std::string_view generatorStamp();
+
 struct CacheStats {
   std::atomic<uint64_t> memoryHits{0}, diskHits{0}, bundleHits{0},
       jitGenerations{0}, misses{0}, loads{0};
@@ -118,7 +123,8 @@ private:
   Expected<KernelImage> readImage(const KernelSpec &spec,
                                   const std::string &ptxPath,
                                   const std::string &jsonPath,
-                                  const std::string &expectedHash);
+                                  const std::string &expectedHash,
+                                  bool checkStamp);
   void writeDisk(const KernelImage &image);
 
   const CudaDriver *driver;

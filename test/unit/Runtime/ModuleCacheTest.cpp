@@ -304,6 +304,8 @@ TEST_F(ModuleCacheDiskTest, GeneratesOnceThenServesFromDisk) {
     EXPECT_EQ(meta.at("content_hash"), expected.contentHash);
     EXPECT_EQ(meta.at("shared_bytes"), expected.sharedBytes);
     EXPECT_EQ(meta.at("threads"), expected.threads);
+    EXPECT_EQ(meta.at("generator"), std::string(generatorStamp()));
+    EXPECT_EQ(generatorStamp().size(), 16u);
     EXPECT_THAT(tempFiles(), ::testing::IsEmpty());
 
     // Second request: memory, same object, no generation.
@@ -416,6 +418,20 @@ TEST_F(ModuleCacheDiskTest, CorruptJsonIsRegeneratedAndRewritten) {
          j["cache_key"] = other.cacheKey();
          return j.dump();
        }()},
+      // Written by another build of the generator (an upgrade): the PTX
+      // under the same key may differ, so the entry is stale.
+      {"another generator",
+       [&] {
+         json j = json::parse(goodJson);
+         j["generator"] = "0000000000000000";
+         return j.dump();
+       }()},
+      {"no generator (older format)",
+       [&] {
+         json j = json::parse(goodJson);
+         j.erase("generator");
+         return j.dump();
+       }()},
   };
   int expectedCalls = 1;
   for (const auto &[what, text] : corruptions) {
@@ -433,6 +449,7 @@ TEST_F(ModuleCacheDiskTest, CorruptJsonIsRegeneratedAndRewritten) {
     json j = json::parse(readText(jsonPath(spec)));
     EXPECT_EQ(j.at("cache_key"), spec.cacheKey());
     EXPECT_EQ(j.at("content_hash"), contentHash(readText(ptxPath(spec))));
+    EXPECT_EQ(j.at("generator"), std::string(generatorStamp()));
     EXPECT_THAT(tempFiles(), ::testing::IsEmpty());
     expectServedFromDisk(spec, jit);
   }
