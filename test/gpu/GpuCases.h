@@ -226,6 +226,19 @@ inline std::vector<GpuCase> gpuCases() {
         }
       }
     }
+    // 16 warps (512 threads, one block per SM): rows over the whole block
+    // at K 1408 / 8 = 176, and 64-lane groups never formed.
+    for (int R : {16, 64}) {
+      GpuCase c;
+      c.path = Path::SmallBatch;
+      c.spec = clusterSpec(t, R, 1408, 8);
+      c.spec.numWarps = 16;
+      c.spec.minBlocksPerSm = 1;
+      c.problem = baseProblem(t, 2, 8, 1408, 2048, R, ++seed);
+      c.tilesPerItem = 64;
+      c.name = fmt::format("small_batch_{}_r{}_k1408_w16_cluster8", dt, R);
+      cases.push_back(c);
+    }
     // Clusters walking runs of inactive items (no adapter, no expert)
     // between active ones: the partial-r double buffer must flip only on
     // active items (a race otherwise, see SmallBatch.cpp).

@@ -333,17 +333,35 @@ void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
           }
           tb.barrier();
           // Expand: one output column per thread, r in fp32. y = r . B[n].
+          // r is read from shared memory 4 floats at a time (r's offset and
+          // rVec are multiples of 4 from R 4 up), and summed into 4
+          // interleaved accumulators: a column's dot product is then 4
+          // short dependent chains, not one of R (decode is latency-bound).
           auto dotR = [&](const ValueVec &bVectors) {
-            Value y = tb.f32(0.0);
+            const bool wide = rVec % 4 == 0;
+            ValueVec rs;
+            for (int j0 = 0; j0 < R; j0 += wide ? 4 : 1) {
+              Value p = tb.gep(rSmem, tb.i32(j0), tb.f32Type());
+              if (!wide) {
+                rs.push_back(tb.load(tb.f32Type(), p));
+                continue;
+              }
+              ValueVec four =
+                  tb.scalarsOf(tb.load(tb.vectorType(tb.f32Type(), 4), p));
+              rs.insert(rs.end(), four.begin(), four.end());
+            }
+            ValueVec acc(std::min(4, R), tb.f32(0.0));
             for (int v = 0; v * rVec < R; ++v) {
               ValueVec bs = tb.widenToF32(bVectors[v], rVec);
-              for (int i = 0; i < rVec; ++i) {
-                Value rj =
-                    tb.load(tb.f32Type(),
-                            tb.gep(rSmem, tb.i32(v * rVec + i), tb.f32Type()));
-                y = tb.fadd(y, tb.fmul(rj, bs[i]));
+              for (int i = 0; i < rVec && v * rVec + i < R; ++i) {
+                const int j = v * rVec + i;
+                acc[j % acc.size()] =
+                    tb.fadd(acc[j % acc.size()], tb.fmul(rs[j], bs[i]));
               }
             }
+            Value y = acc[0];
+            for (size_t a = 1; a < acc.size(); ++a)
+              y = tb.fadd(y, acc[a]);
             return weight ? tb.fmul(y, weight) : y;
           };
           tb.ifThen(tb.land(firstValid, enabledOk), [&] {
