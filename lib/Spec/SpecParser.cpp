@@ -619,6 +619,20 @@ std::string validateSpec(const KernelSpec &spec) {
   if (spec.k)
     if (std::string w = checkIntValue(Field::K, *spec.k); !w.empty())
       return reasonText(Field::K, w);
+  // The kernels move elements at least in pairs (4-byte vectors): an odd
+  // rank or K would read one element past a row (the C ABI refuses them too).
+  if (spec.family != KernelFamily::AlignBlockSize && spec.rank % 2 != 0)
+    return reasonText(Field::Rank,
+                      fmt::format("{} is odd: rows are read in pairs of "
+                                  "elements",
+                                  spec.rank),
+                      "an even rank (2, 4, 8, 16, 32, 64, ...)");
+  if (spec.k && *spec.k % 2 != 0)
+    return reasonText(Field::K,
+                      fmt::format("{} is odd: rows are read in pairs of "
+                                  "elements",
+                                  *spec.k),
+                      "an even K, or no K (any K at run time)");
 
   const std::pair<Field, int> plain[] = {
       {Field::BlockM, spec.blockM},

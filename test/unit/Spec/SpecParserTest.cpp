@@ -508,6 +508,21 @@ TEST(SpecParserRuleTest, OneShotRankAbove128IsAnErrorWhenSingle) {
             "128; use shrink/expand; allowed: 1..128 for one_shot");
 }
 
+// Rows are read in pairs of elements at least: an odd rank or K would read
+// past a row's end. A sweep skips such points; a single entry is an error.
+TEST(SpecParserRuleTest, OddRankOrKIsRejected) {
+  EXPECT_EQ(parseError("kernel: small_batch\nrank: 5\n"),
+            "t.yaml:1:1: rank: 5 is odd: rows are read in pairs of elements; "
+            "allowed: an even rank (2, 4, 8, 16, 32, 64, ...)");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nK: 1407\n"),
+            "t.yaml:1:1: K: 1407 is odd: rows are read in pairs of elements; "
+            "allowed: an even K, or no K (any K at run time)");
+  SpecSet set = parseOk("kernel: shrink\nrank: [3, 4]\nK: [1001, 1002]\n");
+  ASSERT_EQ(set.specs.size(), 1u);
+  EXPECT_EQ(set.specs[0].rank, 4);
+  EXPECT_EQ(set.specs[0].k, 1002);
+}
+
 TEST(SpecParserRuleTest, SplitKOnlyForShrinkAndClusters) {
   EXPECT_EQ(parseError("kernel: expand\nrank: 16\nSPLIT_K: 4\n"),
             "t.yaml:1:1: SPLIT_K: SPLIT_K > 1 is only supported by shrink, "
