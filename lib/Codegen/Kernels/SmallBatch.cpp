@@ -364,11 +364,15 @@ void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
               y = tb.fadd(y, acc[a]);
             return weight ? tb.fmul(y, weight) : y;
           };
+          // (add_inputs ? prior : 0) + r . B[n], before rounding to T.
+          auto columnValue = [&](const ValueVec &bRow, Value prior) {
+            Value y = dotR(bRow);
+            return prior ? tb.fadd(tb.fromElement(prior), y) : y;
+          };
           tb.ifThen(tb.land(firstValid, enabledOk), [&] {
-            Value y = dotR(prefetchB ? firstB : loadBRow(nFirst));
-            if (firstPrior)
-              y = tb.fadd(tb.fromElement(firstPrior), y);
-            tb.store(tb.toElement(y), firstOut);
+            tb.store(tb.toElement(columnValue(
+                         prefetchB ? firstB : loadBRow(nFirst), firstPrior)),
+                     firstOut);
           });
           // The other columns in batches: a batch's B rows and old outputs
           // are loaded before its first use (one round trip per batch, not
@@ -396,9 +400,8 @@ void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
                                 tb.gep(outRow, safeN, tb.elementType())));
                 }
                 for (int u = 0; u < batchCols; ++u) {
-                  Value y = dotR(bRows[u]);
-                  if (spec.addInputs)
-                    y = tb.fadd(tb.fromElement(priors[u]), y);
+                  Value y = columnValue(bRows[u],
+                                        spec.addInputs ? priors[u] : Value());
                   auto storeIt = [&] {
                     tb.store(tb.toElement(y),
                              tb.gep(outRow, cols[u], tb.elementType()));
