@@ -93,6 +93,33 @@ static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
     s.minBlocksPerSm = c.minBlocksPerSm;
 }
 
+/// SPLIT_K of the two-kernel shrink. Its programs each walk all of K in
+/// series, so with few of them (mixtral W2 at M 64: about 34 row blocks of
+/// 112 BLOCK_K steps) the SMs sit idle behind a long latency chain. K is
+/// split (partials added atomically into the zeroed intermediate, as
+/// Triton's SPLIT_K) while the estimated programs stay under 4 per SM and
+/// each split keeps at least 8 BLOCK_K steps.
+static int shrinkSplitK(const KernelSpec &shrink, const MoeLoraCall &call,
+                        const DeviceInfo &device) {
+  const long pairs = call.numPairs();
+  long rowBlocks = pairs;
+  if (call.sorted) {
+    // Each used (adapter, expert) group pads its last block.
+    long groups =
+        std::min(pairs, long(call.numActiveLoras) * long(call.numExperts));
+    rowBlocks = std::min(pairs / shrink.blockM + groups,
+                         long(call.numActiveLoras) * (call.EM / shrink.blockM));
+  }
+  const long programs = std::max(1L, rowBlocks) * call.numSlices *
+                        ((call.rank + shrink.blockN - 1) / shrink.blockN);
+  const long kSteps = (long(call.K) + shrink.blockK - 1) / shrink.blockK;
+  int split = 1;
+  while (programs * split * 2 <= 4L * device.smCount &&
+         kSteps / (split * 2) >= 8)
+    split *= 2;
+  return split;
+}
+
 Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
                                         bool fullySharded,
                                         const DeviceInfo &device,
@@ -222,6 +249,7 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
   shrink.blockK = 64;
   shrink.numWarps = 4;
   shrink.numStages = 3;
+  shrink.splitK = shrinkSplitK(shrink, call, device);
   // The shrink keeps mul_routed_weight: it selects x's row per pair
   // (token_mapping_factor); only the expand applies the weights.
   shrink.addInputs = false;

@@ -61,8 +61,7 @@ LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
   switch (spec.family) {
   case KernelFamily::OneShot:
     // SPLIT_K > 1: a cluster of SPLIT_K programs per row block is its NPID.
-    g.grid[0] = mBlocks * unsigned(oneShotNpid(spec, knobs));
-    g.grid[1] = spec.numSlices;
+    g.grid[0] = mBlocks * unsigned(oneShotNpid(spec, knobs)) * spec.numSlices;
     g.grid[2] = loraDim;
     break;
   case KernelFamily::SmallBatch: {
@@ -77,13 +76,12 @@ LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
     break;
   }
   case KernelFamily::Shrink:
-    g.grid[0] = spec.splitK * mBlocks * ceilDiv(call.rank, spec.blockN);
-    g.grid[1] = spec.numSlices;
+    g.grid[0] = spec.splitK * mBlocks * ceilDiv(call.rank, spec.blockN) *
+                spec.numSlices;
     g.grid[2] = loraDim;
     break;
   case KernelFamily::Expand:
-    g.grid[0] = mBlocks * ceilDiv(call.N, spec.blockN);
-    g.grid[1] = spec.numSlices;
+    g.grid[0] = mBlocks * ceilDiv(call.N, spec.blockN) * spec.numSlices;
     g.grid[2] = loraDim;
     break;
   case KernelFamily::AlignBlockSize:

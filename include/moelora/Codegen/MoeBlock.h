@@ -20,15 +20,29 @@ struct MoeBlock {
   Value active; ///< i1: the program has work
   Value lora;   ///< i32 adapter, clamped to a valid index
   Value expert; ///< i32 expert, clamped to a valid index
-  Value slice;  ///< i32 slice (grid y)
+  Value slice;  ///< i32 slice (from ProgramIndex)
   /// Pair id of tile row `row` (clamped to 0 when invalid) and validity.
   std::function<Value(Value row)> pairOf;
   std::function<Value(Value row)> rowValid;
 };
 
-/// Resolves the program `pidM` (row block) for grid y = slice and, on the
-/// sorted path, grid z = index into lora_ids.
-MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM);
+/// A GEMM family's program: its slice and its index among that slice's
+/// programs. Grid x is (program, slice, cluster rank) from slowest to
+/// fastest, so the S programs that gather the same x rows (W13's gate and up
+/// slices) run side by side and all but the first read the rows from L2;
+/// with slices on grid y, each slice's pass re-read x from DRAM.
+struct ProgramIndex {
+  Value slice; ///< i32 in [0, numSlices)
+  Value pid;   ///< i32 program within the slice; cluster ranks stay innermost
+};
+/// Decodes blockIdx.x for programs launched in clusters of `clusterSize`
+/// (1 without clusters). The launcher's grid x is programs * numSlices.
+ProgramIndex programIndex(TileBuilder &tb, int clusterSize);
+
+/// Resolves the program `pidM` (row block) of `slice` and, on the sorted
+/// path, grid z = index into lora_ids.
+MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
+                         Value slice);
 
 /// &base[slice][lora][expert] of a stacked LoRA weight: loads the slice's
 /// base pointer from the pointer array and applies the l / e strides.

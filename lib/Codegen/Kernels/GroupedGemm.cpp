@@ -3,7 +3,7 @@
 // One grouped GEMM, used twice (Triton's _fused_moe_lora_kernel):
 //   shrink: inter[s][p][0:R]  (+)= x[p / factor] @ A_s[l,e]^T   (K = hidden)
 //   expand: out[p][off + s*N + n] (+)= inter[s][p] @ B_s[l,e]^T (K = R)
-// Program (split * M-blocks * N-blocks, slice, lora), tiles swizzled in
+// Program ((split * M-blocks * N-blocks) x slice, lora), tiles swizzled in
 // GROUP_SIZE_M groups; SPLIT_K > 1 (shrink) adds partial sums atomically
 // into a zero-initialised intermediate.
 //
@@ -55,7 +55,8 @@ void buildGroupedGemmKernel(TileBuilder &tb, const KernelArgs &args) {
   Value mBlocks =
       spec.sorted ? tb.divU(args[kEM], tb.i32(spec.blockM)) : numPairs;
   Value nBlocks = tb.ceilDiv(nTotal, tb.i32(spec.blockN));
-  Value pid = tb.blockId(0);
+  ProgramIndex program = programIndex(tb, 1);
+  Value pid = program.pid;
   Value tilesPerSplit = tb.mul(mBlocks, nBlocks);
   Value split = tb.divU(pid, tilesPerSplit);
   Value tile = tb.remU(pid, tilesPerSplit);
@@ -68,7 +69,7 @@ void buildGroupedGemmKernel(TileBuilder &tb, const KernelArgs &args) {
   Value pidM = tb.add(firstM, tb.remU(inGroup, groupRows));
   Value pidN = tb.divU(inGroup, groupRows);
 
-  MoeBlock blk = resolveMoeBlock(tb, args, pidM);
+  MoeBlock blk = resolveMoeBlock(tb, args, pidM, program.slice);
   tb.ifThen(blk.active, [&] {
     Value warp = tb.warpId();
     Value wm = tb.divU(warp, tb.i32(lay.grid.warpsN));

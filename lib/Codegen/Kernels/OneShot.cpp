@@ -1,6 +1,6 @@
 //===- OneShot.cpp - Fused shrink + expand, r kept in registers -----------===//
 //
-// Program (pid_m * NPID + pid_n, slice, lora): shrink the block's rows over K
+// Program ((pid_m * NPID + pid_n) x slice, lora): shrink the block's rows over K
 // into r (BLOCK_M x BLOCK_R, fp32 on the tensor cores), round r to T and keep
 // it in registers as mma A fragments, then expand over this program's share
 // of N in BLOCK_N tiles. Warps: warpsM row groups; the warpsN warps of a row
@@ -122,10 +122,10 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
   Value npid = C > 1           ? tb.i32(C)
                : spec.npid > 0 ? tb.i32(spec.npid)
                                : args[kNpid];
-  Value pid = tb.blockId(0);
-  Value pidM = tb.divU(pid, npid);
-  Value pidN = tb.remU(pid, npid);
-  MoeBlock blk = resolveMoeBlock(tb, args, pidM);
+  ProgramIndex program = programIndex(tb, C);
+  Value pidM = tb.divU(program.pid, npid);
+  Value pidN = tb.remU(program.pid, npid);
+  MoeBlock blk = resolveMoeBlock(tb, args, pidM, program.slice);
 
   tb.ifThen(blk.active, [&] {
     Value warp = tb.warpId();

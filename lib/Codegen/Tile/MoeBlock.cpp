@@ -6,10 +6,25 @@
 
 namespace moelora {
 
-MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM) {
+ProgramIndex programIndex(TileBuilder &tb, int clusterSize) {
+  const int S = tb.spec().numSlices;
+  Value x = tb.blockId(0);
+  if (S == 1)
+    return {tb.i32(0), x};
+  if (clusterSize == 1)
+    return {tb.remU(x, tb.i32(S)), tb.divU(x, tb.i32(S))};
+  Value rank = tb.remU(x, tb.i32(clusterSize));
+  Value cluster = tb.divU(x, tb.i32(clusterSize));
+  return {tb.remU(cluster, tb.i32(S)),
+          tb.add(tb.mul(tb.divU(cluster, tb.i32(S)), tb.i32(clusterSize)),
+                 rank)};
+}
+
+MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
+                         Value slice) {
   const KernelSpec &spec = tb.spec();
   MoeBlock blk;
-  blk.slice = tb.blockId(1);
+  blk.slice = slice;
   Value maxLoras = args[kMaxLoras];
   Value numPairs = args[kNumPairs];
   Value zero = tb.i32(0);

@@ -863,8 +863,8 @@ TEST_F(CApiTest, PlanOneShotNaiveAndSorted) {
       EXPECT_EQ(plan.npid, want.kernels[0].knobs.npid);
       EXPECT_GE(plan.npid, 1);
       unsigned mBlocks = sorted ? unsigned(a.EM / 32) : unsigned(tokens * 8);
-      EXPECT_EQ(plan.launches[0].grid[0], mBlocks * plan.npid);
-      EXPECT_EQ(plan.launches[0].grid[1], 2u);
+      EXPECT_EQ(plan.launches[0].grid[0], mBlocks * plan.npid * 2);
+      EXPECT_EQ(plan.launches[0].grid[1], 1u);
       EXPECT_EQ(plan.launches[0].grid[2], sorted ? 4u : 1u);
       EXPECT_EQ(plan.launches[0].block, plan.npid > 1 ? 256u : 128u);
       EXPECT_THAT(plan.launches[0].cache_key,
@@ -943,7 +943,7 @@ TEST_F(CApiTest, PlanUsesTheTunedTable) {
   EXPECT_EQ(plan.npid, 3);
   EXPECT_THAT(plan.launches[0].cache_key, HasSubstr("BN=64"));
   EXPECT_EQ(plan.launches[0].block, 256u);
-  EXPECT_EQ(plan.launches[0].grid[0], unsigned(a.EM / 16 * 3));
+  EXPECT_EQ(plan.launches[0].grid[0], unsigned(a.EM / 16 * 3 * 2));
 }
 
 TEST_F(CApiTest, PlanErrorsForBadTunedTable) {

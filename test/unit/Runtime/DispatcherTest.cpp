@@ -176,6 +176,32 @@ TEST(DispatcherTest, FullyShardedIsTwoKernel) {
     }
 }
 
+TEST(DispatcherTest, TwoKernelShrinkSplitsLongKWhenProgramsAreFew) {
+  // mixtral-like W2 (8 experts, top_k 2, K 7168, one slice), sorted with
+  // BLOCK_SIZE_M 64: at 64 tokens about 34 row blocks walk 112 BLOCK_K
+  // steps each.
+  auto shrinkOf = [](int tokens, int K) {
+    MoeLoraCall c = sortedCall(tokens, 64, 2, K, 4096, 16, 1);
+    c.numExperts = 8;
+    c.EM = alignCapacity(c.numPairs(), c.numExperts, 64);
+    DispatchPlan p = planOk(c, /*sharded=*/true);
+    EXPECT_EQ(p.path, DispatchPath::TwoKernel);
+    return p.kernels.at(0).spec;
+  };
+  KernelSpec small = shrinkOf(64, 7168);
+  EXPECT_GT(small.splitK, 1);
+  // Programs x SPLIT_K stay within 4 per SM, each split >= 8 BLOCK_K steps.
+  EXPECT_LE(34L * small.splitK, 4L * kH100.smCount);
+  EXPECT_GE(7168 / small.blockK / small.splitK, 8);
+  // 4096 tokens: about 160 row blocks, one split more; 16384: none.
+  EXPECT_EQ(shrinkOf(4096, 7168).splitK, 2);
+  EXPECT_EQ(shrinkOf(16384, 7168).splitK, 1);
+  // A short K is not split: 512 / 64 = 8 steps.
+  EXPECT_EQ(shrinkOf(64, 512).splitK, 1);
+  // The split shrink adds into the intermediate, which the plan sizes.
+  EXPECT_EQ(small.family, KernelFamily::Shrink);
+}
+
 TEST(DispatcherTest, LargeRankIsTwoKernelNotACrash) {
   for (int rank : {192, 256})
     for (bool sorted : {false, true}) {
@@ -600,7 +626,7 @@ TEST(DispatcherTunedTest, EntryOverridesOneShotConfig) {
   EXPECT_EQ(k.spec.k, 2048);
   // The grid follows the tuned NPID.
   LaunchGeometry g = launchGeometry(k.spec, c, k.knobs);
-  EXPECT_EQ(g.grid[0], unsigned(c.EM / 16 * 3));
+  EXPECT_EQ(g.grid[0], unsigned(c.EM / 16 * 3 * 2)); // NPID x 2 slices
   EXPECT_EQ(g.block, 8u * 32);
 }
 

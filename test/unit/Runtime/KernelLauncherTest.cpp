@@ -64,10 +64,10 @@ TEST(LaunchGeometryTest, OneShot) {
       LaunchKnobs k;
       k.npid = npid;
       LaunchGeometry g = launchGeometry(s, c, k);
-      // (M_blocks * NPID, num_slices, grid_lora_dim)
+      // (M_blocks * NPID * num_slices, 1, grid_lora_dim): slices innermost.
       unsigned mBlocks = sorted ? unsigned(c.EM / 32) : unsigned(c.numPairs());
-      EXPECT_EQ(g.grid[0], mBlocks * npid);
-      EXPECT_EQ(g.grid[1], 2u);
+      EXPECT_EQ(g.grid[0], mBlocks * npid * 2);
+      EXPECT_EQ(g.grid[1], 1u);
       EXPECT_EQ(g.grid[2], sorted ? 3u : 1u);
       EXPECT_EQ(g.block, unsigned(s.numWarps * 32));
       EXPECT_FALSE(g.empty());
@@ -78,7 +78,7 @@ TEST(LaunchGeometryTest, OneShot) {
   k.npid = 0;
   EXPECT_EQ(
       launchGeometry(spec(KernelFamily::OneShot, c, 16, 128, 4), c, k).grid[0],
-      8u);
+      16u);
 }
 
 TEST(LaunchGeometryTest, SmallBatchIsPersistent) {
@@ -117,17 +117,17 @@ TEST(LaunchGeometryTest, ShrinkAndExpand) {
       KernelSpec sh = spec(KernelFamily::Shrink, c, sorted ? 64 : 16, 64, 4);
       sh.splitK = splitK;
       LaunchGeometry g = launchGeometry(sh, c, LaunchKnobs{});
-      // (SPLIT_K * M_blocks * ceil(R / BLOCK_N), num_slices, lora dim)
-      EXPECT_EQ(g.grid[0], splitK * mBlocks * ceilDiv(192, 64));
-      EXPECT_EQ(g.grid[1], 2u);
+      // (SPLIT_K * M_blocks * ceil(R / BLOCK_N) * num_slices, 1, lora dim)
+      EXPECT_EQ(g.grid[0], splitK * mBlocks * ceilDiv(192, 64) * 2);
+      EXPECT_EQ(g.grid[1], 1u);
       EXPECT_EQ(g.grid[2], sorted ? 3u : 1u);
 
       KernelSpec ex = spec(KernelFamily::Expand, c, sorted ? 64 : 16, 64, 4);
       ex.k.reset();
       g = launchGeometry(ex, c, LaunchKnobs{});
-      // (M_blocks * ceil(N / BLOCK_N), num_slices, lora dim)
-      EXPECT_EQ(g.grid[0], mBlocks * ceilDiv(1408, 64));
-      EXPECT_EQ(g.grid[1], 2u);
+      // (M_blocks * ceil(N / BLOCK_N) * num_slices, 1, lora dim)
+      EXPECT_EQ(g.grid[0], mBlocks * ceilDiv(1408, 64) * 2);
+      EXPECT_EQ(g.grid[1], 1u);
       EXPECT_EQ(g.grid[2], sorted ? 3u : 1u);
     }
 }
