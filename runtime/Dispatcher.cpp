@@ -93,6 +93,19 @@ static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
     s.minBlocksPerSm = c.minBlocksPerSm;
 }
 
+/// Row blocks a two-kernel GEMM will find work in: one per pair on naive
+/// metadata; sorted, the full blocks plus one padded block per used
+/// (adapter, expert) group, within the grid's capacity.
+static long estimatedRowBlocks(const MoeLoraCall &call, int blockM) {
+  const long pairs = call.numPairs();
+  if (!call.sorted)
+    return pairs;
+  long groups =
+      std::min(pairs, long(call.numActiveLoras) * long(call.numExperts));
+  return std::max(1L, std::min(pairs / blockM + groups,
+                               long(call.numActiveLoras) * (call.EM / blockM)));
+}
+
 /// SPLIT_K of the two-kernel shrink. Its programs each walk all of K in
 /// series, so with few of them (mixtral W2 at M 64: about 34 row blocks of
 /// 112 BLOCK_K steps) the SMs sit idle behind a long latency chain. K is
@@ -101,16 +114,8 @@ static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
 /// each split keeps at least 8 BLOCK_K steps.
 static int shrinkSplitK(const KernelSpec &shrink, const MoeLoraCall &call,
                         const DeviceInfo &device) {
-  const long pairs = call.numPairs();
-  long rowBlocks = pairs;
-  if (call.sorted) {
-    // Each used (adapter, expert) group pads its last block.
-    long groups =
-        std::min(pairs, long(call.numActiveLoras) * long(call.numExperts));
-    rowBlocks = std::min(pairs / shrink.blockM + groups,
-                         long(call.numActiveLoras) * (call.EM / shrink.blockM));
-  }
-  const long programs = std::max(1L, rowBlocks) * call.numSlices *
+  const long programs = estimatedRowBlocks(call, shrink.blockM) *
+                        call.numSlices *
                         ((call.rank + shrink.blockN - 1) / shrink.blockN);
   const long kSteps = (long(call.K) + shrink.blockK - 1) / shrink.blockK;
   int split = 1;
@@ -118,6 +123,20 @@ static int shrinkSplitK(const KernelSpec &shrink, const MoeLoraCall &call,
          kSteps / (split * 2) >= 8)
     split *= 2;
   return split;
+}
+
+/// NPID of the two-kernel expand: programs per row block, each walking its
+/// share of the N tiles. Doubled while the programs stay under 4 per SM and
+/// each keeps at least 2 tiles (one to load while the other is used).
+static int expandNpid(const KernelSpec &expand, const MoeLoraCall &call,
+                      const DeviceInfo &device) {
+  const long programs =
+      estimatedRowBlocks(call, expand.blockM) * call.numSlices;
+  const long nTiles = (long(call.N) + expand.blockN - 1) / expand.blockN;
+  int npid = 1;
+  while (programs * npid < 4L * device.smCount && nTiles / (npid * 2) >= 2)
+    npid *= 2;
+  return npid;
 }
 
 Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
@@ -259,16 +278,19 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
   expand.blockN = 64;
   expand.blockK = 16;
   expand.numWarps = 4;
-  expand.numStages = 2;
-  if (const TunedEntry *t = lookup("two_kernel")) {
-    LaunchKnobs unused;
-    applyTuned(expand, unused, t->config);
+  expand.numStages = 3;
+  LaunchKnobs expandKnobs;
+  const TunedEntry *tunedExpand = lookup("two_kernel");
+  if (tunedExpand) {
+    applyTuned(expand, expandKnobs, tunedExpand->config);
     plan.fromTunedTable = true;
   }
   fitWarpsToTile(shrink);
   fitWarpsToTile(expand);
+  if (!tunedExpand || tunedExpand->config.npid == 0)
+    expandKnobs.npid = expandNpid(expand, call, device);
   plan.kernels.push_back({shrink, LaunchKnobs{}});
-  plan.kernels.push_back({expand, LaunchKnobs{}});
+  plan.kernels.push_back({expand, expandKnobs});
   plan.workspaceBytes = intermediateBytes(call);
   return plan;
 }

@@ -81,7 +81,8 @@ LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
     g.grid[2] = loraDim;
     break;
   case KernelFamily::Expand:
-    g.grid[0] = mBlocks * ceilDiv(call.N, spec.blockN) * spec.numSlices;
+    // NPID programs per row block, each over its share of the N tiles.
+    g.grid[0] = mBlocks * unsigned(std::max(1, knobs.npid)) * spec.numSlices;
     g.grid[2] = loraDim;
     break;
   case KernelFamily::AlignBlockSize:

@@ -35,13 +35,15 @@ struct WarpGrid {
 
 void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args);
 void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args);
-void buildGroupedGemmKernel(TileBuilder &tb, const KernelArgs &args);
+void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args);
+void buildExpandKernel(TileBuilder &tb, const KernelArgs &args);
 void buildAlignBlockSizeKernel(TileBuilder &tb, const KernelArgs &args);
 
 /// Dynamic shared memory of each family (bytes).
 int oneShotSharedBytes(const KernelSpec &spec);
 int smallBatchSharedBytes(const KernelSpec &spec);
-int groupedGemmSharedBytes(const KernelSpec &spec);
+int shrinkSharedBytes(const KernelSpec &spec);
+int expandSharedBytes(const KernelSpec &spec);
 int alignBlockSizeSharedBytes(const KernelSpec &spec);
 
 } // namespace moelora

@@ -43,7 +43,7 @@ struct LaunchGeometry {
 
 /// Per-launch runtime choices (all runtime kernel arguments).
 struct LaunchKnobs {
-  int npid = 1;         ///< one_shot: outer N-chunks per row block
+  int npid = 1;         ///< one_shot, expand: programs per row block (N-chunks)
   int tilesPerItem = 1; ///< small_batch: BLOCK_N tiles per work item
   int smCount = 132;    ///< small_batch: persistent grid = min(work, 2*SMs)
   int outColOffset = 0; ///< expand: first output column

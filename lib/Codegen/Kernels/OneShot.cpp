@@ -1,7 +1,7 @@
 //===- OneShot.cpp - Fused shrink + expand, r kept in registers -----------===//
 //
-// Program ((pid_m * NPID + pid_n) x slice, lora): shrink the block's rows over K
-// into r (BLOCK_M x BLOCK_R, fp32 on the tensor cores), round r to T and keep
+// Program ((pid_m * NPID + pid_n) x slice, lora): shrink the block's rows over
+// K into r (BLOCK_M x BLOCK_R, fp32 on the tensor cores), round r to T and keep
 // it in registers as mma A fragments, then expand over this program's share
 // of N in BLOCK_N tiles. Warps: warpsM row groups; the warpsN warps of a row
 // group split each BLOCK_K step in the shrink (partials summed through
@@ -16,11 +16,10 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "moelora/Codegen/ExpandTiles.h"
 #include "moelora/Codegen/KernelBuilder.h"
-#include "moelora/Codegen/MoeBlock.h"
 
 #include <algorithm>
-#include <optional>
 
 namespace moelora {
 
@@ -31,10 +30,8 @@ struct OneShotLayout {
   int mTiles;       // m16 tiles per warp
   int blockR;       // BLOCK_R
   int xPitch;       // shrink tiles' pitch (BLOCK_K + pad)
-  int bPitch;       // expand tile pitch (BLOCK_R + pad)
   int shrinkStage;  // bytes of one shrink stage (x tile + A tile)
-  int bTileBytes;   // B tile of an expand stage
-  int expandStage;  // bytes of one expand stage (B tile + staged output)
+  int expandBytes;  // the expand's stages (ExpandTilesLayout)
   int reduceBytes;  // cross-warp reduction buffer
   int clusterBytes; // SPLIT_K > 1: partial and summed r (f32)
 
@@ -43,19 +40,15 @@ struct OneShotLayout {
     mTiles = spec.blockM / 16 / grid.warpsM;
     blockR = spec.blockR();
     xPitch = paddedPitch(spec.blockK);
-    bPitch = paddedPitch(blockR);
     shrinkStage = (spec.blockM + blockR) * xPitch * kElementBytes;
-    bTileBytes = spec.blockN * bPitch * kElementBytes;
-    expandStage =
-        bTileBytes +
-        (spec.stagesOutput() ? stagedOutputBytes(spec.blockM, spec.blockN) : 0);
+    expandBytes = ExpandTilesLayout(spec).sharedBytes(spec);
     reduceBytes = grid.warpsN > 1 ? grid.warpsN * spec.blockM * blockR * 4 : 0;
     // Partial r for the peers, then the summed r.
     clusterBytes = spec.splitK > 1 ? 2 * spec.blockM * blockR * 4 : 0;
   }
   int sharedBytes(const KernelSpec &spec) const {
-    return std::max({shrinkStage * spec.numStages, expandStage * spec.numStages,
-                     reduceBytes, clusterBytes});
+    return std::max(
+        {shrinkStage * spec.numStages, expandBytes, reduceBytes, clusterBytes});
   }
 };
 
@@ -133,7 +126,6 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     Value wn = tb.remU(warp, tb.i32(warpsN));
     Value warpRow0 = tb.mul(wm, tb.i32(16 * lay.mTiles));
     Value K = spec.k ? tb.i32(*spec.k) : args[kK];
-    Value N = args[kN];
 
     // ---- Shrink: r = x[rows] @ A[l,e]^T over K. ----
     Value factor = spec.mulRoutedWeight ? tb.i32(1) : args[kTopK];
@@ -203,63 +195,14 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
         rFrags.push_back(tb.accumulatorsToFragA(r, mt, j));
 
     // ---- Expand: out[rows, n] (+)= r @ B[l,e]^T over this program's tiles.
+    Value N = args[kN];
     Value nTiles = tb.ceilDiv(N, tb.i32(spec.blockN));
     Value perPid = tb.ceilDiv(nTiles, npid);
     Value tileLo = tb.mul(pidN, perPid);
     Value tileHi = tb.minS(tb.add(tileLo, perPid), nTiles);
-    Value bBase = loraMatrixBase(tb, args[kBPtrs], blk.slice, blk.lora,
-                                 blk.expert, args[kBStrideL], args[kBStrideE]);
-    // Rows of the B tile are output columns n0 + row; n0 varies per tile, so
-    // the tile rows are planned relative to a moving base below.
-    const int bVec = copyVectorElems(R);
-    Value bStride = args[kBStrideN];
     Value outSlice = tb.gep(args[kOut], tb.mul(blk.slice, N), tb.elementType());
-    EpilogueRows outRows =
-        resolveEpilogueRows(tb, args, blk, lay.mTiles, warpRow0, outSlice,
-                            args[kOutStride], spec.mulRoutedWeight);
-    const int warpCols = spec.blockN / warpsN;
-    Value rLimit = R < BR ? tb.i32(R) : Value();
-    std::optional<StagedOutput> staged;
-    if (spec.stagesOutput())
-      staged = planStagedOutput(tb, blk, spec.blockM, spec.blockN, outSlice,
-                                args[kOutStride]);
-
-    PipelineLoop expand;
-    expand.stages = spec.numStages;
-    expand.count = tb.maxS(tb.sub(tileHi, tileLo), tb.i32(0));
-    expand.issue = [&](Value iter, Value stage) {
-      Value n0 = tb.mul(tb.add(tileLo, iter), tb.i32(spec.blockN));
-      TileRows bRows = matrixRows(
-          tb, bBase, bStride, [&tb, n0](Value r) { return tb.add(n0, r); },
-          [&tb, n0, N](Value r) { return tb.lt(tb.add(n0, r), N); });
-      TileCopyPlan bPlan =
-          tb.planTileCopy(spec.blockN, BR, bVec, lay.bPitch, bRows);
-      Value base =
-          tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.expandStage)));
-      tb.issueTileCopy(bPlan, base, tb.i32(0), rLimit);
-      if (staged && spec.addInputs)
-        loadStagedOutput(tb, *staged,
-                         tb.sharedOffset(base, tb.i32(lay.bTileBytes)), n0, N);
-    };
-    expand.consume = [&](Value iter, Value stage, mlir::ValueRange) {
-      Value n0 = tb.mul(tb.add(tileLo, iter), tb.i32(spec.blockN));
-      Value base =
-          tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.expandStage)));
-      Value warpCol0 = tb.mul(wn, tb.i32(warpCols));
-      Accumulators y = tb.zeroAccumulators(lay.mTiles, warpCols / 8);
-      tb.mmaWithFragA(y, rFrags, rSteps, base, lay.bPitch, warpCol0, tb.i32(0));
-      if (staged)
-        storeStagedOutput(tb, y, outRows, *staged,
-                          tb.sharedOffset(base, tb.i32(lay.bTileBytes)),
-                          warpRow0, warpCol0, n0, N, spec.addInputs,
-                          spec.mulRoutedWeight);
-      else
-        storeAccumulators(tb, y, outRows, tb.add(n0, warpCol0), N,
-                          EpilogueMode::Store, spec.addInputs,
-                          spec.mulRoutedWeight);
-      return ValueVec{};
-    };
-    tb.pipelined(expand, {});
+    expandTiles(tb, args, blk, ExpandWarp{lay.mTiles, warpsN, wn, warpRow0},
+                rFrags, smem, N, outSlice, tileLo, tileHi);
   });
 }
 

@@ -145,8 +145,10 @@ gpu::GPUModuleOp buildModule(ModuleOp top, const KernelSpec &spec) {
     buildSmallBatchKernel(tb, args);
     break;
   case KernelFamily::Shrink:
+    buildShrinkKernel(tb, args);
+    break;
   case KernelFamily::Expand:
-    buildGroupedGemmKernel(tb, args);
+    buildExpandKernel(tb, args);
     break;
   case KernelFamily::AlignBlockSize:
     buildAlignBlockSizeKernel(tb, args);
@@ -266,8 +268,9 @@ int sharedMemoryBytes(const KernelSpec &spec) {
   case KernelFamily::SmallBatch:
     return smallBatchSharedBytes(spec);
   case KernelFamily::Shrink:
+    return shrinkSharedBytes(spec);
   case KernelFamily::Expand:
-    return groupedGemmSharedBytes(spec);
+    return expandSharedBytes(spec);
   case KernelFamily::AlignBlockSize:
     return alignBlockSizeSharedBytes(spec);
   }

@@ -15,9 +15,9 @@ ProgramIndex programIndex(TileBuilder &tb, int clusterSize) {
     return {tb.remU(x, tb.i32(S)), tb.divU(x, tb.i32(S))};
   Value rank = tb.remU(x, tb.i32(clusterSize));
   Value cluster = tb.divU(x, tb.i32(clusterSize));
-  return {tb.remU(cluster, tb.i32(S)),
-          tb.add(tb.mul(tb.divU(cluster, tb.i32(S)), tb.i32(clusterSize)),
-                 rank)};
+  return {
+      tb.remU(cluster, tb.i32(S)),
+      tb.add(tb.mul(tb.divU(cluster, tb.i32(S)), tb.i32(clusterSize)), rank)};
 }
 
 MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,

@@ -202,6 +202,26 @@ TEST(DispatcherTest, TwoKernelShrinkSplitsLongKWhenProgramsAreFew) {
   EXPECT_EQ(small.family, KernelFamily::Shrink);
 }
 
+TEST(DispatcherTest, TwoKernelExpandSharesNAmongFewRowBlocks) {
+  auto expandOf = [](int tokens) {
+    MoeLoraCall c = sortedCall(tokens, 64, 2, 7168, 4096, 16, 1);
+    c.numExperts = 8;
+    c.EM = alignCapacity(c.numPairs(), c.numExperts, 64);
+    DispatchPlan p = planOk(c, /*sharded=*/true);
+    EXPECT_EQ(p.path, DispatchPath::TwoKernel);
+    return p.kernels.at(1);
+  };
+  // 64 tokens: about 34 row blocks for 4096 / BLOCK_N tiles each.
+  PlannedKernel few = expandOf(64);
+  EXPECT_EQ(few.spec.family, KernelFamily::Expand);
+  const int nTiles = 4096 / few.spec.blockN;
+  EXPECT_GT(few.knobs.npid, 1);
+  EXPECT_GE(nTiles / few.knobs.npid, 2) << "each program keeps two tiles";
+  EXPECT_LT(34L * few.knobs.npid / 2, 4L * kH100.smCount);
+  // 16384 tokens: the row blocks alone fill the SMs.
+  EXPECT_EQ(expandOf(16384).knobs.npid, 1);
+}
+
 TEST(DispatcherTest, LargeRankIsTwoKernelNotACrash) {
   for (int rank : {192, 256})
     for (bool sorted : {false, true}) {

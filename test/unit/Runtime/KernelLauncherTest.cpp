@@ -124,9 +124,12 @@ TEST(LaunchGeometryTest, ShrinkAndExpand) {
 
       KernelSpec ex = spec(KernelFamily::Expand, c, sorted ? 64 : 16, 64, 4);
       ex.k.reset();
-      g = launchGeometry(ex, c, LaunchKnobs{});
-      // (M_blocks * ceil(N / BLOCK_N) * num_slices, 1, lora dim)
-      EXPECT_EQ(g.grid[0], mBlocks * ceilDiv(1408, 64) * 2);
+      LaunchKnobs k;
+      k.npid = 3;
+      g = launchGeometry(ex, c, k);
+      // (M_blocks * NPID * num_slices, 1, lora dim): each program walks
+      // its share of the N tiles.
+      EXPECT_EQ(g.grid[0], mBlocks * 3 * 2);
       EXPECT_EQ(g.grid[1], 1u);
       EXPECT_EQ(g.grid[2], sorted ? 3u : 1u);
     }

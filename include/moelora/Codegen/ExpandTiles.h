@@ -1,0 +1,49 @@
+//===- ExpandTiles.h - r @ B^T over a program's N tiles ---------*- C++ -*-===//
+//
+// The expand half shared by the one-shot and the two-kernel expand: with r
+// (the block's rows x BLOCK_R) already in registers as mma A fragments, a
+// program walks its N tiles with each stage carrying the tile's B rows and,
+// when the output is staged, the old output values, num_stages deep. Only
+// where r comes from differs (the one-shot's shrink, or the intermediate).
+//
+//===----------------------------------------------------------------------===//
+#ifndef MOELORA_CODEGEN_EXPANDTILES_H
+#define MOELORA_CODEGEN_EXPANDTILES_H
+
+#include "moelora/Codegen/MoeBlock.h"
+
+#include <array>
+
+namespace moelora {
+
+/// Shared memory of one expand stage: a BLOCK_N x BLOCK_R tile of B, then
+/// (aligned output) the staged output tile.
+struct ExpandTilesLayout {
+  int bPitch = 0;     ///< B tile pitch (BLOCK_R + pad)
+  int bTileBytes = 0; ///< B tile of a stage
+  int stageBytes = 0; ///< one stage
+  explicit ExpandTilesLayout(const KernelSpec &spec);
+  int sharedBytes(const KernelSpec &spec) const {
+    return stageBytes * spec.numStages;
+  }
+};
+
+/// The warp's share of the block: rows warpRow0 .. + 16 * mTiles, and
+/// column group wn of warpsN along each BLOCK_N tile.
+struct ExpandWarp {
+  int mTiles = 1, warpsN = 1;
+  Value wn, warpRow0;
+};
+
+/// out[rows, n] (+)= r @ B_s[l,e]^T (x topk weight when mul_routed_weight)
+/// for n in the N tiles [tileLo, tileHi) of the slice whose output columns
+/// start at outSlice. rFrags[mt * BLOCK_R/16 + j] are the warp's r fragments
+/// (in T). Stages live at `smem`; on return they are free again.
+void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
+                 const ExpandWarp &warp,
+                 llvm::ArrayRef<std::array<Value, 4>> rFrags, Value smem,
+                 Value N, Value outSlice, Value tileLo, Value tileHi);
+
+} // namespace moelora
+
+#endif // MOELORA_CODEGEN_EXPANDTILES_H

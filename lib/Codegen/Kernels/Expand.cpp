@@ -1,0 +1,86 @@
+//===- Expand.cpp - The two-kernel path's expand --------------------------===//
+//
+// out[p][off + s*N + n] (+)= inter[s][p] @ B_s[l,e]^T (x topk weight). The
+// reduction is only R long, so the work is streaming B and the output: a
+// program loads its rows of the intermediate once, keeps them in registers
+// as mma A fragments, and walks its share of N (NPID programs per row block)
+// with expandTiles, num_stages tiles of B and old output in flight. (One
+// program per BLOCK_N tile reloaded the rows per tile and kept a single
+// tile in flight: 45% of DRAM bandwidth at 23% occupancy on the H200.)
+// Program ((pid_m * NPID + pid_n) x slice, lora).
+//
+//===----------------------------------------------------------------------===//
+
+#include "moelora/Codegen/ExpandTiles.h"
+#include "moelora/Codegen/KernelBuilder.h"
+
+#include <algorithm>
+
+namespace moelora {
+
+namespace {
+/// The block's rows of the intermediate (BLOCK_M x BLOCK_R), staged once.
+int rTileBytes(const KernelSpec &spec) {
+  return spec.blockM * paddedPitch(spec.blockR()) * kElementBytes;
+}
+} // namespace
+
+int expandSharedBytes(const KernelSpec &spec) {
+  return std::max(rTileBytes(spec), ExpandTilesLayout(spec).sharedBytes(spec));
+}
+
+void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
+  const KernelSpec &spec = tb.spec();
+  const WarpGrid grid = WarpGrid::forTile(spec.numWarps, spec.blockM);
+  const int mTiles = spec.blockM / 16 / grid.warpsM;
+  const int R = spec.rank;
+  const int BR = spec.blockR();
+
+  ProgramIndex program = programIndex(tb, 1);
+  Value npid = spec.npid > 0 ? tb.i32(spec.npid) : args[kNpid];
+  Value pidM = tb.divU(program.pid, npid);
+  Value pidN = tb.remU(program.pid, npid);
+  MoeBlock blk = resolveMoeBlock(tb, args, pidM, program.slice);
+
+  tb.ifThen(blk.active, [&] {
+    Value warp = tb.warpId();
+    Value wm = tb.divU(warp, tb.i32(grid.warpsN));
+    Value wn = tb.remU(warp, tb.i32(grid.warpsN));
+    Value warpRow0 = tb.mul(wm, tb.i32(16 * mTiles));
+    Value N = args[kN];
+
+    // r: the slice's intermediate rows of this block's pairs (columns >= R
+    // read zeros), through shared memory into A fragments.
+    Value interSlice = tb.mul(tb.toI64(blk.slice), args[kInterSliceStride]);
+    TileRows rows =
+        matrixRows(tb, tb.gep(args[kX], interSlice, tb.elementType()),
+                   args[kXStride], blk.pairOf, blk.rowValid);
+    const int rPitch = paddedPitch(BR);
+    TileCopyPlan rPlan =
+        tb.planTileCopy(spec.blockM, BR, copyVectorElems(R), rPitch, rows);
+    Value smem = tb.shared();
+    tb.issueTileCopy(rPlan, smem, tb.i32(0), R < BR ? tb.i32(R) : Value());
+    tb.commitGroup();
+    tb.waitGroup(0);
+    tb.barrier();
+    llvm::SmallVector<std::array<Value, 4>> rFrags;
+    for (int mt = 0; mt < mTiles; ++mt)
+      for (int j = 0; j < BR / 16; ++j)
+        rFrags.push_back(tb.loadFragA(
+            smem, rPitch, tb.add(warpRow0, tb.i32(16 * mt)), tb.i32(16 * j)));
+    // The expand's stages reuse the r tile's shared memory.
+    tb.barrier();
+
+    Value nTiles = tb.ceilDiv(N, tb.i32(spec.blockN));
+    Value perPid = tb.ceilDiv(nTiles, npid);
+    Value tileLo = tb.mul(pidN, perPid);
+    Value tileHi = tb.minS(tb.add(tileLo, perPid), nTiles);
+    Value outSlice =
+        tb.gep(args[kOut], tb.add(args[kOutColOffset], tb.mul(blk.slice, N)),
+               tb.elementType());
+    expandTiles(tb, args, blk, ExpandWarp{mTiles, grid.warpsN, wn, warpRow0},
+                rFrags, smem, N, outSlice, tileLo, tileHi);
+  });
+}
+
+} // namespace moelora

@@ -1,0 +1,136 @@
+//===- Shrink.cpp - The two-kernel path's shrink --------------------------===//
+//
+// inter[s][p][0:R] (+)= x[p / factor] @ A_s[l,e]^T over K (Triton's
+// _fused_moe_lora_kernel in its shrink role): a grouped GEMM. Program
+// ((split * M-blocks * N-blocks) x slice, lora), tiles swizzled in
+// GROUP_SIZE_M groups; SPLIT_K > 1 adds partial sums atomically into a
+// zero-initialised intermediate.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moelora/Codegen/KernelBuilder.h"
+#include "moelora/Codegen/MoeBlock.h"
+
+#include <algorithm>
+
+namespace moelora {
+
+namespace {
+struct GemmLayout {
+  WarpGrid grid;
+  int mTiles, nTiles; // per warp
+  int pitch;          // BLOCK_K + pad
+  int stageBytes;
+  explicit GemmLayout(const KernelSpec &spec)
+      : grid(WarpGrid::forTile(spec.numWarps, spec.blockM)) {
+    mTiles = spec.blockM / 16 / grid.warpsM;
+    nTiles = spec.blockN / grid.warpsN / 8;
+    pitch = paddedPitch(spec.blockK);
+    stageBytes = (spec.blockM + spec.blockN) * pitch * kElementBytes;
+  }
+};
+} // namespace
+
+int shrinkSharedBytes(const KernelSpec &spec) {
+  return GemmLayout(spec).stageBytes * spec.numStages;
+}
+
+void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
+  const KernelSpec &spec = tb.spec();
+  const GemmLayout lay(spec);
+  const int R = spec.rank;
+
+  // Reduction length and output width of this GEMM.
+  Value kTotal = spec.k ? tb.i32(*spec.k) : args[kK];
+  Value nTotal = tb.i32(R);
+
+  // pid -> (split, pidM, pidN) with GROUP_SIZE_M swizzling of (m, n).
+  Value numPairs = args[kNumPairs];
+  Value mBlocks =
+      spec.sorted ? tb.divU(args[kEM], tb.i32(spec.blockM)) : numPairs;
+  Value nBlocks = tb.ceilDiv(nTotal, tb.i32(spec.blockN));
+  ProgramIndex program = programIndex(tb, 1);
+  Value pid = program.pid;
+  Value tilesPerSplit = tb.mul(mBlocks, nBlocks);
+  Value split = tb.divU(pid, tilesPerSplit);
+  Value tile = tb.remU(pid, tilesPerSplit);
+  Value group = tb.i32(spec.groupSizeM);
+  Value perGroup = tb.mul(group, nBlocks);
+  Value groupId = tb.divU(tile, perGroup);
+  Value firstM = tb.mul(groupId, group);
+  Value groupRows = tb.minS(tb.sub(mBlocks, firstM), group);
+  Value inGroup = tb.remU(tile, perGroup);
+  Value pidM = tb.add(firstM, tb.remU(inGroup, groupRows));
+  Value pidN = tb.divU(inGroup, groupRows);
+
+  MoeBlock blk = resolveMoeBlock(tb, args, pidM, program.slice);
+  tb.ifThen(blk.active, [&] {
+    Value warp = tb.warpId();
+    Value wm = tb.divU(warp, tb.i32(lay.grid.warpsN));
+    Value wn = tb.remU(warp, tb.i32(lay.grid.warpsN));
+    Value warpRow0 = tb.mul(wm, tb.i32(16 * lay.mTiles));
+    Value warpCol0 = tb.mul(wn, tb.i32(8 * lay.nTiles));
+    Value n0 = tb.mul(pidN, tb.i32(spec.blockN));
+
+    // Row operand: x rows; weight operand: rows n0.. of A_s[l,e] (R x K).
+    Value interSlice = tb.mul(tb.toI64(blk.slice), args[kInterSliceStride]);
+    Value factor = spec.mulRoutedWeight ? tb.i32(1) : args[kTopK];
+    TileRows rows = matrixRows(
+        tb, args[kX], args[kXStride],
+        [&tb, blk, factor](Value r) { return tb.divU(blk.pairOf(r), factor); },
+        blk.rowValid);
+    Value wBase = loraMatrixBase(tb, args[kAPtrs], blk.slice, blk.lora,
+                                 blk.expert, args[kAStrideL], args[kAStrideE]);
+    TileRows wRows = matrixRows(
+        tb, wBase, args[kAStrideR],
+        [&tb, n0](Value r) { return tb.add(n0, r); },
+        [&tb, n0, nTotal](Value r) { return tb.lt(tb.add(n0, r), nTotal); });
+
+    const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
+    TileCopyPlan aPlan =
+        tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.pitch, rows);
+    TileCopyPlan bPlan =
+        tb.planTileCopy(spec.blockN, spec.blockK, kVec, lay.pitch, wRows);
+    Value kLimit = spec.evenK() ? Value() : kTotal;
+
+    // This split's K range, in whole BLOCK_K steps.
+    Value kSteps = tb.ceilDiv(kTotal, tb.i32(spec.blockK));
+    Value stepsPerSplit = tb.ceilDiv(kSteps, tb.i32(spec.splitK));
+    Value stepLo = tb.mul(split, stepsPerSplit);
+    Value stepHi = tb.minS(tb.add(stepLo, stepsPerSplit), kSteps);
+
+    Value smem = tb.shared();
+    const int bOffset = spec.blockM * lay.pitch * kElementBytes;
+    PipelineLoop loop;
+    loop.stages = spec.numStages;
+    loop.count = tb.maxS(tb.sub(stepHi, stepLo), tb.i32(0));
+    loop.issue = [&](Value iter, Value stage) {
+      Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.stageBytes)));
+      Value k0 = tb.mul(tb.add(stepLo, iter), tb.i32(spec.blockK));
+      tb.issueTileCopy(aPlan, base, k0, kLimit);
+      tb.issueTileCopy(bPlan, tb.sharedOffset(base, tb.i32(bOffset)), k0,
+                       kLimit);
+    };
+    Accumulators acc = tb.zeroAccumulators(lay.mTiles, lay.nTiles);
+    loop.consume = [&](Value, Value stage, mlir::ValueRange carried) {
+      Accumulators a = acc;
+      a.values.assign(carried.begin(), carried.end());
+      Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.stageBytes)));
+      tb.mmaFromShared(a, base, lay.pitch, warpRow0,
+                       tb.sharedOffset(base, tb.i32(bOffset)), lay.pitch,
+                       warpCol0, tb.i32(0), spec.blockK / 16);
+      return a.values;
+    };
+    acc.values = tb.pipelined(loop, acc.values);
+
+    Value out = tb.gep(args[kOut], interSlice, tb.elementType());
+    EpilogueRows outRows = resolveEpilogueRows(
+        tb, args, blk, lay.mTiles, warpRow0, out, args[kOutStride], false);
+    storeAccumulators(tb, acc, outRows, tb.add(n0, warpCol0), nTotal,
+                      spec.splitK > 1 ? EpilogueMode::AtomicAdd
+                                      : EpilogueMode::Store,
+                      /*addInputs=*/false, /*mulWeight=*/false);
+  });
+}
+
+} // namespace moelora
