@@ -1,6 +1,7 @@
 //===- Dispatcher.cpp - vLLM's dispatch rules, R > 128 to two-kernel ------===//
 
 #include "moelora/Runtime/Dispatcher.h"
+#include "moelora/Spec/TileBytes.h"
 
 #include <fmt/format.h>
 
@@ -112,22 +113,43 @@ static long estimatedRowBlocks(const MoeLoraCall &call, int blockM) {
 /// split (partials added atomically into the zeroed intermediate, as
 /// Triton's SPLIT_K) while the estimated programs stay under 4 per SM and
 /// each split keeps at least 8 BLOCK_K steps.
+static constexpr int kMaxShrinkSplitK = 8;
+
 static int shrinkSplitK(const KernelSpec &shrink, const MoeLoraCall &call,
                         const DeviceInfo &device) {
   const long programs = estimatedRowBlocks(call, shrink.blockM) *
                         call.numSlices *
                         ((call.rank + shrink.blockN - 1) / shrink.blockN);
   const long kSteps = (long(call.K) + shrink.blockK - 1) / shrink.blockK;
+  // At most 8 splits: each adds a round of atomics into the intermediate,
+  // and every value bounds the variants a bundle must hold.
   int split = 1;
-  while (programs * split * 2 <= 4L * device.smCount &&
+  while (split < kMaxShrinkSplitK &&
+         programs * split * 2 <= 4L * device.smCount &&
          kSteps / (split * 2) >= 8)
     split *= 2;
   return split;
 }
 
+/// Keeps the expand within the device's shared memory: fewer stages first
+/// (down to 2), then narrower N tiles. Large ranks need it (R 256: a stage
+/// holds a BLOCK_N x 264 tile of B), and so do sm_86/89's 99 KB.
+static void fitExpandToSharedMemory(KernelSpec &s) {
+  const int limit = maxDynamicSharedBytes(s.sm);
+  while (expandKernelSharedBytes(s) > limit) {
+    if (s.numStages > 2)
+      --s.numStages;
+    else if (s.blockN > 16)
+      s.blockN /= 2;
+    else
+      return; // the generator reports the variant that does not fit
+  }
+}
+
 /// NPID of the two-kernel expand: programs per row block, each walking its
-/// share of the N tiles. Doubled while the programs stay under 4 per SM and
-/// each keeps at least 2 tiles (one to load while the other is used).
+/// share of the N tiles. Doubled while the programs are fewer than 4 per SM
+/// (so it ends with up to 8 per SM; measured so in h200-v21) and each keeps
+/// at least 2 tiles (one to load while the other is used).
 static int expandNpid(const KernelSpec &expand, const MoeLoraCall &call,
                       const DeviceInfo &device) {
   const long programs =
@@ -285,6 +307,7 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
     applyTuned(expand, expandKnobs, tunedExpand->config);
     plan.fromTunedTable = true;
   }
+  fitExpandToSharedMemory(expand);
   fitWarpsToTile(shrink);
   fitWarpsToTile(expand);
   if (!tunedExpand || tunedExpand->config.npid == 0)

@@ -45,9 +45,13 @@ Expected<LoadedKernel> loadKernelFromPtx(const CudaDriver &drv,
 
 static unsigned ceilDiv(long a, long b) { return unsigned((a + b - 1) / b); }
 
-/// The one-shot's programs per row block: its cluster (SPLIT_K > 1) or NPID.
-static int oneShotNpid(const KernelSpec &spec, const LaunchKnobs &knobs) {
-  return spec.splitK > 1 ? spec.splitK : std::max(1, knobs.npid);
+/// Programs per row block of the one-shot (its cluster when SPLIT_K > 1) and
+/// of the expand: a compile-time NPID when the spec fixes one (the kernel
+/// then ignores the argument), else the launch knob.
+static int rowBlockPrograms(const KernelSpec &spec, const LaunchKnobs &knobs) {
+  if (spec.family == KernelFamily::OneShot && spec.splitK > 1)
+    return spec.splitK;
+  return spec.npid > 0 ? spec.npid : std::max(1, knobs.npid);
 }
 
 LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
@@ -61,7 +65,8 @@ LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
   switch (spec.family) {
   case KernelFamily::OneShot:
     // SPLIT_K > 1: a cluster of SPLIT_K programs per row block is its NPID.
-    g.grid[0] = mBlocks * unsigned(oneShotNpid(spec, knobs)) * spec.numSlices;
+    g.grid[0] =
+        mBlocks * unsigned(rowBlockPrograms(spec, knobs)) * spec.numSlices;
     g.grid[2] = loraDim;
     break;
   case KernelFamily::SmallBatch: {
@@ -82,7 +87,8 @@ LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
     break;
   case KernelFamily::Expand:
     // NPID programs per row block, each over its share of the N tiles.
-    g.grid[0] = mBlocks * unsigned(std::max(1, knobs.npid)) * spec.numSlices;
+    g.grid[0] =
+        mBlocks * unsigned(rowBlockPrograms(spec, knobs)) * spec.numSlices;
     g.grid[2] = loraDim;
     break;
   case KernelFamily::AlignBlockSize:
@@ -131,8 +137,7 @@ GemmArgPack::GemmArgPack(const KernelSpec &spec, const MoeLoraCall &call,
   i32(kK, call.K);
   i32(kEM, call.EM);
   i32(kMaxLoras, call.maxLoras);
-  i32(kNpid, spec.family == KernelFamily::OneShot ? oneShotNpid(spec, knobs)
-                                                  : std::max(1, knobs.npid));
+  i32(kNpid, rowBlockPrograms(spec, knobs));
   i32(kTilesPerItem, std::max(1, knobs.tilesPerItem));
   i32(kOutColOffset, knobs.outColOffset);
   for (int i = 0; i < kNumGemmParams; ++i)

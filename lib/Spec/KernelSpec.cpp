@@ -106,12 +106,12 @@ std::string KernelSpec::cacheKey() const {
   // key states the compile-time choice explicitly.
   return fmt::format("{};{};sm_{};R={};K={};BM={};BN={};BK={};GM={};SK={};"
                      "W={};S={};sorted={:d};mrw={:d};add={:d};slices={};"
-                     "npid={};even_k={:d};mbs={};oa={:d}",
+                     "npid={};even_k={:d};mbs={};oa={:d};abi={}",
                      toString(family), toString(dtype), sm, rank,
                      k ? std::to_string(*k) : std::string("*"), blockM, blockN,
                      blockK, groupSizeM, splitK, numWarps, numStages, sorted,
                      mulRoutedWeight, addInputs, numSlices, npid, evenK(),
-                     minBlocksPerSm, alignedOutput);
+                     minBlocksPerSm, alignedOutput, kKernelAbiVersion);
 }
 
 std::string KernelSpec::entryName() const {

@@ -273,6 +273,21 @@ inline std::vector<GpuCase> gpuCases() {
         }
       }
     }
+    // The expand's intermediate rows at ranks that are not a multiple of 16
+    // (BLOCK_R columns past R read zeros), NPID 3 programs per row block
+    // (uneven shares of N's 16 tiles) and 4 stages.
+    for (int R : {24, 48}) {
+      GpuCase c;
+      c.path = Path::TwoKernel;
+      c.spec = baseSpec(KernelFamily::Shrink, t, R, 2048, true);
+      c.spec.blockN = R <= 32 ? 32 : 64;
+      c.expand = baseSpec(KernelFamily::Expand, t, R, 0, true);
+      c.expand->numStages = 4;
+      c.npid = 3;
+      c.problem = baseProblem(t, 40, 4, 2048, 1000, R, ++seed);
+      c.name = fmt::format("two_kernel_{}_sorted_r{}_npid3", dt, R);
+      cases.push_back(c);
+    }
     // One-shot clusters (sm_90): the NPID = SPLIT_K programs of a row block
     // split its shrink and sum partial r through distributed shared memory.
     // K 1000 leaves ranks uneven shares (and rank 7 of C 8 none at BK 128).

@@ -11,6 +11,7 @@
 
 #include "moelora/Spec/KernelAbi.h"
 #include "moelora/Spec/KernelSpec.h"
+#include "moelora/Spec/TileBytes.h"
 #include "moelora/Support/Error.h"
 
 #include <string>
@@ -41,8 +42,6 @@ struct GeneratedKernel {
 
 /// Dynamic shared memory a variant needs (also in the metadata), in bytes.
 int sharedMemoryBytes(const KernelSpec &spec);
-/// The most dynamic shared memory one block may opt into on sm_<sm>.
-int maxDynamicSharedBytes(int sm);
 
 /// Whether LLVM's NVPTX backend can emit PTX ISA `ptxVersion`
 /// (major*10+minor) for sm_`sm`; the error lists the versions it knows.

@@ -95,8 +95,6 @@ struct StagedOutput {
 /// pairs (invalid rows are never written).
 StagedOutput planStagedOutput(TileBuilder &tb, const MoeBlock &block, int rows,
                               int cols, Value outBase, Value rowStride);
-/// Bytes of shared memory a staged output tile takes.
-int stagedOutputBytes(int rows, int cols);
 
 /// Issues the cp.async copies of the old values of output columns colStart..
 /// (< colLimit) into `smemTile`; the caller commits and waits.

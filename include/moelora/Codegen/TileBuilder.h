@@ -14,6 +14,7 @@
 
 #include "moelora/Spec/KernelAbi.h"
 #include "moelora/Spec/KernelSpec.h"
+#include "moelora/Spec/TileBytes.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Value.h"
@@ -267,12 +268,6 @@ private:
   Value sharedBaseValue;
   Value laneValue, warpValue, tidValue;
 };
-
-/// Bytes of one 16-bit element.
-inline constexpr int kElementBytes = 2;
-/// Shared row pitch (elements) for a tile of `cols` columns: 16 bytes of
-/// padding so ldmatrix rows of consecutive tile rows hit different banks.
-inline int paddedPitch(int cols) { return cols + 8; }
 
 } // namespace moelora
 

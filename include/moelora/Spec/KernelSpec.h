@@ -24,6 +24,12 @@ std::optional<DType> parseDType(std::string_view s);
 /// "sm_80" -> 80; nullopt for anything not of the form sm_<digits>.
 std::optional<int> parseTarget(std::string_view s);
 
+/// Version of the launch contract between generated kernels and the
+/// launcher (parameter list, grid-to-work mapping). It is part of every
+/// cache key, so a bundle or cache made under another contract is never
+/// loaded: its variants are simply not found. 2: slices moved from grid y
+/// into grid x, and the expand walks N tiles per program (fifth session).
+inline constexpr int kKernelAbiVersion = 2;
 inline constexpr int kMaxOneShotRank = 128;
 inline constexpr int kMaxSmallBatchRank = 64;
 /// Largest min_blocks_per_sm a spec may ask for (an SM holds at most 32

@@ -18,15 +18,8 @@
 
 namespace moelora {
 
-namespace {
-/// The block's rows of the intermediate (BLOCK_M x BLOCK_R), staged once.
-int rTileBytes(const KernelSpec &spec) {
-  return spec.blockM * paddedPitch(spec.blockR()) * kElementBytes;
-}
-} // namespace
-
 int expandSharedBytes(const KernelSpec &spec) {
-  return std::max(rTileBytes(spec), ExpandTilesLayout(spec).sharedBytes(spec));
+  return expandKernelSharedBytes(spec);
 }
 
 void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {

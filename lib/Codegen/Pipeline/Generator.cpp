@@ -247,20 +247,6 @@ Status checkPtxVersion(int ptxVersion, int sm) {
   return Status::ok();
 }
 
-int maxDynamicSharedBytes(int sm) {
-  // The opt-in maximum per block (CUDA programming guide, compute
-  // capabilities table).
-  switch (sm) {
-  case 80:
-    return 163 * 1024;
-  case 86:
-  case 89:
-    return 99 * 1024;
-  default:
-    return 227 * 1024;
-  }
-}
-
 int sharedMemoryBytes(const KernelSpec &spec) {
   switch (spec.family) {
   case KernelFamily::OneShot:

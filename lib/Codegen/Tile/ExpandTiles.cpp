@@ -9,9 +9,7 @@ namespace moelora {
 ExpandTilesLayout::ExpandTilesLayout(const KernelSpec &spec) {
   bPitch = paddedPitch(spec.blockR());
   bTileBytes = spec.blockN * bPitch * kElementBytes;
-  stageBytes =
-      bTileBytes +
-      (spec.stagesOutput() ? stagedOutputBytes(spec.blockM, spec.blockN) : 0);
+  stageBytes = expandStageBytes(spec);
 }
 
 void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,

@@ -172,10 +172,6 @@ void storeAccumulators(TileBuilder &tb, Accumulators &acc,
   }
 }
 
-int stagedOutputBytes(int rows, int cols) {
-  return rows * paddedPitch(cols) * kElementBytes;
-}
-
 StagedOutput planStagedOutput(TileBuilder &tb, const MoeBlock &block, int rows,
                               int cols, Value outBase, Value rowStride) {
   StagedOutput out;

@@ -8,6 +8,7 @@
 #include "moelora/Runtime/Dispatcher.h"
 #include "moelora/Runtime/KernelLauncher.h"
 #include "moelora/Spec/SpecParser.h"
+#include "moelora/Spec/TileBytes.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -220,6 +221,24 @@ TEST(DispatcherTest, TwoKernelExpandSharesNAmongFewRowBlocks) {
   EXPECT_LT(34L * few.knobs.npid / 2, 4L * kH100.smCount);
   // 16384 tokens: the row blocks alone fill the SMs.
   EXPECT_EQ(expandOf(16384).knobs.npid, 1);
+}
+
+TEST(DispatcherTest, TwoKernelExpandFitsTheDeviceSharedMemory) {
+  // R 256: a stage holds a BLOCK_N x 264 tile of B; sm_86/89 allow 99 KB.
+  for (int sm : {80, 86, 89, 90})
+    for (int bm : {16, 64, 128}) {
+      SCOPED_TRACE(::testing::Message() << "sm_" << sm << " BLOCK_M " << bm);
+      MoeLoraCall c = sortedCall(64, bm);
+      c.rank = 256;
+      DeviceInfo d{sm, 84, "some GPU"};
+      DispatchPlan p = planOk(c, /*sharded=*/false, nullptr, d);
+      ASSERT_EQ(p.path, DispatchPath::TwoKernel);
+      const KernelSpec &expand = p.kernels.at(1).spec;
+      EXPECT_LE(expandKernelSharedBytes(expand), maxDynamicSharedBytes(sm));
+      EXPECT_GE(expand.numStages, 2);
+      if (sm == 90 && bm == 64)
+        EXPECT_EQ(expand.numStages, 3) << "fits as is: not reduced";
+    }
 }
 
 TEST(DispatcherTest, LargeRankIsTwoKernelNotACrash) {

@@ -130,6 +130,10 @@ TEST(LaunchGeometryTest, ShrinkAndExpand) {
       // (M_blocks * NPID * num_slices, 1, lora dim): each program walks
       // its share of the N tiles.
       EXPECT_EQ(g.grid[0], mBlocks * 3 * 2);
+      // A compile-time NPID in the spec wins over the knob (the kernel
+      // ignores its argument then).
+      ex.npid = 2;
+      EXPECT_EQ(launchGeometry(ex, c, k).grid[0], mBlocks * 2 * 2);
       EXPECT_EQ(g.grid[1], 1u);
       EXPECT_EQ(g.grid[2], sorted ? 3u : 1u);
     }

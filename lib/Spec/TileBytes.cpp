@@ -1,0 +1,34 @@
+//===- TileBytes.cpp - Shared-memory sizes both sides must agree on -------===//
+
+#include "moelora/Spec/TileBytes.h"
+
+#include <algorithm>
+
+namespace moelora {
+
+int maxDynamicSharedBytes(int sm) {
+  // The opt-in maximum per block (CUDA programming guide, compute
+  // capabilities table).
+  switch (sm) {
+  case 80:
+    return 163 * 1024;
+  case 86:
+  case 89:
+    return 99 * 1024;
+  default:
+    return 227 * 1024;
+  }
+}
+
+int expandStageBytes(const KernelSpec &spec) {
+  return spec.blockN * paddedPitch(spec.blockR()) * kElementBytes +
+         (spec.stagesOutput() ? stagedOutputBytes(spec.blockM, spec.blockN)
+                              : 0);
+}
+
+int expandKernelSharedBytes(const KernelSpec &spec) {
+  const int rTile = spec.blockM * paddedPitch(spec.blockR()) * kElementBytes;
+  return std::max(rTile, expandStageBytes(spec) * spec.numStages);
+}
+
+} // namespace moelora
