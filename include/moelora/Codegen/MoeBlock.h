@@ -44,6 +44,12 @@ ProgramIndex programIndex(TileBuilder &tb, int clusterSize);
 MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
                          Value slice);
 
+/// The block's rows of x for the shrink: a pair reads x row pair / top_k, or
+/// row pair where x has a row per pair (mul_routed_weight: the down
+/// projection, x = (num_tokens * top_k, K)).
+TileRows blockXRows(TileBuilder &tb, const KernelArgs &args,
+                    const MoeBlock &blk);
+
 /// &base[slice][lora][expert] of a stacked LoRA weight: loads the slice's
 /// base pointer from the pointer array and applies the l / e strides.
 Value loraMatrixBase(TileBuilder &tb, Value ptrArray, Value slice, Value lora,

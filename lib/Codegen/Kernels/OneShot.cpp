@@ -128,11 +128,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     Value K = spec.k ? tb.i32(*spec.k) : args[kK];
 
     // ---- Shrink: r = x[rows] @ A[l,e]^T over K. ----
-    Value factor = spec.mulRoutedWeight ? tb.i32(1) : args[kTopK];
-    TileRows xRows = matrixRows(
-        tb, args[kX], args[kXStride],
-        [&tb, blk, factor](Value r) { return tb.divU(blk.pairOf(r), factor); },
-        blk.rowValid);
+    TileRows xRows = blockXRows(tb, args, blk);
     Value aBase = loraMatrixBase(tb, args[kAPtrs], blk.slice, blk.lora,
                                  blk.expert, args[kAStrideL], args[kAStrideE]);
     TileRows aRows = matrixRows(

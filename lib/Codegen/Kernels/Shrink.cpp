@@ -74,11 +74,7 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
 
     // Row operand: x rows; weight operand: rows n0.. of A_s[l,e] (R x K).
     Value interSlice = tb.mul(tb.toI64(blk.slice), args[kInterSliceStride]);
-    Value factor = spec.mulRoutedWeight ? tb.i32(1) : args[kTopK];
-    TileRows rows = matrixRows(
-        tb, args[kX], args[kXStride],
-        [&tb, blk, factor](Value r) { return tb.divU(blk.pairOf(r), factor); },
-        blk.rowValid);
+    TileRows rows = blockXRows(tb, args, blk);
     Value wBase = loraMatrixBase(tb, args[kAPtrs], blk.slice, blk.lora,
                                  blk.expert, args[kAStrideL], args[kAStrideE]);
     TileRows wRows = matrixRows(

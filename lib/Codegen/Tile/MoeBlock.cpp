@@ -82,6 +82,15 @@ MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
   return blk;
 }
 
+TileRows blockXRows(TileBuilder &tb, const KernelArgs &args,
+                    const MoeBlock &blk) {
+  Value factor = tb.spec().mulRoutedWeight ? tb.i32(1) : args[kTopK];
+  return matrixRows(
+      tb, args[kX], args[kXStride],
+      [&tb, blk, factor](Value r) { return tb.divU(blk.pairOf(r), factor); },
+      blk.rowValid);
+}
+
 Value loraMatrixBase(TileBuilder &tb, Value ptrArray, Value slice, Value lora,
                      Value expert, Value strideL, Value strideE) {
   Value base = tb.loadPtr(ptrArray, slice);
