@@ -2,8 +2,6 @@
 
 #include "moelora/Spec/TileBytes.h"
 
-#include <algorithm>
-
 namespace moelora {
 
 int maxDynamicSharedBytes(int sm) {
@@ -28,7 +26,7 @@ int expandStageBytes(const KernelSpec &spec) {
 
 int expandKernelSharedBytes(const KernelSpec &spec) {
   const int rTile = spec.blockM * paddedPitch(spec.blockR()) * kElementBytes;
-  return std::max(rTile, expandStageBytes(spec) * spec.numStages);
+  return expandStageBytes(spec) * spec.numStages + rTile;
 }
 
 } // namespace moelora
