@@ -2,6 +2,8 @@
 
 #include "moelora/Spec/TileBytes.h"
 
+#include <algorithm>
+
 namespace moelora {
 
 int maxDynamicSharedBytes(int sm) {
@@ -26,7 +28,7 @@ int expandStageBytes(const KernelSpec &spec) {
 
 int expandKernelSharedBytes(const KernelSpec &spec) {
   const int rTile = spec.blockM * paddedPitch(spec.blockR()) * kElementBytes;
-  return expandStageBytes(spec) * spec.numStages + rTile;
+  return std::max(rTile, expandStageBytes(spec) * spec.numStages);
 }
 
 } // namespace moelora

@@ -1,12 +1,10 @@
 //===- ExpandTiles.h - r @ B^T over a program's N tiles ---------*- C++ -*-===//
 //
 // The expand half shared by the one-shot and the two-kernel expand: with r
-// (the block's rows x BLOCK_R) in registers as mma A fragments, a program
-// walks its N tiles with each stage carrying the tile's B rows and, when the
-// output is staged, the old output values, num_stages deep. Only where r
-// comes from differs (the one-shot's shrink, or the intermediate). The
-// first stages do not depend on r, so a caller may put them in flight
-// before r is ready (issuePrologue), then consume them with r (run).
+// (the block's rows x BLOCK_R) already in registers as mma A fragments, a
+// program walks its N tiles with each stage carrying the tile's B rows and,
+// when the output is staged, the old output values, num_stages deep. Only
+// where r comes from differs (the one-shot's shrink, or the intermediate).
 //
 //===----------------------------------------------------------------------===//
 #ifndef MOELORA_CODEGEN_EXPANDTILES_H
@@ -15,12 +13,11 @@
 #include "moelora/Codegen/MoeBlock.h"
 
 #include <array>
-#include <optional>
 
 namespace moelora {
 
 /// Shared memory of one expand stage: a BLOCK_N x BLOCK_R tile of B, then
-/// (aligned output) the staged output tile (sizes: Spec/TileBytes.h).
+/// (aligned output) the staged output tile.
 struct ExpandTilesLayout {
   int bPitch = 0;     ///< B tile pitch (BLOCK_R + pad)
   int bTileBytes = 0; ///< B tile of a stage
@@ -40,29 +37,12 @@ struct ExpandWarp {
 
 /// out[rows, n] (+)= r @ B_s[l,e]^T (x topk weight when mul_routed_weight)
 /// for n in the N tiles [tileLo, tileHi) of the slice whose output columns
-/// start at outSlice, with stages at `smem` (free again after run()).
-class ExpandTiles {
-public:
-  ExpandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
-              const ExpandWarp &warp, Value smem, Value N, Value outSlice,
-              Value tileLo, Value tileHi);
-  /// Puts the first num_stages - 1 tiles in flight (one cp.async group
-  /// each; none with one stage).
-  void issuePrologue();
-  /// The loop. rFrags[mt * BLOCK_R/16 + j] are the warp's r fragments (in T).
-  void run(llvm::ArrayRef<std::array<Value, 4>> rFrags);
-
-private:
-  TileBuilder &tb;
-  const KernelSpec &spec;
-  const ExpandTilesLayout lay;
-  const ExpandWarp warp;
-  Value smem, N, tileLo;
-  EpilogueRows outRows;
-  std::optional<StagedOutput> staged;
-  PipelineLoop loop;
-  llvm::SmallVector<std::array<Value, 4>> r;
-};
+/// start at outSlice. rFrags[mt * BLOCK_R/16 + j] are the warp's r fragments
+/// (in T). Stages live at `smem`; on return they are free again.
+void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
+                 const ExpandWarp &warp,
+                 llvm::ArrayRef<std::array<Value, 4>> rFrags, Value smem,
+                 Value N, Value outSlice, Value tileLo, Value tileHi);
 
 } // namespace moelora
 

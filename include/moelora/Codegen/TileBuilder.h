@@ -208,12 +208,6 @@ public:
   /// Runs a PipelineLoop; returns the final carried values. Leaves all
   /// copies complete and the shared buffers free on exit.
   ValueVec pipelined(const PipelineLoop &loop, mlir::ValueRange init);
-  /// pipelined() in two parts, so that other work can go between them:
-  /// the prologue issues iterations 0 .. stages-2 (one cp.async group each;
-  /// nothing with one stage), the rest runs the loop.
-  void issuePipelinePrologue(const PipelineLoop &loop);
-  ValueVec pipelinedAfterPrologue(const PipelineLoop &loop,
-                                  mlir::ValueRange init);
 
   /// mma.sync A fragment (16x16) from a row-major shared tile [row][k].
   std::array<Value, 4> loadFragA(Value smemTile, int pitch, Value row0,

@@ -32,9 +32,8 @@ int maxDynamicSharedBytes(int sm);
 /// BLOCK_N x BLOCK_R tile of B, then (aligned output) the staged output.
 int expandStageBytes(const KernelSpec &spec);
 
-/// The two-kernel expand's dynamic shared memory: num_stages expand stages,
-/// then its BLOCK_M x BLOCK_R rows of the intermediate (loaded while the
-/// first stages are in flight).
+/// The two-kernel expand's dynamic shared memory: its BLOCK_M x BLOCK_R rows
+/// of the intermediate, then (reusing them) num_stages expand stages.
 int expandKernelSharedBytes(const KernelSpec &spec);
 
 } // namespace moelora

@@ -4,7 +4,7 @@
 // reduction is only R long, so the work is streaming B and the output: a
 // program loads its rows of the intermediate once, keeps them in registers
 // as mma A fragments, and walks its share of N (NPID programs per row block)
-// with ExpandTiles, num_stages tiles of B and old output in flight. (One
+// with expandTiles, num_stages tiles of B and old output in flight. (One
 // program per BLOCK_N tile reloaded the rows per tile and kept a single
 // tile in flight: 45% of DRAM bandwidth at 23% occupancy on the H200.)
 // Program ((pid_m * NPID + pid_n) x slice, lora).
@@ -42,22 +42,8 @@ void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
     Value warpRow0 = tb.mul(wm, tb.i32(16 * mTiles));
     Value N = args[kN];
 
-    Value nTiles = tb.ceilDiv(N, tb.i32(spec.blockN));
-    Value perPid = tb.ceilDiv(nTiles, npid);
-    Value tileLo = tb.mul(pidN, perPid);
-    Value tileHi = tb.minS(tb.add(tileLo, perPid), nTiles);
-    Value outSlice =
-        tb.gep(args[kOut], tb.add(args[kOutColOffset], tb.mul(blk.slice, N)),
-               tb.elementType());
-    Value smem = tb.shared();
-    ExpandTiles expand(tb, args, blk,
-                       ExpandWarp{mTiles, grid.warpsN, wn, warpRow0}, smem, N,
-                       outSlice, tileLo, tileHi);
-
     // r: the slice's intermediate rows of this block's pairs (columns >= R
-    // read zeros), into a shared tile after the stages. Its copy goes first,
-    // then the first stages' (which do not need r), so both round trips
-    // overlap; waiting for r's group leaves the stages' groups in flight.
+    // read zeros), through shared memory into A fragments.
     Value interSlice = tb.mul(tb.toI64(blk.slice), args[kInterSliceStride]);
     TileRows rows =
         matrixRows(tb, tb.gep(args[kX], interSlice, tb.elementType()),
@@ -65,19 +51,28 @@ void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
     const int rPitch = paddedPitch(BR);
     TileCopyPlan rPlan =
         tb.planTileCopy(spec.blockM, BR, copyVectorElems(R), rPitch, rows);
-    Value rTile = tb.sharedOffset(
-        smem, tb.i32(ExpandTilesLayout(spec).sharedBytes(spec)));
-    tb.issueTileCopy(rPlan, rTile, tb.i32(0), R < BR ? tb.i32(R) : Value());
+    Value smem = tb.shared();
+    tb.issueTileCopy(rPlan, smem, tb.i32(0), R < BR ? tb.i32(R) : Value());
     tb.commitGroup();
-    expand.issuePrologue();
-    tb.waitGroup(std::max(spec.numStages - 1, 0));
+    tb.waitGroup(0);
     tb.barrier();
     llvm::SmallVector<std::array<Value, 4>> rFrags;
     for (int mt = 0; mt < mTiles; ++mt)
       for (int j = 0; j < BR / 16; ++j)
         rFrags.push_back(tb.loadFragA(
-            rTile, rPitch, tb.add(warpRow0, tb.i32(16 * mt)), tb.i32(16 * j)));
-    expand.run(rFrags);
+            smem, rPitch, tb.add(warpRow0, tb.i32(16 * mt)), tb.i32(16 * j)));
+    // The expand's stages reuse the r tile's shared memory.
+    tb.barrier();
+
+    Value nTiles = tb.ceilDiv(N, tb.i32(spec.blockN));
+    Value perPid = tb.ceilDiv(nTiles, npid);
+    Value tileLo = tb.mul(pidN, perPid);
+    Value tileHi = tb.minS(tb.add(tileLo, perPid), nTiles);
+    Value outSlice =
+        tb.gep(args[kOut], tb.add(args[kOutColOffset], tb.mul(blk.slice, N)),
+               tb.elementType());
+    expandTiles(tb, args, blk, ExpandWarp{mTiles, grid.warpsN, wn, warpRow0},
+                rFrags, smem, N, outSlice, tileLo, tileHi);
   });
 }
 

@@ -197,11 +197,8 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     Value tileLo = tb.mul(pidN, perPid);
     Value tileHi = tb.minS(tb.add(tileLo, perPid), nTiles);
     Value outSlice = tb.gep(args[kOut], tb.mul(blk.slice, N), tb.elementType());
-    ExpandTiles expand(tb, args, blk,
-                       ExpandWarp{lay.mTiles, warpsN, wn, warpRow0}, smem, N,
-                       outSlice, tileLo, tileHi);
-    expand.issuePrologue();
-    expand.run(rFrags);
+    expandTiles(tb, args, blk, ExpandWarp{lay.mTiles, warpsN, wn, warpRow0},
+                rFrags, smem, N, outSlice, tileLo, tileHi);
   });
 }
 

@@ -378,27 +378,6 @@ void TileBuilder::waitGroup(int pending) {
 }
 
 ValueVec TileBuilder::pipelined(const PipelineLoop &loop, ValueRange init) {
-  issuePipelinePrologue(loop);
-  return pipelinedAfterPrologue(loop, init);
-}
-
-void TileBuilder::issuePipelinePrologue(const PipelineLoop &loop) {
-  // Iterations 0 .. stages-2 in flight. Every step commits a group
-  // (possibly empty) so that wait_group counts stay uniform.
-  // A loop, not an unrolled prologue: one copy of the issue code less to
-  // optimise and emit, at no cost on the GPU.
-  const int stages = loop.stages;
-  if (stages <= 1)
-    return;
-  forLoop(i32(0), i32(stages - 1), i32(1), {}, [&](Value s, ValueRange) {
-    ifThen(lt(s, loop.count), [&] { loop.issue(s, s); });
-    commitGroup();
-    return ValueVec{};
-  });
-}
-
-ValueVec TileBuilder::pipelinedAfterPrologue(const PipelineLoop &loop,
-                                             ValueRange init) {
   const int stages = loop.stages;
   if (stages <= 1) {
     // One buffer: copy, wait, use, and keep the buffer until all warps are
@@ -414,6 +393,15 @@ ValueVec TileBuilder::pipelinedAfterPrologue(const PipelineLoop &loop,
                      return out;
                    });
   }
+  // Prologue: iterations 0 .. stages-2 in flight. Every step commits a
+  // group (possibly empty) so that wait_group counts stay uniform.
+  // A loop, not an unrolled prologue: one copy of the issue code less to
+  // optimise and emit, at no cost on the GPU.
+  forLoop(i32(0), i32(stages - 1), i32(1), {}, [&](Value s, ValueRange) {
+    ifThen(lt(s, loop.count), [&] { loop.issue(s, s); });
+    commitGroup();
+    return ValueVec{};
+  });
   ValueVec result = forLoop(
       i32(0), loop.count, i32(1), init, [&](Value iter, ValueRange carried) {
         // Iteration `iter` has landed for this thread; the barrier makes it
