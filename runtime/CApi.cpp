@@ -335,7 +335,8 @@ moelora_status moelora_plan_fused(moelora_runtime *rt,
     l.block = g.block;
     if (auto image = rt->impl->cache().image(k.spec))
       l.shared_bytes = uint32_t((*image)->sharedBytes);
-    if (k.spec.family == KernelFamily::OneShot)
+    if (k.spec.family == KernelFamily::OneShot ||
+        k.spec.family == KernelFamily::Expand)
       plan->npid = k.knobs.npid;
     if (k.spec.family == KernelFamily::SmallBatch)
       plan->tiles_per_item = k.knobs.tilesPerItem;

@@ -114,6 +114,8 @@ typedef struct moelora_plan {
   moelora_path path;
   int32_t num_launches; /* 0..2 */
   moelora_kernel_launch launches[2];
+  /* npid: programs per row block of the one-shot or of the two-kernel
+   * expand; tiles_per_item: small-batch N tiles per work item. */
   int32_t npid, tiles_per_item;
   size_t workspace_bytes; /* two-kernel intermediate */
   int32_t from_tuned_table;

@@ -891,6 +891,9 @@ TEST_F(CApiTest, PlanTwoKernel) {
     expectLaunchMatches(plan.launches[1], want.kernels[1], a);
     EXPECT_THAT(plan.launches[0].cache_key, StartsWith("shrink;"));
     EXPECT_THAT(plan.launches[1].cache_key, StartsWith("expand;"));
+    // The expand's programs per row block, as the dispatcher chose them.
+    EXPECT_EQ(plan.npid, want.kernels[1].knobs.npid);
+    EXPECT_GE(plan.npid, 1);
     size_t bytes = size_t(a.num_slices) * a.num_tokens * a.top_k * a.rank * 2;
     EXPECT_EQ(plan.workspace_bytes, bytes);
     EXPECT_EQ(moelora_workspace_bytes(&a), bytes);
