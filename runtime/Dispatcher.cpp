@@ -94,6 +94,8 @@ static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
     s.minBlocksPerSm = c.minBlocksPerSm;
 }
 
+static long ceilDiv(long a, long b) { return (a + b - 1) / b; }
+
 /// Row blocks a two-kernel GEMM will find work in: one per pair on naive
 /// metadata; sorted, the full blocks plus one padded block per used
 /// (adapter, expert) group, within the grid's capacity.
@@ -118,9 +120,8 @@ static constexpr int kMaxShrinkSplitK = 8;
 static int shrinkSplitK(const KernelSpec &shrink, const MoeLoraCall &call,
                         const DeviceInfo &device) {
   const long programs = estimatedRowBlocks(call, shrink.blockM) *
-                        call.numSlices *
-                        ((call.rank + shrink.blockN - 1) / shrink.blockN);
-  const long kSteps = (long(call.K) + shrink.blockK - 1) / shrink.blockK;
+                        call.numSlices * ceilDiv(call.rank, shrink.blockN);
+  const long kSteps = ceilDiv(call.K, shrink.blockK);
   // At most 8 splits: each adds a round of atomics into the intermediate,
   // and every value bounds the variants a bundle must hold.
   int split = 1;
@@ -154,7 +155,7 @@ static int expandNpid(const KernelSpec &expand, const MoeLoraCall &call,
                       const DeviceInfo &device) {
   const long programs =
       estimatedRowBlocks(call, expand.blockM) * call.numSlices;
-  const long nTiles = (long(call.N) + expand.blockN - 1) / expand.blockN;
+  const long nTiles = ceilDiv(call.N, expand.blockN);
   int npid = 1;
   while (programs * npid < 4L * device.smCount && nTiles / (npid * 2) >= 2)
     npid *= 2;

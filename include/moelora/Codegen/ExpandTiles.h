@@ -35,14 +35,21 @@ struct ExpandWarp {
   Value wn, warpRow0;
 };
 
+/// A program's share [lo, hi) of N's BLOCK_N tiles: program pidN of the
+/// npid programs of a row block takes the pidN-th run of ceil(tiles / npid).
+struct TileRange {
+  Value lo, hi;
+};
+TileRange programTiles(TileBuilder &tb, Value N, Value pidN, Value npid);
+
 /// out[rows, n] (+)= r @ B_s[l,e]^T (x topk weight when mul_routed_weight)
-/// for n in the N tiles [tileLo, tileHi) of the slice whose output columns
-/// start at outSlice. rFrags[mt * BLOCK_R/16 + j] are the warp's r fragments
+/// for n in the N tiles `tiles` of the slice whose output columns start at
+/// outSlice. rFrags[mt * BLOCK_R/16 + j] are the warp's r fragments
 /// (in T). Stages live at `smem`; on return they are free again.
 void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
                  const ExpandWarp &warp,
                  llvm::ArrayRef<std::array<Value, 4>> rFrags, Value smem,
-                 Value N, Value outSlice, Value tileLo, Value tileHi);
+                 Value N, Value outSlice, TileRange tiles);
 
 } // namespace moelora
 

@@ -64,15 +64,12 @@ void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
     // The expand's stages reuse the r tile's shared memory.
     tb.barrier();
 
-    Value nTiles = tb.ceilDiv(N, tb.i32(spec.blockN));
-    Value perPid = tb.ceilDiv(nTiles, npid);
-    Value tileLo = tb.mul(pidN, perPid);
-    Value tileHi = tb.minS(tb.add(tileLo, perPid), nTiles);
+    TileRange tiles = programTiles(tb, N, pidN, npid);
     Value outSlice =
         tb.gep(args[kOut], tb.add(args[kOutColOffset], tb.mul(blk.slice, N)),
                tb.elementType());
     expandTiles(tb, args, blk, ExpandWarp{mTiles, grid.warpsN, wn, warpRow0},
-                rFrags, smem, N, outSlice, tileLo, tileHi);
+                rFrags, smem, N, outSlice, tiles);
   });
 }
 

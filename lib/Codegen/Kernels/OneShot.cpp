@@ -192,13 +192,10 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
 
     // ---- Expand: out[rows, n] (+)= r @ B[l,e]^T over this program's tiles.
     Value N = args[kN];
-    Value nTiles = tb.ceilDiv(N, tb.i32(spec.blockN));
-    Value perPid = tb.ceilDiv(nTiles, npid);
-    Value tileLo = tb.mul(pidN, perPid);
-    Value tileHi = tb.minS(tb.add(tileLo, perPid), nTiles);
+    TileRange tiles = programTiles(tb, N, pidN, npid);
     Value outSlice = tb.gep(args[kOut], tb.mul(blk.slice, N), tb.elementType());
     expandTiles(tb, args, blk, ExpandWarp{lay.mTiles, warpsN, wn, warpRow0},
-                rFrags, smem, N, outSlice, tileLo, tileHi);
+                rFrags, smem, N, outSlice, tiles);
   });
 }
 

@@ -12,10 +12,17 @@ ExpandTilesLayout::ExpandTilesLayout(const KernelSpec &spec) {
   stageBytes = expandStageBytes(spec);
 }
 
+TileRange programTiles(TileBuilder &tb, Value N, Value pidN, Value npid) {
+  Value nTiles = tb.ceilDiv(N, tb.i32(tb.spec().blockN));
+  Value perPid = tb.ceilDiv(nTiles, npid);
+  Value lo = tb.mul(pidN, perPid);
+  return {lo, tb.minS(tb.add(lo, perPid), nTiles)};
+}
+
 void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
                  const ExpandWarp &warp,
                  llvm::ArrayRef<std::array<Value, 4>> rFrags, Value smem,
-                 Value N, Value outSlice, Value tileLo, Value tileHi) {
+                 Value N, Value outSlice, TileRange tiles) {
   const KernelSpec &spec = tb.spec();
   const ExpandTilesLayout lay(spec);
   const int R = spec.rank;
@@ -39,9 +46,9 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
 
   PipelineLoop loop;
   loop.stages = spec.numStages;
-  loop.count = tb.maxS(tb.sub(tileHi, tileLo), tb.i32(0));
+  loop.count = tb.maxS(tb.sub(tiles.hi, tiles.lo), tb.i32(0));
   loop.issue = [&](Value iter, Value stage) {
-    Value n0 = tb.mul(tb.add(tileLo, iter), tb.i32(spec.blockN));
+    Value n0 = tb.mul(tb.add(tiles.lo, iter), tb.i32(spec.blockN));
     TileRows bRows = matrixRows(
         tb, bBase, bStride, [&tb, n0](Value r) { return tb.add(n0, r); },
         [&tb, n0, N](Value r) { return tb.lt(tb.add(n0, r), N); });
@@ -54,7 +61,7 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
                        tb.sharedOffset(base, tb.i32(lay.bTileBytes)), n0, N);
   };
   loop.consume = [&](Value iter, Value stage, mlir::ValueRange) {
-    Value n0 = tb.mul(tb.add(tileLo, iter), tb.i32(spec.blockN));
+    Value n0 = tb.mul(tb.add(tiles.lo, iter), tb.i32(spec.blockN));
     Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.stageBytes)));
     Value warpCol0 = tb.mul(warp.wn, tb.i32(warpCols));
     Accumulators y = tb.zeroAccumulators(warp.mTiles, warpCols / 8);
