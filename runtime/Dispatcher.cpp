@@ -217,7 +217,7 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
       applyTuned(s, k, t->config);
       plan.fromTunedTable = true;
     }
-    const long nTiles = (call.N + s.blockN - 1) / s.blockN;
+    const long nTiles = ceilDiv(call.N, s.blockN);
     if (t && t->config.tilesPerItem) {
       // as tuned
     } else if (s.splitK > 1) {
@@ -228,14 +228,14 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
       long chunks = std::clamp<long>(
           std::min(want / (items * s.splitK), long(call.N) / colsPerRound), 1,
           std::min(4L, nTiles));
-      k.tilesPerItem = int((nTiles + chunks - 1) / chunks);
+      k.tilesPerItem = int(ceilDiv(nTiles, chunks));
     } else {
       // Aim for pairs x slices x ceil(nTiles / tilesPerItem) <= 2 programs
       // per SM, so a program handles about one item: each extra item per
       // program costs another shrink's worth of latency. (The rounding of
       // ceil(nTiles / tilesPerItem) can leave a few programs two items.)
       k.tilesPerItem = int(std::clamp<long>(
-          (nTiles * items + want - 1) / std::max(1L, want), 1L, nTiles));
+          ceilDiv(nTiles * items, std::max(1L, want)), 1L, nTiles));
     }
     plan.kernels.push_back({s, k});
     return plan;
@@ -254,11 +254,10 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
       return DispatchPlan{}; // no capacity: nothing to launch
     long programs =
         mBlocks * call.numSlices * (call.sorted ? call.numActiveLoras : 1);
-    long nTiles = (call.N + s.blockN - 1) / s.blockN;
+    long nTiles = ceilDiv(call.N, s.blockN);
     long target = device.smCount * 3 / 2;
     if (programs < target) {
-      k.npid =
-          int(std::clamp<long>((target + programs - 1) / programs, 1, nTiles));
+      k.npid = int(std::clamp<long>(ceilDiv(target, programs), 1, nTiles));
       if (k.npid > 1)
         s.numWarps = 8;
     }
