@@ -493,4 +493,55 @@ moelora_status moelora_get_stats(moelora_runtime *rt, moelora_stats *stats) {
   return ok();
 }
 
+void moelora_get_library_info(moelora_library_info *info) {
+  if (!info || info->struct_size < sizeof(moelora_library_info))
+    return;
+  // Computed once: the strings must outlive the call (the library owns them).
+  static const std::string path = thisLibraryPath();
+  static const std::string tunedDirs = [] {
+    std::string joined;
+    for (const std::string &d : tunedTableDirs())
+      joined += (joined.empty() ? "" : ":") + d;
+    return joined;
+  }();
+  static const std::string stamp(generatorStamp());
+  static const std::string cacheDir = defaultCacheDir();
+  info->abi_version = MOELORA_ABI_VERSION;
+  info->version = MOELORA_VERSION;
+  info->generator_stamp = stamp.c_str();
+  info->has_jit = hasJitHook() ? 1 : 0;
+  info->library_path = path.c_str();
+  info->tuned_dirs = tunedDirs.c_str();
+  info->default_cache_dir = cacheDir.c_str();
+}
+
+moelora_status moelora_get_runtime_info(moelora_runtime *rt,
+                                        moelora_runtime_info *info) {
+  MOELORA_REQUIRE_RT(rt);
+  if (!info)
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT, "info: NULL");
+  if (info->struct_size < sizeof(moelora_runtime_info))
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT,
+                fmt::format("info.struct_size = {}: must be sizeof("
+                            "moelora_runtime_info) = {}",
+                            info->struct_size, sizeof(moelora_runtime_info)));
+  const Runtime &r = *rt->impl;
+  uint32_t size = info->struct_size;
+  std::memset(info, 0, sizeof(*info));
+  info->struct_size = size;
+  info->has_device = r.driver() ? 1 : 0;
+  info->compute_capability = r.device().sm;
+  info->num_sms = r.device().smCount;
+  info->jit_enabled = rt->impl->cache().generatesMissing() ? 1 : 0;
+  info->disk_cache_enabled = rt->impl->cache().usesDisk() ? 1 : 0;
+  auto copy = [](char *dst, size_t n, const std::string &src) {
+    std::snprintf(dst, n, "%s", src.c_str());
+  };
+  copy(info->device_name, sizeof(info->device_name), r.device().name);
+  copy(info->driver_error, sizeof(info->driver_error), r.driverErrorMessage());
+  copy(info->tuned_table, sizeof(info->tuned_table), r.tunedTablePath());
+  copy(info->cache_dir, sizeof(info->cache_dir), rt->impl->cache().diskDir());
+  return ok();
+}
+
 } // extern "C"

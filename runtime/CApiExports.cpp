@@ -9,9 +9,10 @@
 #include "moelora/moelora.h"
 
 // Taking the address of every entry point pulls CApi.o out of the static
-// runtime archive into the shared library.
-extern "C" __attribute__((visibility("default"), used))
-const void *moelora_abi_table[] = {
+// runtime archive into the shared library; the version script then exports
+// the entry points, and this table itself is not needed at run time.
+namespace {
+[[gnu::used]] const void *const abiTable[] = {
     reinterpret_cast<const void *>(&moelora_abi_version),
     reinterpret_cast<const void *>(&moelora_last_error),
     reinterpret_cast<const void *>(&moelora_runtime_options_init),
@@ -28,4 +29,7 @@ const void *moelora_abi_table[] = {
     reinterpret_cast<const void *>(&moelora_align_capacity),
     reinterpret_cast<const void *>(&moelora_align_block_size),
     reinterpret_cast<const void *>(&moelora_get_stats),
+    reinterpret_cast<const void *>(&moelora_get_library_info),
+    reinterpret_cast<const void *>(&moelora_get_runtime_info),
 };
+} // namespace

@@ -27,20 +27,31 @@ std::string contentHash(const std::string &text) {
   return fmt::format("{:016x}", XXH3_64bits(text.data(), text.size()));
 }
 
-static std::mutex hookMutex;
-static JitHook globalHook;
+namespace {
+struct HookSlot {
+  std::mutex mutex;
+  JitHook hook;
+};
+/// Constructed on first use: the JIT adapter's static initialiser may set the
+/// hook before this file's globals would have been constructed (the order of
+/// initialisers across objects is the link order's).
+HookSlot &hookSlot() {
+  static HookSlot slot;
+  return slot;
+}
+} // namespace
 
 void setJitHook(JitHook hook) {
-  std::lock_guard<std::mutex> lock(hookMutex);
-  globalHook = std::move(hook);
+  std::lock_guard<std::mutex> lock(hookSlot().mutex);
+  hookSlot().hook = std::move(hook);
 }
 bool hasJitHook() {
-  std::lock_guard<std::mutex> lock(hookMutex);
-  return bool(globalHook);
+  std::lock_guard<std::mutex> lock(hookSlot().mutex);
+  return bool(hookSlot().hook);
 }
 static JitHook currentHook() {
-  std::lock_guard<std::mutex> lock(hookMutex);
-  return globalHook;
+  std::lock_guard<std::mutex> lock(hookSlot().mutex);
+  return hookSlot().hook;
 }
 
 SpecKey::SpecKey(const KernelSpec &s) {
@@ -166,12 +177,22 @@ Expected<KernelImage> ModuleCache::readImage(const KernelSpec &spec,
 }
 
 void ModuleCache::writeDisk(const KernelImage &image) {
+  // An unwritable cache directory costs only the next process's generation:
+  // the image is served from memory, and the user is told once.
+  auto warn = [&](const std::string &why) {
+    std::call_once(diskWarning, [&] {
+      fmt::print(stderr,
+                 "moelora: warning: cannot write the kernel cache {} ({}); "
+                 "kernels are kept in memory only\n",
+                 options.diskDir, why);
+    });
+  };
   // Atomic: write to unique temporaries, then rename (JSON last, so a
   // reader never pairs a new PTX with an old hash it trusts).
   std::error_code ec;
   fs::create_directories(options.diskDir, ec);
   if (ec)
-    return;
+    return warn(ec.message());
   std::string entry = image.spec.entryName();
   fs::path dir(options.diskDir);
   std::string suffix =
@@ -183,16 +204,26 @@ void ModuleCache::writeDisk(const KernelImage &image) {
       {"shared_bytes", image.sharedBytes},  {"threads", image.threads}};
   fs::path ptxTmp = dir / (entry + ".ptx" + suffix);
   fs::path jsonTmp = dir / (entry + ".json" + suffix);
+  bool written;
   {
-    std::ofstream(ptxTmp, std::ios::binary) << image.ptx;
-    std::ofstream(jsonTmp) << j.dump(1);
+    std::ofstream ptx(ptxTmp, std::ios::binary);
+    std::ofstream meta(jsonTmp);
+    ptx << image.ptx;
+    meta << j.dump(1);
+    ptx.close();
+    meta.close();
+    written = ptx.good() && meta.good();
   }
-  fs::rename(ptxTmp, dir / (entry + ".ptx"), ec);
-  if (!ec)
-    fs::rename(jsonTmp, dir / (entry + ".json"), ec);
-  if (ec) {
-    fs::remove(ptxTmp, ec);
-    fs::remove(jsonTmp, ec);
+  if (written) {
+    fs::rename(ptxTmp, dir / (entry + ".ptx"), ec);
+    if (!ec)
+      fs::rename(jsonTmp, dir / (entry + ".json"), ec);
+  }
+  if (!written || ec) {
+    std::error_code ignored;
+    fs::remove(ptxTmp, ignored);
+    fs::remove(jsonTmp, ignored);
+    warn(written ? ec.message() : "cannot create files there");
   }
 }
 

@@ -6,23 +6,46 @@
 
 #include <cctype>
 #include <cstdlib>
+#include <dlfcn.h>
 #include <filesystem>
+#include <thread>
+#include <unordered_set>
 
 namespace moelora {
+
+std::string thisLibraryPath() {
+  Dl_info info{};
+  if (!dladdr(reinterpret_cast<const void *>(&thisLibraryPath), &info) ||
+      !info.dli_fname)
+    return "";
+  std::error_code ec;
+  auto path = std::filesystem::canonical(info.dli_fname, ec);
+  return ec ? std::string(info.dli_fname) : path.string();
+}
+
+std::vector<std::string> tunedTableDirs() {
+  std::vector<std::string> dirs;
+  if (const char *d = std::getenv("MOELORA_TUNED_DIR"); d && *d)
+    dirs.push_back(d);
+  // An installed library (CMake package, wheel) finds its tables beside it.
+  if (std::string lib = thisLibraryPath(); !lib.empty())
+    dirs.push_back((std::filesystem::path(lib).parent_path() / ".." / "share" /
+                    "moelora" / "tuned")
+                       .lexically_normal()
+                       .string());
+#ifdef MOELORA_DEFAULT_TUNED_DIR
+  dirs.push_back(MOELORA_DEFAULT_TUNED_DIR);
+#endif
+  dirs.push_back("specs/tuned");
+  return dirs;
+}
 
 std::string defaultTunedTablePath(const std::string &gpuName) {
   std::string file;
   for (char c : gpuName)
     file += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
   file += ".json";
-  std::vector<std::string> dirs;
-  if (const char *d = std::getenv("MOELORA_TUNED_DIR"); d && *d)
-    dirs.push_back(d);
-#ifdef MOELORA_DEFAULT_TUNED_DIR
-  dirs.push_back(MOELORA_DEFAULT_TUNED_DIR);
-#endif
-  dirs.push_back("specs/tuned");
-  for (const std::string &d : dirs) {
+  for (const std::string &d : tunedTableDirs()) {
     std::string path = d + "/" + file;
     if (std::filesystem::exists(path))
       return path;
@@ -94,6 +117,7 @@ Expected<std::unique_ptr<Runtime>> Runtime::create(const RuntimeOptions &o) {
     if (!t)
       return t.error();
     rt->tuned = t.take();
+    rt->tunedPath = tunedPath;
   }
   return rt;
 }
@@ -111,24 +135,46 @@ Expected<DispatchPlan> Runtime::plan(const MoeLoraCall &call,
 }
 
 Status Runtime::warmup(const std::vector<std::pair<MoeLoraCall, bool>> &calls) {
+  std::vector<KernelSpec> specs;
+  std::unordered_set<std::string> seen;
   for (const auto &[call, sharded] : calls) {
     auto p = plan(call, sharded);
     if (!p)
       return p.error();
-    std::vector<KernelSpec> specs;
+    std::vector<KernelSpec> needed;
     for (const PlannedKernel &k : p->kernels)
-      specs.push_back(k.spec);
+      needed.push_back(k.spec);
     // Sorted calls also need the align kernel that builds their metadata.
     if (call.sorted && p->path != DispatchPath::None)
-      specs.push_back(alignBlockSizeSpec(deviceInfo.sm, call.blockSizeM));
-    for (const KernelSpec &spec : specs) {
-      if (drv) {
-        if (auto kernel = moduleCache->kernel(spec); !kernel)
-          return kernel.error();
-      } else if (auto image = moduleCache->image(spec); !image) {
-        return image.error();
-      }
-    }
+      needed.push_back(alignBlockSizeSpec(deviceInfo.sm, call.blockSizeM));
+    for (KernelSpec &spec : needed)
+      if (seen.insert(spec.cacheKey()).second)
+        specs.push_back(std::move(spec));
+  }
+  // Images (disk, bundle or generation) on every core: generations are
+  // independent and the cache resolves each key once. Modules are then
+  // loaded here, in the caller's context.
+  std::vector<Error> errors(specs.size(), Error{""});
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i; (i = next++) < specs.size();)
+      if (auto image = moduleCache->image(specs[i]); !image)
+        errors[i] = image.error();
+  };
+  size_t threads = std::min<size_t>(
+      specs.size(), std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t)
+    pool.emplace_back(worker);
+  worker();
+  for (std::thread &t : pool)
+    t.join();
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (!errors[i].message.empty())
+      return errors[i];
+    if (drv)
+      if (auto kernel = moduleCache->kernel(specs[i]); !kernel)
+        return kernel.error();
   }
   return Status::ok();
 }

@@ -7,6 +7,7 @@ packages=(
   libyaml-cpp-dev libfmt-dev libzstd-dev zlib1g-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libxxhash-dev
+  python3-build python3-setuptools python3-wheel binutils
 )
 missing=()
 for p in "${packages[@]}"; do

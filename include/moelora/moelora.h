@@ -21,6 +21,14 @@ extern "C" {
 
 #define MOELORA_ABI_VERSION 1
 
+/* The library exports these entry points and nothing else (it is built with
+ * hidden visibility and a version script). */
+#if defined(__GNUC__)
+#define MOELORA_API __attribute__((visibility("default")))
+#else
+#define MOELORA_API
+#endif
+
 typedef enum moelora_status {
   MOELORA_OK = 0,
   MOELORA_ERROR_INVALID_ARGUMENT = 1, /* a bad argument; nothing changed */
@@ -60,7 +68,7 @@ typedef struct moelora_runtime_options {
 } moelora_runtime_options;
 
 /* Fills defaults: JIT on, disk cache on, no bundles, no tuned table. */
-void moelora_runtime_options_init(moelora_runtime_options *options);
+MOELORA_API void moelora_runtime_options_init(moelora_runtime_options *options);
 
 /* One fused_moe_lora call. Element strides; innermost strides must be 1. */
 typedef struct moelora_fused_args {
@@ -100,7 +108,7 @@ typedef struct moelora_fused_args {
   void *workspace;
 } moelora_fused_args;
 
-void moelora_fused_args_init(moelora_fused_args *args);
+MOELORA_API void moelora_fused_args_init(moelora_fused_args *args);
 
 typedef struct moelora_kernel_launch {
   char cache_key[256];
@@ -127,22 +135,22 @@ typedef struct moelora_stats {
   uint64_t launches;
 } moelora_stats;
 
-uint32_t moelora_abi_version(void);
+MOELORA_API uint32_t moelora_abi_version(void);
 /* The calling thread's last error message ("" after success). */
-const char *moelora_last_error(void);
+MOELORA_API const char *moelora_last_error(void);
 
-moelora_status moelora_runtime_create(const moelora_runtime_options *options,
-                                      moelora_runtime **out);
-void moelora_runtime_destroy(moelora_runtime *rt);
+MOELORA_API moelora_status moelora_runtime_create(
+    const moelora_runtime_options *options, moelora_runtime **out);
+MOELORA_API void moelora_runtime_destroy(moelora_runtime *rt);
 
 /* The plan fused_moe_lora would execute: path, kernels, grids (no launch). */
-moelora_status moelora_plan_fused(moelora_runtime *rt,
-                                  const moelora_fused_args *args,
-                                  moelora_plan *plan);
+MOELORA_API moelora_status moelora_plan_fused(moelora_runtime *rt,
+                                              const moelora_fused_args *args,
+                                              moelora_plan *plan);
 /* Bytes of two-kernel workspace these arguments need. Invalid arguments:
  * 0, and moelora_last_error() says which argument (it is "" after valid
  * ones). */
-size_t moelora_workspace_bytes(const moelora_fused_args *args);
+MOELORA_API size_t moelora_workspace_bytes(const moelora_fused_args *args);
 /* Loads (or generates) every variant the plan for these calls needs. The
  * one-shot and expand variants depend on whether the output rows are
  * 16-byte aligned (out pointer, output row stride, N): calls given by shape
@@ -150,19 +158,20 @@ size_t moelora_workspace_bytes(const moelora_fused_args *args);
  * are not aligned with its real arguments. moelora_expand with an
  * out_col_offset that is not a multiple of 8 elements takes the unaligned
  * expand, which warm-up cannot know about: keep JIT on for it. */
-moelora_status moelora_warmup(moelora_runtime *rt,
-                              const moelora_fused_args *calls, int32_t count);
+MOELORA_API moelora_status moelora_warmup(moelora_runtime *rt,
+                                          const moelora_fused_args *calls,
+                                          int32_t count);
 
-moelora_status moelora_fused_moe_lora(moelora_runtime *rt,
-                                      const moelora_fused_args *args,
-                                      void *stream);
+MOELORA_API moelora_status moelora_fused_moe_lora(
+    moelora_runtime *rt, const moelora_fused_args *args, void *stream);
 /* The two-kernel path's halves, for engines that run a collective between
  * them. shrink writes the workspace (zeroed first), expand reads it. */
-moelora_status moelora_shrink(moelora_runtime *rt,
-                              const moelora_fused_args *args, void *stream);
-moelora_status moelora_expand(moelora_runtime *rt,
-                              const moelora_fused_args *args,
-                              int32_t out_col_offset, void *stream);
+MOELORA_API moelora_status moelora_shrink(moelora_runtime *rt,
+                                          const moelora_fused_args *args,
+                                          void *stream);
+MOELORA_API moelora_status moelora_expand(moelora_runtime *rt,
+                                          const moelora_fused_args *args,
+                                          int32_t out_col_offset, void *stream);
 
 typedef struct moelora_align_args {
   uint32_t struct_size;
@@ -174,16 +183,50 @@ typedef struct moelora_align_args {
   int32_t num_tokens, top_k, num_experts, max_loras, block_size_m, EM;
 } moelora_align_args;
 
-void moelora_align_args_init(moelora_align_args *args);
+MOELORA_API void moelora_align_args_init(moelora_align_args *args);
 /* EM = round_up(num_tokens*top_k + num_experts*(block_size_m-1), block_size_m).
  */
-int32_t moelora_align_capacity(int32_t num_tokens, int32_t top_k,
-                               int32_t num_experts, int32_t block_size_m);
-moelora_status moelora_align_block_size(moelora_runtime *rt,
-                                        const moelora_align_args *args,
-                                        void *stream);
+MOELORA_API int32_t moelora_align_capacity(int32_t num_tokens, int32_t top_k,
+                                           int32_t num_experts,
+                                           int32_t block_size_m);
+MOELORA_API moelora_status moelora_align_block_size(
+    moelora_runtime *rt, const moelora_align_args *args, void *stream);
 
-moelora_status moelora_get_stats(moelora_runtime *rt, moelora_stats *stats);
+MOELORA_API moelora_status moelora_get_stats(moelora_runtime *rt,
+                                             moelora_stats *stats);
+
+/* What this library is: needs no runtime, no driver and no GPU. The strings
+ * are owned by the library and live as long as it is loaded. */
+typedef struct moelora_library_info {
+  uint32_t struct_size; /* sizeof(moelora_library_info) */
+  uint32_t abi_version;
+  const char *version;         /* moelora's release, "major.minor.patch" */
+  const char *generator_stamp; /* hash of the generator's sources */
+  int32_t has_jit;             /* built with the in-process generator */
+  const char *library_path;    /* the file this library was loaded from */
+  /* Where tuned tables (<GPU name>.json) are looked up, in order,
+   * os.pathsep (':') separated: $MOELORA_TUNED_DIR, the tables installed
+   * beside the library (<libdir>/../share/moelora/tuned), the source tree. */
+  const char *tuned_dirs;
+  const char *default_cache_dir; /* the cache used when none is given */
+} moelora_library_info;
+MOELORA_API void moelora_get_library_info(moelora_library_info *info);
+
+/* What a runtime was created with and found. Works without a GPU. */
+typedef struct moelora_runtime_info {
+  uint32_t struct_size;       /* sizeof(moelora_runtime_info) */
+  int32_t has_device;         /* a CUDA driver and device were found */
+  int32_t compute_capability; /* e.g. 90; the planned-for GPU's without one */
+  int32_t num_sms;
+  int32_t jit_enabled; /* missing variants are generated in-process */
+  int32_t disk_cache_enabled;
+  char device_name[256];  /* the GPU, or the planned-for one ("" if none) */
+  char driver_error[256]; /* why there is no device ("" when there is one) */
+  char tuned_table[1024]; /* path of the tuned table in use, "" for none */
+  char cache_dir[1024];   /* on-disk cache directory */
+} moelora_runtime_info;
+MOELORA_API moelora_status moelora_get_runtime_info(moelora_runtime *rt,
+                                                    moelora_runtime_info *info);
 
 #ifdef __cplusplus
 }

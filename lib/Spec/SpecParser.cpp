@@ -16,6 +16,8 @@
 
 #include "moelora/Spec/SpecParser.h"
 
+#include "SpecSchema.h"
+
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
@@ -31,140 +33,15 @@
 namespace fs = std::filesystem;
 
 namespace moelora {
+using namespace spec;
 namespace {
 
-/// Schema fields, in the order of the documented schema. This order is also
-/// the sweep nesting order (first field outermost), so it must not change.
-enum class Field {
-  Name,
-  Kernel,
-  DType,
-  Target,
-  Rank,
-  K,
-  BlockM,
-  BlockN,
-  BlockK,
-  GroupSizeM,
-  SplitK,
-  NumWarps,
-  NumStages,
-  Metadata,
-  MulRoutedWeight,
-  AddInputs,
-  NumSlices,
-  Npid,
-  MinBlocksPerSm,
-  OutAligned,
-};
-constexpr size_t kNumFields = static_cast<size_t>(Field::OutAligned) + 1;
-
-enum class ValueKind { Text, Enum, Int, Bool };
-
-struct FieldInfo {
-  std::string_view name;
-  ValueKind kind;
-  std::string_view allowed;
-};
-
-constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
-    {"name", ValueKind::Text, "a string"},
-    {"kernel", ValueKind::Enum,
-     "one_shot, small_batch, shrink, expand, align_block_size"},
-    {"dtype", ValueKind::Enum, "fp16, bf16"},
-    {"target", ValueKind::Enum, "sm_80, sm_86, sm_89, sm_90"},
-    {"rank", ValueKind::Int, "integer >= 1"},
-    {"K", ValueKind::Int, "integer >= 1"},
-    {"BLOCK_SIZE_M", ValueKind::Int, "power of two >= 16"},
-    {"BLOCK_SIZE_N", ValueKind::Int, "power of two >= 16"},
-    {"BLOCK_SIZE_K", ValueKind::Int, "power of two >= 16"},
-    {"GROUP_SIZE_M", ValueKind::Int, "integer >= 1"},
-    {"SPLIT_K", ValueKind::Int, "integer >= 1"},
-    {"num_warps", ValueKind::Int, "1, 2, 4, 8, 16"},
-    {"num_stages", ValueKind::Int, "1..8"},
-    {"metadata", ValueKind::Enum, "naive, sorted"},
-    {"MUL_ROUTED_WEIGHT", ValueKind::Bool, "true, false"},
-    {"ADD_INPUTS", ValueKind::Bool, "true, false"},
-    {"num_slices", ValueKind::Int, "1..8"},
-    {"NPID", ValueKind::Int, "integer >= 0 (0 = runtime argument)"},
-    {"min_blocks_per_sm", ValueKind::Int,
-     "0..32 (0 = no hint; absent = the kernel family's default)"},
-    {"out_aligned", ValueKind::Bool, "true, false"},
-}};
-
-const FieldInfo &info(Field f) { return kFieldInfo[static_cast<size_t>(f)]; }
-
-std::optional<Field> lookupField(std::string_view name) {
-  for (size_t i = 0; i < kNumFields; ++i)
-    if (kFieldInfo[i].name == name)
-      return static_cast<Field>(i);
-  return std::nullopt;
-}
-
-std::string allFieldNames() {
-  std::string out;
-  for (const FieldInfo &fi : kFieldInfo) {
-    if (!out.empty())
-      out += ", ";
-    out += fi.name;
-  }
-  return out;
-}
-
-constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};
-constexpr int kMinBlock = 16;
 /// K is optional; an absent K travels through the sweep as this value, which
 /// no parsed K can take (K >= 1).
 constexpr int kNoK = 0;
 /// An absent min_blocks_per_sm: the family's default, resolved once the
 /// point's kernel family is known (no written value can be negative).
 constexpr int kFamilyDefault = -1;
-
-bool isPowerOfTwo(long long v) { return v > 0 && (v & (v - 1)) == 0; }
-
-/// Range check of one integer field value on its own. Empty when allowed.
-/// Shared by the parser (per value) and validateSpec (per spec) so both
-/// report the same wording.
-std::string checkIntValue(Field f, long long v) {
-  switch (f) {
-  case Field::Rank:
-  case Field::K:
-  case Field::GroupSizeM:
-  case Field::SplitK:
-    return v >= 1 ? "" : fmt::format("{} is below the minimum 1", v);
-  case Field::BlockM:
-  case Field::BlockN:
-  case Field::BlockK:
-    if (v < kMinBlock)
-      return fmt::format("{} is below the minimum {}", v, kMinBlock);
-    return isPowerOfTwo(v) ? "" : fmt::format("{} is not a power of two", v);
-  case Field::NumWarps:
-    return (v == 1 || v == 2 || v == 4 || v == 8 || v == 16)
-               ? ""
-               : fmt::format("{} is not a supported warp count", v);
-  case Field::NumStages:
-  case Field::NumSlices:
-    return (v >= 1 && v <= 8) ? "" : fmt::format("{} is out of range", v);
-  case Field::Npid:
-    return v >= 0 ? "" : fmt::format("{} is negative", v);
-  case Field::MinBlocksPerSm:
-    return (v >= 0 && v <= kMaxMinBlocksPerSm)
-               ? ""
-               : fmt::format("{} is out of range", v);
-  default:
-    return "";
-  }
-}
-
-std::string reasonText(Field f, std::string_view what) {
-  return fmt::format("{}: {}; allowed: {}", info(f).name, what,
-                     info(f).allowed);
-}
-
-std::string reasonText(Field f, std::string_view what,
-                       std::string_view allowed) {
-  return fmt::format("{}: {}; allowed: {}", info(f).name, what, allowed);
-}
 
 /// 1-based "line:col" prefix of a diagnostic.
 std::string at(const std::string &file, const YAML::Mark &m) {
@@ -599,150 +476,6 @@ constexpr std::string_view kFileShape =
     "kernel entry";
 
 } // namespace
-
-std::string validateSpec(const KernelSpec &spec) {
-  if (std::find(kTargets.begin(), kTargets.end(), spec.sm) == kTargets.end())
-    return reasonText(Field::Target,
-                      fmt::format("sm_{} is not a supported target", spec.sm));
-
-  if (spec.family == KernelFamily::AlignBlockSize) {
-    if (spec.rank != 0)
-      return reasonText(
-          Field::Rank,
-          fmt::format("align_block_size takes no rank (got {})", spec.rank),
-          "omit rank for align_block_size");
-  } else if (spec.rank < 1) {
-    return reasonText(Field::Rank,
-                      fmt::format("{} needs rank >= 1 (got {})",
-                                  toString(spec.family), spec.rank));
-  }
-  if (spec.k)
-    if (std::string w = checkIntValue(Field::K, *spec.k); !w.empty())
-      return reasonText(Field::K, w);
-  // The kernels move elements at least in pairs (4-byte vectors): an odd
-  // rank or K would read one element past a row (the C ABI refuses them too).
-  if (spec.family != KernelFamily::AlignBlockSize && spec.rank % 2 != 0)
-    return reasonText(Field::Rank,
-                      fmt::format("{} is odd: rows are read in pairs of "
-                                  "elements",
-                                  spec.rank),
-                      "an even rank (2, 4, 8, 16, 32, 64, ...)");
-  if (spec.k && *spec.k % 2 != 0)
-    return reasonText(Field::K,
-                      fmt::format("{} is odd: rows are read in pairs of "
-                                  "elements",
-                                  *spec.k),
-                      "an even K, or no K (any K at run time)");
-
-  const std::pair<Field, int> plain[] = {
-      {Field::BlockM, spec.blockM},
-      {Field::BlockN, spec.blockN},
-      {Field::BlockK, spec.blockK},
-      {Field::GroupSizeM, spec.groupSizeM},
-      {Field::SplitK, spec.splitK},
-      {Field::NumWarps, spec.numWarps},
-      {Field::NumStages, spec.numStages},
-      {Field::NumSlices, spec.numSlices},
-      {Field::Npid, spec.npid},
-      {Field::MinBlocksPerSm, spec.minBlocksPerSm}};
-  for (auto [f, v] : plain)
-    if (std::string w = checkIntValue(f, v); !w.empty())
-      return reasonText(f, w);
-
-  // Split-K needs an atomically accumulated, zero-initialised output (the
-  // shrink's intermediate) or, in the small-batch and one-shot kernels, a
-  // thread-block cluster whose blocks exchange partial sums (sm_90,
-  // portable sizes).
-  const bool clusterSplit = spec.family == KernelFamily::SmallBatch ||
-                            spec.family == KernelFamily::OneShot;
-  if (spec.splitK > 1 && clusterSplit) {
-    if (spec.sm < 90 || !isPowerOfTwo(spec.splitK) ||
-        spec.splitK > kMaxClusterBlocks)
-      return reasonText(
-          Field::SplitK,
-          fmt::format("{} splits K over a thread-block cluster: {} on sm_{} "
-                      "is not one",
-                      toString(spec.family), spec.splitK, spec.sm),
-          fmt::format("1, or 2, 4, 8 on sm_90 for {}", toString(spec.family)));
-    // The one-shot's cluster is the row block's NPID programs.
-    if (spec.family == KernelFamily::OneShot && spec.npid != 0 &&
-        spec.npid != spec.splitK)
-      return reasonText(
-          Field::Npid,
-          fmt::format("{} with SPLIT_K {}: a one_shot cluster is its row "
-                      "block's NPID programs",
-                      spec.npid, spec.splitK),
-          fmt::format("0 or {} (= SPLIT_K)", spec.splitK));
-  } else if (spec.splitK > 1 && spec.family != KernelFamily::Shrink) {
-    return reasonText(Field::SplitK,
-                      fmt::format("SPLIT_K > 1 is only supported by shrink, "
-                                  "small_batch and one_shot (got {} for {})",
-                                  spec.splitK, toString(spec.family)),
-                      fmt::format("1 for {}", toString(spec.family)));
-  }
-
-  if (spec.family == KernelFamily::OneShot &&
-      (spec.rank > kMaxOneShotRank || spec.blockR() > kMaxOneShotRank))
-    // The fused kernel holds r (BLOCK_M x BLOCK_R) in registers between its
-    // two dots, which bounds BLOCK_R. vLLM asserts R <= 128 at run time;
-    // moelora refuses the variant here and routes larger ranks to
-    // shrink + expand.
-    return reasonText(
-        Field::Rank,
-        fmt::format("{} is too large: one_shot supports rank <= {}; use "
-                    "shrink/expand",
-                    spec.rank, kMaxOneShotRank),
-        fmt::format("1..{} for one_shot", kMaxOneShotRank));
-
-  if (spec.family == KernelFamily::SmallBatch) {
-    // The small-batch kernel walks (pair, slice, n-chunk) work items
-    // directly from topk_ids; it has no sorted-metadata variant.
-    if (spec.sorted)
-      return reasonText(Field::Metadata,
-                        "small_batch requires naive metadata (got sorted)",
-                        "naive for small_batch");
-    if (spec.rank > kMaxSmallBatchRank)
-      return reasonText(
-          Field::Rank,
-          fmt::format("{} is too large: small_batch supports "
-                      "rank <= {}",
-                      spec.rank, kMaxSmallBatchRank),
-          fmt::format("1..{} for small_batch", kMaxSmallBatchRank));
-    // One thread per rank row sums the warps' partials and holds r.
-    if (spec.threads() < spec.rank)
-      return reasonText(
-          Field::NumWarps,
-          fmt::format("{} warps ({} threads) are fewer than the rank's {} rows "
-                      "(small_batch needs a thread per rank row)",
-                      spec.numWarps, spec.threads(), spec.rank),
-          fmt::format("num_warps >= {} for rank {}", (spec.rank + 31) / 32,
-                      spec.rank));
-  }
-
-  if (spec.family == KernelFamily::OneShot ||
-      spec.family == KernelFamily::Shrink ||
-      spec.family == KernelFamily::Expand) {
-    // Warps are laid out along M first (one 16-row MMA tile each), the rest
-    // along N; each warp along N must own at least one 8-column MMA tile or
-    // it has nothing to compute.
-    int warpsM = std::max(1, std::min(spec.numWarps, spec.blockM / 16));
-    int warpsN = spec.numWarps / warpsM;
-    if (spec.blockN / warpsN < 8)
-      return reasonText(
-          Field::BlockN,
-          fmt::format("{} columns over {} warps along N leaves {} per warp, "
-                      "less than one 8-column MMA tile (BLOCK_SIZE_M {}, "
-                      "num_warps {})",
-                      spec.blockN, warpsN, spec.blockN / warpsN, spec.blockM,
-                      spec.numWarps),
-          fmt::format("power of two >= {} with BLOCK_SIZE_M {} and "
-                      "num_warps {}",
-                      std::max(kMinBlock, 8 * warpsN), spec.blockM,
-                      spec.numWarps));
-  }
-  return "";
-}
-
 Expected<SpecSet> parseSpecText(const std::string &text,
                                 const std::string &fileName) {
   std::vector<YAML::Node> docs;

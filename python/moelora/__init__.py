@@ -12,9 +12,11 @@ from ._lib import (  # noqa: F401
     abi_version,
     align_capacity,
     last_error,
+    library_info,
     library_path,
     load_library,
     plan,
+    runtime_info,
     shape_args,
     stats,
 )
@@ -28,8 +30,9 @@ from .ops import (  # noqa: F401
 )
 
 __all__ = [
-    "ABI_VERSION", "abi_version", "align_capacity", "last_error", "library_path",
-    "load_library", "plan", "shape_args", "stats", "warmup",
+    "ABI_VERSION", "abi_version", "align_capacity", "last_error", "library_info",
+    "library_path", "load_library", "plan", "runtime_info", "shape_args",
+    "stats", "warmup",
     "fused_moe_lora", "fused_moe_lora_shrink", "fused_moe_lora_expand",
     "moe_lora_align_block_size", "plan_fused_moe_lora",
 ]

@@ -6,8 +6,9 @@ torch or a GPU.
 
 Library lookup order:
   1. $MOELORA_LIB (a path to libmoelora.so or libmoelora_rt.so);
-  2. next to the package: <repo>/build/runtime/libmoelora.so, then libmoelora_rt.so;
-  3. ctypes.util.find_library("moelora"), then find_library("moelora_rt").
+  2. inside the package (the wheel): moelora/lib/libmoelora.so;
+  3. a checkout's build: <repo>/build/runtime/libmoelora.so, then libmoelora_rt.so;
+  4. ctypes.util.find_library("moelora"), then find_library("moelora_rt").
 
 Runtime options come from the environment when the runtime is created:
   MOELORA_BUNDLE       bundle directories (moelora-gen output), os.pathsep-separated
@@ -172,6 +173,34 @@ class moelora_align_args(ctypes.Structure):
     ]
 
 
+class moelora_library_info(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", _u32),
+        ("abi_version", _u32),
+        ("version", ctypes.c_char_p),
+        ("generator_stamp", ctypes.c_char_p),
+        ("has_jit", _i32),
+        ("library_path", ctypes.c_char_p),
+        ("tuned_dirs", ctypes.c_char_p),
+        ("default_cache_dir", ctypes.c_char_p),
+    ]
+
+
+class moelora_runtime_info(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", _u32),
+        ("has_device", _i32),
+        ("compute_capability", _i32),
+        ("num_sms", _i32),
+        ("jit_enabled", _i32),
+        ("disk_cache_enabled", _i32),
+        ("device_name", ctypes.c_char * 256),
+        ("driver_error", ctypes.c_char * 256),
+        ("tuned_table", ctypes.c_char * 1024),
+        ("cache_dir", ctypes.c_char * 1024),
+    ]
+
+
 class moelora_runtime(ctypes.Structure):
     pass  # opaque
 
@@ -194,6 +223,7 @@ def _candidate_paths() -> List[str]:
     if env:
         return [env]
     here = os.path.dirname(os.path.abspath(__file__))
+    paths.append(os.path.join(here, "lib", "libmoelora.so"))
     build = os.path.normpath(os.path.join(here, "..", "..", "build", "runtime"))
     for name in ("libmoelora.so", "libmoelora_rt.so"):
         paths.append(os.path.join(build, name))
@@ -223,6 +253,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         "moelora_align_capacity": (_i32, [_i32, _i32, _i32, _i32]),
         "moelora_align_block_size": (_enum, [_rt_p, P(moelora_align_args), _vp]),
         "moelora_get_stats": (_enum, [_rt_p, P(moelora_stats)]),
+        "moelora_get_library_info": (None, [P(moelora_library_info)]),
+        "moelora_get_runtime_info": (_enum, [_rt_p, P(moelora_runtime_info)]),
     }
     for name, (restype, argtypes) in sigs.items():
         fn = getattr(lib, name)
@@ -556,11 +588,51 @@ def stats(device: Optional[int] = None) -> Dict[str, Any]:
     return {name: getattr(s, name) for name, _ in moelora_stats._fields_}
 
 
+def _text(v) -> str:
+    return v.decode("utf-8", "replace") if v else ""
+
+
+def library_info() -> Dict[str, Any]:
+    """What the loaded library is (no runtime, driver or GPU needed): version,
+    abi_version, generator_stamp, has_jit, library_path, tuned_dirs (list),
+    default_cache_dir."""
+    i = moelora_library_info()
+    i.struct_size = ctypes.sizeof(moelora_library_info)
+    lib().moelora_get_library_info(ctypes.byref(i))
+    return {
+        "version": _text(i.version),
+        "abi_version": int(i.abi_version),
+        "generator_stamp": _text(i.generator_stamp),
+        "has_jit": bool(i.has_jit),
+        "library_path": _text(i.library_path) or library_path(),
+        "tuned_dirs": [d for d in _text(i.tuned_dirs).split(":") if d],
+        "default_cache_dir": _text(i.default_cache_dir),
+    }
+
+
+def runtime_info(device: Optional[int] = None) -> Dict[str, Any]:
+    """What the device's runtime was created with and found (works without a
+    GPU: has_device False and driver_error say why)."""
+    i = moelora_runtime_info()
+    i.struct_size = ctypes.sizeof(moelora_runtime_info)
+    check(lib().moelora_get_runtime_info(get_runtime(device), ctypes.byref(i)),
+          "moelora_get_runtime_info")
+    out = {name: getattr(i, name) for name, _ in moelora_runtime_info._fields_
+           if name != "struct_size"}
+    for name in ("device_name", "driver_error", "tuned_table", "cache_dir"):
+        out[name] = _text(out[name])
+    for name in ("has_device", "jit_enabled", "disk_cache_enabled"):
+        out[name] = bool(out[name])
+    return out
+
+
 __all__ = [
     "ABI_VERSION", "load_library", "library_path", "abi_version", "last_error",
     "check", "align_capacity", "get_runtime", "create_runtime", "destroy_runtime",
     "reset_runtimes", "shape_args", "plan", "plan_args", "workspace_bytes",
-    "warmup", "stats", "dtype_code", "new_fused_args", "new_align_args",
+    "warmup", "stats", "library_info", "runtime_info", "dtype_code",
+    "new_fused_args", "new_align_args", "moelora_library_info",
+    "moelora_runtime_info",
     "moelora_runtime_options", "moelora_fused_args", "moelora_kernel_launch",
     "moelora_plan", "moelora_stats", "moelora_align_args",
 ]

@@ -5,6 +5,15 @@ argument lists, against a float64 reference of the contract
 
 Skips without torch or CUDA. With libmoelora_rt.so (no JIT) the kernels come
 from a cache warmed by prepare_dropin_cache.py (MOELORA_CACHE_DIR).
+
+MOELORA_DROPIN_VIA=vllm runs the same tests through vLLM's entry points as
+moelora's vLLM plugin patches them: the stand-in vLLM of vllm_stub/ (torch
+custom ops torch.ops.vllm.fused_moe_lora/_shrink/_expand registered as vLLM
+does, placeholder kernels that raise) is put first on sys.path,
+moelora.vllm_plugin.register() is called, and the ops are called as
+torch.ops.vllm.<op> and vllm._custom_ops.moe_lora_align_block_size (plus
+the stand-in punica wrapper's calls). Default (unset or "moelora"): the
+moelora functions directly.
 """
 
 import math
@@ -25,6 +34,43 @@ import moelora  # noqa: E402
 from moelora import _lib as L  # noqa: E402
 
 import dropin_cases as DC  # noqa: E402
+
+VIA = os.environ.get("MOELORA_DROPIN_VIA", "moelora")
+if VIA not in ("moelora", "vllm"):
+    raise ValueError(f"MOELORA_DROPIN_VIA={VIA!r}: must be moelora or vllm")
+
+
+class _VllmEntryPoints:
+    """The ops as vLLM reaches them once moelora's plugin has patched it,
+    looked up at each call: torch.ops.vllm.<op> (the torch custom ops, whose
+    CUDA kernels the plugin replaced) and vllm._custom_ops'
+    moe_lora_align_block_size (rebound)."""
+
+    def __getattr__(self, name):
+        if name == "moe_lora_align_block_size":
+            import vllm._custom_ops as vllm_ops
+            return vllm_ops.moe_lora_align_block_size
+        return getattr(torch.ops.vllm, name)
+
+
+if VIA == "vllm":
+    sys.path.insert(0, os.path.join(HERE, "vllm_stub"))
+    import vllm  # noqa: E402
+
+    if not getattr(vllm, "MOELORA_STUB", False):
+        raise RuntimeError(f"MOELORA_DROPIN_VIA=vllm: imported {vllm.__file__}, not "
+                           "test/python/vllm_stub's stand-in")
+    import vllm.lora.punica_wrapper.punica_gpu  # noqa: E402,F401 - binds before register()
+    from moelora import vllm_plugin  # noqa: E402
+
+    PLUGIN_STATUS = vllm_plugin.register()
+    if PLUGIN_STATUS["state"] != "replaced":
+        raise RuntimeError(f"moelora.vllm_plugin.register(): {PLUGIN_STATUS}")
+    # (A ValueError that moelora raises comes back through the dispatcher as
+    # the same ValueError: the error tests run unchanged.)
+    OPS = _VllmEntryPoints()
+else:
+    OPS = moelora
 
 DEV = torch.device("cuda", torch.cuda.current_device())
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -94,7 +140,7 @@ def align(p, expert_map=None):
     st = torch.full((ml * mntp,), -7, dtype=torch.int32, device=DEV)
     ex = torch.full((ml * mnb,), 77, dtype=torch.int32, device=DEV)
     ntpp = torch.full((ml,), -5, dtype=torch.int32, device=DEV)
-    moelora.moe_lora_align_block_size(
+    OPS.moe_lora_align_block_size(
         p.topk_ids, p.token_lora_mapping, c["num_experts"], c["block_size_m"], ml,
         mntp, mnb, st, ex, ntpp, p.adapter_enabled, p.lora_ids, expert_map)
     return st.view(ml, -1), ex.view(ml, -1), ntpp, mntp
@@ -108,7 +154,7 @@ def poison(p, cols):
 def call_fused(p, out, add_inputs=True, offset=0, block_size_m=None):
     c = p.c
     bm = c["block_size_m"] if block_size_m is None else block_size_m
-    moelora.fused_moe_lora(
+    OPS.fused_moe_lora(
         out, p.x, p.lora_a, p.lora_b, p.topk_weights, p.sorted_token_ids,
         p.expert_ids, p.num_tokens_post_padded, p.token_lora_mapping, c["rank"],
         c["top_k"], p.lora_ids, p.num_active_loras, p.adapter_enabled,
@@ -260,7 +306,7 @@ def test_shrink_expand(name, mrw):
     bm = c["block_size_m"]
     EM = p.sorted_token_ids.shape[1] if c["sorted"] else nt * k * bm
     inter = torch.full((S, nt, k, R), 3.0, dtype=p.T, device=DEV)  # shrink zeroes it
-    moelora.fused_moe_lora_shrink(
+    OPS.fused_moe_lora_shrink(
         inter, p.x, p.lora_a, p.topk_weights, p.sorted_token_ids, p.expert_ids,
         p.num_tokens_post_padded, p.token_lora_mapping, k, p.lora_ids,
         p.adapter_enabled, DEV, R, nt, EM, c["K"], nt * k, c["num_experts"], S,
@@ -274,7 +320,7 @@ def test_shrink_expand(name, mrw):
     offset = 64
     out0 = poison(p, offset + S * N + 8)
     out = out0.clone()
-    moelora.fused_moe_lora_expand(
+    OPS.fused_moe_lora_expand(
         out, inter, p.lora_b, p.topk_weights, p.sorted_token_ids, p.expert_ids,
         p.num_tokens_post_padded, p.token_lora_mapping, k, p.lora_ids,
         p.adapter_enabled, DEV, R, nt, EM, c["K"], nt * k, c["num_experts"], S,
@@ -367,44 +413,44 @@ def _fused_kwargs(p, **over):
 def test_errors_dtype():
     p = make_problem("decode", "bf16")
     with pytest.raises(ValueError, match="qcurr_hidden_states"):
-        moelora.fused_moe_lora(**_fused_kwargs(p, qcurr_hidden_states=p.x.float()))
+        OPS.fused_moe_lora(**_fused_kwargs(p, qcurr_hidden_states=p.x.float()))
     with pytest.raises(ValueError, match=r"lora_a_stacked\[1\]"):
-        moelora.fused_moe_lora(**_fused_kwargs(
+        OPS.fused_moe_lora(**_fused_kwargs(
             p, lora_a_stacked=[p.lora_a[0], p.lora_a[1].half()]))
     with pytest.raises(ValueError, match="output"):
-        moelora.fused_moe_lora(**_fused_kwargs(p, output=poison(p, 2 * p.c["N"]).half()))
+        OPS.fused_moe_lora(**_fused_kwargs(p, output=poison(p, 2 * p.c["N"]).half()))
     with pytest.raises(ValueError, match="token_lora_mapping"):
-        moelora.fused_moe_lora(**_fused_kwargs(p, token_lora_mapping=p.token_lora_mapping.long()))
+        OPS.fused_moe_lora(**_fused_kwargs(p, token_lora_mapping=p.token_lora_mapping.long()))
     q = make_problem("decode", "bf16", mul_routed_weight=True)
     with pytest.raises(ValueError, match="topk_weights"):
-        moelora.fused_moe_lora(**_fused_kwargs(q, topk_weights=q.topk_weights.half()),
-                               mul_routed_weight=True)
+        OPS.fused_moe_lora(**_fused_kwargs(q, topk_weights=q.topk_weights.half()),
+                           mul_routed_weight=True)
 
 
 def test_errors_device():
     p = make_problem("decode", "bf16")
     with pytest.raises(ValueError, match="topk_weights"):
-        moelora.fused_moe_lora(**_fused_kwargs(p, topk_weights=p.topk_weights.cpu()))
+        OPS.fused_moe_lora(**_fused_kwargs(p, topk_weights=p.topk_weights.cpu()))
     with pytest.raises(ValueError, match="adapter_enabled"):
-        moelora.fused_moe_lora(**_fused_kwargs(p, adapter_enabled=p.adapter_enabled.cpu()))
+        OPS.fused_moe_lora(**_fused_kwargs(p, adapter_enabled=p.adapter_enabled.cpu()))
     with pytest.raises(ValueError, match="qcurr_hidden_states"):
-        moelora.fused_moe_lora(**_fused_kwargs(p, qcurr_hidden_states=p.x.cpu()))
+        OPS.fused_moe_lora(**_fused_kwargs(p, qcurr_hidden_states=p.x.cpu()))
     if torch.cuda.device_count() > 1:
         other = torch.device("cuda", (DEV.index + 1) % torch.cuda.device_count())
         with pytest.raises(ValueError, match="lora_ids"):
-            moelora.fused_moe_lora(**_fused_kwargs(p, lora_ids=p.lora_ids.to(other)))
+            OPS.fused_moe_lora(**_fused_kwargs(p, lora_ids=p.lora_ids.to(other)))
 
 
 def test_errors_block_size():
     p = make_problem("prefill", "bf16")
     with pytest.raises(ValueError, match="shrink_block_size_m"):
-        moelora.fused_moe_lora(**_fused_kwargs(p, shrink_block_size_m=24,
-                                               expand_block_size_m=24))
+        OPS.fused_moe_lora(**_fused_kwargs(p, shrink_block_size_m=24,
+                                           expand_block_size_m=24))
     c = p.c
     mntp, mnb = DC.align_sizes(c)
     ml = c["max_loras"]
     with pytest.raises(ValueError, match="block_size"):
-        moelora.moe_lora_align_block_size(
+        OPS.moe_lora_align_block_size(
             p.topk_ids, p.token_lora_mapping, c["num_experts"], 24, ml, mntp, mnb,
             torch.empty(ml * mntp, dtype=torch.int32, device=DEV),
             torch.empty(ml * mnb, dtype=torch.int32, device=DEV),
@@ -416,10 +462,10 @@ def test_errors_from_c_layer():
     p = make_problem("decode", "bf16")
     x_cols = p.x.t().contiguous().t()  # stride(1) != 1
     with pytest.raises(ValueError, match=r"x_stride\[1\]"):
-        moelora.fused_moe_lora(**_fused_kwargs(p, qcurr_hidden_states=x_cols))
+        OPS.fused_moe_lora(**_fused_kwargs(p, qcurr_hidden_states=x_cols))
     out = poison(p, 2 * p.c["N"]).transpose(0, 1).contiguous().transpose(0, 1)
     with pytest.raises(ValueError, match="output_stride"):
-        moelora.fused_moe_lora(**_fused_kwargs(p, output=out))
+        OPS.fused_moe_lora(**_fused_kwargs(p, output=out))
 
 
 # ---------------------------------------------------------------------------
@@ -461,3 +507,54 @@ def test_stats_and_warmup():
     after = moelora.stats(DEV.index)
     assert after["launches"] >= before["launches"]
     assert after["misses"] == before["misses"]
+
+
+# ---------------------------------------------------------------------------
+# Through vLLM's punica wrapper (MOELORA_DROPIN_VIA=vllm only)
+# ---------------------------------------------------------------------------
+
+vllm_only = pytest.mark.skipif(VIA != "vllm", reason="MOELORA_DROPIN_VIA=vllm only")
+
+
+@vllm_only
+@pytest.mark.parametrize("name", ["decode", "prefill"])
+def test_vllm_punica_wrapper(name):
+    """PunicaWrapperGPU.moe_lora_align_block_size and add_lora_fused_moe as
+    vLLM's fused MoE-LoRA layer calls them: its module-level fused_moe_lora
+    binding (the torch op) and ops.moe_lora_align_block_size."""
+    from vllm.lora.punica_wrapper.punica_gpu import PunicaWrapperGPU
+
+    p = make_problem(name, "bf16", seed=13)
+    c = p.c
+    nt, k, E, bm, ml = (c[n] for n in ("num_tokens", "top_k", "num_experts",
+                                       "block_size_m", "max_loras"))
+    w = PunicaWrapperGPU(nt, 1, DEV, max_loras=ml)
+    w.update_metadata(p.token_lora_mapping, p.lora_ids, p.num_active_loras)
+    _, st, ex, ntpp = w.moe_lora_align_block_size(
+        p.topk_ids, nt, bm, E, ml, p.adapter_enabled,
+        naive_block_assignment=not c["sorted"])
+    if c["sorted"]:
+        st, ex = st.view(ml, -1), ex.view(ml, -1)
+    out0 = poison(p, c["num_slices"] * c["N"])
+    out = out0.clone()
+    w.add_lora_fused_moe(out, p.x, p.lora_a, p.lora_b, p.topk_weights, st, ex, ntpp,
+                         c["rank"], k, {"BLOCK_SIZE_M": bm}, {"BLOCK_SIZE_M": bm},
+                         p.adapter_enabled)
+    torch.cuda.synchronize()
+    r, _ = reference_r(p)
+    ref, ok = reference_expand(p, r, out0, True)
+    check_output(p, out, out0, ref, ok)
+
+
+@vllm_only
+def test_vllm_plugin_status():
+    import vllm._stub as S
+
+    st = vllm_plugin.status()
+    assert st["state"] == "replaced", st
+    assert st["torch_ops"] == ["fused_moe_lora", "fused_moe_lora_shrink",
+                               "fused_moe_lora_expand"], st
+    assert "vllm._custom_ops.moe_lora_align_block_size" in st["bindings"], st
+    assert "vllm.lora.punica_wrapper.punica_gpu.fused_moe_lora" in st["routed"], st
+    assert vllm.lora.punica_wrapper.punica_gpu.fused_moe_lora is torch.ops.vllm.fused_moe_lora
+    assert S.CALLS == [], f"vLLM's placeholder kernels ran: {S.CALLS}"

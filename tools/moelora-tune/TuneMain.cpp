@@ -22,7 +22,7 @@
 #include "moelora/Runtime/Dispatcher.h"
 #include "moelora/Runtime/ModuleCache.h"
 #include "moelora/Spec/KernelAbi.h"
-#include "moelora/Spec/SpecParser.h"
+#include "moelora/Spec/SpecValidation.h"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>

@@ -92,6 +92,10 @@ public:
 
   const CacheStats &stats() const { return counters; }
   const std::string &diskDir() const { return options.diskDir; }
+  bool usesDisk() const { return options.useDisk; }
+  /// Missing variants are generated in-process (JIT on and a generator
+  /// linked).
+  bool generatesMissing() const { return options.useJit && hasJitHook(); }
 
 private:
   struct ImageEntry {
@@ -135,6 +139,7 @@ private:
       modules;
   std::map<std::string, BundleFile> bundleIndex; ///< by cache key
   CacheStats counters;
+  std::once_flag diskWarning; ///< an unwritable cache is reported once
 };
 
 } // namespace moelora

@@ -25,10 +25,19 @@ struct RuntimeOptions {
   DeviceInfo fallbackDevice;
 };
 
-/// The committed tuned table for a GPU (specs/tuned/<name with non
-/// alphanumerics as '_'>.json, looked up under $MOELORA_TUNED_DIR, the
-/// source tree and ./specs/tuned), or "" when there is none.
+/// Where tuned tables are looked up, in order: $MOELORA_TUNED_DIR, the
+/// tables installed beside this library (<libdir>/../share/moelora/tuned: the
+/// CMake package and the wheel), the source tree of this build, and
+/// ./specs/tuned.
+std::vector<std::string> tunedTableDirs();
+
+/// The committed tuned table for a GPU (<name with non alphanumerics as
+/// '_'>.json in the first of tunedTableDirs() that has it), or "".
 std::string defaultTunedTablePath(const std::string &gpuName);
+
+/// The file the runtime's code was loaded from (libmoelora.so, or the
+/// executable it is linked into); "" if unknown.
+std::string thisLibraryPath();
 
 class Runtime {
 public:
@@ -50,6 +59,10 @@ public:
   Status alignBlockSize(const AlignCall &call, int blockM, CUstream stream);
 
   uint64_t launches() const { return launchCount; }
+  /// The tuned table in use ("" for vLLM's rules alone).
+  const std::string &tunedTablePath() const { return tunedPath; }
+  /// Why there is no driver or device ("" when there is one).
+  const std::string &driverErrorMessage() const { return driverError; }
 
 private:
   Runtime() = default;
@@ -67,6 +80,7 @@ private:
   DeviceInfo deviceInfo;
   std::unique_ptr<ModuleCache> moduleCache;
   std::optional<TunedTable> tuned;
+  std::string tunedPath;
   std::atomic<uint64_t> launchCount{0};
 };
 

@@ -12,6 +12,7 @@
 #define MOELORA_SPEC_SPECPARSER_H
 
 #include "moelora/Spec/KernelSpec.h"
+#include "moelora/Spec/SpecValidation.h"
 #include "moelora/Support/Error.h"
 
 #include <string>
@@ -39,10 +40,6 @@ Expected<SpecSet> parseSpecFile(const std::string &path);
 /// Every *.yaml / *.yml under the paths (files or directories, recursively,
 /// sorted by path), merged; duplicate cache keys are kept once.
 Expected<SpecSet> parseSpecPaths(const std::vector<std::string> &paths);
-
-/// Cross-field rules of one spec (power-of-two blocks >= 16, rank limits per
-/// family, split-K only for shrink, ...). Empty string when valid.
-std::string validateSpec(const KernelSpec &spec);
 
 } // namespace moelora
 

@@ -2,7 +2,7 @@
 
 #include "moelora/Codegen/Generator.h"
 #include "moelora/Codegen/KernelBuilder.h"
-#include "moelora/Spec/SpecParser.h"
+#include "moelora/Spec/SpecValidation.h"
 
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
 #include "mlir/Conversion/ControlFlowToLLVM/ControlFlowToLLVM.h"

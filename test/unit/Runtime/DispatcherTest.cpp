@@ -7,7 +7,7 @@
 
 #include "moelora/Runtime/Dispatcher.h"
 #include "moelora/Runtime/KernelLauncher.h"
-#include "moelora/Spec/SpecParser.h"
+#include "moelora/Spec/SpecValidation.h"
 #include "moelora/Spec/TileBytes.h"
 
 #include <gmock/gmock.h>

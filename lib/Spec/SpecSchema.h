@@ -1,0 +1,98 @@
+//===- SpecSchema.h - The spec fields and their allowed values -*- C++ -*-===//
+//
+// Private to lib/Spec: the schema shared by the YAML parser (SpecParser.cpp)
+// and the cross-field rules (SpecValidation.cpp), so both name fields and
+// allowed values in the same words. The rules need no YAML: the runtime and
+// the generator link them without yaml-cpp.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MOELORA_LIB_SPEC_SPECSCHEMA_H
+#define MOELORA_LIB_SPEC_SPECSCHEMA_H
+
+#include <array>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace moelora::spec {
+
+/// Schema fields, in the order of the documented schema. This order is also
+/// the sweep nesting order (first field outermost), so it must not change.
+enum class Field {
+  Name,
+  Kernel,
+  DType,
+  Target,
+  Rank,
+  K,
+  BlockM,
+  BlockN,
+  BlockK,
+  GroupSizeM,
+  SplitK,
+  NumWarps,
+  NumStages,
+  Metadata,
+  MulRoutedWeight,
+  AddInputs,
+  NumSlices,
+  Npid,
+  MinBlocksPerSm,
+  OutAligned,
+};
+inline constexpr size_t kNumFields = static_cast<size_t>(Field::OutAligned) + 1;
+
+enum class ValueKind { Text, Enum, Int, Bool };
+
+struct FieldInfo {
+  std::string_view name;
+  ValueKind kind;
+  std::string_view allowed;
+};
+
+inline constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
+    {"name", ValueKind::Text, "a string"},
+    {"kernel", ValueKind::Enum,
+     "one_shot, small_batch, shrink, expand, align_block_size"},
+    {"dtype", ValueKind::Enum, "fp16, bf16"},
+    {"target", ValueKind::Enum, "sm_80, sm_86, sm_89, sm_90"},
+    {"rank", ValueKind::Int, "integer >= 1"},
+    {"K", ValueKind::Int, "integer >= 1"},
+    {"BLOCK_SIZE_M", ValueKind::Int, "power of two >= 16"},
+    {"BLOCK_SIZE_N", ValueKind::Int, "power of two >= 16"},
+    {"BLOCK_SIZE_K", ValueKind::Int, "power of two >= 16"},
+    {"GROUP_SIZE_M", ValueKind::Int, "integer >= 1"},
+    {"SPLIT_K", ValueKind::Int, "integer >= 1"},
+    {"num_warps", ValueKind::Int, "1, 2, 4, 8, 16"},
+    {"num_stages", ValueKind::Int, "1..8"},
+    {"metadata", ValueKind::Enum, "naive, sorted"},
+    {"MUL_ROUTED_WEIGHT", ValueKind::Bool, "true, false"},
+    {"ADD_INPUTS", ValueKind::Bool, "true, false"},
+    {"num_slices", ValueKind::Int, "1..8"},
+    {"NPID", ValueKind::Int, "integer >= 0 (0 = runtime argument)"},
+    {"min_blocks_per_sm", ValueKind::Int,
+     "0..32 (0 = no hint; absent = the kernel family's default)"},
+    {"out_aligned", ValueKind::Bool, "true, false"},
+}};
+
+inline constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};
+inline constexpr int kMinBlock = 16;
+
+const FieldInfo &info(Field f);
+std::optional<Field> lookupField(std::string_view name);
+/// Every field name, comma separated (for "unknown field" messages).
+std::string allFieldNames();
+bool isPowerOfTwo(long long v);
+/// Range check of one integer field value on its own. Empty when allowed.
+/// Shared by the parser (per value) and validateSpec (per spec) so both
+/// report the same wording.
+std::string checkIntValue(Field f, long long v);
+/// "<field>: <what>; allowed: <the field's allowed values>".
+std::string reasonText(Field f, std::string_view what);
+std::string reasonText(Field f, std::string_view what,
+                       std::string_view allowed);
+
+} // namespace moelora::spec
+
+#endif // MOELORA_LIB_SPEC_SPECSCHEMA_H

@@ -1,0 +1,158 @@
+//===- SpecValidation.cpp - Cross-field rules of one KernelSpec -----------===//
+
+#include "moelora/Spec/SpecValidation.h"
+
+#include "SpecSchema.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace moelora {
+
+using namespace spec;
+
+std::string validateSpec(const KernelSpec &spec) {
+  if (std::find(kTargets.begin(), kTargets.end(), spec.sm) == kTargets.end())
+    return reasonText(Field::Target,
+                      fmt::format("sm_{} is not a supported target", spec.sm));
+
+  if (spec.family == KernelFamily::AlignBlockSize) {
+    if (spec.rank != 0)
+      return reasonText(
+          Field::Rank,
+          fmt::format("align_block_size takes no rank (got {})", spec.rank),
+          "omit rank for align_block_size");
+  } else if (spec.rank < 1) {
+    return reasonText(Field::Rank,
+                      fmt::format("{} needs rank >= 1 (got {})",
+                                  toString(spec.family), spec.rank));
+  }
+  if (spec.k)
+    if (std::string w = checkIntValue(Field::K, *spec.k); !w.empty())
+      return reasonText(Field::K, w);
+  // The kernels move elements at least in pairs (4-byte vectors): an odd
+  // rank or K would read one element past a row (the C ABI refuses them too).
+  if (spec.family != KernelFamily::AlignBlockSize && spec.rank % 2 != 0)
+    return reasonText(Field::Rank,
+                      fmt::format("{} is odd: rows are read in pairs of "
+                                  "elements",
+                                  spec.rank),
+                      "an even rank (2, 4, 8, 16, 32, 64, ...)");
+  if (spec.k && *spec.k % 2 != 0)
+    return reasonText(Field::K,
+                      fmt::format("{} is odd: rows are read in pairs of "
+                                  "elements",
+                                  *spec.k),
+                      "an even K, or no K (any K at run time)");
+
+  const std::pair<Field, int> plain[] = {
+      {Field::BlockM, spec.blockM},
+      {Field::BlockN, spec.blockN},
+      {Field::BlockK, spec.blockK},
+      {Field::GroupSizeM, spec.groupSizeM},
+      {Field::SplitK, spec.splitK},
+      {Field::NumWarps, spec.numWarps},
+      {Field::NumStages, spec.numStages},
+      {Field::NumSlices, spec.numSlices},
+      {Field::Npid, spec.npid},
+      {Field::MinBlocksPerSm, spec.minBlocksPerSm}};
+  for (auto [f, v] : plain)
+    if (std::string w = checkIntValue(f, v); !w.empty())
+      return reasonText(f, w);
+
+  // Split-K needs an atomically accumulated, zero-initialised output (the
+  // shrink's intermediate) or, in the small-batch and one-shot kernels, a
+  // thread-block cluster whose blocks exchange partial sums (sm_90,
+  // portable sizes).
+  const bool clusterSplit = spec.family == KernelFamily::SmallBatch ||
+                            spec.family == KernelFamily::OneShot;
+  if (spec.splitK > 1 && clusterSplit) {
+    if (spec.sm < 90 || !isPowerOfTwo(spec.splitK) ||
+        spec.splitK > kMaxClusterBlocks)
+      return reasonText(
+          Field::SplitK,
+          fmt::format("{} splits K over a thread-block cluster: {} on sm_{} "
+                      "is not one",
+                      toString(spec.family), spec.splitK, spec.sm),
+          fmt::format("1, or 2, 4, 8 on sm_90 for {}", toString(spec.family)));
+    // The one-shot's cluster is the row block's NPID programs.
+    if (spec.family == KernelFamily::OneShot && spec.npid != 0 &&
+        spec.npid != spec.splitK)
+      return reasonText(
+          Field::Npid,
+          fmt::format("{} with SPLIT_K {}: a one_shot cluster is its row "
+                      "block's NPID programs",
+                      spec.npid, spec.splitK),
+          fmt::format("0 or {} (= SPLIT_K)", spec.splitK));
+  } else if (spec.splitK > 1 && spec.family != KernelFamily::Shrink) {
+    return reasonText(Field::SplitK,
+                      fmt::format("SPLIT_K > 1 is only supported by shrink, "
+                                  "small_batch and one_shot (got {} for {})",
+                                  spec.splitK, toString(spec.family)),
+                      fmt::format("1 for {}", toString(spec.family)));
+  }
+
+  if (spec.family == KernelFamily::OneShot &&
+      (spec.rank > kMaxOneShotRank || spec.blockR() > kMaxOneShotRank))
+    // The fused kernel holds r (BLOCK_M x BLOCK_R) in registers between its
+    // two dots, which bounds BLOCK_R. vLLM asserts R <= 128 at run time;
+    // moelora refuses the variant here and routes larger ranks to
+    // shrink + expand.
+    return reasonText(
+        Field::Rank,
+        fmt::format("{} is too large: one_shot supports rank <= {}; use "
+                    "shrink/expand",
+                    spec.rank, kMaxOneShotRank),
+        fmt::format("1..{} for one_shot", kMaxOneShotRank));
+
+  if (spec.family == KernelFamily::SmallBatch) {
+    // The small-batch kernel walks (pair, slice, n-chunk) work items
+    // directly from topk_ids; it has no sorted-metadata variant.
+    if (spec.sorted)
+      return reasonText(Field::Metadata,
+                        "small_batch requires naive metadata (got sorted)",
+                        "naive for small_batch");
+    if (spec.rank > kMaxSmallBatchRank)
+      return reasonText(
+          Field::Rank,
+          fmt::format("{} is too large: small_batch supports "
+                      "rank <= {}",
+                      spec.rank, kMaxSmallBatchRank),
+          fmt::format("1..{} for small_batch", kMaxSmallBatchRank));
+    // One thread per rank row sums the warps' partials and holds r.
+    if (spec.threads() < spec.rank)
+      return reasonText(
+          Field::NumWarps,
+          fmt::format("{} warps ({} threads) are fewer than the rank's {} rows "
+                      "(small_batch needs a thread per rank row)",
+                      spec.numWarps, spec.threads(), spec.rank),
+          fmt::format("num_warps >= {} for rank {}", (spec.rank + 31) / 32,
+                      spec.rank));
+  }
+
+  if (spec.family == KernelFamily::OneShot ||
+      spec.family == KernelFamily::Shrink ||
+      spec.family == KernelFamily::Expand) {
+    // Warps are laid out along M first (one 16-row MMA tile each), the rest
+    // along N; each warp along N must own at least one 8-column MMA tile or
+    // it has nothing to compute.
+    int warpsM = std::max(1, std::min(spec.numWarps, spec.blockM / 16));
+    int warpsN = spec.numWarps / warpsM;
+    if (spec.blockN / warpsN < 8)
+      return reasonText(
+          Field::BlockN,
+          fmt::format("{} columns over {} warps along N leaves {} per warp, "
+                      "less than one 8-column MMA tile (BLOCK_SIZE_M {}, "
+                      "num_warps {})",
+                      spec.blockN, warpsN, spec.blockN / warpsN, spec.blockM,
+                      spec.numWarps),
+          fmt::format("power of two >= {} with BLOCK_SIZE_M {} and "
+                      "num_warps {}",
+                      std::max(kMinBlock, 8 * warpsN), spec.blockM,
+                      spec.numWarps));
+  }
+  return "";
+}
+
+} // namespace moelora

@@ -1,0 +1,2 @@
+__version__ = "0.19.2.dev0+moelora.stub"
+__version_tuple__ = (0, 19, 2, "dev0", "moelora.stub")
