@@ -2,9 +2,11 @@
 #
 # moelora_export_c_abi_only(target): exports the C ABI alone (a version
 # script: every other symbol, moelora's C++, LLVM's, MLIR's and libstdc++'s,
-# stays local), drops unreferenced sections, and links
-# libstdc++/libgcc statically, so that the library loads beside another
-# program's C++ runtime, LLVM (Triton) or torch without meeting them.
+# stays local) and drops unreferenced sections, so that the library loads
+# beside another program's LLVM (Triton) or torch without meeting them.
+# libstdc++ and libgcc_s stay shared: a static libstdc++ and libgcc would
+# need glibc 2.36 (arc4random, _dl_find_object) and shut out Ubuntu 22.04,
+# while the system's libstdc++ is the one torch itself uses.
 #
 # moelora_link_generator_statically(target): links the generator
 # (moelora_jit, moelora_codegen) and the LLVM/MLIR it needs from Debian's
@@ -17,7 +19,7 @@ function(moelora_export_c_abi_only target)
   set(map ${PROJECT_SOURCE_DIR}/runtime/moelora.map)
   target_link_options(${target} PRIVATE
     -Wl,--version-script=${map} -Wl,--gc-sections
-    -Wl,--as-needed -Wl,-O1 -static-libstdc++ -static-libgcc)
+    -Wl,--as-needed -Wl,-O1)
   if(MOELORA_LLD)
     target_link_options(${target} PRIVATE -Wl,--icf=all)
   endif()
@@ -48,6 +50,7 @@ function(moelora_link_generator_statically target)
     $<TARGET_FILE:moelora_spec>
     -Wl,--start-group ${mlir_archives} ${llvm_archives} -Wl,--end-group
     ${MOELORA_ZSTD} ${MOELORA_LIBZ} ${CMAKE_DL_LIBS} Threads::Threads)
+  target_sources(${target} PRIVATE ${PROJECT_SOURCE_DIR}/runtime/GlibcCompat.cpp)
   # JitHook.cpp.o registers the generator at load time; --whole-archive
   # keeps it. Strip here so the built file is the shipped one.
   target_link_options(${target} PRIVATE -Wl,--strip-all)

@@ -14,6 +14,9 @@ moelora.vllm_plugin.register() is called, and the ops are called as
 torch.ops.vllm.<op> and vllm._custom_ops.moe_lora_align_block_size (plus
 the stand-in punica wrapper's calls). Default (unset or "moelora"): the
 moelora functions directly.
+
+MOELORA_TEST_INSTALLED=1 tests the moelora found on sys.path (an installed
+wheel, with its own libmoelora.so) instead of this checkout's python/.
 """
 
 import math
@@ -23,7 +26,8 @@ import sys
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
+if os.environ.get("MOELORA_TEST_INSTALLED") != "1":
+    sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
 sys.path.insert(0, HERE)
 
 torch = pytest.importorskip("torch")
