@@ -151,28 +151,46 @@ Status Runtime::warmup(const std::vector<std::pair<MoeLoraCall, bool>> &calls) {
       if (seen.insert(spec.cacheKey()).second)
         specs.push_back(std::move(spec));
   }
-  // Images (disk, bundle or generation) on every core: generations are
-  // independent and the cache resolves each key once. Modules are then
-  // loaded here, in the caller's context.
+  // Every kernel on every core: its image (disk, bundle or generation), then
+  // its module (the driver's compile of the PTX costs about as much as a
+  // generation). Kernels are independent, and the cache resolves each key
+  // once. Workers load into the caller's context.
+  CUcontext ctx = nullptr;
+  if (drv)
+    if (Status s = drv->check(drv->cuCtxGetCurrent(&ctx), "cuCtxGetCurrent");
+        !s)
+      return s;
   std::vector<Error> errors(specs.size(), Error{""});
+  std::vector<char> loaded(specs.size(), 0);
   std::atomic<size_t> next{0};
-  auto worker = [&] {
-    for (size_t i; (i = next++) < specs.size();)
+  auto worker = [&](bool inCallerThread) {
+    if (ctx && !inCallerThread &&
+        drv->cuCtxSetCurrent(ctx) != CUDA_SUCCESS) // left to the caller below
+      return;
+    for (size_t i; (i = next++) < specs.size();) {
       if (auto image = moduleCache->image(specs[i]); !image)
         errors[i] = image.error();
+      else if (ctx) {
+        if (auto kernel = moduleCache->kernel(specs[i]); !kernel)
+          errors[i] = kernel.error();
+        else
+          loaded[i] = 1;
+      }
+    }
   };
   size_t threads = std::min<size_t>(
       specs.size(), std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::thread> pool;
   for (size_t t = 1; t < threads; ++t)
-    pool.emplace_back(worker);
-  worker();
+    pool.emplace_back(worker, false);
+  worker(true);
   for (std::thread &t : pool)
     t.join();
   for (size_t i = 0; i < specs.size(); ++i) {
     if (!errors[i].message.empty())
       return errors[i];
-    if (drv)
+    // A load needs a current context (none without a driver).
+    if (drv && !loaded[i])
       if (auto kernel = moduleCache->kernel(specs[i]); !kernel)
         return kernel.error();
   }

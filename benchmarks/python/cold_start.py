@@ -124,10 +124,13 @@ def whole_model(model, repeats):
                 if warm_cache and i == 0:
                     continue  # fills the cache
                 row = [l.split() for l in p.stdout.splitlines() if l.startswith(model)][0]
+                startup = [float(l.split()[-2]) for l in p.stdout.splitlines()
+                           if l.startswith("start-up")][0]
                 runs.append(dict(cache="warm (disk)" if warm_cache else "empty",
                                  calls=int(row[1]), generated=int(row[2]),
                                  from_disk=int(row[3]), generation_ms=float(row[5]),
-                                 warmup_s=float(row[6]), process_wall_s=wall))
+                                 warmup_s=float(row[6]), startup_s=startup,
+                                 process_wall_s=wall))
     return runs
 
 
@@ -156,8 +159,8 @@ def main():
     for m in model:
         print(f"  cache {m['cache']:<12} {m['calls']} calls, {m['generated']} generated, "
               f"{m['from_disk']} from disk: warm-up {m['warmup_s']:.2f} s "
-              f"(generation {m['generation_ms']:.0f} ms summed over threads), "
-              f"process {m['process_wall_s']:.2f} s")
+              f"(generation {m['generation_ms']:.0f} ms summed over threads); "
+              f"start-up {m['startup_s']:.2f} s, process {m['process_wall_s']:.2f} s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(device=rt["device_name"], cpus=os.cpu_count(),

@@ -149,6 +149,9 @@ def cmd_warmup(args) -> int:
             fully_sharded=args.fully_sharded) for c in cs]
         groups.append((name, calls))
     from .ops import warmup  # makes torch's device current when torch is there
+    t0 = time.perf_counter()
+    warmup([])  # start-up apart: torch's import, the CUDA context, the library
+    startup = time.perf_counter() - t0
     rows = []
     for label, calls in groups:
         before, t0 = L.stats(), time.perf_counter()
@@ -167,6 +170,8 @@ def cmd_warmup(args) -> int:
     for row in table:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                         for i, (c, w) in enumerate(zip(row, widths))))
+    print(f"start-up (library, torch and CUDA context when present): "
+          f"{startup:.2f} s")
     return 0
 
 
