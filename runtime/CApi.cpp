@@ -13,6 +13,7 @@
 
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 using namespace moelora;
 
@@ -53,6 +54,25 @@ moelora_status fromError(const Error &e) {
 
 bool isPow2AtLeast16(int v) { return v >= 16 && (v & (v - 1)) == 0; }
 
+/// The integer a caller stored in an enum-typed field. Callers may store any
+/// integer there (Python's ctypes does), and loading a value outside the
+/// enumerators' range as the enum type is undefined behaviour: read the
+/// bytes as the int32_t they are and validate that.
+template <typename Enum> int32_t enumField(const Enum &field) {
+  static_assert(std::is_enum_v<Enum> && sizeof(Enum) == sizeof(int32_t),
+                "moelora.h enums are passed as 32-bit integers");
+  int32_t v;
+  std::memcpy(&v, &field, sizeof(v));
+  return v;
+}
+
+/// Whether a call does nothing (no launch, output unchanged): the
+/// dispatcher's rule, which needs no device.
+bool isEmptyWork(const MoeLoraCall &c) {
+  return c.numPairs() == 0 || c.numSlices == 0 || c.numActiveLoras == 0 ||
+         c.N == 0;
+}
+
 /// Validates a fused call's shapes and flags (enough for planning and
 /// warm-up); the message names the argument.
 Expected<MoeLoraCall> toShape(const moelora_fused_args *a) {
@@ -64,10 +84,11 @@ Expected<MoeLoraCall> toShape(const moelora_fused_args *a) {
                            "moelora_fused_args) = {} (call "
                            "moelora_fused_args_init)",
                            a->struct_size, sizeof(moelora_fused_args)));
-  if (a->dtype != MOELORA_DTYPE_FP16 && a->dtype != MOELORA_DTYPE_BF16)
+  const int32_t dtype = enumField(a->dtype);
+  if (dtype != MOELORA_DTYPE_FP16 && dtype != MOELORA_DTYPE_BF16)
     return bad(fmt::format("dtype = {}: must be MOELORA_DTYPE_FP16 (0) or "
                            "MOELORA_DTYPE_BF16 (1)",
-                           int(a->dtype)));
+                           dtype));
   struct {
     const char *name;
     int value, min;
@@ -91,7 +112,7 @@ Expected<MoeLoraCall> toShape(const moelora_fused_args *a) {
     return bad(fmt::format("num_experts = {}: must be <= {}", a->num_experts,
                            kMaxAlignExperts));
   MoeLoraCall c;
-  c.dtype = a->dtype == MOELORA_DTYPE_BF16 ? DType::BF16 : DType::F16;
+  c.dtype = dtype == MOELORA_DTYPE_BF16 ? DType::BF16 : DType::F16;
   c.numTokens = a->num_tokens;
   c.topK = a->top_k;
   c.numExperts = a->num_experts;
@@ -127,9 +148,9 @@ Expected<MoeLoraCall> toCall(const moelora_fused_args *a) {
   if (!shape)
     return shape;
   MoeLoraCall c = shape.take();
-  // Empty work: nothing is read, so nothing else needs to be valid.
-  if (c.numPairs() == 0 || c.numSlices == 0 || c.numActiveLoras == 0 ||
-      c.N == 0)
+  // Empty work: nothing is read, so nothing else needs to be valid (an
+  // empty torch tensor's data_ptr() is NULL).
+  if (isEmptyWork(c))
     return c;
   struct {
     const char *name;
@@ -207,6 +228,17 @@ Expected<MoeLoraCall> toCall(const moelora_fused_args *a) {
   c.bStrideN = a->lora_b_stride[2];
   c.outStride = a->output_stride[1];
   return c;
+}
+
+/// round_up(num_tokens*top_k + num_experts*(block_size_m-1), block_size_m) in
+/// 64 bits; 0 for a non-positive block size or negative counts.
+int64_t alignCapacity64(int32_t numTokens, int32_t topK, int32_t numExperts,
+                        int32_t blockM) {
+  if (blockM <= 0 || numTokens < 0 || topK < 0 || numExperts < 0)
+    return 0;
+  const int64_t n =
+      int64_t(numTokens) * topK + int64_t(numExperts) * (blockM - 1);
+  return (n + blockM - 1) / blockM * blockM;
 }
 
 #define MOELORA_REQUIRE_RT(rt)                                                 \
@@ -304,7 +336,8 @@ size_t moelora_workspace_bytes(const moelora_fused_args *args) {
     return 0;
   }
   ok();
-  return intermediateBytes(*c);
+  // Empty work plans no launch, so it needs no workspace.
+  return isEmptyWork(*c) ? 0 : intermediateBytes(*c);
 }
 
 moelora_status moelora_plan_fused(moelora_runtime *rt,
@@ -412,11 +445,10 @@ moelora_status moelora_expand(moelora_runtime *rt,
 
 int32_t moelora_align_capacity(int32_t num_tokens, int32_t top_k,
                                int32_t num_experts, int32_t block_size_m) {
-  if (block_size_m <= 0)
-    return 0;
-  int64_t n =
-      int64_t(num_tokens) * top_k + int64_t(num_experts) * (block_size_m - 1);
-  return int32_t((n + block_size_m - 1) / block_size_m * block_size_m);
+  const int64_t em =
+      alignCapacity64(num_tokens, top_k, num_experts, block_size_m);
+  // 0 when the arguments are invalid or it does not fit.
+  return em > INT32_MAX ? 0 : int32_t(em);
 }
 
 moelora_status moelora_align_block_size(moelora_runtime *rt,
@@ -442,24 +474,63 @@ moelora_status moelora_align_block_size(moelora_runtime *rt,
     return fail(MOELORA_ERROR_INVALID_ARGUMENT,
                 fmt::format("num_experts = {}: must be <= {}", a->num_experts,
                             kMaxAlignExperts));
-  int32_t em = moelora_align_capacity(a->num_tokens, a->top_k, a->num_experts,
-                                      a->block_size_m);
-  if (a->EM != em)
+  // Pairs and the capacity (pairs plus padding) are int32 in the kernel.
+  const int64_t pairs = int64_t(a->num_tokens) * a->top_k;
+  const int64_t capacity =
+      alignCapacity64(a->num_tokens, a->top_k, a->num_experts, a->block_size_m);
+  if (capacity > INT32_MAX)
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT,
+                fmt::format("num_tokens * top_k = {}: too large (EM = {} must "
+                            "fit in int32)",
+                            pairs, capacity));
+  if (a->EM != capacity)
     return fail(MOELORA_ERROR_INVALID_ARGUMENT,
                 fmt::format("EM = {}: must be moelora_align_capacity(...) = {}",
-                            a->EM, em));
+                            a->EM, capacity));
+  // Without pairs nothing is read: an empty torch tensor's data_ptr() is
+  // NULL. The outputs are written all the same.
   const struct {
     const char *name;
     const void *ptr;
-  } ptrs[] = {{"topk_ids", a->topk_ids},
-              {"token_lora_mapping", a->token_lora_mapping},
-              {"sorted_token_ids", a->sorted_token_ids},
-              {"expert_ids", a->expert_ids},
-              {"num_tokens_post_padded", a->num_tokens_post_padded}};
+    bool needed;
+  } ptrs[] = {{"topk_ids", a->topk_ids, pairs > 0},
+              {"token_lora_mapping", a->token_lora_mapping, pairs > 0},
+              {"sorted_token_ids", a->sorted_token_ids, true},
+              {"expert_ids", a->expert_ids, true},
+              {"num_tokens_post_padded", a->num_tokens_post_padded, true}};
   for (const auto &p : ptrs)
-    if (!p.ptr)
+    if (p.needed && !p.ptr)
       return fail(MOELORA_ERROR_INVALID_ARGUMENT,
                   fmt::format("{}: NULL pointer", p.name));
+  if (pairs == 0) {
+    // What the kernel writes for zero pairs (the reference's result): every
+    // adapter's row all padding (the pad value is num_tokens * top_k = 0),
+    // every block's expert -1, every padded length 0. No kernel: three
+    // memsets on the caller's stream (capturable like a launch).
+    const CudaDriver *drv = rt->impl->driver();
+    if (!drv)
+      return fromError(Error{rt->impl->driverErrorMessage()});
+    const size_t rows = size_t(a->max_loras);
+    const size_t blocks = size_t(a->EM / a->block_size_m);
+    const struct {
+      void *ptr;
+      unsigned value;
+      size_t count;
+      const char *name;
+    } fills[] = {
+        {a->sorted_token_ids, 0u, rows * size_t(a->EM), "sorted_token_ids"},
+        {a->expert_ids, 0xffffffffu, rows * blocks, "expert_ids"},
+        {a->num_tokens_post_padded, 0u, rows, "num_tokens_post_padded"}};
+    for (const auto &f : fills)
+      if (Status s = drv->check(
+              drv->cuMemsetD32Async(reinterpret_cast<CUdeviceptr>(f.ptr),
+                                    f.value, f.count,
+                                    static_cast<CUstream>(stream)),
+              fmt::format("moe_lora_align_block_size: filling {}", f.name));
+          !s)
+        return fromError(s.error());
+    return ok();
+  }
   AlignCall call;
   call.topkIds = a->topk_ids;
   call.tokenLoraMapping = a->token_lora_mapping;

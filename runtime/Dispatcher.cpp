@@ -111,21 +111,20 @@ static long estimatedRowBlocks(const MoeLoraCall &call, int blockM) {
 
 /// SPLIT_K of the two-kernel shrink. Its programs each walk all of K in
 /// series, so with few of them (mixtral W2 at M 64: about 34 row blocks of
-/// 112 BLOCK_K steps) the SMs sit idle behind a long latency chain. K is
-/// split (partials added atomically into the zeroed intermediate, as
-/// Triton's SPLIT_K) while the estimated programs stay under 4 per SM and
-/// each split keeps at least 8 BLOCK_K steps.
-static constexpr int kMaxShrinkSplitK = 8;
-
+/// 112 BLOCK_K steps) the SMs sit idle behind a long latency chain. On
+/// sm_90 K is split over a thread-block cluster (partials summed in rank
+/// order: bitwise reproducible) while the estimated programs stay under 4
+/// per SM and each split keeps at least 8 BLOCK_K steps; before sm_90 there
+/// are no clusters and the shrink does not split.
 static int shrinkSplitK(const KernelSpec &shrink, const MoeLoraCall &call,
                         const DeviceInfo &device) {
+  if (device.sm < 90)
+    return 1;
   const long programs = estimatedRowBlocks(call, shrink.blockM) *
                         call.numSlices * ceilDiv(call.rank, shrink.blockN);
   const long kSteps = ceilDiv(call.K, shrink.blockK);
-  // At most 8 splits: each adds a round of atomics into the intermediate,
-  // and every value bounds the variants a bundle must hold.
   int split = 1;
-  while (split < kMaxShrinkSplitK &&
+  while (split < kMaxClusterBlocks &&
          programs * split * 2 <= 4L * device.smCount &&
          kSteps / (split * 2) >= 8)
     split *= 2;

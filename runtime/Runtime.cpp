@@ -226,7 +226,8 @@ Status Runtime::launchPlanned(const MoeLoraCall &call, bool fullySharded,
   IntermediateBuffer inter{workspace, int64_t(call.numPairs()) * call.rank,
                            call.rank};
   if (part != TwoKernelPart::Expand) {
-    // Split-K shrinks add into the intermediate: it starts at zero.
+    // A defined intermediate: rows the shrink skips (no adapter or expert)
+    // read as zeros.
     if (Status s = drv->check(
             drv->cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(workspace), 0,
                                  p->workspaceBytes, stream),

@@ -61,12 +61,12 @@ std::string validateSpec(const KernelSpec &spec) {
     if (std::string w = checkIntValue(f, v); !w.empty())
       return reasonText(f, w);
 
-  // Split-K needs an atomically accumulated, zero-initialised output (the
-  // shrink's intermediate) or, in the small-batch and one-shot kernels, a
-  // thread-block cluster whose blocks exchange partial sums (sm_90,
-  // portable sizes).
+  // Split-K is a thread-block cluster (sm_90, portable sizes) whose blocks
+  // sum their partials in rank order: the same bits on every run, which
+  // atomics would not give.
   const bool clusterSplit = spec.family == KernelFamily::SmallBatch ||
-                            spec.family == KernelFamily::OneShot;
+                            spec.family == KernelFamily::OneShot ||
+                            spec.family == KernelFamily::Shrink;
   if (spec.splitK > 1 && clusterSplit) {
     if (spec.sm < 90 || !isPowerOfTwo(spec.splitK) ||
         spec.splitK > kMaxClusterBlocks)
@@ -85,7 +85,7 @@ std::string validateSpec(const KernelSpec &spec) {
                       "block's NPID programs",
                       spec.npid, spec.splitK),
           fmt::format("0 or {} (= SPLIT_K)", spec.splitK));
-  } else if (spec.splitK > 1 && spec.family != KernelFamily::Shrink) {
+  } else if (spec.splitK > 1) {
     return reasonText(Field::SplitK,
                       fmt::format("SPLIT_K > 1 is only supported by shrink, "
                                   "small_batch and one_shot (got {} for {})",

@@ -75,15 +75,11 @@ EpilogueRows resolveEpilogueRows(TileBuilder &tb, const KernelArgs &args,
                                  Value warpRow0, Value outBase, Value rowStride,
                                  bool loadWeights);
 
-enum class EpilogueMode {
-  Store,     ///< out = (add_inputs ? out : 0) + acc * (weight?)
-  AtomicAdd, ///< out += acc (split-K partial sums)
-};
-
-/// Writes acc (warp tile) at columns colBase + accCol < colLimit of each row.
+/// Writes acc (warp tile) at columns colBase + accCol < colLimit of each row:
+/// out = (add_inputs ? out : 0) + acc * (weight?).
 void storeAccumulators(TileBuilder &tb, Accumulators &acc,
                        const EpilogueRows &rows, Value colBase, Value colLimit,
-                       EpilogueMode mode, bool addInputs, bool mulWeight);
+                       bool addInputs, bool mulWeight);
 
 /// A program's rows x cols output tile staged through shared memory (specs
 /// with stagesOutput()): the old values (add_inputs) are copied in by

@@ -257,8 +257,6 @@ public:
   Value fromElement(Value t);
   /// out[ptr] = (addInputs ? out[ptr] : 0) + value, rounded once to T.
   void storeOutput(Value ptr, Value value, bool addInputs);
-  /// Atomic out[ptr] += value (in T).
-  void atomicAddOutput(Value ptr, Value value);
 
 private:
   Value sreg(int kind, int dim);

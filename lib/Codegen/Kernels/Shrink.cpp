@@ -2,9 +2,11 @@
 //
 // inter[s][p][0:R] (+)= x[p / factor] @ A_s[l,e]^T over K (Triton's
 // _fused_moe_lora_kernel in its shrink role): a grouped GEMM. Program
-// ((split * M-blocks * N-blocks) x slice, lora), tiles swizzled in
-// GROUP_SIZE_M groups; SPLIT_K > 1 adds partial sums atomically into a
-// zero-initialised intermediate.
+// ((M-blocks * N-blocks * split) x slice, lora), tiles swizzled in
+// GROUP_SIZE_M groups. SPLIT_K > 1 (sm_90): the splits of a tile are a
+// thread-block cluster; each block reduces its share of K, and the partials
+// are summed in rank order through distributed shared memory, so the result
+// is the same bits on every run (atomics would add in arrival order).
 //
 //===----------------------------------------------------------------------===//
 
@@ -12,6 +14,7 @@
 #include "moelora/Codegen/MoeBlock.h"
 
 #include <algorithm>
+#include <functional>
 
 namespace moelora {
 
@@ -32,8 +35,48 @@ struct GemmLayout {
 } // namespace
 
 int shrinkSharedBytes(const KernelSpec &spec) {
-  return GemmLayout(spec).stageBytes * spec.numStages;
+  // SPLIT_K > 1: the block's partial tile in f32 for its cluster peers.
+  const int partial = spec.splitK > 1 ? spec.blockM * spec.blockN * 4 : 0;
+  return std::max(GemmLayout(spec).stageBytes * spec.numStages, partial);
 }
+
+namespace {
+/// SPLIT_K > 1: the warp's accumulators summed over the cluster's C blocks in
+/// rank order, handed to `atRankZero` in block 0 of the cluster (the others
+/// only contribute). Shared layout (f32): [warp][m16n8 tile][lane][4], one
+/// 16-byte vector per access.
+void sumOverSplits(TileBuilder &tb, const Accumulators &acc, Value smem, int C,
+                   Value rank,
+                   const std::function<void(Accumulators &)> &atRankZero) {
+  const int tiles = acc.mTiles * acc.nTiles;
+  auto slot = [&](int tile) {
+    Value index =
+        tb.add(tb.mul(tb.add(tb.mul(tb.warpId(), tb.i32(tiles)), tb.i32(tile)),
+                      tb.i32(32)),
+               tb.laneId());
+    return tb.gep(smem, tb.mul(index, tb.i32(4)), tb.f32Type());
+  };
+  mlir::Type f32x4 = tb.vectorType(tb.f32Type(), 4);
+  // The pipeline's stages are read: the shared memory holds partials now.
+  tb.barrier();
+  for (int tile = 0; tile < tiles; ++tile)
+    tb.store(tb.vectorOf(ValueVec(acc.values.begin() + tile * 4,
+                                  acc.values.begin() + tile * 4 + 4)),
+             slot(tile));
+  // Release/acquire over the cluster: every block's partial is visible.
+  tb.clusterBarrier();
+  tb.ifThen(tb.eq(rank, tb.i32(0)), [&] {
+    Accumulators total = acc;
+    for (int tile = 0; tile < tiles; ++tile) {
+      ValueVec sum = tb.sumOverCluster(f32x4, slot(tile), C);
+      std::copy(sum.begin(), sum.end(), total.values.begin() + tile * 4);
+    }
+    atRankZero(total);
+  });
+  // No block may leave while rank 0 still reads its shared memory.
+  tb.clusterBarrier();
+}
+} // namespace
 
 void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
   const KernelSpec &spec = tb.spec();
@@ -44,16 +87,17 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
   Value kTotal = spec.k ? tb.i32(*spec.k) : args[kK];
   Value nTotal = tb.i32(R);
 
-  // pid -> (split, pidM, pidN) with GROUP_SIZE_M swizzling of (m, n).
+  // pid -> (tile, split), tile -> (pidM, pidN) with GROUP_SIZE_M swizzling.
+  // A tile's splits are consecutive programs: its cluster.
+  const int C = spec.splitK;
   Value numPairs = args[kNumPairs];
   Value mBlocks =
       spec.sorted ? tb.divU(args[kEM], tb.i32(spec.blockM)) : numPairs;
   Value nBlocks = tb.ceilDiv(nTotal, tb.i32(spec.blockN));
-  ProgramIndex program = programIndex(tb, 1);
+  ProgramIndex program = programIndex(tb, C);
   Value pid = program.pid;
-  Value tilesPerSplit = tb.mul(mBlocks, nBlocks);
-  Value split = tb.divU(pid, tilesPerSplit);
-  Value tile = tb.remU(pid, tilesPerSplit);
+  Value split = C > 1 ? tb.remU(pid, tb.i32(C)) : tb.i32(0);
+  Value tile = C > 1 ? tb.divU(pid, tb.i32(C)) : pid;
   Value group = tb.i32(spec.groupSizeM);
   Value perGroup = tb.mul(group, nBlocks);
   Value groupId = tb.divU(tile, perGroup);
@@ -91,7 +135,7 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
 
     // This split's K range, in whole BLOCK_K steps.
     Value kSteps = tb.ceilDiv(kTotal, tb.i32(spec.blockK));
-    Value stepsPerSplit = tb.ceilDiv(kSteps, tb.i32(spec.splitK));
+    Value stepsPerSplit = tb.ceilDiv(kSteps, tb.i32(C));
     Value stepLo = tb.mul(split, stepsPerSplit);
     Value stepHi = tb.minS(tb.add(stepLo, stepsPerSplit), kSteps);
 
@@ -119,13 +163,17 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
     };
     acc.values = tb.pipelined(loop, acc.values);
 
-    Value out = tb.gep(args[kOut], interSlice, tb.elementType());
-    EpilogueRows outRows = resolveEpilogueRows(
-        tb, args, blk, lay.mTiles, warpRow0, out, args[kOutStride], false);
-    storeAccumulators(tb, acc, outRows, tb.add(n0, warpCol0), nTotal,
-                      spec.splitK > 1 ? EpilogueMode::AtomicAdd
-                                      : EpilogueMode::Store,
-                      /*addInputs=*/false, /*mulWeight=*/false);
+    auto store = [&](Accumulators &total) {
+      Value out = tb.gep(args[kOut], interSlice, tb.elementType());
+      EpilogueRows outRows = resolveEpilogueRows(
+          tb, args, blk, lay.mTiles, warpRow0, out, args[kOutStride], false);
+      storeAccumulators(tb, total, outRows, tb.add(n0, warpCol0), nTotal,
+                        /*addInputs=*/false, /*mulWeight=*/false);
+    };
+    if (C > 1)
+      sumOverSplits(tb, acc, smem, C, split, store);
+    else
+      store(acc);
   });
 }
 

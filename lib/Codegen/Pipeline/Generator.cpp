@@ -322,12 +322,10 @@ Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
   if (spec.minBlocksPerSm > 0)
     if (llvm::Function *f = llvmModule->getFunction(out.entryName))
       f->addFnAttr("nvvm.minctasm", std::to_string(spec.minBlocksPerSm));
-  // The small-batch and one-shot kernels' SPLIT_K blocks form a cluster; a
+  // SPLIT_K blocks form a cluster (small-batch, one-shot, shrink); a
   // compile-time cluster shape (.reqnctapercluster) lets a plain
   // cuLaunchKernel launch it.
-  if ((spec.family == KernelFamily::SmallBatch ||
-       spec.family == KernelFamily::OneShot) &&
-      spec.splitK > 1)
+  if (spec.splitK > 1)
     if (llvm::Function *f = llvmModule->getFunction(out.entryName))
       f->addFnAttr("nvvm.cluster_dim", fmt::format("{},1,1", spec.splitK));
   out.lowerMs = msSince(t0);

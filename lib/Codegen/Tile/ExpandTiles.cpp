@@ -72,8 +72,7 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
                         warp.warpRow0, warpCol0, n0, N, spec.addInputs,
                         spec.mulRoutedWeight);
     else
-      storeAccumulators(tb, y, outRows, tb.add(n0, warpCol0), N,
-                        EpilogueMode::Store, spec.addInputs,
+      storeAccumulators(tb, y, outRows, tb.add(n0, warpCol0), N, spec.addInputs,
                         spec.mulRoutedWeight);
     return ValueVec{};
   };

@@ -136,7 +136,7 @@ EpilogueRows resolveEpilogueRows(TileBuilder &tb, const KernelArgs &args,
 
 void storeAccumulators(TileBuilder &tb, Accumulators &acc,
                        const EpilogueRows &rows, Value colBase, Value colLimit,
-                       EpilogueMode mode, bool addInputs, bool mulWeight) {
+                       bool addInputs, bool mulWeight) {
   // Groups of kGroupTiles n-tiles: within a group every load of the old
   // values (add_inputs) is issued before any store, so the loads overlap
   // (a load inside each masked store chains one round trip per element);
@@ -153,7 +153,7 @@ void storeAccumulators(TileBuilder &tb, Accumulators &acc,
           Value v = acc.at(mt, nt, i);
           if (mulWeight)
             v = tb.fmul(v, rows.weight[r]);
-          if (mode == EpilogueMode::Store && addInputs) {
+          if (addInputs) {
             // Masked elements read column 0 of a valid row instead.
             Value col = tb.add(colBase, tb.accCol(nt, i));
             Value ok = tb.land(rows.ok[r], tb.lt(col, colLimit));
@@ -172,10 +172,7 @@ void storeAccumulators(TileBuilder &tb, Accumulators &acc,
           Value col = tb.add(colBase, tb.accCol(nt, i));
           tb.ifThen(tb.land(rows.ok[r], tb.lt(col, colLimit)), [&] {
             Value ptr = tb.gep(rows.rowPtr[r], col, tb.elementType());
-            if (mode == EpilogueMode::AtomicAdd)
-              tb.atomicAddOutput(ptr, v);
-            else
-              tb.store(tb.toElement(v), ptr);
+            tb.store(tb.toElement(v), ptr);
           });
         }
   }

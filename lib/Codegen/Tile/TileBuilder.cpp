@@ -630,9 +630,4 @@ void TileBuilder::storeOutput(Value ptr, Value value, bool addInputs) {
   store(toElement(value), ptr);
 }
 
-void TileBuilder::atomicAddOutput(Value ptr, Value value) {
-  LLVM::AtomicRMWOp::create(b, location, LLVM::AtomicBinOp::fadd, ptr,
-                            toElement(value), LLVM::AtomicOrdering::monotonic);
-}
-
 } // namespace moelora

@@ -399,6 +399,36 @@ TEST(Generator, OneShotClusterAndStagedOutput) {
   EXPECT_EQ(plain->ptx.find("ld.shared::cluster"), std::string::npos);
 }
 
+// The two-kernel shrink's SPLIT_K blocks are a cluster that sums the partial
+// tiles in rank order over distributed shared memory: no atomics, so the
+// intermediate has the same bits on every run.
+TEST(Generator, ShrinkSplitKIsAClusterWithoutAtomics) {
+  KernelSpec s;
+  s.family = KernelFamily::Shrink;
+  s.rank = 16;
+  s.k = 4096;
+  s.blockM = 64;
+  s.blockN = 16;
+  s.blockK = 64;
+  s.numWarps = 4;
+  s.numStages = 3;
+  s.sorted = true;
+  s.splitK = 4;
+  auto g = generateKernel(s);
+  ASSERT_TRUE(g) << g.error().message;
+  EXPECT_THAT(g->ptx, HasSubstr(".reqnctapercluster 4, 1, 1"));
+  EXPECT_THAT(g->ptx, HasSubstr("barrier.cluster.arrive"));
+  EXPECT_THAT(g->ptx, HasSubstr("ld.shared::cluster.v4"));
+  EXPECT_EQ(g->ptx.find("atom."), std::string::npos);
+  EXPECT_EQ(g->ptx.find("\tred."), std::string::npos); // not "shared."
+  EXPECT_EQ(g->sharedBytes, sharedMemoryBytes(s));
+  s.splitK = 1;
+  auto plain = generateKernel(s);
+  ASSERT_TRUE(plain) << plain.error().message;
+  EXPECT_EQ(plain->ptx.find("reqnctapercluster"), std::string::npos);
+  EXPECT_EQ(plain->ptx.find("barrier.cluster"), std::string::npos);
+}
+
 // A tile over the target's per-block shared memory is a generation error
 // that names the sizes, not a launch failure.
 TEST(Generator, SharedMemoryOverTheTargetLimitIsAnError) {

@@ -199,8 +199,16 @@ TEST(DispatcherTest, TwoKernelShrinkSplitsLongKWhenProgramsAreFew) {
   EXPECT_EQ(shrinkOf(16384, 7168).splitK, 1);
   // A short K is not split: 512 / 64 = 8 steps.
   EXPECT_EQ(shrinkOf(64, 512).splitK, 1);
-  // The split shrink adds into the intermediate, which the plan sizes.
   EXPECT_EQ(small.family, KernelFamily::Shrink);
+  // The splits are a thread-block cluster (deterministic sums): none before
+  // sm_90.
+  MoeLoraCall c = sortedCall(64, 64, 2, 7168, 4096, 16, 1);
+  c.numExperts = 8;
+  c.EM = alignCapacity(c.numPairs(), c.numExperts, 64);
+  auto a100 = planFusedMoeLora(c, /*fullySharded=*/true,
+                               DeviceInfo{80, 108, "NVIDIA A100"}, nullptr);
+  ASSERT_TRUE(a100) << a100.error().message;
+  EXPECT_EQ(a100->kernels.at(0).spec.splitK, 1);
 }
 
 TEST(DispatcherTest, TwoKernelExpandSharesNAmongFewRowBlocks) {
@@ -498,7 +506,8 @@ TEST(DispatcherTest, NpidOnlyForShortGrids) {
     long expected = clusterFor(ruleNpid);
     EXPECT_EQ(k.spec.splitK, expected);
     EXPECT_TRUE(validateSpec(k.spec).empty()) << validateSpec(k.spec);
-    const PlannedKernel &old = planOk(c, false, nullptr, a100).kernels[0];
+    // A copy: the plan planOk returns is a temporary.
+    const PlannedKernel old = planOk(c, false, nullptr, a100).kernels[0];
     long target80 = 108 * 3 / 2;
     EXPECT_EQ(old.knobs.npid, pairs < target80
                                   ? std::min(ceilDiv(target80, pairs), nTiles)

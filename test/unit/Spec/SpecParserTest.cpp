@@ -60,7 +60,7 @@ TEST(SpecParserTest, SingleEntryAllFields) {
   SpecSet set = parseOk(R"(name: w2_down
 kernel: shrink
 dtype: fp16
-target: sm_86
+target: sm_90
 rank: 256
 K: 1408
 BLOCK_SIZE_M: 32
@@ -81,7 +81,7 @@ NPID: 2
   const KernelSpec &s = set.specs[0];
   EXPECT_EQ(s.family, KernelFamily::Shrink);
   EXPECT_EQ(s.dtype, DType::F16);
-  EXPECT_EQ(s.sm, 86);
+  EXPECT_EQ(s.sm, 90);
   EXPECT_EQ(s.rank, 256);
   EXPECT_EQ(s.k, 1408);
   EXPECT_EQ(s.blockM, 32);
@@ -541,6 +541,20 @@ TEST(SpecParserRuleTest, SmallBatchNeedsAThreadPerRankRow) {
   EXPECT_EQ(
       parseOk("kernel: small_batch\nrank: 64\nnum_warps: 2\n").specs.size(),
       1u);
+}
+
+// The shrink's SPLIT_K is a thread-block cluster too (deterministic sums):
+// sm_90 only, 2..8, power of 2.
+TEST(SpecParserRuleTest, ShrinkSplitKIsACluster) {
+  SpecSet set = parseOk("kernel: shrink\nrank: 16\nSPLIT_K: [2, 8]\n");
+  ASSERT_EQ(set.specs.size(), 2u);
+  EXPECT_EQ(parseError("kernel: shrink\nrank: 16\ntarget: sm_80\n"
+                       "SPLIT_K: 4\n"),
+            "t.yaml:1:1: SPLIT_K: shrink splits K over a thread-block "
+            "cluster: 4 on sm_80 is not one; allowed: 1, or 2, 4, 8 on sm_90 "
+            "for shrink");
+  EXPECT_THAT(parseError("kernel: shrink\nrank: 16\nSPLIT_K: 3\n"),
+              HasSubstr("3 on sm_90 is not one"));
 }
 
 // small_batch's SPLIT_K is a thread-block cluster: sm_90, 2..8, power of 2.
