@@ -35,6 +35,8 @@ step "drop-in GPU suite through the vLLM plugin's patched entry points"
 check env MOELORA_DROPIN_VIA=vllm python3 -m pytest -q -rfE -p no:cacheprovider test/python/test_dropin.py
 step "plugin CPU tests against the installed package"
 check python3 test/python/test_vllm_plugin.py
+step "bitwise reproducibility: repeated calls, 8 streams, another process (every path)"
+check python3 -m pytest -q -s -rfE -p no:cacheprovider test/python/test_determinism.py
 step "Triton, then moelora's JIT, then Triton, in one process"
 check python3 -m pytest -q -s -p no:cacheprovider test/python/test_coexist_triton.py
 step "cold start: first call per variant, whole-model warm-up"
