@@ -8,6 +8,7 @@
 
 #include "RuntimeTestUtil.h"
 
+#include "moelora/Reference/Reference.h"
 #include "moelora/Runtime/CudaDriver.h"
 #include "moelora/Runtime/Dispatcher.h"
 #include "moelora/moelora.h"
@@ -22,6 +23,7 @@
 #include <dlfcn.h>
 #include <filesystem>
 #include <functional>
+#include <ostream>
 
 using namespace moelora;
 using namespace moelora::test;
@@ -44,6 +46,13 @@ bool haveDriver() { return bool(CudaDriver::get()); }
   GTEST_SKIP() << "expects the no-GPU runtime; a CUDA driver is present"
 
 std::string lastError() { return moelora_last_error(); }
+
+/// Stores an integer in the enum field as a C caller (or ctypes) would:
+/// assigning moelora_dtype(7) in C++ is itself undefined behaviour.
+void storeDtype(moelora_fused_args &a, int32_t value) {
+  static_assert(sizeof(a.dtype) == sizeof(value));
+  std::memcpy(&a.dtype, &value, sizeof(value));
+}
 
 /// A valid naive call (qwen3moe W13 prefill-ish: one-shot).
 moelora_fused_args naiveArgs(int tokens = 64, int rank = 16) {
@@ -312,6 +321,12 @@ struct BadArgCase {
   std::vector<const char *> mentions; ///< the message names the argument
 };
 
+/// Parameterized names end in the case's name; this is what a failure (and
+/// ctest's test name) says of the parameter: not "72-byte object <...>".
+void PrintTo(const BadArgCase &c, std::ostream *os) {
+  *os << c.name << (c.sorted ? " (sorted)" : " (naive)");
+}
+
 class CApiBadArgTest : public CApiTest,
                        public ::testing::WithParamInterface<BadArgCase> {
 protected:
@@ -393,10 +408,20 @@ INSTANTIATE_TEST_SUITE_P(
                    false,
                    [](auto &a) { a.struct_size = 0; },
                    {"struct_size"}},
+        // Read as the integer the caller stored, then validated (loading 7
+        // as moelora_dtype would be undefined behaviour: UBSan).
         BadArgCase{"Dtype",
                    false,
-                   [](auto &a) { a.dtype = moelora_dtype(7); },
-                   {"dtype", "7"}},
+                   [](auto &a) { storeDtype(a, 7); },
+                   {"dtype = 7", "MOELORA_DTYPE_FP16"}},
+        BadArgCase{"DtypeNegative",
+                   false,
+                   [](auto &a) { storeDtype(a, -1); },
+                   {"dtype = -1"}},
+        BadArgCase{"DtypeLarge",
+                   false,
+                   [](auto &a) { storeDtype(a, 0x40000000); },
+                   {"dtype = 1073741824"}},
         BadArgCase{"NegativeNumTokens",
                    false,
                    [](auto &a) { a.num_tokens = -1; },
@@ -687,6 +712,37 @@ TEST_F(CApiTest, EmptyWorkIsOkWithoutLaunchOrGpu) {
     a.fully_sharded = 1;
     cases.push_back({"sorted, fully sharded, num_tokens 0", a});
   }
+  // Empty torch tensors have data_ptr() == 0: every tensor of a call
+  // without tokens may be NULL, on each path.
+  auto nullTensors = [](moelora_fused_args a) {
+    a.x = a.lora_a_ptrs = a.lora_b_ptrs = nullptr;
+    a.output = a.workspace = nullptr;
+    a.topk_weights = nullptr;
+    a.topk_ids = a.sorted_token_ids = a.expert_ids = nullptr;
+    a.num_tokens_post_padded = a.token_lora_mapping = nullptr;
+    a.lora_ids = a.adapter_enabled = nullptr;
+    return a;
+  };
+  {
+    // Sorted by EM alone (vLLM's metadata buffers are not empty without
+    // tokens, but a caller may pass empty ones).
+    moelora_fused_args a = nullTensors(sortedArgs(0));
+    cases.push_back({"sorted, num_tokens 0, NULL tensors", a});
+    a.mul_routed_weight = 1;
+    cases.push_back({"sorted, mul_routed_weight, num_tokens 0, NULL", a});
+  }
+  {
+    moelora_fused_args a = nullTensors(naiveArgs(0, 256));
+    cases.push_back({"two-kernel R 256, num_tokens 0, NULL tensors", a});
+    a.fully_sharded = 1;
+    cases.push_back({"fully sharded naive, num_tokens 0, NULL tensors", a});
+  }
+  {
+    // Nothing to do with tokens: no workspace either (R 256 would need one).
+    moelora_fused_args a = nullTensors(naiveArgs(64, 256));
+    a.num_active_loras = 0;
+    cases.push_back({"two-kernel, num_active_loras 0, NULL tensors", a});
+  }
   for (auto &[what, a] : cases) {
     SCOPED_TRACE(what);
     EXPECT_EQ(moelora_fused_moe_lora(rt, &a, nullptr), MOELORA_OK)
@@ -694,11 +750,15 @@ TEST_F(CApiTest, EmptyWorkIsOkWithoutLaunchOrGpu) {
     EXPECT_STREQ(moelora_last_error(), "");
     EXPECT_EQ(moelora_shrink(rt, &a, nullptr), MOELORA_OK) << lastError();
     EXPECT_EQ(moelora_expand(rt, &a, 0, nullptr), MOELORA_OK) << lastError();
+    EXPECT_EQ(moelora_expand(rt, &a, 64, nullptr), MOELORA_OK) << lastError();
     moelora_plan plan;
     ASSERT_EQ(moelora_plan_fused(rt, &a, &plan), MOELORA_OK) << lastError();
     EXPECT_EQ(plan.path, MOELORA_PATH_NONE);
     EXPECT_EQ(plan.num_launches, 0);
     EXPECT_EQ(plan.workspace_bytes, 0u);
+    EXPECT_EQ(moelora_workspace_bytes(&a), 0u);
+    EXPECT_STREQ(moelora_last_error(), "");
+    EXPECT_EQ(moelora_warmup(rt, &a, 1), MOELORA_OK) << lastError();
   }
   moelora_stats s = stats(rt);
   EXPECT_EQ(s.launches, 0u);
@@ -817,6 +877,109 @@ void expectLaunchMatches(const moelora_kernel_launch &l, const PlannedKernel &k,
   EXPECT_EQ(l.grid[2], g.grid[2]);
   EXPECT_EQ(l.block, unsigned(k.spec.threads()));
   EXPECT_GT(l.grid[0], 0u);
+}
+
+/// Shapes at the edges of what the kernels tile: each is valid work that
+/// plans like the dispatcher says (the GPU suite checks their results).
+TEST_F(CApiTest, DegenerateShapesArePlanned) {
+  MOELORA_SKIP_WITH_DRIVER();
+  moelora_runtime *rt = create();
+  ASSERT_NE(rt, nullptr);
+  /// `a` with every A/B/x stride recomputed for its K, N, rank, E and
+  /// max_loras (contiguous tensors) and the output's for top_k, slices, N.
+  auto contiguous = [](moelora_fused_args a) {
+    const int64_t E = a.num_experts, K = a.K, N = a.N, R = a.rank;
+    a.x_stride[0] = K;
+    a.lora_a_stride[0] = E * R * K;
+    a.lora_a_stride[1] = R * K;
+    a.lora_a_stride[2] = K;
+    a.lora_b_stride[0] = E * N * R;
+    a.lora_b_stride[1] = N * R;
+    a.lora_b_stride[2] = R;
+    a.output_stride[1] = int64_t(a.num_slices) * N;
+    a.output_stride[0] = a.top_k * a.output_stride[1];
+    return a;
+  };
+  struct Case {
+    std::string what;
+    moelora_fused_args args;
+  };
+  std::vector<Case> cases;
+  for (int path = 0; path < 4; ++path) {
+    // small batch (naive, 1 token), one-shot naive, one-shot sorted,
+    // two-kernel (fully sharded, sorted).
+    const char *pathName[] = {"small batch", "one-shot naive",
+                              "one-shot sorted", "two-kernel"};
+    auto base = [&](moelora_fused_args a) {
+      if (path == 2 || path == 3) {
+        a.topk_ids = nullptr;
+        a.sorted_token_ids = fakePtr<const int32_t>(0xb00000);
+        a.expert_ids = fakePtr<const int32_t>(0xc00000);
+        a.num_tokens_post_padded = fakePtr<const int32_t>(0xd00000);
+        a.block_size_m = 16;
+        a.EM = moelora_align_capacity(a.num_tokens, a.top_k, a.num_experts, 16);
+      }
+      a.fully_sharded = path == 3;
+      return contiguous(a);
+    };
+    const int tokens = path == 0 ? 1 : 64;
+    auto add = [&](const std::string &what, moelora_fused_args a) {
+      cases.push_back({std::string(pathName[path]) + ": " + what, base(a)});
+    };
+    moelora_fused_args a = naiveArgs(tokens);
+    a.max_loras = 1;
+    a.num_active_loras = 1;
+    add("max_loras 1", a);
+    a.num_active_loras = 2; // lora_ids has max_loras + 1 entries
+    add("max_loras 1, num_active_loras 2", a);
+    a = naiveArgs(tokens);
+    a.top_k = 1;
+    add("top_k 1", a);
+    a = naiveArgs(tokens);
+    a.num_experts = 1;
+    add("one expert", a);
+    a = naiveArgs(tokens);
+    a.K = 16; // below every BLOCK_K
+    add("K 16", a);
+    a.K = 2;
+    add("K 2", a);
+    a = naiveArgs(tokens);
+    a.N = 8; // below every BLOCK_N
+    add("N 8", a);
+    a.N = 1;
+    add("N 1", a);
+    a = naiveArgs(tokens);
+    a.rank = 2;
+    add("rank 2", a);
+    a = naiveArgs(tokens);
+    a.num_slices = 1;
+    a.num_experts = 1;
+    a.max_loras = 1;
+    a.num_active_loras = 1;
+    a.top_k = 1;
+    a.K = 8;
+    a.N = 8;
+    add("everything minimal", a);
+  }
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.what);
+    const moelora_fused_args &a = c.args;
+    moelora_plan plan;
+    ASSERT_EQ(moelora_plan_fused(rt, &a, &plan), MOELORA_OK) << lastError();
+    DispatchPlan want = expectedPlan(a);
+    EXPECT_EQ(int(plan.path), int(want.path));
+    EXPECT_NE(plan.path, MOELORA_PATH_NONE);
+    ASSERT_EQ(plan.num_launches, int(want.kernels.size()));
+    for (int i = 0; i < plan.num_launches; ++i)
+      expectLaunchMatches(plan.launches[i], want.kernels[size_t(i)], a);
+    if (want.path == DispatchPath::TwoKernel) {
+      EXPECT_EQ(moelora_workspace_bytes(&a), want.workspaceBytes);
+    }
+    // Valid: without a driver the launch entry points get as far as the
+    // device.
+    EXPECT_EQ(moelora_fused_moe_lora(rt, &a, nullptr), MOELORA_ERROR_NO_DEVICE)
+        << lastError();
+  }
 }
 
 TEST_F(CApiTest, PlanSmallBatch) {
@@ -1214,6 +1377,146 @@ TEST_F(CApiTest, ValidAlignWithoutDriverIsNoDevice) {
       << lastError();
   EXPECT_THAT(lastError(), HasSubstr("driver"));
   EXPECT_EQ(stats(rt).launches, 0u);
+}
+
+/// An align call without tokens, as torch passes it: the inputs are empty
+/// tensors (data_ptr() == 0), the outputs are not (EM >= num_experts'
+/// padding).
+moelora_align_args emptyAlign() {
+  moelora_align_args g = validAlign();
+  g.num_tokens = 0;
+  g.topk_ids = nullptr;
+  g.token_lora_mapping = nullptr;
+  g.EM = moelora_align_capacity(0, g.top_k, g.num_experts, g.block_size_m);
+  return g;
+}
+
+TEST_F(CApiTest, AlignWithoutTokensNeedsNoInputs) {
+  MOELORA_SKIP_WITH_DRIVER();
+  moelora_runtime *rt = create();
+  ASSERT_NE(rt, nullptr);
+  moelora_align_args g = emptyAlign();
+  EXPECT_EQ(g.EM, 64 * 15); // num_experts * (BLOCK_M - 1), a multiple of 16
+  // Valid: it gets as far as the device (it writes the outputs).
+  EXPECT_EQ(moelora_align_block_size(rt, &g, nullptr), MOELORA_ERROR_NO_DEVICE)
+      << lastError();
+  EXPECT_THAT(lastError(), HasSubstr("driver"));
+  // The outputs are still needed, and the capacity still checked.
+  for (auto mutate : std::vector<std::function<void(moelora_align_args &)>>{
+           [](auto &g) { g.sorted_token_ids = nullptr; },
+           [](auto &g) { g.expert_ids = nullptr; },
+           [](auto &g) { g.num_tokens_post_padded = nullptr; },
+           [](auto &g) { g.EM = 0; }}) {
+    moelora_align_args bad = emptyAlign();
+    mutate(bad);
+    EXPECT_EQ(moelora_align_block_size(rt, &bad, nullptr),
+              MOELORA_ERROR_INVALID_ARGUMENT);
+  }
+  EXPECT_EQ(stats(rt).launches, 0u);
+  EXPECT_EQ(stats(rt).misses, 0u) << "empty align looked up a kernel";
+}
+
+TEST_F(CApiTest, AlignRejectsAPairCountPastInt32) {
+  moelora_runtime *rt = create();
+  ASSERT_NE(rt, nullptr);
+  moelora_align_args g = validAlign();
+  g.num_tokens = 300000000;
+  g.top_k = 8;
+  g.EM = 0; // moelora_align_capacity cannot say it either
+  EXPECT_EQ(moelora_align_capacity(g.num_tokens, g.top_k, g.num_experts, 16),
+            0);
+  EXPECT_EQ(moelora_align_block_size(rt, &g, nullptr),
+            MOELORA_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(lastError(), HasSubstr("num_tokens * top_k = 2400000000"));
+}
+
+/// In a child: the fake driver's host-memory device, on which memsets write
+/// host arrays. An align call without tokens must write what the kernel
+/// (and the reference) writes for zero pairs; fused calls without work must
+/// not launch (launches fail on this device). Exits 0 when all is right,
+/// else prints what was wrong.
+void alignWithoutTokensOnHostMemoryDevice() {
+  ::setenv("MOELORA_FAKE_CUDA_MODE", "host-memory", 1);
+  if (!dlopen(MOELORA_FAKE_LIBCUDA, RTLD_NOW | RTLD_GLOBAL)) {
+    std::fprintf(stderr, "cannot load the fake driver: %s\n", dlerror());
+    std::_Exit(90);
+  }
+  moelora_runtime_options o;
+  moelora_runtime_options_init(&o);
+  o.enable_disk_cache = 0;
+  o.enable_jit = 0;
+  o.tuned_table_path = "";
+  moelora_runtime *rt = nullptr;
+  if (moelora_runtime_create(&o, &rt) != MOELORA_OK) {
+    std::fprintf(stderr, "create: %s\n", moelora_last_error());
+    std::_Exit(91);
+  }
+  int failures = 0;
+  auto expect = [&](bool ok, const std::string &what) {
+    if (!ok) {
+      std::fprintf(stderr, "FAIL %s\n", what.c_str());
+      ++failures;
+    }
+  };
+  for (int bm : {16, 64}) {
+    moelora_align_args g = emptyAlign();
+    g.block_size_m = bm;
+    g.EM = moelora_align_capacity(0, g.top_k, g.num_experts, bm);
+    const size_t rows = size_t(g.max_loras), em = size_t(g.EM),
+                 blocks = em / size_t(bm);
+    // Guard words around each output: nothing past its end is written.
+    std::vector<int32_t> sorted(rows * em + 1, 12345),
+        experts(rows * blocks + 1, 12345), post(rows + 1, 12345);
+    g.sorted_token_ids = sorted.data();
+    g.expert_ids = experts.data();
+    g.num_tokens_post_padded = post.data();
+    moelora_status s = moelora_align_block_size(rt, &g, nullptr);
+    const std::string at = "bm " + std::to_string(bm) + ": ";
+    expect(s == MOELORA_OK, at + "status " + std::to_string(int(s)) + ": " +
+                                moelora_last_error());
+    // The reference for zero pairs (sorted: the pad value 0).
+    AlignBlockSizeResult want = referenceAlignBlockSize(
+        {}, {}, 0, g.top_k, g.num_experts, g.max_loras, bm);
+    expect(want.EM == g.EM, "reference EM");
+    expect(std::equal(want.sortedTokenIds.begin(), want.sortedTokenIds.end(),
+                      sorted.begin()),
+           at + "sorted_token_ids");
+    expect(std::equal(want.expertIds.begin(), want.expertIds.end(),
+                      experts.begin()),
+           at + "expert_ids");
+    expect(std::equal(want.numTokensPostPadded.begin(),
+                      want.numTokensPostPadded.end(), post.begin()),
+           at + "num_tokens_post_padded");
+    expect(sorted.back() == 12345 && experts.back() == 12345 &&
+               post.back() == 12345,
+           at + "wrote past an output");
+  }
+  // Fused calls without work: OK, no launch, no kernel looked up (JIT off
+  // and no bundle: a lookup would fail).
+  moelora_fused_args empty = naiveArgs(0);
+  empty.x = empty.output = nullptr;
+  empty.topk_ids = nullptr;
+  for (int sharded : {0, 1}) {
+    empty.fully_sharded = sharded;
+    expect(moelora_fused_moe_lora(rt, &empty, nullptr) == MOELORA_OK,
+           std::string("empty fused: ") + moelora_last_error());
+    expect(moelora_shrink(rt, &empty, nullptr) == MOELORA_OK,
+           std::string("empty shrink: ") + moelora_last_error());
+    expect(moelora_expand(rt, &empty, 0, nullptr) == MOELORA_OK,
+           std::string("empty expand: ") + moelora_last_error());
+  }
+  moelora_stats st;
+  moelora_get_stats(rt, &st);
+  expect(st.launches == 0 && st.misses == 0, "a launch or a lookup");
+  moelora_runtime_destroy(rt);
+  std::fflush(stderr);
+  std::_Exit(failures ? 1 : 0);
+}
+
+TEST(CApiDeathTest, AlignWithoutTokensWritesTheEmptyMetadata) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(alignWithoutTokensOnHostMemoryDevice(),
+              ::testing::ExitedWithCode(0), "");
 }
 
 } // namespace

@@ -7,9 +7,16 @@
 //   init-no-device  cuInit fails with CUDA_ERROR_NO_DEVICE (a driver, no
 //                   visible GPU: CUDA_VISIBLE_DEVICES="", containers)
 //   zero-devices    cuInit succeeds, cuDeviceGetCount reports 0
+//   host-memory     one device (sm_90, 132 SMs, "Fake GPU") whose "device
+//                   memory" is host memory: cuMemsetD8/D32Async write
+//                   through the pointer at once; every other call (module
+//                   loads, launches) fails with CUDA_ERROR_NOT_SUPPORTED,
+//                   so a test sees what the runtime writes without kernels
 //
 //===----------------------------------------------------------------------===//
 
+#include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -27,7 +34,72 @@ bool mode(const char *m) {
 int fakeInit(unsigned) { return mode("init-no-device") ? kNoDevice : kSuccess; }
 
 int fakeDeviceGetCount(int *count) {
-  *count = 0;
+  *count = mode("host-memory") ? 1 : 0;
+  return kSuccess;
+}
+
+// host-memory: one device and one context, both fake handles.
+int fakeDeviceGet(int *dev, int) {
+  *dev = 0;
+  return kSuccess;
+}
+
+void *currentContext = nullptr;
+char primaryContext; // its address is the handle
+
+int fakePrimaryCtxRetain(void **ctx, int) {
+  *ctx = &primaryContext;
+  return kSuccess;
+}
+
+int fakeCtxGetCurrent(void **ctx) {
+  *ctx = currentContext;
+  return kSuccess;
+}
+
+int fakeCtxSetCurrent(void *ctx) {
+  currentContext = ctx;
+  return kSuccess;
+}
+
+int fakeCtxGetDevice(int *dev) {
+  *dev = 0;
+  return kSuccess;
+}
+
+int fakeDeviceGetAttribute(int *value, int attribute, int) {
+  switch (attribute) {
+  case 75: // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+    *value = 9;
+    break;
+  case 76: // ..._MINOR
+    *value = 0;
+    break;
+  case 16: // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
+    *value = 132;
+    break;
+  default:
+    *value = 0;
+  }
+  return kSuccess;
+}
+
+int fakeDeviceGetName(char *name, int len, int) {
+  std::strncpy(name, "Fake GPU", size_t(len));
+  if (len > 0)
+    name[len - 1] = 0;
+  return kSuccess;
+}
+
+int fakeMemsetD8Async(uintptr_t dst, unsigned char value, size_t n, void *) {
+  std::memset(reinterpret_cast<void *>(dst), value, n);
+  return kSuccess;
+}
+
+int fakeMemsetD32Async(uintptr_t dst, unsigned value, size_t n, void *) {
+  auto *p = reinterpret_cast<uint32_t *>(dst);
+  for (size_t i = 0; i < n; ++i)
+    p[i] = value;
   return kSuccess;
 }
 
@@ -59,6 +131,26 @@ cuGetProcAddress_v2(const char *symbol, void **fn, int, unsigned long long,
     *fn = reinterpret_cast<void *>(&fakeGetErrorName);
   else if (std::strcmp(symbol, "cuGetErrorString") == 0)
     *fn = reinterpret_cast<void *>(&fakeGetErrorString);
+  else if (!mode("host-memory"))
+    *fn = reinterpret_cast<void *>(&fakeUnsupported);
+  else if (std::strcmp(symbol, "cuDeviceGet") == 0)
+    *fn = reinterpret_cast<void *>(&fakeDeviceGet);
+  else if (std::strcmp(symbol, "cuDevicePrimaryCtxRetain") == 0)
+    *fn = reinterpret_cast<void *>(&fakePrimaryCtxRetain);
+  else if (std::strcmp(symbol, "cuCtxGetCurrent") == 0)
+    *fn = reinterpret_cast<void *>(&fakeCtxGetCurrent);
+  else if (std::strcmp(symbol, "cuCtxSetCurrent") == 0)
+    *fn = reinterpret_cast<void *>(&fakeCtxSetCurrent);
+  else if (std::strcmp(symbol, "cuCtxGetDevice") == 0)
+    *fn = reinterpret_cast<void *>(&fakeCtxGetDevice);
+  else if (std::strcmp(symbol, "cuDeviceGetAttribute") == 0)
+    *fn = reinterpret_cast<void *>(&fakeDeviceGetAttribute);
+  else if (std::strcmp(symbol, "cuDeviceGetName") == 0)
+    *fn = reinterpret_cast<void *>(&fakeDeviceGetName);
+  else if (std::strcmp(symbol, "cuMemsetD8Async") == 0)
+    *fn = reinterpret_cast<void *>(&fakeMemsetD8Async);
+  else if (std::strcmp(symbol, "cuMemsetD32Async") == 0)
+    *fn = reinterpret_cast<void *>(&fakeMemsetD32Async);
   else
     *fn = reinterpret_cast<void *>(&fakeUnsupported);
   return kSuccess;
