@@ -9,9 +9,16 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <ostream>
 #include <stdexcept>
 
 using namespace moelora;
+
+namespace moelora {
+/// Parameterized cases print "bf16"/"fp16" (found by argument-dependent
+/// lookup in DType's namespace), not a byte dump.
+void PrintTo(DType d, std::ostream *os) { *os << toString(d); }
+} // namespace moelora
 
 namespace {
 

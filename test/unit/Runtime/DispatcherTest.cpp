@@ -244,8 +244,9 @@ TEST(DispatcherTest, TwoKernelExpandFitsTheDeviceSharedMemory) {
       const KernelSpec &expand = p.kernels.at(1).spec;
       EXPECT_LE(expandKernelSharedBytes(expand), maxDynamicSharedBytes(sm));
       EXPECT_GE(expand.numStages, 2);
-      if (sm == 90 && bm == 64)
+      if (sm == 90 && bm == 64) {
         EXPECT_EQ(expand.numStages, 3) << "fits as is: not reduced";
+      }
     }
 }
 

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <ostream>
 
 using namespace moelora;
 using namespace moelora::test;
@@ -161,6 +162,10 @@ struct ParseErrorCase {
   std::function<std::string()> text;
   const char *mentions; ///< besides the origin
 };
+
+/// What a failure (and ctest's test name) says of the parameter: the case,
+/// not a byte dump ("48-byte object <...>").
+void PrintTo(const ParseErrorCase &c, std::ostream *os) { *os << c.name; }
 
 class TunedTableParseErrorTest
     : public ::testing::TestWithParam<ParseErrorCase> {};
