@@ -46,6 +46,9 @@ Differences from vLLM, by design:
   * The intermediate of fused_moe_lora_shrink/expand must be the contiguous
     (num_slices, num_tokens, top_k, R) cache of vLLM's non-TMA path.
 
+Empty work (no tokens, no active adapter, no slices) is a no-op: the fused
+ops return without a launch, as vLLM's kernels do.
+
 Every op runs on torch.cuda.current_stream(); nothing synchronises, and after
 one call with given tensors (which fills the slice-pointer tables and the
 workspace caches) the same call allocates nothing and can be captured in a
@@ -886,7 +889,9 @@ def moe_lora_align_block_size(
     (-1 unused, mapped through expert_map when given); num_tokens_post_pad[l]
     the padded length. Rows of max_num_tokens_padded entries (any value >=
     the padded lengths vLLM computes works; moelora's own capacity is
-    moelora.align_capacity())."""
+    moelora.align_capacity()). Without tokens (empty topk_ids and
+    token_lora_mapping, whose data_ptr() is 0) nothing is read and the
+    outputs are still written: padding 0, expert ids -1, lengths 0."""
     torch = _torch()
     if not getattr(topk_ids, "is_cuda", False):
         raise ValueError("topk_ids: must be a CUDA tensor")

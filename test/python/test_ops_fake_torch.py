@@ -51,6 +51,9 @@ def _child():
     sys.path.insert(0, HERE)
     import fake_torch as FT
     sys.modules["torch"] = FT
+    # As in torch, an empty tensor has no storage: data_ptr() is 0.
+    _data_ptr = FT.Tensor.data_ptr
+    FT.Tensor.data_ptr = lambda self: 0 if self.numel() == 0 else _data_ptr(self)
     from moelora import _lib as L
     try:
         L.load_library()
@@ -68,8 +71,9 @@ def _child():
     class P:
         pass
 
-    def problem(name, dtype="bf16", mrw=False):
+    def problem(name, dtype="bf16", mrw=False, num_active=None, **over):
         c = DC.case(name)
+        c.update(over)
         T = DT[dtype]
         nt, k, E, K, N, R = (c[n] for n in ("num_tokens", "top_k", "num_experts", "K", "N", "rank"))
         ml, S = c["max_loras"], c["num_slices"]
@@ -81,9 +85,11 @@ def _child():
         p.topk_weights = FT.empty(nt, k, dtype=FT.float32, device="cuda")
         p.topk_ids = FT.empty(nt, k, dtype=FT.int32, device="cuda")
         p.tlm = FT.empty(nt, dtype=FT.int32, device="cuda")
-        p.lora_ids = FT.tensor([0, 1, 2, 3, -1], dtype=FT.int32, device="cuda")
+        p.lora_ids = FT.tensor(list(range(ml)) + [-1], dtype=FT.int32, device="cuda")
         p.enabled = FT.empty(ml + 1, dtype=FT.int32, device="cuda")
-        p.num_active = FT.tensor([DC.NUM_ACTIVE_LORAS], dtype=FT.int32, device="cpu")
+        if num_active is None:
+            num_active = min(DC.NUM_ACTIVE_LORAS, ml)
+        p.num_active = FT.tensor([num_active], dtype=FT.int32, device="cpu")
         if c["sorted"]:
             p.mntp, p.mnb = DC.align_sizes(c)
             p.st = FT.empty(ml * p.mntp, dtype=FT.int32, device="cuda").view(ml, -1)
@@ -249,6 +255,122 @@ def _child():
            **fused_args(q))
     FT.cuda._capturing = False
 
+    # Empty work (issue #12): no tokens, or no active adapter. Every tensor
+    # of a call without tokens is empty (data_ptr() 0, as in torch); the ops
+    # return without a launch (no MOELORA_ERROR_NO_DEVICE here), and the
+    # align still writes its outputs (so it reaches the device).
+    def halves(p, offset=0):
+        c = p.c
+        nt, k, R, N, S = c["num_tokens"], c["top_k"], c["rank"], c["N"], c["num_slices"]
+        inter = FT.empty(S, nt, k, R, dtype=p.T, device="cuda")
+        bm = c["block_size_m"]
+        EM = p.st.shape[1] if c["sorted"] else nt * k * bm
+        moelora.fused_moe_lora_shrink(
+            inter, p.x, p.lora_a, p.topk_weights, p.st, p.ex, p.ntpp, p.tlm, k,
+            p.lora_ids, p.enabled, "cuda:0", R, nt, EM, c["K"], nt * k,
+            c["num_experts"], S, bm, *CFG, p.num_active, p.mrw)
+        moelora.fused_moe_lora_expand(
+            p.out, inter, p.lora_b, p.topk_weights, p.st, p.ex, p.ntpp, p.tlm, k,
+            p.lora_ids, p.enabled, "cuda:0", R, nt, EM, c["K"], nt * k,
+            c["num_experts"], S, R, N, bm, *CFG, p.num_active, p.mrw, offset)
+
+    def expect_no_op(what, fn, *args, **kwargs):
+        try:
+            fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001
+            failures.append(f"{what}: {type(e).__name__}: {e}")
+
+    def expect_plan(what, p, want, **over):
+        try:
+            got = moelora.plan_fused_moe_lora(**fused_args(p, **over))
+        except Exception as e:  # noqa: BLE001
+            failures.append(f"{what}: plan: {type(e).__name__}: {e}")
+            return None
+        if want is not None and got["path"] != want:
+            failures.append(f"{what}: path {got['path']}, want {want}")
+        return got
+
+    n_empty = 0
+    for name in DC.CASES:
+        for mrw, add in DC.flags_for(name):
+            for label, kw in (("num_tokens 0", dict(num_tokens=0)),
+                              ("num_active_loras 0", dict(num_active=0))):
+                if label.startswith("num_active") and not DC.case(name)["sorted"]:
+                    continue  # naive metadata: vLLM launches one slice anyway
+                p = problem(name, mrw=mrw, **kw)
+                what = f"empty {name}/{label}/mrw{int(mrw)}/add{int(add)}"
+                expect_plan(what, p, "none", add=add)
+                expect_no_op(what, moelora.fused_moe_lora, **fused_args(p, add))
+                if p.c["fully_sharded"]:
+                    out = FT.empty(p.c["num_tokens"], p.c["top_k"],
+                                   32 + p.c["num_slices"] * p.c["N"], dtype=p.T,
+                                   device="cuda")
+                    expect_no_op(f"{what} offset", moelora.fused_moe_lora,
+                                 **fused_args(p, add, offset=32, output=out))
+                    expect_no_op(f"{what} halves", halves, p)
+                n_empty += 1
+        p = problem(name, num_tokens=0)
+        if p.c["sorted"]:
+            # vLLM's buffers for no tokens (em_mode "vllm": empty rows) or
+            # moelora's capacity: the outputs are written, the inputs unread.
+            expect_no_device(f"empty {name} align", moelora.moe_lora_align_block_size,
+                             p.topk_ids, p.tlm, p.c["num_experts"], p.c["block_size_m"],
+                             p.c["max_loras"], p.mntp, p.mnb, p.st, p.ex, p.ntpp,
+                             p.enabled, p.lora_ids)
+    # The C layer still validates what empty work cannot excuse.
+    p = problem("prefill", num_tokens=0)
+    expect("empty align block 24", ValueError, "block_size = 24",
+           moelora.moe_lora_align_block_size, p.topk_ids, p.tlm, 8, 24, 4, p.mntp,
+           p.mnb, p.st, p.ex, p.ntpp, p.enabled, p.lora_ids)
+
+    # Degenerate shapes that are real work: each plans like its shape does
+    # through moelora._lib (no tensors), and passes validation.
+    DEGENERATE = (("max_loras 1", dict(max_loras=1)),
+                  ("top_k 1", dict(top_k=1)),
+                  ("K 16", dict(K=16)),
+                  ("N 8", dict(N=8)),
+                  ("one expert", dict(num_experts=1)),
+                  ("one slice", dict(num_slices=1)),
+                  ("all minimal", dict(max_loras=1, top_k=1, K=8, N=8, num_experts=1,
+                                       num_slices=1)))
+    n_degenerate = 0
+    for name in ("decode", "naive_oneshot", "prefill", "prefill_b64", "r256", "sharded",
+                 "sharded_naive"):
+        for label, over in DEGENERATE:
+            for mrw in (False, True):
+                p = problem(name, mrw=mrw, **over)
+                c = p.c
+                what = f"degenerate {name}/{label}/mrw{int(mrw)}"
+                shape = dict(num_tokens=c["num_tokens"], top_k=c["top_k"],
+                             num_experts=c["num_experts"], K=c["K"], N=c["N"],
+                             rank=c["rank"], num_slices=c["num_slices"],
+                             max_loras=c["max_loras"],
+                             num_active_loras=int(p.num_active.item()), dtype="bf16",
+                             sorted=c["sorted"], EM=DC.fused_em(c),
+                             block_size_m=c["block_size_m"], mul_routed_weight=mrw,
+                             add_inputs=True, fully_sharded=c["fully_sharded"])
+                try:
+                    want = L.plan(**shape)
+                except Exception as e:  # noqa: BLE001
+                    failures.append(f"{what}: shape plan: {type(e).__name__}: {e}")
+                    continue
+                got = expect_plan(what, p, want["path"])
+                if got is not None:
+                    if got["path"] == "none":
+                        failures.append(f"{what}: planned no work")
+                    keys = [x["cache_key"] for x in got["launches"]]
+                    if keys != [x["cache_key"] for x in want["launches"]]:
+                        failures.append(f"{what}: plan {keys} differs from the shape's")
+                expect_no_device(what, moelora.fused_moe_lora, **fused_args(p))
+                if c["fully_sharded"]:
+                    expect_no_device(f"{what} halves", halves, p)
+                if c["sorted"]:
+                    expect_no_device(f"{what} align", moelora.moe_lora_align_block_size,
+                                     p.topk_ids, p.tlm, c["num_experts"],
+                                     c["block_size_m"], c["max_loras"], p.mntp, p.mnb,
+                                     p.st, p.ex, p.ntpp, p.enabled, p.lora_ids)
+                n_degenerate += 1
+
     # Workspaces and metadata scratch come in power-of-two size classes per
     # stream: a server's varying sizes reuse a few buffers, never freed.
     from moelora import ops as O
@@ -274,7 +396,8 @@ def _child():
 
     for f in failures:
         print("FAIL", f)
-    print(f"{n_calls} fused calls planned{' and validated' if launches else ''}; "
+    print(f"{n_calls} fused calls planned{' and validated' if launches else ''}, "
+          f"{n_empty} empty calls, {n_degenerate} degenerate shapes; "
           f"{len(failures)} failures")
     sys.exit(1 if failures else 0)
 

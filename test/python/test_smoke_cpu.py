@@ -128,6 +128,46 @@ def test_plan_paths():
     assert p["path"] == "none" and p["num_launches"] == 0
 
 
+def test_empty_work_plans_nothing():
+    L = _L()
+    # No tokens on every path; no active adapter on the sorted one; NULL
+    # tensors throughout (an empty torch tensor's data_ptr() is 0).
+    for over, kw in ((dict(num_tokens=0), {}),
+                     (dict(num_tokens=0), dict(sorted=True, block_size_m=16)),
+                     (dict(num_tokens=0, rank=256), dict(sorted=True)),
+                     (dict(num_tokens=0), dict(fully_sharded=True)),
+                     (dict(num_active_loras=0), dict(sorted=True)),
+                     (dict(num_active_loras=0, rank=256), {})):
+        a = L.shape_args(**dict(DECODE, **over), **kw)
+        a.x = a.lora_a_ptrs = a.lora_b_ptrs = a.output = None
+        a.topk_ids = a.token_lora_mapping = a.lora_ids = a.adapter_enabled = None
+        p = L.plan_args(a)
+        assert p["path"] == "none" and p["num_launches"] == 0, (over, kw, p)
+        assert L.workspace_bytes(a) == 0, (over, kw)
+        assert L.last_error() == "", L.last_error()
+        L.warmup([a])
+
+
+def test_degenerate_shapes_plan():
+    L = _L()
+    for over in (dict(max_loras=1, num_active_loras=1), dict(top_k=1), dict(K=16),
+                 dict(N=8), dict(num_experts=1), dict(num_slices=1, N=2),
+                 dict(max_loras=1, num_active_loras=2, top_k=1, K=8, N=8,
+                      num_experts=1, num_slices=1, rank=2)):
+        for kw in ({}, dict(sorted=True, block_size_m=16), dict(fully_sharded=True),
+                   dict(num_tokens=256, sorted=True, block_size_m=64)):
+            shape = dict(DECODE, **over)
+            shape.update(kw)
+            p = L.plan(**shape)
+            assert p["path"] != "none" and p["num_launches"] >= 1, (shape, p)
+
+
+def test_align_capacity_overflow_is_zero():
+    L = _L()
+    assert L.align_capacity(300000000, 8, 64, 16) == 0
+    assert L.align_capacity(0, 8, 64, 16) == 64 * 15
+
+
 def test_workspace_bytes():
     L = _L()
     a = L.shape_args(**dict(DECODE, rank=256))
