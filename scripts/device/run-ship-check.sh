@@ -37,6 +37,8 @@ step "plugin CPU tests against the installed package"
 check python3 test/python/test_vllm_plugin.py
 step "bitwise reproducibility: repeated calls, 8 streams, another process (every path)"
 check python3 -m pytest -q -s -rfE -p no:cacheprovider test/python/test_determinism.py
+step "empty batches and degenerate shapes"
+check python3 -m pytest -q -rfE -p no:cacheprovider test/python/test_degenerate.py
 step "Triton, then moelora's JIT, then Triton, in one process"
 check python3 -m pytest -q -s -p no:cacheprovider test/python/test_coexist_triton.py
 step "cold start: first call per variant, whole-model warm-up"

@@ -105,8 +105,9 @@ def make_problem(name, dtype="bf16", mul_routed_weight=False, seed=0):
     # topk distinct experts per token, ~5% of pairs without an expert (-1).
     ids = torch.stack([torch.randperm(E, generator=g)[:k] for _ in range(nt)]).to(torch.int32)
     ids[torch.rand(nt, k, generator=g) < 0.05] = -1
-    # Adapters per contiguous token sequences: -1, the disabled one, enabled.
-    order = [0, 1, -1, DISABLED_ADAPTER, 3]
+    # Adapters per contiguous token sequences: -1, the disabled one, enabled
+    # (those that exist: max_loras may be 1).
+    order = [a for a in (0, 1, -1, DISABLED_ADAPTER, 3) if a < ml]
     mapping, i = [], 0
     while len(mapping) < nt:
         a = order[i] if i < len(order) else order[int(torch.randint(len(order), (1,), generator=g))]
@@ -123,7 +124,8 @@ def make_problem(name, dtype="bf16", mul_routed_weight=False, seed=0):
                 for _ in range(S)]
     p.topk_weights = torch.rand(nt, k, generator=g).to(DEV)
     en = torch.ones(ml + 1, dtype=torch.int32)
-    en[DISABLED_ADAPTER] = 0
+    if DISABLED_ADAPTER < ml:
+        en[DISABLED_ADAPTER] = 0
     en[ml] = 0
     p.adapter_enabled = en.to(DEV)
     p.lora_ids = torch.tensor(list(range(ml)) + [-1], dtype=torch.int32, device=DEV)
