@@ -68,6 +68,9 @@ def test_small_shapes(name):
 @pytest.mark.parametrize("name", ["decode", "prefill", "sharded", "r256"])
 def test_no_work_is_a_no_op(name, what):
     p = D.make_problem(name, "bf16", seed=9)
+    if what == "no_active_loras" and not p.c["sorted"]:
+        pytest.skip("naive metadata: vLLM takes the adapter from token_lora_mapping "
+                    "and ignores num_active_loras")
     if what == "no_active_loras":
         p.num_active_loras = torch.tensor([0], dtype=torch.int32)
     elif what == "all_disabled":

@@ -129,7 +129,8 @@ def make_problem(name, dtype="bf16", mul_routed_weight=False, seed=0):
     en[ml] = 0
     p.adapter_enabled = en.to(DEV)
     p.lora_ids = torch.tensor(list(range(ml)) + [-1], dtype=torch.int32, device=DEV)
-    p.num_active_loras = torch.tensor([DC.NUM_ACTIVE_LORAS], dtype=torch.int32)  # CPU, as vLLM
+    p.num_active_loras = torch.tensor([min(DC.NUM_ACTIVE_LORAS, ml)],
+                                      dtype=torch.int32)  # CPU, as vLLM
     p.poison_gen = g
     if c["sorted"]:
         p.sorted_token_ids, p.expert_ids, p.num_tokens_post_padded, p.mntp = align(p)
