@@ -60,13 +60,7 @@ def _child():
 
     before = L.stats()
     p = D.make_problem("prefill", "bf16", mul_routed_weight=False, seed=11)
-    c = p.c
-    out0 = D.poison(p, c["num_slices"] * c["N"])
-    out = out0.clone()
-    D.call_fused(p, out, add_inputs=True)
-    torch.cuda.synchronize()
-    r, _ = D.reference_r(p)
-    ref, ok = D.reference_expand(p, r, out0, True)
+    out, out0, ref, ok = D.fused_against_reference(p)
     result["moelora_rel_l2"] = D.check_output(p, out, out0, ref, ok)
     after = L.stats()
     result["moelora_kernels_generated"] = after["jit_generations"] - before["jit_generations"]

@@ -242,6 +242,19 @@ def check_output(p, out, out0, ref, ok, offset=0):
     return err
 
 
+def fused_against_reference(p, add_inputs=True):
+    """One fused call onto a poisoned output, and the float64 reference:
+    (out, out0, ref, ok) for check_output or a test's own checks."""
+    c = p.c
+    out0 = poison(p, c["num_slices"] * c["N"])
+    out = out0.clone()
+    call_fused(p, out, add_inputs=add_inputs)
+    torch.cuda.synchronize()
+    r, _ = reference_r(p)
+    ref, ok = reference_expand(p, r, out0, add_inputs)
+    return out, out0, ref, ok
+
+
 # ---------------------------------------------------------------------------
 # fused_moe_lora: every case, both dtypes, mul_routed_weight/add_inputs
 # ---------------------------------------------------------------------------
