@@ -21,11 +21,15 @@ from ._lib import (  # noqa: F401
     stats,
 )
 from .ops import (  # noqa: F401
+    TensorParallel,
     fused_moe_lora,
     fused_moe_lora_expand,
     fused_moe_lora_shrink,
+    get_tensor_parallel,
     moe_lora_align_block_size,
     plan_fused_moe_lora,
+    set_tensor_parallel,
+    tensor_parallel,
     warmup,
 )
 
@@ -35,4 +39,5 @@ __all__ = [
     "stats", "warmup",
     "fused_moe_lora", "fused_moe_lora_shrink", "fused_moe_lora_expand",
     "moe_lora_align_block_size", "plan_fused_moe_lora",
+    "TensorParallel", "set_tensor_parallel", "get_tensor_parallel", "tensor_parallel",
 ]

@@ -49,6 +49,21 @@ Differences from vLLM, by design:
 Empty work (no tokens, no active adapter, no slices) is a no-op: the fused
 ops return without a launch, as vLLM's kernels do.
 
+fully_sharded=True (tensor parallelism) runs shrink, a collective on the
+intermediate and expand at column `offset`, as vLLM's _fused_moe_lora does:
+all-gather along R when lora_b_stacked's rank is lora_a_stacked's times the
+group's size (column-parallel W13), all-reduce when the ranks are equal
+(row-parallel W2). The collectives are the engine's: set_tensor_parallel()
+(process-wide) or `with tensor_parallel(...)` (this thread) give them (see
+TensorParallel); moelora's vLLM plugin sets vLLM's. moelora imports no
+collective library itself: without a setting a fully_sharded call is one
+rank (equal ranks: no collective; different ranks: ValueError), and it
+raises instead when vLLM's TP group has more than one rank in the process.
+Mismatched ranks, offsets past the output and a collective returning the
+wrong shape, dtype or device raise ValueError naming them; all but the
+last before anything is launched (after a bad collective the shrink has
+written moelora's workspace, the output is untouched).
+
 Every op runs on torch.cuda.current_stream(); nothing synchronises, and after
 one call with given tensors (which fills the slice-pointer tables and the
 workspace caches) the same call allocates nothing and can be captured in a
@@ -57,7 +72,10 @@ CUDA graph. torch is imported lazily, so `import moelora` works without it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ctypes
+import sys
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -66,6 +84,7 @@ from . import _lib as L
 __all__ = [
     "fused_moe_lora", "fused_moe_lora_shrink", "fused_moe_lora_expand",
     "moe_lora_align_block_size", "plan_fused_moe_lora", "warmup",
+    "TensorParallel", "set_tensor_parallel", "get_tensor_parallel", "tensor_parallel",
 ]
 
 
@@ -484,32 +503,176 @@ def _prepare_fused(torch, output, x, lora_a_stacked, lora_b_stacked, topk_weight
     return a, dev
 
 
-_VLLM_TP = None  # None: not looked up yet; False: unavailable; else functions
+# ---------------------------------------------------------------------------
+# Tensor parallelism: the collective of fully_sharded calls
+# ---------------------------------------------------------------------------
+
+class TensorParallel:
+    """A tensor-parallel group's collectives, as fully_sharded calls use them
+    between the shrink and the expand (vLLM's fully_sharded MoE-LoRA):
+
+      world_size  the group's size: an int >= 1, or a callable returning
+                  one, read at every fully_sharded call (vLLM's group only
+                  exists once its workers are up).
+      all_reduce  all_reduce(t) -> the elementwise sum of every rank's t:
+                  same shape, dtype and device; reducing t in place and
+                  returning t or None is fine (torch.distributed.all_reduce
+                  can be passed as it is). Row-parallel layers (W2: lora_a
+                  sharded along K, every rank's intermediate a partial sum).
+      all_gather  all_gather(t) -> every rank's t concatenated along the
+                  last dimension in rank order: t.shape[:-1] + (world_size *
+                  t.shape[-1],), t's dtype and device (vLLM's
+                  tensor_model_parallel_all_gather(t), dim=-1). Column-
+                  parallel layers (W13: lora_a sharded along R, lora_b of
+                  the full rank).
+      name        names the group in messages.
+
+    t is the intermediate (num_slices, num_tokens, top_k, R) of this rank,
+    a contiguous view of moelora's workspace on the op's stream (torch's
+    current stream); a collective that returns a non-contiguous tensor gets
+    it copied. Both may be called inside CUDA-graph capture (when the op
+    is captured), so they must be capturable then (NCCL is, gloo is not).
+    """
+
+    __slots__ = ("world_size", "all_reduce", "all_gather", "name")
+
+    def __init__(self, world_size, all_reduce=None, all_gather=None, name=None):
+        if isinstance(world_size, bool) or not (
+                isinstance(world_size, int) or callable(world_size)):
+            raise ValueError(f"world_size: {world_size!r}; must be an int >= 1 or a "
+                             "callable returning one")
+        if isinstance(world_size, int) and world_size < 1:
+            raise ValueError(f"world_size = {world_size}: must be >= 1")
+        for what, fn in (("all_reduce", all_reduce), ("all_gather", all_gather)):
+            if fn is not None and not callable(fn):
+                raise ValueError(f"{what}: {type(fn).__name__} is not callable")
+        if isinstance(world_size, int) and world_size > 1 and \
+                all_reduce is None and all_gather is None:
+            raise ValueError(f"all_reduce / all_gather: world_size {world_size} needs "
+                             "at least one of them")
+        self.world_size = world_size
+        self.all_reduce = all_reduce
+        self.all_gather = all_gather
+        self.name = str(name) if name else "the tensor-parallel setting"
+
+    def size(self) -> int:
+        """The group's size now (world_size, called when it is callable)."""
+        w = self.world_size() if callable(self.world_size) else self.world_size
+        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+            try:
+                w = int(w)  # numpy/torch integers
+            except (TypeError, ValueError):
+                w = None
+            if w is None or w < 1:
+                raise ValueError(f"world_size: {self.name}'s world_size() returned "
+                                 f"{w!r}; must be an int >= 1")
+        return w
+
+    def __repr__(self):
+        def fn(f):
+            return None if f is None else getattr(f, "__qualname__", repr(f))
+        world = fn(self.world_size) if callable(self.world_size) else self.world_size
+        return (f"TensorParallel(name={self.name!r}, world_size={world}, "
+                f"all_reduce={fn(self.all_reduce)}, all_gather={fn(self.all_gather)})")
+
+
+_TP_DEFAULT: Optional[TensorParallel] = None  # set_tensor_parallel's
+_TP_UNSET = object()
+# tensor_parallel()'s override: per thread (a new thread starts without one)
+# and per asyncio task.
+_TP_OVERRIDE = contextvars.ContextVar("moelora_tensor_parallel", default=_TP_UNSET)
+
+
+def _as_tensor_parallel(world_size, all_reduce, all_gather, name):
+    if isinstance(world_size, TensorParallel):
+        if all_reduce is not None or all_gather is not None or name is not None:
+            raise ValueError("all_reduce / all_gather / name: given with a "
+                             "TensorParallel (which has its own)")
+        return world_size
+    if world_size is None:
+        if all_reduce is not None or all_gather is not None:
+            raise ValueError("world_size: None (no tensor parallelism) with "
+                             "collectives given")
+        return None
+    return TensorParallel(world_size, all_reduce, all_gather, name)
+
+
+def set_tensor_parallel(world_size=None, all_reduce=None, all_gather=None, *,
+                        name=None) -> Optional[TensorParallel]:
+    """Sets the process-wide collectives of fully_sharded calls (see
+    TensorParallel for the arguments) and returns the previous setting.
+    set_tensor_parallel(prev) with a TensorParallel (or the None a first
+    call returned) puts a setting back; None clears it. moelora's vLLM
+    plugin sets vLLM's (vllm.distributed's tensor_model_parallel_*).
+    Importing nothing and loading no library: call it at start-up."""
+    global _TP_DEFAULT
+    tp = _as_tensor_parallel(world_size, all_reduce, all_gather, name)
+    with _cache_lock:
+        prev, _TP_DEFAULT = _TP_DEFAULT, tp
+    return prev
+
+
+def get_tensor_parallel() -> Optional[TensorParallel]:
+    """The setting fully_sharded calls of this thread use now: the innermost
+    tensor_parallel() block's, else set_tensor_parallel()'s, else None."""
+    tp = _TP_OVERRIDE.get()
+    return _TP_DEFAULT if tp is _TP_UNSET else tp
+
+
+@contextlib.contextmanager
+def tensor_parallel(world_size=None, all_reduce=None, all_gather=None, *, name=None):
+    """with moelora.tensor_parallel(2, all_reduce=..., all_gather=...): the
+    fully_sharded calls of this thread (and asyncio task) inside the block
+    use these collectives instead of the process-wide ones; world_size None
+    (or 1) means one rank inside the block. Yields the TensorParallel."""
+    tp = _as_tensor_parallel(world_size, all_reduce, all_gather, name)
+    token = _TP_OVERRIDE.set(tp)
+    try:
+        yield tp
+    finally:
+        _TP_OVERRIDE.reset(token)
+
+
+def _vllm_world_unconfigured() -> int:
+    """The size of vLLM's tensor-parallel group when vLLM has one up in this
+    process (without importing anything), else 1."""
+    ps = sys.modules.get("vllm.distributed.parallel_state")
+    if ps is None:
+        return 1
+    try:
+        if not ps.model_parallel_is_initialized():
+            return 1
+        return int(ps.get_tensor_model_parallel_world_size())
+    except Exception:  # noqa: BLE001 - not vLLM's module as we know it
+        return 1
 
 
 def _tp_collectives():
-    """vLLM's tensor-parallel all-reduce / all-gather when vLLM is importable
-    and its TP group has more than one rank, else None."""
-    global _VLLM_TP
-    if _VLLM_TP is None:
-        try:
-            from vllm.distributed import (get_tensor_model_parallel_world_size,
-                                          tensor_model_parallel_all_gather,
-                                          tensor_model_parallel_all_reduce)
-            _VLLM_TP = (get_tensor_model_parallel_world_size,
-                        tensor_model_parallel_all_reduce,
-                        tensor_model_parallel_all_gather)
-        except Exception:
-            _VLLM_TP = False
-    if not _VLLM_TP:
-        return None
-    world, all_reduce, all_gather = _VLLM_TP
+    """(world_size, TensorParallel) for this fully_sharded call: (1, None)
+    without a setting. With no setting in a process where vLLM's TP group
+    has more than one rank (moelora called without the plugin), raises
+    rather than skip the collective (the delta would be wrong)."""
+    tp = get_tensor_parallel()
+    if tp is None:
+        world = _vllm_world_unconfigured()
+        if world > 1:
+            raise RuntimeError(
+                f"fully_sharded: vLLM's tensor-parallel group has {world} ranks but "
+                "moelora has no collectives for it; register moelora's vLLM plugin "
+                "(moelora.vllm_plugin.register(), which supplies vLLM's) or call "
+                "moelora.set_tensor_parallel(...)")
+        return 1, None
+    return tp.size(), tp
+
+
+def _stacked_dim(stacked, dim):
+    """stacked[0].shape[dim] when stacked is a non-empty list of 4-D
+    tensors, else None (the argument checks then say what is wrong)."""
     try:
-        if world() > 1:
-            return all_reduce, all_gather
-    except Exception:
-        pass
-    return None
+        shape = stacked[0].shape
+        return int(shape[dim]) if len(shape) == 4 else None
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _intermediate_view(torch, ws, dtype, shape):
@@ -517,6 +680,28 @@ def _intermediate_view(torch, ws, dtype, shape):
     for s in shape:
         n *= int(s)
     return ws.view(dtype)[:n].view(*shape)
+
+
+def _check_collective(torch, t, what, tp, want, dtype, dev):
+    """The intermediate a collective returned, checked against what the
+    expand reads: a contiguous (num_slices, num_tokens, top_k, R) tensor of
+    the op's dtype on its device."""
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{what}: {tp.name}'s {what} returned {type(t).__name__}; "
+                         "must return a tensor")
+    if tuple(int(s) for s in t.shape) != tuple(want):
+        raise ValueError(
+            f"{what}: {tp.name}'s {what} returned shape {tuple(t.shape)}; must be "
+            f"{tuple(want)}" + (
+                " (the intermediate gathered along its last dimension, R)"
+                if what == "all_gather" else " (the intermediate's shape)"))
+    if t.dtype != dtype:
+        raise ValueError(f"{what}: {tp.name}'s {what} returned dtype {t.dtype}; must "
+                         f"be {dtype} like the intermediate")
+    if getattr(t, "device", None) != dev:
+        raise ValueError(f"{what}: {tp.name}'s {what} returned a tensor on "
+                         f"{getattr(t, 'device', None)}; must be on {dev}")
+    return t if t.is_contiguous() else t.contiguous()
 
 
 def _fused_call(rt, stream, torch, a, dev):
@@ -572,9 +757,11 @@ def fused_moe_lora(
 ) -> None:
     """vLLM's fused_moe_lora on moelora's kernels; adds the LoRA delta into
     `output` in place (see the module docstring for the matched version).
-    fully_sharded runs shrink, vLLM's TP collective (when vLLM's TP group has
-    more than one rank) and expand at column `offset`; otherwise `offset` is
-    ignored, as in vLLM's fast path."""
+    fully_sharded runs shrink, the tensor-parallel collective (see
+    set_tensor_parallel: all-gather when lora_b_stacked's rank is larger
+    than lora_a_stacked's, else all-reduce; none with one rank) and expand
+    at column `offset`; otherwise `offset` is ignored, as in vLLM's fast
+    path."""
     torch = _torch()
     if fully_sharded and not add_inputs:
         raise ValueError("add_inputs: fused_moe_lora(add_inputs=False) is only "
@@ -605,18 +792,45 @@ def _fused_sharded(torch, output, x, lora_a_stacked, lora_b_stacked, topk_weight
                    token_lora_mapping, max_lora_rank, top_k_num, lora_ids,
                    num_active_loras, adapter_enabled, block_size_m,
                    mul_routed_weight, offset):
+    """fully_sharded as vLLM's _fused_moe_lora runs it: shrink; all-gather
+    of the intermediate when lora_b_stacked's rank differs from
+    lora_a_stacked's (column-parallel: A split along R, the gathered rank is
+    B's), else all-reduce (row-parallel: A split along K); expand at column
+    `offset`. Every argument, the collective included, is checked before
+    the shrink; what the collective returns is checked before the expand."""
     keep: List[Any] = []
-    coll = _tp_collectives()
-    b_rank = int(lora_b_stacked[0].shape[3]) if len(lora_b_stacked) else 0
-    a_rank = int(lora_a_stacked[0].shape[2]) if len(lora_a_stacked) else 0
-    gather = coll is not None and max_lora_rank != b_rank
-    if gather or b_rank != a_rank:
-        if coll is None:
-            raise ValueError(f"lora_b_stacked: rank {b_rank} differs from lora_a_stacked's "
-                             f"{a_rank}, which needs vLLM's TP all-gather (no TP group "
-                             "of more than one rank here)")
+    world, tp = _tp_collectives()
+    a_rank = _stacked_dim(lora_a_stacked, 2)
+    b_rank = _stacked_dim(lora_b_stacked, 3)
+    gather = a_rank is not None and b_rank is not None and a_rank != b_rank
+    if gather:
+        if world == 1 or tp.all_gather is None:
+            why = ("no tensor-parallel collectives are set (moelora.set_tensor_parallel; "
+                   "under vLLM, moelora's vLLM plugin sets vLLM's)" if tp is None else
+                   f"{tp.name} has world size 1" if world == 1 else
+                   f"{tp.name} has no all_gather")
+            raise ValueError(
+                f"lora_b_stacked: rank {b_rank} differs from lora_a_stacked's {a_rank}; "
+                "a column-parallel fully_sharded call all-gathers the intermediate "
+                f"over the tensor-parallel group, but {why}")
+        if a_rank * world != b_rank:
+            raise ValueError(
+                f"lora_b_stacked: rank {b_rank}; the all-gather of lora_a_stacked's "
+                f"rank {a_rank} over world_size {world} ({tp.name}) gives "
+                f"{a_rank * world}")
+    elif world > 1 and tp.all_reduce is None:
+        raise ValueError(
+            f"all_reduce: {tp.name} (world size {world}) has none; a row-parallel "
+            f"fully_sharded call (lora_a_stacked and lora_b_stacked of rank {a_rank}) "
+            "all-reduces the intermediate")
+    try:
+        offset = int(offset)
+    except (TypeError, ValueError):
+        raise ValueError(f"offset = {offset!r}: must be an integer >= 0") from None
+    if offset < 0:
+        raise ValueError(f"offset = {offset}: must be >= 0")
     prep_b = lora_b_stacked
-    if b_rank != a_rank:
+    if gather:
         # Validate and build the shrink with a rank-consistent view of B; the
         # expand below uses the real B with the gathered rank.
         prep_b = [t[..., :a_rank] for t in lora_b_stacked]
@@ -627,41 +841,48 @@ def _fused_sharded(torch, output, x, lora_a_stacked, lora_b_stacked, topk_weight
                             True, keep)
     if a is None:
         return
-    if offset < 0:
-        raise ValueError(f"offset = {offset}: must be >= 0")
-    if int(output.shape[2]) < offset + a.num_slices * a.N:
-        raise ValueError(f"output: {int(output.shape[2])} columns; needs offset + "
-                         f"num_slices*N = {offset + a.num_slices * a.N}")
-    if coll is None and offset == 0:
+    cols = int(output.shape[2])
+    if cols < offset + a.num_slices * a.N:
+        raise ValueError(f"offset = {offset}: past output's {cols} columns (offset + "
+                         f"num_slices*N = {offset + a.num_slices * a.N})")
+    if gather:
+        # The expand's B (full rank), checked now so that nothing runs when
+        # it is wrong (the cached table makes this free in the halves).
+        _ptr_table(torch, lora_b_stacked, "lora_b_stacked", x.dtype, dev)
+    if world == 1 and offset == 0:
         _call_on(torch, dev.index, _fused_call, torch, a, dev)  # shrink + expand, one call
         return
     _call_on(torch, dev.index, _sharded_halves, torch, a, dev, x.dtype,
-             lora_b_stacked, coll, gather, int(offset))
+             lora_b_stacked, tp if world > 1 else None, world, gather, offset)
 
 
-def _sharded_halves(rt, stream, torch, a, dev, dtype, lora_b_stacked, coll, gather,
-                    offset):
-    """fully_sharded as shrink, vLLM's TP collective (when there is one) and
-    expand at column `offset`."""
+def _sharded_halves(rt, stream, torch, a, dev, dtype, lora_b_stacked, tp, world,
+                    gather, offset):
+    """fully_sharded as shrink, the collective (tp None: none) and expand at
+    column `offset`."""
     ws = _workspace(torch, dev, L.workspace_bytes(a), stream)
     # The intermediate (num_slices, num_tokens, top_k, rank) starts the
     # workspace; its tensor view (a few host us) only for the collective.
     a.workspace = ws.data_ptr()
     L.check(L.lib().moelora_shrink(rt, ctypes.byref(a), stream),
             "fused_moe_lora (shrink)")
-    if coll is not None:
+    if tp is not None:
         shape = (a.num_slices, a.num_tokens, a.top_k, a.rank)
         inter = _intermediate_view(torch, ws, dtype, shape)
-        all_reduce, all_gather = coll
-        inter = all_reduce(inter) if not gather else all_gather(inter)
-        inter = inter.contiguous()
         if gather:
+            got = _check_collective(torch, tp.all_gather(inter), "all_gather", tp,
+                                    shape[:3] + (a.rank * world,), dtype, dev)
             b_ptrs, _, b_stride = _ptr_table(torch, lora_b_stacked, "lora_b_stacked",
                                              dtype, dev)
             a.lora_b_ptrs = b_ptrs
             a.lora_b_stride[:] = b_stride
-            a.rank = int(inter.shape[-1])
-        a.workspace = inter.data_ptr()
+            a.rank = int(got.shape[-1])
+        else:
+            got = tp.all_reduce(inter)
+            # None: reduced in place, as torch.distributed.all_reduce does.
+            got = _check_collective(torch, inter if got is None else got, "all_reduce",
+                                    tp, shape, dtype, dev)
+        a.workspace = got.data_ptr()
     L.check(L.lib().moelora_expand(rt, ctypes.byref(a), offset, stream),
             "fused_moe_lora (expand)")
 
