@@ -30,7 +30,15 @@ declares
     moelora's from the rebound modules);
   * `vllm._custom_ops.moe_lora_align_block_size` (punica_gpu calls it as
     `ops.moe_lora_align_block_size`) and any other `vllm` module binding of
-    that function: rebound to moelora's.
+    that function: rebound to moelora's;
+  * the collectives of fully_sharded calls: moelora.set_tensor_parallel()
+    gets vLLM's (`vllm.distributed`'s tensor_model_parallel_all_reduce and
+    tensor_model_parallel_all_gather, and its tensor-parallel world size,
+    read at each call: 1 until vLLM's model-parallel groups exist), as
+    vLLM's own _fused_moe_lora calls them between its shrink and expand.
+    Without `vllm.distributed` the ops are still replaced and fully_sharded
+    calls run as one rank (the log line says so). A `with
+    moelora.tensor_parallel(...)` block still overrides them.
 
 Signatures are checked first with inspect.signature (the torch op's schema
 where vLLM's Python function cannot be found): vLLM's parameter names, in
@@ -50,8 +58,8 @@ Importing this module imports neither torch nor vLLM and loads no library;
 `register()` imports vLLM's LoRA op modules (which vLLM imports anyway when
 LoRA is on) but neither initialises CUDA nor loads libmoelora: a missing
 library or GPU shows up as an error at the first call of an op.
-`status()` says what was replaced; `unregister()` puts vLLM's kernels and
-bindings back (tests).
+`status()` says what was replaced; `unregister()` puts vLLM's kernels,
+bindings and the previous tensor-parallel setting back (tests).
 """
 
 from __future__ import annotations
@@ -76,6 +84,9 @@ OPS_PACKAGE = "vllm.lora.ops.triton_ops"
 CUSTOM_OPS = "vllm._custom_ops"
 TORCH_OPS = ("fused_moe_lora", "fused_moe_lora_shrink", "fused_moe_lora_expand")
 ALIGN = "moe_lora_align_block_size"
+TP_MODULE = "vllm.distributed"
+TP_FUNCTIONS = ("get_tensor_model_parallel_world_size",
+                "tensor_model_parallel_all_reduce", "tensor_model_parallel_all_gather")
 
 _log = logging.getLogger(LOGGER_NAME)
 _lock = threading.RLock()
@@ -92,11 +103,14 @@ def _fresh_state() -> Dict[str, Any]:
         "torch_ops": [],  # torch.ops.vllm.<op> whose kernel is moelora's
         "bindings": [],  # "module.attr" rebound to moelora's functions
         "routed": [],  # "module.attr" reaching moelora through a torch op
+        "tensor_parallel": None,  # whose collectives fully_sharded calls use
         "message": "",
         # private: what unregister() restores
         "_library": None,
         "_claimed": [],  # torch.library._impls keys that were set before
         "_restore": [],  # (module, attr, original, replacement)
+        "_tp_installed": None,  # the moelora.TensorParallel set by register()
+        "_tp_previous": None,  # the setting it replaced
     }
 
 
@@ -108,8 +122,9 @@ def status() -> Dict[str, Any]:
     "replaced", "disabled", "mismatch", "unavailable", "failed"),
     vllm_version, replaced (the entry points now running moelora),
     torch_ops, bindings (module attributes rebound), routed (module
-    attributes reaching moelora through a torch op) and message (the log
-    line)."""
+    attributes reaching moelora through a torch op), tensor_parallel (the
+    module whose collectives fully_sharded calls use, or None) and message
+    (the log line)."""
     with _lock:
         return {k: (list(v) if isinstance(v, list) else v)
                 for k, v in _state.items() if not k.startswith("_")}
@@ -233,6 +248,8 @@ def _register_locked() -> None:
         through_op = torch_op is not None and (public is torch_op or _is_torch_op(public))
         _rebind(name, public, ours[name], routed=through_op)
     _rebind(ALIGN, align, ours[ALIGN], routed=False)
+    # 3. vLLM's tensor-parallel collectives for fully_sharded calls.
+    tp_note = _install_tensor_parallel(M)
 
     _state["replaced"] = [f"torch.ops.{TORCH_NAMESPACE}.{n} ({dispatch_key} kernel)"
                           for n in _state["torch_ops"]] + list(_state["bindings"])
@@ -251,7 +268,43 @@ def _register_locked() -> None:
             parts.append(first + more)
     _finish("replaced", logging.INFO,
             f"moelora: vLLM {version}: MoE-LoRA ops now run on moelora: "
-            f"{', '.join(parts)}")
+            f"{', '.join(parts)}{tp_note}")
+
+
+def _install_tensor_parallel(M) -> str:
+    """vLLM's collectives become moelora's process-wide tensor-parallel
+    setting; returns the log line's note."""
+    import importlib
+    try:
+        dist = importlib.import_module(TP_MODULE)
+        get_world, all_reduce, all_gather = (getattr(dist, n) for n in TP_FUNCTIONS)
+    except Exception as e:  # noqa: BLE001
+        return (f"; fully_sharded calls run as one rank (no tensor-parallel "
+                f"collectives: {TP_MODULE}: {type(e).__name__}: {e})")
+    tp = M.TensorParallel(_vllm_world_size(get_world,
+                                           getattr(dist, "model_parallel_is_initialized",
+                                                   None)),
+                          all_reduce=all_reduce, all_gather=all_gather, name=TP_MODULE)
+    _state["_tp_previous"] = M.set_tensor_parallel(tp)
+    _state["_tp_installed"] = tp
+    _state["tensor_parallel"] = TP_MODULE
+    return f"; fully_sharded collectives: {TP_MODULE}'s"
+
+
+def _vllm_world_size(get_world: Callable[[], int],
+                     is_up: Optional[Callable[[], bool]]) -> Callable[[], int]:
+    """vLLM's tensor-parallel world size, read at each call; 1 while vLLM's
+    model-parallel groups do not exist (a process without them is one
+    rank; vLLM's getter asserts then)."""
+    def world_size() -> int:
+        if is_up is not None:
+            return get_world() if is_up() else 1
+        try:
+            return get_world()
+        except AssertionError:
+            return 1
+    world_size.__qualname__ = f"{TP_MODULE}.get_tensor_model_parallel_world_size"
+    return world_size
 
 
 def _cuda_dispatch_key() -> Tuple[Optional[str], str]:
@@ -435,5 +488,13 @@ def _undo_locked() -> None:
         if isinstance(impls, set):
             impls.update(_state["_claimed"])  # vLLM's registrations are still there
     _state["_claimed"] = []
+    tp = _state["_tp_installed"]
+    M = sys.modules.get("moelora.ops")
+    if tp is not None and M is not None:
+        now = M.set_tensor_parallel(_state["_tp_previous"])
+        if now is not tp:  # set by someone else since: theirs stays
+            M.set_tensor_parallel(now)
+    _state["_tp_installed"] = _state["_tp_previous"] = None
+    _state["tensor_parallel"] = None
     for key in ("replaced", "torch_ops", "bindings", "routed"):
         _state[key] = []
