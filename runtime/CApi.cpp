@@ -54,6 +54,31 @@ moelora_status fromError(const Error &e) {
 
 bool isPow2AtLeast16(int v) { return v >= 16 && (v & (v - 1)) == 0; }
 
+/// BLOCK_M of the sorted metadata: a power of two in 16..256 (vLLM's
+/// configs use 16..128; larger blocks would overflow the planner's
+/// shared-memory arithmetic, found by test/fuzz/FuzzCApi.cpp).
+constexpr int kMaxBlockM = 256;
+bool isBlockM(int v) { return isPow2AtLeast16(v) && v <= kMaxBlockM; }
+
+/// Slices a kernel can take (the spec schema's num_slices: 1..8).
+constexpr int kMaxSlices = 8;
+/// Above this rank no expand variant fits any GPU's shared memory (a 16-row
+/// tile of the intermediate alone passes 227 KB), and the planner's
+/// shared-memory arithmetic would overflow long before a caller's rank
+/// (found by test/fuzz/FuzzCApi.cpp).
+constexpr int kMaxRank = 4096;
+/// Pairs (num_tokens * top_k) a call may have: 256K tokens at top_k 8 (4x
+/// a large vLLM batch), few enough that the planner's largest grid (the
+/// naive two-kernel shrink: one program per pair, slice and 64-column tile
+/// of the rank, 2^21 * 8 * 64 = 2^30) stays within CUDA's 2^31 - 1 blocks
+/// in x. Past that a grid wraps (to 0, or to a smaller grid that skips
+/// work); found by test/fuzz/FuzzCApi.cpp.
+constexpr int64_t kMaxPairs = int64_t(1) << 21;
+/// The sorted path's grid has one z layer per active adapter (CUDA allows
+/// 65535); max_loras + 1 ids bound the active adapters.
+constexpr int kMaxGridZ = 65535;
+constexpr int kLargestMaxLoras = kMaxGridZ - 1;
+
 /// The integer a caller stored in an enum-typed field. Callers may store any
 /// integer there (Python's ctypes does), and loading a value outside the
 /// enumerators' range as the enum type is undefined behaviour: read the
@@ -104,6 +129,14 @@ Expected<MoeLoraCall> toShape(const moelora_fused_args *a) {
   for (const auto &s : shapes)
     if (s.value < s.min)
       return bad(fmt::format("{} = {}: must be >= {}", s.name, s.value, s.min));
+  if (a->rank > kMaxRank)
+    return bad(fmt::format("rank = {}: must be <= {}", a->rank, kMaxRank));
+  if (a->max_loras > kLargestMaxLoras)
+    return bad(fmt::format("max_loras = {}: must be <= {}", a->max_loras,
+                           kLargestMaxLoras));
+  if (a->num_slices > kMaxSlices)
+    return bad(fmt::format("num_slices = {}: must be <= {}", a->num_slices,
+                           kMaxSlices));
   if (a->num_active_loras > a->max_loras + 1)
     return bad(fmt::format("num_active_loras = {}: must be <= max_loras + 1 "
                            "= {}",
@@ -127,13 +160,13 @@ Expected<MoeLoraCall> toShape(const moelora_fused_args *a) {
   c.blockSizeM = a->block_size_m;
   c.mulRoutedWeight = a->mul_routed_weight != 0;
   c.addInputs = a->add_inputs != 0;
-  if (int64_t(a->num_tokens) * a->top_k > INT32_MAX)
-    return bad(fmt::format("num_tokens * top_k = {}: must fit in int32",
-                           int64_t(a->num_tokens) * a->top_k));
-  if (c.sorted && !isPow2AtLeast16(a->block_size_m))
+  if (int64_t(a->num_tokens) * a->top_k > kMaxPairs)
+    return bad(fmt::format("num_tokens * top_k = {}: must be <= {}",
+                           int64_t(a->num_tokens) * a->top_k, kMaxPairs));
+  if (c.sorted && !isBlockM(a->block_size_m))
     return bad(fmt::format("shrink_block_size_m (block_size_m) = {}: must "
-                           "be a power of two >= 16",
-                           a->block_size_m));
+                           "be a power of two in 16..{}",
+                           a->block_size_m, kMaxBlockM));
   if (c.sorted && (a->EM <= 0 || a->EM % a->block_size_m != 0))
     return bad(fmt::format("EM = {}: must be a positive multiple of "
                            "block_size_m = {}",
@@ -173,6 +206,20 @@ Expected<MoeLoraCall> toCall(const moelora_fused_args *a) {
   for (const auto &p : ptrs)
     if (p.needed && !p.ptr)
       return bad(fmt::format("{}: NULL pointer", p.name));
+  // Element strides as torch reports them: never negative.
+  const struct {
+    const char *name;
+    const int64_t *strides;
+    int count;
+  } strideArrays[] = {{"x_stride", a->x_stride, 2},
+                      {"lora_a_stride", a->lora_a_stride, 4},
+                      {"lora_b_stride", a->lora_b_stride, 4},
+                      {"output_stride", a->output_stride, 3}};
+  for (const auto &sa : strideArrays)
+    for (int i = 0; i < sa.count; ++i)
+      if (sa.strides[i] < 0)
+        return bad(fmt::format("{}[{}] = {}: must be >= 0", sa.name, i,
+                               sa.strides[i]));
   // Innermost strides 1; the contract's output view.
   if (a->x_stride[1] != 1)
     return bad("x_stride[1]: must be 1 (rows contiguous)");
@@ -182,11 +229,12 @@ Expected<MoeLoraCall> toCall(const moelora_fused_args *a) {
     return bad("lora_b_stride[3]: must be 1 (R contiguous)");
   if (a->output_stride[2] != 1)
     return bad("output_stride[2]: must be 1");
-  if (a->output_stride[0] != int64_t(a->top_k) * a->output_stride[1])
+  if (int64_t pairRow; __builtin_mul_overflow(int64_t(a->top_k),
+                                              a->output_stride[1], &pairRow) ||
+                       a->output_stride[0] != pairRow)
     return bad(fmt::format("output_stride: stride(0) = {} must equal top_k * "
-                           "stride(1) = {}",
-                           a->output_stride[0],
-                           int64_t(a->top_k) * a->output_stride[1]));
+                           "stride(1) = {} * {}",
+                           a->output_stride[0], a->top_k, a->output_stride[1]));
   // Vector accesses along K (x, A) and R (B): strides must keep rows aligned.
   int kVec = copyVectorElems(a->K), rVec = copyVectorElems(a->rank);
   if (a->K % 2 != 0)
@@ -461,10 +509,11 @@ moelora_status moelora_align_block_size(moelora_runtime *rt,
     return fail(MOELORA_ERROR_INVALID_ARGUMENT,
                 "args.struct_size: must be sizeof(moelora_align_args) (call "
                 "moelora_align_args_init)");
-  if (!isPow2AtLeast16(a->block_size_m))
+  if (!isBlockM(a->block_size_m))
     return fail(MOELORA_ERROR_INVALID_ARGUMENT,
-                fmt::format("block_size_m = {}: must be a power of two >= 16",
-                            a->block_size_m));
+                fmt::format("block_size_m = {}: must be a power of two in "
+                            "16..{}",
+                            a->block_size_m, kMaxBlockM));
   if (a->num_tokens < 0 || a->top_k < 1 || a->num_experts < 1 ||
       a->max_loras < 1)
     return fail(MOELORA_ERROR_INVALID_ARGUMENT,

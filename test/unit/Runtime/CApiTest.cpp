@@ -452,6 +452,40 @@ INSTANTIATE_TEST_SUITE_P(
                    false,
                    [](auto &a) { a.num_active_loras = a.max_loras + 2; },
                    {"num_active_loras", "6"}},
+        // Grids past CUDA's 2^31 - 1 blocks (they would wrap).
+        BadArgCase{"PairsAboveTheGrids",
+                   false,
+                   [](auto &a) {
+                     a.num_tokens = 1281;
+                     a.top_k = 1 << 20;
+                   },
+                   {"num_tokens * top_k = 1343225856", "<= 2097152"}},
+        BadArgCase{"PairsJustAboveTheGrids",
+                   false,
+                   [](auto &a) {
+                     // Naive, rank 4096, 8 slices: the shrink grid would
+                     // be 2^24 * 8 * 64 = 2^33 blocks (wrapping to 0).
+                     a.num_tokens = 1 << 21;
+                     a.top_k = 8;
+                   },
+                   {"num_tokens * top_k = 16777216", "<= 2097152"}},
+        // Bounds the planner's arithmetic (found by test/fuzz/FuzzCApi.cpp).
+        BadArgCase{"RankAboveAnyExpand",
+                   false,
+                   [](auto &a) { a.rank = 1 << 30; },
+                   {"rank = 1073741824", "<= 4096"}},
+        BadArgCase{"NumSlicesAboveTheSpecLimit",
+                   false,
+                   [](auto &a) { a.num_slices = 9; },
+                   {"num_slices = 9", "<= 8"}},
+        // The sorted grid's z dimension is num_active_loras <= max_loras + 1.
+        BadArgCase{"MaxLorasAboveTheGrid",
+                   true,
+                   [](auto &a) {
+                     a.max_loras = INT32_MAX;
+                     a.num_active_loras = INT32_MAX;
+                   },
+                   {"max_loras = 2147483647", "<= 65534"}},
         BadArgCase{"NegativeNumActiveLoras",
                    false,
                    [](auto &a) { a.num_active_loras = -1; },
@@ -513,36 +547,43 @@ INSTANTIATE_TEST_SUITE_P(
 
 INSTANTIATE_TEST_SUITE_P(
     SortedMetadata, CApiBadArgTest,
-    ::testing::Values(BadArgCase{"BlockSizeM48",
-                                 true,
-                                 [](auto &a) {
-                                   a.block_size_m = 48;
-                                   a.EM = 48 * 40;
-                                 },
-                                 {"shrink_block_size_m", "48"}},
-                      BadArgCase{"BlockSizeM8",
-                                 true,
-                                 [](auto &a) {
-                                   a.block_size_m = 8;
-                                   a.EM = 8 * 200;
-                                 },
-                                 {"shrink_block_size_m", "8"}},
-                      BadArgCase{"BlockSizeM0",
-                                 true,
-                                 [](auto &a) { a.block_size_m = 0; },
-                                 {"shrink_block_size_m"}},
-                      BadArgCase{"EmNotMultipleOfBlockSizeM",
-                                 true,
-                                 [](auto &a) { a.EM += 8; },
-                                 {"EM", "block_size_m"}},
-                      BadArgCase{"EmZeroWithSortedIds",
-                                 true,
-                                 [](auto &a) { a.EM = 0; },
-                                 {"EM = 0"}},
-                      BadArgCase{"EmNegativeWithSortedIds",
-                                 true,
-                                 [](auto &a) { a.EM = -16; },
-                                 {"EM = -16"}}),
+    ::testing::Values(
+        BadArgCase{"BlockSizeM48",
+                   true,
+                   [](auto &a) {
+                     a.block_size_m = 48;
+                     a.EM = 48 * 40;
+                   },
+                   {"shrink_block_size_m", "48"}},
+        BadArgCase{"BlockSizeM8",
+                   true,
+                   [](auto &a) {
+                     a.block_size_m = 8;
+                     a.EM = 8 * 200;
+                   },
+                   {"shrink_block_size_m", "8"}},
+        BadArgCase{"BlockSizeM512",
+                   true,
+                   [](auto &a) {
+                     a.block_size_m = 512;
+                     a.EM = moelora_align_capacity(a.num_tokens, a.top_k,
+                                                   a.num_experts, 512);
+                   },
+                   {"shrink_block_size_m", "512", "16..256"}},
+        BadArgCase{"BlockSizeM0",
+                   true,
+                   [](auto &a) { a.block_size_m = 0; },
+                   {"shrink_block_size_m"}},
+        BadArgCase{"EmNotMultipleOfBlockSizeM",
+                   true,
+                   [](auto &a) { a.EM += 8; },
+                   {"EM", "block_size_m"}},
+        BadArgCase{
+            "EmZeroWithSortedIds", true, [](auto &a) { a.EM = 0; }, {"EM = 0"}},
+        BadArgCase{"EmNegativeWithSortedIds",
+                   true,
+                   [](auto &a) { a.EM = -16; },
+                   {"EM = -16"}}),
     caseName);
 
 INSTANTIATE_TEST_SUITE_P(
@@ -555,6 +596,29 @@ INSTANTIATE_TEST_SUITE_P(
                                  false,
                                  [](auto &a) { a.output_stride[2] = 2; },
                                  {"output_stride[2]"}},
+                      BadArgCase{"OutputStride0Overflows",
+                                 false,
+                                 [](auto &a) {
+                                   // top_k 8 * (2^61 + 1) wraps to 8.
+                                   a.output_stride[1] = (int64_t(1) << 61) + 1;
+                                   a.output_stride[0] = 8;
+                                 },
+                                 {"output_stride", "top_k"}},
+                      BadArgCase{"NegativeXStride",
+                                 false,
+                                 [](auto &a) { a.x_stride[0] = -2048; },
+                                 {"x_stride[0] = -2048", ">= 0"}},
+                      BadArgCase{"NegativeLoraBStride",
+                                 false,
+                                 [](auto &a) { a.lora_b_stride[1] = -16; },
+                                 {"lora_b_stride[1] = -16"}},
+                      BadArgCase{"NegativeOutputStrides",
+                                 false,
+                                 [](auto &a) {
+                                   a.output_stride[1] = -2816;
+                                   a.output_stride[0] = -2816 * 8;
+                                 },
+                                 {"output_stride[0]", ">= 0"}},
                       BadArgCase{"XStride1",
                                  false,
                                  [](auto &a) { a.x_stride[1] = 2; },
@@ -1325,6 +1389,12 @@ TEST_F(CApiTest, AlignRejectsBadArguments) {
       {"block_size_m 12",
        [](auto &g) { g.block_size_m = 12; },
        {"block_size_m = 12"}},
+      {"block_size_m 512",
+       [](auto &g) {
+         g.block_size_m = 512;
+         g.EM = moelora_align_capacity(64, 8, 64, 512);
+       },
+       {"block_size_m = 512", "16..256"}},
       {"block_size_m 8",
        [](auto &g) {
          g.block_size_m = 8;
