@@ -19,12 +19,14 @@
 #include "SpecSchema.h"
 
 #include <fmt/format.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <array>
 #include <charconv>
 #include <climits>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -42,6 +44,11 @@ constexpr int kNoK = 0;
 /// An absent min_blocks_per_sm: the family's default, resolved once the
 /// point's kernel family is known (no written value can be negative).
 constexpr int kFamilyDefault = -1;
+/// Points one entry may sweep, and all entries of a file together (entries
+/// can repeat through YAML aliases): the cartesian product of a few short
+/// lists is otherwise unbounded in time and memory.
+constexpr uint64_t kMaxSweepPoints = 100000;
+constexpr uint64_t kMaxFilePoints = 1000000;
 
 /// 1-based "line:col" prefix of a diagnostic.
 std::string at(const std::string &file, const YAML::Mark &m) {
@@ -83,6 +90,18 @@ struct FieldSource {
 /// by assigning a YAML::Node: yaml-cpp's Node::operator= writes through to
 /// the node it refers to, which would rewrite `defaults:` for later entries.
 using FieldSources = std::array<std::optional<FieldSource>, kNumFields>;
+
+/// One entry's values per field (one value, or a sweep list), parsed and
+/// checked but not yet expanded.
+struct PreparedEntry {
+  std::array<std::vector<int>, kNumFields> dims;
+  /// The product of the dims' sizes (at most kMaxSweepPoints).
+  uint64_t points = 1;
+  bool isSweep = false;
+  /// `rank` written in the entry itself (not inherited from `defaults:`).
+  bool rankWritten = false;
+  YAML::Mark mark;
+};
 
 class EntryParser {
 public:
@@ -222,10 +241,11 @@ public:
     return values;
   }
 
-  /// Expands one entry (merged over `defaults`) into `out`.
-  /// `seen` holds the cache keys already in `out`.
-  Status parseEntry(const YAML::Node &entry, const YAML::Node *defaults,
-                    SpecSet &out, std::unordered_set<std::string> &seen) const {
+  /// Parses one entry (merged over `defaults`) into the values of each
+  /// field, without expanding it. An entry of more than kMaxSweepPoints
+  /// points is an error.
+  Expected<PreparedEntry> prepareEntry(const YAML::Node &entry,
+                                       const YAML::Node *defaults) const {
     if (!entry.IsMap())
       return locatedError(file, entry.Mark(), "kernels",
                           fmt::format("each entry must be a mapping, got {}",
@@ -234,9 +254,9 @@ public:
     FieldSources sources;
     if (defaults)
       if (Status s = collect(*defaults, /*fromDefaults=*/true, sources); !s)
-        return s;
+        return s.error();
     if (Status s = collect(entry, /*fromDefaults=*/false, sources); !s)
-      return s;
+      return s.error();
 
     const std::optional<FieldSource> &nameSrc =
         sources[static_cast<size_t>(Field::Name)];
@@ -301,9 +321,53 @@ public:
       dims[i] = values.take();
     }
 
+    // The sweep's size before anything is expanded: a few bytes of lists
+    // can ask for billions of points (test/fuzz/RESULTS.md, F1). The
+    // product is checked for overflow (a wrapped one could pass the limit).
+    PreparedEntry prepared;
+    bool overLimit = false;
+    std::string lists;
+    for (size_t i = 0; i < kNumFields; ++i) {
+      if (dims[i].size() < 2)
+        continue;
+      lists += fmt::format("{}{} {}", lists.empty() ? "" : " x ",
+                           info(static_cast<Field>(i)).name, dims[i].size());
+      uint64_t product = 0;
+      if (__builtin_mul_overflow(prepared.points, uint64_t(dims[i].size()),
+                                 &product))
+        overLimit = true;
+      else
+        prepared.points = product;
+    }
+    if (overLimit || prepared.points > kMaxSweepPoints)
+      return locatedError(
+          file, entry.Mark(), "kernels",
+          fmt::format("{} sweeps {} points ({})",
+                      nameSrc
+                          ? fmt::format("entry '{}'", nameSrc->value.Scalar())
+                          : std::string("the entry"),
+                      overLimit ? fmt::format("more than {}", kMaxSweepPoints)
+                                : std::to_string(prepared.points),
+                      lists),
+          fmt::format("at most {} points per entry (split the sweep into "
+                      "several entries)",
+                      kMaxSweepPoints));
+
     const std::optional<FieldSource> &rankSrc =
         sources[static_cast<size_t>(Field::Rank)];
-    std::string origin = fmt::format("{}:{}", file, entry.Mark().line + 1);
+    prepared.dims = std::move(dims);
+    prepared.isSweep = isSweep;
+    prepared.rankWritten = rankSrc && !rankSrc->fromDefaults;
+    prepared.mark = entry.Mark();
+    return prepared;
+  }
+
+  /// Expands a prepared entry into `out`. `seen` holds the cache keys
+  /// already in `out`.
+  Status expandEntry(const PreparedEntry &entry, SpecSet &out,
+                     std::unordered_set<std::string> &seen) const {
+    const auto &dims = entry.dims;
+    std::string origin = fmt::format("{}:{}", file, entry.mark.line + 1);
 
     // Odometer over the dimensions; the last field turns fastest, so the
     // first field in schema order is the outermost loop.
@@ -315,16 +379,15 @@ public:
       // The same rule for align_block_size points of a sweep that mixes
       // families. A rank written in the entry itself is kept, and
       // validateSpec rejects it.
-      if (spec.family == KernelFamily::AlignBlockSize &&
-          (!rankSrc || rankSrc->fromDefaults))
+      if (spec.family == KernelFamily::AlignBlockSize && !entry.rankWritten)
         spec.rank = 0;
       if (spec.minBlocksPerSm == kFamilyDefault)
         spec.minBlocksPerSm = defaultMinBlocksPerSm(spec.family);
       spec.origin = origin;
 
       std::string reason = validateSpec(spec);
-      if (!reason.empty() && !isSweep)
-        return makeError(at(file, entry.Mark()) + reason);
+      if (!reason.empty() && !entry.isSweep)
+        return makeError(at(file, entry.mark) + reason);
       // Sweeps can produce the same kernel twice (e.g. the ignored rank
       // above); the first point wins.
       if (seen.insert(spec.cacheKey()).second) {
@@ -475,26 +538,117 @@ constexpr std::string_view kFileShape =
     "a mapping with a `kernels:` list (and optional `defaults:`), or a single "
     "kernel entry";
 
+/// Documents counted before `YAML::Load` (which reads only the first).
+constexpr int kMaxDocuments = 1000;
+
+struct DocumentCount {
+  /// Up to kMaxDocuments + 1.
+  int documents = 0;
+  /// Where the second document's content starts (its root node).
+  YAML::Mark secondAt = YAML::Mark::null_mark();
+  /// A document started where the previous one did: yaml-cpp 0.7 would
+  /// report empty documents there forever.
+  bool stuck = false;
+  YAML::Mark stuckAt = YAML::Mark::null_mark();
+};
+
+/// Receives the parser's events and keeps only what DocumentCount needs.
+class DocumentCounter : public YAML::EventHandler {
+public:
+  explicit DocumentCounter(DocumentCount &count) : count(count) {}
+
+  void OnDocumentStart(const YAML::Mark &mark) override {
+    if (count.documents > 0 && mark.pos == lastStart.pos) {
+      count.stuck = true;
+      count.stuckAt = mark;
+    }
+    lastStart = mark;
+    ++count.documents;
+    rootSeen = false;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark &mark, YAML::anchor_t) override { node(mark); }
+  void OnAlias(const YAML::Mark &mark, YAML::anchor_t) override { node(mark); }
+  void OnScalar(const YAML::Mark &mark, const std::string &, YAML::anchor_t,
+                const std::string &) override {
+    node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark &mark, const std::string &,
+                       YAML::anchor_t, YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark &mark, const std::string &, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnMapEnd() override {}
+
+private:
+  void node(const YAML::Mark &mark) {
+    if (!rootSeen && count.documents == 2)
+      count.secondAt = mark;
+    rootSeen = true;
+  }
+
+  DocumentCount &count;
+  YAML::Mark lastStart = YAML::Mark::null_mark();
+  bool rootSeen = false;
+};
+
+/// Counts the documents of `text`, stopping after kMaxDocuments + 1 or at
+/// the first document that does not advance. Throws YAML::Exception for
+/// malformed YAML in any document (as YAML::LoadAll does).
+DocumentCount countDocuments(const std::string &text) {
+  DocumentCount count;
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentCounter counter(count);
+  while (!count.stuck && count.documents <= kMaxDocuments &&
+         parser.HandleNextDocument(counter)) {
+  }
+  return count;
+}
+
 } // namespace
 Expected<SpecSet> parseSpecText(const std::string &text,
                                 const std::string &fileName) {
-  std::vector<YAML::Node> docs;
+  // Not YAML::LoadAll: in yaml-cpp 0.7 it never returns on some malformed
+  // input ("\n,\n" reports empty documents forever, allocating until the
+  // process dies; test/fuzz/RESULTS.md, F2). The documents are counted
+  // first by a parser that stops when one makes no progress, then the
+  // first one is loaded.
+  DocumentCount count;
+  YAML::Node root;
   try {
-    docs = YAML::LoadAll(text);
+    count = countDocuments(text);
+    if (!count.stuck)
+      root = YAML::Load(text);
   } catch (const YAML::Exception &e) {
     return makeError(
         fmt::format("{}invalid YAML: {}", at(fileName, e.mark), e.msg));
   }
-  if (docs.empty() || docs[0].IsNull())
+  if (count.stuck) {
+    const size_t pos = static_cast<size_t>(count.stuckAt.pos);
+    const unsigned char c = pos < text.size() ? text[pos] : 0;
+    return makeError(fmt::format(
+        "{}invalid YAML: unexpected {} (the YAML parser cannot continue)",
+        at(fileName, count.stuckAt),
+        pos >= text.size()      ? std::string("end of input")
+        : c >= 0x20 && c < 0x7f ? fmt::format("'{}'", char(c))
+                                : fmt::format("byte 0x{:02x}", c)));
+  }
+  if (count.documents == 0 || root.IsNull())
     return makeError(fmt::format("{}:1:1: kernels: the file has no kernel "
                                  "entries; allowed: {}",
                                  fileName, kFileShape));
-  if (docs.size() > 1)
-    return makeError(fmt::format("{}invalid YAML: expected one document, "
-                                 "found {}",
-                                 at(fileName, docs[1].Mark()), docs.size()));
+  if (count.documents > 1)
+    return makeError(
+        fmt::format("{}invalid YAML: expected one document, found {}{}",
+                    at(fileName, count.secondAt),
+                    count.documents > kMaxDocuments ? "more than " : "",
+                    std::min(count.documents, kMaxDocuments)));
 
-  const YAML::Node &root = docs[0];
   if (!root.IsMap())
     return locatedError(fileName, root.Mark(), "kernels",
                         fmt::format("the top level must be a mapping, got {}",
@@ -510,8 +664,11 @@ Expected<SpecSet> parseSpecText(const std::string &text,
                             "missing required field (`defaults:` applies to "
                             "the entries of a `kernels:` list)",
                             "a list of kernel entries");
+      Expected<PreparedEntry> entry = parser.prepareEntry(root, nullptr);
+      if (!entry)
+        return entry.error();
       std::unordered_set<std::string> seenKeys;
-      if (Status s = parser.parseEntry(root, nullptr, result, seenKeys); !s)
+      if (Status s = parser.expandEntry(*entry, result, seenKeys); !s)
         return s.error();
       return result;
     }
@@ -558,10 +715,26 @@ Expected<SpecSet> parseSpecText(const std::string &text,
         return s.error();
     }
     const YAML::Node *defaultsNode = defaults ? &*defaults : nullptr;
+    // Every entry is parsed before any is expanded, so that the file's
+    // total is known first (entries can repeat through YAML aliases).
+    std::vector<PreparedEntry> entries;
+    uint64_t points = 0;
+    for (const YAML::Node &entry : *kernels) {
+      Expected<PreparedEntry> prepared =
+          parser.prepareEntry(entry, defaultsNode);
+      if (!prepared)
+        return prepared.error();
+      points += prepared->points;
+      if (points > kMaxFilePoints)
+        return locatedError(
+            fileName, entry.Mark(), "kernels",
+            fmt::format("the entries up to this one sweep {} points", points),
+            fmt::format("at most {} points per file", kMaxFilePoints));
+      entries.push_back(prepared.take());
+    }
     std::unordered_set<std::string> seenKeys;
-    for (const YAML::Node &entry : *kernels)
-      if (Status s = parser.parseEntry(entry, defaultsNode, result, seenKeys);
-          !s)
+    for (const PreparedEntry &entry : entries)
+      if (Status s = parser.expandEntry(entry, result, seenKeys); !s)
         return s.error();
   } catch (const YAML::Exception &e) {
     // Node accessors only throw on programming errors here, but a library

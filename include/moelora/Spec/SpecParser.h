@@ -5,6 +5,8 @@
 // Every field may be a scalar or a list; lists make the entry a sweep that is
 // expanded as a cartesian product. Combinations that break a cross-field rule
 // are returned as RejectedSpec (with the reason), never silently dropped.
+// An entry may sweep at most 100000 points and a file 1000000 in all; more
+// is an error naming the entry, reported before anything is expanded.
 // The schema is documented in specs/README.md.
 //
 //===----------------------------------------------------------------------===//

@@ -480,6 +480,128 @@ kernels:
 }
 
 //===----------------------------------------------------------------------===//
+// Bounds: sweeps and documents (test/fuzz/RESULTS.md, F1 and F2).
+//===----------------------------------------------------------------------===//
+
+/// `count` values for a sweep list: "[v, v, ...]".
+std::string list(int count, const std::string &value) {
+  std::string s = "[";
+  for (int i = 0; i < count; ++i)
+    s += (i ? ", " : "") + value;
+  return s + "]";
+}
+
+/// The fuzzer's finding F1: 365 bytes asking for 35 million specs (minutes
+/// and tens of GB before the bound) are an error naming the entry, its
+/// lists and the limit.
+TEST(SpecParserBoundTest, SweepOfTheFuzzerFindingIsAnError) {
+  EXPECT_EQ(parseError(R"(kernel: one_shot
+rank: 16
+BLOCK_SIZE_M: [16, 32, 64, 128, 256, 512]
+BLOCK_SIZE_N: [16, 32, 64, 128, 256, 512]
+BLOCK_SIZE_K: [16, 32, 64, 128, 256, 512]
+GROUP_SIZE_M: [1, 2, 3, 4, 5, 6, 7, 8]
+SPLIT_K: [1, 2, 3, 4, 5, 6, 7, 8]
+num_warps: [1, 2, 4, 8, 16]
+num_stages: [1, 2, 3, 4, 5, 6, 7, 8]
+NPID: [0, 1, 2, 3, 4, 5, 6, 7]
+min_blocks_per_sm: [0, 1, 2, 3, 4, 5, 6, 7]
+)"),
+            "t.yaml:1:1: kernels: the entry sweeps 35389440 points "
+            "(BLOCK_SIZE_M 6 x BLOCK_SIZE_N 6 x BLOCK_SIZE_K 6 x "
+            "GROUP_SIZE_M 8 x SPLIT_K 8 x num_warps 5 x num_stages 8 x "
+            "NPID 8 x min_blocks_per_sm 8); allowed: at most 100000 points "
+            "per entry (split the sweep into several entries)");
+}
+
+/// Lists inherited from `defaults:` count; the entry is named and located;
+/// a product just above the limit is reported exactly.
+TEST(SpecParserBoundTest, SweepJustAboveTheLimitNamesTheEntry) {
+  const std::string text = "defaults:\n  K: " + list(11, "2048") +
+                           "\nkernels:\n  - kernel: one_shot\n    rank: 16\n"
+                           "  - name: big\n    kernel: shrink\n    rank: " +
+                           list(9091, "16") + "\n";
+  EXPECT_EQ(parseError(text),
+            "t.yaml:6:5: kernels: entry 'big' sweeps 100001 points (rank 9091 "
+            "x K 11); allowed: at most 100000 points per entry (split the "
+            "sweep into several entries)");
+}
+
+/// Nineteen lists of 16 values ask for 2^76 points: the product is
+/// checked for overflow (a wrapped one could pass the limit).
+TEST(SpecParserBoundTest, SweepProductDoesNotOverflow) {
+  const std::string text =
+      "kernel: " + list(16, "one_shot") + "\ndtype: " + list(16, "bf16") +
+      "\ntarget: " + list(16, "sm_90") + "\nrank: " + list(16, "16") +
+      "\nK: " + list(16, "64") + "\nBLOCK_SIZE_M: " + list(16, "16") +
+      "\nBLOCK_SIZE_N: " + list(16, "16") +
+      "\nBLOCK_SIZE_K: " + list(16, "16") + "\nGROUP_SIZE_M: " + list(16, "1") +
+      "\nSPLIT_K: " + list(16, "1") + "\nnum_warps: " + list(16, "4") +
+      "\nnum_stages: " + list(16, "2") + "\nmetadata: " + list(16, "naive") +
+      "\nMUL_ROUTED_WEIGHT: " + list(16, "false") +
+      "\nADD_INPUTS: " + list(16, "false") + "\nnum_slices: " + list(16, "1") +
+      "\nNPID: " + list(16, "0") + "\nmin_blocks_per_sm: " + list(16, "0") +
+      "\nout_aligned: " + list(16, "true") + "\n";
+  std::string err = parseError(text);
+  EXPECT_THAT(err, StartsWith("t.yaml:1:1: kernels: the entry sweeps more "
+                              "than 100000 points (kernel 16 x dtype 16 x "));
+  EXPECT_THAT(err, HasSubstr("out_aligned 16); allowed: at most 100000 "));
+}
+
+/// A sweep at the limit is expanded (duplicate points kept once).
+TEST(SpecParserBoundTest, SweepAtTheLimitIsExpanded) {
+  const std::string text = "kernel: one_shot\nrank: " + list(100, "16") +
+                           "\nK: " + list(1000, "64") + "\n";
+  SpecSet set = parseOk(text);
+  EXPECT_EQ(set.specs.size(), 1u);
+  EXPECT_TRUE(set.rejected.empty());
+}
+
+/// A file's entries together: every entry is within its limit, the file is
+/// not, and the error comes before any entry is expanded.
+TEST(SpecParserBoundTest, FileAboveItsLimitIsAnError) {
+  std::string text = "kernels:\n";
+  for (int i = 0; i < 11; ++i)
+    text += "  - kernel: one_shot\n    rank: " + list(100, "16") +
+            "\n    K: " + list(1000, "64") + "\n";
+  EXPECT_EQ(parseError(text),
+            "t.yaml:32:5: kernels: the entries up to this one sweep 1100000 "
+            "points; allowed: at most 1000000 points per file");
+}
+
+/// The fuzzer's finding F2: yaml-cpp 0.7's LoadAll never returned on these
+/// three bytes (and took all memory); the parser reports where yaml-cpp
+/// stops advancing.
+TEST(SpecParserBoundTest, YamlThatStopsTheParserIsAnError) {
+  EXPECT_EQ(parseError("\n,\n"),
+            "t.yaml:2:1: invalid YAML: unexpected ',' (the YAML parser "
+            "cannot continue)");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\n---\n,\n"),
+            "t.yaml:4:1: invalid YAML: unexpected ',' (the YAML parser "
+            "cannot continue)");
+}
+
+/// Documents are still counted: the second one is located, many are
+/// reported as many.
+TEST(SpecParserBoundTest, DocumentsAreCounted) {
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\n---\nkernel: "
+                       "expand\nrank: 16\n---\nkernel: shrink\n"),
+            "t.yaml:4:1: invalid YAML: expected one document, found 3");
+  std::string many = "kernel: one_shot\nrank: 16\n";
+  for (int i = 0; i < 1500; ++i)
+    many += "---\nkernel: expand\n";
+  EXPECT_EQ(parseError(many), "t.yaml:4:1: invalid YAML: expected one "
+                              "document, found more than 1000");
+  // An empty first document is the file without entries, as before.
+  EXPECT_THAT(parseError("---\n---\nkernel: one_shot\n"),
+              StartsWith("t.yaml:1:1: kernels: the file has no kernel "
+                         "entries"));
+  // A syntax error in a later document fails the parse.
+  EXPECT_THAT(parseError("kernel: one_shot\nrank: 16\n---\n]\n"),
+              StartsWith("t.yaml:4:1: invalid YAML: "));
+}
+
+//===----------------------------------------------------------------------===//
 // Cross-field rules: rejections in sweeps, errors for single points.
 //===----------------------------------------------------------------------===//
 
