@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 namespace moelora {
@@ -144,6 +145,51 @@ GemmArgPack::GemmArgPack(const KernelSpec &spec, const MoeLoraCall &call,
     pointers[i] = &slots[i];
 }
 
+bool dependentLaunchEnabled() {
+  static const bool enabled = [] {
+    const char *v = std::getenv("MOELORA_PDL");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return enabled;
+}
+
+void makeLaunchConfig(const KernelSpec &spec, const LaunchGeometry &g,
+                      unsigned sharedBytes, CUstream stream,
+                      bool dependentLaunch, LaunchConfig &out) {
+  out = LaunchConfig{};
+  CUlaunchConfig &c = out.config;
+  c.gridDimX = g.grid[0];
+  c.gridDimY = g.grid[1];
+  c.gridDimZ = g.grid[2];
+  c.blockDimX = g.block;
+  c.blockDimY = 1;
+  c.blockDimZ = 1;
+  c.sharedMemBytes = sharedBytes;
+  c.hStream = stream;
+  c.attrs = out.attributes;
+  // Only kernels generated with griddepcontrol (kernelWaitsOnGridDependency)
+  // may overlap their predecessor: without the wait they would read its
+  // outputs early.
+  if (dependentLaunch && kernelWaitsOnGridDependency(spec.sm)) {
+    out.attributes[0].id =
+        CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    out.attributes[0].value.programmaticStreamSerializationAllowed = 1;
+    c.numAttrs = 1;
+  }
+}
+
+/// The one launch call of every family.
+static Status launchKernel(const CudaDriver &drv, const LoadedKernel &kernel,
+                           const LaunchGeometry &g, void **params,
+                           CUstream stream) {
+  LaunchConfig lc;
+  makeLaunchConfig(kernel.spec, g, unsigned(kernel.sharedBytes), stream,
+                   dependentLaunchEnabled(), lc);
+  return drv.check(
+      drv.cuLaunchKernelEx(&lc.config, kernel.function, params, nullptr),
+      "launching " + kernel.spec.entryName());
+}
+
 Status launchGemm(const CudaDriver &drv, const LoadedKernel &kernel,
                   const MoeLoraCall &call, const LaunchKnobs &knobs,
                   const IntermediateBuffer *inter, CUstream stream) {
@@ -160,11 +206,7 @@ Status launchGemm(const CudaDriver &drv, const LoadedKernel &kernel,
         kernel.spec.entryName(), call.out, call.outStride, call.N,
         knobs.outColOffset));
   GemmArgPack pack(kernel.spec, call, knobs, inter);
-  return drv.check(drv.cuLaunchKernel(kernel.function, g.grid[0], g.grid[1],
-                                      g.grid[2], g.block, 1, 1,
-                                      kernel.sharedBytes, stream, pack.data(),
-                                      nullptr),
-                   "launching " + kernel.spec.entryName());
+  return launchKernel(drv, kernel, g, pack.data(), stream);
 }
 
 Status launchAlign(const CudaDriver &drv, const LoadedKernel &kernel,
@@ -186,11 +228,10 @@ Status launchAlign(const CudaDriver &drv, const LoadedKernel &kernel,
     params[i] = &ptrs[i];
     params[5 + i] = &ints[i];
   }
-  return drv.check(drv.cuLaunchKernel(kernel.function, call.maxLoras, 1, 1,
-                                      kernel.spec.threads(), 1, 1,
-                                      kernel.sharedBytes, stream, params,
-                                      nullptr),
-                   "launching " + kernel.spec.entryName());
+  LaunchGeometry g;
+  g.grid[0] = unsigned(call.maxLoras);
+  g.block = unsigned(kernel.spec.threads());
+  return launchKernel(drv, kernel, g, params, stream);
 }
 
 } // namespace moelora

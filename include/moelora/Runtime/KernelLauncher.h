@@ -64,6 +64,28 @@ private:
   std::array<void *, kNumGemmParams> pointers{};
 };
 
+/// Programmatic dependent launch (PDL): sm_90 kernels wait on
+/// griddepcontrol before their first global memory access and release their
+/// dependents right after, so each may be launched with programmatic stream
+/// serialization: its blocks start while the kernel before it on the stream
+/// drains, and a CUDA graph captured from such launches keeps programmatic
+/// edges. MOELORA_PDL=0 launches them like any kernel (same PTX: the wait is
+/// then a no-op), for comparison.
+bool dependentLaunchEnabled();
+
+/// The cuLaunchKernelEx configuration of one launch, with its attribute
+/// storage.
+struct LaunchConfig {
+  CUlaunchConfig config{};
+  CUlaunchAttribute attributes[1]{};
+};
+
+/// Fills `out` for `kernel` on `stream`; PDL when the kernel's target has it
+/// and `dependentLaunch` allows it.
+void makeLaunchConfig(const KernelSpec &spec, const LaunchGeometry &g,
+                      unsigned sharedBytes, CUstream stream,
+                      bool dependentLaunch, LaunchConfig &out);
+
 /// Launches a GEMM-family kernel on `stream` (nothing when the grid is
 /// empty).
 Status launchGemm(const CudaDriver &drv, const LoadedKernel &kernel,

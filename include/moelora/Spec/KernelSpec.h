@@ -29,7 +29,14 @@ std::optional<int> parseTarget(std::string_view s);
 /// cache key, so a bundle or cache made under another contract is never
 /// loaded: its variants are simply not found. 2: slices moved from grid y
 /// into grid x, and the expand walks N tiles per program (fifth session).
-inline constexpr int kKernelAbiVersion = 2;
+/// 3: sm_90 kernels wait on griddepcontrol at entry and may be launched as
+/// programmatic dependents (kernelWaitsOnGridDependency).
+inline constexpr int kKernelAbiVersion = 3;
+
+/// Whether kernels for `sm` begin with griddepcontrol.wait (before any global
+/// memory access) and griddepcontrol.launch_dependents, which makes them safe
+/// to launch with programmatic stream serialization (PDL, sm_90+).
+constexpr bool kernelWaitsOnGridDependency(int sm) { return sm >= 90; }
 inline constexpr int kMaxOneShotRank = 128;
 inline constexpr int kMaxSmallBatchRank = 64;
 /// Largest min_blocks_per_sm a spec may ask for (an SM holds at most 32

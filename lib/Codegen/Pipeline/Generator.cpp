@@ -135,6 +135,15 @@ gpu::GPUModuleOp buildModule(ModuleOp top, const KernelSpec &spec) {
   func.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({spec.threads(), 1, 1}));
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
+  // Programmatic dependent launch: wait for the grids this one depends on
+  // before touching global memory, then let this grid's own dependents
+  // start their prologue at once (their wait still orders them after all of
+  // this grid). Nothing before this point reads or writes global memory.
+  if (kernelWaitsOnGridDependency(spec.sm)) {
+    NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
+    NVVM::GriddepcontrolOp::create(b, loc,
+                                   NVVM::GridDepActionKind::launch_dependents);
+  }
   TileBuilder tb(b, loc, spec);
   KernelArgs args{entry.getArguments()};
   switch (spec.family) {

@@ -205,6 +205,32 @@ TEST(GeneratorDefaultSet, TensorCoreFamiliesUseMmaSyncCpAsyncAndLdmatrix) {
   }
 }
 
+// Kernels launched as programmatic dependents (PDL, sm_90) must wait on
+// griddepcontrol before their first global memory access: an access ahead of
+// the wait would race with the kernel before it on the stream. The sm_80
+// regeneration of the same spec has neither instruction.
+TEST(GeneratorDefaultSet, Sm90KernelsWaitOnTheGridDependencyFirst) {
+  const std::regex globalAccess(
+      R"(\b(ld\.global|st\.global|ld\.u|ld\.b|st\.u|st\.b|cp\.async|atom\.|red\.))");
+  for (const Generated &g : defaultKernels()) {
+    ASSERT_EQ(g.spec.sm, 90) << g.spec.cacheKey();
+    size_t wait = g.ptx.find("griddepcontrol.wait;");
+    size_t release = g.ptx.find("griddepcontrol.launch_dependents;");
+    ASSERT_NE(wait, std::string::npos) << g.spec.cacheKey();
+    ASSERT_NE(release, std::string::npos) << g.spec.cacheKey();
+    std::smatch first;
+    ASSERT_TRUE(std::regex_search(g.ptx, first, globalAccess))
+        << g.spec.cacheKey();
+    EXPECT_LT(wait, size_t(first.position(0)))
+        << g.spec.cacheKey() << ": " << first.str(0) << " before the wait";
+  }
+  KernelSpec sm80 = defaultKernels().front().spec;
+  sm80.sm = 80;
+  auto g = generateKernel(sm80);
+  ASSERT_TRUE(g) << g.error().message;
+  EXPECT_EQ(g->ptx.find("griddepcontrol"), std::string::npos);
+}
+
 TEST(GeneratorDefaultSet, EntryParametersMatchTheAbi) {
   for (const Generated &g : defaultKernels()) {
     const auto &abi = kernelParams(g.spec.family);

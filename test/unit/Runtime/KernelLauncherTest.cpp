@@ -303,3 +303,41 @@ TEST(GemmArgPackTest, ExpandReadsTheIntermediate) {
 }
 
 } // namespace
+
+namespace {
+
+// sm_90 kernels (griddepcontrol at entry) launch as programmatic dependents;
+// sm_80 kernels, or PDL turned off (MOELORA_PDL=0), launch plainly. The rest
+// of the configuration is the geometry's.
+TEST(LaunchConfigTest, ProgrammaticSerializationOnlyWhereTheKernelWaits) {
+  MoeLoraCall c = call(7, 2, false);
+  KernelSpec s = spec(KernelFamily::OneShot, c, 16, 128, 4);
+  LaunchKnobs knobs;
+  LaunchGeometry g = launchGeometry(s, c, knobs);
+  auto stream = reinterpret_cast<CUstream>(uintptr_t(0x1234));
+  for (int sm : {80, 89, 90})
+    for (bool pdl : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "sm=" << sm << " pdl=" << pdl);
+      s.sm = sm;
+      LaunchConfig lc;
+      makeLaunchConfig(s, g, 4096, stream, pdl, lc);
+      EXPECT_EQ(lc.config.gridDimX, g.grid[0]);
+      EXPECT_EQ(lc.config.gridDimY, g.grid[1]);
+      EXPECT_EQ(lc.config.gridDimZ, g.grid[2]);
+      EXPECT_EQ(lc.config.blockDimX, g.block);
+      EXPECT_EQ(lc.config.blockDimY, 1u);
+      EXPECT_EQ(lc.config.sharedMemBytes, 4096u);
+      EXPECT_EQ(lc.config.hStream, stream);
+      EXPECT_EQ(lc.config.attrs, lc.attributes);
+      const bool want = pdl && sm >= 90;
+      ASSERT_EQ(lc.config.numAttrs, want ? 1u : 0u);
+      if (want) {
+        EXPECT_EQ(lc.attributes[0].id,
+                  CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
+        EXPECT_EQ(lc.attributes[0].value.programmaticStreamSerializationAllowed,
+                  1);
+      }
+    }
+}
+
+} // namespace
