@@ -5,7 +5,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <fstream>
+#include <limits>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -27,6 +30,42 @@ Expected<TunedTable> TunedTable::load(const std::string &path) {
   return parse(*text, path);
 }
 
+namespace {
+
+/// An integer field of a JSON object, as T. nlohmann's get<int>() of a
+/// floating-point number outside int's range is undefined behaviour, and
+/// of an integer outside it a silent wrap (test/fuzz/RESULTS.md, F3), so
+/// the value must be a JSON integer within T's range. Absent: `fallback`,
+/// or an error when there is none (a required field). `where` names the
+/// origin and the entry.
+template <typename T>
+Expected<T> integerField(const nlohmann::json &object, const char *name,
+                         std::optional<T> fallback, const std::string &where) {
+  auto it = object.find(name);
+  if (it == object.end()) {
+    if (fallback)
+      return *fallback;
+    return makeError(
+        fmt::format("{}: {}: missing; allowed: an integer", where, name));
+  }
+  const nlohmann::json &v = *it;
+  constexpr T lo = std::numeric_limits<T>::min();
+  constexpr T hi = std::numeric_limits<T>::max();
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u <= static_cast<uint64_t>(hi))
+      return static_cast<T>(u);
+  } else if (v.is_number_integer()) {
+    const int64_t i = v.get<int64_t>();
+    if (i >= static_cast<int64_t>(lo) && i <= static_cast<int64_t>(hi))
+      return static_cast<T>(i);
+  }
+  return makeError(fmt::format("{}: {} = {}: allowed: an integer in {}..{}",
+                               where, name, v.dump(), lo, hi));
+}
+
+} // namespace
+
 Expected<TunedTable> TunedTable::parse(const std::string &text,
                                        const std::string &origin) {
   TunedTable table;
@@ -36,6 +75,10 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
       return makeError(origin + ": format is not moelora-tuned");
     table.gpu = j.at("gpu").get<std::string>();
     for (const auto &e : j.at("entries")) {
+      const size_t index = table.entries.size();
+      const std::string where = fmt::format("{}: entry {}", origin, index);
+      if (!e.is_object())
+        return makeError(where + ": expected an object");
       TunedEntry t;
       t.path = e.at("path").get<std::string>();
       // A misspelt path would make the entry silently never match.
@@ -48,22 +91,49 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
       if (!dt)
         return makeError(origin + ": dtype must be fp16 or bf16");
       t.dtype = *dt;
-      t.rank = e.at("rank");
-      t.K = e.at("K");
-      t.N = e.at("N");
-      t.numSlices = e.value("num_slices", 1);
       t.sorted = e.value("sorted", false);
-      t.maxPairs = e.at("max_pairs");
+      const std::optional<int> required;
+      struct {
+        const char *name;
+        int *field;
+        std::optional<int> fallback;
+      } ints[] = {{"rank", &t.rank, required},
+                  {"K", &t.K, required},
+                  {"N", &t.N, required},
+                  {"num_slices", &t.numSlices, 1}};
+      for (const auto &f : ints) {
+        Expected<int> v = integerField<int>(e, f.name, f.fallback, where);
+        if (!v)
+          return v.error();
+        *f.field = *v;
+      }
+      Expected<long> maxPairs =
+          integerField<long>(e, "max_pairs", std::nullopt, where);
+      if (!maxPairs)
+        return maxPairs.error();
+      t.maxPairs = *maxPairs;
       const auto &c = e.at("config");
-      t.config.blockN = c.value("BLOCK_SIZE_N", 0);
-      t.config.blockK = c.value("BLOCK_SIZE_K", 0);
-      t.config.numWarps = c.value("num_warps", 0);
-      t.config.numStages = c.value("num_stages", 0);
-      t.config.npid = c.value("NPID", 0);
-      t.config.tilesPerItem = c.value("tiles_per_item", 0);
-      t.config.splitK = c.value("SPLIT_K", 0);
-      t.config.minBlocksPerSm = c.value("min_blocks_per_sm", -1);
-      const size_t index = table.entries.size();
+      if (!c.is_object())
+        return makeError(where + ": config: expected an object");
+      const std::string configWhere = where + ": config";
+      struct {
+        const char *name;
+        int *field;
+        int fallback;
+      } config[] = {{"BLOCK_SIZE_N", &t.config.blockN, 0},
+                    {"BLOCK_SIZE_K", &t.config.blockK, 0},
+                    {"num_warps", &t.config.numWarps, 0},
+                    {"num_stages", &t.config.numStages, 0},
+                    {"NPID", &t.config.npid, 0},
+                    {"tiles_per_item", &t.config.tilesPerItem, 0},
+                    {"SPLIT_K", &t.config.splitK, 0},
+                    {"min_blocks_per_sm", &t.config.minBlocksPerSm, -1}};
+      for (const auto &f : config) {
+        Expected<int> v = integerField<int>(c, f.name, f.fallback, configWhere);
+        if (!v)
+          return v.error();
+        *f.field = *v;
+      }
       if (t.config.tilesPerItem < 0)
         return makeError(fmt::format(
             "{}: entry {}: tiles_per_item = {}: allowed: 0 (the rule) or >= 1",

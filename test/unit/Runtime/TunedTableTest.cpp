@@ -106,6 +106,38 @@ TEST(TunedTableTest, MergeRejectsOtherGpuOrBadTable) {
   EXPECT_THAT(bad.error().message, HasSubstr("merge (update)"));
 }
 
+/// The fuzzer's input of finding F3 (test/fuzz/RESULTS.md): an error
+/// naming the origin and the field, also through a merge; integers of the
+/// types' full range are read exactly.
+TEST(TunedTableTest, NumbersAreCheckedBeforeConversion) {
+  const std::string f3 =
+      R"({"format": "moelora-tuned", "version": 1, "gpu": "NVIDIA H200", )"
+      R"("entries": [{"path": "one_shot", "dtype": "bf16", )"
+      R"("rank": 10000000000.0, "K": 2048, "N": 1408, "sorted": true, )"
+      R"("num_slices": 2, "max_pairs": 512, "config": {"num_warps": 4}}]})";
+  auto t = TunedTable::parse(f3, "h200.json");
+  ASSERT_FALSE(t);
+  EXPECT_EQ(t.error().message,
+            "h200.json: entry 0: rank = 10000000000.0: allowed: an integer "
+            "in -2147483648..2147483647");
+  json base = json::parse(f3);
+  base["entries"][0]["rank"] = 16;
+  auto merged = mergeTunedTables(base.dump(), f3, "merge");
+  ASSERT_FALSE(merged);
+  EXPECT_THAT(merged.error().message,
+              HasSubstr("merge (update): entry 0: rank = 10000000000.0"));
+
+  json j = validTable();
+  j["entries"][0]["rank"] = 2147483647;
+  j["entries"][0]["K"] = -2147483648LL;
+  j["entries"][0]["max_pairs"] = 9223372036854775807LL;
+  auto edges = TunedTable::parse(j.dump(), "t.json");
+  ASSERT_TRUE(edges) << edges.error().message;
+  EXPECT_EQ(edges->entries[0].rank, 2147483647);
+  EXPECT_EQ(edges->entries[0].K, -2147483647 - 1);
+  EXPECT_EQ(edges->entries[0].maxPairs, 9223372036854775807L);
+}
+
 TEST(TunedTableTest, FindMatchesExactShapeAndGpu) {
   auto t = TunedTable::parse(validTable().dump(), "t.json");
   ASSERT_TRUE(t);
@@ -289,8 +321,59 @@ INSTANTIATE_TEST_SUITE_P(
                          return without({"entries", "0", "dtype"});
                        },
                        "dtype"},
-        ParseErrorCase{"RankNotANumber", [] { return with("rank", "16"); },
-                       ""}),
+        ParseErrorCase{"RankNotANumber", [] { return with("rank", "16"); }, ""},
+        ParseErrorCase{"MissingRankIsNamed",
+                       [] {
+                         return without({"entries", "0", "rank"});
+                       },
+                       "entry 0: rank: missing"},
+        // Finding F3 of test/fuzz/RESULTS.md: get<int>() of a float beyond
+        // int was undefined behaviour; integers beyond it wrapped.
+        ParseErrorCase{"RankFloatBeyondInt", [] { return with("rank", 1e10); },
+                       "entry 0: rank = 10000000000.0: allowed: an integer "
+                       "in -2147483648..2147483647"},
+        ParseErrorCase{"RankFloatWithinInt", [] { return with("rank", 16.0); },
+                       "entry 0: rank = 16.0: allowed: an integer"},
+        ParseErrorCase{"KIntegerBeyondInt",
+                       [] { return with("K", json(4294967312LL)); },
+                       "entry 0: K = 4294967312: allowed: an integer"},
+        ParseErrorCase{"NNegativeBeyondInt",
+                       [] { return with("N", json(-2147483649LL)); },
+                       "entry 0: N = -2147483649: allowed: an integer"},
+        ParseErrorCase{"NumSlicesFloat",
+                       [] { return with("num_slices", -1e300); },
+                       "entry 0: num_slices = -1e+300: allowed: an integer"},
+        ParseErrorCase{"MaxPairsFloatBeyondLong",
+                       [] { return with("max_pairs", 1e30); },
+                       "entry 0: max_pairs = 1e+30: allowed: an integer in "
+                       "-9223372036854775808..9223372036854775807"},
+        ParseErrorCase{"MaxPairsUnsignedBeyondLong",
+                       [] {
+                         return with("max_pairs",
+                                     json(uint64_t(18446744073709551615ULL)));
+                       },
+                       "entry 0: max_pairs = 18446744073709551615: allowed: "
+                       "an integer"},
+        ParseErrorCase{"ConfigFloatBeyondInt",
+                       [] {
+                         json j = validTable();
+                         j["entries"][1]["config"]["BLOCK_SIZE_N"] = 1e10;
+                         return j.dump();
+                       },
+                       "entry 1: config: BLOCK_SIZE_N = 10000000000.0: "
+                       "allowed: an integer"},
+        ParseErrorCase{"ConfigNotAnObject",
+                       [] {
+                         return with("config", json::array({1, 2}));
+                       },
+                       "entry 0: config: expected an object"},
+        ParseErrorCase{"EntryNotAnObject",
+                       [] {
+                         json j = validTable();
+                         j["entries"][1] = 7;
+                         return j.dump();
+                       },
+                       "entry 1: expected an object"}),
     [](const ::testing::TestParamInfo<ParseErrorCase> &i) {
       return std::string(i.param.name);
     });
