@@ -62,6 +62,9 @@ inline std::vector<BenchCase> benchCases(bool withFp16) {
         for (int M : {64, 512, 4096})
           cases.push_back({&p, shape, M, rank, true, true, false});
         cases.push_back({&p, shape, 512, rank, true, false, true});
+        // Sparse routing on the two-kernel path too: a tuned path choice
+        // (--path-choice) weighs both routings of the bucket.
+        cases.push_back({&p, shape, 512, rank, true, true, true});
       }
   if (withFp16) {
     std::vector<BenchCase> extra;

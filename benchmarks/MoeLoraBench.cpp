@@ -9,6 +9,12 @@
 // bandwidth). Then host-side costs: cache hit, disk load, per-call time.
 //
 // Usage: moelora-bench [--quick] [--fp16] [--filter substr] [--out dir]
+//                      [--tuned-table T.json [--path-choice P.json]]
+// --path-choice times every case with T's path choices ("fused" entries)
+// left out, then writes P.json: one "fused" entry per sorted bucket that has
+// both paths measured, "two_kernel" where the two-kernel cases of the bucket
+// (dense and sparse) take less than 0.97x the one-shot ones, else
+// "one_shot"; `moelora-tune merge T.json P.json` puts them in the table.
 // Kernels come from the disk cache $MOELORA_CACHE_DIR (moelora-bench-prepare
 // fills it on a machine with the generator).
 //
@@ -16,6 +22,7 @@
 
 #include "BenchHarness.h"
 #include "moelora/Runtime/Runtime.h"
+#include "moelora/Runtime/TunedTable.h"
 #include "moelora/Support/Half.h"
 
 #include <CLI/CLI.hpp>
@@ -34,15 +41,73 @@
 
 using namespace moelora;
 using namespace moelora::bench;
+using json = nlohmann::json;
 
 namespace {
 
 struct Result {
+  BenchCase c;
   std::string name, path, config;
   double us = 0, floorUs = 0, tritonUs = 0;
   double bytes = 0;
   int launches = 0;
 };
+
+/// The tuned-table update of --path-choice: per sorted bucket (dtype, shape,
+/// pairs) the summed time of its one-shot cases against its two-kernel
+/// cases (the benchmark's two-kernel cases plan exactly what a routed call
+/// runs), with the tuner's 3% noise margin in favour of the one-shot.
+void writePathChoice(const std::vector<Result> &results, const std::string &gpu,
+                     const std::string &path) {
+  struct Sums {
+    json entry;
+    double oneShot = 0, twoKernel = 0;
+    int nOne = 0, nTwo = 0;
+  };
+  std::map<std::string, Sums> buckets;
+  for (const Result &r : results) {
+    const BenchCase &c = r.c;
+    if (!c.sorted)
+      continue;
+    json e = {{"path", "fused"},
+              {"dtype", c.dtype == MOELORA_DTYPE_BF16 ? "bf16" : "fp16"},
+              {"rank", c.rank},
+              {"K", c.K()},
+              {"N", c.N()},
+              {"num_slices", c.slices()},
+              {"sorted", true},
+              {"max_pairs", c.M * c.preset->topK}};
+    Sums &s = buckets[e.dump()];
+    s.entry = e;
+    if (c.twoKernel) {
+      s.twoKernel += r.us;
+      ++s.nTwo;
+    } else if (r.path == "one_shot") {
+      s.oneShot += r.us;
+      ++s.nOne;
+    }
+  }
+  json update = {{"format", "moelora-tuned"},
+                 {"version", 1},
+                 {"gpu", gpu},
+                 {"entries", json::array()}};
+  std::printf("\nPath choice (sorted buckets; two_kernel below 0.97x of "
+              "one_shot)\n");
+  for (auto &[key, s] : buckets) {
+    if (s.nOne == 0 || s.nOne != s.nTwo)
+      continue; // both paths over the same cases, or no choice
+    const bool two = s.twoKernel < 0.97 * s.oneShot;
+    s.entry["use"] = two ? "two_kernel" : "one_shot";
+    std::printf("  %-70s one_shot %8.1f us  two_kernel %8.1f us  (%.3f) -> "
+                "%s\n",
+                key.c_str(), s.oneShot, s.twoKernel, s.twoKernel / s.oneShot,
+                two ? "two_kernel" : "one_shot");
+    update["entries"].push_back(s.entry);
+  }
+  std::ofstream(path) << update.dump(1) << "\n";
+  std::printf("path choice: %s (%zu buckets)\n", path.c_str(),
+              update["entries"].size());
+}
 
 } // namespace
 
@@ -60,8 +125,36 @@ int main(int argc, char **argv) {
   app.add_option("--tuned-table", tunedTable,
                  "tuned table JSON, or 'none' for vLLM's rules (default: the "
                  "committed table for this GPU)");
+  std::string pathChoice;
+  app.add_option("--path-choice", pathChoice,
+                 "write the measured one-shot/two-kernel choice per sorted "
+                 "bucket here (a tuned-table update; needs --tuned-table)");
   CLI11_PARSE(app, argc, argv);
   std::filesystem::create_directories(outDir);
+  if (!pathChoice.empty()) {
+    if (tunedTable.empty() || tunedTable == "none") {
+      std::fprintf(stderr, "moelora-bench: --path-choice needs --tuned-table "
+                           "T.json (the table whose paths it measures)\n");
+      return 2;
+    }
+    // Both paths as the table configures them, without its path choices.
+    auto text = TunedTable::readText(tunedTable);
+    auto parsed = text ? TunedTable::parse(*text, tunedTable)
+                       : Expected<TunedTable>(text.error());
+    if (!parsed) {
+      std::fprintf(stderr, "moelora-bench: %s\n",
+                   parsed.error().message.c_str());
+      return 2;
+    }
+    nlohmann::json t = nlohmann::json::parse(*text);
+    nlohmann::json kept = nlohmann::json::array();
+    for (const auto &e : t["entries"])
+      if (e.value("path", "") != "fused")
+        kept.push_back(e);
+    t["entries"] = kept;
+    tunedTable = outDir + "/without-path-choice.json";
+    std::ofstream(tunedTable) << t.dump(1);
+  }
   auto d = CudaDriver::get();
   if (!d) {
     std::fprintf(stderr, "moelora-bench: %s\n", d.error().message.c_str());
@@ -138,6 +231,7 @@ int main(int argc, char **argv) {
 
     double bytes = prob->floorBytes;
     Result r;
+    r.c = c;
     r.name = c.name();
     r.path = plan.path == MOELORA_PATH_SMALL_BATCH ? "small_batch"
              : plan.path == MOELORA_PATH_ONE_SHOT  ? "one_shot"
@@ -253,6 +347,8 @@ int main(int argc, char **argv) {
     }
     std::ofstream(outDir + "/bench.json") << j.dump(1);
   }
+  if (!pathChoice.empty())
+    writePathChoice(results, gpuName, pathChoice);
   moelora_runtime_destroy(rt);
   return 0;
 }

@@ -182,7 +182,7 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
                        call.K, call.N, call.numSlices, call.sorted, pairs);
   };
 
-  const bool twoKernel = fullySharded || call.rank > kMaxOneShotRank;
+  bool twoKernel = fullySharded || call.rank > kMaxOneShotRank;
   if (!twoKernel && !call.sorted && call.rank <= kMaxSmallBatchRank &&
       smallBatchFits(pairs, call.rank)) {
     plan.path = DispatchPath::SmallBatch;
@@ -239,6 +239,13 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
     plan.kernels.push_back({s, k});
     return plan;
   }
+  // The tuned table may give a one-shot bucket to the two-kernel path,
+  // where it measured faster (its own "fused" entry for the bucket).
+  if (!twoKernel)
+    if (const TunedEntry *f = lookup("fused"); f && f->use == "two_kernel") {
+      twoKernel = true;
+      plan.fromTunedTable = true;
+    }
   if (!twoKernel) {
     plan.path = DispatchPath::OneShot;
     KernelSpec s = commonSpec(KernelFamily::OneShot, call, device);

@@ -83,9 +83,9 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
       t.path = e.at("path").get<std::string>();
       // A misspelt path would make the entry silently never match.
       if (t.path != "one_shot" && t.path != "small_batch" &&
-          t.path != "two_kernel")
+          t.path != "two_kernel" && t.path != "fused")
         return makeError(fmt::format("{}: path '{}': allowed: one_shot, "
-                                     "small_batch, two_kernel",
+                                     "small_batch, two_kernel, fused",
                                      origin, t.path));
       auto dt = parseDType(e.at("dtype").get<std::string>());
       if (!dt)
@@ -112,6 +112,25 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
       if (!maxPairs)
         return maxPairs.error();
       t.maxPairs = *maxPairs;
+      if (t.path == "fused") {
+        // A path choice, not a kernel config.
+        auto use = e.find("use");
+        if (use == e.end() || !use->is_string() ||
+            (*use != "one_shot" && *use != "two_kernel"))
+          return makeError(fmt::format(
+              "{}: use = {}: allowed: \"one_shot\", \"two_kernel\" (path "
+              "fused)",
+              where, use == e.end() ? std::string("missing") : use->dump()));
+        t.use = use->get<std::string>();
+        if (e.contains("config") &&
+            !(e["config"].is_object() && e["config"].empty()))
+          return makeError(where + ": config: path fused takes none");
+        table.entries.push_back(t);
+        continue;
+      }
+      if (e.contains("use"))
+        return makeError(
+            fmt::format("{}: use: only path fused takes it", where));
       const auto &c = e.at("config");
       if (!c.is_object())
         return makeError(where + ": config: expected an object");

@@ -9,6 +9,9 @@
 //                            "num_warps": 4, "num_stages": 3, "NPID": 1}}]}
 // An entry applies to calls of its shape with num_pairs <= max_pairs (the
 // smallest such bucket wins) on a GPU whose name equals "gpu".
+// A "fused" entry has no config but "use": "one_shot"|"two_kernel": the
+// path that serves fused_moe_lora calls of its bucket which the rules would
+// give the one-shot kernel (the two-kernel path wins some prefill buckets).
 //
 //===----------------------------------------------------------------------===//
 #ifndef MOELORA_RUNTIME_TUNEDTABLE_H
@@ -34,6 +37,7 @@ struct TunedConfig {
 
 struct TunedEntry {
   std::string path;
+  std::string use; ///< path "fused": "one_shot" or "two_kernel"
   DType dtype = DType::BF16;
   int rank = 0, K = 0, N = 0, numSlices = 1;
   bool sorted = false;

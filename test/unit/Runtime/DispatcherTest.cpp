@@ -774,3 +774,53 @@ TEST(DispatcherTunedTest, SmallBatchAndTwoKernelEntries) {
 }
 
 } // namespace
+
+namespace {
+
+// A "fused" entry gives its bucket's one-shot calls to the two-kernel path
+// (with the workspace it needs), or keeps them one-shot; calls outside the
+// bucket, naive decode calls served by small_batch, and fully sharded calls
+// are unaffected.
+TEST(DispatcherTunedTest, FusedEntryChoosesThePath) {
+  auto t = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {"path": "fused", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": true, "num_slices": 2, "max_pairs": 512, "use": "two_kernel"},
+    {"path": "fused", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": true, "num_slices": 2, "max_pairs": 4096, "use": "one_shot"},
+    {"path": "fused", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": false, "num_slices": 2, "max_pairs": 4096, "use": "two_kernel"}
+    ]})",
+                             "t.json");
+  ASSERT_TRUE(t) << t.error().message;
+  MoeLoraCall c = sortedCall(40); // 320 pairs: the 512 bucket
+  DispatchPlan rules = planOk(c);
+  ASSERT_EQ(rules.path, DispatchPath::OneShot);
+  DispatchPlan routed = planOk(c, false, &*t);
+  ASSERT_EQ(routed.path, DispatchPath::TwoKernel);
+  EXPECT_TRUE(routed.fromTunedTable);
+  ASSERT_EQ(routed.kernels.size(), 2u);
+  EXPECT_EQ(routed.kernels[0].spec.family, KernelFamily::Shrink);
+  EXPECT_EQ(routed.kernels[1].spec.family, KernelFamily::Expand);
+  EXPECT_EQ(routed.workspaceBytes, intermediateBytes(c));
+  // As the fully sharded call plans it.
+  DispatchPlan sharded = planOk(c, true);
+  EXPECT_EQ(routed.kernels[0].spec, sharded.kernels[0].spec);
+  EXPECT_EQ(routed.kernels[1].spec, sharded.kernels[1].spec);
+  // 520 pairs: the 4096 bucket says one_shot.
+  DispatchPlan kept = planOk(sortedCall(65), false, &*t);
+  EXPECT_EQ(kept.path, DispatchPath::OneShot);
+  EXPECT_EQ(kept.workspaceBytes, 0u);
+  // Another shape: the rules.
+  EXPECT_EQ(planOk(sortedCall(40, 16, 8, 4096), false, &*t).path,
+            DispatchPath::OneShot);
+  // Naive decode calls go to small_batch before any path choice...
+  EXPECT_EQ(planOk(naiveCall(1), false, &*t).path, DispatchPath::SmallBatch);
+  // ...and the naive entry applies to the naive calls the rules give the
+  // one-shot kernel.
+  MoeLoraCall naive = naiveCall(200);
+  ASSERT_EQ(planOk(naive).path, DispatchPath::OneShot);
+  EXPECT_EQ(planOk(naive, false, &*t).path, DispatchPath::TwoKernel);
+}
+
+} // namespace

@@ -228,7 +228,7 @@ TEST(SpecKeyTest, CacheKeyIsStable) {
   // The text is part of every on-disk cache and bundle: it must not drift.
   EXPECT_EQ(s.cacheKey(), "one_shot;bf16;sm_90;R=16;K=2048;BM=16;BN=128;BK=128;"
                           "GM=1;SK=1;W=4;S=3;sorted=0;mrw=0;add=1;slices=2;"
-                          "npid=0;even_k=1;mbs=0;oa=1;abi=2");
+                          "npid=0;even_k=1;mbs=0;oa=1;abi=3");
   EXPECT_EQ(s.cacheKey(), KernelSpec(s).cacheKey());
   EXPECT_EQ(SpecKeyHash()(SpecKey(s)), SpecKeyHash()(SpecKey(KernelSpec(s))));
   EXPECT_EQ(s.entryName(), KernelSpec(s).entryName());

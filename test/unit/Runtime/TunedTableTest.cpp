@@ -4,6 +4,7 @@
 
 #include "moelora/Runtime/TunedTable.h"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -377,5 +378,79 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<ParseErrorCase> &i) {
       return std::string(i.param.name);
     });
+
+} // namespace
+
+namespace {
+
+json fusedEntry(json use) {
+  json e = {{"path", "fused"}, {"dtype", "bf16"},  {"rank", 64},
+            {"K", 4096},       {"N", 14336},       {"sorted", true},
+            {"num_slices", 2}, {"max_pairs", 128}, {"use", std::move(use)}};
+  return e;
+}
+
+std::string tableWith(const json &entry) {
+  json j = validTable();
+  j["entries"].push_back(entry);
+  return j.dump();
+}
+
+// A "fused" entry chooses the path of its bucket's one-shot calls; it has
+// "use" and no kernel config, and only it has "use".
+TEST(TunedTableTest, FusedEntryChoosesAPath) {
+  auto t = TunedTable::parse(tableWith(fusedEntry("two_kernel")), "t.json");
+  ASSERT_TRUE(t) << t.error().message;
+  const TunedEntry *e =
+      t->find(t->gpu, "fused", DType::BF16, 64, 4096, 14336, 2, true, 100);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->use, "two_kernel");
+  // Not a config entry of another path.
+  EXPECT_EQ(
+      t->find(t->gpu, "two_kernel", DType::BF16, 64, 4096, 14336, 2, true, 100),
+      nullptr);
+  json withEmptyConfig = fusedEntry("one_shot");
+  withEmptyConfig["config"] = json::object();
+  auto u = TunedTable::parse(tableWith(withEmptyConfig), "t.json");
+  ASSERT_TRUE(u) << u.error().message;
+  EXPECT_EQ(u->entries.back().use, "one_shot");
+}
+
+TEST(TunedTableTest, FusedEntryErrorsNameTheField) {
+  struct {
+    json entry;
+    const char *mentions;
+  } bad[] = {
+      {fusedEntry("small_batch"), "use = \"small_batch\": allowed: "
+                                  "\"one_shot\", \"two_kernel\""},
+      {fusedEntry(7), "use = 7"},
+      {[] {
+         json e = fusedEntry("two_kernel");
+         e.erase("use");
+         return e;
+       }(),
+       "use = missing"},
+      {[] {
+         json e = fusedEntry("two_kernel");
+         e["config"] = {{"num_warps", 4}};
+         return e;
+       }(),
+       "config: path fused takes none"},
+  };
+  for (const auto &b : bad) {
+    auto t = TunedTable::parse(tableWith(b.entry), "/t/h200.json");
+    ASSERT_FALSE(t) << b.entry.dump();
+    // The appended entry's index.
+    EXPECT_THAT(t.error().message,
+                HasSubstr(fmt::format("/t/h200.json: entry {}",
+                                      validTable()["entries"].size())));
+    EXPECT_THAT(t.error().message, HasSubstr(b.mentions));
+  }
+  json j = validTable();
+  j["entries"][0]["use"] = "two_kernel";
+  auto t = TunedTable::parse(j.dump(), "/t/h200.json");
+  ASSERT_FALSE(t);
+  EXPECT_THAT(t.error().message, HasSubstr("use: only path fused takes it"));
+}
 
 } // namespace

@@ -105,7 +105,7 @@ TEST(KernelSpecTest, CacheKeyText) {
   EXPECT_EQ(s.cacheKey(),
             "one_shot;bf16;sm_90;R=16;K=2048;BM=16;BN=128;BK=128;GM=1;SK=1;"
             "W=4;S=3;sorted=0;mrw=0;add=1;slices=2;npid=0;even_k=1;mbs=0;oa=1;"
-            "abi=2");
+            "abi=3");
   s.k.reset();
   s.family = KernelFamily::Expand;
   s.dtype = DType::F16;
@@ -116,7 +116,7 @@ TEST(KernelSpecTest, CacheKeyText) {
   EXPECT_EQ(s.cacheKey(),
             "expand;fp16;sm_90;R=16;K=*;BM=16;BN=128;BK=128;GM=1;SK=1;"
             "W=4;S=3;sorted=1;mrw=1;add=0;slices=2;npid=0;even_k=0;mbs=2;oa=1;"
-            "abi=2");
+            "abi=3");
   // The occupancy hint changes the PTX, so it is part of the identity.
   KernelSpec noHint = s;
   noHint.minBlocksPerSm = 0;
@@ -225,7 +225,7 @@ TEST(KernelSpecTest, EntryNameIsStable) {
   EXPECT_EQ(a.entryName(), b.entryName());
   EXPECT_EQ(a.cacheKey(), b.cacheKey());
   EXPECT_EQ(a.entryName(), "moelora_one_shot_bf16_sm90_r16_k2048_m16n128k128_"
-                           "w4s3_naive_add_s2_hae2d4180");
+                           "w4s3_naive_add_s2_h46d005e3");
 }
 
 TEST(KernelSpecTest, Threads) {
