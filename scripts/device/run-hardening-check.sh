@@ -26,7 +26,11 @@ check python3 -m pytest -q -s -rfE -p no:cacheprovider test/python/test_tp_two_r
 step "tensor parallel: the drop-in suite's sharded cases"
 check python3 -m pytest -q -rfE -p no:cacheprovider test/python/test_dropin.py -k "shard or fully or tp"
 step "tensor parallel: the C ABI halves example (examples/tp)"
-check env LD_LIBRARY_PATH="$site/moelora/lib" .carry/ship/tp_example
+# The example links libmoelora.so.1 (the CMake package's soname); the wheel
+# ships the library as libmoelora.so.
+tplib=$(mktemp -d)
+ln -s "$site/moelora/lib/libmoelora.so" "$tplib/libmoelora.so.1"
+check env LD_LIBRARY_PATH="$tplib" MOELORA_CACHE_DIR="$(mktemp -d)" .carry/ship/tp_example
 step "compute-sanitizer over the Python GPU tests"
 unset PYTHONPATH MOELORA_TEST_INSTALLED
 OUT=$OUT SUITES=python LIMIT=${CS_LIMIT:-300} bash scripts/device/run-sanitizers.sh || status=1

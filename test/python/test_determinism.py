@@ -61,11 +61,16 @@ def _problem(name):
 
 
 def _run(p, out0, stream=None):
-    out = out0.clone()
     if stream is None:
+        out = out0.clone()
         D.call_fused(p, out, add_inputs=True)
     else:
+        # The copy of out0 and the call on `stream`, after what the caller's
+        # stream did (out0): a clone on the caller's stream would race with
+        # the call, and its memory could be reused while the call runs.
+        stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
+            out = out0.clone()
             D.call_fused(p, out, add_inputs=True)
     return out
 
