@@ -77,6 +77,14 @@ constexpr int64_t kMaxPairs = int64_t(1) << 21;
 /// The sorted path's grid has one z layer per active adapter (CUDA allows
 /// 65535); max_loras + 1 ids bound the active adapters.
 constexpr int kMaxGridZ = 65535;
+/// Row blocks of the sorted metadata (EM / block_size_m) a call may have:
+/// four times what kMaxPairs needs with vLLM's capacity (pairs plus
+/// block_size_m - 1 per expert, at block_size_m 16), so that the sorted
+/// grids (the shrink's largest: 2^19 x 64 rank tiles x 8 slices = 2^28
+/// blocks; it splits K only for few programs) stay within 2^31 - 1 in x.
+/// EM is the caller's buffer width, not derived, so it needs its own bound
+/// (fuzzing finding F6, test/fuzz/RESULTS.md).
+constexpr int64_t kMaxRowBlocks = int64_t(1) << 19;
 constexpr int kLargestMaxLoras = kMaxGridZ - 1;
 
 /// The integer a caller stored in an enum-typed field. Callers may store any
@@ -171,6 +179,11 @@ Expected<MoeLoraCall> toShape(const moelora_fused_args *a) {
     return bad(fmt::format("EM = {}: must be a positive multiple of "
                            "block_size_m = {}",
                            a->EM, a->block_size_m));
+  if (c.sorted && a->EM / a->block_size_m > kMaxRowBlocks)
+    return bad(fmt::format("EM = {}: must be <= {} (block_size_m = {} times "
+                           "{} row blocks)",
+                           a->EM, kMaxRowBlocks * a->block_size_m,
+                           a->block_size_m, kMaxRowBlocks));
   return c;
 }
 

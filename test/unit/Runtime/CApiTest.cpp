@@ -469,6 +469,12 @@ INSTANTIATE_TEST_SUITE_P(
                      a.top_k = 8;
                    },
                    {"num_tokens * top_k = 16777216", "<= 2097152"}},
+        // EM is the caller's buffer width: bounded on its own (F6).
+        BadArgCase{
+            "EMAboveTheSortedGrids",
+            true,
+            [](auto &a) { a.EM = (1 << 19) * a.block_size_m + a.block_size_m; },
+            {"EM = ", "row blocks)"}},
         // Bounds the planner's arithmetic (found by test/fuzz/FuzzCApi.cpp).
         BadArgCase{"RankAboveAnyExpand",
                    false,
