@@ -179,6 +179,13 @@ public:
       weightsKey = key;
     }
     p->weights = weights;
+    // Routing, adapters and activations come from the case's own inputs
+    // (not the path, not the order of the cases): the one-shot and
+    // two-kernel cases of a bucket see the same calls, and adding a case
+    // leaves the others' inputs (and so their bytes) as they were.
+    std::mt19937_64 caseRng(std::hash<std::string>{}(
+        fmt::format("{}_{}_{}_{}_{}_{}_{}", c.preset->name, int(c.shape), c.M,
+                    R, int(c.dtype), c.sorted, c.sparse)));
     const int pairs = c.M * topK;
     const int pool = c.sparse ? std::max(topK, E / 4) : E;
     p->topkIds.resize(pairs);
@@ -188,15 +195,15 @@ public:
       std::vector<int> experts(pool);
       for (int e = 0; e < pool; ++e)
         experts[e] = e;
-      std::shuffle(experts.begin(), experts.end(), rng);
+      std::shuffle(experts.begin(), experts.end(), caseRng);
       for (int k = 0; k < topK; ++k) {
         p->topkIds[t * topK + k] = experts[k];
-        w[t * topK + k] = float(rng() % 1000) / 1000.0f;
+        w[t * topK + k] = float(caseRng() % 1000) / 1000.0f;
       }
     }
     for (int t = 0; t < c.M;) {
-      int len = 1 + int(rng() % std::max(1, c.M / 4 + 1));
-      int l = int(rng() % L);
+      int len = 1 + int(caseRng() % std::max(1, c.M / 4 + 1));
+      int l = int(caseRng() % L);
       for (int i = 0; i < len && t < c.M; ++i, ++t)
         p->tokenMapping[t] = l;
     }
@@ -204,8 +211,8 @@ public:
     for (int l = 0; l < L; ++l)
       loraIds.push_back(l);
     loraIds.push_back(-1);
-    p->x = randomTensor(dt, size_t(c.xRows()) * K, 1.0f, rng());
-    p->outInit = randomTensor(dt, size_t(pairs) * S * N, 1.0f, rng());
+    p->x = randomTensor(dt, size_t(c.xRows()) * K, 1.0f, caseRng());
+    p->outInit = randomTensor(dt, size_t(pairs) * S * N, 1.0f, caseRng());
     p->out = Buffer(p->outInit.bytes);
     CK(driver()->cuMemcpyDtoDAsync(p->out.ptr, p->outInit.ptr, p->out.bytes,
                                    stream));
