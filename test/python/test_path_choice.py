@@ -1,0 +1,107 @@
+"""A tuned table's path choice end to end on the GPU (issue 13, item 6).
+
+A "fused" entry with "use": "two_kernel" gives its bucket's one-shot calls
+to the two-kernel path. In a child process whose MOELORA_TUNED_TABLE holds
+such an entry for the problem's bucket (on this GPU's name), the plan must
+say two_kernel, the drop-in call (which then needs a workspace) must match
+the float64 reference, and repeated calls must give the same bits; the same
+call in this process (no entry) stays one_shot and agrees with it to the
+rounding of the two paths.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA device", allow_module_level=True)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import dropin_cases as DC  # noqa: E402
+import test_dropin as D  # noqa: E402
+
+CASES = {
+    "pc_sorted_r64": dict(num_tokens=64, rank=64, sorted=True, block_size_m=16,
+                          K=1024, N=768),
+    "pc_naive_r32": dict(num_tokens=72, rank=32, sorted=False, K=1024, N=768),
+}
+DC.CASES.update(CASES)
+
+
+def _plan(p, out0):
+    c = p.c
+    return D.moelora.plan_fused_moe_lora(
+        out0, p.x, p.lora_a, p.lora_b, p.topk_weights, p.sorted_token_ids,
+        p.expert_ids, p.num_tokens_post_padded, p.token_lora_mapping, c["rank"],
+        c["top_k"], p.lora_ids, p.num_active_loras, p.adapter_enabled,
+        c["block_size_m"], *D.SHRINK_CFG, c["block_size_m"], *D.EXPAND_CFG,
+        False, False, 0, True)
+
+
+def _run(name):
+    """(plan, the computed rows as float, rel L2 vs the float64 reference);
+    the output is checked as the drop-in suite checks it (skipped pairs and
+    other columns untouched) and repeated calls must give the same bits."""
+    p = D.make_problem(name, "bf16", mul_routed_weight=False, seed=99)
+    out, out0, ref, ok = D.fused_against_reference(p)
+    err = D.check_output(p, out, out0, ref, ok)
+    plan = _plan(p, out0)
+    again = out0.clone()
+    D.call_fused(p, again, add_inputs=True)
+    torch.cuda.synchronize()
+    assert torch.equal(out.view(torch.int16), again.view(torch.int16)), \
+        "repeated calls differ"
+    c = p.c
+    rows = out.view(c["num_tokens"] * c["top_k"], -1)[ok].float()
+    return plan, rows, err
+
+
+def _table(name):
+    c = DC.case(name)
+    entry = {"path": "fused", "dtype": "bf16", "rank": c["rank"], "K": c["K"],
+             "N": c["N"], "num_slices": c["num_slices"], "sorted": c["sorted"],
+             "max_pairs": c["num_tokens"] * c["top_k"], "use": "two_kernel"}
+    return {"format": "moelora-tuned", "version": 1,
+            "gpu": torch.cuda.get_device_name(), "entries": [entry]}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_fused_entry_routes_to_two_kernel(name):
+    plan, rows, _ = _run(name)
+    assert plan["path"] == "one_shot", plan  # the rules, no entry
+    with tempfile.TemporaryDirectory() as d:
+        table = os.path.join(d, "table.json")
+        with open(table, "w") as f:
+            json.dump(_table(name), f)
+        torch.save(rows.cpu(), os.path.join(d, "one_shot.pt"))
+        env = dict(os.environ, MOELORA_TUNED_TABLE=table,
+                   MOELORA_CACHE_DIR=os.environ.get("MOELORA_CACHE_DIR", d))
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child",
+                               name, d], env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _child(name, d):
+    plan, rows, err = _run(name)
+    assert plan["path"] == "two_kernel", plan
+    assert plan["from_tuned_table"], plan
+    assert plan["workspace_bytes"] > 0, plan
+    one_shot = torch.load(os.path.join(d, "one_shot.pt")).cuda()
+    diff = float((rows - one_shot).norm() / one_shot.norm())
+    assert diff < 1e-2, f"one-shot and two-kernel disagree: rel L2 {diff:.2e}"
+    print(f"{name}: two_kernel via the tuned table, rel L2 {err:.2e} to float64, "
+          f"{diff:.2e} to one_shot")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        _child(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(pytest.main([__file__, "-q"]))
