@@ -161,10 +161,39 @@ static int expandNpid(const KernelSpec &expand, const MoeLoraCall &call,
   return npid;
 }
 
+static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
+                                         bool fullySharded,
+                                         const DeviceInfo &device,
+                                         const TunedTable *tuned);
+
 Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
                                         bool fullySharded,
                                         const DeviceInfo &device,
                                         const TunedTable *tuned) {
+  auto plan = choosePlan(call, fullySharded, device, tuned);
+  if (!plan)
+    return plan;
+  // The sorted grids follow the caller's EM (its metadata's row capacity),
+  // which nothing else bounds: refuse a grid the driver cannot launch rather
+  // than let it wrap (fuzzing finding F6).
+  for (const PlannedKernel &k : plan->kernels) {
+    LaunchGeometry g = launchGeometry(k.spec, call, k.knobs);
+    if (!g.withinDriverLimits())
+      return makeError(fmt::format(
+          "EM = {}, num_tokens * top_k = {}: the {} kernel would need a grid "
+          "of {} x {} x {} blocks; CUDA launches at most 2147483647 x 65535 x "
+          "65535 (EM is the sorted metadata's rows per adapter: "
+          "moelora_align_capacity gives what the pairs need)",
+          call.EM, call.numPairs(), toString(k.spec.family), g.blocksX,
+          g.grid[1], g.grid[2]));
+  }
+  return plan;
+}
+
+static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
+                                         bool fullySharded,
+                                         const DeviceInfo &device,
+                                         const TunedTable *tuned) {
   DispatchPlan plan;
   const long pairs = call.numPairs();
   if (pairs == 0 || call.numSlices == 0 || call.numActiveLoras == 0 ||

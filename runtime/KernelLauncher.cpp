@@ -59,45 +59,50 @@ LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
                               const LaunchKnobs &knobs) {
   LaunchGeometry g;
   g.block = spec.threads();
-  const long pairs = call.numPairs();
-  const unsigned mBlocks =
-      spec.sorted ? unsigned(call.EM / spec.blockM) : unsigned(pairs);
+  // Blocks in x are counted in 64 bits: a caller's EM (sorted row blocks)
+  // or pairs can make the product pass 2^32; the planner refuses what the
+  // driver cannot launch (withinDriverLimits) instead of wrapping.
+  const uint64_t pairs = uint64_t(std::max(0L, long(call.numPairs())));
+  const uint64_t mBlocks =
+      spec.sorted ? uint64_t(std::max(0, call.EM / spec.blockM)) : pairs;
   const unsigned loraDim = spec.sorted ? unsigned(call.numActiveLoras) : 1u;
+  const uint64_t slices = uint64_t(spec.numSlices);
+  uint64_t x = 1;
   switch (spec.family) {
   case KernelFamily::OneShot:
     // SPLIT_K > 1: a cluster of SPLIT_K programs per row block is its NPID.
-    g.grid[0] =
-        mBlocks * unsigned(rowBlockPrograms(spec, knobs)) * spec.numSlices;
+    x = mBlocks * uint64_t(rowBlockPrograms(spec, knobs)) * slices;
     g.grid[2] = loraDim;
     break;
   case KernelFamily::SmallBatch: {
     long chunks = ceilDiv(ceilDiv(call.N, spec.blockN), knobs.tilesPerItem);
-    long work = pairs * spec.numSlices * chunks;
+    long work = long(pairs) * spec.numSlices * chunks;
     // Persistent: at most two blocks per SM, in clusters of SPLIT_K blocks
     // (one work item per cluster at a time).
     const long blocksPerCluster = spec.splitK;
     long clusters = std::min<long>(
         work, std::max(1L, 2L * knobs.smCount / blocksPerCluster));
-    g.grid[0] = unsigned(clusters * blocksPerCluster);
+    x = uint64_t(clusters * blocksPerCluster);
     break;
   }
   case KernelFamily::Shrink:
-    g.grid[0] = spec.splitK * mBlocks * ceilDiv(call.rank, spec.blockN) *
-                spec.numSlices;
+    x = uint64_t(spec.splitK) * mBlocks *
+        uint64_t(ceilDiv(call.rank, spec.blockN)) * slices;
     g.grid[2] = loraDim;
     break;
   case KernelFamily::Expand:
     // NPID programs per row block, each over its share of the N tiles.
-    g.grid[0] =
-        mBlocks * unsigned(rowBlockPrograms(spec, knobs)) * spec.numSlices;
+    x = mBlocks * uint64_t(rowBlockPrograms(spec, knobs)) * slices;
     g.grid[2] = loraDim;
     break;
   case KernelFamily::AlignBlockSize:
-    g.grid[0] = call.maxLoras;
+    x = uint64_t(std::max(0, call.maxLoras));
     break;
   }
   if (pairs == 0 || call.numSlices == 0)
-    g.grid[0] = 0;
+    x = 0;
+  g.blocksX = x;
+  g.grid[0] = unsigned(std::min<uint64_t>(x, UINT32_MAX));
   return g;
 }
 

@@ -38,7 +38,12 @@ struct LaunchGeometry {
   unsigned grid[3] = {1, 1, 1};
   unsigned block = 32;
   unsigned sharedBytes = 0;
+  uint64_t blocksX = 1; ///< grid[0] before it is narrowed to 32 bits
   bool empty() const { return grid[0] * grid[1] * grid[2] == 0; }
+  /// What cuLaunchKernel accepts: x < 2^31, y and z <= 65535.
+  bool withinDriverLimits() const {
+    return blocksX <= 0x7fffffffu && grid[1] <= 65535 && grid[2] <= 65535;
+  }
 };
 
 /// Per-launch runtime choices (all runtime kernel arguments).

@@ -824,3 +824,43 @@ TEST(DispatcherTunedTest, FusedEntryChoosesThePath) {
 }
 
 } // namespace
+
+namespace {
+
+// The sorted grids follow the caller's EM; one whose grid passes what CUDA
+// launches is refused with the figures, not wrapped (fuzzing finding F6:
+// EM 2122252288 at block_size_m 64 planned an expand grid of 4244504576).
+TEST(DispatcherTest, GridBeyondTheDriverIsAnError) {
+  MoeLoraCall c = sortedCall(3, 64, 9, 2, 4859, 64, 4);
+  c.numExperts = 1;
+  c.maxLoras = 7;
+  c.numActiveLoras = 5;
+  c.EM = 2122252288;
+  auto p = planFusedMoeLora(c, true, kH100, nullptr);
+  ASSERT_FALSE(p);
+  EXPECT_THAT(p.error().message, HasSubstr("EM = 2122252288"));
+  EXPECT_THAT(p.error().message, HasSubstr("2147483647 x 65535 x 65535"));
+  // At the capacity the metadata needs, the same call plans.
+  c.EM = alignCapacity(c.numPairs(), c.numExperts, 64);
+  auto q = planFusedMoeLora(c, true, kH100, nullptr);
+  ASSERT_TRUE(q) << q.error().message;
+  for (const PlannedKernel &k : q->kernels)
+    EXPECT_TRUE(launchGeometry(k.spec, c, k.knobs).withinDriverLimits());
+}
+
+TEST(LaunchGeometryTest, BlocksAreCountedIn64Bits) {
+  MoeLoraCall c = sortedCall(3, 16, 2, 2048, 1408, 256, 8);
+  c.EM = 2147483632; // 2^31 - 16: 134217727 row blocks
+  KernelSpec s;
+  s.family = KernelFamily::Shrink;
+  s.sorted = true;
+  s.blockM = 16;
+  s.blockN = 64;
+  s.rank = 256;
+  s.numSlices = 8;
+  LaunchGeometry g = launchGeometry(s, c, LaunchKnobs{});
+  EXPECT_EQ(g.blocksX, uint64_t(134217727) * 4 * 8);
+  EXPECT_FALSE(g.withinDriverLimits());
+}
+
+} // namespace
