@@ -6,17 +6,8 @@
 # the Python GPU tests (scripts/device/run-sanitizers.sh, moelora's kernels
 # instrumented). Everything from the wheel, kernels generated there.
 set -uo pipefail
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-site=$(mktemp -d)/site
-unset LD_LIBRARY_PATH MOELORA_LIB MOELORA_TUNED_DIR MOELORA_TUNED_TABLE MOELORA_BUNDLE
-export MOELORA_CACHE_DIR=$(mktemp -d)/moelora-cache PYTHONUNBUFFERED=1
-status=0
-step() { echo; echo "=== $* ($(date +%T))"; }
-check() { "$@" || { echo "FAILED ($?): $*"; status=1; }; }
-step card
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-python3 -c "import sys, torch, triton; print('python', sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__)"
+# shellcheck source=user-env.sh
+source "$(dirname "$0")/user-env.sh"
 python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" .carry/ship/moelora-*.whl
 export PYTHONPATH=$site MOELORA_TEST_INSTALLED=1
 step "empty batches and degenerate shapes"

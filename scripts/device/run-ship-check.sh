@@ -5,20 +5,9 @@
 # an empty MOELORA_CACHE_DIR, no LD_LIBRARY_PATH or MOELORA_LIB: every kernel
 # is generated there by the wheel's libmoelora.so.
 set -uo pipefail
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
 ROOT=$PWD
-site=$(mktemp -d)/site
-unset LD_LIBRARY_PATH MOELORA_LIB MOELORA_TUNED_DIR MOELORA_TUNED_TABLE MOELORA_BUNDLE
-export MOELORA_CACHE_DIR=$(mktemp -d)/moelora-cache
-export PYTHONUNBUFFERED=1
-status=0
-step() { echo; echo "=== $*"; }
-check() { "$@" || { echo "FAILED ($?): $*"; status=1; }; }
-
-step card
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-python3 -c "import sys, torch, triton; print('python', sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__)"
+# shellcheck source=user-env.sh
+source "$(dirname "$0")/user-env.sh"
 ldd --version | head -1
 step "pip install --target (empty folder)"
 check python3 -m pip install --no-index --no-deps --no-compile --target "$site" .carry/ship/moelora-*.whl
@@ -37,6 +26,8 @@ step "plugin CPU tests against the installed package"
 check python3 test/python/test_vllm_plugin.py
 step "bitwise reproducibility: repeated calls, 8 streams, another process (every path)"
 check python3 -m pytest -q -s -rfE -p no:cacheprovider test/python/test_determinism.py
+step "a tuned table's path choice (fused entry -> two-kernel path)"
+check python3 -m pytest -q -s -rfE -p no:cacheprovider test/python/test_path_choice.py
 step "empty batches and degenerate shapes"
 check python3 -m pytest -q -rfE -p no:cacheprovider test/python/test_degenerate.py
 step "Triton, then moelora's JIT, then Triton, in one process"

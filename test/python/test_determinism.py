@@ -83,21 +83,11 @@ def _start(p):
     return D.poison(p, p.c["num_slices"] * p.c["N"])
 
 
-def _plan(p, out0):
-    c = p.c
-    return D.moelora.plan_fused_moe_lora(
-        out0, p.x, p.lora_a, p.lora_b, p.topk_weights, p.sorted_token_ids,
-        p.expert_ids, p.num_tokens_post_padded, p.token_lora_mapping, c["rank"],
-        c["top_k"], p.lora_ids, p.num_active_loras, p.adapter_enabled,
-        c["block_size_m"], *D.SHRINK_CFG, c["block_size_m"], *D.EXPAND_CFG,
-        False, c["fully_sharded"], 0, True)
-
-
 @pytest.mark.parametrize("name", list(CASES))
 def test_repeated_calls_streams_and_processes(name):
     p = _problem(name)
     out0 = _start(p)
-    plan = _plan(p, out0)
+    plan = D.plan_fused(p, out0)
     assert plan["path"] == p.c["path"], plan
     if name in SPLIT_CASES:
         # The case must really split K (the entry name carries _sk<N>).

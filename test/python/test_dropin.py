@@ -242,6 +242,17 @@ def check_output(p, out, out0, ref, ok, offset=0):
     return err
 
 
+def plan_fused(p, out, mul_routed_weight=False, add_inputs=True):
+    """moelora.plan_fused_moe_lora for the problem's call onto `out`."""
+    c = p.c
+    return moelora.plan_fused_moe_lora(
+        out, p.x, p.lora_a, p.lora_b, p.topk_weights, p.sorted_token_ids,
+        p.expert_ids, p.num_tokens_post_padded, p.token_lora_mapping, c["rank"],
+        c["top_k"], p.lora_ids, p.num_active_loras, p.adapter_enabled,
+        c["block_size_m"], *SHRINK_CFG, c["block_size_m"], *EXPAND_CFG,
+        mul_routed_weight, c["fully_sharded"], 0, add_inputs)
+
+
 def fused_against_reference(p, add_inputs=True):
     """One fused call onto a poisoned output, and the float64 reference:
     (out, out0, ref, ok) for check_output or a test's own checks."""
@@ -268,12 +279,7 @@ PARAMS = [(name, dtype, mrw, add) for name in DC.CASES for dtype in DC.DTYPES
 def test_fused_moe_lora(name, dtype, mrw, add):
     p = make_problem(name, dtype, mrw, seed=PARAMS.index((name, dtype, mrw, add)))
     c = p.c
-    plan = moelora.plan_fused_moe_lora(
-        poison(p, c["num_slices"] * c["N"]), p.x, p.lora_a, p.lora_b, p.topk_weights,
-        p.sorted_token_ids, p.expert_ids, p.num_tokens_post_padded,
-        p.token_lora_mapping, c["rank"], c["top_k"], p.lora_ids, p.num_active_loras,
-        p.adapter_enabled, c["block_size_m"], *SHRINK_CFG, c["block_size_m"],
-        *EXPAND_CFG, mrw, c["fully_sharded"], 0, add)
+    plan = plan_fused(p, poison(p, c["num_slices"] * c["N"]), mrw, add)
     assert plan["path"] == c["path"], plan
     # The warmed cache holds what the shape-level plan names: same variants.
     shape_plan = L.plan(device=DEV.index, **DC.shape_call(name, dtype, mrw, add))

@@ -34,16 +34,6 @@ CASES = {
 DC.CASES.update(CASES)
 
 
-def _plan(p, out0):
-    c = p.c
-    return D.moelora.plan_fused_moe_lora(
-        out0, p.x, p.lora_a, p.lora_b, p.topk_weights, p.sorted_token_ids,
-        p.expert_ids, p.num_tokens_post_padded, p.token_lora_mapping, c["rank"],
-        c["top_k"], p.lora_ids, p.num_active_loras, p.adapter_enabled,
-        c["block_size_m"], *D.SHRINK_CFG, c["block_size_m"], *D.EXPAND_CFG,
-        False, False, 0, True)
-
-
 def _run(name):
     """(plan, the computed rows as float, rel L2 vs the float64 reference);
     the output is checked as the drop-in suite checks it (skipped pairs and
@@ -51,7 +41,7 @@ def _run(name):
     p = D.make_problem(name, "bf16", mul_routed_weight=False, seed=99)
     out, out0, ref, ok = D.fused_against_reference(p)
     err = D.check_output(p, out, out0, ref, ok)
-    plan = _plan(p, out0)
+    plan = D.plan_fused(p, out0)
     again = out0.clone()
     D.call_fused(p, again, add_inputs=True)
     torch.cuda.synchronize()
