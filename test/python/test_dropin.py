@@ -285,12 +285,7 @@ def test_fused_moe_lora(name, dtype, mrw, add):
     shape_plan = L.plan(device=DEV.index, **DC.shape_call(name, dtype, mrw, add))
     assert [l["cache_key"] for l in plan["launches"]] == \
         [l["cache_key"] for l in shape_plan["launches"]]
-    out0 = poison(p, c["num_slices"] * c["N"])
-    out = out0.clone()
-    call_fused(p, out, add_inputs=add)
-    torch.cuda.synchronize()
-    r, _ = reference_r(p)
-    ref, ok = reference_expand(p, r, out0, add)
+    out, out0, ref, ok = fused_against_reference(p, add_inputs=add)
     check_output(p, out, out0, ref, ok)
 
 
