@@ -6,6 +6,7 @@
 #include "moelora/moelora.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <string>
 #include <vector>
@@ -138,6 +139,19 @@ inline double tritonMicros(const BenchCase &c) {
         c.M == r.M && c.rank == r.R)
       return r.us;
   return 0;
+}
+
+/// The tuned-table bucket of a case for `path`: an entry without its
+/// config (moelora-tune adds the config, moelora-bench --path-choice "use").
+inline nlohmann::json tunedBucketEntry(const BenchCase &c, const char *path) {
+  return {{"path", path},
+          {"dtype", c.dtype == MOELORA_DTYPE_BF16 ? "bf16" : "fp16"},
+          {"rank", c.rank},
+          {"K", c.K()},
+          {"N", c.N()},
+          {"num_slices", c.slices()},
+          {"sorted", c.sorted},
+          {"max_pairs", c.M * c.preset->topK}};
 }
 
 } // namespace moelora::bench

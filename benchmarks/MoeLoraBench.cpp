@@ -69,14 +69,7 @@ void writePathChoice(const std::vector<Result> &results, const std::string &gpu,
     const BenchCase &c = r.c;
     if (!c.sorted)
       continue;
-    json e = {{"path", "fused"},
-              {"dtype", c.dtype == MOELORA_DTYPE_BF16 ? "bf16" : "fp16"},
-              {"rank", c.rank},
-              {"K", c.K()},
-              {"N", c.N()},
-              {"num_slices", c.slices()},
-              {"sorted", true},
-              {"max_pairs", c.M * c.preset->topK}};
+    json e = tunedBucketEntry(c, "fused");
     Sums &s = buckets[e.dump()];
     s.entry = e;
     if (c.twoKernel) {

@@ -146,22 +146,14 @@ const char *pathName(DispatchPath p) {
 }
 
 json entryFor(const BenchCase &c, const char *path, const json &config) {
-  return {{"path", path},
-          {"dtype", c.dtype == MOELORA_DTYPE_BF16 ? "bf16" : "fp16"},
-          {"rank", c.rank},
-          {"K", c.K()},
-          {"N", c.N()},
-          {"num_slices", c.slices()},
-          {"sorted", c.sorted},
-          {"max_pairs", c.M * c.preset->topK},
-          {"config", config}};
+  json e = tunedBucketEntry(c, path);
+  e["config"] = config;
+  return e;
 }
 
 /// The tuned-table key of the case's entry (its bucket), as text.
 std::string bucketKey(const BenchCase &c, const char *path) {
-  json e = entryFor(c, path, json::object());
-  e.erase("config");
-  return e.dump();
+  return tunedBucketEntry(c, path).dump();
 }
 
 TunedTable tableFor(const std::string &gpu, const json &entry) {
