@@ -121,7 +121,7 @@ static int shrinkSplitK(const KernelSpec &shrink, const MoeLoraCall &call,
   if (device.sm < 90)
     return 1;
   const long programs = estimatedRowBlocks(call, shrink.blockM) *
-                        call.numSlices * ceilDiv(call.rank, shrink.blockN);
+                        shrink.gridSlices() * ceilDiv(call.rank, shrink.blockN);
   const long kSteps = ceilDiv(call.K, shrink.blockK);
   int split = 1;
   while (split < kMaxClusterBlocks &&
@@ -129,6 +129,16 @@ static int shrinkSplitK(const KernelSpec &shrink, const MoeLoraCall &call,
          kSteps / (split * 2) >= 8)
     split *= 2;
   return split;
+}
+
+/// Whether the two-kernel shrink computes all slices of a tile in one
+/// program (fuse_slices): each pair's x row is gathered once instead of once
+/// per slice, but W13 gets half the programs. Measured on the H200
+/// (PERF-LOG h200-v28, every W13 bench bucket both ways): at rank 16 the x
+/// tile is four times a slice's A tile and fusing gave 0.956x geomean
+/// (0.857-1.10); at rank 64 it gave 0.97-1.19x. Tuned entries override this.
+static bool shrinkFusesSlices(const MoeLoraCall &call) {
+  return call.numSlices > 1 && call.rank <= 16;
 }
 
 /// Keeps the expand within the device's shared memory: fewer stages first
@@ -325,6 +335,10 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
   shrink.blockK = 64;
   shrink.numWarps = 4;
   shrink.numStages = 3;
+  const TunedEntry *tunedExpand = lookup("two_kernel");
+  shrink.fuseSlices = tunedExpand && tunedExpand->config.fuseSlices >= 0
+                          ? tunedExpand->config.fuseSlices == 1
+                          : shrinkFusesSlices(call);
   shrink.splitK = shrinkSplitK(shrink, call, device);
   // The shrink keeps mul_routed_weight: it selects x's row per pair
   // (token_mapping_factor); only the expand applies the weights.
@@ -337,7 +351,6 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
   expand.numWarps = 4;
   expand.numStages = 3;
   LaunchKnobs expandKnobs;
-  const TunedEntry *tunedExpand = lookup("two_kernel");
   if (tunedExpand) {
     applyTuned(expand, expandKnobs, tunedExpand->config);
     plan.fromTunedTable = true;

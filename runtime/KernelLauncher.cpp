@@ -66,7 +66,9 @@ LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
   const uint64_t mBlocks =
       spec.sorted ? uint64_t(std::max(0, call.EM / spec.blockM)) : pairs;
   const unsigned loraDim = spec.sorted ? unsigned(call.numActiveLoras) : 1u;
-  const uint64_t slices = uint64_t(spec.numSlices);
+  // Slices that are programs of their own (a shrink with fuse_slices
+  // computes them all in one).
+  const uint64_t slices = uint64_t(spec.gridSlices());
   uint64_t x = 1;
   switch (spec.family) {
   case KernelFamily::OneShot:

@@ -74,7 +74,7 @@ SpecKey::SpecKey(const KernelSpec &s) {
             s.npid,
             s.minBlocksPerSm,
             int32_t(s.alignedOutput),
-            0};
+            int32_t(s.fusesSlices())};
 }
 
 size_t SpecKeyHash::operator()(const SpecKey &k) const {

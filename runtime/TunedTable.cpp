@@ -174,6 +174,14 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
             "{}: entry {}: NPID = {} with SPLIT_K = {}: allowed: NPID 0 or "
             "{} (a one_shot cluster is its row block's NPID programs)",
             origin, index, t.config.npid, sk, sk));
+      if (auto fs = c.find("fuse_slices"); fs != c.end()) {
+        if (!fs->is_boolean() || t.path != "two_kernel")
+          return makeError(fmt::format(
+              "{}: fuse_slices = {} on path {}: allowed: true or false, on "
+              "two_kernel only (the shrink's slices in one program)",
+              configWhere, fs->dump(), t.path));
+        t.config.fuseSlices = fs->get<bool>() ? 1 : 0;
+      }
       if (c.contains("min_blocks_per_sm") &&
           (t.config.minBlocksPerSm < 0 ||
            t.config.minBlocksPerSm > kMaxMinBlocksPerSm))

@@ -106,12 +106,13 @@ std::string KernelSpec::cacheKey() const {
   // key states the compile-time choice explicitly.
   return fmt::format("{};{};sm_{};R={};K={};BM={};BN={};BK={};GM={};SK={};"
                      "W={};S={};sorted={:d};mrw={:d};add={:d};slices={};"
-                     "npid={};even_k={:d};mbs={};oa={:d};abi={}",
+                     "npid={};even_k={:d};mbs={};oa={:d};fs={:d};abi={}",
                      toString(family), toString(dtype), sm, rank,
                      k ? std::to_string(*k) : std::string("*"), blockM, blockN,
                      blockK, groupSizeM, splitK, numWarps, numStages, sorted,
                      mulRoutedWeight, addInputs, numSlices, npid, evenK(),
-                     minBlocksPerSm, alignedOutput, kKernelAbiVersion);
+                     minBlocksPerSm, alignedOutput, fusesSlices(),
+                     kKernelAbiVersion);
 }
 
 std::string KernelSpec::entryName() const {
@@ -141,6 +142,8 @@ std::string KernelSpec::entryName() const {
     name += fmt::format("_b{}", minBlocksPerSm);
   if (!alignedOutput)
     name += "_ua";
+  if (fusesSlices())
+    name += "_fs";
   std::string key = cacheKey();
   uint64_t hash = XXH3_64bits(key.data(), key.size());
   name += fmt::format("_h{:08x}", static_cast<uint32_t>(hash));
@@ -151,10 +154,11 @@ bool operator==(const KernelSpec &a, const KernelSpec &b) {
   // Same fields as cacheKey(): two specs are equal exactly when they compile
   // to the same kernel, wherever they were written.
   auto fields = [](const KernelSpec &s) {
-    return std::tie(s.family, s.dtype, s.sm, s.rank, s.k, s.blockM, s.blockN,
+    return std::make_tuple(s.family, s.dtype, s.sm, s.rank, s.k, s.blockM, s.blockN,
                     s.blockK, s.groupSizeM, s.splitK, s.numWarps, s.numStages,
                     s.sorted, s.mulRoutedWeight, s.addInputs, s.numSlices,
-                    s.npid, s.minBlocksPerSm, s.alignedOutput);
+                    s.npid, s.minBlocksPerSm, s.alignedOutput,
+                    s.fusesSlices());
   };
   return fields(a) == fields(b);
 }

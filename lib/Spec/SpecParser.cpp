@@ -452,6 +452,8 @@ private:
       return d.minBlocksPerSm;
     case Field::OutAligned:
       return d.alignedOutput ? 1 : 0;
+    case Field::FuseSlices:
+      return d.fuseSlices ? 1 : 0;
     }
     return 0;
   }
@@ -516,6 +518,9 @@ private:
       break;
     case Field::OutAligned:
       s.alignedOutput = v != 0;
+      break;
+    case Field::FuseSlices:
+      s.fuseSlices = v != 0;
       break;
     }
   }

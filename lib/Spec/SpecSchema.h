@@ -40,8 +40,9 @@ enum class Field {
   Npid,
   MinBlocksPerSm,
   OutAligned,
+  FuseSlices,
 };
-inline constexpr size_t kNumFields = static_cast<size_t>(Field::OutAligned) + 1;
+inline constexpr size_t kNumFields = static_cast<size_t>(Field::FuseSlices) + 1;
 
 enum class ValueKind { Text, Enum, Int, Bool };
 
@@ -74,6 +75,7 @@ inline constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
     {"min_blocks_per_sm", ValueKind::Int,
      "0..32 (0 = no hint; absent = the kernel family's default)"},
     {"out_aligned", ValueKind::Bool, "true, false"},
+    {"fuse_slices", ValueKind::Bool, "true, false (shrink only)"},
 }};
 
 inline constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};

@@ -93,6 +93,12 @@ std::string validateSpec(const KernelSpec &spec) {
                       fmt::format("1 for {}", toString(spec.family)));
   }
 
+  if (spec.fuseSlices && spec.family != KernelFamily::Shrink)
+    return reasonText(Field::FuseSlices,
+                      fmt::format("true is only supported by shrink (got {})",
+                                  toString(spec.family)),
+                      fmt::format("false for {}", toString(spec.family)));
+
   if (spec.family == KernelFamily::OneShot &&
       (spec.rank > kMaxOneShotRank || spec.blockR() > kMaxOneShotRank))
     // The fused kernel holds r (BLOCK_M x BLOCK_R) in registers between its

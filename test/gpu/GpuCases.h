@@ -254,22 +254,30 @@ inline std::vector<GpuCase> gpuCases() {
           fmt::format("small_batch_{}_r16_k7168_cluster4_sparse_items", dt);
       cases.push_back(c);
     }
-    // Two-kernel: ranks up to above the one-shot limit, split-K.
+    // Two-kernel: ranks up to above the one-shot limit, split-K, and the
+    // shrink with both slices in one program (fuse_slices).
     for (bool sorted : {true, false}) {
       for (int R : {16, 64, 256}) {
         for (int splitK : {1, 4}) {
-          if (!sorted && (R != 16 || splitK != 1))
-            continue;
-          GpuCase c;
-          c.path = Path::TwoKernel;
-          c.spec = baseSpec(KernelFamily::Shrink, t, R, 2048, sorted);
-          c.spec.blockN = std::min(R, 64);
-          c.spec.splitK = splitK;
-          c.expand = baseSpec(KernelFamily::Expand, t, R, 0, sorted);
-          c.problem = baseProblem(t, sorted ? 40 : 5, 4, 2048, 1000, R, ++seed);
-          c.name = fmt::format("two_kernel_{}_{}_r{}_splitk{}", dt,
-                               sorted ? "sorted" : "naive", R, splitK);
-          cases.push_back(c);
+          for (bool fuse : {false, true}) {
+            if (!sorted && (R != 16 || splitK != 1))
+              continue;
+            if (fuse && R == 256 && splitK == 1)
+              continue;
+            GpuCase c;
+            c.path = Path::TwoKernel;
+            c.spec = baseSpec(KernelFamily::Shrink, t, R, 2048, sorted);
+            c.spec.blockN = std::min(R, 64);
+            c.spec.splitK = splitK;
+            c.spec.fuseSlices = fuse;
+            c.expand = baseSpec(KernelFamily::Expand, t, R, 0, sorted);
+            c.problem =
+                baseProblem(t, sorted ? 40 : 5, 4, 2048, 1000, R, ++seed);
+            c.name = fmt::format("two_kernel_{}_{}_r{}_splitk{}{}", dt,
+                                 sorted ? "sorted" : "naive", R, splitK,
+                                 fuse ? "_fused" : "");
+            cases.push_back(c);
+          }
         }
       }
     }
@@ -281,11 +289,14 @@ inline std::vector<GpuCase> gpuCases() {
       c.path = Path::TwoKernel;
       c.spec = baseSpec(KernelFamily::Shrink, t, R, 2048, true);
       c.spec.blockN = R <= 32 ? 32 : 64;
+      // Rank 24: the fused shrink's slices with masked columns (BN 32).
+      c.spec.fuseSlices = R == 24;
       c.expand = baseSpec(KernelFamily::Expand, t, R, 0, true);
       c.expand->numStages = 4;
       c.npid = 3;
       c.problem = baseProblem(t, 40, 4, 2048, 1000, R, ++seed);
-      c.name = fmt::format("two_kernel_{}_sorted_r{}_npid3", dt, R);
+      c.name = fmt::format("two_kernel_{}_sorted_r{}_npid3{}", dt, R,
+                           c.spec.fuseSlices ? "_fused" : "");
       cases.push_back(c);
     }
     // One-shot clusters (sm_90): the NPID = SPLIT_K programs of a row block

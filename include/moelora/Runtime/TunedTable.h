@@ -33,6 +33,9 @@ struct TunedConfig {
   /// -1: the family's default; 0: no hint (unlike the fields above, 0 is a
   /// value here).
   int minBlocksPerSm = -1;
+  /// two_kernel: whether the shrink computes all slices in one program
+  /// (fuse_slices); -1: the dispatcher's rule, 0 / 1 from the table.
+  int fuseSlices = -1;
 };
 
 struct TunedEntry {

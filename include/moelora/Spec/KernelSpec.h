@@ -84,6 +84,12 @@ struct KernelSpec {
   /// leave in 16-byte chunks. Otherwise they use element-wise stores. The
   /// runtime derives it from each call; other families ignore it.
   bool alignedOutput = true;
+  /// Shrink only: one program computes every slice of its tile, so the x
+  /// rows it gathers are read once per pair instead of once per (pair,
+  /// slice) (W13: gate and up). Without it the slices are separate programs,
+  /// which gives twice the parallelism for small batches; the tuned table
+  /// chooses per bucket.
+  bool fuseSlices = false;
   std::string origin; ///< "file:line" of the spec this came from
 
   /// BLOCK_R = max(16, next_pow2(R)).
@@ -96,6 +102,14 @@ struct KernelSpec {
     return alignedOutput &&
            (family == KernelFamily::OneShot || family == KernelFamily::Expand);
   }
+  /// fuseSlices where it changes the kernel (a shrink of several slices);
+  /// the key and equality use this, so the flag is canonical.
+  bool fusesSlices() const {
+    return fuseSlices && family == KernelFamily::Shrink && numSlices > 1;
+  }
+  /// Slices that are separate programs of the grid (grid x = programs *
+  /// gridSlices()).
+  int gridSlices() const { return fusesSlices() ? 1 : numSlices; }
   /// Kernel entry name, unique per cache key.
   std::string entryName() const;
   /// Canonical cache key text: identical specs give identical keys.

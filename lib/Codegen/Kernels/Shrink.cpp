@@ -7,6 +7,9 @@
 // thread-block cluster; each block reduces its share of K, and the partials
 // are summed in rank order through distributed shared memory, so the result
 // is the same bits on every run (atomics would add in arrival order).
+// fuse_slices: one program computes every slice of its tile from one copy
+// of the x tile (a stage holds x, then each slice's A tile), so W13 gathers
+// each pair's x row once instead of once per slice.
 //
 //===----------------------------------------------------------------------===//
 
@@ -21,23 +24,31 @@ namespace moelora {
 namespace {
 struct GemmLayout {
   WarpGrid grid;
-  int mTiles, nTiles; // per warp
+  int mTiles, nTiles; // per warp and slice
   int pitch;          // BLOCK_K + pad
-  int stageBytes;
+  int slices;         // slices per program (fuse_slices: all)
+  int xTileBytes, weightTileBytes;
+  int stageBytes; // x tile, then one weight tile per slice
   explicit GemmLayout(const KernelSpec &spec)
       : grid(WarpGrid::forTile(spec.numWarps, spec.blockM)) {
     mTiles = spec.blockM / 16 / grid.warpsM;
     nTiles = spec.blockN / grid.warpsN / 8;
     pitch = paddedPitch(spec.blockK);
-    stageBytes = (spec.blockM + spec.blockN) * pitch * kElementBytes;
+    slices = spec.fusesSlices() ? spec.numSlices : 1;
+    xTileBytes = spec.blockM * pitch * kElementBytes;
+    weightTileBytes = spec.blockN * pitch * kElementBytes;
+    stageBytes = xTileBytes + slices * weightTileBytes;
   }
+  int weightTileOffset(int s) const { return xTileBytes + s * weightTileBytes; }
 };
 } // namespace
 
 int shrinkSharedBytes(const KernelSpec &spec) {
-  // SPLIT_K > 1: the block's partial tile in f32 for its cluster peers.
-  const int partial = spec.splitK > 1 ? spec.blockM * spec.blockN * 4 : 0;
-  return std::max(GemmLayout(spec).stageBytes * spec.numStages, partial);
+  const GemmLayout lay(spec);
+  // SPLIT_K > 1: the block's partial tiles in f32 for its cluster peers.
+  const int partial =
+      spec.splitK > 1 ? lay.slices * spec.blockM * spec.blockN * 4 : 0;
+  return std::max(lay.stageBytes * spec.numStages, partial);
 }
 
 namespace {
@@ -116,21 +127,28 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
     Value warpCol0 = tb.mul(wn, tb.i32(8 * lay.nTiles));
     Value n0 = tb.mul(pidN, tb.i32(spec.blockN));
 
-    // Row operand: x rows; weight operand: rows n0.. of A_s[l,e] (R x K).
-    Value interSlice = tb.mul(tb.toI64(blk.slice), args[kInterSliceStride]);
+    // Row operand: x rows; weight operands: rows n0.. of A_s[l,e] (R x K)
+    // for each slice s this program computes.
+    const int F = lay.slices;
+    auto sliceOf = [&](int s) {
+      return F == 1 ? blk.slice : tb.i32(s);
+    };
     TileRows rows = blockXRows(tb, args, blk);
-    Value wBase = loraMatrixBase(tb, args[kAPtrs], blk.slice, blk.lora,
-                                 blk.expert, args[kAStrideL], args[kAStrideE]);
-    TileRows wRows = matrixRows(
-        tb, wBase, args[kAStrideR],
-        [&tb, n0](Value r) { return tb.add(n0, r); },
-        [&tb, n0, nTotal](Value r) { return tb.lt(tb.add(n0, r), nTotal); });
-
     const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
     TileCopyPlan aPlan =
         tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.pitch, rows);
-    TileCopyPlan bPlan =
-        tb.planTileCopy(spec.blockN, spec.blockK, kVec, lay.pitch, wRows);
+    llvm::SmallVector<TileCopyPlan> wPlans;
+    for (int s = 0; s < F; ++s) {
+      Value wBase =
+          loraMatrixBase(tb, args[kAPtrs], sliceOf(s), blk.lora, blk.expert,
+                         args[kAStrideL], args[kAStrideE]);
+      TileRows wRows = matrixRows(
+          tb, wBase, args[kAStrideR],
+          [&tb, n0](Value r) { return tb.add(n0, r); },
+          [&tb, n0, nTotal](Value r) { return tb.lt(tb.add(n0, r), nTotal); });
+      wPlans.push_back(
+          tb.planTileCopy(spec.blockN, spec.blockK, kVec, lay.pitch, wRows));
+    }
     Value kLimit = spec.evenK() ? Value() : kTotal;
 
     // This split's K range, in whole BLOCK_K steps.
@@ -140,35 +158,59 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
     Value stepHi = tb.minS(tb.add(stepLo, stepsPerSplit), kSteps);
 
     Value smem = tb.shared();
-    const int bOffset = spec.blockM * lay.pitch * kElementBytes;
+    auto stageBase = [&](Value stage) {
+      return tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.stageBytes)));
+    };
+    auto weightTile = [&](Value base, int s) {
+      return tb.sharedOffset(base, tb.i32(lay.weightTileOffset(s)));
+    };
     PipelineLoop loop;
     loop.stages = spec.numStages;
     loop.count = tb.maxS(tb.sub(stepHi, stepLo), tb.i32(0));
     loop.issue = [&](Value iter, Value stage) {
-      Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.stageBytes)));
+      Value base = stageBase(stage);
       Value k0 = tb.mul(tb.add(stepLo, iter), tb.i32(spec.blockK));
       tb.issueTileCopy(aPlan, base, k0, kLimit);
-      tb.issueTileCopy(bPlan, tb.sharedOffset(base, tb.i32(bOffset)), k0,
-                       kLimit);
+      for (int s = 0; s < F; ++s)
+        tb.issueTileCopy(wPlans[s], weightTile(base, s), k0, kLimit);
     };
-    Accumulators acc = tb.zeroAccumulators(lay.mTiles, lay.nTiles);
+    // The slices' accumulators side by side: slice s holds tiles
+    // [s * perSlice, (s + 1) * perSlice) of `acc`.
+    const int perSlice = lay.mTiles * lay.nTiles;
+    Accumulators acc = tb.zeroAccumulators(lay.mTiles, lay.nTiles * F);
+    auto sliceAcc = [&](const ValueVec &values, int s) {
+      Accumulators a;
+      a.mTiles = lay.mTiles;
+      a.nTiles = lay.nTiles;
+      a.values.assign(values.begin() + s * perSlice * 4,
+                      values.begin() + (s + 1) * perSlice * 4);
+      return a;
+    };
     loop.consume = [&](Value, Value stage, mlir::ValueRange carried) {
-      Accumulators a = acc;
-      a.values.assign(carried.begin(), carried.end());
-      Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.stageBytes)));
-      tb.mmaFromShared(a, base, lay.pitch, warpRow0,
-                       tb.sharedOffset(base, tb.i32(bOffset)), lay.pitch,
-                       warpCol0, tb.i32(0), spec.blockK / 16);
-      return a.values;
+      ValueVec all(carried.begin(), carried.end());
+      ValueVec next;
+      Value base = stageBase(stage);
+      for (int s = 0; s < F; ++s) {
+        Accumulators a = sliceAcc(all, s);
+        tb.mmaFromShared(a, base, lay.pitch, warpRow0, weightTile(base, s),
+                         lay.pitch, warpCol0, tb.i32(0), spec.blockK / 16);
+        next.append(a.values.begin(), a.values.end());
+      }
+      return next;
     };
     acc.values = tb.pipelined(loop, acc.values);
 
     auto store = [&](Accumulators &total) {
-      Value out = tb.gep(args[kOut], interSlice, tb.elementType());
-      EpilogueRows outRows = resolveEpilogueRows(
-          tb, args, blk, lay.mTiles, warpRow0, out, args[kOutStride], false);
-      storeAccumulators(tb, total, outRows, tb.add(n0, warpCol0), nTotal,
-                        /*addInputs=*/false, /*mulWeight=*/false);
+      for (int s = 0; s < F; ++s) {
+        Accumulators a = sliceAcc(total.values, s);
+        Value interSlice =
+            tb.mul(tb.toI64(sliceOf(s)), args[kInterSliceStride]);
+        Value out = tb.gep(args[kOut], interSlice, tb.elementType());
+        EpilogueRows outRows = resolveEpilogueRows(
+            tb, args, blk, lay.mTiles, warpRow0, out, args[kOutStride], false);
+        storeAccumulators(tb, a, outRows, tb.add(n0, warpCol0), nTotal,
+                          /*addInputs=*/false, /*mulWeight=*/false);
+      }
     };
     if (C > 1)
       sumOverSplits(tb, acc, smem, C, split, store);

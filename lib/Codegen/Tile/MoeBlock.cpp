@@ -7,7 +7,7 @@
 namespace moelora {
 
 ProgramIndex programIndex(TileBuilder &tb, int clusterSize) {
-  const int S = tb.spec().numSlices;
+  const int S = tb.spec().gridSlices();
   Value x = tb.blockId(0);
   if (S == 1)
     return {tb.i32(0), x};

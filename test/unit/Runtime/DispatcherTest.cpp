@@ -10,6 +10,7 @@
 #include "moelora/Spec/SpecValidation.h"
 #include "moelora/Spec/TileBytes.h"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -209,6 +210,36 @@ TEST(DispatcherTest, TwoKernelShrinkSplitsLongKWhenProgramsAreFew) {
                                DeviceInfo{80, 108, "NVIDIA A100"}, nullptr);
   ASSERT_TRUE(a100) << a100.error().message;
   EXPECT_EQ(a100->kernels.at(0).spec.splitK, 1);
+}
+
+// Without a tuned entry the W13 shrink computes both slices in one program
+// at rank <= 16 (where x outweighs A; measured in h200-v28); W2 (one slice)
+// and larger ranks keep one program per slice.
+TEST(DispatcherTest, TwoKernelShrinkFusesSlicesAtSmallRank) {
+  auto shrinkOf = [](int tokens, int rank, int slices) {
+    MoeLoraCall c = sortedCall(tokens, 64, 8, 2048, 1408, rank, slices);
+    c.numExperts = 128;
+    c.EM = alignCapacity(c.numPairs(), c.numExperts, 64);
+    DispatchPlan p = planOk(c, /*sharded=*/true);
+    EXPECT_EQ(p.path, DispatchPath::TwoKernel);
+    return p.kernels.at(0);
+  };
+  PlannedKernel fused = shrinkOf(4096, 16, 2);
+  EXPECT_TRUE(fused.spec.fusesSlices());
+  EXPECT_TRUE(shrinkOf(64, 8, 2).spec.fusesSlices());
+  EXPECT_FALSE(shrinkOf(4096, 16, 1).spec.fusesSlices()); // W2
+  EXPECT_FALSE(shrinkOf(4096, 32, 2).spec.fusesSlices());
+  EXPECT_FALSE(shrinkOf(64, 64, 2).spec.fusesSlices());
+
+  // The fused shrink's grid has no slice factor; the intermediate and the
+  // expand are unchanged.
+  MoeLoraCall c = sortedCall(4096, 64, 8, 2048, 1408, 16, 2);
+  c.numExperts = 128;
+  c.EM = alignCapacity(c.numPairs(), c.numExperts, 64);
+  KernelSpec plain = fused.spec;
+  plain.fuseSlices = false;
+  EXPECT_EQ(launchGeometry(plain, c, fused.knobs).blocksX,
+            2 * launchGeometry(fused.spec, c, fused.knobs).blocksX);
 }
 
 TEST(DispatcherTest, TwoKernelExpandSharesNAmongFewRowBlocks) {
@@ -771,6 +802,28 @@ TEST(DispatcherTunedTest, SmallBatchAndTwoKernelEntries) {
   EXPECT_EQ(tk.kernels[1].spec.family, KernelFamily::Expand);
   EXPECT_EQ(tk.kernels[1].spec.blockN, 128);
   EXPECT_EQ(tk.kernels[1].spec.numWarps, 8);
+}
+
+// A two_kernel entry's fuse_slices overrides the rule either way.
+TEST(DispatcherTunedTest, TwoKernelEntryChoosesSliceFusion) {
+  for (bool fuse : {false, true}) {
+    auto t = TunedTable::parse(
+        fmt::format(R"({{"format": "moelora-tuned", "version": 1,
+      "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+      {{"path": "two_kernel", "dtype": "bf16", "rank": 16, "K": 2048,
+       "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
+       "config": {{"fuse_slices": {}}}}}]}})",
+                    fuse),
+        "t.json");
+    ASSERT_TRUE(t) << t.error().message;
+    for (int tokens : {64, 4096}) {
+      MoeLoraCall c = sortedCall(tokens, 64);
+      DispatchPlan p = planOk(c, /*sharded=*/true, &*t);
+      ASSERT_EQ(p.path, DispatchPath::TwoKernel);
+      EXPECT_EQ(p.kernels[0].spec.fusesSlices(), fuse) << tokens;
+      EXPECT_TRUE(validateSpec(p.kernels[0].spec).empty());
+    }
+  }
 }
 
 } // namespace

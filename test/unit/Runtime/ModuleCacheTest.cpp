@@ -228,9 +228,14 @@ TEST(SpecKeyTest, CacheKeyIsStable) {
   // The text is part of every on-disk cache and bundle: it must not drift.
   EXPECT_EQ(s.cacheKey(), "one_shot;bf16;sm_90;R=16;K=2048;BM=16;BN=128;BK=128;"
                           "GM=1;SK=1;W=4;S=3;sorted=0;mrw=0;add=1;slices=2;"
-                          "npid=0;even_k=1;mbs=0;oa=1;abi=3");
+                          "npid=0;even_k=1;mbs=0;oa=1;fs=0;abi=3");
   EXPECT_EQ(s.cacheKey(), KernelSpec(s).cacheKey());
   EXPECT_EQ(SpecKeyHash()(SpecKey(s)), SpecKeyHash()(SpecKey(KernelSpec(s))));
+  // The in-memory key tells a slice-fused shrink from the plain one.
+  KernelSpec shrink = s, fused = s;
+  shrink.family = fused.family = KernelFamily::Shrink;
+  fused.fuseSlices = true;
+  EXPECT_FALSE(SpecKey(shrink) == SpecKey(fused));
   EXPECT_EQ(s.entryName(), KernelSpec(s).entryName());
 }
 

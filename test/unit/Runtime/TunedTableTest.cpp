@@ -68,6 +68,16 @@ TEST(TunedTableTest, ParsesEveryField) {
   auto zero = TunedTable::parse(j.dump(), "t.json");
   ASSERT_TRUE(zero) << zero.error().message;
   EXPECT_EQ(zero->entries[1].config.minBlocksPerSm, 0);
+  // fuse_slices (two_kernel): absent is -1 (the rule), else 0 / 1.
+  EXPECT_EQ(a.config.fuseSlices, -1);
+  for (bool fuse : {false, true}) {
+    json k = validTable();
+    k["entries"][0]["path"] = "two_kernel";
+    k["entries"][0]["config"]["fuse_slices"] = fuse;
+    auto f = TunedTable::parse(k.dump(), "t.json");
+    ASSERT_TRUE(f) << f.error().message;
+    EXPECT_EQ(f->entries[0].config.fuseSlices, fuse ? 1 : 0);
+  }
 }
 
 // A partial sweep's table replaces the base entries of the same bucket and
@@ -282,6 +292,22 @@ INSTANTIATE_TEST_SUITE_P(
                          return j.dump();
                        },
                        "min_blocks_per_sm = 33: allowed: 0..32"},
+        ParseErrorCase{"FuseSlicesNotABool",
+                       [] {
+                         json j = validTable();
+                         j["entries"][0]["path"] = "two_kernel";
+                         j["entries"][0]["config"]["fuse_slices"] = 1;
+                         return j.dump();
+                       },
+                       "fuse_slices = 1 on path two_kernel: allowed: true or "
+                       "false, on two_kernel only"},
+        ParseErrorCase{"FuseSlicesOffTwoKernel",
+                       [] {
+                         json j = validTable();
+                         j["entries"][0]["config"]["fuse_slices"] = true;
+                         return j.dump();
+                       },
+                       "fuse_slices = true on path one_shot"},
         ParseErrorCase{"NegativeTilesPerItem",
                        [] {
                          json j = validTable();

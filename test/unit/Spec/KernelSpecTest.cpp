@@ -104,7 +104,7 @@ TEST(KernelSpecTest, CacheKeyText) {
   KernelSpec s = exampleSpec();
   EXPECT_EQ(s.cacheKey(),
             "one_shot;bf16;sm_90;R=16;K=2048;BM=16;BN=128;BK=128;GM=1;SK=1;"
-            "W=4;S=3;sorted=0;mrw=0;add=1;slices=2;npid=0;even_k=1;mbs=0;oa=1;"
+            "W=4;S=3;sorted=0;mrw=0;add=1;slices=2;npid=0;even_k=1;mbs=0;oa=1;fs=0;"
             "abi=3");
   s.k.reset();
   s.family = KernelFamily::Expand;
@@ -115,7 +115,7 @@ TEST(KernelSpecTest, CacheKeyText) {
   s.minBlocksPerSm = 2;
   EXPECT_EQ(s.cacheKey(),
             "expand;fp16;sm_90;R=16;K=*;BM=16;BN=128;BK=128;GM=1;SK=1;"
-            "W=4;S=3;sorted=1;mrw=1;add=0;slices=2;npid=0;even_k=0;mbs=2;oa=1;"
+            "W=4;S=3;sorted=1;mrw=1;add=0;slices=2;npid=0;even_k=0;mbs=2;oa=1;fs=0;"
             "abi=3");
   // The occupancy hint changes the PTX, so it is part of the identity.
   KernelSpec noHint = s;
@@ -143,6 +143,35 @@ TEST(KernelSpecTest, AlignedOutputIsPartOfTheIdentity) {
   }
   s.family = KernelFamily::Expand;
   EXPECT_TRUE(s.stagesOutput());
+}
+
+// fuse_slices changes only a shrink of several slices; elsewhere the flag
+// is canonicalised away, so it cannot split one kernel into two cache slots.
+TEST(KernelSpecTest, FuseSlicesIsIdentityOnlyWhereItChangesTheKernel) {
+  KernelSpec s = exampleSpec();
+  s.family = KernelFamily::Shrink;
+  s.numSlices = 2;
+  KernelSpec fused = s;
+  fused.fuseSlices = true;
+  EXPECT_TRUE(fused.fusesSlices());
+  EXPECT_EQ(fused.gridSlices(), 1);
+  EXPECT_EQ(s.gridSlices(), 2);
+  EXPECT_FALSE(s == fused);
+  EXPECT_THAT(fused.cacheKey(), ::testing::HasSubstr(";fs=1;"));
+  EXPECT_THAT(s.cacheKey(), ::testing::HasSubstr(";fs=0;"));
+  EXPECT_THAT(fused.entryName(), ::testing::HasSubstr("_fs_h"));
+
+  for (auto change : {+[](KernelSpec &k) { k.numSlices = 1; },
+                      +[](KernelSpec &k) { k.family = KernelFamily::Expand; }}) {
+    KernelSpec a = s, b = fused;
+    change(a);
+    change(b);
+    EXPECT_FALSE(b.fusesSlices());
+    EXPECT_EQ(b.gridSlices(), b.numSlices);
+    EXPECT_TRUE(a == b);
+    EXPECT_EQ(a.cacheKey(), b.cacheKey());
+    EXPECT_EQ(a.entryName(), b.entryName());
+  }
 }
 
 TEST(KernelSpecTest, OriginIsNotIdentity) {
@@ -225,7 +254,7 @@ TEST(KernelSpecTest, EntryNameIsStable) {
   EXPECT_EQ(a.entryName(), b.entryName());
   EXPECT_EQ(a.cacheKey(), b.cacheKey());
   EXPECT_EQ(a.entryName(), "moelora_one_shot_bf16_sm90_r16_k2048_m16n128k128_"
-                           "w4s3_naive_add_s2_h46d005e3");
+                           "w4s3_naive_add_s2_h586561fc");
 }
 
 TEST(KernelSpecTest, Threads) {

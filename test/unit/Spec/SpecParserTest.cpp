@@ -26,7 +26,7 @@ const std::string kAllFields =
     "name, kernel, dtype, target, rank, K, BLOCK_SIZE_M, BLOCK_SIZE_N, "
     "BLOCK_SIZE_K, GROUP_SIZE_M, SPLIT_K, num_warps, num_stages, metadata, "
     "MUL_ROUTED_WEIGHT, ADD_INPUTS, num_slices, NPID, min_blocks_per_sm, "
-    "out_aligned";
+    "out_aligned, fuse_slices";
 const std::string kFamilies =
     "one_shot, small_batch, shrink, expand, align_block_size";
 
@@ -653,6 +653,23 @@ TEST(SpecParserRuleTest, SplitKOnlyForShrinkAndClusters) {
   SpecSet set = parseOk("kernel: shrink\nrank: 16\nSPLIT_K: 4\n");
   ASSERT_EQ(set.specs.size(), 1u);
   EXPECT_EQ(set.specs[0].splitK, 4);
+}
+
+TEST(SpecParserRuleTest, FuseSlicesOnlyForShrink) {
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nfuse_slices: true\n"),
+            "t.yaml:1:1: fuse_slices: true is only supported by shrink (got "
+            "one_shot); allowed: false for one_shot");
+  EXPECT_EQ(parseError("kernel: shrink\nrank: 16\nfuse_slices: 2\n"),
+            "t.yaml:3:14: fuse_slices: wrong type: expected a boolean, got "
+            "'2'; allowed: true, false (shrink only)");
+  SpecSet set = parseOk("kernel: shrink\nrank: 16\nnum_slices: 2\n"
+                        "fuse_slices: [false, true]\n");
+  ASSERT_EQ(set.specs.size(), 2u);
+  EXPECT_FALSE(set.specs[0].fusesSlices());
+  EXPECT_TRUE(set.specs[1].fusesSlices());
+  // One slice: nothing to fuse, the same kernel twice, kept once.
+  set = parseOk("kernel: shrink\nrank: 16\nfuse_slices: [false, true]\n");
+  EXPECT_EQ(set.specs.size(), 1u);
 }
 
 TEST(SpecParserRuleTest, SmallBatchNeedsAThreadPerRankRow) {
