@@ -56,8 +56,11 @@ struct Result {
 /// The tuned-table update of --path-choice: per sorted bucket (dtype, shape,
 /// pairs) the summed time of its one-shot cases against its two-kernel
 /// cases (the benchmark's two-kernel cases plan exactly what a routed call
-/// runs), with the tuner's 3% noise margin in favour of the one-shot.
+/// runs), with the tuner's 3% noise margin in favour of the path the table
+/// already chose (`current`: bucket key -> "use"; the one-shot where it has
+/// none), so that a bucket within the margin does not flip from run to run.
 void writePathChoice(const std::vector<Result> &results, const std::string &gpu,
+                     const std::map<std::string, std::string> &current,
                      const std::string &path) {
   struct Sums {
     json entry;
@@ -84,12 +87,15 @@ void writePathChoice(const std::vector<Result> &results, const std::string &gpu,
                  {"version", 1},
                  {"gpu", gpu},
                  {"entries", json::array()}};
-  std::printf("\nPath choice (sorted buckets; two_kernel below 0.97x of "
-              "one_shot)\n");
+  std::printf("\nPath choice (sorted buckets; the other path than the "
+              "table's must take below 0.97x)\n");
   for (auto &[key, s] : buckets) {
     if (s.nOne == 0 || s.nOne != s.nTwo)
       continue; // both paths over the same cases, or no choice
-    const bool two = s.twoKernel < 0.97 * s.oneShot;
+    auto was = current.find(key);
+    const bool wasTwo = was != current.end() && was->second == "two_kernel";
+    const bool two = wasTwo ? !(s.oneShot < 0.97 * s.twoKernel)
+                            : s.twoKernel < 0.97 * s.oneShot;
     s.entry["use"] = two ? "two_kernel" : "one_shot";
     std::printf("  %-70s one_shot %8.1f us  two_kernel %8.1f us  (%.3f) -> "
                 "%s\n",
@@ -119,6 +125,7 @@ int main(int argc, char **argv) {
                  "tuned table JSON, or 'none' for vLLM's rules (default: the "
                  "committed table for this GPU)");
   std::string pathChoice;
+  std::map<std::string, std::string> currentPaths; // the table's "fused" uses
   app.add_option("--path-choice", pathChoice,
                  "write the measured one-shot/two-kernel choice per sorted "
                  "bucket here (a tuned-table update; needs --tuned-table)");
@@ -141,9 +148,15 @@ int main(int argc, char **argv) {
     }
     nlohmann::json t = nlohmann::json::parse(*text);
     nlohmann::json kept = nlohmann::json::array();
-    for (const auto &e : t["entries"])
-      if (e.value("path", "") != "fused")
+    for (const auto &e : t["entries"]) {
+      if (e.value("path", "") != "fused") {
         kept.push_back(e);
+        continue;
+      }
+      nlohmann::json bucket = e;
+      bucket.erase("use");
+      currentPaths[bucket.dump()] = e.value("use", "");
+    }
     t["entries"] = kept;
     tunedTable = outDir + "/without-path-choice.json";
     std::ofstream(tunedTable) << t.dump(1);
@@ -341,7 +354,7 @@ int main(int argc, char **argv) {
     std::ofstream(outDir + "/bench.json") << j.dump(1);
   }
   if (!pathChoice.empty())
-    writePathChoice(results, gpuName, pathChoice);
+    writePathChoice(results, gpuName, currentPaths, pathChoice);
   moelora_runtime_destroy(rt);
   return 0;
 }
