@@ -9,6 +9,9 @@
 //                            "num_warps": 4, "num_stages": 3, "NPID": 1}}]}
 // An entry applies to calls of its shape with num_pairs <= max_pairs (the
 // smallest such bucket wins) on a GPU whose name equals "gpu".
+// A two_kernel entry's config may hold "fuse_slices": true|false, the
+// shrink's choice (see KernelSpec::fuseSlices); its other keys configure the
+// expand.
 // A "fused" entry has no config but "use": "one_shot"|"two_kernel": the
 // path that serves fused_moe_lora calls of its bucket which the rules would
 // give the one-shot kernel (the two-kernel path wins some prefill buckets).

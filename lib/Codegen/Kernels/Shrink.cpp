@@ -130,9 +130,7 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
     // Row operand: x rows; weight operands: rows n0.. of A_s[l,e] (R x K)
     // for each slice s this program computes.
     const int F = lay.slices;
-    auto sliceOf = [&](int s) {
-      return F == 1 ? blk.slice : tb.i32(s);
-    };
+    auto sliceOf = [&](int s) { return F == 1 ? blk.slice : tb.i32(s); };
     TileRows rows = blockXRows(tb, args, blk);
     const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
     TileCopyPlan aPlan =

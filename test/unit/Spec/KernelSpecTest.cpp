@@ -102,10 +102,11 @@ TEST(KernelSpecTest, EvenK) {
 
 TEST(KernelSpecTest, CacheKeyText) {
   KernelSpec s = exampleSpec();
-  EXPECT_EQ(s.cacheKey(),
-            "one_shot;bf16;sm_90;R=16;K=2048;BM=16;BN=128;BK=128;GM=1;SK=1;"
-            "W=4;S=3;sorted=0;mrw=0;add=1;slices=2;npid=0;even_k=1;mbs=0;oa=1;fs=0;"
-            "abi=3");
+  EXPECT_EQ(
+      s.cacheKey(),
+      "one_shot;bf16;sm_90;R=16;K=2048;BM=16;BN=128;BK=128;GM=1;SK=1;"
+      "W=4;S=3;sorted=0;mrw=0;add=1;slices=2;npid=0;even_k=1;mbs=0;oa=1;fs=0;"
+      "abi=3");
   s.k.reset();
   s.family = KernelFamily::Expand;
   s.dtype = DType::F16;
@@ -113,10 +114,11 @@ TEST(KernelSpecTest, CacheKeyText) {
   s.mulRoutedWeight = true;
   s.addInputs = false;
   s.minBlocksPerSm = 2;
-  EXPECT_EQ(s.cacheKey(),
-            "expand;fp16;sm_90;R=16;K=*;BM=16;BN=128;BK=128;GM=1;SK=1;"
-            "W=4;S=3;sorted=1;mrw=1;add=0;slices=2;npid=0;even_k=0;mbs=2;oa=1;fs=0;"
-            "abi=3");
+  EXPECT_EQ(
+      s.cacheKey(),
+      "expand;fp16;sm_90;R=16;K=*;BM=16;BN=128;BK=128;GM=1;SK=1;"
+      "W=4;S=3;sorted=1;mrw=1;add=0;slices=2;npid=0;even_k=0;mbs=2;oa=1;fs=0;"
+      "abi=3");
   // The occupancy hint changes the PTX, so it is part of the identity.
   KernelSpec noHint = s;
   noHint.minBlocksPerSm = 0;
@@ -161,8 +163,9 @@ TEST(KernelSpecTest, FuseSlicesIsIdentityOnlyWhereItChangesTheKernel) {
   EXPECT_THAT(s.cacheKey(), ::testing::HasSubstr(";fs=0;"));
   EXPECT_THAT(fused.entryName(), ::testing::HasSubstr("_fs_h"));
 
-  for (auto change : {+[](KernelSpec &k) { k.numSlices = 1; },
-                      +[](KernelSpec &k) { k.family = KernelFamily::Expand; }}) {
+  for (auto change :
+       {+[](KernelSpec &k) { k.numSlices = 1; },
+        +[](KernelSpec &k) { k.family = KernelFamily::Expand; }}) {
     KernelSpec a = s, b = fused;
     change(a);
     change(b);
