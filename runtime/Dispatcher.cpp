@@ -92,6 +92,8 @@ static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
     s.splitK = splitK;
   if (c.minBlocksPerSm >= 0)
     s.minBlocksPerSm = c.minBlocksPerSm;
+  if (c.fuseSlices >= 0 && s.family == KernelFamily::OneShot)
+    s.fuseSlices = c.fuseSlices == 1;
 }
 
 static long ceilDiv(long a, long b) { return (a + b - 1) / b; }

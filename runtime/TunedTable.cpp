@@ -175,10 +175,11 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
             "{} (a one_shot cluster is its row block's NPID programs)",
             origin, index, t.config.npid, sk, sk));
       if (auto fs = c.find("fuse_slices"); fs != c.end()) {
-        if (!fs->is_boolean() || t.path != "two_kernel")
+        if (!fs->is_boolean() ||
+            (t.path != "two_kernel" && t.path != "one_shot"))
           return makeError(fmt::format(
               "{}: fuse_slices = {} on path {}: allowed: true or false, on "
-              "two_kernel only (the shrink's slices in one program)",
+              "one_shot and two_kernel (its shrink) only",
               configWhere, fs->dump(), t.path));
         t.config.fuseSlices = fs->get<bool>() ? 1 : 0;
       }

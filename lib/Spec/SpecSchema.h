@@ -75,7 +75,7 @@ inline constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
     {"min_blocks_per_sm", ValueKind::Int,
      "0..32 (0 = no hint; absent = the kernel family's default)"},
     {"out_aligned", ValueKind::Bool, "true, false"},
-    {"fuse_slices", ValueKind::Bool, "true, false (shrink only)"},
+    {"fuse_slices", ValueKind::Bool, "true, false (shrink and one_shot only)"},
 }};
 
 inline constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};

@@ -93,9 +93,11 @@ std::string validateSpec(const KernelSpec &spec) {
                       fmt::format("1 for {}", toString(spec.family)));
   }
 
-  if (spec.fuseSlices && spec.family != KernelFamily::Shrink)
+  if (spec.fuseSlices && spec.family != KernelFamily::Shrink &&
+      spec.family != KernelFamily::OneShot)
     return reasonText(Field::FuseSlices,
-                      fmt::format("true is only supported by shrink (got {})",
+                      fmt::format("true is only supported by shrink and "
+                                  "one_shot (got {})",
                                   toString(spec.family)),
                       fmt::format("false for {}", toString(spec.family)));
 

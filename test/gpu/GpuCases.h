@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <optional>
 #include <string>
 #include <vector>
@@ -143,15 +144,32 @@ inline std::vector<GpuCase> gpuCases() {
           cases.push_back(c);
         }
       }
-      // NPID > 1.
-      GpuCase c;
-      c.path = Path::OneShot;
-      c.spec = baseSpec(KernelFamily::OneShot, t, 32, 2048, sorted);
-      c.problem = baseProblem(t, sorted ? 40 : 5, 4, 2048, 1408, 32, ++seed);
-      c.npid = 3;
-      c.name = fmt::format("one_shot_{}_{}_r32_npid3", dt,
-                           sorted ? "sorted" : "naive");
-      cases.push_back(c);
+      // Both slices in one program (fuse_slices): ranks below, at and above
+      // one n8 tile per warp, K and N that are not multiples of the tiles.
+      for (auto [R, K, N] : {std::array<int, 3>{16, 2048, 1408},
+                             std::array<int, 3>{64, 2048, 1408},
+                             std::array<int, 3>{24, 1000, 1000}}) {
+        GpuCase f;
+        f.path = Path::OneShot;
+        f.spec = baseSpec(KernelFamily::OneShot, t, R, K, sorted);
+        f.spec.fuseSlices = true;
+        f.problem = baseProblem(t, sorted ? 48 : 6, 4, K, N, R, ++seed);
+        f.name = fmt::format("one_shot_{}_{}_r{}_k{}_n{}_fused", dt,
+                             sorted ? "sorted" : "naive", R, K, N);
+        cases.push_back(f);
+      }
+      // NPID > 1, without and with fuse_slices.
+      for (bool fuse : {false, true}) {
+        GpuCase c;
+        c.path = Path::OneShot;
+        c.spec = baseSpec(KernelFamily::OneShot, t, 32, 2048, sorted);
+        c.spec.fuseSlices = fuse;
+        c.problem = baseProblem(t, sorted ? 40 : 5, 4, 2048, 1408, 32, ++seed);
+        c.npid = 3;
+        c.name = fmt::format("one_shot_{}_{}_r32_npid3{}", dt,
+                             sorted ? "sorted" : "naive", fuse ? "_fused" : "");
+        cases.push_back(c);
+      }
       // Down projection, add_inputs both ways.
       for (bool add : {true, false}) {
         GpuCase d;
@@ -302,26 +320,33 @@ inline std::vector<GpuCase> gpuCases() {
     // One-shot clusters (sm_90): the NPID = SPLIT_K programs of a row block
     // split its shrink and sum partial r through distributed shared memory.
     // K 1000 leaves ranks uneven shares (and rank 7 of C 8 none at BK 128).
+    // fuse_slices: the cluster sums both slices' r as one wider tile.
     struct ClusterCase {
       bool sorted;
       int R, K, C;
       bool w2;
+      bool fuse = false;
     };
     for (ClusterCase cc : {ClusterCase{false, 16, 2048, 4, false},
                            ClusterCase{true, 16, 2048, 2, false},
                            ClusterCase{true, 64, 1000, 8, false},
                            ClusterCase{false, 128, 1000, 8, false},
-                           ClusterCase{true, 32, 1408, 4, true}}) {
+                           ClusterCase{true, 32, 1408, 4, true},
+                           ClusterCase{false, 16, 2048, 4, false, true},
+                           ClusterCase{true, 16, 2048, 2, false, true},
+                           ClusterCase{true, 64, 1000, 8, false, true}}) {
       GpuCase c;
       c.path = Path::OneShot;
       int N = cc.K == 1000 ? 1000 : 1408;
       c.spec = baseSpec(KernelFamily::OneShot, t, cc.R, cc.K, cc.sorted);
       c.spec.splitK = cc.C;
+      c.spec.fuseSlices = cc.fuse;
       c.npid = cc.C;
       c.problem = baseProblem(t, cc.sorted ? 40 : 5, 4, cc.K, cc.w2 ? 2048 : N,
                               cc.R, ++seed);
-      c.name = fmt::format("one_shot_{}_{}_r{}_k{}_cluster{}", dt,
-                           cc.sorted ? "sorted" : "naive", cc.R, cc.K, cc.C);
+      c.name = fmt::format("one_shot_{}_{}_r{}_k{}_cluster{}{}", dt,
+                           cc.sorted ? "sorted" : "naive", cc.R, cc.K, cc.C,
+                           cc.fuse ? "_fused" : "");
       if (cc.w2)
         makeDownProjection(c, true);
       cases.push_back(c);

@@ -9,9 +9,9 @@
 //                            "num_warps": 4, "num_stages": 3, "NPID": 1}}]}
 // An entry applies to calls of its shape with num_pairs <= max_pairs (the
 // smallest such bucket wins) on a GPU whose name equals "gpu".
-// A two_kernel entry's config may hold "fuse_slices": true|false, the
-// shrink's choice (see KernelSpec::fuseSlices); its other keys configure the
-// expand.
+// A one_shot or two_kernel entry's config may hold "fuse_slices":
+// true|false (see KernelSpec::fuseSlices; two_kernel: the shrink's, its
+// other keys configure the expand).
 // A "fused" entry has no config but "use": "one_shot"|"two_kernel": the
 // path that serves fused_moe_lora calls of its bucket which the rules would
 // give the one-shot kernel (the two-kernel path wins some prefill buckets).
@@ -36,8 +36,8 @@ struct TunedConfig {
   /// -1: the family's default; 0: no hint (unlike the fields above, 0 is a
   /// value here).
   int minBlocksPerSm = -1;
-  /// two_kernel: whether the shrink computes all slices in one program
-  /// (fuse_slices); -1: the dispatcher's rule, 0 / 1 from the table.
+  /// one_shot, two_kernel (its shrink): whether a program computes all
+  /// slices (fuse_slices); -1: the dispatcher's rule, 0 / 1 from the table.
   int fuseSlices = -1;
 };
 

@@ -84,8 +84,8 @@ struct KernelSpec {
   /// leave in 16-byte chunks. Otherwise they use element-wise stores. The
   /// runtime derives it from each call; other families ignore it.
   bool alignedOutput = true;
-  /// Shrink only: one program computes every slice of its tile, so the x
-  /// rows it gathers are read once per pair instead of once per (pair,
+  /// Shrink and one_shot: one program computes every slice of its tile, so
+  /// the x rows it gathers are read once per pair instead of once per (pair,
   /// slice) (W13: gate and up). Without it the slices are separate programs,
   /// which gives twice the parallelism for small batches; the tuned table
   /// chooses per bucket.
@@ -102,10 +102,12 @@ struct KernelSpec {
     return alignedOutput &&
            (family == KernelFamily::OneShot || family == KernelFamily::Expand);
   }
-  /// fuseSlices where it changes the kernel (a shrink of several slices);
-  /// the key and equality use this, so the flag is canonical.
+  /// fuseSlices where it changes the kernel (a shrink or one_shot of
+  /// several slices); the key and equality use this, so the flag is
+  /// canonical.
   bool fusesSlices() const {
-    return fuseSlices && family == KernelFamily::Shrink && numSlices > 1;
+    return fuseSlices && numSlices > 1 &&
+           (family == KernelFamily::Shrink || family == KernelFamily::OneShot);
   }
   /// Slices that are separate programs of the grid (grid x = programs *
   /// gridSlices()).

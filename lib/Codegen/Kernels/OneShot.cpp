@@ -14,6 +14,11 @@
 // through distributed shared memory, so no program repeats another's
 // shrink (with NPID > 1 alone, every program reads the block's x and A).
 //
+// fuse_slices: a program computes every slice: each shrink stage holds the
+// x tile once and each slice's A tile, r holds the slices side by side
+// (reductions and cluster sums treat them as one wider tile), and the
+// expand walks the program's share of each slice's N tiles in turn.
+//
 //===----------------------------------------------------------------------===//
 
 #include "moelora/Codegen/ExpandTiles.h"
@@ -29,6 +34,7 @@ struct OneShotLayout {
   WarpGrid grid;
   int mTiles;       // m16 tiles per warp
   int blockR;       // BLOCK_R
+  int slices;       // slices per program (fuse_slices: all)
   int xPitch;       // shrink tiles' pitch (BLOCK_K + pad)
   int shrinkStage;  // bytes of one shrink stage (x tile + A tile)
   int expandBytes;  // the expand's stages (ExpandTilesLayout)
@@ -39,12 +45,14 @@ struct OneShotLayout {
       : grid(WarpGrid::forTile(spec.numWarps, spec.blockM)) {
     mTiles = spec.blockM / 16 / grid.warpsM;
     blockR = spec.blockR();
+    slices = spec.fusesSlices() ? spec.numSlices : 1;
     xPitch = paddedPitch(spec.blockK);
-    shrinkStage = (spec.blockM + blockR) * xPitch * kElementBytes;
+    shrinkStage = (spec.blockM + slices * blockR) * xPitch * kElementBytes;
     expandBytes = ExpandTilesLayout(spec).sharedBytes(spec);
-    reduceBytes = grid.warpsN > 1 ? grid.warpsN * spec.blockM * blockR * 4 : 0;
+    const int rBytes = spec.blockM * slices * blockR * 4; // r in f32
+    reduceBytes = grid.warpsN > 1 ? grid.warpsN * rBytes : 0;
     // Partial r for the peers, then the summed r.
-    clusterBytes = spec.splitK > 1 ? 2 * spec.blockM * blockR * 4 : 0;
+    clusterBytes = spec.splitK > 1 ? 2 * rBytes : 0;
   }
   int sharedBytes(const KernelSpec &spec) const {
     return std::max(
@@ -110,6 +118,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
   const int warpsN = lay.grid.warpsN;
   const int R = spec.rank;
   const int BR = lay.blockR;
+  const int F = lay.slices;
 
   const int C = spec.splitK;
   Value npid = C > 1           ? tb.i32(C)
@@ -128,24 +137,37 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     Value K = spec.k ? tb.i32(*spec.k) : args[kK];
 
     // ---- Shrink: r = x[rows] @ A[l,e]^T over K. ----
+    // The slices this program computes: its own, or all of them.
+    auto sliceBlock = [&](int s) {
+      MoeBlock b = blk;
+      if (F > 1)
+        b.slice = tb.i32(s);
+      return b;
+    };
     TileRows xRows = blockXRows(tb, args, blk);
-    Value aBase = loraMatrixBase(tb, args[kAPtrs], blk.slice, blk.lora,
-                                 blk.expert, args[kAStrideL], args[kAStrideE]);
-    TileRows aRows = matrixRows(
-        tb, aBase, args[kAStrideR], [](Value r) { return r; },
-        R < BR ? std::function<Value(Value)>(
-                     [&tb, R](Value r) { return tb.lt(r, tb.i32(R)); })
-               : std::function<Value(Value)>());
     // Rows of x and A are K elements apart: the copy width must divide K
     // (a runtime K requires K % 8 == 0, checked by the runtime).
     const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
     TileCopyPlan xPlan =
         tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.xPitch, xRows);
-    TileCopyPlan aPlan =
-        tb.planTileCopy(BR, spec.blockK, kVec, lay.xPitch, aRows);
+    llvm::SmallVector<TileCopyPlan> aPlans;
+    for (int s = 0; s < F; ++s) {
+      Value aBase =
+          loraMatrixBase(tb, args[kAPtrs], sliceBlock(s).slice, blk.lora,
+                         blk.expert, args[kAStrideL], args[kAStrideE]);
+      TileRows aRows = matrixRows(
+          tb, aBase, args[kAStrideR], [](Value r) { return r; },
+          R < BR ? std::function<Value(Value)>(
+                       [&tb, R](Value r) { return tb.lt(r, tb.i32(R)); })
+                 : std::function<Value(Value)>());
+      aPlans.push_back(
+          tb.planTileCopy(BR, spec.blockK, kVec, lay.xPitch, aRows));
+    }
     Value smem = tb.shared();
     const int stageBytes = lay.shrinkStage;
-    const int aOffset = spec.blockM * lay.xPitch * kElementBytes;
+    auto aOffset = [&](int s) {
+      return (spec.blockM + s * BR) * lay.xPitch * kElementBytes;
+    };
     Value kLimit = spec.evenK() ? Value() : K;
     const int kPerWarp = spec.blockK / warpsN;
 
@@ -164,38 +186,64 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
       Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(stageBytes)));
       Value k0 = tb.mul(tb.add(stepLo, iter), tb.i32(spec.blockK));
       tb.issueTileCopy(xPlan, base, k0, kLimit);
-      tb.issueTileCopy(aPlan, tb.sharedOffset(base, tb.i32(aOffset)), k0,
-                       kLimit);
+      for (int s = 0; s < F; ++s)
+        tb.issueTileCopy(aPlans[s], tb.sharedOffset(base, tb.i32(aOffset(s))),
+                         k0, kLimit);
     };
-    Accumulators r = tb.zeroAccumulators(lay.mTiles, BR / 8);
+    // r of the F slices side by side: slice s is n8 tiles [s * BR / 8,
+    // (s + 1) * BR / 8) of every row tile.
+    Accumulators r = tb.zeroAccumulators(lay.mTiles, F * BR / 8);
+    auto sliceOfR = [&](const ValueVec &all, int s) {
+      Accumulators a;
+      a.mTiles = lay.mTiles;
+      a.nTiles = BR / 8;
+      for (int mt = 0; mt < lay.mTiles; ++mt)
+        for (int nt = 0; nt < BR / 8; ++nt)
+          for (int i = 0; i < 4; ++i)
+            a.values.push_back(all[(mt * r.nTiles + s * BR / 8 + nt) * 4 + i]);
+      return a;
+    };
     shrink.consume = [&](Value, Value stage, mlir::ValueRange carried) {
-      Accumulators acc = r;
-      acc.values.assign(carried.begin(), carried.end());
+      ValueVec all(carried.begin(), carried.end());
       Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(stageBytes)));
-      tb.mmaFromShared(acc, base, lay.xPitch, warpRow0,
-                       tb.sharedOffset(base, tb.i32(aOffset)), lay.xPitch,
-                       tb.i32(0), tb.mul(wn, tb.i32(kPerWarp)), kPerWarp / 16);
-      return acc.values;
+      for (int s = 0; s < F; ++s) {
+        Accumulators acc = sliceOfR(all, s);
+        tb.mmaFromShared(acc, base, lay.xPitch, warpRow0,
+                         tb.sharedOffset(base, tb.i32(aOffset(s))), lay.xPitch,
+                         tb.i32(0), tb.mul(wn, tb.i32(kPerWarp)),
+                         kPerWarp / 16);
+        for (int mt = 0; mt < lay.mTiles; ++mt)
+          for (int nt = 0; nt < BR / 8; ++nt)
+            for (int i = 0; i < 4; ++i)
+              all[(mt * r.nTiles + s * BR / 8 + nt) * 4 + i] =
+                  acc.at(mt, nt, i);
+      }
+      return all;
     };
     r.values = tb.pipelined(shrink, r.values);
     if (warpsN > 1)
-      tb.reduceAccumulators(r, smem, warpsN, wn, warpRow0, spec.blockM, BR);
+      tb.reduceAccumulators(r, smem, warpsN, wn, warpRow0, spec.blockM, F * BR);
     if (C > 1)
       sumClusterPartials(tb, r, smem, C, wm, wn, warpsN, lay.clusterBytes / 2);
 
-    // r rounded to T (Triton feeds the expand dot in T), as A fragments.
-    const int rSteps = BR / 16;
-    llvm::SmallVector<std::array<Value, 4>> rFrags;
-    for (int mt = 0; mt < lay.mTiles; ++mt)
-      for (int j = 0; j < rSteps; ++j)
-        rFrags.push_back(tb.accumulatorsToFragA(r, mt, j));
-
-    // ---- Expand: out[rows, n] (+)= r @ B[l,e]^T over this program's tiles.
+    // ---- Expand: out[rows, n] (+)= r @ B[l,e]^T over this program's tiles
+    // of each of its slices.
     Value N = args[kN];
     TileRange tiles = programTiles(tb, N, pidN, npid);
-    Value outSlice = tb.gep(args[kOut], tb.mul(blk.slice, N), tb.elementType());
-    expandTiles(tb, args, blk, ExpandWarp{lay.mTiles, warpsN, wn, warpRow0},
-                rFrags, smem, N, outSlice, tiles);
+    const int rSteps = BR / 16;
+    for (int s = 0; s < F; ++s) {
+      // r rounded to T (Triton feeds the expand dot in T), as A fragments.
+      Accumulators rs = sliceOfR(r.values, s);
+      llvm::SmallVector<std::array<Value, 4>> rFrags;
+      for (int mt = 0; mt < lay.mTiles; ++mt)
+        for (int j = 0; j < rSteps; ++j)
+          rFrags.push_back(tb.accumulatorsToFragA(rs, mt, j));
+      MoeBlock sb = sliceBlock(s);
+      Value outSlice =
+          tb.gep(args[kOut], tb.mul(sb.slice, N), tb.elementType());
+      expandTiles(tb, args, sb, ExpandWarp{lay.mTiles, warpsN, wn, warpRow0},
+                  rFrags, smem, N, outSlice, tiles);
+    }
   });
 }
 

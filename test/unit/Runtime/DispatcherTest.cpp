@@ -804,6 +804,25 @@ TEST(DispatcherTunedTest, SmallBatchAndTwoKernelEntries) {
   EXPECT_EQ(tk.kernels[1].spec.numWarps, 8);
 }
 
+// A one_shot entry's fuse_slices reaches the one-shot kernel; without one
+// the one-shot keeps a program per slice.
+TEST(DispatcherTunedTest, OneShotEntryChoosesSliceFusion) {
+  auto t = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {"fuse_slices": true}}]})",
+                             "t.json");
+  ASSERT_TRUE(t) << t.error().message;
+  DispatchPlan fused = planOk(sortedCall(512, 64), false, &*t);
+  ASSERT_EQ(fused.path, DispatchPath::OneShot);
+  EXPECT_TRUE(fused.kernels[0].spec.fusesSlices());
+  EXPECT_TRUE(validateSpec(fused.kernels[0].spec).empty());
+  DispatchPlan rule = planOk(sortedCall(512, 64));
+  ASSERT_EQ(rule.path, DispatchPath::OneShot);
+  EXPECT_FALSE(rule.kernels[0].spec.fusesSlices());
+}
+
 // A two_kernel entry's fuse_slices overrides the rule either way.
 TEST(DispatcherTunedTest, TwoKernelEntryChoosesSliceFusion) {
   for (bool fuse : {false, true}) {

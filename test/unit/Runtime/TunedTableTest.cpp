@@ -300,14 +300,14 @@ INSTANTIATE_TEST_SUITE_P(
                          return j.dump();
                        },
                        "fuse_slices = 1 on path two_kernel: allowed: true or "
-                       "false, on two_kernel only"},
-        ParseErrorCase{"FuseSlicesOffTwoKernel",
+                       "false, on one_shot and two_kernel (its shrink) only"},
+        ParseErrorCase{"FuseSlicesOnSmallBatch",
                        [] {
                          json j = validTable();
-                         j["entries"][0]["config"]["fuse_slices"] = true;
+                         j["entries"][1]["config"]["fuse_slices"] = true;
                          return j.dump();
                        },
-                       "fuse_slices = true on path one_shot"},
+                       "fuse_slices = true on path small_batch"},
         ParseErrorCase{"NegativeTilesPerItem",
                        [] {
                          json j = validTable();

@@ -147,7 +147,8 @@ TEST(KernelSpecTest, AlignedOutputIsPartOfTheIdentity) {
   EXPECT_TRUE(s.stagesOutput());
 }
 
-// fuse_slices changes only a shrink of several slices; elsewhere the flag
+// fuse_slices changes only a shrink or one_shot of several slices (the
+// one_shot is the example spec's family); elsewhere the flag
 // is canonicalised away, so it cannot split one kernel into two cache slots.
 TEST(KernelSpecTest, FuseSlicesIsIdentityOnlyWhereItChangesTheKernel) {
   KernelSpec s = exampleSpec();
@@ -162,10 +163,16 @@ TEST(KernelSpecTest, FuseSlicesIsIdentityOnlyWhereItChangesTheKernel) {
   EXPECT_THAT(fused.cacheKey(), ::testing::HasSubstr(";fs=1;"));
   EXPECT_THAT(s.cacheKey(), ::testing::HasSubstr(";fs=0;"));
   EXPECT_THAT(fused.entryName(), ::testing::HasSubstr("_fs_h"));
+  KernelSpec oneShot = exampleSpec(), oneShotFused = exampleSpec();
+  oneShotFused.fuseSlices = true;
+  ASSERT_EQ(oneShot.numSlices, 2);
+  EXPECT_TRUE(oneShotFused.fusesSlices());
+  EXPECT_FALSE(oneShot == oneShotFused);
 
   for (auto change :
        {+[](KernelSpec &k) { k.numSlices = 1; },
-        +[](KernelSpec &k) { k.family = KernelFamily::Expand; }}) {
+        +[](KernelSpec &k) { k.family = KernelFamily::Expand; },
+        +[](KernelSpec &k) { k.family = KernelFamily::SmallBatch; }}) {
     KernelSpec a = s, b = fused;
     change(a);
     change(b);

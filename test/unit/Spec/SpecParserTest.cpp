@@ -655,13 +655,17 @@ TEST(SpecParserRuleTest, SplitKOnlyForShrinkAndClusters) {
   EXPECT_EQ(set.specs[0].splitK, 4);
 }
 
-TEST(SpecParserRuleTest, FuseSlicesOnlyForShrink) {
-  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nfuse_slices: true\n"),
-            "t.yaml:1:1: fuse_slices: true is only supported by shrink (got "
-            "one_shot); allowed: false for one_shot");
+TEST(SpecParserRuleTest, FuseSlicesOnlyForShrinkAndOneShot) {
+  EXPECT_EQ(parseError("kernel: expand\nrank: 16\nfuse_slices: true\n"),
+            "t.yaml:1:1: fuse_slices: true is only supported by shrink and "
+            "one_shot (got expand); allowed: false for expand");
   EXPECT_EQ(parseError("kernel: shrink\nrank: 16\nfuse_slices: 2\n"),
             "t.yaml:3:14: fuse_slices: wrong type: expected a boolean, got "
-            "'2'; allowed: true, false (shrink only)");
+            "'2'; allowed: true, false (shrink and one_shot only)");
+  EXPECT_TRUE(parseOk("kernel: one_shot\nrank: 16\nnum_slices: 2\n"
+                      "fuse_slices: true\n")
+                  .specs.at(0)
+                  .fusesSlices());
   SpecSet set = parseOk("kernel: shrink\nrank: 16\nnum_slices: 2\n"
                         "fuse_slices: [false, true]\n");
   ASSERT_EQ(set.specs.size(), 2u);
