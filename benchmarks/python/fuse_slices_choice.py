@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Writes each two_kernel bucket's fuse_slices choice into a tuned table.
+"""Writes each bucket's fuse_slices choice into a tuned table.
 
 Usage: fuse_slices_choice.py TABLE UNFUSED.csv FUSED.csv [--out OUT] [--margin 0.97]
 
 UNFUSED.csv and FUSED.csv are moelora-bench runs of the same cases with
-every W13 two_kernel entry of TABLE forced to "fuse_slices": false and true
-(scripts/device/run-fuse-slices-check.sh). A bucket gets true where its
-cases (dense and sparse routing, and one-shot cases the table routes to the
-two-kernel path, summed) took less than MARGIN times the unfused time,
-false otherwise; buckets without measured cases keep the dispatcher's rule.
+every W13 two_kernel (or one_shot) entry of TABLE forced to "fuse_slices":
+false and true (scripts/device/run-fuse-slices-check.sh). An entry gets true
+where its cases (dense and sparse routing, and one-shot cases the table
+routes to the two-kernel path, summed) took less than MARGIN times the
+unfused time, false otherwise; entries without measured cases keep the
+dispatcher's rule.
 """
 import argparse
 import csv
@@ -21,7 +22,7 @@ TOP_K = {"qwen3moe": 8, "mixtral": 2, "glm5_1": 8}
 
 
 def shrink_key_fields(config):
-    """Fields of the shrink's cache key (the first of a two-kernel plan)."""
+    """Fields of the first kernel's cache key (a two-kernel plan's shrink)."""
     shrink = config.split(" + ")[0]
     fields = dict(f.split("=", 1) for f in shrink.split(";") if "=" in f)
     parts = shrink.split(";")
@@ -45,24 +46,27 @@ def main():
     sums = {}  # entry index -> [unfused us, fused us, cases]
     for case, u in unfused.items():
         f = fused.get(case)
-        if not f or u["path"] != "two_kernel" or "fs=1" not in f["config"]:
+        path = u["path"]
+        # A case counts where only the forced table made the difference.
+        if (not f or f["path"] != path or "fs=1" in u["config"]
+                or "fs=1" not in f["config"]):
             continue
         family, dtype, k = shrink_key_fields(u["config"])
         m = re.match(r"([a-z0-9_]+?)_w13_\w+?_M(\d+)_", case)
-        if family != "shrink" or not m:
+        if family not in ("shrink", "one_shot") or not m:
             continue
         pairs = int(m.group(2)) * TOP_K[m.group(1)]
         matches = [
             (e["max_pairs"], i)
             for i, e in enumerate(table["entries"])
-            if e["path"] == "two_kernel" and e["dtype"] == dtype
+            if e["path"] == path and e["dtype"] == dtype
             and e["rank"] == int(k["R"]) and e["K"] == int(k["K"])
             and e.get("num_slices", 1) == int(k["slices"])
             and e.get("sorted", False) == (k["sorted"] == "1")
             and e["max_pairs"] >= pairs
         ]
         if not matches:
-            print(f"{case}: no two_kernel entry in the table", file=sys.stderr)
+            print(f"{case}: no {path} entry in the table", file=sys.stderr)
             continue
         s = sums.setdefault(min(matches)[1], [0.0, 0.0, []])
         s[0] += float(u["us"])
@@ -71,7 +75,7 @@ def main():
     for i, (tu, tf, cases) in sorted(sums.items()):
         fuse = tf < a.margin * tu
         table["entries"][i]["config"]["fuse_slices"] = fuse
-        print(f"entry {i:3d} R={table['entries'][i]['rank']:<3d} "
+        print(f"entry {i:3d} {table['entries'][i]['path']:10s} R={table['entries'][i]['rank']:<3d} "
               f"K={table['entries'][i]['K']:<5d} "
               f"max_pairs={table['entries'][i]['max_pairs']:<6d} unfused "
               f"{tu:8.1f} us fused {tf:8.1f} us ({tf / tu:.3f}) -> "

@@ -32,8 +32,9 @@ def load(p):
 a, b, rule = (load(p) for p in sys.argv[1:4])
 xs = []
 for case, r in a.items():
-    # Only cases whose fused run really used the fused shrink (fs=1).
-    if case not in b or r["path"] != b[case]["path"] or "fs=1" not in b[case]["config"]:
+    # Only cases the forced tables changed: unfused in a, fused (fs=1) in b.
+    if (case not in b or r["path"] != b[case]["path"] or "fs=1" in r["config"]
+            or "fs=1" not in b[case]["config"]):
         continue
     ua, ub = float(r["us"]), float(b[case]["us"])
     ur = float(rule[case]["us"]) if case in rule else float("nan")
