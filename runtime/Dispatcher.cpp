@@ -158,6 +158,24 @@ static void fitExpandToSharedMemory(KernelSpec &s) {
   }
 }
 
+/// Keeps the one-shot within the device's shared memory: sm_86/89 allow
+/// 99 KB, and vLLM's tile at rank 64 (three stages of BLOCK_N 128 with the
+/// staged output) needs 105 KB. Fewer stages first (down to 2), then
+/// narrower expand tiles, then shorter shrink steps.
+static void fitOneShotToSharedMemory(KernelSpec &s) {
+  const int limit = maxDynamicSharedBytes(s.sm);
+  while (OneShotSharedLayout(s).sharedBytes(s) > limit) {
+    if (s.numStages > 2)
+      --s.numStages;
+    else if (s.blockN > 32)
+      s.blockN /= 2;
+    else if (s.blockK > 32)
+      s.blockK /= 2;
+    else
+      return; // the generator reports the variant that does not fit
+  }
+}
+
 /// NPID of the two-kernel expand: programs per row block, each walking its
 /// share of the N tiles. Doubled while the programs are fewer than 4 per SM
 /// (so it ends with up to 8 per SM; measured so in h200-v21) and each keeps
@@ -233,6 +251,10 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
     s.blockK = 256;
     s.numWarps = 8; // measured on an H100: 8 beat 4 for every decode case
     s.numStages = 1;
+    // sm_86/89's ptxas spills rank 64 under the 2-block register cap (24
+    // bytes at K 4096; sm_80 and sm_90 fit in 128 registers).
+    if ((device.sm == 86 || device.sm == 89) && call.rank > 32)
+      s.minBlocksPerSm = 1;
     LaunchKnobs k;
     k.smCount = device.smCount;
     long items = pairs * call.numSlices;
@@ -325,6 +347,11 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
     }
     if (s.splitK > 1)
       k.npid = s.splitK;
+    // Before sm_90, ptxas spills the four-warp tile at BLOCK_R 128 (sm_80:
+    // 8 bytes); eight warps halve each thread's share of r.
+    if (device.sm < 90 && s.blockR() >= 128 && !(t && t->config.numWarps))
+      s.numWarps = 8;
+    fitOneShotToSharedMemory(s);
     fitWarpsToTile(s);
     plan.kernels.push_back({s, k});
     return plan;

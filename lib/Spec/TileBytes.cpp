@@ -20,6 +20,23 @@ int maxDynamicSharedBytes(int sm) {
   }
 }
 
+OneShotSharedLayout::OneShotSharedLayout(const KernelSpec &spec) {
+  const WarpGrid grid = WarpGrid::forTile(spec.numWarps, spec.blockM);
+  const int blockR = spec.blockR();
+  slices = spec.fusesSlices() ? spec.numSlices : 1;
+  xPitch = paddedPitch(spec.blockK);
+  shrinkStage = (spec.blockM + slices * blockR) * xPitch * kElementBytes;
+  expandBytes = expandStageBytes(spec) * spec.numStages;
+  const int rBytes = spec.blockM * slices * blockR * 4; // r in f32
+  reduceBytes = grid.warpsN > 1 ? grid.warpsN * rBytes : 0;
+  clusterBytes = spec.splitK > 1 ? 2 * rBytes : 0;
+}
+
+int OneShotSharedLayout::sharedBytes(const KernelSpec &spec) const {
+  return std::max(
+      {shrinkStage * spec.numStages, expandBytes, reduceBytes, clusterBytes});
+}
+
 int expandStageBytes(const KernelSpec &spec) {
   return spec.blockN * paddedPitch(spec.blockR()) * kElementBytes +
          (spec.stagesOutput() ? stagedOutputBytes(spec.blockM, spec.blockN)

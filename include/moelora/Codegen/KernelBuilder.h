@@ -21,18 +21,9 @@ struct KernelArgs {
   Value operator[](int index) const { return values[index]; }
 };
 
-/// Warp grid of a GEMM tile: warpsM row groups of 16*k rows, warpsN column
-/// groups (or K groups, for the one-shot's shrink).
-struct WarpGrid {
-  int warpsM = 1, warpsN = 1;
-  static WarpGrid forTile(int numWarps, int blockM) {
-    WarpGrid g;
-    g.warpsM = std::max(1, std::min(numWarps, blockM / 16));
-    g.warpsN = numWarps / g.warpsM;
-    return g;
-  }
-};
-
+/// The builders lay out warps with WarpGrid (Spec/TileBytes.h: the runtime
+/// sizes shared memory with the same grid): warpsM row groups of 16*k rows,
+/// warpsN column groups (or K groups, for the one-shot's shrink).
 void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args);
 void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args);
 void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args);

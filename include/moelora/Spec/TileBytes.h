@@ -11,6 +11,8 @@
 
 #include "moelora/Spec/KernelSpec.h"
 
+#include <algorithm>
+
 namespace moelora {
 
 /// Bytes of one element of T (bf16 / fp16).
@@ -24,6 +26,32 @@ inline int paddedPitch(int cols) { return cols + 8; }
 inline int stagedOutputBytes(int rows, int cols) {
   return rows * paddedPitch(cols) * kElementBytes;
 }
+
+/// Warps of a GEMM tile: along M first (one 16-row MMA tile each), the rest
+/// along N (the kernel builders' layout, and the shared-memory sizes here).
+struct WarpGrid {
+  int warpsM = 1, warpsN = 1;
+  static WarpGrid forTile(int numWarps, int blockM) {
+    WarpGrid g;
+    g.warpsM = std::max(1, std::min(numWarps, blockM / 16));
+    g.warpsN = numWarps / g.warpsM;
+    return g;
+  }
+};
+
+/// The one-shot kernel's shared memory, phase by phase (the phases reuse
+/// the same bytes): shrink stages, expand stages, the cross-warp reduction
+/// of r, and (SPLIT_K > 1) the cluster's partial and summed r.
+struct OneShotSharedLayout {
+  int slices = 1;       ///< slices per program (fuse_slices: all)
+  int xPitch = 0;       ///< shrink tiles' pitch (BLOCK_K + pad)
+  int shrinkStage = 0;  ///< x tile, then each slice's A tile
+  int expandBytes = 0;  ///< num_stages expand stages
+  int reduceBytes = 0;  ///< warpsN partial r (f32)
+  int clusterBytes = 0; ///< partial and summed r (f32)
+  explicit OneShotSharedLayout(const KernelSpec &spec);
+  int sharedBytes(const KernelSpec &spec) const;
+};
 
 /// The most dynamic shared memory one block may opt into on sm_<sm>.
 int maxDynamicSharedBytes(int sm);

@@ -30,33 +30,17 @@ namespace moelora {
 
 namespace {
 
-struct OneShotLayout {
+/// The warp grid and tile sizes, with the shared-memory phases sized where
+/// the runtime sizes them too (OneShotSharedLayout).
+struct OneShotLayout : OneShotSharedLayout {
   WarpGrid grid;
-  int mTiles;       // m16 tiles per warp
-  int blockR;       // BLOCK_R
-  int slices;       // slices per program (fuse_slices: all)
-  int xPitch;       // shrink tiles' pitch (BLOCK_K + pad)
-  int shrinkStage;  // bytes of one shrink stage (x tile + A tile)
-  int expandBytes;  // the expand's stages (ExpandTilesLayout)
-  int reduceBytes;  // cross-warp reduction buffer
-  int clusterBytes; // SPLIT_K > 1: partial and summed r (f32)
-
+  int mTiles; // m16 tiles per warp
+  int blockR; // BLOCK_R
   explicit OneShotLayout(const KernelSpec &spec)
-      : grid(WarpGrid::forTile(spec.numWarps, spec.blockM)) {
+      : OneShotSharedLayout(spec),
+        grid(WarpGrid::forTile(spec.numWarps, spec.blockM)) {
     mTiles = spec.blockM / 16 / grid.warpsM;
     blockR = spec.blockR();
-    slices = spec.fusesSlices() ? spec.numSlices : 1;
-    xPitch = paddedPitch(spec.blockK);
-    shrinkStage = (spec.blockM + slices * blockR) * xPitch * kElementBytes;
-    expandBytes = ExpandTilesLayout(spec).sharedBytes(spec);
-    const int rBytes = spec.blockM * slices * blockR * 4; // r in f32
-    reduceBytes = grid.warpsN > 1 ? grid.warpsN * rBytes : 0;
-    // Partial r for the peers, then the summed r.
-    clusterBytes = spec.splitK > 1 ? 2 * rBytes : 0;
-  }
-  int sharedBytes(const KernelSpec &spec) const {
-    return std::max(
-        {shrinkStage * spec.numStages, expandBytes, reduceBytes, clusterBytes});
   }
 };
 

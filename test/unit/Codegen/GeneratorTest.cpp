@@ -11,6 +11,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moelora/Codegen/Generator.h"
+#include "moelora/Runtime/Dispatcher.h"
 #include "moelora/Spec/KernelAbi.h"
 #include "moelora/Spec/SpecParser.h"
 
@@ -18,6 +19,8 @@
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
+
+#include "BenchCases.h"
 
 #include <atomic>
 #include <cstdio>
@@ -326,6 +329,95 @@ TEST(GeneratorDefaultSet, AssemblesForSm90AndSm80WithoutSpills) {
     EXPECT_TRUE(o.report.sawSpillLine) << o.what << "\n" << o.report.log;
     EXPECT_EQ(o.report.spillStores, 0) << o.what << "\n" << o.report.log;
     EXPECT_EQ(o.report.spillLoads, 0) << o.what << "\n" << o.report.log;
+  }
+}
+
+/// What the dispatcher plans on an A100 (sm_80, 164 KB of shared memory per
+/// block) and an L40S (sm_89, 99 KB) for the benchmark's calls (the
+/// contract's shapes, bf16 and fp16) and for ranks 128 and 256: every
+/// kernel generates for its target and assembles without spills. Those
+/// GPUs have no tuned table, so these are vLLM's rules with the fitting to
+/// the target's shared memory.
+TEST(GeneratorTargets, DispatchedKernelsForA100AndL40SAssemble) {
+  const fs::path ptxas = ptxasPath();
+  const bool havePtxAs = access(ptxas.c_str(), X_OK) == 0;
+  std::vector<MoeLoraCall> calls;
+  auto callOf = [](const bench::BenchCase &c) {
+    MoeLoraCall call;
+    call.dtype = c.dtype == MOELORA_DTYPE_BF16 ? DType::BF16 : DType::F16;
+    call.numTokens = c.M;
+    call.topK = c.preset->topK;
+    call.K = c.K();
+    call.N = c.N();
+    call.rank = c.rank;
+    call.numSlices = c.slices();
+    call.maxLoras = c.maxLoras;
+    call.numActiveLoras = c.maxLoras;
+    call.numExperts = c.preset->experts;
+    call.sorted = c.sorted;
+    call.blockSizeM = c.sorted ? 64 : 16;
+    // moelora_align_capacity: every pair plus each expert's padding.
+    long em = long(c.M) * c.preset->topK + long(c.preset->experts) * 63;
+    call.EM = c.sorted ? int((em + 63) / 64 * 64) : 0;
+    call.mulRoutedWeight = c.mrw();
+    call.addInputs = true;
+    return std::make_pair(call, c.twoKernel);
+  };
+  std::vector<std::pair<MoeLoraCall, bool>> shapes;
+  for (const bench::BenchCase &c : bench::benchCases(/*withFp16=*/true))
+    shapes.push_back(callOf(c));
+  for (const bench::Preset &p : bench::kPresets)
+    for (int rank : {128, 256})
+      for (bool sorted : {false, true}) {
+        bench::BenchCase c{
+            &p,   bench::Shape::W13, sorted ? 512 : 4, rank, sorted, false,
+            false};
+        shapes.push_back(callOf(c));
+      }
+
+  struct Job {
+    KernelSpec spec;
+    std::string what;
+  };
+  std::vector<Job> jobs;
+  std::set<std::string> seen;
+  for (const DeviceInfo &device : {DeviceInfo{80, 108, "NVIDIA A100-SXM4-80GB"},
+                                   DeviceInfo{89, 142, "NVIDIA L40S"}})
+    for (const auto &[call, twoKernel] : shapes) {
+      auto plan = planFusedMoeLora(call, twoKernel, device, nullptr);
+      ASSERT_TRUE(plan) << plan.error().message;
+      for (const PlannedKernel &k : plan->kernels) {
+        EXPECT_EQ(k.spec.sm, device.sm);
+        if (seen.insert(k.spec.cacheKey()).second)
+          jobs.push_back(
+              {k.spec, fmt::format("K {} N {} R {}: {}", call.K, call.N,
+                                   call.rank, k.spec.cacheKey())});
+      }
+    }
+  ASSERT_GT(jobs.size(), 40u);
+  fs::path dir = fs::temp_directory_path() /
+                 ("moelora-targets-test-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  std::vector<std::string> errors(jobs.size());
+  std::vector<PtxasReport> reports(jobs.size());
+  parallelFor(jobs.size(), 2, [&](size_t j) {
+    auto k = generateKernel(jobs[j].spec);
+    if (!k) {
+      errors[j] = k.error().message;
+      return;
+    }
+    if (havePtxAs)
+      reports[j] =
+          assemble(k->ptx, jobs[j].spec.sm, dir / (std::to_string(j) + ".ptx"));
+  });
+  fs::remove_all(dir);
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    EXPECT_EQ(errors[j], "") << jobs[j].what;
+    if (!errors[j].empty() || !havePtxAs)
+      continue;
+    EXPECT_TRUE(reports[j].ok) << jobs[j].what << "\n" << reports[j].log;
+    EXPECT_EQ(reports[j].spillStores, 0) << jobs[j].what << "\n"
+                                         << reports[j].log;
   }
 }
 

@@ -281,6 +281,34 @@ TEST(DispatcherTest, TwoKernelExpandFitsTheDeviceSharedMemory) {
     }
 }
 
+// vLLM's one-shot tile at rank 64 needs 105 KB of shared memory: on an
+// L40S (sm_89, 99 KB) the plan drops to two stages; on Hopper it keeps
+// three. Rank 128 before sm_90 takes eight warps (ptxas spills four).
+TEST(DispatcherTest, OneShotFitsTheTargetsSharedMemory) {
+  MoeLoraCall c = sortedCall(512, 64, 8, 2048, 1408, 64, 2);
+  const DeviceInfo l40s{89, 142, "NVIDIA L40S"};
+  DispatchPlan l40 = planOk(c, false, nullptr, l40s);
+  ASSERT_EQ(l40.path, DispatchPath::OneShot);
+  const KernelSpec &s = l40.kernels[0].spec;
+  EXPECT_LE(OneShotSharedLayout(s).sharedBytes(s), maxDynamicSharedBytes(89));
+  EXPECT_EQ(s.numStages, 2);
+  DispatchPlan hopper = planOk(c);
+  const KernelSpec &h = hopper.kernels[0].spec;
+  EXPECT_GT(OneShotSharedLayout(h).sharedBytes(h), maxDynamicSharedBytes(89));
+  EXPECT_EQ(h.numStages, 3);
+  EXPECT_EQ(h.blockN, 128);
+
+  MoeLoraCall r128 = sortedCall(512, 64, 8, 2048, 1408, 128, 2);
+  EXPECT_EQ(planOk(r128, false, nullptr, DeviceInfo{80, 108, "NVIDIA A100"})
+                .kernels[0]
+                .spec.numWarps,
+            8);
+  const KernelSpec big = planOk(r128, false, nullptr, l40s).kernels[0].spec;
+  EXPECT_LE(OneShotSharedLayout(big).sharedBytes(big),
+            maxDynamicSharedBytes(89));
+  EXPECT_TRUE(validateSpec(big).empty());
+}
+
 TEST(DispatcherTest, LargeRankIsTwoKernelNotACrash) {
   for (int rank : {192, 256})
     for (bool sorted : {false, true}) {
