@@ -175,7 +175,12 @@ std::vector<json> candidates(const YAML::Node &sweep, const char *path) {
     for (const json &partial : out)
       for (const auto &v : listOf(field.second)) {
         json c = partial;
-        c[field.first.as<std::string>()] = v.as<int>();
+        const std::string name = field.first.as<std::string>();
+        // fuse_slices is the table's only boolean config key.
+        if (name == "fuse_slices")
+          c[name] = v.as<bool>();
+        else
+          c[name] = v.as<int>();
         next.push_back(c);
       }
     out = next;

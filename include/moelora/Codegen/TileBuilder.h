@@ -36,6 +36,25 @@ struct Accumulators {
   Value &at(int mt, int nt, int i) {
     return values[(mt * nTiles + nt) * 4 + i];
   }
+  /// The n8 tiles [nt0, nt0 + count) of every row tile, as their own
+  /// accumulators (fuse_slices keeps the slices side by side along N).
+  Accumulators columns(int nt0, int count) const {
+    Accumulators sub;
+    sub.mTiles = mTiles;
+    sub.nTiles = count;
+    for (int mt = 0; mt < mTiles; ++mt)
+      for (int nt = nt0; nt < nt0 + count; ++nt)
+        for (int i = 0; i < 4; ++i)
+          sub.values.push_back(values[(mt * nTiles + nt) * 4 + i]);
+    return sub;
+  }
+  /// Writes `sub` back as tiles [nt0, nt0 + sub.nTiles) (see columns()).
+  void setColumns(int nt0, Accumulators &sub) {
+    for (int mt = 0; mt < mTiles; ++mt)
+      for (int nt = 0; nt < sub.nTiles; ++nt)
+        for (int i = 0; i < 4; ++i)
+          at(mt, nt0 + nt, i) = sub.at(mt, nt, i);
+  }
 };
 
 /// How a tile's rows map to global memory. Rows that are not valid read

@@ -177,32 +177,19 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     // r of the F slices side by side: slice s is n8 tiles [s * BR / 8,
     // (s + 1) * BR / 8) of every row tile.
     Accumulators r = tb.zeroAccumulators(lay.mTiles, F * BR / 8);
-    auto sliceOfR = [&](const ValueVec &all, int s) {
-      Accumulators a;
-      a.mTiles = lay.mTiles;
-      a.nTiles = BR / 8;
-      for (int mt = 0; mt < lay.mTiles; ++mt)
-        for (int nt = 0; nt < BR / 8; ++nt)
-          for (int i = 0; i < 4; ++i)
-            a.values.push_back(all[(mt * r.nTiles + s * BR / 8 + nt) * 4 + i]);
-      return a;
-    };
     shrink.consume = [&](Value, Value stage, mlir::ValueRange carried) {
-      ValueVec all(carried.begin(), carried.end());
+      Accumulators all = r;
+      all.values.assign(carried.begin(), carried.end());
       Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(stageBytes)));
       for (int s = 0; s < F; ++s) {
-        Accumulators acc = sliceOfR(all, s);
+        Accumulators acc = all.columns(s * BR / 8, BR / 8);
         tb.mmaFromShared(acc, base, lay.xPitch, warpRow0,
                          tb.sharedOffset(base, tb.i32(aOffset(s))), lay.xPitch,
                          tb.i32(0), tb.mul(wn, tb.i32(kPerWarp)),
                          kPerWarp / 16);
-        for (int mt = 0; mt < lay.mTiles; ++mt)
-          for (int nt = 0; nt < BR / 8; ++nt)
-            for (int i = 0; i < 4; ++i)
-              all[(mt * r.nTiles + s * BR / 8 + nt) * 4 + i] =
-                  acc.at(mt, nt, i);
+        all.setColumns(s * BR / 8, acc);
       }
-      return all;
+      return all.values;
     };
     r.values = tb.pipelined(shrink, r.values);
     if (warpsN > 1)
@@ -217,7 +204,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     const int rSteps = BR / 16;
     for (int s = 0; s < F; ++s) {
       // r rounded to T (Triton feeds the expand dot in T), as A fragments.
-      Accumulators rs = sliceOfR(r.values, s);
+      Accumulators rs = r.columns(s * BR / 8, BR / 8);
       llvm::SmallVector<std::array<Value, 4>> rFrags;
       for (int mt = 0; mt < lay.mTiles; ++mt)
         for (int j = 0; j < rSteps; ++j)

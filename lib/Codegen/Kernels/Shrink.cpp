@@ -172,35 +172,27 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
       for (int s = 0; s < F; ++s)
         tb.issueTileCopy(wPlans[s], weightTile(base, s), k0, kLimit);
     };
-    // The slices' accumulators side by side: slice s holds tiles
-    // [s * perSlice, (s + 1) * perSlice) of `acc`.
-    const int perSlice = lay.mTiles * lay.nTiles;
-    Accumulators acc = tb.zeroAccumulators(lay.mTiles, lay.nTiles * F);
-    auto sliceAcc = [&](const ValueVec &values, int s) {
-      Accumulators a;
-      a.mTiles = lay.mTiles;
-      a.nTiles = lay.nTiles;
-      a.values.assign(values.begin() + s * perSlice * 4,
-                      values.begin() + (s + 1) * perSlice * 4);
-      return a;
-    };
+    // The slices' accumulators side by side along N: slice s is n8 tiles
+    // [s * nTiles, (s + 1) * nTiles) of every row tile.
+    const int nt = lay.nTiles;
+    Accumulators acc = tb.zeroAccumulators(lay.mTiles, nt * F);
     loop.consume = [&](Value, Value stage, mlir::ValueRange carried) {
-      ValueVec all(carried.begin(), carried.end());
-      ValueVec next;
+      Accumulators all = acc;
+      all.values.assign(carried.begin(), carried.end());
       Value base = stageBase(stage);
       for (int s = 0; s < F; ++s) {
-        Accumulators a = sliceAcc(all, s);
+        Accumulators a = all.columns(s * nt, nt);
         tb.mmaFromShared(a, base, lay.pitch, warpRow0, weightTile(base, s),
                          lay.pitch, warpCol0, tb.i32(0), spec.blockK / 16);
-        next.append(a.values.begin(), a.values.end());
+        all.setColumns(s * nt, a);
       }
-      return next;
+      return all.values;
     };
     acc.values = tb.pipelined(loop, acc.values);
 
     auto store = [&](Accumulators &total) {
       for (int s = 0; s < F; ++s) {
-        Accumulators a = sliceAcc(total.values, s);
+        Accumulators a = total.columns(s * nt, nt);
         Value interSlice =
             tb.mul(tb.toI64(sliceOf(s)), args[kInterSliceStride]);
         Value out = tb.gep(args[kOut], interSlice, tb.elementType());
