@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# On the GPU machine, .carry carried (scripts/bench-prepare.sh plus the
+# variants of .carry/fs/fs0.json: every W13 two_kernel entry unfused):
+# ncu of the two-kernel shrink, unfused (fs0) and as the committed table has
+# it (fused at R 16 M 4096), for the W13 M4096 R16 cases. $OUT/ncu.tar.gz.
+set -uo pipefail
+export LD_LIBRARY_PATH="$PWD/.carry/lib:${LD_LIBRARY_PATH:-}"
+export MOELORA_CACHE_DIR="$PWD/.carry/bench-cache"
+OUT=${OUT:-/tmp/out}
+W=$(mktemp -d)
+NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+echo "ncu: $NCU"
+M=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_bytes.sum,lts__t_sector_hit_rate.pct,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__registers_per_thread
+for c in qwen3moe mixtral glm5_1; do
+  for t in fs0 table; do
+    args=()
+    [ "$t" = fs0 ] && args=(--tuned-table .carry/fs/fs0.json)
+    timeout 120 "$NCU" --clock-control none --kernel-name regex:moelora_shrink --launch-count 1 \
+      --metrics "$M" .carry/bin/moelora-bench --quick --filter "${c}_w13_two_kernel_M4096_R16" \
+      --out "$W/bench-$c-$t" "${args[@]}" > "$W/ncu-$c-$t.txt" 2>&1
+    echo "$c $t exit $?"; grep -E "moelora_shrink|duration|bytes|hit_rate|warps_active|grid_size|registers" "$W/ncu-$c-$t.txt" | sed 's/  */ /g'
+  done
+done
+tar czf "$OUT/ncu.tar.gz" -C "$W" .
