@@ -16,7 +16,7 @@ for c in qwen3moe mixtral glm5_1; do
     args=()
     [ "$t" = fs0 ] && args=(--tuned-table .carry/fs/fs0.json)
     timeout 120 "$NCU" --clock-control none --kernel-name regex:moelora_shrink --launch-count 1 \
-      --metrics "$M" .carry/bin/moelora-bench --quick --filter "${c}_w13_two_kernel_M4096_R16" \
+      --metrics "$M" .carry/bin/moelora-bench --filter "${c}_w13_two_kernel_M4096_R16" \
       --out "$W/bench-$c-$t" "${args[@]}" > "$W/ncu-$c-$t.txt" 2>&1
     echo "$c $t exit $?"; grep -E "moelora_shrink|duration|bytes|hit_rate|warps_active|grid_size|registers" "$W/ncu-$c-$t.txt" | sed 's/  */ /g'
   done
