@@ -138,9 +138,11 @@ static int shrinkSplitK(const KernelSpec &shrink, const MoeLoraCall &call,
 /// per slice, but W13 gets half the programs. Measured on the H200
 /// (PERF-LOG h200-v28, every W13 bench bucket both ways): at rank 16 the x
 /// tile is four times a slice's A tile and fusing gave 0.956x geomean
-/// (0.857-1.10); at rank 64 it gave 0.97-1.19x. Tuned entries override this.
+/// (0.857-1.10); at rank 64 it gave 0.97-1.19x. Naive metadata (one pair
+/// per row block) has a single x row per program to share: nothing to gain
+/// for half the programs. Tuned entries override this.
 static bool shrinkFusesSlices(const MoeLoraCall &call) {
-  return call.numSlices > 1 && call.rank <= 16;
+  return call.sorted && call.numSlices > 1 && call.rank <= 16;
 }
 
 /// Keeps the expand within the device's shared memory: fewer stages first

@@ -212,9 +212,9 @@ TEST(DispatcherTest, TwoKernelShrinkSplitsLongKWhenProgramsAreFew) {
   EXPECT_EQ(a100->kernels.at(0).spec.splitK, 1);
 }
 
-// Without a tuned entry the W13 shrink computes both slices in one program
-// at rank <= 16 (where x outweighs A; measured in h200-v28); W2 (one slice)
-// and larger ranks keep one program per slice.
+// Without a tuned entry the sorted W13 shrink computes both slices in one
+// program at rank <= 16 (where x outweighs A; measured in h200-v28); W2 (one
+// slice), larger ranks and naive metadata keep one program per slice.
 TEST(DispatcherTest, TwoKernelShrinkFusesSlicesAtSmallRank) {
   auto shrinkOf = [](int tokens, int rank, int slices) {
     MoeLoraCall c = sortedCall(tokens, 64, 8, 2048, 1408, rank, slices);
@@ -230,6 +230,10 @@ TEST(DispatcherTest, TwoKernelShrinkFusesSlicesAtSmallRank) {
   EXPECT_FALSE(shrinkOf(4096, 16, 1).spec.fusesSlices()); // W2
   EXPECT_FALSE(shrinkOf(4096, 32, 2).spec.fusesSlices());
   EXPECT_FALSE(shrinkOf(64, 64, 2).spec.fusesSlices());
+  // Naive metadata: one x row per program, nothing to share.
+  MoeLoraCall naive = naiveCall(8, 8, 2048, 1408, 16, 2);
+  EXPECT_FALSE(
+      planOk(naive, /*sharded=*/true).kernels.at(0).spec.fusesSlices());
 
   // The fused shrink's grid has no slice factor; the intermediate and the
   // expand are unchanged.
