@@ -153,8 +153,16 @@ int main(int argc, char **argv) {
         kept.push_back(e);
         continue;
       }
-      nlohmann::json bucket = e;
-      bucket.erase("use");
+      // The bucket spelled as tunedBucketEntry spells it (optional fields
+      // with their defaults), whatever the file wrote.
+      nlohmann::json bucket = {{"path", "fused"},
+                               {"dtype", e.at("dtype")},
+                               {"rank", e.at("rank")},
+                               {"K", e.at("K")},
+                               {"N", e.at("N")},
+                               {"num_slices", e.value("num_slices", 1)},
+                               {"sorted", e.value("sorted", false)},
+                               {"max_pairs", e.at("max_pairs")}};
       currentPaths[bucket.dump()] = e.value("use", "");
     }
     t["entries"] = kept;

@@ -65,8 +65,12 @@ static KernelSpec commonSpec(KernelFamily f, const MoeLoraCall &call,
 /// (BLOCK_SIZE_N 16) cannot feed four warps side by side.
 static void fitWarpsToTile(KernelSpec &s) {
   while (s.numWarps > 1) {
-    int warpsM = std::max(1, std::min(s.numWarps, s.blockM / 16));
-    if (s.blockN / (s.numWarps / warpsM) >= 8)
+    const WarpGrid g = WarpGrid::forTile(s.numWarps, s.blockM);
+    // The one-shot's shrink also splits each BLOCK_K step over them: each
+    // needs a k16 MMA step (BLOCK_K 64 at K < 256 over 8 warps had none).
+    const bool kFits =
+        s.family != KernelFamily::OneShot || s.blockK / g.warpsN >= 16;
+    if (s.blockN / g.warpsN >= 8 && kFits)
       return;
     s.numWarps /= 2;
   }
@@ -162,19 +166,26 @@ static void fitExpandToSharedMemory(KernelSpec &s) {
 
 /// Keeps the one-shot within the device's shared memory: sm_86/89 allow
 /// 99 KB, and vLLM's tile at rank 64 (three stages of BLOCK_N 128 with the
-/// staged output) needs 105 KB. Fewer stages first (down to 2), then
-/// narrower expand tiles, then shorter shrink steps.
+/// staged output) needs 105 KB. Fewer stages first (down to 2), then the
+/// tile of the phase that still overflows: narrower expand tiles (BLOCK_N)
+/// or shorter shrink steps (BLOCK_K). The r buffers (reduction, cluster)
+/// depend on neither; the generator reports a variant they overflow.
 static void fitOneShotToSharedMemory(KernelSpec &s) {
   const int limit = maxDynamicSharedBytes(s.sm);
-  while (OneShotSharedLayout(s).sharedBytes(s) > limit) {
-    if (s.numStages > 2)
+  while (true) {
+    const OneShotSharedLayout lay(s);
+    if (lay.sharedBytes(s) <= limit)
+      return;
+    const bool shrinkOver = lay.shrinkStage * s.numStages > limit;
+    const bool expandOver = lay.expandBytes > limit;
+    if ((shrinkOver || expandOver) && s.numStages > 2)
       --s.numStages;
-    else if (s.blockN > 32)
+    else if (expandOver && s.blockN > 32)
       s.blockN /= 2;
-    else if (s.blockK > 32)
+    else if (shrinkOver && s.blockK > 32)
       s.blockK /= 2;
     else
-      return; // the generator reports the variant that does not fit
+      return;
   }
 }
 
@@ -323,8 +334,11 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
     long mBlocks = call.sorted ? call.EM / s.blockM : pairs;
     if (mBlocks == 0)
       return DispatchPlan{}; // no capacity: nothing to launch
+    const TunedEntry *t = lookup("one_shot");
+    // A fused entry's programs each serve every slice.
+    const long gridSlices = t && t->config.fuseSlices == 1 ? 1 : call.numSlices;
     long programs =
-        mBlocks * call.numSlices * (call.sorted ? call.numActiveLoras : 1);
+        mBlocks * gridSlices * (call.sorted ? call.numActiveLoras : 1);
     long nTiles = ceilDiv(call.N, s.blockN);
     long target = device.smCount * 3 / 2;
     if (programs < target) {
@@ -332,11 +346,13 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
       if (k.npid > 1)
         s.numWarps = 8;
     }
-    const TunedEntry *t = lookup("one_shot");
     if (t) {
       applyTuned(s, k, t->config);
       plan.fromTunedTable = true;
     }
+    // Fused, r holds every slice's columns: not above the one-shot's limit.
+    if (s.fusesSlices() && s.numSlices * s.blockR() > kMaxOneShotRank)
+      s.fuseSlices = false;
     // The NPID programs of a row block each repeat its whole shrink; on
     // sm_90 they form a cluster instead and split it (SPLIT_K = NPID, a
     // power of two up to 8). A tuned entry's NPID or SPLIT_K is kept as
@@ -353,6 +369,7 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
     // 8 bytes); eight warps halve each thread's share of r.
     if (device.sm < 90 && s.blockR() >= 128 && !(t && t->config.numWarps))
       s.numWarps = 8;
+    fitWarpsToTile(s);
     fitOneShotToSharedMemory(s);
     fitWarpsToTile(s);
     plan.kernels.push_back({s, k});
@@ -370,6 +387,11 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
   shrink.fuseSlices = tunedExpand && tunedExpand->config.fuseSlices >= 0
                           ? tunedExpand->config.fuseSlices == 1
                           : shrinkFusesSlices(call);
+  // A fused shrink that would not fit the device's shared memory (a tuned
+  // entry's choice at a large rank on sm_86/89) runs unfused.
+  if (shrink.fusesSlices() &&
+      shrinkKernelSharedBytes(shrink) > maxDynamicSharedBytes(shrink.sm))
+    shrink.fuseSlices = false;
   shrink.splitK = shrinkSplitK(shrink, call, device);
   // The shrink keeps mul_routed_weight: it selects x's row per pair
   // (token_mapping_factor); only the expand applies the weights.

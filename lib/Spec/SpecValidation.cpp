@@ -4,6 +4,8 @@
 
 #include "SpecSchema.h"
 
+#include "moelora/Spec/TileBytes.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -139,6 +141,17 @@ std::string validateSpec(const KernelSpec &spec) {
                       spec.rank));
   }
 
+  if (spec.family == KernelFamily::OneShot && spec.fusesSlices() &&
+      spec.numSlices * spec.blockR() > kMaxOneShotRank)
+    // Fused, r holds every slice's BLOCK_R columns in registers.
+    return reasonText(
+        Field::FuseSlices,
+        fmt::format("true with {} slices of BLOCK_R {}: r would be {} "
+                    "columns, more than the one_shot's {}",
+                    spec.numSlices, spec.blockR(),
+                    spec.numSlices * spec.blockR(), kMaxOneShotRank),
+        fmt::format("false, or num_slices x BLOCK_R <= {}", kMaxOneShotRank));
+
   if (spec.family == KernelFamily::OneShot ||
       spec.family == KernelFamily::Shrink ||
       spec.family == KernelFamily::Expand) {
@@ -160,6 +173,22 @@ std::string validateSpec(const KernelSpec &spec) {
                       std::max(kMinBlock, 8 * warpsN), spec.blockM,
                       spec.numWarps));
   }
+  if (spec.family == KernelFamily::OneShot) {
+    // The one-shot's shrink splits each BLOCK_K step over the warps along N:
+    // each needs at least one k16 MMA step, or it computes nothing.
+    const WarpGrid g = WarpGrid::forTile(spec.numWarps, spec.blockM);
+    if (spec.blockK / g.warpsN < 16)
+      return reasonText(
+          Field::BlockK,
+          fmt::format("{} over {} warps along N leaves {} per warp, less than "
+                      "one k16 MMA step (BLOCK_SIZE_M {}, num_warps {})",
+                      spec.blockK, g.warpsN, spec.blockK / g.warpsN,
+                      spec.blockM, spec.numWarps),
+          fmt::format("power of two >= {} with BLOCK_SIZE_M {} and "
+                      "num_warps {}",
+                      16 * g.warpsN, spec.blockM, spec.numWarps));
+  }
+
   return "";
 }
 

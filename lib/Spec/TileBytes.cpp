@@ -37,6 +37,19 @@ int OneShotSharedLayout::sharedBytes(const KernelSpec &spec) const {
       {shrinkStage * spec.numStages, expandBytes, reduceBytes, clusterBytes});
 }
 
+int shrinkStageBytes(const KernelSpec &spec) {
+  const int slices = spec.fusesSlices() ? spec.numSlices : 1;
+  return (spec.blockM + slices * spec.blockN) * paddedPitch(spec.blockK) *
+         kElementBytes;
+}
+
+int shrinkKernelSharedBytes(const KernelSpec &spec) {
+  const int slices = spec.fusesSlices() ? spec.numSlices : 1;
+  const int partial =
+      spec.splitK > 1 ? slices * spec.blockM * spec.blockN * 4 : 0;
+  return std::max(shrinkStageBytes(spec) * spec.numStages, partial);
+}
+
 int expandStageBytes(const KernelSpec &spec) {
   return spec.blockN * paddedPitch(spec.blockR()) * kElementBytes +
          (spec.stagesOutput() ? stagedOutputBytes(spec.blockM, spec.blockN)

@@ -53,6 +53,14 @@ struct OneShotSharedLayout {
   int sharedBytes(const KernelSpec &spec) const;
 };
 
+/// One stage of the two-kernel shrink: the x tile, then each computed
+/// slice's A tile (BLOCK_N rows), BLOCK_K + pad columns each.
+int shrinkStageBytes(const KernelSpec &spec);
+/// The two-kernel shrink's dynamic shared memory: num_stages stages, or
+/// (SPLIT_K > 1) the f32 partial tiles for the cluster peers, whichever is
+/// larger.
+int shrinkKernelSharedBytes(const KernelSpec &spec);
+
 /// The most dynamic shared memory one block may opt into on sm_<sm>.
 int maxDynamicSharedBytes(int sm);
 

@@ -37,18 +37,15 @@ struct GemmLayout {
     slices = spec.fusesSlices() ? spec.numSlices : 1;
     xTileBytes = spec.blockM * pitch * kElementBytes;
     weightTileBytes = spec.blockN * pitch * kElementBytes;
-    stageBytes = xTileBytes + slices * weightTileBytes;
+    stageBytes = shrinkStageBytes(spec);
   }
   int weightTileOffset(int s) const { return xTileBytes + s * weightTileBytes; }
 };
 } // namespace
 
 int shrinkSharedBytes(const KernelSpec &spec) {
-  const GemmLayout lay(spec);
-  // SPLIT_K > 1: the block's partial tiles in f32 for its cluster peers.
-  const int partial =
-      spec.splitK > 1 ? lay.slices * spec.blockM * spec.blockN * 4 : 0;
-  return std::max(lay.stageBytes * spec.numStages, partial);
+  // The runtime checks plans with the same arithmetic (Spec/TileBytes).
+  return shrinkKernelSharedBytes(spec);
 }
 
 namespace {

@@ -313,6 +313,22 @@ TEST(DispatcherTest, OneShotFitsTheTargetsSharedMemory) {
   EXPECT_TRUE(validateSpec(big).empty());
 }
 
+// Few programs give the one-shot eight warps (NPID > 1); at K < 256 its
+// BLOCK_K is 64, which eight warps along N (BLOCK_M 16) cannot split into
+// k16 steps: the plan keeps four, so every warp has a step.
+TEST(DispatcherTest, OneShotWarpsEachHaveAK16Step) {
+  for (const DeviceInfo &d : {kH100, DeviceInfo{80, 108, "NVIDIA A100"}}) {
+    MoeLoraCall c = sortedCall(4, 16, 8, 128, 1408, 16, 2);
+    DispatchPlan p = planOk(c, false, nullptr, d);
+    ASSERT_EQ(p.path, DispatchPath::OneShot);
+    const KernelSpec &s = p.kernels[0].spec;
+    EXPECT_EQ(s.blockK, 64);
+    EXPECT_GE(s.blockK / WarpGrid::forTile(s.numWarps, s.blockM).warpsN, 16)
+        << s.cacheKey();
+    EXPECT_TRUE(validateSpec(s).empty()) << validateSpec(s);
+  }
+}
+
 TEST(DispatcherTest, LargeRankIsTwoKernelNotACrash) {
   for (int rank : {192, 256})
     for (bool sorted : {false, true}) {

@@ -676,6 +676,30 @@ TEST(SpecParserRuleTest, FuseSlicesOnlyForShrinkAndOneShot) {
   EXPECT_EQ(set.specs.size(), 1u);
 }
 
+// The one-shot's shrink splits BLOCK_K over the warps along N; fused, r
+// holds every slice's BLOCK_R columns.
+TEST(SpecParserRuleTest, OneShotWarpsNeedAK16StepAndFusedRFits) {
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nBLOCK_SIZE_M: 16\n"
+                       "BLOCK_SIZE_K: 64\nnum_warps: 8\n"),
+            "t.yaml:1:1: BLOCK_SIZE_K: 64 over 8 warps along N leaves 8 per "
+            "warp, less than one k16 MMA step (BLOCK_SIZE_M 16, num_warps 8); "
+            "allowed: power of two >= 128 with BLOCK_SIZE_M 16 and "
+            "num_warps 8");
+  EXPECT_EQ(parseOk("kernel: one_shot\nrank: 16\nBLOCK_SIZE_M: 64\n"
+                    "BLOCK_SIZE_K: 64\nnum_warps: 8\n")
+                .specs.size(),
+            1u);
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 128\nnum_slices: 2\n"
+                       "fuse_slices: true\n"),
+            "t.yaml:1:1: fuse_slices: true with 2 slices of BLOCK_R 128: r "
+            "would be 256 columns, more than the one_shot's 128; allowed: "
+            "false, or num_slices x BLOCK_R <= 128");
+  EXPECT_EQ(parseOk("kernel: one_shot\nrank: 64\nnum_slices: 2\n"
+                    "fuse_slices: true\n")
+                .specs.size(),
+            1u);
+}
+
 TEST(SpecParserRuleTest, SmallBatchNeedsAThreadPerRankRow) {
   EXPECT_EQ(parseError("kernel: small_batch\nrank: 64\nnum_warps: 1\n"),
             "t.yaml:1:1: num_warps: 1 warps (32 threads) are fewer than the "
@@ -903,18 +927,24 @@ TEST(SpecFileTest, DirectoriesAreWalkedRecursivelyInSortedOrder) {
   EXPECT_EQ(twice->specs.size(), 3u);
 }
 
-TEST(SpecFileTest, ExampleSweepHasOneRejection) {
+TEST(SpecFileTest, ExampleSweepHasTwoRejections) {
   Expected<SpecSet> r =
       parseSpecFile(sourcePath("specs/examples/sweep_one_shot.yaml"));
   ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ(r->specs.size(), 7u);
-  ASSERT_EQ(r->rejected.size(), 1u);
+  EXPECT_EQ(r->specs.size(), 6u);
+  ASSERT_EQ(r->rejected.size(), 2u);
   const KernelSpec &bad = r->rejected[0].spec;
   EXPECT_EQ(bad.blockM, 16);
   EXPECT_EQ(bad.blockN, 32);
   EXPECT_EQ(bad.numWarps, 8);
   EXPECT_THAT(r->rejected[0].reason, StartsWith("BLOCK_SIZE_N: 32 columns "
                                                 "over 8 warps"));
+  const KernelSpec &noK = r->rejected[1].spec;
+  EXPECT_EQ(noK.blockM, 16);
+  EXPECT_EQ(noK.blockN, 64);
+  EXPECT_EQ(noK.numWarps, 8);
+  EXPECT_THAT(r->rejected[1].reason,
+              StartsWith("BLOCK_SIZE_K: 64 over 8 warps along N leaves 8"));
 }
 
 //===----------------------------------------------------------------------===//
