@@ -42,6 +42,10 @@ SMALL = {
                            num_experts=1, top_k=1),
     "deg_one_expert_decode": dict(num_tokens=5, rank=16, sorted=False, num_experts=1,
                                   top_k=1),
+    # Two row blocks: the one-shot gets NPID 8 and K < 256 gives BLOCK_K 64,
+    # which eight warps along N could not split into k16 steps (r came out 0).
+    "deg_small_k_few_blocks": dict(num_tokens=8, rank=16, sorted=True, block_size_m=16,
+                                   K=128, N=1024, num_experts=1, top_k=1, max_loras=1),
 }
 DC.CASES.update(SMALL)
 
