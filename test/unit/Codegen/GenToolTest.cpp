@@ -388,7 +388,7 @@ rank: 16
 K: 2048
 BLOCK_SIZE_M: 16
 BLOCK_SIZE_N: [32, 64]
-BLOCK_SIZE_K: 64
+BLOCK_SIZE_K: 128
 num_warps: 8
 num_stages: 2
 )";
