@@ -18,6 +18,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "BenchHarness.h"
+#include "BenchShapeCall.h"
 #include "BucketChoice.h"
 #include "moelora/Runtime/Dispatcher.h"
 #include "moelora/Runtime/ModuleCache.h"
@@ -115,28 +116,6 @@ std::vector<BenchCase> readWorkload(const std::string &path) {
     }
   }
   return cases;
-}
-
-MoeLoraCall shapeCall(const BenchCase &c) {
-  MoeLoraCall call;
-  call.dtype = c.dtype == MOELORA_DTYPE_BF16 ? DType::BF16 : DType::F16;
-  call.numTokens = c.M;
-  call.topK = c.preset->topK;
-  call.K = c.K();
-  call.N = c.N();
-  call.rank = c.rank;
-  call.numSlices = c.slices();
-  call.maxLoras = c.maxLoras;
-  call.numActiveLoras = c.maxLoras;
-  call.numExperts = c.preset->experts;
-  call.sorted = c.sorted;
-  call.blockSizeM = c.sorted ? 64 : 16;
-  call.EM = c.sorted ? moelora_align_capacity(c.M, c.preset->topK,
-                                              c.preset->experts, 64)
-                     : 0;
-  call.mulRoutedWeight = c.mrw();
-  call.addInputs = true;
-  return call;
 }
 
 const char *pathName(DispatchPath p) {
@@ -238,7 +217,7 @@ int prepare(const std::string &sweepPath, const std::string &workloadPath,
       {"gpu", gpu}, {"cases", json::array()}, {"rejected", json::array()}};
   size_t kept = 0, rejected = 0;
   for (const BenchCase &c : cases) {
-    MoeLoraCall call = shapeCall(c);
+    MoeLoraCall call = benchShapeCall(c);
     auto def = planFusedMoeLora(call, c.twoKernel, device, nullptr);
     if (!def)
       die(c.name() + ": " + def.error().message);

@@ -20,7 +20,7 @@
 
 #include <fmt/format.h>
 
-#include "BenchCases.h"
+#include "BenchShapeCall.h"
 
 #include <atomic>
 #include <cstdio>
@@ -341,27 +341,8 @@ TEST(GeneratorDefaultSet, AssemblesForSm90AndSm80WithoutSpills) {
 TEST(GeneratorTargets, DispatchedKernelsForA100AndL40SAssemble) {
   const fs::path ptxas = ptxasPath();
   const bool havePtxAs = access(ptxas.c_str(), X_OK) == 0;
-  std::vector<MoeLoraCall> calls;
   auto callOf = [](const bench::BenchCase &c) {
-    MoeLoraCall call;
-    call.dtype = c.dtype == MOELORA_DTYPE_BF16 ? DType::BF16 : DType::F16;
-    call.numTokens = c.M;
-    call.topK = c.preset->topK;
-    call.K = c.K();
-    call.N = c.N();
-    call.rank = c.rank;
-    call.numSlices = c.slices();
-    call.maxLoras = c.maxLoras;
-    call.numActiveLoras = c.maxLoras;
-    call.numExperts = c.preset->experts;
-    call.sorted = c.sorted;
-    call.blockSizeM = c.sorted ? 64 : 16;
-    // moelora_align_capacity: every pair plus each expert's padding.
-    long em = long(c.M) * c.preset->topK + long(c.preset->experts) * 63;
-    call.EM = c.sorted ? int((em + 63) / 64 * 64) : 0;
-    call.mulRoutedWeight = c.mrw();
-    call.addInputs = true;
-    return std::make_pair(call, c.twoKernel);
+    return std::make_pair(bench::benchShapeCall(c), c.twoKernel);
   };
   std::vector<std::pair<MoeLoraCall, bool>> shapes;
   for (const bench::BenchCase &c : bench::benchCases(/*withFp16=*/true))
