@@ -1,6 +1,7 @@
 //===- Dispatcher.cpp - vLLM's dispatch rules, R > 128 to two-kernel ------===//
 
 #include "moelora/Runtime/Dispatcher.h"
+#include "moelora/Spec/SpecValidation.h"
 #include "moelora/Spec/TileBytes.h"
 
 #include <fmt/format.h>
@@ -98,6 +99,8 @@ static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
     s.minBlocksPerSm = c.minBlocksPerSm;
   if (c.fuseSlices >= 0 && s.family == KernelFamily::OneShot)
     s.fuseSlices = c.fuseSlices == 1;
+  if (c.wgmma >= 0 && s.family == KernelFamily::OneShot)
+    s.wgmma = c.wgmma == 1 && s.sm == 90;
 }
 
 static long ceilDiv(long a, long b) { return (a + b - 1) / b; }
@@ -372,6 +375,11 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
     fitWarpsToTile(s);
     fitOneShotToSharedMemory(s);
     fitWarpsToTile(s);
+    // A tuned wgmma entry applies where its tile still allows it (the
+    // engine's BLOCK_SIZE_M, the fitted warps); elsewhere the same tile runs
+    // the mma.sync shrink.
+    if (s.wgmma && !validateSpec(s).empty())
+      s.wgmma = false;
     plan.kernels.push_back({s, k});
     return plan;
   }

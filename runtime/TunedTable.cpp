@@ -183,6 +183,14 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
               configWhere, fs->dump(), t.path));
         t.config.fuseSlices = fs->get<bool>() ? 1 : 0;
       }
+      if (auto wg = c.find("wgmma"); wg != c.end()) {
+        if (!wg->is_boolean() || t.path != "one_shot")
+          return makeError(fmt::format(
+              "{}: wgmma = {} on path {}: allowed: true or false, on "
+              "one_shot only",
+              configWhere, wg->dump(), t.path));
+        t.config.wgmma = wg->get<bool>() ? 1 : 0;
+      }
       if (c.contains("min_blocks_per_sm") &&
           (t.config.minBlocksPerSm < 0 ||
            t.config.minBlocksPerSm > kMaxMinBlocksPerSm))

@@ -104,15 +104,24 @@ std::string KernelSpec::cacheKey() const {
   // used as the JIT cache key, so changing it invalidates every cache.
   // even_k is derived from K and BLOCK_SIZE_K but listed anyway so that the
   // key states the compile-time choice explicitly.
-  return fmt::format("{};{};sm_{};R={};K={};BM={};BN={};BK={};GM={};SK={};"
-                     "W={};S={};sorted={:d};mrw={:d};add={:d};slices={};"
-                     "npid={};even_k={:d};mbs={};oa={:d};fs={:d};abi={}",
-                     toString(family), toString(dtype), sm, rank,
-                     k ? std::to_string(*k) : std::string("*"), blockM, blockN,
-                     blockK, groupSizeM, splitK, numWarps, numStages, sorted,
-                     mulRoutedWeight, addInputs, numSlices, npid, evenK(),
-                     minBlocksPerSm, alignedOutput, fusesSlices(),
-                     kKernelAbiVersion);
+  std::string key = fmt::format(
+      "{};{};sm_{};R={};K={};BM={};BN={};BK={};GM={};SK={};"
+      "W={};S={};sorted={:d};mrw={:d};add={:d};slices={};"
+      "npid={};even_k={:d};mbs={};oa={:d};fs={:d};abi={}",
+      toString(family), toString(dtype), sm, rank,
+      k ? std::to_string(*k) : std::string("*"), blockM, blockN, blockK,
+      groupSizeM, splitK, numWarps, numStages, sorted, mulRoutedWeight,
+      addInputs, numSlices, npid, evenK(), minBlocksPerSm, alignedOutput,
+      fusesSlices(), kKernelAbiVersion);
+  // Appended only when set, so the keys (and caches) of every other kernel
+  // stay as they were; the PTX target is part of it.
+  if (wgmma)
+    key += ";mma=wgmma;ptx=" + ptxTarget();
+  return key;
+}
+
+std::string KernelSpec::ptxTarget() const {
+  return wgmma ? fmt::format("sm_{}a", sm) : fmt::format("sm_{}", sm);
 }
 
 std::string KernelSpec::entryName() const {
@@ -144,6 +153,8 @@ std::string KernelSpec::entryName() const {
     name += "_ua";
   if (fusesSlices())
     name += "_fs";
+  if (wgmma)
+    name += "_wg";
   std::string key = cacheKey();
   uint64_t hash = XXH3_64bits(key.data(), key.size());
   name += fmt::format("_h{:08x}", static_cast<uint32_t>(hash));
@@ -158,7 +169,7 @@ bool operator==(const KernelSpec &a, const KernelSpec &b) {
                            s.blockN, s.blockK, s.groupSizeM, s.splitK,
                            s.numWarps, s.numStages, s.sorted, s.mulRoutedWeight,
                            s.addInputs, s.numSlices, s.npid, s.minBlocksPerSm,
-                           s.alignedOutput, s.fusesSlices());
+                           s.alignedOutput, s.fusesSlices(), s.wgmma);
   };
   return fields(a) == fields(b);
 }

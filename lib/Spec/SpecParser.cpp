@@ -454,6 +454,8 @@ private:
       return d.alignedOutput ? 1 : 0;
     case Field::FuseSlices:
       return d.fuseSlices ? 1 : 0;
+    case Field::Wgmma:
+      return d.wgmma ? 1 : 0;
     }
     return 0;
   }
@@ -521,6 +523,9 @@ private:
       break;
     case Field::FuseSlices:
       s.fuseSlices = v != 0;
+      break;
+    case Field::Wgmma:
+      s.wgmma = v != 0;
       break;
     }
   }

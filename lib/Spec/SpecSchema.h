@@ -41,8 +41,9 @@ enum class Field {
   MinBlocksPerSm,
   OutAligned,
   FuseSlices,
+  Wgmma,
 };
-inline constexpr size_t kNumFields = static_cast<size_t>(Field::FuseSlices) + 1;
+inline constexpr size_t kNumFields = static_cast<size_t>(Field::Wgmma) + 1;
 
 enum class ValueKind { Text, Enum, Int, Bool };
 
@@ -76,6 +77,8 @@ inline constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
      "0..32 (0 = no hint; absent = the kernel family's default)"},
     {"out_aligned", ValueKind::Bool, "true, false"},
     {"fuse_slices", ValueKind::Bool, "true, false (shrink and one_shot only)"},
+    {"wgmma", ValueKind::Bool,
+     "true, false (true: one_shot on sm_90 with BLOCK_SIZE_M 64 or 128)"},
 }};
 
 inline constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};

@@ -189,6 +189,51 @@ std::string validateSpec(const KernelSpec &spec) {
                       16 * g.warpsN, spec.blockM, spec.numWarps));
   }
 
+  if (spec.wgmma) {
+    // The wgmma shrink: warpgroups of four warps own 64 rows each (so every
+    // warp one 16-row tile of BLOCK_M), the warpgroups beyond BLOCK_M / 16
+    // warps split each BLOCK_K step, and the tiles are 64-column (128-byte)
+    // swizzled atoms filled by 16-byte copies.
+    if (spec.family != KernelFamily::OneShot)
+      return reasonText(Field::Wgmma,
+                        fmt::format("true is only supported by one_shot (got "
+                                    "{})",
+                                    toString(spec.family)),
+                        fmt::format("false for {}", toString(spec.family)));
+    if (spec.sm != 90)
+      return reasonText(
+          Field::Wgmma,
+          fmt::format("true needs sm_90 (wgmma is an sm_90a instruction; "
+                      "got sm_{})",
+                      spec.sm),
+          fmt::format("false for sm_{}", spec.sm));
+    if (spec.blockM != 64 && spec.blockM != 128)
+      return reasonText(Field::BlockM,
+                        fmt::format("{} with wgmma: warpgroup tiles are 64 "
+                                    "rows",
+                                    spec.blockM),
+                        "64 or 128 with wgmma");
+    if (spec.numWarps < spec.blockM / 16)
+      return reasonText(Field::NumWarps,
+                        fmt::format("{} with wgmma and BLOCK_SIZE_M {}: every "
+                                    "16 rows need a warp",
+                                    spec.numWarps, spec.blockM),
+                        fmt::format(">= {} with wgmma and BLOCK_SIZE_M {}",
+                                    spec.blockM / 16, spec.blockM));
+    if (spec.blockK < 64)
+      return reasonText(Field::BlockK,
+                        fmt::format("{} with wgmma: the shared tiles are "
+                                    "64-column swizzled atoms",
+                                    spec.blockK),
+                        "power of two >= 64 with wgmma");
+    if (spec.k && *spec.k % 8 != 0)
+      return reasonText(Field::K,
+                        fmt::format("{} with wgmma: rows are copied in "
+                                    "16-byte chunks",
+                                    *spec.k),
+                        "a multiple of 8 with wgmma");
+  }
+
   return "";
 }
 

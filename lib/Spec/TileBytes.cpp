@@ -24,7 +24,9 @@ OneShotSharedLayout::OneShotSharedLayout(const KernelSpec &spec) {
   const WarpGrid grid = WarpGrid::forTile(spec.numWarps, spec.blockM);
   const int blockR = spec.blockR();
   slices = spec.fusesSlices() ? spec.numSlices : 1;
-  xPitch = paddedPitch(spec.blockK);
+  // wgmma reads 128-byte swizzled rows, which need no padding against bank
+  // conflicts; each tile (a multiple of 8 rows) stays 1024-byte aligned.
+  xPitch = spec.wgmma ? spec.blockK : paddedPitch(spec.blockK);
   shrinkStage = (spec.blockM + slices * blockR) * xPitch * kElementBytes;
   expandBytes = expandStageBytes(spec) * spec.numStages;
   const int rBytes = spec.blockM * slices * blockR * 4; // r in f32

@@ -351,6 +351,42 @@ inline std::vector<GpuCase> gpuCases() {
         makeDownProjection(c, true);
       cases.push_back(c);
     }
+    // The wgmma shrink (sorted, BLOCK_M 64): every rank, K that is not a
+    // multiple of BLOCK_K, two warpgroups along K, fused slices, NPID > 1,
+    // a cluster and the down projection.
+    struct WgmmaCase {
+      int R, K, N, warps, blockK, C, npid;
+      bool fuse, w2;
+    };
+    for (WgmmaCase w : {WgmmaCase{4, 2048, 1408, 4, 64, 1, 1, false, false},
+                        WgmmaCase{16, 2048, 1408, 4, 64, 1, 1, false, false},
+                        WgmmaCase{32, 1000, 1000, 4, 128, 1, 1, false, false},
+                        WgmmaCase{64, 2048, 1408, 4, 128, 1, 1, false, false},
+                        WgmmaCase{128, 2048, 1408, 4, 64, 1, 1, false, false},
+                        WgmmaCase{64, 1000, 1000, 8, 64, 1, 1, false, false},
+                        WgmmaCase{16, 2048, 1408, 8, 128, 1, 1, true, false},
+                        WgmmaCase{32, 2048, 1408, 8, 128, 1, 3, false, false},
+                        WgmmaCase{64, 2048, 1408, 4, 64, 4, 4, false, false},
+                        WgmmaCase{16, 1408, 2048, 8, 64, 2, 2, true, true}}) {
+      GpuCase c;
+      c.path = Path::OneShot;
+      c.spec = baseSpec(KernelFamily::OneShot, t, w.R, w.K, true);
+      c.spec.wgmma = true;
+      c.spec.numWarps = w.warps;
+      c.spec.blockK = w.blockK;
+      c.spec.splitK = w.C;
+      c.spec.fuseSlices = w.fuse;
+      c.npid = w.npid;
+      c.problem = baseProblem(t, 48, 4, w.K, w.N, w.R, ++seed);
+      c.name = fmt::format(
+          "one_shot_{}_sorted_wgmma_r{}_k{}_w{}_bk{}{}{}{}", dt, w.R, w.K,
+          w.warps, w.blockK, w.C > 1 ? fmt::format("_cluster{}", w.C) : "",
+          w.npid > 1 && w.C == 1 ? fmt::format("_npid{}", w.npid) : "",
+          w.fuse ? "_fused" : "");
+      if (w.w2)
+        makeDownProjection(c, true);
+      cases.push_back(c);
+    }
     // Output rows not 16-byte aligned (N % 8 != 0): the element-wise
     // epilogue. The aligned cases above all stage their output tiles.
     for (bool sorted : {false, true}) {

@@ -243,14 +243,14 @@ Expected<PtxasStats> parsePtxasReport(const std::string &log) {
   return s;
 }
 
-Expected<PtxasStats> runPtxas(const fs::path &ptx, int sm) {
-  auto run = runProcess({ptxasPath(), fmt::format("-arch=sm_{}", sm), "-v",
-                         ptx.string(), "-o", "/dev/null"});
+Expected<PtxasStats> runPtxas(const fs::path &ptx, const std::string &target) {
+  auto run = runProcess(
+      {ptxasPath(), "-arch=" + target, "-v", ptx.string(), "-o", "/dev/null"});
   if (!run)
     return run.error();
   if (run->exitCode != 0)
-    return makeError(fmt::format("ptxas -arch=sm_{} rejected {} (exit {}):\n{}",
-                                 sm, ptx.filename().string(), run->exitCode,
+    return makeError(fmt::format("ptxas -arch={} rejected {} (exit {}):\n{}",
+                                 target, ptx.filename().string(), run->exitCode,
                                  run->output));
   return parsePtxasReport(run->output);
 }
@@ -444,7 +444,7 @@ Result generateOne(const KernelSpec &spec, const Options &options,
     }
   }
   if (options.ptxas) {
-    auto stats = runPtxas(ptxPath, spec.sm);
+    auto stats = runPtxas(ptxPath, spec.ptxTarget());
     if (!stats) {
       r.error = fmt::format("{}: {}", spec.cacheKey(), stats.error().message);
       return r;

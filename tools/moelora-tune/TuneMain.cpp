@@ -155,8 +155,8 @@ std::vector<json> candidates(const YAML::Node &sweep, const char *path) {
       for (const auto &v : listOf(field.second)) {
         json c = partial;
         const std::string name = field.first.as<std::string>();
-        // fuse_slices is the table's only boolean config key.
-        if (name == "fuse_slices")
+        // The table's boolean config keys.
+        if (name == "fuse_slices" || name == "wgmma")
           c[name] = v.as<bool>();
         else
           c[name] = v.as<int>();
@@ -271,8 +271,8 @@ int prepare(const std::string &sweepPath, const std::string &workloadPath,
         else if (ptxas) {
           std::string file = fmt::format("{}/{}.ptx", cacheDir, s.entryName());
           std::string cmd = fmt::format(
-              "/usr/local/cuda/bin/ptxas -arch=sm_90 -v {} -o /dev/null 2>&1",
-              file);
+              "/usr/local/cuda/bin/ptxas -arch={} -v {} -o /dev/null 2>&1",
+              s.ptxTarget(), file);
           FILE *f = popen(cmd.c_str(), "r");
           std::string outText;
           char buf[512];

@@ -85,6 +85,16 @@ struct TileCopyPlan {
   llvm::SmallVector<Chunk> chunks;
 };
 
+/// How a shared tile is laid out.
+enum class SharedTileLayout {
+  /// [row][col] with a padded pitch (ldmatrix rows in different banks).
+  Padded,
+  /// wgmma's 128-byte swizzle: 64-column atoms one after another
+  /// ([cols / 64][rows][64]), each 128-byte row's 16-byte chunks permuted by
+  /// XOR with row % 8. A tile must start 1024-byte aligned.
+  Swizzled128,
+};
+
 /// Software pipeline of global->shared copies over `count` iterations with
 /// `stages` shared buffers (Triton's num_stages): iteration i's copies are
 /// issued stages-1 iterations ahead of its use.
@@ -97,6 +107,9 @@ struct PipelineLoop {
   /// values.
   std::function<ValueVec(Value iter, Value stage, mlir::ValueRange carried)>
       consume;
+  /// The consumer reads the buffers through the async proxy (wgmma): the
+  /// copies are fenced into it before the barrier that publishes them.
+  bool asyncProxyReads = false;
 };
 
 class TileBuilder {
@@ -217,7 +230,8 @@ public:
   /// Plans the copy of a rows x cols tile (cols a multiple of vecElems)
   /// into a shared tile of row pitch `pitch` elements.
   TileCopyPlan planTileCopy(int rows, int cols, int vecElems, int pitch,
-                            const TileRows &source);
+                            const TileRows &source,
+                            SharedTileLayout layout = SharedTileLayout::Padded);
   /// Issues the planned cp.async chunks for global columns starting at
   /// colStart into `smemTile`; columns >= colLimit (if given) read zeros.
   void issueTileCopy(const TileCopyPlan &plan, Value smemTile, Value colStart,
@@ -250,6 +264,23 @@ public:
   void mmaWithFragA(Accumulators &acc,
                     llvm::ArrayRef<std::array<Value, 4>> aFrags, int kSteps,
                     Value bTile, int bPitch, Value bRow0, Value k0);
+  // ---- Warpgroup MMA (sm_90a) ----
+  /// For every i: accs[i] += A[aRow0 .. aRow0 + 64, k0 .. k0 + 16 * kSteps)
+  /// * Bi[0 .. 8 * accs[i]->nTiles, same k]^T on the warpgroup of this warp
+  /// (wgmma.mma_async m64nNk16, fp32 accumulate). A and each Bi are
+  /// Swizzled128 shared tiles of aRows / bRows rows; each accumulator is
+  /// this warp's 16 rows of the 64-row result (mTiles 1), whose layout per
+  /// n8 tile is mma.sync's C layout. All four warps of the warpgroup must
+  /// call it; it returns when the results are in the registers.
+  void warpgroupMmaFromShared(llvm::ArrayRef<Accumulators *> accs, Value aTile,
+                              int aRows, Value aRow0,
+                              llvm::ArrayRef<Value> bTiles, int bRows, Value k0,
+                              int kSteps);
+  /// fence.proxy.async.shared::cta: this thread's earlier writes to shared
+  /// memory (cp.async included) become visible to the async proxy, which
+  /// wgmma reads its shared operands through.
+  void fenceAsyncShared();
+
   /// Sums the accumulators of `groups` warps that hold partial sums of the
   /// same rows (a K split across warps) through shared memory at `smem`
   /// (groups * tileRows * tileCols f32); afterwards every one of them holds
@@ -279,6 +310,9 @@ public:
 
 private:
   Value sreg(int kind, int dim);
+  /// wgmma's shared memory descriptor of the 8-row groups from row0 on at
+  /// column k (a multiple of 16) of a Swizzled128 tile of `rows` rows.
+  Value swizzledTileDescriptor(Value tile, int rows, Value row0, Value k);
   mlir::OpBuilder &b;
   mlir::Location location;
   const KernelSpec &kernelSpec;

@@ -90,6 +90,12 @@ struct KernelSpec {
   /// which gives twice the parallelism for small batches; the tuned table
   /// chooses per bucket.
   bool fuseSlices = false;
+  /// one_shot on sm_90: the shrink runs on Hopper's warpgroup MMA
+  /// (wgmma.mma_async, 64-row warpgroup tiles, operands read from shared
+  /// memory in the 128-byte swizzled layout) instead of ldmatrix + mma.sync.
+  /// wgmma exists only in the sm_90a target, which such kernels are
+  /// compiled for (ptxTarget()).
+  bool wgmma = false;
   std::string origin; ///< "file:line" of the spec this came from
 
   /// BLOCK_R = max(16, next_pow2(R)).
@@ -112,6 +118,9 @@ struct KernelSpec {
   /// Slices that are separate programs of the grid (grid x = programs *
   /// gridSlices()).
   int gridSlices() const { return fusesSlices() ? 1 : numSlices; }
+  /// The PTX target the kernel is compiled for: sm_<sm>, or sm_90a for
+  /// kernels that use sm_90a-only instructions (wgmma).
+  std::string ptxTarget() const;
   /// Kernel entry name, unique per cache key.
   std::string entryName() const;
   /// Canonical cache key text: identical specs give identical keys.

@@ -44,7 +44,7 @@ struct WarpGrid {
 /// of r, and (SPLIT_K > 1) the cluster's partial and summed r.
 struct OneShotSharedLayout {
   int slices = 1;       ///< slices per program (fuse_slices: all)
-  int xPitch = 0;       ///< shrink tiles' pitch (BLOCK_K + pad)
+  int xPitch = 0;       ///< shrink tiles' pitch (BLOCK_K + pad; wgmma: BLOCK_K)
   int shrinkStage = 0;  ///< x tile, then each slice's A tile
   int expandBytes = 0;  ///< num_stages expand stages
   int reduceBytes = 0;  ///< warpsN partial r (f32)

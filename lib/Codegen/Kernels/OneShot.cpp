@@ -19,6 +19,12 @@
 // (reductions and cluster sums treat them as one wider tile), and the
 // expand walks the program's share of each slice's N tiles in turn.
 //
+// wgmma (sm_90a): the shrink's tiles are 128-byte swizzled and each
+// warpgroup (64 rows) multiplies them with wgmma.mma_async straight from
+// shared memory, no ldmatrix; warpgroups beyond BLOCK_M / 64 split BLOCK_K
+// as the warps along N do. Its accumulators land in mma.sync's layout, so
+// the reduction, cluster sum and expand are the same code.
+//
 //===----------------------------------------------------------------------===//
 
 #include "moelora/Codegen/ExpandTiles.h"
@@ -114,9 +120,16 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
   MoeBlock blk = resolveMoeBlock(tb, args, pidM, program.slice);
 
   tb.ifThen(blk.active, [&] {
+    // Warp (wm, wn): row tile wm, K share wn. With wgmma the four warps of
+    // a hardware warpgroup (warps 4g .. 4g + 3) must hold consecutive row
+    // tiles of one K share, so wm varies fastest.
+    const bool wg = spec.wgmma;
     Value warp = tb.warpId();
-    Value wm = tb.divU(warp, tb.i32(warpsN));
-    Value wn = tb.remU(warp, tb.i32(warpsN));
+    const int warpsM = lay.grid.warpsM;
+    Value wm =
+        wg ? tb.remU(warp, tb.i32(warpsM)) : tb.divU(warp, tb.i32(warpsN));
+    Value wn =
+        wg ? tb.divU(warp, tb.i32(warpsM)) : tb.remU(warp, tb.i32(warpsN));
     Value warpRow0 = tb.mul(wm, tb.i32(16 * lay.mTiles));
     Value K = spec.k ? tb.i32(*spec.k) : args[kK];
 
@@ -132,8 +145,10 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     // Rows of x and A are K elements apart: the copy width must divide K
     // (a runtime K requires K % 8 == 0, checked by the runtime).
     const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
-    TileCopyPlan xPlan =
-        tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.xPitch, xRows);
+    const SharedTileLayout tileLayout =
+        wg ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
+    TileCopyPlan xPlan = tb.planTileCopy(spec.blockM, spec.blockK, kVec,
+                                         lay.xPitch, xRows, tileLayout);
     llvm::SmallVector<TileCopyPlan> aPlans;
     for (int s = 0; s < F; ++s) {
       Value aBase =
@@ -144,8 +159,8 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
           R < BR ? std::function<Value(Value)>(
                        [&tb, R](Value r) { return tb.lt(r, tb.i32(R)); })
                  : std::function<Value(Value)>());
-      aPlans.push_back(
-          tb.planTileCopy(BR, spec.blockK, kVec, lay.xPitch, aRows));
+      aPlans.push_back(tb.planTileCopy(BR, spec.blockK, kVec, lay.xPitch, aRows,
+                                       tileLayout));
     }
     Value smem = tb.shared();
     const int stageBytes = lay.shrinkStage;
@@ -166,6 +181,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     PipelineLoop shrink;
     shrink.stages = spec.numStages;
     shrink.count = tb.sub(stepHi, stepLo);
+    shrink.asyncProxyReads = wg;
     shrink.issue = [&](Value iter, Value stage) {
       Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(stageBytes)));
       Value k0 = tb.mul(tb.add(stepLo, iter), tb.i32(spec.blockK));
@@ -181,12 +197,31 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
       Accumulators all = r;
       all.values.assign(carried.begin(), carried.end());
       Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(stageBytes)));
+      Value kWarp = tb.mul(wn, tb.i32(kPerWarp));
+      if (wg) {
+        // One warpgroup MMA chain per slice over this K share: the
+        // warpgroup's 64 rows of x against all BLOCK_R rows of A_s.
+        llvm::SmallVector<Accumulators> acc;
+        llvm::SmallVector<Accumulators *> accPtrs;
+        llvm::SmallVector<Value> aTiles;
+        for (int s = 0; s < F; ++s) {
+          acc.push_back(all.columns(s * BR / 8, BR / 8));
+          aTiles.push_back(tb.sharedOffset(base, tb.i32(aOffset(s))));
+        }
+        for (Accumulators &a : acc)
+          accPtrs.push_back(&a);
+        Value groupRow0 = tb.mul(tb.divU(wm, tb.i32(4)), tb.i32(64));
+        tb.warpgroupMmaFromShared(accPtrs, base, spec.blockM, groupRow0, aTiles,
+                                  BR, kWarp, kPerWarp / 16);
+        for (int s = 0; s < F; ++s)
+          all.setColumns(s * BR / 8, acc[s]);
+        return all.values;
+      }
       for (int s = 0; s < F; ++s) {
         Accumulators acc = all.columns(s * BR / 8, BR / 8);
         tb.mmaFromShared(acc, base, lay.xPitch, warpRow0,
                          tb.sharedOffset(base, tb.i32(aOffset(s))), lay.xPitch,
-                         tb.i32(0), tb.mul(wn, tb.i32(kPerWarp)),
-                         kPerWarp / 16);
+                         tb.i32(0), kWarp, kPerWarp / 16);
         all.setColumns(s * BR / 8, acc);
       }
       return all.values;

@@ -110,10 +110,12 @@ gpu::GPUModuleOp buildModule(ModuleOp top, const KernelSpec &spec) {
   b.setInsertionPointToEnd(top.getBody());
   auto gpuModule = gpu::GPUModuleOp::create(b, loc, "moelora");
   b.setInsertionPointToStart(gpuModule.getBody());
-  // Dynamic shared memory: `.extern .shared .align 16 .b8 moelora_smem[]`.
+  // Dynamic shared memory: `.extern .shared .align 16 .b8 moelora_smem[]`;
+  // wgmma's swizzled tiles need their atoms 1024-byte aligned.
   LLVM::GlobalOp::create(b, loc, LLVM::LLVMArrayType::get(b.getI8Type(), 0),
                          /*isConstant=*/false, LLVM::Linkage::External,
-                         "moelora_smem", Attribute(), /*alignment=*/16,
+                         "moelora_smem", Attribute(),
+                         /*alignment=*/spec.wgmma ? 1024 : 16,
                          /*addrSpace=*/3);
   SmallVector<Type> argTypes;
   for (const KernelParam &p : kernelParams(spec.family)) {
@@ -174,6 +176,9 @@ Status lowerToLLVMDialect(ModuleOp top) {
   ConvertGpuOpsToNVVMOpsOptions nvvmOptions;
   nvvmOptions.indexBitwidth = 64;
   gpm.addPass(createConvertGpuOpsToNVVMOps(nvvmOptions));
+  // NVVM ops without an LLVM intrinsic (wgmma.mma_async) become inline PTX
+  // here; kernels without such ops are unchanged.
+  gpm.addPass(createConvertNVVMToLLVMPass());
   gpm.addPass(createCanonicalizerPass());
   gpm.addPass(createCSEPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
@@ -347,7 +352,7 @@ Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
   const llvm::Target *target = llvm::TargetRegistry::lookupTarget(triple, err);
   if (!target)
     return fail("NVPTX target unavailable: " + err);
-  std::string cpu = fmt::format("sm_{}", spec.sm);
+  std::string cpu = spec.ptxTarget();
   std::string features =
       options.ptxVersion ? fmt::format("+ptx{}", options.ptxVersion) : "";
   std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(

@@ -315,7 +315,11 @@ ValueVec TileBuilder::sumOverCluster(Type type, Value sharedPtr, int blocks) {
 
 // ---- Tiles ----
 TileCopyPlan TileBuilder::planTileCopy(int rows, int cols, int vecElems,
-                                       int pitch, const TileRows &source) {
+                                       int pitch, const TileRows &source,
+                                       SharedTileLayout layout) {
+  assert((layout == SharedTileLayout::Padded ||
+          (vecElems == 8 && cols % 64 == 0)) &&
+         "a swizzled tile is copied in 16-byte chunks of 64-column atoms");
   TileCopyPlan plan;
   plan.vecElems = vecElems;
   const int chunksPerRow = cols / vecElems;
@@ -333,7 +337,18 @@ TileCopyPlan TileBuilder::planTileCopy(int rows, int cols, int vecElems,
     c.colInTile = mul(remU(chunk, i32(chunksPerRow)), i32(vecElems));
     c.rowPtr = source.rowBase(row);
     c.rowValid = source.rowValid ? source.rowValid(row) : boolean(true);
-    c.smemIndex = add(mul(row, i32(pitch)), c.colInTile);
+    if (layout == SharedTileLayout::Padded) {
+      c.smemIndex = add(mul(row, i32(pitch)), c.colInTile);
+    } else {
+      // Atom (col / 64), row, then the chunk's slot (col / 8) % 8 XOR
+      // row % 8: the 128-byte swizzle that wgmma's descriptor names.
+      Value atom = divU(c.colInTile, i32(64));
+      Value slot = arith::XOrIOp::create(
+          b, location, remU(divU(c.colInTile, i32(8)), i32(8)),
+          remU(row, i32(8)));
+      c.smemIndex = add(add(mul(atom, i32(rows * 64)), mul(row, i32(64))),
+                        mul(slot, i32(8)));
+    }
     plan.chunks.push_back(c);
   }
   return plan;
@@ -387,6 +402,8 @@ ValueVec TileBuilder::pipelined(const PipelineLoop &loop, ValueRange init) {
                      loop.issue(iter, i32(0));
                      commitGroup();
                      waitGroup(0);
+                     if (loop.asyncProxyReads)
+                       fenceAsyncShared();
                      barrier();
                      ValueVec out = loop.consume(iter, i32(0), carried);
                      barrier();
@@ -407,6 +424,8 @@ ValueVec TileBuilder::pipelined(const PipelineLoop &loop, ValueRange init) {
         // Iteration `iter` has landed for this thread; the barrier makes it
         // visible to all and proves buffer (iter-1) % stages is free.
         waitGroup(stages - 2);
+        if (loop.asyncProxyReads)
+          fenceAsyncShared();
         barrier();
         Value next = add(iter, i32(stages - 1));
         ifThen(lt(next, loop.count),
@@ -506,6 +525,79 @@ void TileBuilder::mma(ArrayRef<Value> a, ArrayRef<Value> bFrag,
                                      NVVM::MMALayout::col});
   for (int i = 0; i < 4; ++i)
     acc[i] = LLVM::ExtractValueOp::create(b, location, res, i);
+}
+
+Value TileBuilder::swizzledTileDescriptor(Value tile, int rows, Value row0,
+                                          Value k) {
+  // Byte address of (row0, k): atom k / 64, 128 bytes per row; within an
+  // atom the k offset is added unswizzled (the hardware applies the XOR to
+  // the address bits, which is why tiles start 1024-byte aligned).
+  Value base = LLVM::PtrToIntOp::create(b, location, i32Type(), tile);
+  Value offset =
+      add(add(mul(divU(k, i32(64)), i32(rows * 128)), mul(row0, i32(128))),
+          mul(remU(k, i32(64)), i32(kElementBytes)));
+  Value start = arith::AndIOp::create(
+      b, location,
+      arith::ShRUIOp::create(b, location, add(base, offset), i32(4)),
+      i32(0x3FFF));
+  // Leading byte offset 1 (unused by K-major swizzled layouts), stride byte
+  // offset 1024 (from one 8-row group to the next) in 16-byte units, and
+  // swizzle mode 1 (128 bytes) in bits 62-63.
+  constexpr uint64_t kFields =
+      (uint64_t(1) << 16) | (uint64_t(1024 / 16) << 32) | (uint64_t(1) << 62);
+  Value start64 = arith::ExtUIOp::create(b, location, i64Type(), start);
+  return arith::OrIOp::create(b, location, start64,
+                              i64(static_cast<int64_t>(kFields)));
+}
+
+void TileBuilder::fenceAsyncShared() {
+  NVVM::FenceProxyOp::create(
+      b, location, NVVM::ProxyKind::async_shared,
+      NVVM::SharedSpaceAttr::get(b.getContext(),
+                                 NVVM::SharedSpace::shared_cta));
+}
+
+void TileBuilder::warpgroupMmaFromShared(ArrayRef<Accumulators *> accs,
+                                         Value aTile, int aRows, Value aRow0,
+                                         ArrayRef<Value> bTiles, int bRows,
+                                         Value k0, int kSteps) {
+  assert(accs.size() == bTiles.size());
+  const bool isBf16 = kernelSpec.dtype == DType::BF16;
+  const auto inType = isBf16 ? NVVM::WGMMATypes::bf16 : NVVM::WGMMATypes::f16;
+  SmallVector<Value> structs;
+  SmallVector<Type> types;
+  for (Accumulators *acc : accs) {
+    assert(acc->mTiles == 1 && "a warp owns 16 rows of the warpgroup tile");
+    Type t = structOf(b, f32Type(), acc->nTiles * 4);
+    Value v = LLVM::UndefOp::create(b, location, t);
+    for (int i = 0; i < acc->nTiles * 4; ++i)
+      v = LLVM::InsertValueOp::create(b, location, v, acc->values[i], i);
+    structs.push_back(v);
+    types.push_back(t);
+  }
+  // The accumulators were written by ordinary instructions: fence them
+  // (and the shared operands) before the warpgroup's asynchronous MMAs.
+  NVVM::WgmmaFenceAlignedOp::create(b, location);
+  for (int ks = 0; ks < kSteps; ++ks) {
+    Value k = add(k0, i32(16 * ks));
+    Value aDesc = swizzledTileDescriptor(aTile, aRows, aRow0, k);
+    for (size_t j = 0; j < accs.size(); ++j) {
+      Value bDesc = swizzledTileDescriptor(bTiles[j], bRows, i32(0), k);
+      structs[j] = NVVM::WgmmaMmaAsyncOp::create(
+          b, location, types[j], structs[j], aDesc, bDesc,
+          NVVM::MMAShapeAttr::get(b.getContext(), 64, accs[j]->nTiles * 8, 16),
+          inType, inType, NVVM::WGMMATypes::f32, NVVM::WGMMAScaleOut::one,
+          NVVM::WGMMAScaleIn::one, NVVM::WGMMAScaleIn::one,
+          NVVM::MMALayout::row, NVVM::MMALayout::col,
+          /*satfinite=*/nullptr);
+    }
+  }
+  NVVM::WgmmaGroupSyncAlignedOp::create(b, location);
+  NVVM::WgmmaWaitGroupSyncOp::create(b, location, 0);
+  for (size_t j = 0; j < accs.size(); ++j)
+    for (int i = 0; i < accs[j]->nTiles * 4; ++i)
+      accs[j]->values[i] =
+          LLVM::ExtractValueOp::create(b, location, structs[j], i);
 }
 
 void TileBuilder::mmaFromShared(Accumulators &acc, Value aTile, int aPitch,

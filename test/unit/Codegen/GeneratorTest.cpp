@@ -14,6 +14,7 @@
 #include "moelora/Runtime/Dispatcher.h"
 #include "moelora/Spec/KernelAbi.h"
 #include "moelora/Spec/SpecParser.h"
+#include "moelora/Spec/SpecValidation.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -147,10 +148,11 @@ struct PtxasReport {
 };
 
 /// Assembles with `ptxas -v` and adds up the per-function spill report.
-PtxasReport assemble(const std::string &ptx, int sm, const fs::path &file) {
+PtxasReport assemble(const std::string &ptx, const std::string &target,
+                     const fs::path &file) {
   std::ofstream(file) << ptx;
-  std::string cmd = fmt::format("'{}' -arch=sm_{} -v '{}' -o /dev/null 2>&1",
-                                ptxasPath(), sm, file.string());
+  std::string cmd = fmt::format("'{}' -arch={} -v '{}' -o /dev/null 2>&1",
+                                ptxasPath(), target, file.string());
   PtxasReport r;
   FILE *f = popen(cmd.c_str(), "r");
   if (!f) {
@@ -317,7 +319,8 @@ TEST(GeneratorDefaultSet, AssemblesForSm90AndSm80WithoutSpills) {
           std::string::npos)
         o.error = "PTX does not say .target sm_" + std::to_string(spec.sm);
     }
-    o.report = assemble(ptx, spec.sm, dir / (std::to_string(j) + ".ptx"));
+    o.report =
+        assemble(ptx, spec.ptxTarget(), dir / (std::to_string(j) + ".ptx"));
   });
   fs::remove_all(dir);
 
@@ -388,8 +391,8 @@ TEST(GeneratorTargets, DispatchedKernelsForA100AndL40SAssemble) {
       return;
     }
     if (havePtxAs)
-      reports[j] =
-          assemble(k->ptx, jobs[j].spec.sm, dir / (std::to_string(j) + ".ptx"));
+      reports[j] = assemble(k->ptx, jobs[j].spec.ptxTarget(),
+                            dir / (std::to_string(j) + ".ptx"));
   });
   fs::remove_all(dir);
   for (size_t j = 0; j < jobs.size(); ++j) {
@@ -496,6 +499,66 @@ TEST(Generator, OneShotClusterAndStagedOutput) {
   EXPECT_EQ(plain->ptx.find("reqnctapercluster"), std::string::npos);
   EXPECT_EQ(plain->ptx.find("st.global.v4"), std::string::npos);
   EXPECT_EQ(plain->ptx.find("ld.shared::cluster"), std::string::npos);
+}
+
+// wgmma one-shot kernels: the sm_90a target, 1024-byte aligned shared
+// memory, the shrink on warpgroup MMAs whose operands are fenced into the
+// async proxy, for every rank, one and two warpgroups along K, fused slices
+// and a cluster; they assemble for sm_90a without spills or serialized
+// wgmma.
+TEST(Generator, WgmmaOneShotIsSm90aWarpgroupMma) {
+  struct Case {
+    int rank, warps, blockK, splitK;
+    bool fuse;
+  };
+  const fs::path dir =
+      fs::temp_directory_path() / fmt::format("moelora_wgmma_{}", getpid());
+  fs::create_directories(dir);
+  const bool havePtxAs = access(ptxasPath().c_str(), X_OK) == 0;
+  int j = 0;
+  for (Case c : {Case{16, 4, 64, 1, false}, Case{64, 4, 128, 1, false},
+                 Case{128, 4, 64, 1, false}, Case{32, 8, 128, 1, false},
+                 Case{16, 8, 64, 2, true}, Case{64, 4, 64, 4, false}}) {
+    KernelSpec s = smallOneShot();
+    s.sorted = true;
+    s.numSlices = 2;
+    s.rank = c.rank;
+    s.blockM = 64;
+    s.blockK = c.blockK;
+    s.numWarps = c.warps;
+    s.splitK = c.splitK;
+    s.fuseSlices = c.fuse;
+    s.numStages = 3;
+    s.wgmma = true;
+    SCOPED_TRACE(s.cacheKey());
+    ASSERT_EQ(validateSpec(s), "");
+    auto g = generateKernel(s);
+    ASSERT_TRUE(g) << g.error().message;
+    for (const std::string &needed :
+         {std::string(".target sm_90a"),
+          std::string(".align 1024 .b8 moelora_smem"),
+          fmt::format("wgmma.mma_async.sync.aligned.m64n{}k16.f32.bf16.bf16",
+                      s.blockR()),
+          std::string("wgmma.fence.sync.aligned"),
+          std::string("wgmma.commit_group.sync.aligned"),
+          std::string("wgmma.wait_group.sync.aligned"),
+          std::string("fence.proxy.async.shared::cta")})
+      EXPECT_NE(g->ptx.find(needed), std::string::npos)
+          << "the PTX lacks " << needed;
+    EXPECT_THAT(s.entryName(), HasSubstr("_wg"));
+    KernelSpec plain = s;
+    plain.wgmma = false;
+    EXPECT_NE(plain.cacheKey(), s.cacheKey());
+    EXPECT_EQ(plain.ptxTarget(), "sm_90");
+    if (havePtxAs) {
+      PtxasReport r =
+          assemble(g->ptx, s.ptxTarget(), dir / fmt::format("{}.ptx", j++));
+      EXPECT_TRUE(r.ok) << r.log;
+      EXPECT_EQ(r.spillStores + r.spillLoads, 0) << r.log;
+      EXPECT_EQ(r.log.find("serialized"), std::string::npos) << r.log;
+    }
+  }
+  fs::remove_all(dir);
 }
 
 // The two-kernel shrink's SPLIT_K blocks are a cluster that sums the partial

@@ -871,6 +871,44 @@ TEST(DispatcherTunedTest, OneShotEntryChoosesSliceFusion) {
   EXPECT_FALSE(rule.kernels[0].spec.fusesSlices());
 }
 
+// A one_shot entry's wgmma reaches the one-shot kernel where its tile allows
+// it (sorted, BLOCK_SIZE_M 64, sm_90); elsewhere the same entry runs the
+// mma.sync shrink instead of failing.
+TEST(DispatcherTunedTest, OneShotEntryChoosesWgmmaWhereTheTileAllows) {
+  auto t = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {"wgmma": true, "BLOCK_SIZE_K": 64, "num_warps": 8}},
+    {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": false, "num_slices": 2, "max_pairs": 100000,
+     "config": {"wgmma": true}}]})",
+                             "t.json");
+  ASSERT_TRUE(t) << t.error().message;
+  DispatchPlan wg = planOk(sortedCall(512, 64), false, &*t);
+  ASSERT_EQ(wg.path, DispatchPath::OneShot);
+  EXPECT_TRUE(wg.kernels[0].spec.wgmma);
+  EXPECT_EQ(wg.kernels[0].spec.ptxTarget(), "sm_90a");
+  EXPECT_TRUE(validateSpec(wg.kernels[0].spec).empty());
+  // BLOCK_SIZE_M 16: no warpgroup tile.
+  DispatchPlan m16 = planOk(sortedCall(512, 16), false, &*t);
+  ASSERT_EQ(m16.path, DispatchPath::OneShot);
+  EXPECT_FALSE(m16.kernels[0].spec.wgmma);
+  // Naive metadata (BLOCK_M 16) through its own entry.
+  DispatchPlan naive = planOk(naiveCall(200), false, &*t);
+  ASSERT_EQ(naive.path, DispatchPath::OneShot);
+  EXPECT_FALSE(naive.kernels[0].spec.wgmma);
+  // No wgmma before sm_90.
+  DeviceInfo a100 = kH100;
+  a100.sm = 80;
+  DispatchPlan old = planOk(sortedCall(512, 64), false, &*t, a100);
+  ASSERT_EQ(old.path, DispatchPath::OneShot);
+  EXPECT_FALSE(old.kernels[0].spec.wgmma);
+  EXPECT_TRUE(validateSpec(old.kernels[0].spec).empty());
+  // Without the table: mma.sync.
+  EXPECT_FALSE(planOk(sortedCall(512, 64)).kernels[0].spec.wgmma);
+}
+
 // A two_kernel entry's fuse_slices overrides the rule either way.
 TEST(DispatcherTunedTest, TwoKernelEntryChoosesSliceFusion) {
   for (bool fuse : {false, true}) {

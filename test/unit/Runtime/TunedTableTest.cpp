@@ -78,6 +78,15 @@ TEST(TunedTableTest, ParsesEveryField) {
     ASSERT_TRUE(f) << f.error().message;
     EXPECT_EQ(f->entries[0].config.fuseSlices, fuse ? 1 : 0);
   }
+  // wgmma (one_shot): absent is -1, else 0 / 1.
+  EXPECT_EQ(a.config.wgmma, -1);
+  for (bool wg : {false, true}) {
+    json k = validTable();
+    k["entries"][0]["config"]["wgmma"] = wg;
+    auto w = TunedTable::parse(k.dump(), "t.json");
+    ASSERT_TRUE(w) << w.error().message;
+    EXPECT_EQ(w->entries[0].config.wgmma, wg ? 1 : 0);
+  }
 }
 
 // A partial sweep's table replaces the base entries of the same bucket and
@@ -308,6 +317,21 @@ INSTANTIATE_TEST_SUITE_P(
                          return j.dump();
                        },
                        "fuse_slices = true on path small_batch"},
+        ParseErrorCase{"WgmmaNotABool",
+                       [] {
+                         json j = validTable();
+                         j["entries"][0]["config"]["wgmma"] = "yes";
+                         return j.dump();
+                       },
+                       "wgmma = \"yes\" on path one_shot: allowed: true or "
+                       "false, on one_shot only"},
+        ParseErrorCase{"WgmmaOnSmallBatch",
+                       [] {
+                         json j = validTable();
+                         j["entries"][1]["config"]["wgmma"] = true;
+                         return j.dump();
+                       },
+                       "wgmma = true on path small_batch"},
         ParseErrorCase{"NegativeTilesPerItem",
                        [] {
                          json j = validTable();

@@ -26,7 +26,7 @@ const std::string kAllFields =
     "name, kernel, dtype, target, rank, K, BLOCK_SIZE_M, BLOCK_SIZE_N, "
     "BLOCK_SIZE_K, GROUP_SIZE_M, SPLIT_K, num_warps, num_stages, metadata, "
     "MUL_ROUTED_WEIGHT, ADD_INPUTS, num_slices, NPID, min_blocks_per_sm, "
-    "out_aligned, fuse_slices";
+    "out_aligned, fuse_slices, wgmma";
 const std::string kFamilies =
     "one_shot, small_batch, shrink, expand, align_block_size";
 
@@ -674,6 +674,53 @@ TEST(SpecParserRuleTest, FuseSlicesOnlyForShrinkAndOneShot) {
   // One slice: nothing to fuse, the same kernel twice, kept once.
   set = parseOk("kernel: shrink\nrank: 16\nfuse_slices: [false, true]\n");
   EXPECT_EQ(set.specs.size(), 1u);
+}
+
+// wgmma: one_shot on sm_90, 64-row warpgroup tiles (BLOCK_SIZE_M 64 or 128
+// with a warp per 16 rows), 64-column swizzled atoms (BLOCK_SIZE_K >= 64),
+// rows copied in 16-byte chunks (K % 8 == 0). The PTX target is sm_90a.
+TEST(SpecParserRuleTest, WgmmaRules) {
+  const std::string ok = "kernel: one_shot\nrank: 16\nBLOCK_SIZE_M: 64\n"
+                         "BLOCK_SIZE_K: 64\nwgmma: true\n";
+  SpecSet set = parseOk(ok);
+  ASSERT_EQ(set.specs.size(), 1u);
+  EXPECT_TRUE(set.specs[0].wgmma);
+  EXPECT_EQ(set.specs[0].ptxTarget(), "sm_90a");
+  EXPECT_THAT(set.specs[0].cacheKey(), HasSubstr(";mma=wgmma;ptx=sm_90a"));
+  set = parseOk("kernel: one_shot\nrank: 16\nBLOCK_SIZE_M: 64\n"
+                "BLOCK_SIZE_K: 64\nwgmma: [false, true]\n");
+  ASSERT_EQ(set.specs.size(), 2u);
+  EXPECT_NE(set.specs[0].cacheKey(), set.specs[1].cacheKey());
+  // Without wgmma the key is what it was before the field existed.
+  EXPECT_EQ(set.specs[0].cacheKey().find("mma="), std::string::npos);
+  EXPECT_EQ(parseError("kernel: shrink\nrank: 16\nBLOCK_SIZE_M: 64\n"
+                       "wgmma: true\n"),
+            "t.yaml:1:1: wgmma: true is only supported by one_shot (got "
+            "shrink); allowed: false for shrink");
+  EXPECT_EQ(parseError(ok + "target: sm_80\n"),
+            "t.yaml:1:1: wgmma: true needs sm_90 (wgmma is an sm_90a "
+            "instruction; got sm_80); allowed: false for sm_80");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nBLOCK_SIZE_M: 32\n"
+                       "BLOCK_SIZE_K: 64\nwgmma: true\n"),
+            "t.yaml:1:1: BLOCK_SIZE_M: 32 with wgmma: warpgroup tiles are 64 "
+            "rows; allowed: 64 or 128 with wgmma");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nBLOCK_SIZE_M: 128\n"
+                       "BLOCK_SIZE_K: 64\nnum_warps: 4\nwgmma: true\n"),
+            "t.yaml:1:1: num_warps: 4 with wgmma and BLOCK_SIZE_M 128: every "
+            "16 rows need a warp; allowed: >= 8 with wgmma and BLOCK_SIZE_M "
+            "128");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nBLOCK_SIZE_M: 64\n"
+                       "BLOCK_SIZE_K: 32\nwgmma: true\n"),
+            "t.yaml:1:1: BLOCK_SIZE_K: 32 with wgmma: the shared tiles are "
+            "64-column swizzled atoms; allowed: power of two >= 64 with "
+            "wgmma");
+  EXPECT_EQ(parseError(ok + "K: 1004\n"),
+            "t.yaml:1:1: K: 1004 with wgmma: rows are copied in 16-byte "
+            "chunks; allowed: a multiple of 8 with wgmma");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nwgmma: 1\n"),
+            "t.yaml:3:8: wgmma: wrong type: expected a boolean, got '1'; "
+            "allowed: true, false (true: one_shot on sm_90 with BLOCK_SIZE_M "
+            "64 or 128)");
 }
 
 // The one-shot's shrink splits BLOCK_K over the warps along N; fused, r

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Writes each bucket's choice of a boolean kernel flag into a tuned table.
+
+Usage: bucket_flag_choice.py TABLE OFF.csv ON.csv --flag FLAG --token TOKEN
+                             [--out OUT] [--margin 0.97] [--w13-only]
+
+OFF.csv and ON.csv are moelora-bench runs of the same cases with the flag
+forced off and on in TABLE's entries (scripts/device/run-fuse-slices-check.sh
+for fuse_slices, scripts/device/run-wgmma-check.sh for wgmma). TOKEN is what
+the first kernel's cache key holds when the flag is on (fs=1, mma=wgmma). An
+entry gets true where its cases (summed over dense and sparse routing, and
+one-shot cases the table routes to the two-kernel path) took less than MARGIN
+times the OFF time, false otherwise; entries without measured cases are left
+as they are.
+
+  fuse_slices: --flag fuse_slices --token fs=1 --w13-only
+  wgmma:       --flag wgmma --token mma=wgmma
+"""
+import argparse
+import csv
+import json
+import re
+import sys
+
+# moelora-bench's presets (benchmarks/BenchCases.h): top_k per preset.
+TOP_K = {"qwen3moe": 8, "mixtral": 2, "glm5_1": 8}
+
+
+def first_key_fields(config):
+    """Family, dtype and fields of the first kernel's cache key (a two-kernel
+    plan's shrink)."""
+    first = config.split(" + ")[0]
+    fields = dict(f.split("=", 1) for f in first.split(";") if "=" in f)
+    parts = first.split(";")
+    return parts[0], parts[1], fields
+
+
+def load(path):
+    return {r["case"]: r for r in csv.DictReader(open(path))}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("table")
+    ap.add_argument("off")
+    ap.add_argument("on")
+    ap.add_argument("--flag", required=True)
+    ap.add_argument("--token", required=True)
+    ap.add_argument("--out")
+    ap.add_argument("--margin", type=float, default=0.97)
+    ap.add_argument("--w13-only", action="store_true")
+    a = ap.parse_args()
+    table = json.load(open(a.table))
+    off, on = load(a.off), load(a.on)
+    sums = {}  # entry index -> [off us, on us, cases]
+    for case, u in off.items():
+        f = on.get(case)
+        path = u["path"]
+        # A case counts where only the forced table made the difference.
+        if (not f or f["path"] != path or a.token in u["config"]
+                or a.token not in f["config"]):
+            continue
+        family, dtype, k = first_key_fields(u["config"])
+        proj = "w13" if a.w13_only else "w13|w2"
+        m = re.match(rf"([a-z0-9_]+?)_(?:{proj})_\w+?_M(\d+)_", case)
+        if family not in ("shrink", "one_shot") or not m:
+            continue
+        pairs = int(m.group(2)) * TOP_K[m.group(1)]
+        matches = [
+            (e["max_pairs"], i)
+            for i, e in enumerate(table["entries"])
+            if e["path"] == path and e["dtype"] == dtype
+            and e["rank"] == int(k["R"]) and e["K"] == int(k["K"])
+            and e.get("num_slices", 1) == int(k["slices"])
+            and e.get("sorted", False) == (k["sorted"] == "1")
+            and e["max_pairs"] >= pairs
+        ]
+        if not matches:
+            print(f"{case}: no {path} entry in the table", file=sys.stderr)
+            continue
+        s = sums.setdefault(min(matches)[1], [0.0, 0.0, []])
+        s[0] += float(u["us"])
+        s[1] += float(f["us"])
+        s[2].append(case)
+    for i, (t_off, t_on, cases) in sorted(sums.items()):
+        choose = t_on < a.margin * t_off
+        e = table["entries"][i]
+        e["config"][a.flag] = choose
+        print(f"entry {i:3d} {e['path']:10s} R={e['rank']:<3d} K={e['K']:<5d} "
+              f"max_pairs={e['max_pairs']:<6d} off {t_off:8.1f} us on "
+              f"{t_on:8.1f} us ({t_on / t_off:.3f}) -> {a.flag} "
+              f"{str(choose).lower()}  [{', '.join(cases)}]")
+    text = json.dumps(table, indent=1, sort_keys=True) + "\n"
+    if a.out:
+        open(a.out, "w").write(text)
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()
