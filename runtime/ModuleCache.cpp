@@ -74,7 +74,8 @@ SpecKey::SpecKey(const KernelSpec &s) {
             s.npid,
             s.minBlocksPerSm,
             int32_t(s.alignedOutput),
-            int32_t(s.fusesSlices())};
+            int32_t(s.fusesSlices()),
+            int32_t(s.wgmma)};
 }
 
 size_t SpecKeyHash::operator()(const SpecKey &k) const {

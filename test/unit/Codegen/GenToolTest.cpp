@@ -266,21 +266,23 @@ TEST_F(GenToolTest, WritesABundleWithMetadataAndManifest) {
 
     for (const char *field :
          {"entry", "family", "cache_key", "params", "threads", "shared_bytes",
-          "constexpr", "dtype", "target", "ptx_version", "spec_origin",
-          "content_hash", "generation_ms"})
+          "constexpr", "dtype", "target", "ptx_target", "ptx_version",
+          "spec_origin", "content_hash", "generation_ms"})
       EXPECT_TRUE(meta.contains(field)) << field;
     EXPECT_FALSE(meta.contains("ptxas")) << "only with --ptxas";
     for (const char *field :
          {"BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "GROUP_SIZE_M",
           "SPLIT_K", "num_warps", "num_stages", "EVEN_K", "BLOCK_R", "rank",
           "K", "MUL_ROUTED_WEIGHT", "ADD_INPUTS", "num_slices", "NPID",
-          "metadata"})
+          "fuse_slices", "wgmma", "metadata"})
       EXPECT_TRUE(meta["constexpr"].contains(field)) << field;
 
     std::string family = meta["family"];
     families.insert(family);
     EXPECT_EQ(meta["threads"], 128);
     EXPECT_EQ(meta["target"], "sm_90");
+    EXPECT_EQ(meta["ptx_target"], "sm_90");
+    EXPECT_EQ(meta["constexpr"]["wgmma"], false);
     EXPECT_EQ(meta["dtype"], family == "one_shot" ? "bf16" : "fp16");
     EXPECT_THAT(meta["spec_origin"].get<std::string>(),
                 ContainsRegex("good\\.yaml:[0-9]+$"));

@@ -72,6 +72,10 @@ fieldMutations() {
           {"addInputs", [](KernelSpec &s) { s.addInputs = !s.addInputs; }},
           {"numSlices", [](KernelSpec &s) { s.numSlices += 1; }},
           {"npid", [](KernelSpec &s) { s.npid += 1; }},
+          {"minBlocksPerSm", [](KernelSpec &s) { s.minBlocksPerSm += 1; }},
+          {"alignedOutput",
+           [](KernelSpec &s) { s.alignedOutput = !s.alignedOutput; }},
+          {"wgmma", [](KernelSpec &s) { s.wgmma = !s.wgmma; }},
       };
   return m;
 }
@@ -101,6 +105,7 @@ KernelSpec randomSpec(std::mt19937 &rng) {
   s.addInputs = pick({0, 1});
   s.numSlices = pick({1, 2});
   s.npid = pick({0, 2});
+  s.wgmma = pick({0, 1});
   return s;
 }
 
@@ -212,7 +217,7 @@ TEST(SpecKeyTest, DistinctRandomSpecsHaveDistinctKeysAndHashes) {
   std::mt19937 rng(7);
   std::set<std::string> texts;
   std::set<size_t> hashes;
-  std::set<std::array<int32_t, 20>> keys;
+  std::set<decltype(SpecKey(KernelSpec()).fields)> keys;
   for (int i = 0; i < 3000; ++i) {
     KernelSpec s = randomSpec(rng);
     texts.insert(s.cacheKey());

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# On the GPU machine, .carry carried (scripts/bench-prepare.sh with the
+# committed table of the card, and .carry/wg/base.json: the table before the
+# wgmma tune, whose variants are in the bench cache too):
+# 1. ncu of the one-shot kernel with the old and the new table for the cases
+#    the wgmma tune changed most;
+# 2. the whole benchmark with the old table and with the committed one.
+# $OUT/wgmma-final.tar.gz.
+set -uo pipefail
+export LD_LIBRARY_PATH="$PWD/.carry/lib:${LD_LIBRARY_PATH:-}"
+export MOELORA_CACHE_DIR="$PWD/.carry/bench-cache"
+OUT=${OUT:-/tmp/out}
+W=$(mktemp -d)
+NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+M=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,launch__grid_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic,launch__occupancy_limit_shared_mem,launch__occupancy_limit_registers
+for c in ${NCU_CASES:-qwen3moe_w13_prefill_M4096_R64 mixtral_w2_prefill_M4096_R64 qwen3moe_w2_prefill_M512_R64_sparse}; do
+  for t in base table; do
+    args=()
+    [ "$t" = base ] && args=(--tuned-table .carry/wg/base.json)
+    timeout 120 "$NCU" --clock-control none --kernel-name regex:moelora_one_shot --launch-count 1 \
+      --metrics "$M" .carry/bin/moelora-bench --filter "$c" \
+      --out "$W/bench-$c-$t" "${args[@]}" > "$W/ncu-$c-$t.txt" 2>&1
+    echo "$c $t exit $?"; grep -E "moelora_one_shot|duration|bytes|throughput|warps_active|inst_executed|grid_size|registers|shared_mem|occupancy" "$W/ncu-$c-$t.txt" | sed 's/  */ /g'
+  done
+done
+for t in base table; do
+  echo "=== bench $t ($(date +%T))"
+  args=()
+  [ "$t" = base ] && args=(--tuned-table .carry/wg/base.json)
+  OUT=$W/bench-$t timeout ${BENCH_LIMIT:-150} bash scripts/device/run-bench.sh "${args[@]}" > /dev/null 2>&1
+  echo "exit $?"; tail -1 "$W/bench-$t/bench.txt"
+done
+python3 - "$W/bench-base/bench.csv" "$W/bench-table/bench.csv" <<'PY' | tee "$W/compare.txt"
+import csv, math, sys
+a, b = ({r["case"]: r for r in csv.DictReader(open(p))} for p in sys.argv[1:3])
+xs = []
+for case, r in a.items():
+    if case not in b:
+        continue
+    ua, ub = float(r["us"]), float(b[case]["us"])
+    xs.append(ub / ua)
+    if abs(ub / ua - 1) > 0.02:
+        print(f"{case:42s} {ua:8.2f} -> {ub:8.2f} ({ub/ua:.3f}) "
+              f"{'wgmma' if 'mma=wgmma' in b[case]['config'] else ''}")
+print(f"table/base geomean {math.exp(sum(map(math.log, xs))/len(xs)):.3f} over "
+      f"{len(xs)} cases, best {min(xs):.3f}, worst {max(xs):.3f}")
+PY
+tar czf "$OUT/wgmma-final.tar.gz" -C "$W" .
+echo "=== done ($(date +%T))"
