@@ -99,6 +99,7 @@ static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
     s.minBlocksPerSm = c.minBlocksPerSm;
   if (c.fuseSlices >= 0 && s.family == KernelFamily::OneShot)
     s.fuseSlices = c.fuseSlices == 1;
+  // (A two_kernel entry's wgmma is its shrink's: planFusedMoeLora.)
   if (c.wgmma >= 0 && s.family == KernelFamily::OneShot)
     s.wgmma = c.wgmma == 1 && s.sm == 90;
 }
@@ -419,6 +420,13 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
   fitExpandToSharedMemory(expand);
   fitWarpsToTile(shrink);
   fitWarpsToTile(expand);
+  // A two_kernel entry's wgmma is the shrink's, where its tile allows it.
+  if (tunedExpand && tunedExpand->config.wgmma == 1 && shrink.sm == 90) {
+    shrink.wgmma = true;
+    if (!validateSpec(shrink).empty() ||
+        shrinkKernelSharedBytes(shrink) > maxDynamicSharedBytes(shrink.sm))
+      shrink.wgmma = false;
+  }
   if (!tunedExpand || tunedExpand->config.npid == 0)
     expandKnobs.npid = expandNpid(expand, call, device);
   plan.kernels.push_back({shrink, LaunchKnobs{}});

@@ -184,10 +184,11 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
         t.config.fuseSlices = fs->get<bool>() ? 1 : 0;
       }
       if (auto wg = c.find("wgmma"); wg != c.end()) {
-        if (!wg->is_boolean() || t.path != "one_shot")
+        if (!wg->is_boolean() ||
+            (t.path != "one_shot" && t.path != "two_kernel"))
           return makeError(fmt::format(
               "{}: wgmma = {} on path {}: allowed: true or false, on "
-              "one_shot only",
+              "one_shot and two_kernel (its shrink) only",
               configWhere, wg->dump(), t.path));
         t.config.wgmma = wg->get<bool>() ? 1 : 0;
       }

@@ -78,7 +78,8 @@ inline constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
     {"out_aligned", ValueKind::Bool, "true, false"},
     {"fuse_slices", ValueKind::Bool, "true, false (shrink and one_shot only)"},
     {"wgmma", ValueKind::Bool,
-     "true, false (true: one_shot on sm_90 with BLOCK_SIZE_M 64 or 128)"},
+     "true, false (true: one_shot or shrink on sm_90 with BLOCK_SIZE_M 64 "
+     "or 128)"},
 }};
 
 inline constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};

@@ -190,14 +190,16 @@ std::string validateSpec(const KernelSpec &spec) {
   }
 
   if (spec.wgmma) {
-    // The wgmma shrink: warpgroups of four warps own 64 rows each (so every
-    // warp one 16-row tile of BLOCK_M), the warpgroups beyond BLOCK_M / 16
-    // warps split each BLOCK_K step, and the tiles are 64-column (128-byte)
-    // swizzled atoms filled by 16-byte copies.
-    if (spec.family != KernelFamily::OneShot)
+    // The wgmma shrink (one_shot, and the two-kernel shrink): warpgroups of
+    // four warps own 64 rows each (so every warp one 16-row tile of
+    // BLOCK_M), the warpgroups beyond BLOCK_M / 16 warps split each BLOCK_K
+    // step (one_shot) or BLOCK_N (shrink), and the tiles are 64-column
+    // (128-byte) swizzled atoms filled by 16-byte copies.
+    if (spec.family != KernelFamily::OneShot &&
+        spec.family != KernelFamily::Shrink)
       return reasonText(Field::Wgmma,
-                        fmt::format("true is only supported by one_shot (got "
-                                    "{})",
+                        fmt::format("true is only supported by one_shot and "
+                                    "shrink (got {})",
                                     toString(spec.family)),
                         fmt::format("false for {}", toString(spec.family)));
     if (spec.sm != 90)

@@ -41,8 +41,9 @@ int OneShotSharedLayout::sharedBytes(const KernelSpec &spec) const {
 
 int shrinkStageBytes(const KernelSpec &spec) {
   const int slices = spec.fusesSlices() ? spec.numSlices : 1;
-  return (spec.blockM + slices * spec.blockN) * paddedPitch(spec.blockK) *
-         kElementBytes;
+  // wgmma reads unpadded 128-byte swizzled rows (see OneShotSharedLayout).
+  const int pitch = spec.wgmma ? spec.blockK : paddedPitch(spec.blockK);
+  return (spec.blockM + slices * spec.blockN) * pitch * kElementBytes;
 }
 
 int shrinkKernelSharedBytes(const KernelSpec &spec) {

@@ -299,6 +299,40 @@ inline std::vector<GpuCase> gpuCases() {
         }
       }
     }
+    // The wgmma two-kernel shrink (sorted, BLOCK_M 64): ranks with masked
+    // columns (24) and above the one-shot limit (256: BLOCK_N 64 tiles over
+    // R), two warpgroups sharing BLOCK_N, fused slices, split-K clusters,
+    // K 1000 (not a multiple of BLOCK_K) and the down projection.
+    struct WgmmaShrinkCase {
+      int R, K, N, blockN, warps, splitK;
+      bool fuse, w2;
+    };
+    for (WgmmaShrinkCase w :
+         {WgmmaShrinkCase{16, 2048, 1408, 16, 4, 1, false, false},
+          WgmmaShrinkCase{24, 1000, 1000, 32, 4, 1, true, false},
+          WgmmaShrinkCase{64, 2048, 1408, 64, 8, 1, false, false},
+          WgmmaShrinkCase{256, 2048, 1000, 64, 4, 4, false, false},
+          WgmmaShrinkCase{16, 2048, 1408, 16, 8, 2, true, false},
+          WgmmaShrinkCase{32, 1408, 2048, 32, 4, 1, false, true}}) {
+      GpuCase c;
+      c.path = Path::TwoKernel;
+      c.spec = baseSpec(KernelFamily::Shrink, t, w.R, w.K, true);
+      c.spec.wgmma = true;
+      c.spec.blockN = w.blockN;
+      c.spec.numWarps = w.warps;
+      c.spec.splitK = w.splitK;
+      c.spec.fuseSlices = w.fuse;
+      c.expand = baseSpec(KernelFamily::Expand, t, w.R, 0, true);
+      c.problem = baseProblem(t, 40, 4, w.K, w.N, w.R, ++seed);
+      c.name =
+          fmt::format("two_kernel_{}_sorted_wgmma_r{}_k{}_bn{}_w{}{}{}", dt,
+                      w.R, w.K, w.blockN, w.warps,
+                      w.splitK > 1 ? fmt::format("_splitk{}", w.splitK) : "",
+                      w.fuse ? "_fused" : "");
+      if (w.w2)
+        makeDownProjection(c, false);
+      cases.push_back(c);
+    }
     // The expand's intermediate rows at ranks that are not a multiple of 16
     // (BLOCK_R columns past R read zeros), NPID 3 programs per row block
     // (uneven shares of N's 16 tiles) and 4 stages.

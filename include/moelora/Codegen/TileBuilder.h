@@ -266,7 +266,8 @@ public:
                     Value bTile, int bPitch, Value bRow0, Value k0);
   // ---- Warpgroup MMA (sm_90a) ----
   /// For every i: accs[i] += A[aRow0 .. aRow0 + 64, k0 .. k0 + 16 * kSteps)
-  /// * Bi[0 .. 8 * accs[i]->nTiles, same k]^T on the warpgroup of this warp
+  /// * Bi[bRow0 .. bRow0 + 8 * accs[i]->nTiles, same k]^T (bRow0 a multiple
+  /// of 8) on the warpgroup of this warp
   /// (wgmma.mma_async m64nNk16, fp32 accumulate). A and each Bi are
   /// Swizzled128 shared tiles of aRows / bRows rows; each accumulator is
   /// this warp's 16 rows of the 64-row result (mTiles 1), whose layout per
@@ -274,8 +275,8 @@ public:
   /// call it; it returns when the results are in the registers.
   void warpgroupMmaFromShared(llvm::ArrayRef<Accumulators *> accs, Value aTile,
                               int aRows, Value aRow0,
-                              llvm::ArrayRef<Value> bTiles, int bRows, Value k0,
-                              int kSteps);
+                              llvm::ArrayRef<Value> bTiles, int bRows,
+                              Value bRow0, Value k0, int kSteps);
   /// fence.proxy.async.shared::cta: this thread's earlier writes to shared
   /// memory (cp.async included) become visible to the async proxy, which
   /// wgmma reads its shared operands through.

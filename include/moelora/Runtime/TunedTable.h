@@ -11,8 +11,9 @@
 // smallest such bucket wins) on a GPU whose name equals "gpu".
 // A one_shot or two_kernel entry's config may hold "fuse_slices":
 // true|false (see KernelSpec::fuseSlices; two_kernel: the shrink's, its
-// other keys configure the expand). A one_shot entry's config may hold
-// "wgmma": true|false (see KernelSpec::wgmma; sm_90 only, ignored elsewhere).
+// other keys configure the expand). A one_shot or two_kernel entry's config
+// may hold "wgmma": true|false (see KernelSpec::wgmma; two_kernel: the
+// shrink's; sm_90 only, ignored elsewhere).
 // A "fused" entry has no config but "use": "one_shot"|"two_kernel": the
 // path that serves fused_moe_lora calls of its bucket which the rules would
 // give the one-shot kernel (the two-kernel path wins some prefill buckets).
@@ -40,8 +41,8 @@ struct TunedConfig {
   /// one_shot, two_kernel (its shrink): whether a program computes all
   /// slices (fuse_slices); -1: the dispatcher's rule, 0 / 1 from the table.
   int fuseSlices = -1;
-  /// one_shot on sm_90: whether the shrink runs on wgmma (KernelSpec::wgmma);
-  /// -1: absent (mma.sync), 0 / 1 from the table.
+  /// one_shot, two_kernel (its shrink) on sm_90: whether the shrink runs on
+  /// wgmma (KernelSpec::wgmma); -1: absent (mma.sync), 0 / 1 from the table.
   int wgmma = -1;
 };
 

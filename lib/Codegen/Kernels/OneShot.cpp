@@ -212,7 +212,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
           accPtrs.push_back(&a);
         Value groupRow0 = tb.mul(tb.divU(wm, tb.i32(4)), tb.i32(64));
         tb.warpgroupMmaFromShared(accPtrs, base, spec.blockM, groupRow0, aTiles,
-                                  BR, kWarp, kPerWarp / 16);
+                                  BR, tb.i32(0), kWarp, kPerWarp / 16);
         for (int s = 0; s < F; ++s)
           all.setColumns(s * BR / 8, acc[s]);
         return all.values;

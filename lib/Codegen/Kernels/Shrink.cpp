@@ -10,6 +10,9 @@
 // fuse_slices: one program computes every slice of its tile from one copy
 // of the x tile (a stage holds x, then each slice's A tile), so W13 gathers
 // each pair's x row once instead of once per slice.
+// wgmma (sm_90a): as in the one-shot, the tiles are 128-byte swizzled and
+// each warpgroup (64 rows; warpgroups beyond BLOCK_M / 64 take a share of
+// BLOCK_N) multiplies them with wgmma.mma_async from shared memory.
 //
 //===----------------------------------------------------------------------===//
 
@@ -33,7 +36,7 @@ struct GemmLayout {
       : grid(WarpGrid::forTile(spec.numWarps, spec.blockM)) {
     mTiles = spec.blockM / 16 / grid.warpsM;
     nTiles = spec.blockN / grid.warpsN / 8;
-    pitch = paddedPitch(spec.blockK);
+    pitch = spec.wgmma ? spec.blockK : paddedPitch(spec.blockK);
     slices = spec.fusesSlices() ? spec.numSlices : 1;
     xTileBytes = spec.blockM * pitch * kElementBytes;
     weightTileBytes = spec.blockN * pitch * kElementBytes;
@@ -117,9 +120,16 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
 
   MoeBlock blk = resolveMoeBlock(tb, args, pidM, program.slice);
   tb.ifThen(blk.active, [&] {
+    // Warp (wm, wn): row tile wm, column share wn. With wgmma the four
+    // warps of a hardware warpgroup hold consecutive row tiles of one column
+    // share, so wm varies fastest.
+    const bool wg = spec.wgmma;
+    const int warpsM = lay.grid.warpsM, warpsN = lay.grid.warpsN;
     Value warp = tb.warpId();
-    Value wm = tb.divU(warp, tb.i32(lay.grid.warpsN));
-    Value wn = tb.remU(warp, tb.i32(lay.grid.warpsN));
+    Value wm =
+        wg ? tb.remU(warp, tb.i32(warpsM)) : tb.divU(warp, tb.i32(warpsN));
+    Value wn =
+        wg ? tb.divU(warp, tb.i32(warpsM)) : tb.remU(warp, tb.i32(warpsN));
     Value warpRow0 = tb.mul(wm, tb.i32(16 * lay.mTiles));
     Value warpCol0 = tb.mul(wn, tb.i32(8 * lay.nTiles));
     Value n0 = tb.mul(pidN, tb.i32(spec.blockN));
@@ -130,8 +140,10 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
     auto sliceOf = [&](int s) { return F == 1 ? blk.slice : tb.i32(s); };
     TileRows rows = blockXRows(tb, args, blk);
     const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
-    TileCopyPlan aPlan =
-        tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.pitch, rows);
+    const SharedTileLayout tileLayout =
+        wg ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
+    TileCopyPlan aPlan = tb.planTileCopy(spec.blockM, spec.blockK, kVec,
+                                         lay.pitch, rows, tileLayout);
     llvm::SmallVector<TileCopyPlan> wPlans;
     for (int s = 0; s < F; ++s) {
       Value wBase =
@@ -141,8 +153,8 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
           tb, wBase, args[kAStrideR],
           [&tb, n0](Value r) { return tb.add(n0, r); },
           [&tb, n0, nTotal](Value r) { return tb.lt(tb.add(n0, r), nTotal); });
-      wPlans.push_back(
-          tb.planTileCopy(spec.blockN, spec.blockK, kVec, lay.pitch, wRows));
+      wPlans.push_back(tb.planTileCopy(spec.blockN, spec.blockK, kVec,
+                                       lay.pitch, wRows, tileLayout));
     }
     Value kLimit = spec.evenK() ? Value() : kTotal;
 
@@ -162,6 +174,7 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
     PipelineLoop loop;
     loop.stages = spec.numStages;
     loop.count = tb.maxS(tb.sub(stepHi, stepLo), tb.i32(0));
+    loop.asyncProxyReads = wg;
     loop.issue = [&](Value iter, Value stage) {
       Value base = stageBase(stage);
       Value k0 = tb.mul(tb.add(stepLo, iter), tb.i32(spec.blockK));
@@ -177,6 +190,26 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
       Accumulators all = acc;
       all.values.assign(carried.begin(), carried.end());
       Value base = stageBase(stage);
+      if (wg) {
+        // Each warpgroup: its 64 rows of x against its column share of
+        // every slice's A tile, the whole BLOCK_K, one wgmma chain.
+        llvm::SmallVector<Accumulators> parts;
+        llvm::SmallVector<Accumulators *> partPtrs;
+        llvm::SmallVector<Value> wTiles;
+        for (int s = 0; s < F; ++s) {
+          parts.push_back(all.columns(s * nt, nt));
+          wTiles.push_back(weightTile(base, s));
+        }
+        for (Accumulators &a : parts)
+          partPtrs.push_back(&a);
+        Value groupRow0 = tb.mul(tb.divU(wm, tb.i32(4)), tb.i32(64));
+        tb.warpgroupMmaFromShared(partPtrs, base, spec.blockM, groupRow0,
+                                  wTiles, spec.blockN, warpCol0, tb.i32(0),
+                                  spec.blockK / 16);
+        for (int s = 0; s < F; ++s)
+          all.setColumns(s * nt, parts[s]);
+        return all.values;
+      }
       for (int s = 0; s < F; ++s) {
         Accumulators a = all.columns(s * nt, nt);
         tb.mmaFromShared(a, base, lay.pitch, warpRow0, weightTile(base, s),

@@ -560,7 +560,7 @@ void TileBuilder::fenceAsyncShared() {
 void TileBuilder::warpgroupMmaFromShared(ArrayRef<Accumulators *> accs,
                                          Value aTile, int aRows, Value aRow0,
                                          ArrayRef<Value> bTiles, int bRows,
-                                         Value k0, int kSteps) {
+                                         Value bRow0, Value k0, int kSteps) {
   assert(accs.size() == bTiles.size());
   const bool isBf16 = kernelSpec.dtype == DType::BF16;
   const auto inType = isBf16 ? NVVM::WGMMATypes::bf16 : NVVM::WGMMATypes::f16;
@@ -582,7 +582,7 @@ void TileBuilder::warpgroupMmaFromShared(ArrayRef<Accumulators *> accs,
     Value k = add(k0, i32(16 * ks));
     Value aDesc = swizzledTileDescriptor(aTile, aRows, aRow0, k);
     for (size_t j = 0; j < accs.size(); ++j) {
-      Value bDesc = swizzledTileDescriptor(bTiles[j], bRows, i32(0), k);
+      Value bDesc = swizzledTileDescriptor(bTiles[j], bRows, bRow0, k);
       structs[j] = NVVM::WgmmaMmaAsyncOp::create(
           b, location, types[j], structs[j], aDesc, bDesc,
           NVVM::MMAShapeAttr::get(b.getContext(), 64, accs[j]->nTiles * 8, 16),

@@ -15,6 +15,7 @@
 #include "moelora/Spec/KernelAbi.h"
 #include "moelora/Spec/SpecParser.h"
 #include "moelora/Spec/SpecValidation.h"
+#include "moelora/Spec/TileBytes.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -501,25 +502,38 @@ TEST(Generator, OneShotClusterAndStagedOutput) {
   EXPECT_EQ(plain->ptx.find("ld.shared::cluster"), std::string::npos);
 }
 
-// wgmma one-shot kernels: the sm_90a target, 1024-byte aligned shared
-// memory, the shrink on warpgroup MMAs whose operands are fenced into the
-// async proxy, for every rank, one and two warpgroups along K, fused slices
-// and a cluster; they assemble for sm_90a without spills or serialized
-// wgmma.
-TEST(Generator, WgmmaOneShotIsSm90aWarpgroupMma) {
+// wgmma kernels (one-shot and two-kernel shrink): the sm_90a target,
+// 1024-byte aligned shared memory, the shrink on warpgroup MMAs whose
+// operands are fenced into the async proxy, for every rank, one and two
+// warpgroups (along K in the one-shot, along N in the shrink), fused slices
+// and clusters; they assemble for sm_90a without spills or serialized wgmma.
+TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
   struct Case {
+    KernelFamily family;
     int rank, warps, blockK, splitK;
     bool fuse;
+    int blockN = 64;
   };
+  constexpr KernelFamily kOneShot = KernelFamily::OneShot;
+  constexpr KernelFamily kShrink = KernelFamily::Shrink;
   const fs::path dir =
       fs::temp_directory_path() / fmt::format("moelora_wgmma_{}", getpid());
   fs::create_directories(dir);
   const bool havePtxAs = access(ptxasPath().c_str(), X_OK) == 0;
   int j = 0;
-  for (Case c : {Case{16, 4, 64, 1, false}, Case{64, 4, 128, 1, false},
-                 Case{128, 4, 64, 1, false}, Case{32, 8, 128, 1, false},
-                 Case{16, 8, 64, 2, true}, Case{64, 4, 64, 4, false}}) {
+  for (Case c :
+       {Case{kOneShot, 16, 4, 64, 1, false},
+        Case{kOneShot, 64, 4, 128, 1, false},
+        Case{kOneShot, 128, 4, 64, 1, false},
+        Case{kOneShot, 32, 8, 128, 1, false},
+        Case{kOneShot, 16, 8, 64, 2, true}, Case{kOneShot, 64, 4, 64, 4, false},
+        Case{kShrink, 16, 4, 64, 1, false, 16},
+        Case{kShrink, 64, 8, 64, 1, false, 64},
+        Case{kShrink, 16, 8, 128, 1, true, 16},
+        Case{kShrink, 32, 4, 64, 2, true, 32}}) {
     KernelSpec s = smallOneShot();
+    s.family = c.family;
+    s.blockN = c.blockN;
     s.sorted = true;
     s.numSlices = 2;
     s.rank = c.rank;
@@ -537,8 +551,13 @@ TEST(Generator, WgmmaOneShotIsSm90aWarpgroupMma) {
     for (const std::string &needed :
          {std::string(".target sm_90a"),
           std::string(".align 1024 .b8 moelora_smem"),
+          // One-shot: all BLOCK_R columns; shrink: the warpgroup's share
+          // of BLOCK_N.
           fmt::format("wgmma.mma_async.sync.aligned.m64n{}k16.f32.bf16.bf16",
-                      s.blockR()),
+                      c.family == kOneShot
+                          ? s.blockR()
+                          : s.blockN /
+                                WarpGrid::forTile(s.numWarps, 64).warpsN),
           std::string("wgmma.fence.sync.aligned"),
           std::string("wgmma.commit_group.sync.aligned"),
           std::string("wgmma.wait_group.sync.aligned"),

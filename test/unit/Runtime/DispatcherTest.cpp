@@ -909,6 +909,29 @@ TEST(DispatcherTunedTest, OneShotEntryChoosesWgmmaWhereTheTileAllows) {
   EXPECT_FALSE(planOk(sortedCall(512, 64)).kernels[0].spec.wgmma);
 }
 
+// A two_kernel entry's wgmma is its shrink's (sorted, BLOCK_SIZE_M 64,
+// sm_90); the expand has no wgmma form.
+TEST(DispatcherTunedTest, TwoKernelEntryChoosesTheWgmmaShrink) {
+  auto t = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {"path": "two_kernel", "dtype": "bf16", "rank": 16, "K": 2048,
+     "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {"wgmma": true}}]})",
+                             "t.json");
+  ASSERT_TRUE(t) << t.error().message;
+  DispatchPlan p = planOk(sortedCall(512, 64), /*sharded=*/true, &*t);
+  ASSERT_EQ(p.path, DispatchPath::TwoKernel);
+  EXPECT_TRUE(p.kernels[0].spec.wgmma);
+  EXPECT_TRUE(validateSpec(p.kernels[0].spec).empty());
+  EXPECT_FALSE(p.kernels[1].spec.wgmma);
+  // BLOCK_SIZE_M 16: mma.sync.
+  DispatchPlan m16 = planOk(sortedCall(512, 16), true, &*t);
+  EXPECT_FALSE(m16.kernels[0].spec.wgmma);
+  EXPECT_TRUE(validateSpec(m16.kernels[0].spec).empty());
+  // Without the entry: mma.sync.
+  EXPECT_FALSE(planOk(sortedCall(512, 64), true).kernels[0].spec.wgmma);
+}
+
 // A two_kernel entry's fuse_slices overrides the rule either way.
 TEST(DispatcherTunedTest, TwoKernelEntryChoosesSliceFusion) {
   for (bool fuse : {false, true}) {

@@ -324,7 +324,7 @@ INSTANTIATE_TEST_SUITE_P(
                          return j.dump();
                        },
                        "wgmma = \"yes\" on path one_shot: allowed: true or "
-                       "false, on one_shot only"},
+                       "false, on one_shot and two_kernel (its shrink) only"},
         ParseErrorCase{"WgmmaOnSmallBatch",
                        [] {
                          json j = validTable();

@@ -693,10 +693,14 @@ TEST(SpecParserRuleTest, WgmmaRules) {
   EXPECT_NE(set.specs[0].cacheKey(), set.specs[1].cacheKey());
   // Without wgmma the key is what it was before the field existed.
   EXPECT_EQ(set.specs[0].cacheKey().find("mma="), std::string::npos);
-  EXPECT_EQ(parseError("kernel: shrink\nrank: 16\nBLOCK_SIZE_M: 64\n"
+  EXPECT_EQ(parseError("kernel: expand\nrank: 16\nBLOCK_SIZE_M: 64\n"
                        "wgmma: true\n"),
-            "t.yaml:1:1: wgmma: true is only supported by one_shot (got "
-            "shrink); allowed: false for shrink");
+            "t.yaml:1:1: wgmma: true is only supported by one_shot and "
+            "shrink (got expand); allowed: false for expand");
+  EXPECT_TRUE(parseOk("kernel: shrink\nrank: 16\nBLOCK_SIZE_M: 64\n"
+                      "BLOCK_SIZE_N: 16\nBLOCK_SIZE_K: 64\nwgmma: true\n")
+                  .specs.at(0)
+                  .wgmma);
   EXPECT_EQ(parseError(ok + "target: sm_80\n"),
             "t.yaml:1:1: wgmma: true needs sm_90 (wgmma is an sm_90a "
             "instruction; got sm_80); allowed: false for sm_80");
@@ -719,8 +723,8 @@ TEST(SpecParserRuleTest, WgmmaRules) {
             "chunks; allowed: a multiple of 8 with wgmma");
   EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nwgmma: 1\n"),
             "t.yaml:3:8: wgmma: wrong type: expected a boolean, got '1'; "
-            "allowed: true, false (true: one_shot on sm_90 with BLOCK_SIZE_M "
-            "64 or 128)");
+            "allowed: true, false (true: one_shot or shrink on sm_90 with "
+            "BLOCK_SIZE_M 64 or 128)");
 }
 
 // The one-shot's shrink splits BLOCK_K over the warps along N; fused, r
