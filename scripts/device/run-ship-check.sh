@@ -28,6 +28,8 @@ step "bitwise reproducibility: repeated calls, 8 streams, another process (every
 check python3 -m pytest -q -s -rfE -p no:cacheprovider test/python/test_determinism.py
 step "a tuned table's path choice (fused entry -> two-kernel path)"
 check python3 -m pytest -q -s -rfE -p no:cacheprovider test/python/test_path_choice.py
+step "wgmma kernels (sm_90a) through a tuned table, generated here"
+check python3 -m pytest -q -s -rfE -p no:cacheprovider test/python/test_wgmma.py
 step "empty batches and degenerate shapes"
 check python3 -m pytest -q -rfE -p no:cacheprovider test/python/test_degenerate.py
 step "Triton, then moelora's JIT, then Triton, in one process"
