@@ -36,21 +36,8 @@ for t in "${tables[@]}"; do
 done
 A=${tables[0]} B=${tables[1]}
 if [ -f "$W/$A/bench.csv" ] && [ -f "$W/$B/bench.csv" ]; then
-  python3 - "$W/$A/bench.csv" "$W/$B/bench.csv" <<'PY' | tee "$W/compare.txt"
-import csv, math, sys
-a, b = ({r["case"]: r for r in csv.DictReader(open(p))} for p in sys.argv[1:3])
-xs = []
-for case, r in a.items():
-    if case not in b or "mma=wgmma" not in b[case]["config"]:
-        continue
-    ua, ub = float(r["us"]), float(b[case]["us"])
-    xs.append(ub / ua)
-    print(f"{case:42s} mma.sync {ua:8.2f} wgmma {ub:8.2f} ({ub/ua:.3f}) "
-          f"floor {float(r['floor_fraction']):.2f} -> {float(b[case]['floor_fraction']):.2f}")
-if xs:
-    print(f"wgmma/mma.sync geomean {math.exp(sum(map(math.log, xs))/len(xs)):.3f} "
-          f"over {len(xs)} cases, best {min(xs):.3f}, worst {max(xs):.3f}")
-PY
+  python3 benchmarks/python/compare_bench.py "$W/$A/bench.csv" "$W/$B/bench.csv" \
+    --only mma=wgmma --names mma.sync wgmma | tee "$W/compare.txt"
 fi
 tar czf "$OUT/wgmma.tar.gz" -C "$W" .
 echo "=== done ($(date +%T))"

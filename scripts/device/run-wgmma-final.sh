@@ -30,20 +30,7 @@ for t in base table; do
   OUT=$W/bench-$t timeout ${BENCH_LIMIT:-150} bash scripts/device/run-bench.sh "${args[@]}" > /dev/null 2>&1
   echo "exit $?"; tail -1 "$W/bench-$t/bench.txt"
 done
-python3 - "$W/bench-base/bench.csv" "$W/bench-table/bench.csv" <<'PY' | tee "$W/compare.txt"
-import csv, math, sys
-a, b = ({r["case"]: r for r in csv.DictReader(open(p))} for p in sys.argv[1:3])
-xs = []
-for case, r in a.items():
-    if case not in b:
-        continue
-    ua, ub = float(r["us"]), float(b[case]["us"])
-    xs.append(ub / ua)
-    if abs(ub / ua - 1) > 0.02:
-        print(f"{case:42s} {ua:8.2f} -> {ub:8.2f} ({ub/ua:.3f}) "
-              f"{'wgmma' if 'mma=wgmma' in b[case]['config'] else ''}")
-print(f"table/base geomean {math.exp(sum(map(math.log, xs))/len(xs)):.3f} over "
-      f"{len(xs)} cases, best {min(xs):.3f}, worst {max(xs):.3f}")
-PY
+python3 benchmarks/python/compare_bench.py "$W/bench-base/bench.csv" "$W/bench-table/bench.csv" \
+  --label mma=wgmma --min-change 0.02 --names base table | tee "$W/compare.txt"
 tar czf "$OUT/wgmma-final.tar.gz" -C "$W" .
 echo "=== done ($(date +%T))"

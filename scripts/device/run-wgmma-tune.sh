@@ -24,20 +24,7 @@ for t in base merged; do
   OUT=$W/$t timeout ${BENCH_LIMIT:-120} bash scripts/device/run-bench.sh --filter prefill "${table[@]}" > /dev/null 2>&1
   echo "exit $?"; tail -1 "$W/$t/bench.txt"
 done
-python3 - "$W/base/bench.csv" "$W/merged/bench.csv" <<'PY' | tee "$W/compare.txt"
-import csv, math, sys
-a, b = ({r["case"]: r for r in csv.DictReader(open(p))} for p in sys.argv[1:3])
-xs = []
-for case, r in a.items():
-    if case not in b:
-        continue
-    ua, ub = float(r["us"]), float(b[case]["us"])
-    xs.append(ub / ua)
-    wg = "wgmma" if "mma=wgmma" in b[case]["config"] else "mma.sync"
-    print(f"{case:42s} {ua:8.2f} -> {ub:8.2f} ({ub/ua:.3f}) floor "
-          f"{float(r['floor_fraction']):.2f} -> {float(b[case]['floor_fraction']):.2f} {wg}")
-print(f"merged/base geomean {math.exp(sum(map(math.log, xs))/len(xs)):.3f} over "
-      f"{len(xs)} cases, best {min(xs):.3f}, worst {max(xs):.3f}")
-PY
+python3 benchmarks/python/compare_bench.py "$W/base/bench.csv" "$W/merged/bench.csv" \
+  --label mma=wgmma --names base merged | tee "$W/compare.txt"
 tar czf "$OUT/wgmma-tune.tar.gz" -C "$W" .
 echo "=== done ($(date +%T))"

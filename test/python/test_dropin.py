@@ -253,6 +253,25 @@ def plan_fused(p, out, mul_routed_weight=False, add_inputs=True):
         mul_routed_weight, c["fully_sharded"], 0, add_inputs)
 
 
+def run_checked(name, dtype="bf16", mul_routed_weight=False, seed=0):
+    """One fused call of case `name` onto a poisoned output, checked against
+    the float64 reference (check_output), its plan, and a repeated call that
+    must give the same bits: (plan, the computed rows as float, rel L2)."""
+    p = make_problem(name, dtype, mul_routed_weight=mul_routed_weight,
+                     seed=seed)
+    out, out0, ref, ok = fused_against_reference(p)
+    err = check_output(p, out, out0, ref, ok)
+    plan = plan_fused(p, out0, mul_routed_weight=mul_routed_weight)
+    again = out0.clone()
+    call_fused(p, again, add_inputs=True)
+    torch.cuda.synchronize()
+    assert torch.equal(out.view(torch.int16), again.view(torch.int16)), \
+        "repeated calls differ"
+    c = p.c
+    rows = out.view(c["num_tokens"] * c["top_k"], -1)[ok].float()
+    return plan, rows, err
+
+
 def fused_against_reference(p, add_inputs=True):
     """One fused call onto a poisoned output, and the float64 reference:
     (out, out0, ref, ok) for check_output or a test's own checks."""

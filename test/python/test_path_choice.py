@@ -35,21 +35,7 @@ DC.CASES.update(CASES)
 
 
 def _run(name):
-    """(plan, the computed rows as float, rel L2 vs the float64 reference);
-    the output is checked as the drop-in suite checks it (skipped pairs and
-    other columns untouched) and repeated calls must give the same bits."""
-    p = D.make_problem(name, "bf16", mul_routed_weight=False, seed=99)
-    out, out0, ref, ok = D.fused_against_reference(p)
-    err = D.check_output(p, out, out0, ref, ok)
-    plan = D.plan_fused(p, out0)
-    again = out0.clone()
-    D.call_fused(p, again, add_inputs=True)
-    torch.cuda.synchronize()
-    assert torch.equal(out.view(torch.int16), again.view(torch.int16)), \
-        "repeated calls differ"
-    c = p.c
-    rows = out.view(c["num_tokens"] * c["top_k"], -1)[ok].float()
-    return plan, rows, err
+    return D.run_checked(name, seed=99)
 
 
 def _table(name):

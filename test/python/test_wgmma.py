@@ -42,19 +42,7 @@ DC.CASES.update(CASES)
 
 
 def _run(name, mul_routed_weight):
-    p = D.make_problem(name, "bf16", mul_routed_weight=mul_routed_weight,
-                       seed=7)
-    out, out0, ref, ok = D.fused_against_reference(p)
-    err = D.check_output(p, out, out0, ref, ok)
-    plan = D.plan_fused(p, out0, mul_routed_weight=mul_routed_weight)
-    again = out0.clone()
-    D.call_fused(p, again, add_inputs=True)
-    torch.cuda.synchronize()
-    assert torch.equal(out.view(torch.int16), again.view(torch.int16)), \
-        "repeated calls differ"
-    c = p.c
-    rows = out.view(c["num_tokens"] * c["top_k"], -1)[ok].float()
-    return plan, rows, err
+    return D.run_checked(name, mul_routed_weight=mul_routed_weight, seed=7)
 
 
 def _table(name):
