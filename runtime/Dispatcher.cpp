@@ -99,7 +99,8 @@ static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
     s.minBlocksPerSm = c.minBlocksPerSm;
   if (c.fuseSlices >= 0 && s.family == KernelFamily::OneShot)
     s.fuseSlices = c.fuseSlices == 1;
-  // (A two_kernel entry's wgmma is its shrink's: planFusedMoeLora.)
+  // (A two_kernel entry's wgmma is its shrink's: set where the two-kernel
+  // plan is made, after its tile is final.)
   if (c.wgmma >= 0 && s.family == KernelFamily::OneShot)
     s.wgmma = c.wgmma == 1 && s.sm == 90;
 }
@@ -379,8 +380,12 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
     // A tuned wgmma entry applies where its tile still allows it (the
     // engine's BLOCK_SIZE_M, the fitted warps); elsewhere the same tile runs
     // the mma.sync shrink.
-    if (s.wgmma && !validateSpec(s).empty())
+    if (s.wgmma && !validateSpec(s).empty()) {
       s.wgmma = false;
+      // The mma.sync tiles are padded, so larger: fit them again.
+      fitOneShotToSharedMemory(s);
+      fitWarpsToTile(s);
+    }
     plan.kernels.push_back({s, k});
     return plan;
   }

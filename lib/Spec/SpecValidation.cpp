@@ -234,6 +234,17 @@ std::string validateSpec(const KernelSpec &spec) {
                                     "16-byte chunks",
                                     *spec.k),
                         "a multiple of 8 with wgmma");
+    // The shrink's warpgroups each multiply BLOCK_N / (warpgroups along N)
+    // columns in one instruction: wgmma's N is at most 256.
+    const WarpGrid g = WarpGrid::forTile(spec.numWarps, spec.blockM);
+    if (spec.family == KernelFamily::Shrink && spec.blockN / g.warpsN > 256)
+      return reasonText(
+          Field::BlockN,
+          fmt::format("{} over {} warpgroups with wgmma leaves {} columns per "
+                      "warpgroup, more than one wgmma's 256",
+                      spec.blockN, g.warpsN, spec.blockN / g.warpsN),
+          fmt::format("<= {} with wgmma and num_warps {}", 256 * g.warpsN,
+                      spec.numWarps));
   }
 
   return "";

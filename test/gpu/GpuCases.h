@@ -306,6 +306,7 @@ inline std::vector<GpuCase> gpuCases() {
     struct WgmmaShrinkCase {
       int R, K, N, blockN, warps, splitK;
       bool fuse, w2;
+      int blockM = 64;
     };
     for (WgmmaShrinkCase w :
          {WgmmaShrinkCase{16, 2048, 1408, 16, 4, 1, false, false},
@@ -313,20 +314,24 @@ inline std::vector<GpuCase> gpuCases() {
           WgmmaShrinkCase{64, 2048, 1408, 64, 8, 1, false, false},
           WgmmaShrinkCase{256, 2048, 1000, 64, 4, 4, false, false},
           WgmmaShrinkCase{16, 2048, 1408, 16, 8, 2, true, false},
-          WgmmaShrinkCase{32, 1408, 2048, 32, 4, 1, false, true}}) {
+          WgmmaShrinkCase{32, 1408, 2048, 32, 4, 1, false, true},
+          // BLOCK_M 128: two warpgroups along M.
+          WgmmaShrinkCase{64, 2048, 1408, 64, 8, 1, false, false, 128}}) {
       GpuCase c;
       c.path = Path::TwoKernel;
       c.spec = baseSpec(KernelFamily::Shrink, t, w.R, w.K, true);
       c.spec.wgmma = true;
+      c.spec.blockM = w.blockM;
       c.spec.blockN = w.blockN;
       c.spec.numWarps = w.warps;
       c.spec.splitK = w.splitK;
       c.spec.fuseSlices = w.fuse;
       c.expand = baseSpec(KernelFamily::Expand, t, w.R, 0, true);
+      c.expand->blockM = w.blockM; // the same row blocks
       c.problem = baseProblem(t, 40, 4, w.K, w.N, w.R, ++seed);
       c.name =
-          fmt::format("two_kernel_{}_sorted_wgmma_r{}_k{}_bn{}_w{}{}{}", dt,
-                      w.R, w.K, w.blockN, w.warps,
+          fmt::format("two_kernel_{}_sorted_wgmma_m{}_r{}_k{}_bn{}_w{}{}{}", dt,
+                      w.blockM, w.R, w.K, w.blockN, w.warps,
                       w.splitK > 1 ? fmt::format("_splitk{}", w.splitK) : "",
                       w.fuse ? "_fused" : "");
       if (w.w2)
@@ -391,21 +396,31 @@ inline std::vector<GpuCase> gpuCases() {
     struct WgmmaCase {
       int R, K, N, warps, blockK, C, npid;
       bool fuse, w2;
+      int blockM = 64, stages = 3;
     };
-    for (WgmmaCase w : {WgmmaCase{4, 2048, 1408, 4, 64, 1, 1, false, false},
-                        WgmmaCase{16, 2048, 1408, 4, 64, 1, 1, false, false},
-                        WgmmaCase{32, 1000, 1000, 4, 128, 1, 1, false, false},
-                        WgmmaCase{64, 2048, 1408, 4, 128, 1, 1, false, false},
-                        WgmmaCase{128, 2048, 1408, 4, 64, 1, 1, false, false},
-                        WgmmaCase{64, 1000, 1000, 8, 64, 1, 1, false, false},
-                        WgmmaCase{16, 2048, 1408, 8, 128, 1, 1, true, false},
-                        WgmmaCase{32, 2048, 1408, 8, 128, 1, 3, false, false},
-                        WgmmaCase{64, 2048, 1408, 4, 64, 4, 4, false, false},
-                        WgmmaCase{16, 1408, 2048, 8, 64, 2, 2, true, true}}) {
+    for (WgmmaCase w :
+         {WgmmaCase{4, 2048, 1408, 4, 64, 1, 1, false, false},
+          WgmmaCase{16, 2048, 1408, 4, 64, 1, 1, false, false},
+          WgmmaCase{32, 1000, 1000, 4, 128, 1, 1, false, false},
+          WgmmaCase{64, 2048, 1408, 4, 128, 1, 1, false, false},
+          WgmmaCase{128, 2048, 1408, 4, 64, 1, 1, false, false},
+          WgmmaCase{64, 1000, 1000, 8, 64, 1, 1, false, false},
+          WgmmaCase{16, 2048, 1408, 8, 128, 1, 1, true, false},
+          WgmmaCase{32, 2048, 1408, 8, 128, 1, 3, false, false},
+          WgmmaCase{64, 2048, 1408, 4, 64, 4, 4, false, false},
+          WgmmaCase{16, 1408, 2048, 8, 64, 2, 2, true, true},
+          // BLOCK_M 128: two warpgroups along M (8 warps), and four (two
+          // along M, two splitting BLOCK_K: 16 warps).
+          WgmmaCase{32, 2048, 1408, 8, 64, 1, 1, false, false, 128},
+          WgmmaCase{64, 1000, 1000, 16, 128, 1, 1, false, false, 128},
+          // Two stages.
+          WgmmaCase{16, 2048, 1408, 4, 64, 1, 1, false, false, 64, 2}}) {
       GpuCase c;
       c.path = Path::OneShot;
       c.spec = baseSpec(KernelFamily::OneShot, t, w.R, w.K, true);
       c.spec.wgmma = true;
+      c.spec.blockM = w.blockM;
+      c.spec.numStages = w.stages;
       c.spec.numWarps = w.warps;
       c.spec.blockK = w.blockK;
       c.spec.splitK = w.C;
@@ -413,8 +428,9 @@ inline std::vector<GpuCase> gpuCases() {
       c.npid = w.npid;
       c.problem = baseProblem(t, 48, 4, w.K, w.N, w.R, ++seed);
       c.name = fmt::format(
-          "one_shot_{}_sorted_wgmma_r{}_k{}_w{}_bk{}{}{}{}", dt, w.R, w.K,
-          w.warps, w.blockK, w.C > 1 ? fmt::format("_cluster{}", w.C) : "",
+          "one_shot_{}_sorted_wgmma_m{}_r{}_k{}_w{}_bk{}_s{}{}{}{}", dt,
+          w.blockM, w.R, w.K, w.warps, w.blockK, w.stages,
+          w.C > 1 ? fmt::format("_cluster{}", w.C) : "",
           w.npid > 1 && w.C == 1 ? fmt::format("_npid{}", w.npid) : "",
           w.fuse ? "_fused" : "");
       if (w.w2)

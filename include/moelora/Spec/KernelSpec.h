@@ -90,8 +90,8 @@ struct KernelSpec {
   /// which gives twice the parallelism for small batches; the tuned table
   /// chooses per bucket.
   bool fuseSlices = false;
-  /// one_shot on sm_90: the shrink runs on Hopper's warpgroup MMA
-  /// (wgmma.mma_async, 64-row warpgroup tiles, operands read from shared
+  /// one_shot and shrink on sm_90: the shrink GEMM runs on Hopper's warpgroup
+  /// MMA (wgmma.mma_async, 64-row warpgroup tiles, operands read from shared
   /// memory in the 128-byte swizzled layout) instead of ldmatrix + mma.sync.
   /// wgmma exists only in the sm_90a target, which such kernels are
   /// compiled for (ptxTarget()).

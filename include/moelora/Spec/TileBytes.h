@@ -54,7 +54,8 @@ struct OneShotSharedLayout {
 };
 
 /// One stage of the two-kernel shrink: the x tile, then each computed
-/// slice's A tile (BLOCK_N rows), BLOCK_K + pad columns each.
+/// slice's A tile (BLOCK_N rows), BLOCK_K + pad columns each (wgmma:
+/// BLOCK_K, swizzled).
 int shrinkStageBytes(const KernelSpec &spec);
 /// The two-kernel shrink's dynamic shared memory: num_stages stages, or
 /// (SPLIT_K > 1) the f32 partial tiles for the cluster peers, whichever is

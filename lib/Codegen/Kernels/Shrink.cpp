@@ -28,7 +28,7 @@ namespace {
 struct GemmLayout {
   WarpGrid grid;
   int mTiles, nTiles; // per warp and slice
-  int pitch;          // BLOCK_K + pad
+  int pitch;          // BLOCK_K + pad (wgmma: BLOCK_K, swizzled)
   int slices;         // slices per program (fuse_slices: all)
   int xTileBytes, weightTileBytes;
   int stageBytes; // x tile, then one weight tile per slice

@@ -301,6 +301,11 @@ Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
   if (options.ptxVersion)
     if (Status s = checkPtxVersion(options.ptxVersion, spec.sm); !s)
       return fail("PTX version " + s.error().message);
+  // wgmma exists in the sm_90a target from PTX ISA 8.0 on.
+  if (options.ptxVersion && spec.wgmma && options.ptxVersion < 80)
+    return fail(fmt::format("PTX version {}: {} (wgmma) needs PTX ISA 8.0 or "
+                            "newer (>= 80)",
+                            options.ptxVersion, spec.ptxTarget()));
 
   // 1. Build the MLIR module.
   auto t0 = Clock::now();

@@ -512,7 +512,7 @@ TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
     KernelFamily family;
     int rank, warps, blockK, splitK;
     bool fuse;
-    int blockN = 64;
+    int blockN = 64, blockM = 64, stages = 3;
   };
   constexpr KernelFamily kOneShot = KernelFamily::OneShot;
   constexpr KernelFamily kShrink = KernelFamily::Shrink;
@@ -530,19 +530,26 @@ TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
         Case{kShrink, 16, 4, 64, 1, false, 16},
         Case{kShrink, 64, 8, 64, 1, false, 64},
         Case{kShrink, 16, 8, 128, 1, true, 16},
-        Case{kShrink, 32, 4, 64, 2, true, 32}}) {
+        Case{kShrink, 32, 4, 64, 2, true, 32},
+        // BLOCK_M 128 (two warpgroups along M; 16 warps: two more along K),
+        // one and two pipeline stages.
+        Case{kOneShot, 32, 8, 64, 1, false, 64, 128},
+        Case{kOneShot, 64, 16, 128, 1, false, 64, 128},
+        Case{kShrink, 64, 8, 64, 1, false, 64, 128},
+        Case{kOneShot, 16, 4, 64, 1, false, 64, 64, 1},
+        Case{kShrink, 16, 4, 128, 1, false, 16, 64, 2}}) {
     KernelSpec s = smallOneShot();
     s.family = c.family;
     s.blockN = c.blockN;
     s.sorted = true;
     s.numSlices = 2;
     s.rank = c.rank;
-    s.blockM = 64;
+    s.blockM = c.blockM;
     s.blockK = c.blockK;
     s.numWarps = c.warps;
     s.splitK = c.splitK;
     s.fuseSlices = c.fuse;
-    s.numStages = 3;
+    s.numStages = c.stages;
     s.wgmma = true;
     SCOPED_TRACE(s.cacheKey());
     ASSERT_EQ(validateSpec(s), "");
@@ -557,7 +564,7 @@ TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
                       c.family == kOneShot
                           ? s.blockR()
                           : s.blockN /
-                                WarpGrid::forTile(s.numWarps, 64).warpsN),
+                                WarpGrid::forTile(s.numWarps, s.blockM).warpsN),
           std::string("wgmma.fence.sync.aligned"),
           std::string("wgmma.commit_group.sync.aligned"),
           std::string("wgmma.wait_group.sync.aligned"),
@@ -578,6 +585,26 @@ TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
     }
   }
   fs::remove_all(dir);
+}
+
+// wgmma needs PTX ISA 8.0 (sm_90a); an older requested version is an error
+// that says so, not PTX that ptxas rejects.
+TEST(Generator, WgmmaNeedsPtx80) {
+  KernelSpec s = smallOneShot();
+  s.sorted = true;
+  s.blockM = 64;
+  s.blockK = 64;
+  s.wgmma = true;
+  GenerateOptions o;
+  o.ptxVersion = 78;
+  auto old = generateKernel(s, o);
+  ASSERT_FALSE(old);
+  EXPECT_THAT(old.error().message,
+              HasSubstr("sm_90a (wgmma) needs PTX ISA 8.0 or newer"));
+  o.ptxVersion = 80;
+  auto ok = generateKernel(s, o);
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->ptxVersion, 80);
 }
 
 // The two-kernel shrink's SPLIT_K blocks are a cluster that sums the partial

@@ -909,6 +909,28 @@ TEST(DispatcherTunedTest, OneShotEntryChoosesWgmmaWhereTheTileAllows) {
   EXPECT_FALSE(planOk(sortedCall(512, 64)).kernels[0].spec.wgmma);
 }
 
+// A wgmma entry whose tile the call does not allow (BLOCK_SIZE_M 128 wants
+// 8 warps) falls back to mma.sync, whose padded tiles are larger: the plan
+// must still fit the device's shared memory (six stages of 144 x 136 bf16
+// would not; 144 x 128, wgmma's, would).
+TEST(DispatcherTunedTest, WgmmaFallbackFitsSharedMemoryAgain) {
+  auto t = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {"wgmma": true, "num_warps": 4, "num_stages": 6,
+                "BLOCK_SIZE_K": 128}}]})",
+                             "t.json");
+  ASSERT_TRUE(t) << t.error().message;
+  DispatchPlan p = planOk(sortedCall(512, 128), false, &*t);
+  ASSERT_EQ(p.path, DispatchPath::OneShot);
+  const KernelSpec &s = p.kernels[0].spec;
+  EXPECT_FALSE(s.wgmma);
+  EXPECT_TRUE(validateSpec(s).empty()) << validateSpec(s);
+  EXPECT_LE(OneShotSharedLayout(s).sharedBytes(s), maxDynamicSharedBytes(90))
+      << s.cacheKey();
+}
+
 // A two_kernel entry's wgmma is its shrink's (sorted, BLOCK_SIZE_M 64,
 // sm_90); the expand has no wgmma form.
 TEST(DispatcherTunedTest, TwoKernelEntryChoosesTheWgmmaShrink) {

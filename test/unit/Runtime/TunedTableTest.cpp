@@ -86,6 +86,10 @@ TEST(TunedTableTest, ParsesEveryField) {
     auto w = TunedTable::parse(k.dump(), "t.json");
     ASSERT_TRUE(w) << w.error().message;
     EXPECT_EQ(w->entries[0].config.wgmma, wg ? 1 : 0);
+    k["entries"][0]["path"] = "two_kernel"; // its shrink's
+    auto s = TunedTable::parse(k.dump(), "t.json");
+    ASSERT_TRUE(s) << s.error().message;
+    EXPECT_EQ(s->entries[0].config.wgmma, wg ? 1 : 0);
   }
 }
 

@@ -676,9 +676,10 @@ TEST(SpecParserRuleTest, FuseSlicesOnlyForShrinkAndOneShot) {
   EXPECT_EQ(set.specs.size(), 1u);
 }
 
-// wgmma: one_shot on sm_90, 64-row warpgroup tiles (BLOCK_SIZE_M 64 or 128
-// with a warp per 16 rows), 64-column swizzled atoms (BLOCK_SIZE_K >= 64),
-// rows copied in 16-byte chunks (K % 8 == 0). The PTX target is sm_90a.
+// wgmma: one_shot and shrink on sm_90, 64-row warpgroup tiles (BLOCK_SIZE_M
+// 64 or 128 with a warp per 16 rows), 64-column swizzled atoms (BLOCK_SIZE_K
+// >= 64), rows copied in 16-byte chunks (K % 8 == 0), at most 256 columns
+// per shrink warpgroup. The PTX target is sm_90a.
 TEST(SpecParserRuleTest, WgmmaRules) {
   const std::string ok = "kernel: one_shot\nrank: 16\nBLOCK_SIZE_M: 64\n"
                          "BLOCK_SIZE_K: 64\nwgmma: true\n";
@@ -718,6 +719,11 @@ TEST(SpecParserRuleTest, WgmmaRules) {
             "t.yaml:1:1: BLOCK_SIZE_K: 32 with wgmma: the shared tiles are "
             "64-column swizzled atoms; allowed: power of two >= 64 with "
             "wgmma");
+  EXPECT_EQ(parseError("kernel: shrink\nrank: 16\nBLOCK_SIZE_M: 64\n"
+                       "BLOCK_SIZE_N: 512\nBLOCK_SIZE_K: 64\nwgmma: true\n"),
+            "t.yaml:1:1: BLOCK_SIZE_N: 512 over 1 warpgroups with wgmma "
+            "leaves 512 columns per warpgroup, more than one wgmma's 256; "
+            "allowed: <= 256 with wgmma and num_warps 4");
   EXPECT_EQ(parseError(ok + "K: 1004\n"),
             "t.yaml:1:1: K: 1004 with wgmma: rows are copied in 16-byte "
             "chunks; allowed: a multiple of 8 with wgmma");
