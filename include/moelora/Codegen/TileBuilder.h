@@ -3,8 +3,10 @@
 //
 // Everything a kernel builder needs below the level of "tiles and loops":
 // scalar arithmetic on i32/i64, thread and block ids, global and shared
-// memory access, masked + clamped cp.async tile copies, a software-pipelined
-// loop skeleton, ldmatrix fragments, mma.sync m16n8k16 and epilogue stores.
+// memory access, masked + clamped cp.async tile copies (padded or wgmma's
+// 128-byte swizzle), a software-pipelined loop skeleton, ldmatrix fragments,
+// mma.sync m16n8k16, sm_90a warpgroup MMA from shared tiles and epilogue
+// stores.
 // Kernel builders (lib/Codegen/Kernels) describe tiles with it and never spell
 // NVVM operations or index arithmetic that another builder also needs.
 //
