@@ -99,10 +99,18 @@ static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
     s.minBlocksPerSm = c.minBlocksPerSm;
   if (c.fuseSlices >= 0 && s.family == KernelFamily::OneShot)
     s.fuseSlices = c.fuseSlices == 1;
-  // (A two_kernel entry's wgmma is its shrink's: set where the two-kernel
-  // plan is made, after its tile is final.)
-  if (c.wgmma >= 0 && s.family == KernelFamily::OneShot)
-    s.wgmma = c.wgmma == 1 && s.sm == 90;
+}
+
+/// A tuned entry's wgmma (one_shot: the kernel's; two_kernel: its shrink's),
+/// applied to the final tile where that tile allows it; elsewhere the tile
+/// runs mma.sync. Tiles are fitted to shared memory with mma.sync's padded
+/// pitch beforehand, so the (unpadded) wgmma tile fits as well.
+static void useWgmmaWhereTheTileAllows(KernelSpec &s, const TunedConfig &c) {
+  if (c.wgmma != 1 || s.sm != 90)
+    return;
+  s.wgmma = true;
+  if (!validateSpec(s).empty())
+    s.wgmma = false;
 }
 
 static long ceilDiv(long a, long b) { return (a + b - 1) / b; }
@@ -377,15 +385,8 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
     fitWarpsToTile(s);
     fitOneShotToSharedMemory(s);
     fitWarpsToTile(s);
-    // A tuned wgmma entry applies where its tile still allows it (the
-    // engine's BLOCK_SIZE_M, the fitted warps); elsewhere the same tile runs
-    // the mma.sync shrink.
-    if (s.wgmma && !validateSpec(s).empty()) {
-      s.wgmma = false;
-      // The mma.sync tiles are padded, so larger: fit them again.
-      fitOneShotToSharedMemory(s);
-      fitWarpsToTile(s);
-    }
+    if (t)
+      useWgmmaWhereTheTileAllows(s, t->config);
     plan.kernels.push_back({s, k});
     return plan;
   }
@@ -425,13 +426,8 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
   fitExpandToSharedMemory(expand);
   fitWarpsToTile(shrink);
   fitWarpsToTile(expand);
-  // A two_kernel entry's wgmma is the shrink's, where its tile allows it.
-  if (tunedExpand && tunedExpand->config.wgmma == 1 && shrink.sm == 90) {
-    shrink.wgmma = true;
-    if (!validateSpec(shrink).empty() ||
-        shrinkKernelSharedBytes(shrink) > maxDynamicSharedBytes(shrink.sm))
-      shrink.wgmma = false;
-  }
+  if (tunedExpand)
+    useWgmmaWhereTheTileAllows(shrink, tunedExpand->config);
   if (!tunedExpand || tunedExpand->config.npid == 0)
     expandKnobs.npid = expandNpid(expand, call, device);
   plan.kernels.push_back({shrink, LaunchKnobs{}});

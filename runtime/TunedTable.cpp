@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <utility>
 
 namespace moelora {
 
@@ -174,23 +175,21 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
             "{}: entry {}: NPID = {} with SPLIT_K = {}: allowed: NPID 0 or "
             "{} (a one_shot cluster is its row block's NPID programs)",
             origin, index, t.config.npid, sk, sk));
-      if (auto fs = c.find("fuse_slices"); fs != c.end()) {
-        if (!fs->is_boolean() ||
+      // The boolean kernel choices, each on one_shot and on two_kernel
+      // (its shrink); absent stays -1.
+      for (auto [name, field] :
+           {std::pair<const char *, int *>{"fuse_slices", &t.config.fuseSlices},
+            std::pair<const char *, int *>{"wgmma", &t.config.wgmma}}) {
+        auto v = c.find(name);
+        if (v == c.end())
+          continue;
+        if (!v->is_boolean() ||
             (t.path != "two_kernel" && t.path != "one_shot"))
-          return makeError(fmt::format(
-              "{}: fuse_slices = {} on path {}: allowed: true or false, on "
-              "one_shot and two_kernel (its shrink) only",
-              configWhere, fs->dump(), t.path));
-        t.config.fuseSlices = fs->get<bool>() ? 1 : 0;
-      }
-      if (auto wg = c.find("wgmma"); wg != c.end()) {
-        if (!wg->is_boolean() ||
-            (t.path != "one_shot" && t.path != "two_kernel"))
-          return makeError(fmt::format(
-              "{}: wgmma = {} on path {}: allowed: true or false, on "
-              "one_shot and two_kernel (its shrink) only",
-              configWhere, wg->dump(), t.path));
-        t.config.wgmma = wg->get<bool>() ? 1 : 0;
+          return makeError(
+              fmt::format("{}: {} = {} on path {}: allowed: true or false, on "
+                          "one_shot and two_kernel (its shrink) only",
+                          configWhere, name, v->dump(), t.path));
+        *field = v->get<bool>() ? 1 : 0;
       }
       if (c.contains("min_blocks_per_sm") &&
           (t.config.minBlocksPerSm < 0 ||

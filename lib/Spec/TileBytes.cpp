@@ -24,9 +24,7 @@ OneShotSharedLayout::OneShotSharedLayout(const KernelSpec &spec) {
   const WarpGrid grid = WarpGrid::forTile(spec.numWarps, spec.blockM);
   const int blockR = spec.blockR();
   slices = spec.fusesSlices() ? spec.numSlices : 1;
-  // wgmma reads 128-byte swizzled rows, which need no padding against bank
-  // conflicts; each tile (a multiple of 8 rows) stays 1024-byte aligned.
-  xPitch = spec.wgmma ? spec.blockK : paddedPitch(spec.blockK);
+  xPitch = shrinkTilePitch(spec);
   shrinkStage = (spec.blockM + slices * blockR) * xPitch * kElementBytes;
   expandBytes = expandStageBytes(spec) * spec.numStages;
   const int rBytes = spec.blockM * slices * blockR * 4; // r in f32
@@ -41,9 +39,8 @@ int OneShotSharedLayout::sharedBytes(const KernelSpec &spec) const {
 
 int shrinkStageBytes(const KernelSpec &spec) {
   const int slices = spec.fusesSlices() ? spec.numSlices : 1;
-  // wgmma reads unpadded 128-byte swizzled rows (see OneShotSharedLayout).
-  const int pitch = spec.wgmma ? spec.blockK : paddedPitch(spec.blockK);
-  return (spec.blockM + slices * spec.blockN) * pitch * kElementBytes;
+  return (spec.blockM + slices * spec.blockN) * shrinkTilePitch(spec) *
+         kElementBytes;
 }
 
 int shrinkKernelSharedBytes(const KernelSpec &spec) {

@@ -598,11 +598,11 @@ int main(int argc, char **argv) {
          fmt::format("no kernel specs in the inputs ({} rejected)",
                      set.rejected.size()));
   if (options.ptxVersion) {
-    std::set<int> sms;
+    std::set<std::string> targets;
     for (const KernelSpec &s : specs)
-      sms.insert(s.sm);
-    for (int sm : sms)
-      if (Status s = checkPtxVersion(options.ptxVersion, sm); !s)
+      targets.insert(s.ptxTarget());
+    for (const std::string &target : targets)
+      if (Status s = checkPtxVersion(options.ptxVersion, target); !s)
         fail(kExitBadInput, "--ptx-version " + s.error().message);
   }
   if (options.ptxas && access(ptxasPath().c_str(), X_OK) != 0) {

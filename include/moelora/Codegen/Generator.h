@@ -15,6 +15,7 @@
 #include "moelora/Support/Error.h"
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -44,10 +45,11 @@ struct GeneratedKernel {
 int sharedMemoryBytes(const KernelSpec &spec);
 
 /// Whether LLVM's NVPTX backend can emit PTX ISA `ptxVersion`
-/// (major*10+minor) for sm_`sm`; the error lists the versions it knows.
+/// (major*10+minor) for the PTX `target` (KernelSpec::ptxTarget(): sm_80,
+/// sm_90a, ...); the error lists the versions it knows.
 /// generateKernel checks its option with it: LLVM itself only warns about an
 /// unknown version, and aborts on one too old for the target.
-Status checkPtxVersion(int ptxVersion, int sm);
+Status checkPtxVersion(int ptxVersion, std::string_view target);
 
 /// Generates PTX for one spec. Errors name the spec's cache key.
 Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,

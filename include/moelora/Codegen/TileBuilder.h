@@ -97,6 +97,12 @@ enum class SharedTileLayout {
   Swizzled128,
 };
 
+/// A warp's place in a WarpGrid: row tile wm (of warpsM), share wn (of
+/// warpsN).
+struct WarpCoords {
+  Value wm, wn;
+};
+
 /// Software pipeline of global->shared copies over `count` iterations with
 /// `stages` shared buffers (Triton's num_stages): iteration i's copies are
 /// issued stages-1 iterations ahead of its use.
@@ -166,6 +172,11 @@ public:
   Value gridDim(int dim);
   Value laneId();
   Value warpId();
+  /// This warp's (wm, wn) in `grid`. mma.sync builders put consecutive warps
+  /// side by side along N; for warpgroup MMA the four warps of a hardware
+  /// warpgroup (warps 4g .. 4g + 3) must hold consecutive row tiles of one
+  /// share, so there wm varies fastest (grid.warpsM a multiple of 4).
+  WarpCoords warpCoords(const WarpGrid &grid, bool warpgroups);
   // Thread-block clusters (sm_90): this block's rank in its cluster, the
   // cluster's index in the grid (x) and the number of clusters (x).
   Value clusterRank();
@@ -267,18 +278,20 @@ public:
                     llvm::ArrayRef<std::array<Value, 4>> aFrags, int kSteps,
                     Value bTile, int bPitch, Value bRow0, Value k0);
   // ---- Warpgroup MMA (sm_90a) ----
-  /// For every i: accs[i] += A[aRow0 .. aRow0 + 64, k0 .. k0 + 16 * kSteps)
-  /// * Bi[bRow0 .. bRow0 + 8 * accs[i]->nTiles, same k]^T (bRow0 a multiple
-  /// of 8) on the warpgroup of this warp
+  /// acc += A[rows of this warp's warpgroup, k0 .. k0 + 16 * kSteps) *
+  /// B_j[bRow0 .. bRow0 + 8 * t, same k]^T, where acc holds bTiles.size()
+  /// groups of t = acc.nTiles / bTiles.size() n8 tiles side by side (one per
+  /// B_j: fused slices), on the warpgroup of this warp
   /// (wgmma.mma_async m64nNk16, fp32 accumulate). A and each Bi are
-  /// Swizzled128 shared tiles of aRows / bRows rows; each accumulator is
-  /// this warp's 16 rows of the 64-row result (mTiles 1), whose layout per
-  /// n8 tile is mma.sync's C layout. All four warps of the warpgroup must
-  /// call it; it returns when the results are in the registers.
-  void warpgroupMmaFromShared(llvm::ArrayRef<Accumulators *> accs, Value aTile,
-                              int aRows, Value aRow0,
-                              llvm::ArrayRef<Value> bTiles, int bRows,
-                              Value bRow0, Value k0, int kSteps);
+  /// Swizzled128 shared tiles of aRows / bRows rows (bRow0 a multiple of 8).
+  /// warpRow0 is this warp's first row (a multiple of 16; its warpgroup's 64
+  /// rows start at the 64-row boundary below it) and acc its 16 rows of the
+  /// result (mTiles 1), whose layout per n8 tile is mma.sync's C layout.
+  /// All four warps of the warpgroup must call it; it returns when the
+  /// results are in the registers.
+  void warpgroupMmaFromShared(Accumulators &acc, Value aTile, int aRows,
+                              Value warpRow0, llvm::ArrayRef<Value> bTiles,
+                              int bRows, Value bRow0, Value k0, int kSteps);
   /// fence.proxy.async.shared::cta: this thread's earlier writes to shared
   /// memory (cp.async included) become visible to the async proxy, which
   /// wgmma reads its shared operands through.

@@ -22,6 +22,14 @@ inline constexpr int kElementBytes = 2;
 /// padding put ldmatrix rows of consecutive tile rows in different banks.
 inline int paddedPitch(int cols) { return cols + 8; }
 
+/// Row pitch (elements) of the shrink's x and A tiles (one-shot and
+/// two-kernel shrink): padded for ldmatrix; wgmma reads 128-byte swizzled
+/// rows, which need no padding against bank conflicts (and keep each tile,
+/// a multiple of 8 rows, 1024-byte aligned).
+inline int shrinkTilePitch(const KernelSpec &spec) {
+  return spec.wgmma ? spec.blockK : paddedPitch(spec.blockK);
+}
+
 /// Bytes of a staged output tile (rows x cols of T).
 inline int stagedOutputBytes(int rows, int cols) {
   return rows * paddedPitch(cols) * kElementBytes;

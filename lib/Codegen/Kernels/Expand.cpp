@@ -36,9 +36,7 @@ void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
   MoeBlock blk = resolveMoeBlock(tb, args, pidM, program.slice);
 
   tb.ifThen(blk.active, [&] {
-    Value warp = tb.warpId();
-    Value wm = tb.divU(warp, tb.i32(grid.warpsN));
-    Value wn = tb.remU(warp, tb.i32(grid.warpsN));
+    auto [wm, wn] = tb.warpCoords(grid, /*warpgroups=*/false);
     Value warpRow0 = tb.mul(wm, tb.i32(16 * mTiles));
     Value N = args[kN];
 

@@ -120,16 +120,9 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
   MoeBlock blk = resolveMoeBlock(tb, args, pidM, program.slice);
 
   tb.ifThen(blk.active, [&] {
-    // Warp (wm, wn): row tile wm, K share wn. With wgmma the four warps of
-    // a hardware warpgroup (warps 4g .. 4g + 3) must hold consecutive row
-    // tiles of one K share, so wm varies fastest.
+    // Row tile wm, K share wn (with wgmma, warpgroups along M).
     const bool wg = spec.wgmma;
-    Value warp = tb.warpId();
-    const int warpsM = lay.grid.warpsM;
-    Value wm =
-        wg ? tb.remU(warp, tb.i32(warpsM)) : tb.divU(warp, tb.i32(warpsN));
-    Value wn =
-        wg ? tb.divU(warp, tb.i32(warpsM)) : tb.remU(warp, tb.i32(warpsN));
+    auto [wm, wn] = tb.warpCoords(lay.grid, wg);
     Value warpRow0 = tb.mul(wm, tb.i32(16 * lay.mTiles));
     Value K = spec.k ? tb.i32(*spec.k) : args[kK];
 
@@ -201,20 +194,11 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
       if (wg) {
         // One warpgroup MMA chain per slice over this K share: the
         // warpgroup's 64 rows of x against all BLOCK_R rows of A_s.
-        llvm::SmallVector<Accumulators> acc;
-        llvm::SmallVector<Accumulators *> accPtrs;
         llvm::SmallVector<Value> aTiles;
-        for (int s = 0; s < F; ++s) {
-          acc.push_back(all.columns(s * BR / 8, BR / 8));
-          aTiles.push_back(tb.sharedOffset(base, tb.i32(aOffset(s))));
-        }
-        for (Accumulators &a : acc)
-          accPtrs.push_back(&a);
-        Value groupRow0 = tb.mul(tb.divU(wm, tb.i32(4)), tb.i32(64));
-        tb.warpgroupMmaFromShared(accPtrs, base, spec.blockM, groupRow0, aTiles,
-                                  BR, tb.i32(0), kWarp, kPerWarp / 16);
         for (int s = 0; s < F; ++s)
-          all.setColumns(s * BR / 8, acc[s]);
+          aTiles.push_back(tb.sharedOffset(base, tb.i32(aOffset(s))));
+        tb.warpgroupMmaFromShared(all, base, spec.blockM, warpRow0, aTiles, BR,
+                                  tb.i32(0), kWarp, kPerWarp / 16);
         return all.values;
       }
       for (int s = 0; s < F; ++s) {

@@ -36,7 +36,7 @@ struct GemmLayout {
       : grid(WarpGrid::forTile(spec.numWarps, spec.blockM)) {
     mTiles = spec.blockM / 16 / grid.warpsM;
     nTiles = spec.blockN / grid.warpsN / 8;
-    pitch = spec.wgmma ? spec.blockK : paddedPitch(spec.blockK);
+    pitch = shrinkTilePitch(spec);
     slices = spec.fusesSlices() ? spec.numSlices : 1;
     xTileBytes = spec.blockM * pitch * kElementBytes;
     weightTileBytes = spec.blockN * pitch * kElementBytes;
@@ -120,16 +120,9 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
 
   MoeBlock blk = resolveMoeBlock(tb, args, pidM, program.slice);
   tb.ifThen(blk.active, [&] {
-    // Warp (wm, wn): row tile wm, column share wn. With wgmma the four
-    // warps of a hardware warpgroup hold consecutive row tiles of one column
-    // share, so wm varies fastest.
+    // Row tile wm, column share wn (with wgmma, warpgroups along M).
     const bool wg = spec.wgmma;
-    const int warpsM = lay.grid.warpsM, warpsN = lay.grid.warpsN;
-    Value warp = tb.warpId();
-    Value wm =
-        wg ? tb.remU(warp, tb.i32(warpsM)) : tb.divU(warp, tb.i32(warpsN));
-    Value wn =
-        wg ? tb.divU(warp, tb.i32(warpsM)) : tb.remU(warp, tb.i32(warpsN));
+    auto [wm, wn] = tb.warpCoords(lay.grid, wg);
     Value warpRow0 = tb.mul(wm, tb.i32(16 * lay.mTiles));
     Value warpCol0 = tb.mul(wn, tb.i32(8 * lay.nTiles));
     Value n0 = tb.mul(pidN, tb.i32(spec.blockN));
@@ -193,21 +186,12 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
       if (wg) {
         // Each warpgroup: its 64 rows of x against its column share of
         // every slice's A tile, the whole BLOCK_K, one wgmma chain.
-        llvm::SmallVector<Accumulators> parts;
-        llvm::SmallVector<Accumulators *> partPtrs;
         llvm::SmallVector<Value> wTiles;
-        for (int s = 0; s < F; ++s) {
-          parts.push_back(all.columns(s * nt, nt));
-          wTiles.push_back(weightTile(base, s));
-        }
-        for (Accumulators &a : parts)
-          partPtrs.push_back(&a);
-        Value groupRow0 = tb.mul(tb.divU(wm, tb.i32(4)), tb.i32(64));
-        tb.warpgroupMmaFromShared(partPtrs, base, spec.blockM, groupRow0,
-                                  wTiles, spec.blockN, warpCol0, tb.i32(0),
-                                  spec.blockK / 16);
         for (int s = 0; s < F; ++s)
-          all.setColumns(s * nt, parts[s]);
+          wTiles.push_back(weightTile(base, s));
+        tb.warpgroupMmaFromShared(all, base, spec.blockM, warpRow0, wTiles,
+                                  spec.blockN, warpCol0, tb.i32(0),
+                                  spec.blockK / 16);
         return all.values;
       }
       for (int s = 0; s < F; ++s) {

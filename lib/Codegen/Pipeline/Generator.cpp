@@ -206,23 +206,21 @@ int parsePtxVersion(const std::string &ptx) {
 
 } // namespace
 
-/// The lowest PTX ISA version that can describe code for a target (PTX ISA
-/// manual, target notes); 0 when not known here.
-static int minimumPtxVersion(int sm) {
-  switch (sm) {
-  case 80:
+/// The lowest PTX ISA version that can describe code for a PTX target
+/// (PTX ISA manual, target notes); 0 when not known here.
+static int minimumPtxVersion(std::string_view target) {
+  if (target == "sm_80")
     return 70;
-  case 86:
+  if (target == "sm_86")
     return 71;
-  case 89:
-  case 90:
+  if (target == "sm_89" || target == "sm_90")
     return 78;
-  default:
-    return 0;
-  }
+  if (target == "sm_90a") // wgmma, setmaxnreg
+    return 80;
+  return 0;
 }
 
-Status checkPtxVersion(int ptxVersion, int sm) {
+Status checkPtxVersion(int ptxVersion, std::string_view target) {
   initNvptxOnce();
   // The versions the backend knows, from its feature table, so the check
   // follows the LLVM in use.
@@ -252,12 +250,10 @@ Status checkPtxVersion(int ptxVersion, int sm) {
         fmt::format("{}: not a PTX ISA version LLVM's NVPTX backend emits "
                     "(major*10+minor); allowed: {}",
                     ptxVersion, fmt::join(known, ", ")));
-  if (ptxVersion < minimumPtxVersion(sm))
-    return makeError(fmt::format("{}: sm_{} needs PTX ISA {}.{} or newer "
-                                 "(>= {})",
-                                 ptxVersion, sm, minimumPtxVersion(sm) / 10,
-                                 minimumPtxVersion(sm) % 10,
-                                 minimumPtxVersion(sm)));
+  if (const int least = minimumPtxVersion(target); ptxVersion < least)
+    return makeError(fmt::format("{}: {} needs PTX ISA {}.{} or newer (>= {})",
+                                 ptxVersion, target, least / 10, least % 10,
+                                 least));
   return Status::ok();
 }
 
@@ -299,13 +295,8 @@ Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
         "(smaller BLOCK_SIZE_N/K or num_stages)",
         out.sharedBytes, spec.sm, limit));
   if (options.ptxVersion)
-    if (Status s = checkPtxVersion(options.ptxVersion, spec.sm); !s)
+    if (Status s = checkPtxVersion(options.ptxVersion, spec.ptxTarget()); !s)
       return fail("PTX version " + s.error().message);
-  // wgmma exists in the sm_90a target from PTX ISA 8.0 on.
-  if (options.ptxVersion && spec.wgmma && options.ptxVersion < 80)
-    return fail(fmt::format("PTX version {}: {} (wgmma) needs PTX ISA 8.0 or "
-                            "newer (>= 80)",
-                            options.ptxVersion, spec.ptxTarget()));
 
   // 1. Build the MLIR module.
   auto t0 = Clock::now();

@@ -161,6 +161,14 @@ Value TileBuilder::numClusters() {
 }
 Value TileBuilder::warpId() { return warpValue; }
 
+WarpCoords TileBuilder::warpCoords(const WarpGrid &grid, bool warpgroups) {
+  assert((!warpgroups || grid.warpsM % 4 == 0) && "whole warpgroups along M");
+  Value warp = warpId();
+  if (warpgroups)
+    return {remU(warp, i32(grid.warpsM)), divU(warp, i32(grid.warpsM))};
+  return {divU(warp, i32(grid.warpsN)), remU(warp, i32(grid.warpsN))};
+}
+
 // ---- Memory ----
 Value TileBuilder::gep(Value base, Value index, Type elem) {
   return LLVM::GEPOp::create(b, location, base.getType(), elem, base,
@@ -557,36 +565,38 @@ void TileBuilder::fenceAsyncShared() {
                                  NVVM::SharedSpace::shared_cta));
 }
 
-void TileBuilder::warpgroupMmaFromShared(ArrayRef<Accumulators *> accs,
-                                         Value aTile, int aRows, Value aRow0,
+void TileBuilder::warpgroupMmaFromShared(Accumulators &acc, Value aTile,
+                                         int aRows, Value warpRow0,
                                          ArrayRef<Value> bTiles, int bRows,
                                          Value bRow0, Value k0, int kSteps) {
-  assert(accs.size() == bTiles.size());
+  assert(acc.mTiles == 1 && "a warp owns 16 rows of the warpgroup tile");
+  assert(acc.nTiles % bTiles.size() == 0);
+  const int perB = acc.nTiles / int(bTiles.size());
   const bool isBf16 = kernelSpec.dtype == DType::BF16;
   const auto inType = isBf16 ? NVVM::WGMMATypes::bf16 : NVVM::WGMMATypes::f16;
+  // One accumulator struct per B tile: wgmma's register operands.
+  Type type = structOf(b, f32Type(), perB * 4);
   SmallVector<Value> structs;
-  SmallVector<Type> types;
-  for (Accumulators *acc : accs) {
-    assert(acc->mTiles == 1 && "a warp owns 16 rows of the warpgroup tile");
-    Type t = structOf(b, f32Type(), acc->nTiles * 4);
-    Value v = LLVM::UndefOp::create(b, location, t);
-    for (int i = 0; i < acc->nTiles * 4; ++i)
-      v = LLVM::InsertValueOp::create(b, location, v, acc->values[i], i);
+  for (size_t j = 0; j < bTiles.size(); ++j) {
+    Value v = LLVM::UndefOp::create(b, location, type);
+    for (int i = 0; i < perB * 4; ++i)
+      v = LLVM::InsertValueOp::create(b, location, v,
+                                      acc.values[j * perB * 4 + i], i);
     structs.push_back(v);
-    types.push_back(t);
   }
+  Value groupRow0 = mul(divU(warpRow0, i32(64)), i32(64));
   // The accumulators were written by ordinary instructions: fence them
   // (and the shared operands) before the warpgroup's asynchronous MMAs.
   NVVM::WgmmaFenceAlignedOp::create(b, location);
   for (int ks = 0; ks < kSteps; ++ks) {
     Value k = add(k0, i32(16 * ks));
-    Value aDesc = swizzledTileDescriptor(aTile, aRows, aRow0, k);
-    for (size_t j = 0; j < accs.size(); ++j) {
+    Value aDesc = swizzledTileDescriptor(aTile, aRows, groupRow0, k);
+    for (size_t j = 0; j < bTiles.size(); ++j) {
       Value bDesc = swizzledTileDescriptor(bTiles[j], bRows, bRow0, k);
       structs[j] = NVVM::WgmmaMmaAsyncOp::create(
-          b, location, types[j], structs[j], aDesc, bDesc,
-          NVVM::MMAShapeAttr::get(b.getContext(), 64, accs[j]->nTiles * 8, 16),
-          inType, inType, NVVM::WGMMATypes::f32, NVVM::WGMMAScaleOut::one,
+          b, location, type, structs[j], aDesc, bDesc,
+          NVVM::MMAShapeAttr::get(b.getContext(), 64, perB * 8, 16), inType,
+          inType, NVVM::WGMMATypes::f32, NVVM::WGMMAScaleOut::one,
           NVVM::WGMMAScaleIn::one, NVVM::WGMMAScaleIn::one,
           NVVM::MMALayout::row, NVVM::MMALayout::col,
           /*satfinite=*/nullptr);
@@ -594,9 +604,9 @@ void TileBuilder::warpgroupMmaFromShared(ArrayRef<Accumulators *> accs,
   }
   NVVM::WgmmaGroupSyncAlignedOp::create(b, location);
   NVVM::WgmmaWaitGroupSyncOp::create(b, location, 0);
-  for (size_t j = 0; j < accs.size(); ++j)
-    for (int i = 0; i < accs[j]->nTiles * 4; ++i)
-      accs[j]->values[i] =
+  for (size_t j = 0; j < bTiles.size(); ++j)
+    for (int i = 0; i < perB * 4; ++i)
+      acc.values[j * perB * 4 + i] =
           LLVM::ExtractValueOp::create(b, location, structs[j], i);
 }
 

@@ -600,7 +600,7 @@ TEST(Generator, WgmmaNeedsPtx80) {
   auto old = generateKernel(s, o);
   ASSERT_FALSE(old);
   EXPECT_THAT(old.error().message,
-              HasSubstr("sm_90a (wgmma) needs PTX ISA 8.0 or newer"));
+              HasSubstr("sm_90a needs PTX ISA 8.0 or newer (>= 80)"));
   o.ptxVersion = 80;
   auto ok = generateKernel(s, o);
   ASSERT_TRUE(ok) << ok.error().message;
