@@ -249,6 +249,9 @@ public:
   /// colStart into `smemTile`; columns >= colLimit (if given) read zeros.
   void issueTileCopy(const TileCopyPlan &plan, Value smemTile, Value colStart,
                      Value colLimit);
+  /// One cp.async of `bytes` (4, 8 or 16) from global `src` to shared
+  /// `smemDst`; `srcBytes` (i32, optional) bytes are read, the rest zeroed.
+  void copyAsync(Value smemDst, Value src, int bytes, Value srcBytes = Value());
   void commitGroup();
   void waitGroup(int pending);
   /// Runs a PipelineLoop; returns the final carried values. Leaves all

@@ -362,11 +362,17 @@ TileCopyPlan TileBuilder::planTileCopy(int rows, int cols, int vecElems,
   return plan;
 }
 
+void TileBuilder::copyAsync(Value smemDst, Value src, int bytes,
+                            Value srcBytes) {
+  // 16-byte copies bypass L1 (.cg); smaller ones may only use .ca.
+  auto modifier = bytes == 16 ? NVVM::LoadCacheModifierKind::CG
+                              : NVVM::LoadCacheModifierKind::CA;
+  NVVM::CpAsyncOp::create(b, location, smemDst, src, bytes, modifier, srcBytes);
+}
+
 void TileBuilder::issueTileCopy(const TileCopyPlan &plan, Value smemTile,
                                 Value colStart, Value colLimit) {
   const int bytes = plan.vecElems * kElementBytes;
-  auto modifier = bytes == 16 ? NVVM::LoadCacheModifierKind::CG
-                              : NVVM::LoadCacheModifierKind::CA;
   Type elem = elementType();
   for (const TileCopyPlan::Chunk &c : plan.chunks) {
     auto emit = [&] {
@@ -383,8 +389,7 @@ void TileBuilder::issueTileCopy(const TileCopyPlan &plan, Value smemTile,
       // Masked chunks still need a mapped address: column 0 of a valid row.
       Value safeCol = select(valid, col, i32(0));
       Value src = gep(c.rowPtr, safeCol, elem);
-      Value dst = gep(smemTile, c.smemIndex, elem);
-      NVVM::CpAsyncOp::create(b, location, dst, src, bytes, modifier, srcBytes);
+      copyAsync(gep(smemTile, c.smemIndex, elem), src, bytes, srcBytes);
     };
     if (c.guarded)
       ifThen(lt(add(threadId(), i32(c.first)), i32(plan.totalChunks)), emit);
