@@ -184,6 +184,14 @@ Expected<MoeLoraCall> toShape(const moelora_fused_args *a) {
                            "{} row blocks)",
                            a->EM, kMaxRowBlocks * a->block_size_m,
                            a->block_size_m, kMaxRowBlocks));
+  // The kernels index the sorted metadata (max_loras rows of EM ids) in
+  // int32: a larger buffer would wrap to another adapter's rows.
+  if (c.sorted && int64_t(a->max_loras) * a->EM > INT32_MAX)
+    return bad(fmt::format("max_loras * EM = {} * {} = {}: the sorted "
+                           "metadata must have at most {} entries (int32 "
+                           "indices)",
+                           a->max_loras, a->EM, int64_t(a->max_loras) * a->EM,
+                           INT32_MAX));
   return c;
 }
 

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# On the GPU machine, repository root, .carry carried: a codegen change's A/B
-# on one machine. A (default .carry/old: an earlier build's bin/moelora-bench
-# and bench-cache/, copied there after its scripts/bench-prepare.sh) and B
-# (default .carry: this build's) are benched alternately, ROUNDS times each,
-# and compared on the per-case median of their rounds. SUITE=1 runs the GPU
-# suite first. Everything lands in $OUT/ab.tar.gz.
+# On the GPU machine, repository root, .carry carried: an A/B on one machine.
+# A side is DIR[:TABLE]: DIR holds bin/moelora-bench and bench-cache/ (this
+# build's: .carry; an earlier build's, copied after its
+# scripts/bench-prepare.sh: .carry/old), TABLE an optional --tuned-table.
+# A (default .carry/old) and B (default .carry) are benched alternately,
+# ROUNDS times each, and compared on the per-case median of their rounds.
+# SUITE=1 runs the GPU suite first. Everything lands in $OUT/ab.tar.gz
+# (or $OUT/$NAME.tar.gz).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 A=${A:-.carry/old} B=${B:-.carry}
 ROUNDS=${ROUNDS:-2}
 FILTER=${FILTER:-}
+NAME=${NAME:-ab}
 W=$(mktemp -d)
 if [ -n "${SUITE:-}" ]; then
   echo "=== GPU suite ($(date +%T))"
@@ -21,10 +24,11 @@ filter=()
 [ -n "$FILTER" ] && filter=(--filter "$FILTER")
 for r in $(seq 1 "$ROUNDS"); do
   for side in A B; do
-    dir=${!side}
-    echo "=== bench $side round $r ($(date +%T))"
+    dir=${!side%%:*} table=()
+    [[ ${!side} == *:* ]] && table=(--tuned-table "${!side#*:}")
+    echo "=== bench $side (${!side}) round $r ($(date +%T))"
     OUT=$W/$side$r BENCH_DIR=$dir timeout ${BENCH_LIMIT:-200} \
-      bash scripts/device/run-bench.sh "${filter[@]}" > /dev/null 2>&1
+      bash scripts/device/run-bench.sh "${filter[@]}" "${table[@]}" > /dev/null 2>&1
     echo "exit $?"
   done
 done
@@ -32,5 +36,5 @@ python3 benchmarks/python/median_rounds.py "$W"/A*/bench.csv --out "$W/A.csv"
 python3 benchmarks/python/median_rounds.py "$W"/B*/bench.csv --out "$W/B.csv"
 python3 benchmarks/python/compare_bench.py "$W/A.csv" "$W/B.csv" --names A B \
   | tee "$W/compare.txt"
-tar czf "$OUT/ab.tar.gz" -C "$W" .
+tar czf "$OUT/$NAME.tar.gz" -C "$W" .
 echo "=== done ($(date +%T))"

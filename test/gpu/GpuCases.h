@@ -208,6 +208,20 @@ inline std::vector<GpuCase> gpuCases() {
       c.name = fmt::format("small_batch_{}_r{}_k128_n1400_one_chunk", dt, R);
       cases.push_back(c);
     }
+    // More columns per thread (N 4100 / 128 threads: 33, the last partial)
+    // than are staged in shared memory before the shrink (8 at R 16): the
+    // rest go in batches after it; a third of the adapters disabled.
+    {
+      GpuCase c;
+      c.path = Path::SmallBatch;
+      c.spec = baseSpec(KernelFamily::SmallBatch, t, 16, 2048, false);
+      c.problem = baseProblem(t, 8, 4, 2048, 4100, 16, ++seed);
+      c.problem.fracDisabledAdapter = 0.3;
+      c.tilesPerItem = 128;
+      c.name =
+          fmt::format("small_batch_{}_r16_k2048_n4100_staged_and_batched", dt);
+      cases.push_back(c);
+    }
     {
       GpuCase c;
       c.path = Path::SmallBatch;

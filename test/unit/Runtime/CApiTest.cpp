@@ -475,6 +475,16 @@ INSTANTIATE_TEST_SUITE_P(
             true,
             [](auto &a) { a.EM = (1 << 19) * a.block_size_m + a.block_size_m; },
             {"EM = ", "row blocks)"}},
+        // Within every grid bound, but max_loras x EM ids pass int32, the
+        // kernels' metadata index.
+        BadArgCase{"SortedMetadataAboveInt32",
+                   true,
+                   [](auto &a) {
+                     a.max_loras = 1024;
+                     a.num_active_loras = 1024;
+                     a.EM = (1 << 18) * a.block_size_m;
+                   },
+                   {"max_loras * EM = 1024 * ", "int32"}},
         // Bounds the planner's arithmetic (found by test/fuzz/FuzzCApi.cpp).
         BadArgCase{"RankAboveAnyExpand",
                    false,
