@@ -208,9 +208,9 @@ inline std::vector<GpuCase> gpuCases() {
       c.name = fmt::format("small_batch_{}_r{}_k128_n1400_one_chunk", dt, R);
       cases.push_back(c);
     }
-    // More columns per thread (N 4100 / 128 threads: 33, the last partial)
-    // than are staged in shared memory before the shrink (8 at R 16): the
-    // rest go in batches after it; a third of the adapters disabled.
+    // Many expand columns per thread (N 4100 / 128 threads: 33, the last
+    // partial), in batches after the first; 30% of the tokens on a disabled
+    // adapter (its outputs untouched).
     {
       GpuCase c;
       c.path = Path::SmallBatch;

@@ -15,15 +15,10 @@
 // SMs, instead of whole by one SM: at decode a block's time is its bytes over
 // one SM's bandwidth, and A (R x K) is most of them.
 //
-// Latency: the expand's operands that do not depend on r are in flight
-// during the shrink: the B rows of a thread's first stagedColumns() columns
-// go to shared memory by cp.async (each thread reads back only its own
-// copies, so a wait_group suffices, no barrier), their old outputs and the
-// routed weight to registers. The dispatcher sizes the grid so that a block
-// has about one item, so this in-item overlap, not one across items, is what
-// hides the expand's loads: B's traffic joins A's instead of following the
-// reduction. `adapter_enabled` gates only the stores, so it adds no
-// dependent round trip either.
+// Latency: the expand's operands that do not depend on r (the first B row,
+// the routed weight, the output it adds to) are loaded before the shrink,
+// and `adapter_enabled` gates only the stores, so neither adds a dependent
+// round trip to the item.
 //
 //===----------------------------------------------------------------------===//
 
@@ -49,22 +44,9 @@ constexpr int kMaxLoadsInFlight = 16;
 int maxExpandLoads(int rank) { return rank <= 32 ? 16 : 8; }
 /// Columns per expand batch (each adds its old output's load).
 constexpr int kMaxExpandColumns = 8;
-/// Largest rank whose first B row is held in registers across the shrink
-/// when no column is staged: sm_90 has the registers for R 64 (ptxas -v, no
-/// spills); sm_80 spills from R 64.
+/// Largest rank whose first B row is loaded before the shrink: sm_90 has
+/// the registers for R 64 (ptxas -v, no spills); sm_80 spills from R 64.
 int maxPrefetchRank(int sm) { return sm >= 90 ? 64 : 32; }
-/// Most columns per thread whose B rows are staged before the shrink.
-constexpr int kMaxStagedColumns = 8;
-/// Shared memory for staged B rows, per block: two blocks per SM keep their
-/// occupancy on sm_90 (228 KB per SM) and on sm_86/89 (100 KB).
-int stagedBBudget(int sm) { return sm >= 90 ? 48 * 1024 : 24 * 1024; }
-
-/// Columns per thread whose B rows (and old outputs) are loaded before the
-/// shrink; 0 when one column's rows of all threads exceed the budget.
-int stagedColumns(const KernelSpec &spec) {
-  const int roundBytes = spec.threads() * spec.rank * kElementBytes;
-  return std::min(kMaxStagedColumns, stagedBBudget(spec.sm) / roundBytes);
-}
 
 int nextPow2(int v) {
   int p = 1;
@@ -115,19 +97,11 @@ ShrinkLayout shrinkLayout(const KernelSpec &spec, std::optional<int> kPart,
 }
 } // namespace
 
-/// Shared memory: r (fp32), then one partial sum per warp and rank row,
-/// then (clusters) this block's partial r, double-buffered over active
-/// items, then the staged B rows.
-static int stagedBOffset(const KernelSpec &spec) {
-  const int partialR = spec.splitK > 1 ? 2 * spec.blockR() * 4 : 0;
-  const int bytes =
-      spec.blockR() * 4 + spec.numWarps * spec.blockR() * 4 + partialR;
-  return (bytes + 15) / 16 * 16;
-}
-
 int smallBatchSharedBytes(const KernelSpec &spec) {
-  return stagedBOffset(spec) +
-         stagedColumns(spec) * spec.threads() * spec.rank * kElementBytes;
+  // r (fp32), then one partial sum per warp and rank row, then (clusters)
+  // this block's partial r, double-buffered over active items.
+  const int partialR = spec.splitK > 1 ? 2 * spec.blockR() * 4 : 0;
+  return spec.blockR() * 4 + spec.numWarps * spec.blockR() * 4 + partialR;
 }
 
 void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
@@ -233,51 +207,13 @@ void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
                   tb.gep(bRowOf(n), tb.i32(j0), tb.elementType()), rVec));
             return vectors;
           };
-          // This thread's u-th column is nFirst + u * colStep. The first S
-          // columns' B rows are copied to shared memory now, their old
-          // outputs loaded to registers; a column past nHi copies nothing
-          // and reads the old output of column nLo (never stored).
-          const int colStep = C * threads;
-          const int rowVectors = R / rVec;
-          const int S = stagedColumns(spec);
-          Value stagedB = tb.shared(stagedBOffset(spec));
-          // Vector j of staged column u: [u][j][thread], so that a warp's
-          // copies and reads are contiguous.
-          auto stagedVector = [&](int u, int j) {
-            Value slot =
-                tb.add(tb.i32((u * rowVectors + j) * threads), tb.threadId());
-            return tb.gep(stagedB, tb.mul(slot, tb.i32(rVec)),
-                          tb.elementType());
-          };
-          ValueVec stagedCols, stagedValid, stagedPriors;
-          for (int u = 0; u < S; ++u) {
-            Value n = tb.add(nFirst, tb.i32(u * colStep));
-            Value ok = u == 0 ? firstValid : tb.lt(n, nHi);
-            Value safeN = u == 0 ? nSafe : tb.select(ok, n, nLo);
-            stagedCols.push_back(safeN);
-            stagedValid.push_back(ok);
-            tb.ifThen(ok, [&] {
-              for (int j = 0; j < rowVectors; ++j)
-                tb.copyAsync(
-                    stagedVector(u, j),
-                    tb.gep(bRowOf(safeN), tb.i32(j * rVec), tb.elementType()),
-                    rVec * kElementBytes);
-            });
-            if (spec.addInputs)
-              stagedPriors.push_back(tb.load(
-                  tb.elementType(), tb.gep(outRow, safeN, tb.elementType())));
-          }
-          if (S > 0)
-            tb.commitGroup();
-          // With no column staged (a wide block at R 64), the first column's
-          // B row is held in registers across the shrink while the registers
-          // allow (see maxPrefetchRank).
-          const bool prefetchB = S == 0 && R <= maxPrefetchRank(spec.sm);
+          // B's row is held in registers across the shrink while the
+          // registers allow (see maxPrefetchRank).
+          const bool prefetchB = R <= maxPrefetchRank(spec.sm);
           ValueVec firstB = prefetchB ? loadBRow(nSafe) : ValueVec{};
           Value firstOut = tb.gep(outRow, nSafe, tb.elementType());
-          Value firstPrior = spec.addInputs && S == 0
-                                 ? tb.load(tb.elementType(), firstOut)
-                                 : Value();
+          Value firstPrior =
+              spec.addInputs ? tb.load(tb.elementType(), firstOut) : Value();
           // Shrink: the block's threads tile (rank rows x its K range) as
           // layout.rowsAtOnce rows side by side, layout.lanesK threads along
           // K in each; a thread issues a batch of rows' loads (all its K
@@ -433,33 +369,21 @@ void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
             Value y = dotR(bRow);
             return prior ? tb.fadd(tb.fromElement(prior), y) : y;
           };
-          if (S > 0) {
-            tb.waitGroup(0); // this thread's own copies: no barrier needed
-            for (int u = 0; u < S; ++u)
-              tb.ifThen(tb.land(stagedValid[u], enabledOk), [&] {
-                ValueVec bRow;
-                for (int j = 0; j < rowVectors; ++j)
-                  bRow.push_back(tb.loadElements(stagedVector(u, j), rVec));
-                tb.store(tb.toElement(columnValue(
-                             bRow, spec.addInputs ? stagedPriors[u] : Value())),
-                         tb.gep(outRow, stagedCols[u], tb.elementType()));
-              });
-          } else {
-            tb.ifThen(tb.land(firstValid, enabledOk), [&] {
-              tb.store(tb.toElement(columnValue(
-                           prefetchB ? firstB : loadBRow(nFirst), firstPrior)),
-                       firstOut);
-            });
-          }
+          tb.ifThen(tb.land(firstValid, enabledOk), [&] {
+            tb.store(tb.toElement(columnValue(
+                         prefetchB ? firstB : loadBRow(nFirst), firstPrior)),
+                     firstOut);
+          });
           // The other columns in batches: a batch's B rows and old outputs
           // are loaded before its first use (one round trip per batch, not
           // per column).
+          const int colStep = C * threads;
+          const int rowVectors = (R + rVec - 1) / rVec;
           const int batchCols =
               std::clamp(maxExpandLoads(R) / rowVectors, 1, kMaxExpandColumns);
           tb.forLoop(
-              tb.add(nFirst, tb.i32(std::max(S, 1) * colStep)),
-              tb.select(enabledOk, nHi, nLo), tb.i32(colStep * batchCols), {},
-              [&](Value n0, mlir::ValueRange) {
+              tb.add(nFirst, tb.i32(colStep)), tb.select(enabledOk, nHi, nLo),
+              tb.i32(colStep * batchCols), {}, [&](Value n0, mlir::ValueRange) {
                 ValueVec cols, valid;
                 std::vector<ValueVec> bRows;
                 ValueVec priors;
