@@ -231,6 +231,16 @@ public:
   /// barrier.cluster.arrive (release) + wait (acquire), aligned: every
   /// thread of every block of the cluster must reach it.
   void clusterBarrier();
+  /// barrier.cluster.arrive.relaxed + wait: only that every block got here.
+  /// It guards a block's shared memory against reuse or exit while peers
+  /// read it only if every peer has used every value it read (a store or
+  /// arithmetic executed before its arrive): a read whose value feeds only a
+  /// store that a predicate skips may still be in flight (the shrink's
+  /// rank 0 faulted so). Cheaper than clusterBarrier() where it is safe: a
+  /// release arrive first waits for all of the thread's earlier memory
+  /// operations, its global stores included (ncu: a tenth of a decode
+  /// cluster kernel's warp samples sat there).
+  void clusterBarrierRelaxed();
   /// Loads a `type` at this block's shared address `sharedPtr` in the shared
   /// memory of cluster block `rank` (mapa + ld.shared::cluster).
   Value loadFromClusterBlock(mlir::Type type, Value sharedPtr, Value rank);

@@ -84,7 +84,9 @@ void sumOverSplits(TileBuilder &tb, const Accumulators &acc, Value smem, int C,
     }
     atRankZero(total);
   });
-  // No block may leave while rank 0 still reads its shared memory.
+  // No block may leave while rank 0 still reads its shared memory. A
+  // release barrier: rank 0 reads values that only predicated stores use,
+  // so a relaxed arrive could pass reads still in flight (it faulted).
   tb.clusterBarrier();
 }
 } // namespace

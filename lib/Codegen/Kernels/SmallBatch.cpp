@@ -417,9 +417,10 @@ void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
         });
         return ValueVec{tb.select(active, tb.sub(tb.i32(1), phase), phase)};
       });
-  // A block must not exit while a peer may still read its shared memory.
+  // A block must not exit while a peer may still read its shared memory
+  // (a peer has used what it read before it arrives: no release needed).
   if (C > 1)
-    tb.clusterBarrier();
+    tb.clusterBarrierRelaxed();
 }
 
 } // namespace moelora

@@ -220,6 +220,13 @@ static int minimumPtxVersion(std::string_view target) {
   return 0;
 }
 
+/// The lowest PTX ISA version a spec's kernel needs: its target's, or 8.0
+/// for a thread-block cluster (SPLIT_K > 1: barrier.cluster.arrive.relaxed).
+static int minimumPtxVersion(const KernelSpec &spec) {
+  return std::max(minimumPtxVersion(spec.ptxTarget()),
+                  spec.splitK > 1 ? 80 : 0);
+}
+
 Status checkPtxVersion(int ptxVersion, std::string_view target) {
   initNvptxOnce();
   // The versions the backend knows, from its feature table, so the check
@@ -297,6 +304,13 @@ Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
   if (options.ptxVersion)
     if (Status s = checkPtxVersion(options.ptxVersion, spec.ptxTarget()); !s)
       return fail("PTX version " + s.error().message);
+  const int leastPtx = minimumPtxVersion(spec);
+  if (options.ptxVersion && options.ptxVersion < leastPtx)
+    return fail(fmt::format(
+        "PTX version {}: a thread-block cluster (SPLIT_K = {}) needs PTX ISA "
+        "{}.{} or newer (>= {})",
+        options.ptxVersion, spec.splitK, leastPtx / 10, leastPtx % 10,
+        leastPtx));
 
   // 1. Build the MLIR module.
   auto t0 = Clock::now();
@@ -349,8 +363,13 @@ Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
   if (!target)
     return fail("NVPTX target unavailable: " + err);
   std::string cpu = spec.ptxTarget();
-  std::string features =
-      options.ptxVersion ? fmt::format("+ptx{}", options.ptxVersion) : "";
+  // Without a version asked for, LLVM emits the target's lowest; a spec
+  // that needs more (clusters) asks for its own lowest.
+  const int ptxVersion = options.ptxVersion ? options.ptxVersion
+                         : leastPtx > minimumPtxVersion(spec.ptxTarget())
+                             ? leastPtx
+                             : 0;
+  std::string features = ptxVersion ? fmt::format("+ptx{}", ptxVersion) : "";
   std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(
       triple, cpu, features, llvm::TargetOptions(), std::nullopt, std::nullopt,
       llvm::CodeGenOptLevel::Aggressive));

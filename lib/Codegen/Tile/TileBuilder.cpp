@@ -300,6 +300,10 @@ void TileBuilder::clusterBarrier() {
   NVVM::ClusterArriveOp::create(b, location, b.getUnitAttr());
   NVVM::ClusterWaitOp::create(b, location, b.getUnitAttr());
 }
+void TileBuilder::clusterBarrierRelaxed() {
+  NVVM::ClusterArriveRelaxedOp::create(b, location, b.getUnitAttr());
+  NVVM::ClusterWaitOp::create(b, location, b.getUnitAttr());
+}
 
 Value TileBuilder::loadFromClusterBlock(Type type, Value sharedPtr,
                                         Value rank) {

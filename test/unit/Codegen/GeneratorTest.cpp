@@ -472,7 +472,19 @@ TEST(Generator, SmallBatchSplitKIsAClusterWithDistributedSharedMemory) {
   EXPECT_THAT(g->ptx, HasSubstr("barrier.cluster.wait"));
   EXPECT_THAT(g->ptx, HasSubstr("mapa.shared::cluster"));
   EXPECT_THAT(g->ptx, HasSubstr("ld.shared::cluster"));
+  // The exchange publishes r (release); the exit barrier only waits for
+  // the peers (relaxed), which needs PTX ISA 8.0.
+  EXPECT_THAT(g->ptx, HasSubstr("barrier.cluster.arrive.aligned"));
+  EXPECT_THAT(g->ptx, HasSubstr("barrier.cluster.arrive.relaxed.aligned"));
+  EXPECT_GE(g->ptxVersion, 80);
   EXPECT_EQ(g->sharedBytes, sharedMemoryBytes(s));
+  GenerateOptions old;
+  old.ptxVersion = 78;
+  auto refused = generateKernel(s, old);
+  ASSERT_FALSE(refused);
+  EXPECT_THAT(refused.error().message,
+              HasSubstr("PTX version 78: a thread-block cluster (SPLIT_K = 4) "
+                        "needs PTX ISA 8.0"));
   s.splitK = 1;
   auto plain = generateKernel(s);
   ASSERT_TRUE(plain) << plain.error().message;
@@ -627,6 +639,9 @@ TEST(Generator, ShrinkSplitKIsAClusterWithoutAtomics) {
   EXPECT_THAT(g->ptx, HasSubstr(".reqnctapercluster 4, 1, 1"));
   EXPECT_THAT(g->ptx, HasSubstr("barrier.cluster.arrive"));
   EXPECT_THAT(g->ptx, HasSubstr("ld.shared::cluster.v4"));
+  // Rank 0 reads values that only predicated stores use, so its exit
+  // barrier must release (a relaxed one let reads in flight fault).
+  EXPECT_EQ(g->ptx.find("arrive.relaxed"), std::string::npos);
   EXPECT_EQ(g->ptx.find("atom."), std::string::npos);
   EXPECT_EQ(g->ptx.find("\tred."), std::string::npos); // not "shared."
   EXPECT_EQ(g->sharedBytes, sharedMemoryBytes(s));
