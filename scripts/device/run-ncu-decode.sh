@@ -3,12 +3,7 @@
 # small-batch kernel for decode cases (CASES), with the warp-state and
 # source-counter sections, and the per-SASS-instruction stall samples of
 # each (ncu --page source). $OUT/ncu-decode.tar.gz.
-set -uo pipefail
-export LD_LIBRARY_PATH="$PWD/.carry/lib:${LD_LIBRARY_PATH:-}"
-export MOELORA_CACHE_DIR="$PWD/.carry/bench-cache"
-OUT=${OUT:-/tmp/out}
-W=$(mktemp -d)
-NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+source scripts/device/bench-env.sh
 "$NCU" --version | tail -1
 for c in ${CASES:-qwen3moe_w13_decode_M1_R64 qwen3moe_w13_decode_M1_R16}; do
   timeout 150 "$NCU" --clock-control none --kernel-name regex:moelora_small_batch \

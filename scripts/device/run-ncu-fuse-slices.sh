@@ -3,12 +3,7 @@
 # variants of .carry/fs/fs0.json: every W13 two_kernel entry unfused):
 # ncu of the two-kernel shrink, unfused (fs0) and as the committed table has
 # it (fused at R 16 M 4096), for the W13 M4096 R16 cases. $OUT/ncu.tar.gz.
-set -uo pipefail
-export LD_LIBRARY_PATH="$PWD/.carry/lib:${LD_LIBRARY_PATH:-}"
-export MOELORA_CACHE_DIR="$PWD/.carry/bench-cache"
-OUT=${OUT:-/tmp/out}
-W=$(mktemp -d)
-NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+source scripts/device/bench-env.sh
 echo "ncu: $NCU"
 M=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_bytes.sum,lts__t_sector_hit_rate.pct,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__registers_per_thread
 for c in qwen3moe mixtral glm5_1; do

@@ -6,12 +6,7 @@
 #    the wgmma tune changed most;
 # 2. the whole benchmark with the old table and with the committed one.
 # $OUT/wgmma-final.tar.gz.
-set -uo pipefail
-export LD_LIBRARY_PATH="$PWD/.carry/lib:${LD_LIBRARY_PATH:-}"
-export MOELORA_CACHE_DIR="$PWD/.carry/bench-cache"
-OUT=${OUT:-/tmp/out}
-W=$(mktemp -d)
-NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+source scripts/device/bench-env.sh
 M=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,launch__grid_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic,launch__occupancy_limit_shared_mem,launch__occupancy_limit_registers
 for c in ${NCU_CASES:-qwen3moe_w13_prefill_M4096_R64 mixtral_w2_prefill_M4096_R64 qwen3moe_w2_prefill_M512_R64_sparse}; do
   for t in base table; do
