@@ -2,7 +2,8 @@
 """Writes each bucket's choice of a boolean kernel flag into a tuned table.
 
 Usage: bucket_flag_choice.py TABLE OFF.csv ON.csv --flag FLAG --token TOKEN
-                             [--out OUT] [--margin 0.97] [--w13-only]
+                             [--out OUT] [--margin 0.97] [--case-limit 1.03]
+                             [--w13-only]
 
 OFF.csv and ON.csv are moelora-bench runs of the same cases with the flag
 forced off and on in TABLE's entries (scripts/device/run-fuse-slices-check.sh
@@ -10,8 +11,9 @@ for fuse_slices, scripts/device/run-wgmma-check.sh for wgmma). TOKEN is what
 the first kernel's cache key holds when the flag is on (fs=1, mma=wgmma). An
 entry gets true where its cases (summed over dense and sparse routing, and
 one-shot cases the table routes to the two-kernel path) took less than MARGIN
-times the OFF time, false otherwise; entries without measured cases are left
-as they are.
+times the OFF time and none of them more than CASE_LIMIT times its own OFF
+time (the tuner's rule too: a bucket sum must not trade one case for another),
+false otherwise; entries without measured cases are left as they are.
 
   fuse_slices: --flag fuse_slices --token fs=1 --w13-only
   wgmma:       --flag wgmma --token mma=wgmma
@@ -48,11 +50,12 @@ def main():
     ap.add_argument("--token", required=True)
     ap.add_argument("--out")
     ap.add_argument("--margin", type=float, default=0.97)
+    ap.add_argument("--case-limit", type=float, default=1.03)
     ap.add_argument("--w13-only", action="store_true")
     a = ap.parse_args()
     table = json.load(open(a.table))
     off, on = load(a.off), load(a.on)
-    sums = {}  # entry index -> [off us, on us, cases]
+    sums = {}  # entry index -> [off us, on us, cases, worst on/off]
     for case, u in off.items():
         f = on.get(case)
         path = u["path"]
@@ -78,17 +81,18 @@ def main():
         if not matches:
             print(f"{case}: no {path} entry in the table", file=sys.stderr)
             continue
-        s = sums.setdefault(min(matches)[1], [0.0, 0.0, []])
+        s = sums.setdefault(min(matches)[1], [0.0, 0.0, [], 0.0])
         s[0] += float(u["us"])
         s[1] += float(f["us"])
         s[2].append(case)
-    for i, (t_off, t_on, cases) in sorted(sums.items()):
-        choose = t_on < a.margin * t_off
+        s[3] = max(s[3], float(f["us"]) / float(u["us"]))
+    for i, (t_off, t_on, cases, worst) in sorted(sums.items()):
+        choose = t_on < a.margin * t_off and worst <= a.case_limit
         e = table["entries"][i]
         e["config"][a.flag] = choose
         print(f"entry {i:3d} {e['path']:10s} R={e['rank']:<3d} K={e['K']:<5d} "
               f"max_pairs={e['max_pairs']:<6d} off {t_off:8.1f} us on "
-              f"{t_on:8.1f} us ({t_on / t_off:.3f}) -> {a.flag} "
+              f"{t_on:8.1f} us ({t_on / t_off:.3f}, worst case {worst:.3f}) -> {a.flag} "
               f"{str(choose).lower()}  [{', '.join(cases)}]")
     text = json.dumps(table, indent=1, sort_keys=True) + "\n"
     if a.out:

@@ -49,6 +49,27 @@ TEST(BucketChoiceTest, RulesReplaceASlowerCurrentEntry) {
   EXPECT_EQ(chooseForBucket(t).outcome, BucketOutcome::KeepCurrent);
 }
 
+TEST(BucketChoiceTest, NoCaseMayGetMoreThanThreePercentSlower) {
+  // A has the lowest total but costs the dense case 8% against the current
+  // entry (the qwen3moe W13 M512 R16 pattern): B, within 3% on both, wins.
+  BucketTimes t = {{kDefaultConfig, {120, 60}},
+                   {kCurrentConfig, {100, 50}},
+                   {"A", {108, 30}},
+                   {"B", {102, 40}}};
+  BucketChoice c = chooseForBucket(t);
+  EXPECT_EQ(c.outcome, BucketOutcome::UseConfig);
+  EXPECT_EQ(c.config, "B");
+  EXPECT_DOUBLE_EQ(c.chosenUs, 142);
+  // Without B the entry stays.
+  t.erase("B");
+  EXPECT_EQ(chooseForBucket(t).outcome, BucketOutcome::KeepCurrent);
+  // Nor do the rules replace an entry by making one case slower.
+  t = {{kDefaultConfig, {110, 20}}, {kCurrentConfig, {100, 50}}};
+  EXPECT_EQ(chooseForBucket(t).outcome, BucketOutcome::KeepCurrent);
+  t[kDefaultConfig] = {103, 20};
+  EXPECT_EQ(chooseForBucket(t).outcome, BucketOutcome::UseRules);
+}
+
 TEST(BucketChoiceTest, AConfigThatFailsAnyCaseCannotWin) {
   BucketTimes t = {
       {kDefaultConfig, {100, 100}}, {"A", {10, kNaN}}, {"B", {90, 80}}};
