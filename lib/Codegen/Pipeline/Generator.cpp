@@ -227,6 +227,16 @@ static int minimumPtxVersion(const KernelSpec &spec) {
                   spec.splitK > 1 ? 80 : 0);
 }
 
+/// `ptxVersion` is at least `least`, which `what` needs.
+static Status requirePtxVersion(int ptxVersion, int least,
+                                std::string_view what) {
+  if (ptxVersion >= least)
+    return Status::ok();
+  return makeError(fmt::format("{}: {} needs PTX ISA {}.{} or newer (>= {})",
+                               ptxVersion, what, least / 10, least % 10,
+                               least));
+}
+
 Status checkPtxVersion(int ptxVersion, std::string_view target) {
   initNvptxOnce();
   // The versions the backend knows, from its feature table, so the check
@@ -257,11 +267,7 @@ Status checkPtxVersion(int ptxVersion, std::string_view target) {
         fmt::format("{}: not a PTX ISA version LLVM's NVPTX backend emits "
                     "(major*10+minor); allowed: {}",
                     ptxVersion, fmt::join(known, ", ")));
-  if (const int least = minimumPtxVersion(target); ptxVersion < least)
-    return makeError(fmt::format("{}: {} needs PTX ISA {}.{} or newer (>= {})",
-                                 ptxVersion, target, least / 10, least % 10,
-                                 least));
-  return Status::ok();
+  return requirePtxVersion(ptxVersion, minimumPtxVersion(target), target);
 }
 
 int sharedMemoryBytes(const KernelSpec &spec) {
@@ -305,12 +311,12 @@ Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
     if (Status s = checkPtxVersion(options.ptxVersion, spec.ptxTarget()); !s)
       return fail("PTX version " + s.error().message);
   const int leastPtx = minimumPtxVersion(spec);
-  if (options.ptxVersion && options.ptxVersion < leastPtx)
-    return fail(fmt::format(
-        "PTX version {}: a thread-block cluster (SPLIT_K = {}) needs PTX ISA "
-        "{}.{} or newer (>= {})",
-        options.ptxVersion, spec.splitK, leastPtx / 10, leastPtx % 10,
-        leastPtx));
+  if (options.ptxVersion)
+    if (Status s = requirePtxVersion(
+            options.ptxVersion, leastPtx,
+            fmt::format("a thread-block cluster (SPLIT_K = {})", spec.splitK));
+        !s)
+      return fail("PTX version " + s.error().message);
 
   // 1. Build the MLIR module.
   auto t0 = Clock::now();
