@@ -19,10 +19,11 @@ false otherwise; entries without measured cases are left as they are.
   wgmma:       --flag wgmma --token mma=wgmma
 """
 import argparse
-import csv
 import json
 import re
 import sys
+
+from bench_csv import load_cases
 
 # moelora-bench's presets (benchmarks/BenchCases.h): top_k per preset.
 TOP_K = {"qwen3moe": 8, "mixtral": 2, "glm5_1": 8}
@@ -35,10 +36,6 @@ def first_key_fields(config):
     fields = dict(f.split("=", 1) for f in first.split(";") if "=" in f)
     parts = first.split(";")
     return parts[0], parts[1], fields
-
-
-def load(path):
-    return {r["case"]: r for r in csv.DictReader(open(path))}
 
 
 def main():
@@ -54,7 +51,7 @@ def main():
     ap.add_argument("--w13-only", action="store_true")
     a = ap.parse_args()
     table = json.load(open(a.table))
-    off, on = load(a.off), load(a.on)
+    off, on = load_cases(a.off), load_cases(a.on)
     sums = {}  # entry index -> [off us, on us, cases, worst on/off]
     for case, u in off.items():
         f = on.get(case)

@@ -10,12 +10,9 @@ holds it. --min-change F: list only cases that moved by more than F (0.02:
 2%); the geomean, best and worst always cover every compared case.
 """
 import argparse
-import csv
 import math
 
-
-def load(path):
-    return {r["case"]: r for r in csv.DictReader(open(path))}
+from bench_csv import load_cases
 
 
 def main():
@@ -27,7 +24,7 @@ def main():
     ap.add_argument("--min-change", type=float, default=0.0)
     ap.add_argument("--names", nargs=2, default=("A", "B"))
     args = ap.parse_args()
-    a, b = load(args.a), load(args.b)
+    a, b = load_cases(args.a), load_cases(args.b)
     xs = []
     for case, r in a.items():
         if case not in b or (args.only and args.only not in b[case]["config"]):
