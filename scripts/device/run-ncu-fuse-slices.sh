@@ -7,13 +7,7 @@ source scripts/device/bench-env.sh
 echo "ncu: $NCU"
 M=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_bytes.sum,lts__t_sector_hit_rate.pct,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__registers_per_thread
 for c in qwen3moe mixtral glm5_1; do
-  for t in fs0 table; do
-    args=()
-    [ "$t" = fs0 ] && args=(--tuned-table .carry/fs/fs0.json)
-    timeout 120 "$NCU" --clock-control none --kernel-name regex:moelora_shrink --launch-count 1 \
-      --metrics "$M" .carry/bin/moelora-bench --filter "${c}_w13_two_kernel_M4096_R16" \
-      --out "$W/bench-$c-$t" "${args[@]}" > "$W/ncu-$c-$t.txt" 2>&1
-    echo "$c $t exit $?"; grep -E "moelora_shrink|duration|bytes|hit_rate|warps_active|grid_size|registers" "$W/ncu-$c-$t.txt" | sed 's/  */ /g'
-  done
+  ncu_case moelora_shrink "${c}_w13_two_kernel_M4096_R16" "$c-fs0" .carry/fs/fs0.json
+  ncu_case moelora_shrink "${c}_w13_two_kernel_M4096_R16" "$c-table"
 done
 tar czf "$OUT/ncu.tar.gz" -C "$W" .

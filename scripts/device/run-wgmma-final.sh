@@ -9,14 +9,8 @@
 source scripts/device/bench-env.sh
 M=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,launch__grid_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic,launch__occupancy_limit_shared_mem,launch__occupancy_limit_registers
 for c in ${NCU_CASES:-qwen3moe_w13_prefill_M4096_R64 mixtral_w2_prefill_M4096_R64 qwen3moe_w2_prefill_M512_R64_sparse}; do
-  for t in base table; do
-    args=()
-    [ "$t" = base ] && args=(--tuned-table .carry/wg/base.json)
-    timeout 120 "$NCU" --clock-control none --kernel-name regex:moelora_one_shot --launch-count 1 \
-      --metrics "$M" .carry/bin/moelora-bench --filter "$c" \
-      --out "$W/bench-$c-$t" "${args[@]}" > "$W/ncu-$c-$t.txt" 2>&1
-    echo "$c $t exit $?"; grep -E "moelora_one_shot|duration|bytes|throughput|warps_active|inst_executed|grid_size|registers|shared_mem|occupancy" "$W/ncu-$c-$t.txt" | sed 's/  */ /g'
-  done
+  ncu_case moelora_one_shot "$c" "$c-base" .carry/wg/base.json
+  ncu_case moelora_one_shot "$c" "$c-table"
 done
 for t in base table; do
   echo "=== bench $t ($(date +%T))"
