@@ -19,9 +19,12 @@ MOELORA_TEST_INSTALLED=1 tests the moelora found on sys.path (an installed
 wheel, with its own libmoelora.so) instead of this checkout's python/.
 """
 
+import json
 import math
 import os
+import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -270,6 +273,31 @@ def run_checked(name, dtype="bf16", mul_routed_weight=False, seed=0):
     c = p.c
     rows = out.view(c["num_tokens"] * c["top_k"], -1)[ok].float()
     return plan, rows, err
+
+
+def run_child_with_table(script, table, baseline, args):
+    """Runs `script --child DIR ARGS...` in a child process whose tuned table
+    (MOELORA_TUNED_TABLE) is `table` (a dict), with `baseline` (rows computed
+    here without it) saved for the child's child_baseline(DIR); asserts that
+    the child succeeds and returns its output."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "table.json")
+        with open(path, "w") as f:
+            json.dump(table, f)
+        torch.save(baseline.cpu(), os.path.join(d, "baseline.pt"))
+        env = dict(os.environ, MOELORA_TUNED_TABLE=path,
+                   MOELORA_CACHE_DIR=os.environ.get("MOELORA_CACHE_DIR", d))
+        proc = subprocess.run(
+            [sys.executable, os.path.abspath(script), "--child", d,
+             *map(str, args)],
+            env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+
+def child_baseline(d):
+    """In the child of run_child_with_table: the parent's rows, on the GPU."""
+    return torch.load(os.path.join(d, "baseline.pt")).cuda()
 
 
 def fused_against_reference(p, add_inputs=True):

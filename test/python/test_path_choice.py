@@ -9,11 +9,8 @@ call in this process (no entry) stays one_shot and agrees with it to the
 rounding of the two paths.
 """
 
-import json
 import os
-import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -51,25 +48,15 @@ def _table(name):
 def test_fused_entry_routes_to_two_kernel(name):
     plan, rows, _ = _run(name)
     assert plan["path"] == "one_shot", plan  # the rules, no entry
-    with tempfile.TemporaryDirectory() as d:
-        table = os.path.join(d, "table.json")
-        with open(table, "w") as f:
-            json.dump(_table(name), f)
-        torch.save(rows.cpu(), os.path.join(d, "one_shot.pt"))
-        env = dict(os.environ, MOELORA_TUNED_TABLE=table,
-                   MOELORA_CACHE_DIR=os.environ.get("MOELORA_CACHE_DIR", d))
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child",
-                               name, d], env=env, capture_output=True, text=True,
-                              timeout=600)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+    D.run_child_with_table(__file__, _table(name), rows, [name])
 
 
-def _child(name, d):
+def _child(d, name):
     plan, rows, err = _run(name)
     assert plan["path"] == "two_kernel", plan
     assert plan["from_tuned_table"], plan
     assert plan["workspace_bytes"] > 0, plan
-    one_shot = torch.load(os.path.join(d, "one_shot.pt")).cuda()
+    one_shot = D.child_baseline(d)
     diff = float((rows - one_shot).norm() / one_shot.norm())
     assert diff < 1e-2, f"one-shot and two-kernel disagree: rel L2 {diff:.2e}"
     print(f"{name}: two_kernel via the tuned table, rel L2 {err:.2e} to float64, "

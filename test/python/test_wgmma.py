@@ -10,11 +10,8 @@ table entry: mma.sync) agrees with it to the rounding of fp32 accumulation in
 another order. Skipped on GPUs other than sm_90 (wgmma is sm_90a only).
 """
 
-import json
 import os
-import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -66,29 +63,19 @@ def _table(name):
 def test_wgmma_through_the_tuned_table(name, mul_routed_weight):
     plan, rows, _ = _run(name, mul_routed_weight)
     assert "mma=wgmma" not in plan["launches"][0]["cache_key"], plan
-    with tempfile.TemporaryDirectory() as d:
-        table = os.path.join(d, "table.json")
-        with open(table, "w") as f:
-            json.dump(_table(name), f)
-        torch.save(rows.cpu(), os.path.join(d, "mma_sync.pt"))
-        env = dict(os.environ, MOELORA_TUNED_TABLE=table,
-                   MOELORA_CACHE_DIR=os.environ.get("MOELORA_CACHE_DIR", d))
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__),
-                               "--child", name, d, str(int(mul_routed_weight))],
-                              env=env, capture_output=True, text=True,
-                              timeout=600)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        print(proc.stdout.strip())
+    out = D.run_child_with_table(__file__, _table(name), rows,
+                                 [name, int(mul_routed_weight)])
+    print(out.strip())
 
 
-def _child(name, d, mul_routed_weight):
+def _child(d, name, mul_routed_weight):
     plan, rows, err = _run(name, mul_routed_weight)
     first = plan["launches"][0]["cache_key"]
     assert ";mma=wgmma;ptx=sm_90a" in first, plan
     assert plan["from_tuned_table"], plan
     want = "two_kernel" if "two_kernel" in name else "one_shot"
     assert plan["path"] == want, plan
-    mma_sync = torch.load(os.path.join(d, "mma_sync.pt")).cuda()
+    mma_sync = D.child_baseline(d)
     diff = float((rows - mma_sync).norm() / mma_sync.norm())
     assert diff < 1e-2, f"wgmma and mma.sync disagree: rel L2 {diff:.2e}"
     print(f"{name} mrw={int(mul_routed_weight)}: {plan['path']} on wgmma, "
