@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # On the GPU machine, .carry carried (scripts/bench-prepare.sh): ncu of the
-# small-batch kernel for decode cases (CASES), with the warp-state and
+# kernel matching KERNEL (a regex, default the small-batch kernel) in bench
+# cases (CASES, default two decode cases), with the warp-state and
 # source-counter sections, and the per-SASS-instruction stall samples of
 # each (ncu --page source). $OUT/ncu-decode.tar.gz.
 source scripts/device/bench-env.sh
 "$NCU" --version | tail -1
 for c in ${CASES:-qwen3moe_w13_decode_M1_R64 qwen3moe_w13_decode_M1_R16}; do
-  timeout 150 "$NCU" --clock-control none --kernel-name regex:moelora_small_batch \
+  timeout 150 "$NCU" --clock-control none --kernel-name "regex:${KERNEL:-moelora_small_batch}" \
     --launch-count 1 --section SpeedOfLight --section LaunchStats \
     --section Occupancy --section SchedulerStats --section WarpStateStats \
     --section SourceCounters --section MemoryWorkloadAnalysis \
