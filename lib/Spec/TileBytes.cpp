@@ -51,9 +51,12 @@ int shrinkKernelSharedBytes(const KernelSpec &spec) {
 }
 
 int expandStageBytes(const KernelSpec &spec) {
-  return spec.blockN * paddedPitch(spec.blockR()) * kElementBytes +
-         (spec.stagesOutput() ? stagedOutputBytes(spec.blockM, spec.blockN)
-                              : 0);
+  return expandStageBytes(spec, spec.blockM, spec.blockN);
+}
+
+int expandStageBytes(const KernelSpec &spec, int rows, int cols) {
+  return cols * paddedPitch(spec.blockR()) * kElementBytes +
+         (spec.stagesOutput() ? stagedOutputBytes(rows, cols) : 0);
 }
 
 int expandKernelSharedBytes(const KernelSpec &spec) {

@@ -15,8 +15,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -484,6 +486,42 @@ inline std::vector<GpuCase> gpuCases() {
       cases.push_back(c);
     }
   }
+  // The sorted cases above have about 2 pairs per (adapter, expert): every
+  // BLOCK_M 64/128 block has its valid rows among its first 16 and takes the
+  // few-rows expand. These copies have 2 experts and 192 tokens of top_k 2
+  // (about 30 pairs per block), so most blocks take the whole-tile expand
+  // and some (an adapter with few tokens) the few-rows one, in one launch.
+  const std::vector<std::string> denseRowCases = {
+      "one_shot_bf16_sorted_r16_k2048_n1408",
+      "one_shot_fp16_sorted_r64_k1000_n1000",
+      "one_shot_bf16_sorted_r16_k2048_n1408_fused",
+      "one_shot_bf16_sorted_r16_w2_add1",
+      "one_shot_bf16_sorted_r16_k2048_cluster2",
+      "one_shot_fp16_sorted_r64_k1000_cluster8_fused",
+      "one_shot_bf16_sorted_wgmma_m64_r16_k2048_w8_bk128_s3_fused",
+      "one_shot_fp16_sorted_wgmma_m128_r64_k1000_w16_bk128_s3",
+      "one_shot_bf16_sorted_r32_npid3",
+      "one_shot_bf16_sorted_r16_n1004_unaligned",
+      "two_kernel_bf16_sorted_r16_splitk1",
+      "two_kernel_fp16_sorted_r64_splitk4",
+      "two_kernel_bf16_sorted_r24_npid3_fused",
+      "two_kernel_bf16_sorted_r16_n1004_unaligned",
+      "two_kernel_bf16_sorted_r16_w2_add0"};
+  const size_t before = cases.size();
+  for (size_t i = 0; i < before; ++i) {
+    if (std::find(denseRowCases.begin(), denseRowCases.end(), cases[i].name) ==
+        denseRowCases.end())
+      continue;
+    GpuCase c = cases[i];
+    c.problem.numExperts = 2;
+    c.problem.numTokens = 192;
+    c.problem.topK = 2;
+    c.problem.seed += 7919;
+    c.name += "_dense_rows";
+    cases.push_back(c);
+  }
+  if (cases.size() - before != denseRowCases.size())
+    throw std::logic_error("GpuCases.h: a denseRowCases name names no case");
   return cases;
 }
 

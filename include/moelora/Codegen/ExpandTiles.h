@@ -6,6 +6,13 @@
 // when the output is staged, the old output values, num_stages deep. Only
 // where r comes from differs (the one-shot's shrink, or the intermediate).
 //
+// A sorted block whose valid rows all lie in its first 16 (an expert with
+// few pairs: most blocks at M <= 512 with many experts) wastes the warps of
+// the other rows and walks N in BLOCK_N steps, each a dependent round trip.
+// Such a block can instead run a 16-row tile as many BLOCK_N wide, with
+// every warp on a share of its columns (few-rows shape): fewer, wider steps
+// in the same shared memory.
+//
 //===----------------------------------------------------------------------===//
 #ifndef MOELORA_CODEGEN_EXPANDTILES_H
 #define MOELORA_CODEGEN_EXPANDTILES_H
@@ -13,43 +20,65 @@
 #include "moelora/Codegen/MoeBlock.h"
 
 #include <array>
+#include <optional>
 
 namespace moelora {
 
-/// Shared memory of one expand stage: a BLOCK_N x BLOCK_R tile of B, then
+/// The output tile of one expand step, and how many steps are in flight.
+struct ExpandShape {
+  int rows = 0, cols = 0, stages = 1;
+  /// The spec's tile: BLOCK_M x BLOCK_N, num_stages.
+  static ExpandShape of(const KernelSpec &spec);
+};
+
+/// The few-rows shape for a block whose valid rows are all among its first
+/// 16: 16 rows, BLOCK_N widened by up to BLOCK_M / 16, as many stages (at
+/// least 2, or the spec's 1) as fit in `sharedBytes` (the kernel's dynamic
+/// shared memory). None where BLOCK_M is 16 or no widening fits.
+std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec,
+                                              int sharedBytes);
+
+/// Shared memory of one expand stage: a cols x BLOCK_R tile of B, then
 /// (aligned output) the staged output tile.
 struct ExpandTilesLayout {
   int bPitch = 0;     ///< B tile pitch (BLOCK_R + pad)
   int bTileBytes = 0; ///< B tile of a stage
   int stageBytes = 0; ///< one stage
-  explicit ExpandTilesLayout(const KernelSpec &spec);
-  int sharedBytes(const KernelSpec &spec) const {
-    return stageBytes * spec.numStages;
-  }
+  ExpandTilesLayout(const KernelSpec &spec, const ExpandShape &shape);
 };
 
 /// The warp's share of the block: rows warpRow0 .. + 16 * mTiles, and
-/// column group wn of warpsN along each BLOCK_N tile.
+/// column group wn of warpsN along each tile.
 struct ExpandWarp {
   int mTiles = 1, warpsN = 1;
   Value wn, warpRow0;
 };
 
-/// A program's share [lo, hi) of N's BLOCK_N tiles: program pidN of the
-/// npid programs of a row block takes the pidN-th run of ceil(tiles / npid).
-struct TileRange {
+/// Output columns [lo, hi) of a slice.
+struct ColumnRange {
   Value lo, hi;
 };
-TileRange programTiles(TileBuilder &tb, Value N, Value pidN, Value npid);
+/// A program's share of N: program pidN of the npid programs of a row block
+/// takes the pidN-th run of ceil(tiles / npid) BLOCK_N tiles (cut at N).
+ColumnRange programColumns(TileBuilder &tb, Value N, Value pidN, Value npid);
 
 /// out[rows, n] (+)= r @ B_s[l,e]^T (x topk weight when mul_routed_weight)
-/// for n in the N tiles `tiles` of the slice whose output columns start at
-/// outSlice. rFrags[mt * BLOCK_R/16 + j] are the warp's r fragments
-/// (in T). Stages live at `smem`; on return they are free again.
+/// for n in `cols`, in steps of `shape`, of the slice whose output columns
+/// start at outSlice. rFrags[mt * BLOCK_R/16 + j] are the warp's r
+/// fragments (in T). Stages live at `smem`; on return they are free again.
 void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
-                 const ExpandWarp &warp,
+                 const ExpandShape &shape, const ExpandWarp &warp,
                  llvm::ArrayRef<std::array<Value, 4>> rFrags, Value smem,
-                 Value N, Value outSlice, TileRange tiles);
+                 Value outSlice, ColumnRange cols);
+
+/// This thread's part of "is any of the block's tile rows 16 .. BLOCK_M
+/// valid" (i1). Computed early, its loads overlap the shrink; a
+/// TileBuilder::barrierAny over it gives the block's answer.
+Value validRowPast16(TileBuilder &tb, const MoeBlock &blk);
+
+/// The few-rows warp: every warp of the block on the tile's 16 rows, a
+/// column share each.
+ExpandWarp fewRowsWarp(TileBuilder &tb);
 
 } // namespace moelora
 

@@ -223,11 +223,16 @@ public:
 
   // ---- Control flow ----
   void ifThen(Value cond, const std::function<void()> &then);
+  void ifThenElse(Value cond, const std::function<void()> &then,
+                  const std::function<void()> &otherwise);
   /// scf.for over i32 [lb, ub) step; `body` returns the yielded values.
   ValueVec
   forLoop(Value lb, Value ub, Value step, mlir::ValueRange init,
           const std::function<ValueVec(Value iv, mlir::ValueRange)> &body);
   void barrier();
+  /// A block barrier (bar.red.or) that answers, in every thread, whether
+  /// `pred` (i1) held in any thread.
+  Value barrierAny(Value pred);
   /// barrier.cluster.arrive (release) + wait (acquire), aligned: every
   /// thread of every block of the cluster must reach it.
   void clusterBarrier();

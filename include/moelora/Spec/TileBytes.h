@@ -76,6 +76,8 @@ int maxDynamicSharedBytes(int sm);
 /// One stage of the expand loop (one-shot and two-kernel expand): a
 /// BLOCK_N x BLOCK_R tile of B, then (aligned output) the staged output.
 int expandStageBytes(const KernelSpec &spec);
+/// The same for a rows x cols output tile (a cols x BLOCK_R tile of B).
+int expandStageBytes(const KernelSpec &spec, int rows, int cols);
 
 /// The two-kernel expand's dynamic shared memory: its BLOCK_M x BLOCK_R rows
 /// of the intermediate, then (reusing them) num_stages expand stages.

@@ -7,6 +7,8 @@
 // with expandTiles, num_stages tiles of B and old output in flight. (One
 // program per BLOCK_N tile reloaded the rows per tile and kept a single
 // tile in flight: 45% of DRAM bandwidth at 23% occupancy on the H200.)
+// A block whose valid rows all lie in its first 16 takes the few-rows
+// shape (ExpandTiles.h): every warp reads r's first 16 rows.
 // Program ((pid_m * NPID + pid_n) x slice, lora).
 //
 //===----------------------------------------------------------------------===//
@@ -50,24 +52,45 @@ void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
     TileCopyPlan rPlan =
         tb.planTileCopy(spec.blockM, BR, copyVectorElems(R), rPitch, rows);
     Value smem = tb.shared();
+    // Whether the block may take the few-rows expand (ExpandTiles.h):
+    // asked before the copy's wait, so the sorted ids' loads overlap it.
+    const std::optional<ExpandShape> fewRows =
+        fewRowsExpandShape(spec, expandKernelSharedBytes(spec));
+    Value validPast16 = fewRows ? validRowPast16(tb, blk) : Value();
     tb.issueTileCopy(rPlan, smem, tb.i32(0), R < BR ? tb.i32(R) : Value());
     tb.commitGroup();
     tb.waitGroup(0);
-    tb.barrier();
-    llvm::SmallVector<std::array<Value, 4>> rFrags;
-    for (int mt = 0; mt < mTiles; ++mt)
-      for (int j = 0; j < BR / 16; ++j)
-        rFrags.push_back(tb.loadFragA(
-            smem, rPitch, tb.add(warpRow0, tb.i32(16 * mt)), tb.i32(16 * j)));
-    // The expand's stages reuse the r tile's shared memory.
-    tb.barrier();
+    Value fewRowsOnly;
+    if (fewRows)
+      fewRowsOnly = tb.lnot(tb.barrierAny(validPast16));
+    else
+      tb.barrier();
 
-    TileRange tiles = programTiles(tb, N, pidN, npid);
+    ColumnRange cols = programColumns(tb, N, pidN, npid);
     Value outSlice =
         tb.gep(args[kOut], tb.add(args[kOutColOffset], tb.mul(blk.slice, N)),
                tb.elementType());
-    expandTiles(tb, args, blk, ExpandWarp{mTiles, grid.warpsN, wn, warpRow0},
-                rFrags, smem, N, outSlice, tiles);
+    // The warp's rows of r as A fragments, then the expand, whose stages
+    // reuse the r tile's shared memory.
+    auto expand = [&](const ExpandShape &shape, const ExpandWarp &warp) {
+      llvm::SmallVector<std::array<Value, 4>> rFrags;
+      for (int mt = 0; mt < warp.mTiles; ++mt)
+        for (int j = 0; j < BR / 16; ++j)
+          rFrags.push_back(tb.loadFragA(smem, rPitch,
+                                        tb.add(warp.warpRow0, tb.i32(16 * mt)),
+                                        tb.i32(16 * j)));
+      tb.barrier();
+      expandTiles(tb, args, blk, shape, warp, rFrags, smem, outSlice, cols);
+    };
+    auto dense = [&] {
+      expand(ExpandShape::of(spec),
+             ExpandWarp{mTiles, grid.warpsN, wn, warpRow0});
+    };
+    if (fewRows)
+      tb.ifThenElse(
+          fewRowsOnly, [&] { expand(*fewRows, fewRowsWarp(tb)); }, dense);
+    else
+      dense();
   });
 }
 

@@ -19,6 +19,11 @@
 // (reductions and cluster sums treat them as one wider tile), and the
 // expand walks the program's share of each slice's N tiles in turn.
 //
+// Few rows: a sorted block whose valid rows all lie in its first 16 (an
+// expert with few pairs) runs its expand as a 16-row tile, every warp on a
+// column share of several BLOCK_N (ExpandTiles.h), r's first rows
+// broadcast from warp 0.
+//
 // wgmma (sm_90a): the shrink's tiles are 128-byte swizzled and each
 // warpgroup (64 rows) multiplies them with wgmma.mma_async straight from
 // shared memory, no ldmatrix; warpgroups beyond BLOCK_M / 64 split BLOCK_K
@@ -95,6 +100,31 @@ void sumClusterPartials(TileBuilder &tb, Accumulators &r, Value smem, int C,
   // No block may reuse its shared memory while a peer still reads it (the
   // peers' reads above are used before they arrive: no release needed).
   tb.clusterBarrierRelaxed();
+}
+
+/// Warp 0's r fragments (the first row tile), in every warp: through
+/// shared memory at `smem`, free again on return.
+llvm::SmallVector<std::array<Value, 4>>
+fragmentsOfWarp0(TileBuilder &tb, llvm::ArrayRef<std::array<Value, 4>> frags,
+                 Value smem) {
+  auto slot = [&](int j) {
+    Value index = tb.add(tb.mul(tb.i32(j), tb.i32(32)), tb.laneId());
+    return tb.sharedOffset(smem, tb.mul(index, tb.i32(16)));
+  };
+  tb.ifThen(tb.eq(tb.warpId(), tb.i32(0)), [&] {
+    for (size_t j = 0; j < frags.size(); ++j)
+      tb.store(tb.vectorOf(frags[j]), slot(j));
+  });
+  tb.barrier();
+  mlir::Type i32x4 = tb.vectorType(tb.i32Type(), 4);
+  llvm::SmallVector<std::array<Value, 4>> out;
+  for (size_t j = 0; j < frags.size(); ++j) {
+    ValueVec v = tb.scalarsOf(tb.load(i32x4, slot(j)));
+    out.push_back({v[0], v[1], v[2], v[3]});
+  }
+  // The expand's stages reuse these bytes.
+  tb.barrier();
+  return out;
 }
 
 } // namespace
@@ -212,6 +242,13 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
       return all.values;
     };
     r.values = tb.pipelined(shrink, r.values);
+    // Whether the block may take the few-rows expand: asked here, where its
+    // loads (the sorted ids, read for x before) overlap the reductions;
+    // asked before the shrink, its register pushed a rank-64 four-warp
+    // variant over its budget.
+    const std::optional<ExpandShape> fewRows =
+        fewRowsExpandShape(spec, lay.sharedBytes(spec));
+    Value validPast16 = fewRows ? validRowPast16(tb, blk) : Value();
     if (warpsN > 1)
       tb.reduceAccumulators(r, smem, warpsN, wn, warpRow0, spec.blockM, F * BR);
     if (C > 1)
@@ -220,8 +257,9 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     // ---- Expand: out[rows, n] (+)= r @ B[l,e]^T over this program's tiles
     // of each of its slices.
     Value N = args[kN];
-    TileRange tiles = programTiles(tb, N, pidN, npid);
+    ColumnRange cols = programColumns(tb, N, pidN, npid);
     const int rSteps = BR / 16;
+    Value fewRowsOnly = fewRows ? tb.lnot(tb.barrierAny(validPast16)) : Value();
     for (int s = 0; s < F; ++s) {
       // r rounded to T (Triton feeds the expand dot in T), as A fragments.
       Accumulators rs = r.columns(s * BR / 8, BR / 8);
@@ -232,8 +270,24 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
       MoeBlock sb = sliceBlock(s);
       Value outSlice =
           tb.gep(args[kOut], tb.mul(sb.slice, N), tb.elementType());
-      expandTiles(tb, args, sb, ExpandWarp{lay.mTiles, warpsN, wn, warpRow0},
-                  rFrags, smem, N, outSlice, tiles);
+      auto dense = [&] {
+        expandTiles(tb, args, sb, ExpandShape::of(spec),
+                    ExpandWarp{lay.mTiles, warpsN, wn, warpRow0}, rFrags, smem,
+                    outSlice, cols);
+      };
+      if (!fewRows) {
+        dense();
+        continue;
+      }
+      tb.ifThenElse(
+          fewRowsOnly,
+          [&] {
+            auto firstRows = fragmentsOfWarp0(
+                tb, llvm::ArrayRef(rFrags).take_front(rSteps), smem);
+            expandTiles(tb, args, sb, *fewRows, fewRowsWarp(tb), firstRows,
+                        smem, outSlice, cols);
+          },
+          dense);
     }
   });
 }

@@ -282,6 +282,16 @@ void TileBuilder::ifThen(Value cond, const std::function<void()> &then) {
   then();
 }
 
+void TileBuilder::ifThenElse(Value cond, const std::function<void()> &then,
+                             const std::function<void()> &otherwise) {
+  auto ifOp = scf::IfOp::create(b, location, cond, /*withElseRegion=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  then();
+  b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+  otherwise();
+}
+
 ValueVec
 TileBuilder::forLoop(Value lb, Value ub, Value step, ValueRange init,
                      const std::function<ValueVec(Value, ValueRange)> &body) {
@@ -295,6 +305,16 @@ TileBuilder::forLoop(Value lb, Value ub, Value step, ValueRange init,
 }
 
 void TileBuilder::barrier() { NVVM::Barrier0Op::create(b, location); }
+
+Value TileBuilder::barrierAny(Value pred) {
+  auto any = NVVM::BarrierOp::create(
+      b, location, i32Type(), /*barrierId=*/Value(),
+      /*numberOfThreads=*/Value(),
+      NVVM::BarrierReductionAttr::get(b.getContext(),
+                                      NVVM::BarrierReduction::OR),
+      arith::ExtUIOp::create(b, location, i32Type(), pred));
+  return ne(any.getRes(), i32(0));
+}
 
 void TileBuilder::clusterBarrier() {
   NVVM::ClusterArriveOp::create(b, location, b.getUnitAttr());

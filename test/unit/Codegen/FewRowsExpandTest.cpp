@@ -1,0 +1,134 @@
+//===- FewRowsExpandTest.cpp - The few-rows expand shape and its branch ---===//
+//
+// A sorted block whose valid rows all lie in its first 16 runs its expand as
+// a 16-row tile several BLOCK_N wide (ExpandTiles.h). The shape must fit the
+// kernel's shared memory and the limits it was chosen under; the kernels
+// that may take it ask the block once (bar.red.or), the others never do.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moelora/Codegen/ExpandTiles.h"
+#include "moelora/Codegen/Generator.h"
+#include "moelora/Codegen/KernelBuilder.h"
+#include "moelora/Spec/SpecValidation.h"
+#include "moelora/Spec/TileBytes.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+using namespace moelora;
+
+namespace {
+
+KernelSpec sortedOneShot(int blockM, int blockN, int rank, int warps,
+                         int stages) {
+  KernelSpec s;
+  s.family = KernelFamily::OneShot;
+  s.sorted = true;
+  s.rank = rank;
+  s.k = 2048;
+  s.blockM = blockM;
+  s.blockN = blockN;
+  s.blockK = 64;
+  s.numWarps = warps;
+  s.numStages = stages;
+  s.sm = 90;
+  return s;
+}
+
+int countOf(const std::string &text, const std::string &what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos;
+       at = text.find(what, at + 1))
+    ++n;
+  return n;
+}
+
+} // namespace
+
+TEST(FewRowsExpand, ShapeFitsTheKernelAndItsLimits) {
+  int withShape = 0;
+  for (int blockM : {16, 64, 128})
+    for (int blockN : {32, 64, 128, 256})
+      for (int rank : {16, 32, 64, 128})
+        for (int warps : {4, 8, 16})
+          for (int stages : {1, 2, 3, 4})
+            for (bool aligned : {true, false}) {
+              KernelSpec s = sortedOneShot(blockM, blockN, rank, warps, stages);
+              s.alignedOutput = aligned;
+              if (!validateSpec(s).empty())
+                continue;
+              const int budget = oneShotSharedBytes(s);
+              auto shape = fewRowsExpandShape(s, budget);
+              SCOPED_TRACE(s.entryName());
+              if (blockM == 16) {
+                EXPECT_FALSE(shape);
+                continue;
+              }
+              if (!shape)
+                continue;
+              ++withShape;
+              EXPECT_EQ(shape->rows, 16);
+              EXPECT_GT(shape->cols, blockN);
+              EXPECT_EQ(shape->cols % blockN, 0);
+              EXPECT_LE(shape->cols, blockN * blockM / 16);
+              EXPECT_LE(shape->cols, 256);
+              EXPECT_EQ(shape->cols % (8 * warps), 0);
+              EXPECT_LE(shape->cols * s.blockR() / 8, 4 * s.threads());
+              EXPECT_GE(shape->stages, std::min(2, stages));
+              EXPECT_LE(shape->stages, stages);
+              EXPECT_LE(shape->stages * expandStageBytes(s, 16, shape->cols),
+                        budget);
+            }
+  EXPECT_GT(withShape, 50);
+}
+
+// BLOCK_M 64, BLOCK_N 64, rank 16, 8 warps: with BLOCK_K 128 the shrink's
+// stages leave room for four BLOCK_N side by side, three stages deep; with
+// BLOCK_K 64 (smaller shrink stages) for two.
+TEST(FewRowsExpand, WidestShapeThatFits) {
+  KernelSpec s = sortedOneShot(64, 64, 16, 8, 3);
+  s.blockK = 128;
+  auto wide = fewRowsExpandShape(s, oneShotSharedBytes(s));
+  ASSERT_TRUE(wide);
+  EXPECT_EQ(wide->cols, 256);
+  EXPECT_EQ(wide->stages, 3);
+  s.blockK = 64;
+  auto narrow = fewRowsExpandShape(s, oneShotSharedBytes(s));
+  ASSERT_TRUE(narrow);
+  EXPECT_EQ(narrow->cols, 128);
+  EXPECT_EQ(narrow->stages, 3);
+  // Too little shared memory for two stages of the narrowest widening.
+  EXPECT_FALSE(fewRowsExpandShape(s, expandStageBytes(s, 16, 128)));
+}
+
+TEST(FewRowsExpand, OnlyKernelsThatMayTakeItAskTheBlock) {
+  KernelSpec sorted = sortedOneShot(64, 64, 16, 8, 3);
+  auto g = generateKernel(sorted);
+  ASSERT_TRUE(g) << g.error().message;
+  EXPECT_EQ(countOf(g->ptx, "bar.red.or.pred"), 1);
+
+  KernelSpec fused = sorted;
+  fused.numSlices = 2;
+  fused.fuseSlices = true;
+  auto gf = generateKernel(fused);
+  ASSERT_TRUE(gf) << gf.error().message;
+  EXPECT_EQ(countOf(gf->ptx, "bar.red.or.pred"), 1) << "once for all slices";
+
+  KernelSpec expand = sorted;
+  expand.family = KernelFamily::Expand;
+  expand.k.reset();
+  expand.blockK = 16;
+  auto ge = generateKernel(expand);
+  ASSERT_TRUE(ge) << ge.error().message;
+  EXPECT_EQ(countOf(ge->ptx, "bar.red.or.pred"), 1);
+
+  // BLOCK_M 16 (the naive path's): nothing to narrow.
+  KernelSpec naive = sortedOneShot(16, 64, 16, 4, 2);
+  naive.sorted = false;
+  auto gn = generateKernel(naive);
+  ASSERT_TRUE(gn) << gn.error().message;
+  EXPECT_EQ(gn->ptx.find("bar.red"), std::string::npos);
+}
