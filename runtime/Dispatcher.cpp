@@ -99,6 +99,9 @@ static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
     s.minBlocksPerSm = c.minBlocksPerSm;
   if (c.fuseSlices >= 0 && s.family == KernelFamily::OneShot)
     s.fuseSlices = c.fuseSlices == 1;
+  // The one-shot's, or the two-kernel path's expand's.
+  if (c.fewRows >= 0)
+    s.fewRows = c.fewRows == 1;
 }
 
 /// A tuned entry's wgmma (one_shot: the kernel's; two_kernel: its shrink's),

@@ -175,21 +175,27 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
             "{}: entry {}: NPID = {} with SPLIT_K = {}: allowed: NPID 0 or "
             "{} (a one_shot cluster is its row block's NPID programs)",
             origin, index, t.config.npid, sk, sk));
-      // The boolean kernel choices, each on one_shot and on two_kernel
-      // (its shrink); absent stays -1.
-      for (auto [name, field] :
-           {std::pair<const char *, int *>{"fuse_slices", &t.config.fuseSlices},
-            std::pair<const char *, int *>{"wgmma", &t.config.wgmma}}) {
-        auto v = c.find(name);
+      // The boolean kernel choices, each on one_shot and on two_kernel (the
+      // kernel of that path it configures); absent stays -1.
+      struct BoolChoice {
+        const char *name;
+        int *field;
+        const char *twoKernelKernel;
+      };
+      for (BoolChoice b :
+           {BoolChoice{"fuse_slices", &t.config.fuseSlices, "shrink"},
+            BoolChoice{"wgmma", &t.config.wgmma, "shrink"},
+            BoolChoice{"few_rows", &t.config.fewRows, "expand"}}) {
+        auto v = c.find(b.name);
         if (v == c.end())
           continue;
         if (!v->is_boolean() ||
             (t.path != "two_kernel" && t.path != "one_shot"))
-          return makeError(
-              fmt::format("{}: {} = {} on path {}: allowed: true or false, on "
-                          "one_shot and two_kernel (its shrink) only",
-                          configWhere, name, v->dump(), t.path));
-        *field = v->get<bool>() ? 1 : 0;
+          return makeError(fmt::format(
+              "{}: {} = {} on path {}: allowed: true or false, on one_shot and "
+              "two_kernel (its {}) only",
+              configWhere, b.name, v->dump(), t.path, b.twoKernelKernel));
+        *b.field = v->get<bool>() ? 1 : 0;
       }
       if (c.contains("min_blocks_per_sm") &&
           (t.config.minBlocksPerSm < 0 ||

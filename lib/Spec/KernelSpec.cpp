@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moelora/Spec/KernelSpec.h"
+#include "moelora/Spec/TileBytes.h"
 
 #include <fmt/format.h>
 
@@ -117,7 +118,13 @@ std::string KernelSpec::cacheKey() const {
   // stay as they were; the PTX target is part of it.
   if (wgmma)
     key += ";mma=wgmma;ptx=" + ptxTarget();
+  if (fewRowsExpand())
+    key += ";fr=1";
   return key;
+}
+
+bool KernelSpec::fewRowsExpand() const {
+  return fewRows && fewRowsExpandShape(*this).has_value();
 }
 
 std::string KernelSpec::ptxTarget() const {
@@ -155,6 +162,8 @@ std::string KernelSpec::entryName() const {
     name += "_fs";
   if (wgmma)
     name += "_wg";
+  if (fewRowsExpand())
+    name += "_fr";
   std::string key = cacheKey();
   uint64_t hash = XXH3_64bits(key.data(), key.size());
   name += fmt::format("_h{:08x}", static_cast<uint32_t>(hash));
@@ -165,11 +174,11 @@ bool operator==(const KernelSpec &a, const KernelSpec &b) {
   // Same fields as cacheKey(): two specs are equal exactly when they compile
   // to the same kernel, wherever they were written.
   auto fields = [](const KernelSpec &s) {
-    return std::make_tuple(s.family, s.dtype, s.sm, s.rank, s.k, s.blockM,
-                           s.blockN, s.blockK, s.groupSizeM, s.splitK,
-                           s.numWarps, s.numStages, s.sorted, s.mulRoutedWeight,
-                           s.addInputs, s.numSlices, s.npid, s.minBlocksPerSm,
-                           s.alignedOutput, s.fusesSlices(), s.wgmma);
+    return std::make_tuple(
+        s.family, s.dtype, s.sm, s.rank, s.k, s.blockM, s.blockN, s.blockK,
+        s.groupSizeM, s.splitK, s.numWarps, s.numStages, s.sorted,
+        s.mulRoutedWeight, s.addInputs, s.numSlices, s.npid, s.minBlocksPerSm,
+        s.alignedOutput, s.fusesSlices(), s.wgmma, s.fewRowsExpand());
   };
   return fields(a) == fields(b);
 }

@@ -456,6 +456,8 @@ private:
       return d.fuseSlices ? 1 : 0;
     case Field::Wgmma:
       return d.wgmma ? 1 : 0;
+    case Field::FewRows:
+      return d.fewRows ? 1 : 0;
     }
     return 0;
   }
@@ -526,6 +528,9 @@ private:
       break;
     case Field::Wgmma:
       s.wgmma = v != 0;
+      break;
+    case Field::FewRows:
+      s.fewRows = v != 0;
       break;
     }
   }

@@ -42,8 +42,9 @@ enum class Field {
   OutAligned,
   FuseSlices,
   Wgmma,
+  FewRows,
 };
-inline constexpr size_t kNumFields = static_cast<size_t>(Field::Wgmma) + 1;
+inline constexpr size_t kNumFields = static_cast<size_t>(Field::FewRows) + 1;
 
 enum class ValueKind { Text, Enum, Int, Bool };
 
@@ -80,6 +81,9 @@ inline constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
     {"wgmma", ValueKind::Bool,
      "true, false (true: one_shot or shrink on sm_90 with BLOCK_SIZE_M 64 "
      "or 128)"},
+    {"few_rows", ValueKind::Bool,
+     "true, false (one_shot and expand: the few-rows expand of sorted "
+     "blocks)"},
 }};
 
 inline constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};

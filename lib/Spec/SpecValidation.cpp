@@ -14,6 +14,16 @@ namespace moelora {
 
 using namespace spec;
 
+namespace {
+/// A boolean field set on a family that does not take it.
+std::string onlyFor(Field f, std::string_view families, KernelFamily got) {
+  return reasonText(f,
+                    fmt::format("true is only supported by {} (got {})",
+                                families, toString(got)),
+                    fmt::format("false for {}", toString(got)));
+}
+} // namespace
+
 std::string validateSpec(const KernelSpec &spec) {
   if (std::find(kTargets.begin(), kTargets.end(), spec.sm) == kTargets.end())
     return reasonText(Field::Target,
@@ -97,11 +107,7 @@ std::string validateSpec(const KernelSpec &spec) {
 
   if (spec.fuseSlices && spec.family != KernelFamily::Shrink &&
       spec.family != KernelFamily::OneShot)
-    return reasonText(Field::FuseSlices,
-                      fmt::format("true is only supported by shrink and "
-                                  "one_shot (got {})",
-                                  toString(spec.family)),
-                      fmt::format("false for {}", toString(spec.family)));
+    return onlyFor(Field::FuseSlices, "shrink and one_shot", spec.family);
 
   if (spec.family == KernelFamily::OneShot &&
       (spec.rank > kMaxOneShotRank || spec.blockR() > kMaxOneShotRank))
@@ -189,6 +195,10 @@ std::string validateSpec(const KernelSpec &spec) {
                       16 * g.warpsN, spec.blockM, spec.numWarps));
   }
 
+  if (spec.fewRows && spec.family != KernelFamily::OneShot &&
+      spec.family != KernelFamily::Expand)
+    return onlyFor(Field::FewRows, "one_shot and expand", spec.family);
+
   if (spec.wgmma) {
     // The wgmma shrink (one_shot, and the two-kernel shrink): warpgroups of
     // four warps own 64 rows each (so every warp one 16-row tile of
@@ -197,11 +207,7 @@ std::string validateSpec(const KernelSpec &spec) {
     // (128-byte) swizzled atoms filled by 16-byte copies.
     if (spec.family != KernelFamily::OneShot &&
         spec.family != KernelFamily::Shrink)
-      return reasonText(Field::Wgmma,
-                        fmt::format("true is only supported by one_shot and "
-                                    "shrink (got {})",
-                                    toString(spec.family)),
-                        fmt::format("false for {}", toString(spec.family)));
+      return onlyFor(Field::Wgmma, "one_shot and shrink", spec.family);
     if (spec.sm != 90)
       return reasonText(
           Field::Wgmma,

@@ -64,4 +64,33 @@ int expandKernelSharedBytes(const KernelSpec &spec) {
   return std::max(rTile, expandStageBytes(spec) * spec.numStages);
 }
 
+ExpandShape ExpandShape::of(const KernelSpec &spec) {
+  return {spec.blockM, spec.blockN, spec.numStages};
+}
+
+std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec) {
+  int sharedBytes = 0;
+  if (spec.family == KernelFamily::OneShot)
+    sharedBytes = OneShotSharedLayout(spec).sharedBytes(spec);
+  else if (spec.family == KernelFamily::Expand)
+    sharedBytes = expandKernelSharedBytes(spec);
+  else
+    return std::nullopt;
+  const int minStages = std::min(2, spec.numStages);
+  // Widest first: the steps are latency-bound, their bytes are few.
+  for (int widen = spec.blockM / 16; widen >= 2; widen /= 2) {
+    const int cols = widen * spec.blockN;
+    if (cols % (8 * spec.numWarps) != 0)
+      continue; // every warp takes whole n8 tiles
+    // Wider tiles cost registers (ptxas, the bench's kernels: up to +52 at
+    // 512 columns, +16 at most within these limits).
+    if (cols > 256 || cols * spec.blockR() / 8 > 4 * spec.threads())
+      continue;
+    for (int stages = spec.numStages; stages >= minStages; --stages)
+      if (stages * expandStageBytes(spec, 16, cols) <= sharedBytes)
+        return ExpandShape{16, cols, stages};
+  }
+  return std::nullopt;
+}
+
 } // namespace moelora

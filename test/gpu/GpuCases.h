@@ -76,6 +76,10 @@ inline KernelSpec baseSpec(KernelFamily f, DType t, int rank, int k,
     break;
   }
   s.numWarps = 4;
+  // The few-rows expand wherever it applies (as the tuned tables choose it
+  // per bucket); the kernels without a few-rows shape run without it.
+  s.fewRows =
+      sorted && (f == KernelFamily::OneShot || f == KernelFamily::Expand);
   return s;
 }
 

@@ -156,7 +156,7 @@ std::vector<json> candidates(const YAML::Node &sweep, const char *path) {
         json c = partial;
         const std::string name = field.first.as<std::string>();
         // The table's boolean config keys.
-        if (name == "fuse_slices" || name == "wgmma")
+        if (name == "fuse_slices" || name == "wgmma" || name == "few_rows")
           c[name] = v.as<bool>();
         else
           c[name] = v.as<int>();

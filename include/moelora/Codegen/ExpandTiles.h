@@ -24,19 +24,9 @@
 
 namespace moelora {
 
-/// The output tile of one expand step, and how many steps are in flight.
-struct ExpandShape {
-  int rows = 0, cols = 0, stages = 1;
-  /// The spec's tile: BLOCK_M x BLOCK_N, num_stages.
-  static ExpandShape of(const KernelSpec &spec);
-};
-
-/// The few-rows shape for a block whose valid rows are all among its first
-/// 16: 16 rows, BLOCK_N widened by up to BLOCK_M / 16, as many stages (at
-/// least 2, or the spec's 1) as fit in `sharedBytes` (the kernel's dynamic
-/// shared memory). None where BLOCK_M is 16 or no widening fits.
-std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec,
-                                              int sharedBytes);
+/// The few-rows shape where the spec asks for it (KernelSpec::fewRows)
+/// and one exists.
+std::optional<ExpandShape> fewRowsShapeIfEnabled(const KernelSpec &spec);
 
 /// Shared memory of one expand stage: a cols x BLOCK_R tile of B, then
 /// (aligned output) the staged output tile.
@@ -54,22 +44,22 @@ struct ExpandWarp {
   Value wn, warpRow0;
 };
 
-/// Output columns [lo, hi) of a slice.
-struct ColumnRange {
+/// A program's share [lo, hi) of N's BLOCK_N tiles: program pidN of the
+/// npid programs of a row block takes the pidN-th run of ceil(tiles / npid).
+struct TileRange {
   Value lo, hi;
 };
-/// A program's share of N: program pidN of the npid programs of a row block
-/// takes the pidN-th run of ceil(tiles / npid) BLOCK_N tiles (cut at N).
-ColumnRange programColumns(TileBuilder &tb, Value N, Value pidN, Value npid);
+TileRange programTiles(TileBuilder &tb, Value N, Value pidN, Value npid);
 
 /// out[rows, n] (+)= r @ B_s[l,e]^T (x topk weight when mul_routed_weight)
-/// for n in `cols`, in steps of `shape`, of the slice whose output columns
-/// start at outSlice. rFrags[mt * BLOCK_R/16 + j] are the warp's r
-/// fragments (in T). Stages live at `smem`; on return they are free again.
+/// for n in the BLOCK_N tiles `tiles` (shape.cols / BLOCK_N of them per
+/// step) of the slice whose output columns start at outSlice.
+/// rFrags[mt * BLOCK_R/16 + j] are the warp's r fragments (in T). Stages
+/// live at `smem`; on return they are free again.
 void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
                  const ExpandShape &shape, const ExpandWarp &warp,
                  llvm::ArrayRef<std::array<Value, 4>> rFrags, Value smem,
-                 Value outSlice, ColumnRange cols);
+                 Value N, Value outSlice, TileRange tiles);
 
 /// This thread's part of "is any of the block's tile rows 16 .. BLOCK_M
 /// valid" (i1). Computed early, its loads overlap the shrink; a

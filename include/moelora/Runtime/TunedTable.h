@@ -13,7 +13,8 @@
 // true|false (see KernelSpec::fuseSlices; two_kernel: the shrink's, its
 // other keys configure the expand). A one_shot or two_kernel entry's config
 // may hold "wgmma": true|false (see KernelSpec::wgmma; two_kernel: the
-// shrink's; sm_90 only, ignored elsewhere).
+// shrink's; sm_90 only, ignored elsewhere) and "few_rows": true|false (see
+// KernelSpec::fewRows; two_kernel: the expand's).
 // A "fused" entry has no config but "use": "one_shot"|"two_kernel": the
 // path that serves fused_moe_lora calls of its bucket which the rules would
 // give the one-shot kernel (the two-kernel path wins some prefill buckets).
@@ -44,6 +45,9 @@ struct TunedConfig {
   /// one_shot, two_kernel (its shrink) on sm_90: whether the shrink runs on
   /// wgmma (KernelSpec::wgmma); -1: absent (mma.sync), 0 / 1 from the table.
   int wgmma = -1;
+  /// one_shot, two_kernel (its expand): the few-rows expand
+  /// (KernelSpec::fewRows); -1: absent (off), 0 / 1 from the table.
+  int fewRows = -1;
 };
 
 struct TunedEntry {

@@ -96,6 +96,11 @@ struct KernelSpec {
   /// wgmma exists only in the sm_90a target, which such kernels are
   /// compiled for (ptxTarget()).
   bool wgmma = false;
+  /// A sorted block whose valid rows all lie in its first 16 runs its
+  /// expand as a 16-row tile several BLOCK_N wide (one_shot and expand;
+  /// see fewRowsExpandShape). Chosen per bucket by the tuned table: the
+  /// branch's registers cost some variants occupancy.
+  bool fewRows = false;
   std::string origin; ///< "file:line" of the spec this came from
 
   /// BLOCK_R = max(16, next_pow2(R)).
@@ -115,6 +120,9 @@ struct KernelSpec {
     return fuseSlices && numSlices > 1 &&
            (family == KernelFamily::Shrink || family == KernelFamily::OneShot);
   }
+  /// fewRows where it changes the kernel (a few-rows shape exists); the
+  /// key and equality use this, so the flag is canonical.
+  bool fewRowsExpand() const;
   /// Slices that are separate programs of the grid (grid x = programs *
   /// gridSlices()).
   int gridSlices() const { return fusesSlices() ? 1 : numSlices; }

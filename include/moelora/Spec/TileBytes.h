@@ -11,6 +11,8 @@
 
 #include "moelora/Spec/KernelSpec.h"
 
+#include <optional>
+
 #include <algorithm>
 
 namespace moelora {
@@ -78,6 +80,21 @@ int maxDynamicSharedBytes(int sm);
 int expandStageBytes(const KernelSpec &spec);
 /// The same for a rows x cols output tile (a cols x BLOCK_R tile of B).
 int expandStageBytes(const KernelSpec &spec, int rows, int cols);
+
+/// The output tile of one expand step, and how many steps are in flight.
+struct ExpandShape {
+  int rows = 0, cols = 0, stages = 1;
+  /// The spec's tile: BLOCK_M x BLOCK_N, num_stages.
+  static ExpandShape of(const KernelSpec &spec);
+};
+
+/// The few-rows expand's shape (one_shot and expand) for a block whose
+/// valid rows all lie in its first 16: 16 rows, BLOCK_N widened by up to
+/// BLOCK_M / 16 (at most 256 columns and 4 16-byte B-tile copies per
+/// thread: wider tiles cost registers), as many stages (at least 2, or the
+/// spec's 1) as the kernel's dynamic shared memory holds. None for other
+/// families, BLOCK_M 16, or where no widening fits.
+std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec);
 
 /// The two-kernel expand's dynamic shared memory: its BLOCK_M x BLOCK_R rows
 /// of the intermediate, then (reusing them) num_stages expand stages.

@@ -54,8 +54,7 @@ void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
     Value smem = tb.shared();
     // Whether the block may take the few-rows expand (ExpandTiles.h):
     // asked before the copy's wait, so the sorted ids' loads overlap it.
-    const std::optional<ExpandShape> fewRows =
-        fewRowsExpandShape(spec, expandKernelSharedBytes(spec));
+    const std::optional<ExpandShape> fewRows = fewRowsShapeIfEnabled(spec);
     Value validPast16 = fewRows ? validRowPast16(tb, blk) : Value();
     tb.issueTileCopy(rPlan, smem, tb.i32(0), R < BR ? tb.i32(R) : Value());
     tb.commitGroup();
@@ -66,10 +65,6 @@ void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
     else
       tb.barrier();
 
-    ColumnRange cols = programColumns(tb, N, pidN, npid);
-    Value outSlice =
-        tb.gep(args[kOut], tb.add(args[kOutColOffset], tb.mul(blk.slice, N)),
-               tb.elementType());
     // The warp's rows of r as A fragments, then the expand, whose stages
     // reuse the r tile's shared memory.
     auto expand = [&](const ExpandShape &shape, const ExpandWarp &warp) {
@@ -80,7 +75,11 @@ void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
                                         tb.add(warp.warpRow0, tb.i32(16 * mt)),
                                         tb.i32(16 * j)));
       tb.barrier();
-      expandTiles(tb, args, blk, shape, warp, rFrags, smem, outSlice, cols);
+      TileRange tiles = programTiles(tb, N, pidN, npid);
+      Value outSlice =
+          tb.gep(args[kOut], tb.add(args[kOutColOffset], tb.mul(blk.slice, N)),
+                 tb.elementType());
+      expandTiles(tb, args, blk, shape, warp, rFrags, smem, N, outSlice, tiles);
     };
     auto dense = [&] {
       expand(ExpandShape::of(spec),

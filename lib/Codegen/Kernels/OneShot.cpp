@@ -246,8 +246,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     // loads (the sorted ids, read for x before) overlap the reductions;
     // asked before the shrink, its register pushed a rank-64 four-warp
     // variant over its budget.
-    const std::optional<ExpandShape> fewRows =
-        fewRowsExpandShape(spec, lay.sharedBytes(spec));
+    const std::optional<ExpandShape> fewRows = fewRowsShapeIfEnabled(spec);
     Value validPast16 = fewRows ? validRowPast16(tb, blk) : Value();
     if (warpsN > 1)
       tb.reduceAccumulators(r, smem, warpsN, wn, warpRow0, spec.blockM, F * BR);
@@ -257,7 +256,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     // ---- Expand: out[rows, n] (+)= r @ B[l,e]^T over this program's tiles
     // of each of its slices.
     Value N = args[kN];
-    ColumnRange cols = programColumns(tb, N, pidN, npid);
+    TileRange tiles = programTiles(tb, N, pidN, npid);
     const int rSteps = BR / 16;
     Value fewRowsOnly = fewRows ? tb.lnot(tb.barrierAny(validPast16)) : Value();
     for (int s = 0; s < F; ++s) {
@@ -273,7 +272,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
       auto dense = [&] {
         expandTiles(tb, args, sb, ExpandShape::of(spec),
                     ExpandWarp{lay.mTiles, warpsN, wn, warpRow0}, rFrags, smem,
-                    outSlice, cols);
+                    N, outSlice, tiles);
       };
       if (!fewRows) {
         dense();
@@ -285,7 +284,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
             auto firstRows = fragmentsOfWarp0(
                 tb, llvm::ArrayRef(rFrags).take_front(rSteps), smem);
             expandTiles(tb, args, sb, *fewRows, fewRowsWarp(tb), firstRows,
-                        smem, outSlice, cols);
+                        smem, N, outSlice, tiles);
           },
           dense);
     }

@@ -6,28 +6,10 @@
 
 namespace moelora {
 
-ExpandShape ExpandShape::of(const KernelSpec &spec) {
-  return {spec.blockM, spec.blockN, spec.numStages};
-}
-
-std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec,
-                                              int sharedBytes) {
-  const int minStages = std::min(2, spec.numStages);
-  // Widest first: the steps are latency-bound, their bytes are few.
-  for (int widen = spec.blockM / 16; widen >= 2; widen /= 2) {
-    const int cols = widen * spec.blockN;
-    if (cols % (8 * spec.numWarps) != 0)
-      continue; // every warp takes whole n8 tiles
-    // Wider tiles cost registers (up to +52 at 512 columns, a spill in the
-    // four-warp rank-64 one-shot at 4 B-tile copies per thread; ptxas on
-    // the bench's kernels): at most 256 columns and 4 copies per thread.
-    if (cols > 256 || cols * spec.blockR() / 8 > 4 * spec.threads())
-      continue;
-    for (int stages = spec.numStages; stages >= minStages; --stages)
-      if (stages * expandStageBytes(spec, 16, cols) <= sharedBytes)
-        return ExpandShape{16, cols, stages};
-  }
-  return std::nullopt;
+std::optional<ExpandShape> fewRowsShapeIfEnabled(const KernelSpec &spec) {
+  if (!spec.fewRowsExpand())
+    return std::nullopt;
+  return fewRowsExpandShape(spec);
 }
 
 ExpandTilesLayout::ExpandTilesLayout(const KernelSpec &spec,
@@ -37,13 +19,11 @@ ExpandTilesLayout::ExpandTilesLayout(const KernelSpec &spec,
   stageBytes = expandStageBytes(spec, shape.rows, shape.cols);
 }
 
-ColumnRange programColumns(TileBuilder &tb, Value N, Value pidN, Value npid) {
-  const int BN = tb.spec().blockN;
-  Value nTiles = tb.ceilDiv(N, tb.i32(BN));
+TileRange programTiles(TileBuilder &tb, Value N, Value pidN, Value npid) {
+  Value nTiles = tb.ceilDiv(N, tb.i32(tb.spec().blockN));
   Value perPid = tb.ceilDiv(nTiles, npid);
-  Value lo = tb.mul(tb.mul(pidN, perPid), tb.i32(BN));
-  Value hi = tb.mul(tb.add(tb.mul(pidN, perPid), perPid), tb.i32(BN));
-  return {lo, tb.minS(hi, N)};
+  Value lo = tb.mul(pidN, perPid);
+  return {lo, tb.minS(tb.add(lo, perPid), nTiles)};
 }
 
 Value validRowPast16(TileBuilder &tb, const MoeBlock &blk) {
@@ -67,7 +47,7 @@ ExpandWarp fewRowsWarp(TileBuilder &tb) {
 void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
                  const ExpandShape &shape, const ExpandWarp &warp,
                  llvm::ArrayRef<std::array<Value, 4>> rFrags, Value smem,
-                 Value outSlice, ColumnRange cols) {
+                 Value N, Value outSlice, TileRange tiles) {
   const KernelSpec &spec = tb.spec();
   const ExpandTilesLayout lay(spec, shape);
   const int R = spec.rank;
@@ -91,18 +71,24 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
 
   PipelineLoop loop;
   loop.stages = shape.stages;
-  // Programs past the last tile have hi <= lo (ceilDiv is unsigned).
-  loop.count = tb.ceilDiv(tb.maxS(tb.sub(cols.hi, cols.lo), tb.i32(0)),
-                          tb.i32(shape.cols));
+  // A step covers `widen` of the program's BLOCK_N tiles; a wide step's
+  // columns stop at the program's last tile (the next program's follow).
+  const int widen = shape.cols / spec.blockN;
+  Value tilesLeft = tb.maxS(tb.sub(tiles.hi, tiles.lo), tb.i32(0));
+  loop.count = widen == 1 ? tilesLeft : tb.ceilDiv(tilesLeft, tb.i32(widen));
+  Value colLimit =
+      widen == 1 ? N : tb.minS(tb.mul(tiles.hi, tb.i32(spec.blockN)), N);
   auto tileStart = [&](Value iter) {
-    return tb.add(cols.lo, tb.mul(iter, tb.i32(shape.cols)));
+    Value tile = widen == 1 ? iter : tb.mul(iter, tb.i32(widen));
+    return tb.mul(tb.add(tiles.lo, tile), tb.i32(spec.blockN));
   };
   loop.issue = [&](Value iter, Value stage) {
     Value n0 = tileStart(iter);
-    Value nEnd = cols.hi;
     TileRows bRows = matrixRows(
         tb, bBase, bStride, [&tb, n0](Value r) { return tb.add(n0, r); },
-        [&tb, n0, nEnd](Value r) { return tb.lt(tb.add(n0, r), nEnd); });
+        [&tb, n0, colLimit](Value r) {
+          return tb.lt(tb.add(n0, r), colLimit);
+        });
     TileCopyPlan bPlan =
         tb.planTileCopy(shape.cols, BR, bVec, lay.bPitch, bRows);
     Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.stageBytes)));
@@ -110,7 +96,7 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
     if (staged && spec.addInputs)
       loadStagedOutput(tb, *staged,
                        tb.sharedOffset(base, tb.i32(lay.bTileBytes)), n0,
-                       cols.hi);
+                       colLimit);
   };
   loop.consume = [&](Value iter, Value stage, mlir::ValueRange) {
     Value n0 = tileStart(iter);
@@ -121,10 +107,10 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
     if (staged)
       storeStagedOutput(tb, y, outRows, *staged,
                         tb.sharedOffset(base, tb.i32(lay.bTileBytes)),
-                        warp.warpRow0, warpCol0, n0, cols.hi, spec.addInputs,
+                        warp.warpRow0, warpCol0, n0, colLimit, spec.addInputs,
                         spec.mulRoutedWeight);
     else
-      storeAccumulators(tb, y, outRows, tb.add(n0, warpCol0), cols.hi,
+      storeAccumulators(tb, y, outRows, tb.add(n0, warpCol0), colLimit,
                         spec.addInputs, spec.mulRoutedWeight);
     return ValueVec{};
   };

@@ -35,6 +35,7 @@ KernelSpec sortedOneShot(int blockM, int blockN, int rank, int warps,
   s.numWarps = warps;
   s.numStages = stages;
   s.sm = 90;
+  s.fewRows = true;
   return s;
 }
 
@@ -61,7 +62,7 @@ TEST(FewRowsExpand, ShapeFitsTheKernelAndItsLimits) {
               if (!validateSpec(s).empty())
                 continue;
               const int budget = oneShotSharedBytes(s);
-              auto shape = fewRowsExpandShape(s, budget);
+              auto shape = fewRowsExpandShape(s);
               SCOPED_TRACE(s.entryName());
               if (blockM == 16) {
                 EXPECT_FALSE(shape);
@@ -91,17 +92,57 @@ TEST(FewRowsExpand, ShapeFitsTheKernelAndItsLimits) {
 TEST(FewRowsExpand, WidestShapeThatFits) {
   KernelSpec s = sortedOneShot(64, 64, 16, 8, 3);
   s.blockK = 128;
-  auto wide = fewRowsExpandShape(s, oneShotSharedBytes(s));
+  auto wide = fewRowsExpandShape(s);
   ASSERT_TRUE(wide);
   EXPECT_EQ(wide->cols, 256);
   EXPECT_EQ(wide->stages, 3);
   s.blockK = 64;
-  auto narrow = fewRowsExpandShape(s, oneShotSharedBytes(s));
+  auto narrow = fewRowsExpandShape(s);
   ASSERT_TRUE(narrow);
   EXPECT_EQ(narrow->cols, 128);
   EXPECT_EQ(narrow->stages, 3);
-  // Too little shared memory for two stages of the narrowest widening.
-  EXPECT_FALSE(fewRowsExpandShape(s, expandStageBytes(s, 16, 128)));
+  // The two-kernel expand (its shared memory: the r tile or its stages).
+  KernelSpec e = s;
+  e.family = KernelFamily::Expand;
+  e.k.reset();
+  e.blockK = 16;
+  auto expand = fewRowsExpandShape(e);
+  ASSERT_TRUE(expand);
+  EXPECT_LE(expand->stages * expandStageBytes(e, 16, expand->cols),
+            expandKernelSharedBytes(e));
+  // Not a family with an expand.
+  KernelSpec shrink = s;
+  shrink.family = KernelFamily::Shrink;
+  shrink.fewRows = false;
+  EXPECT_FALSE(fewRowsExpandShape(shrink));
+}
+
+// The flag is canonical: it is in the key (and the kernel) only where a
+// few-rows shape exists.
+TEST(FewRowsExpand, FlagIsInTheKeyOnlyWhereItChangesTheKernel) {
+  KernelSpec on = sortedOneShot(64, 64, 16, 8, 3);
+  KernelSpec off = on;
+  off.fewRows = false;
+  EXPECT_TRUE(on.fewRowsExpand());
+  EXPECT_THAT(on.cacheKey(), ::testing::HasSubstr(";fr=1"));
+  EXPECT_THAT(on.entryName(), ::testing::HasSubstr("_fr_"));
+  EXPECT_FALSE(on == off);
+  EXPECT_EQ(off.cacheKey().find("fr="), std::string::npos);
+  // Rank 64 with four warps: no widening within the register limits.
+  KernelSpec noShape = sortedOneShot(64, 64, 64, 4, 3);
+  KernelSpec noShapeOff = noShape;
+  noShapeOff.fewRows = false;
+  EXPECT_FALSE(noShape.fewRowsExpand());
+  EXPECT_EQ(noShape.cacheKey(), noShapeOff.cacheKey());
+  EXPECT_TRUE(noShape == noShapeOff);
+}
+
+TEST(FewRowsExpand, OnlyOneShotAndExpandTakeTheFlag) {
+  KernelSpec s = sortedOneShot(64, 64, 16, 4, 3);
+  s.family = KernelFamily::Shrink;
+  std::string why = validateSpec(s);
+  EXPECT_THAT(why, ::testing::HasSubstr("few_rows"));
+  EXPECT_THAT(why, ::testing::HasSubstr("one_shot and expand"));
 }
 
 TEST(FewRowsExpand, OnlyKernelsThatMayTakeItAskTheBlock) {
@@ -124,6 +165,13 @@ TEST(FewRowsExpand, OnlyKernelsThatMayTakeItAskTheBlock) {
   auto ge = generateKernel(expand);
   ASSERT_TRUE(ge) << ge.error().message;
   EXPECT_EQ(countOf(ge->ptx, "bar.red.or.pred"), 1);
+
+  // The flag off: the kernel never asks.
+  KernelSpec off = sorted;
+  off.fewRows = false;
+  auto goff = generateKernel(off);
+  ASSERT_TRUE(goff) << goff.error().message;
+  EXPECT_EQ(goff->ptx.find("bar.red"), std::string::npos);
 
   // BLOCK_M 16 (the naive path's): nothing to narrow.
   KernelSpec naive = sortedOneShot(16, 64, 16, 4, 2);

@@ -909,6 +909,34 @@ TEST(DispatcherTunedTest, OneShotEntryChoosesWgmmaWhereTheTileAllows) {
   EXPECT_FALSE(planOk(sortedCall(512, 64)).kernels[0].spec.wgmma);
 }
 
+// few_rows reaches the one-shot kernel (one_shot entry) or the two-kernel
+// path's expand (two_kernel entry), never the shrink; without the table,
+// no kernel has it.
+TEST(DispatcherTunedTest, FewRowsReachesTheKernelThatExpands) {
+  auto t = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {"few_rows": true, "BLOCK_SIZE_K": 64, "num_warps": 8}},
+    {"path": "two_kernel", "dtype": "bf16", "rank": 16, "K": 2048,
+     "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {"few_rows": true, "BLOCK_SIZE_N": 64, "num_warps": 8}}]})",
+                             "t.json");
+  ASSERT_TRUE(t) << t.error().message;
+  DispatchPlan one = planOk(sortedCall(512, 64), false, &*t);
+  ASSERT_EQ(one.path, DispatchPath::OneShot);
+  EXPECT_TRUE(one.kernels[0].spec.fewRowsExpand());
+  EXPECT_TRUE(validateSpec(one.kernels[0].spec).empty());
+  EXPECT_FALSE(planOk(sortedCall(512, 64)).kernels[0].spec.fewRows);
+  DispatchPlan two = planOk(sortedCall(512, 64), true, &*t);
+  ASSERT_EQ(two.path, DispatchPath::TwoKernel);
+  ASSERT_EQ(two.kernels.size(), 2u);
+  EXPECT_FALSE(two.kernels[0].spec.fewRows);
+  EXPECT_TRUE(validateSpec(two.kernels[0].spec).empty());
+  EXPECT_TRUE(two.kernels[1].spec.fewRowsExpand());
+  EXPECT_TRUE(validateSpec(two.kernels[1].spec).empty());
+}
+
 // A wgmma entry whose tile the call does not allow (BLOCK_SIZE_M 128 wants
 // 8 warps) falls back to mma.sync, whose padded tiles are larger: the plan
 // must still fit the device's shared memory (six stages of 144 x 136 bf16

@@ -91,6 +91,26 @@ TEST(TunedTableTest, ParsesEveryField) {
     ASSERT_TRUE(s) << s.error().message;
     EXPECT_EQ(s->entries[0].config.wgmma, wg ? 1 : 0);
   }
+  // few_rows (one_shot; two_kernel: its expand's): absent is -1, else 0 / 1.
+  EXPECT_EQ(a.config.fewRows, -1);
+  for (bool fr : {false, true}) {
+    json k = validTable();
+    k["entries"][0]["config"]["few_rows"] = fr;
+    auto o = TunedTable::parse(k.dump(), "t.json");
+    ASSERT_TRUE(o) << o.error().message;
+    EXPECT_EQ(o->entries[0].config.fewRows, fr ? 1 : 0);
+    k["entries"][0]["path"] = "two_kernel";
+    auto t = TunedTable::parse(k.dump(), "t.json");
+    ASSERT_TRUE(t) << t.error().message;
+    EXPECT_EQ(t->entries[0].config.fewRows, fr ? 1 : 0);
+  }
+  // Not a boolean: an error naming the key and the allowed values.
+  json bad = validTable();
+  bad["entries"][0]["config"]["few_rows"] = 1;
+  auto e = TunedTable::parse(bad.dump(), "t.json");
+  ASSERT_FALSE(e);
+  EXPECT_THAT(e.error().message, ::testing::HasSubstr("few_rows"));
+  EXPECT_THAT(e.error().message, ::testing::HasSubstr("true or false"));
 }
 
 // A partial sweep's table replaces the base entries of the same bucket and
@@ -329,6 +349,14 @@ INSTANTIATE_TEST_SUITE_P(
                        },
                        "wgmma = \"yes\" on path one_shot: allowed: true or "
                        "false, on one_shot and two_kernel (its shrink) only"},
+        ParseErrorCase{"FewRowsNotABool",
+                       [] {
+                         json j = validTable();
+                         j["entries"][0]["config"]["few_rows"] = 1;
+                         return j.dump();
+                       },
+                       "few_rows = 1 on path one_shot: allowed: true or "
+                       "false, on one_shot and two_kernel (its expand) only"},
         ParseErrorCase{"WgmmaOnSmallBatch",
                        [] {
                          json j = validTable();

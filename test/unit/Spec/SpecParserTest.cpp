@@ -26,7 +26,7 @@ const std::string kAllFields =
     "name, kernel, dtype, target, rank, K, BLOCK_SIZE_M, BLOCK_SIZE_N, "
     "BLOCK_SIZE_K, GROUP_SIZE_M, SPLIT_K, num_warps, num_stages, metadata, "
     "MUL_ROUTED_WEIGHT, ADD_INPUTS, num_slices, NPID, min_blocks_per_sm, "
-    "out_aligned, fuse_slices, wgmma";
+    "out_aligned, fuse_slices, wgmma, few_rows";
 const std::string kFamilies =
     "one_shot, small_batch, shrink, expand, align_block_size";
 
