@@ -75,7 +75,8 @@ SpecKey::SpecKey(const KernelSpec &s) {
             s.minBlocksPerSm,
             int32_t(s.alignedOutput),
             int32_t(s.fusesSlices()),
-            int32_t(s.wgmma)};
+            int32_t(s.wgmma),
+            int32_t(s.fewRowsExpand())};
 }
 
 size_t SpecKeyHash::operator()(const SpecKey &k) const {

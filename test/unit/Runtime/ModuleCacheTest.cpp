@@ -244,6 +244,31 @@ TEST(SpecKeyTest, CacheKeyIsStable) {
   EXPECT_EQ(s.entryName(), KernelSpec(s).entryName());
 }
 
+// few_rows is in every key exactly where it changes the kernel (a sorted
+// BLOCK_M 64 one-shot has a few-rows shape; a BLOCK_M 16 one has none): a
+// cache that served one variant for the other would launch the wrong code
+// or look up an entry name its PTX does not hold.
+TEST(SpecKeyTest, FewRowsIsInTheKeyWhereItChangesTheKernel) {
+  KernelSpec plain = sampleSpec();
+  plain.sorted = true;
+  plain.blockM = 64;
+  plain.blockN = 64;
+  plain.numWarps = 8;
+  KernelSpec fewRows = plain;
+  fewRows.fewRows = true;
+  ASSERT_TRUE(fewRows.fewRowsExpand());
+  EXPECT_NE(fewRows.cacheKey(), plain.cacheKey());
+  EXPECT_NE(fewRows.entryName(), plain.entryName());
+  EXPECT_FALSE(SpecKey(fewRows) == SpecKey(plain));
+  EXPECT_NE(SpecKeyHash()(SpecKey(fewRows)), SpecKeyHash()(SpecKey(plain)));
+  KernelSpec noShape = sampleSpec(); // BLOCK_M 16
+  KernelSpec noShapeFlag = noShape;
+  noShapeFlag.fewRows = true;
+  ASSERT_FALSE(noShapeFlag.fewRowsExpand());
+  EXPECT_EQ(noShapeFlag.cacheKey(), noShape.cacheKey());
+  EXPECT_TRUE(SpecKey(noShapeFlag) == SpecKey(noShape));
+}
+
 //===----------------------------------------------------------------------===//
 // Disk cache
 //===----------------------------------------------------------------------===//
