@@ -5,8 +5,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <optional>
 #include <set>
@@ -148,6 +150,18 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
                     {"tiles_per_item", &t.config.tilesPerItem, 0},
                     {"SPLIT_K", &t.config.splitK, 0},
                     {"min_blocks_per_sm", &t.config.minBlocksPerSm, -1}};
+      // A misspelt key would otherwise leave its default in place, silently.
+      static constexpr const char *kConfigKeys[] = {
+          "BLOCK_SIZE_N", "BLOCK_SIZE_K",   "num_warps", "num_stages",
+          "NPID",         "tiles_per_item", "SPLIT_K",   "min_blocks_per_sm",
+          "fuse_slices",  "wgmma",          "few_rows"};
+      for (const auto &item : c.items())
+        if (std::find_if(std::begin(kConfigKeys), std::end(kConfigKeys),
+                         [&](const char *k) { return item.key() == k; }) ==
+            std::end(kConfigKeys))
+          return makeError(fmt::format(
+              "{}: {}: unknown key; allowed: {}", configWhere, item.key(),
+              fmt::join(std::begin(kConfigKeys), std::end(kConfigKeys), ", ")));
       for (const auto &f : config) {
         Expected<int> v = integerField<int>(c, f.name, f.fallback, configWhere);
         if (!v)

@@ -349,6 +349,16 @@ INSTANTIATE_TEST_SUITE_P(
                        },
                        "wgmma = \"yes\" on path one_shot: allowed: true or "
                        "false, on one_shot and two_kernel (its shrink) only"},
+        ParseErrorCase{"UnknownConfigKey",
+                       [] {
+                         json j = validTable();
+                         j["entries"][0]["config"]["fewRows"] = true;
+                         return j.dump();
+                       },
+                       "config: fewRows: unknown key; allowed: BLOCK_SIZE_N, "
+                       "BLOCK_SIZE_K, num_warps, num_stages, NPID, "
+                       "tiles_per_item, SPLIT_K, min_blocks_per_sm, "
+                       "fuse_slices, wgmma, few_rows"},
         ParseErrorCase{"FewRowsNotABool",
                        [] {
                          json j = validTable();
