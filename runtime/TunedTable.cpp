@@ -8,12 +8,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <fstream>
-#include <iterator>
 #include <limits>
 #include <optional>
 #include <set>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 namespace moelora {
 
@@ -150,18 +150,26 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
                     {"tiles_per_item", &t.config.tilesPerItem, 0},
                     {"SPLIT_K", &t.config.splitK, 0},
                     {"min_blocks_per_sm", &t.config.minBlocksPerSm, -1}};
+      // The boolean kernel choices, each on one_shot and on two_kernel (the
+      // kernel of that path it configures); absent stays -1.
+      struct BoolChoice {
+        const char *name;
+        int *field;
+        const char *twoKernelKernel;
+      } choices[] = {{"fuse_slices", &t.config.fuseSlices, "shrink"},
+                     {"wgmma", &t.config.wgmma, "shrink"},
+                     {"few_rows", &t.config.fewRows, "expand"}};
       // A misspelt key would otherwise leave its default in place, silently.
-      static constexpr const char *kConfigKeys[] = {
-          "BLOCK_SIZE_N", "BLOCK_SIZE_K",   "num_warps", "num_stages",
-          "NPID",         "tiles_per_item", "SPLIT_K",   "min_blocks_per_sm",
-          "fuse_slices",  "wgmma",          "few_rows"};
+      std::vector<std::string> keys;
+      for (const auto &f : config)
+        keys.push_back(f.name);
+      for (const BoolChoice &b : choices)
+        keys.push_back(b.name);
       for (const auto &item : c.items())
-        if (std::find_if(std::begin(kConfigKeys), std::end(kConfigKeys),
-                         [&](const char *k) { return item.key() == k; }) ==
-            std::end(kConfigKeys))
-          return makeError(fmt::format(
-              "{}: {}: unknown key; allowed: {}", configWhere, item.key(),
-              fmt::join(std::begin(kConfigKeys), std::end(kConfigKeys), ", ")));
+        if (std::find(keys.begin(), keys.end(), item.key()) == keys.end())
+          return makeError(fmt::format("{}: {}: unknown key; allowed: {}",
+                                       configWhere, item.key(),
+                                       fmt::join(keys, ", ")));
       for (const auto &f : config) {
         Expected<int> v = integerField<int>(c, f.name, f.fallback, configWhere);
         if (!v)
@@ -189,17 +197,7 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
             "{}: entry {}: NPID = {} with SPLIT_K = {}: allowed: NPID 0 or "
             "{} (a one_shot cluster is its row block's NPID programs)",
             origin, index, t.config.npid, sk, sk));
-      // The boolean kernel choices, each on one_shot and on two_kernel (the
-      // kernel of that path it configures); absent stays -1.
-      struct BoolChoice {
-        const char *name;
-        int *field;
-        const char *twoKernelKernel;
-      };
-      for (BoolChoice b :
-           {BoolChoice{"fuse_slices", &t.config.fuseSlices, "shrink"},
-            BoolChoice{"wgmma", &t.config.wgmma, "shrink"},
-            BoolChoice{"few_rows", &t.config.fewRows, "expand"}}) {
+      for (const BoolChoice &b : choices) {
         auto v = c.find(b.name);
         if (v == c.end())
           continue;

@@ -7,9 +7,8 @@
 namespace moelora {
 
 std::optional<ExpandShape> fewRowsShapeIfEnabled(const KernelSpec &spec) {
-  if (!spec.fewRowsExpand())
-    return std::nullopt;
-  return fewRowsExpandShape(spec);
+  // fewRowsExpand() would compute the shape once more.
+  return spec.fewRows ? fewRowsExpandShape(spec) : std::nullopt;
 }
 
 ExpandTilesLayout::ExpandTilesLayout(const KernelSpec &spec,
