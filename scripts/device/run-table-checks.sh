@@ -27,3 +27,11 @@ if [[ $card == *H200* ]]; then
     bash scripts/device/run-build-ab.sh > "$OUT/tables.log" 2>&1
   echo "step 3 exit $?"
 fi
+# 4. While the call has time left: ncu of the M 512 one-shot, where the
+#    floor fractions are lowest (0.43-0.65 on the H100).
+if [ "$SECONDS" -lt 420 ]; then
+  KERNEL=moelora_one_shot \
+    CASES="${NCU_CASES:-mixtral_w2_prefill_M512_R16 qwen3moe_w13_prefill_M512_R16}" \
+    bash scripts/device/run-ncu-decode.sh > "$OUT/ncu.log" 2>&1
+  echo "step 4 exit $?"
+fi
