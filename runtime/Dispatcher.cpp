@@ -146,7 +146,7 @@ static int shrinkSplitK(const KernelSpec &shrink, const MoeLoraCall &call,
                         shrink.gridSlices() * ceilDiv(call.rank, shrink.blockN);
   const long kSteps = ceilDiv(call.K, shrink.blockK);
   int split = 1;
-  while (split < kMaxClusterBlocks &&
+  while (split < kMaxPortableClusterBlocks &&
          programs * split * 2 <= 4L * device.smCount &&
          kSteps / (split * 2) >= 8)
     split *= 2;
@@ -297,7 +297,7 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
     // than its shorter shrink saves unless K is long (part >= 512).
     const long kLen = call.K;
     if (device.sm >= 90)
-      while (s.splitK < kMaxClusterBlocks &&
+      while (s.splitK < kMaxPortableClusterBlocks &&
              items * s.splitK * 2 <= device.smCount &&
              kLen / (s.splitK * 2) >= (items <= 16 ? 128 : 512))
         s.splitK *= 2;
@@ -376,7 +376,7 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
     if (device.sm >= 90 && k.npid > 1 &&
         !(t && (t->config.splitK != 0 || t->config.npid != 0))) {
       s.splitK = 2;
-      while (s.splitK < k.npid && s.splitK < kMaxClusterBlocks)
+      while (s.splitK < k.npid && s.splitK < kMaxPortableClusterBlocks)
         s.splitK *= 2;
     }
     if (s.splitK > 1)

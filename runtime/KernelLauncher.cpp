@@ -41,6 +41,17 @@ Expected<LoadedKernel> loadKernelFromPtx(const CudaDriver &drv,
         !s)
       return s.error();
   }
+  // A 16-block cluster is non-portable: the function must opt in before
+  // its first launch (the .reqnctapercluster shape alone is refused).
+  if (spec.splitK > kMaxPortableClusterBlocks)
+    if (Status s = drv.check(
+            drv.cuFuncSetAttribute(
+                k.function, CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED,
+                1),
+            fmt::format("{}: allowing its {}-block (non-portable) cluster",
+                        entry, spec.splitK));
+        !s)
+      return s.error();
   return k;
 }
 

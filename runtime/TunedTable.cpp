@@ -182,12 +182,12 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
             origin, index, t.config.tilesPerItem));
       // SPLIT_K is the small_batch / one_shot cluster size here (the
       // two-kernel shrink's split is not tuned): 0 = the rule, else a power
-      // of two up to 8.
+      // of two up to 16 (16: a non-portable cluster).
       const int sk = t.config.splitK;
       if (sk != 0 && ((t.path != "small_batch" && t.path != "one_shot") ||
                       sk < 1 || sk > kMaxClusterBlocks || (sk & (sk - 1)) != 0))
         return makeError(fmt::format(
-            "{}: entry {}: SPLIT_K = {} on path {}: allowed: 1, 2, 4, 8 on "
+            "{}: entry {}: SPLIT_K = {} on path {}: allowed: 1, 2, 4, 8, 16 on "
             "small_batch and one_shot only",
             origin, index, sk, t.path));
       // A one_shot cluster is its row block's NPID programs.

@@ -73,7 +73,7 @@ std::string validateSpec(const KernelSpec &spec) {
     if (std::string w = checkIntValue(f, v); !w.empty())
       return reasonText(f, w);
 
-  // Split-K is a thread-block cluster (sm_90, portable sizes) whose blocks
+  // Split-K is a thread-block cluster (sm_90, up to 16 blocks) whose blocks
   // sum their partials in rank order: the same bits on every run, which
   // atomics would not give.
   const bool clusterSplit = spec.family == KernelFamily::SmallBatch ||
@@ -87,7 +87,8 @@ std::string validateSpec(const KernelSpec &spec) {
           fmt::format("{} splits K over a thread-block cluster: {} on sm_{} "
                       "is not one",
                       toString(spec.family), spec.splitK, spec.sm),
-          fmt::format("1, or 2, 4, 8 on sm_90 for {}", toString(spec.family)));
+          fmt::format("1, or 2, 4, 8, 16 on sm_90 for {}",
+                      toString(spec.family)));
     // The one-shot's cluster is the row block's NPID programs.
     if (spec.family == KernelFamily::OneShot && spec.npid != 0 &&
         spec.npid != spec.splitK)

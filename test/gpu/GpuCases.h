@@ -277,6 +277,18 @@ inline std::vector<GpuCase> gpuCases() {
       c.name = fmt::format("small_batch_{}_r{}_k1408_w16_cluster8", dt, R);
       cases.push_back(c);
     }
+    // 16-block clusters (non-portable: the launcher opts the kernel in):
+    // K 7168 in 16 parts of 448.
+    for (int R : {16, 64}) {
+      GpuCase c;
+      c.path = Path::SmallBatch;
+      c.spec = clusterSpec(t, R, 7168, 16);
+      c.problem = baseProblem(t, 2, 2, 7168, 4096, R, ++seed);
+      c.tilesPerItem = 8;
+      c.name = fmt::format("small_batch_{}_r{}_k7168_cluster16", dt, R);
+      makeDownProjection(c, false);
+      cases.push_back(c);
+    }
     // Clusters walking runs of inactive items (no adapter, no expert)
     // between active ones: the partial-r double buffer must flip only on
     // active items (a race otherwise, see SmallBatch.cpp).
@@ -393,7 +405,9 @@ inline std::vector<GpuCase> gpuCases() {
                            ClusterCase{true, 32, 1408, 4, true},
                            ClusterCase{false, 16, 2048, 4, false, true},
                            ClusterCase{true, 16, 2048, 2, false, true},
-                           ClusterCase{true, 64, 1000, 8, false, true}}) {
+                           ClusterCase{true, 64, 1000, 8, false, true},
+                           ClusterCase{true, 16, 7168, 16, true},
+                           ClusterCase{false, 64, 4096, 16, false}}) {
       GpuCase c;
       c.path = Path::OneShot;
       int N = cc.K == 1000 ? 1000 : 1408;

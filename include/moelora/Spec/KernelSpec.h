@@ -42,8 +42,14 @@ inline constexpr int kMaxSmallBatchRank = 64;
 /// Largest min_blocks_per_sm a spec may ask for (an SM holds at most 32
 /// resident blocks).
 inline constexpr int kMaxMinBlocksPerSm = 32;
-/// Largest portable thread-block cluster (sm_90): small_batch's SPLIT_K.
-inline constexpr int kMaxClusterBlocks = 8;
+/// Largest portable thread-block cluster (sm_90): the dispatcher's own
+/// SPLIT_K choices stay within it.
+inline constexpr int kMaxPortableClusterBlocks = 8;
+/// Largest cluster sm_90 runs: 16 is non-portable (the kernel opts in when
+/// it is loaded, and a launch fails where 16 co-resident blocks do not fit
+/// in one GPC). Specs and tuned tables may ask for it where it measured
+/// faster.
+inline constexpr int kMaxClusterBlocks = 16;
 
 /// The family's min_blocks_per_sm when a spec does not set it. Measured on an
 /// H100 (benchmarks/results/PERF-LOG.md, v6): the decode GEMV gains ~19% from

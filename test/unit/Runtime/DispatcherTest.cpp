@@ -736,6 +736,31 @@ TEST(DispatcherTunedTest, TunedSplitKNeedsSm90) {
   EXPECT_TRUE(validateSpec(ampere.kernels[0].spec).empty());
 }
 
+// A tuned 16-block (non-portable) cluster reaches the plan as measured, with
+// NPID following it; the rule alone stays within portable sizes.
+TEST(DispatcherTunedTest, TunedSplitKMayBeTheNonPortableCluster) {
+  auto t = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {"SPLIT_K": 16}},
+    {"path": "small_batch", "dtype": "bf16", "rank": 16, "K": 7168,
+     "N": 4096, "sorted": false, "num_slices": 1, "max_pairs": 64,
+     "config": {"SPLIT_K": 16}}]})",
+                             "t.json");
+  ASSERT_TRUE(t) << t.error().message;
+  DispatchPlan os = planOk(sortedCall(40, 16), false, &*t);
+  EXPECT_EQ(os.kernels[0].spec.splitK, 16);
+  EXPECT_EQ(os.kernels[0].knobs.npid, 16);
+  EXPECT_TRUE(validateSpec(os.kernels[0].spec).empty());
+  MoeLoraCall decode = naiveCall(1, 8, 7168, 4096, 16, 1);
+  EXPECT_LE(planOk(decode).kernels[0].spec.splitK, kMaxPortableClusterBlocks);
+  DispatchPlan sb = planOk(decode, false, &*t);
+  ASSERT_EQ(sb.path, DispatchPath::SmallBatch);
+  EXPECT_EQ(sb.kernels[0].spec.splitK, 16);
+  EXPECT_TRUE(validateSpec(sb.kernels[0].spec).empty());
+}
+
 TEST(DispatcherTunedTest, EntryOverridesOneShotConfig) {
   TunedTable t = parsedTable();
   MoeLoraCall c = sortedCall(40); // 320 pairs: the 512 bucket

@@ -104,6 +104,15 @@ TEST(TunedTableTest, ParsesEveryField) {
     ASSERT_TRUE(t) << t.error().message;
     EXPECT_EQ(t->entries[0].config.fewRows, fr ? 1 : 0);
   }
+  // SPLIT_K up to 16 (the non-portable cluster) on small_batch / one_shot.
+  for (int path : {0, 1}) {
+    json k = validTable();
+    k["entries"][path]["config"]["SPLIT_K"] = 16;
+    k["entries"][path]["config"].erase("NPID");
+    auto c = TunedTable::parse(k.dump(), "t.json");
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_EQ(c->entries[path].config.splitK, 16);
+  }
   // Not a boolean: an error naming the key and the allowed values.
   json bad = validTable();
   bad["entries"][0]["config"]["few_rows"] = 1;
@@ -388,6 +397,14 @@ INSTANTIATE_TEST_SUITE_P(
                          return j.dump();
                        },
                        "SPLIT_K = 3 on path small_batch"},
+        ParseErrorCase{"SplitKAboveTheLargestCluster",
+                       [] {
+                         json j = validTable();
+                         j["entries"][1]["config"]["SPLIT_K"] = 32;
+                         return j.dump();
+                       },
+                       "SPLIT_K = 32 on path small_batch: allowed: 1, 2, 4, "
+                       "8, 16"},
         ParseErrorCase{"OneShotNpidIsNotTheCluster",
                        [] {
                          json j = validTable();

@@ -768,28 +768,32 @@ TEST(SpecParserRuleTest, SmallBatchNeedsAThreadPerRankRow) {
 }
 
 // The shrink's SPLIT_K is a thread-block cluster too (deterministic sums):
-// sm_90 only, 2..8, power of 2.
+// sm_90 only, 2..16, power of 2.
 TEST(SpecParserRuleTest, ShrinkSplitKIsACluster) {
   SpecSet set = parseOk("kernel: shrink\nrank: 16\nSPLIT_K: [2, 8]\n");
   ASSERT_EQ(set.specs.size(), 2u);
   EXPECT_EQ(parseError("kernel: shrink\nrank: 16\ntarget: sm_80\n"
                        "SPLIT_K: 4\n"),
             "t.yaml:1:1: SPLIT_K: shrink splits K over a thread-block "
-            "cluster: 4 on sm_80 is not one; allowed: 1, or 2, 4, 8 on sm_90 "
-            "for shrink");
+            "cluster: 4 on sm_80 is not one; allowed: 1, or 2, 4, 8, 16 on "
+            "sm_90 for shrink");
   EXPECT_THAT(parseError("kernel: shrink\nrank: 16\nSPLIT_K: 3\n"),
               HasSubstr("3 on sm_90 is not one"));
 }
 
-// small_batch's SPLIT_K is a thread-block cluster: sm_90, 2..8, power of 2.
+// small_batch's SPLIT_K is a thread-block cluster: sm_90, 2..16 (16: the
+// non-portable size), power of 2.
 TEST(SpecParserRuleTest, SmallBatchSplitKIsACluster) {
-  SpecSet set = parseOk("kernel: small_batch\nrank: 16\nSPLIT_K: [2, 8]\n");
-  ASSERT_EQ(set.specs.size(), 2u);
+  SpecSet set =
+      parseOk("kernel: small_batch\nrank: 16\nSPLIT_K: [2, 8, 16]\n");
+  ASSERT_EQ(set.specs.size(), 3u);
   EXPECT_EQ(set.specs[1].splitK, 8);
-  const std::string allowed = "allowed: 1, or 2, 4, 8 on sm_90 for small_batch";
-  EXPECT_EQ(parseError("kernel: small_batch\nrank: 16\nSPLIT_K: 16\n"),
+  EXPECT_EQ(set.specs[2].splitK, 16);
+  const std::string allowed =
+      "allowed: 1, or 2, 4, 8, 16 on sm_90 for small_batch";
+  EXPECT_EQ(parseError("kernel: small_batch\nrank: 16\nSPLIT_K: 32\n"),
             "t.yaml:1:1: SPLIT_K: small_batch splits K over a thread-block "
-            "cluster: 16 on sm_90 is not one; " +
+            "cluster: 32 on sm_90 is not one; " +
                 allowed);
   EXPECT_THAT(parseError("kernel: small_batch\nrank: 16\nSPLIT_K: 6\n"),
               HasSubstr(allowed));
@@ -800,8 +804,9 @@ TEST(SpecParserRuleTest, SmallBatchSplitKIsACluster) {
 
 // one_shot's SPLIT_K is the cluster of a row block's NPID programs.
 TEST(SpecParserRuleTest, OneShotSplitKIsTheNpidCluster) {
-  SpecSet set = parseOk("kernel: one_shot\nrank: 16\nSPLIT_K: [2, 4, 8]\n");
-  ASSERT_EQ(set.specs.size(), 3u);
+  SpecSet set =
+      parseOk("kernel: one_shot\nrank: 16\nSPLIT_K: [2, 4, 8, 16]\n");
+  ASSERT_EQ(set.specs.size(), 4u);
   EXPECT_EQ(
       parseOk("kernel: one_shot\nrank: 16\nSPLIT_K: 4\nNPID: 4\n").specs.size(),
       1u);
@@ -810,7 +815,7 @@ TEST(SpecParserRuleTest, OneShotSplitKIsTheNpidCluster) {
             "row block's NPID programs; allowed: 0 or 4 (= SPLIT_K)");
   EXPECT_THAT(parseError("kernel: one_shot\nrank: 16\ntarget: sm_80\n"
                          "SPLIT_K: 2\n"),
-              HasSubstr("allowed: 1, or 2, 4, 8 on sm_90 for one_shot"));
+              HasSubstr("allowed: 1, or 2, 4, 8, 16 on sm_90 for one_shot"));
 }
 
 TEST(SpecParserRuleTest, SmallBatchNeedsNaiveMetadata) {
