@@ -784,8 +784,7 @@ TEST(SpecParserRuleTest, ShrinkSplitKIsACluster) {
 // small_batch's SPLIT_K is a thread-block cluster: sm_90, 2..16 (16: the
 // non-portable size), power of 2.
 TEST(SpecParserRuleTest, SmallBatchSplitKIsACluster) {
-  SpecSet set =
-      parseOk("kernel: small_batch\nrank: 16\nSPLIT_K: [2, 8, 16]\n");
+  SpecSet set = parseOk("kernel: small_batch\nrank: 16\nSPLIT_K: [2, 8, 16]\n");
   ASSERT_EQ(set.specs.size(), 3u);
   EXPECT_EQ(set.specs[1].splitK, 8);
   EXPECT_EQ(set.specs[2].splitK, 16);
@@ -804,8 +803,7 @@ TEST(SpecParserRuleTest, SmallBatchSplitKIsACluster) {
 
 // one_shot's SPLIT_K is the cluster of a row block's NPID programs.
 TEST(SpecParserRuleTest, OneShotSplitKIsTheNpidCluster) {
-  SpecSet set =
-      parseOk("kernel: one_shot\nrank: 16\nSPLIT_K: [2, 4, 8, 16]\n");
+  SpecSet set = parseOk("kernel: one_shot\nrank: 16\nSPLIT_K: [2, 4, 8, 16]\n");
   ASSERT_EQ(set.specs.size(), 4u);
   EXPECT_EQ(
       parseOk("kernel: one_shot\nrank: 16\nSPLIT_K: 4\nNPID: 4\n").specs.size(),
