@@ -6,10 +6,12 @@
 # the GPU suite (with its 16-block cluster cases), the tune (each bucket's
 # committed entry competes), its winners merged into $T, and the whole
 # benchmark with $T (A) and the merged table (B), alternating, 2 rounds.
-# $OUT/cluster16.tar.gz.
+# Everything lands in $OUT/cluster16/ as it is written, so a run cut short
+# still brings back what it finished.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
-W=$(mktemp -d)
+W=$OUT/cluster16
+mkdir -p "$W"
 T=${T:-specs/tuned/NVIDIA_H100_80GB_HBM3.json}
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$W/card.txt"
 echo "=== GPU suite ($(date +%T))"
@@ -25,5 +27,4 @@ cp -n .carry/tune-cache/* .carry/bench-cache/ 2>/dev/null
 A=.carry:$T B=.carry:$W/merged.json ROUNDS=2 NAME=ab OUT=$W BENCH_LIMIT=120 \
   bash scripts/device/run-build-ab.sh > "$W/ab.log" 2>&1
 echo "ab exit $?"; tail -1 "$W/ab.log"
-tar czf "$OUT/cluster16.tar.gz" -C "$W" .
 echo "=== done ($(date +%T))"
