@@ -38,6 +38,16 @@ def first_key_fields(config):
     return parts[0], parts[1], fields
 
 
+def write_table(table, path):
+    """A tuned table as committed (sorted keys, one-space indent), to PATH or
+    standard output."""
+    text = json.dumps(table, indent=1, sort_keys=True) + "\n"
+    if path:
+        open(path, "w").write(text)
+    else:
+        sys.stdout.write(text)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("table")
@@ -91,11 +101,7 @@ def main():
               f"max_pairs={e['max_pairs']:<6d} off {t_off:8.1f} us on "
               f"{t_on:8.1f} us ({t_on / t_off:.3f}, worst case {worst:.3f}) -> {a.flag} "
               f"{str(choose).lower()}  [{', '.join(cases)}]")
-    text = json.dumps(table, indent=1, sort_keys=True) + "\n"
-    if a.out:
-        open(a.out, "w").write(text)
-    else:
-        sys.stdout.write(text)
+    write_table(table, a.out)
 
 
 if __name__ == "__main__":

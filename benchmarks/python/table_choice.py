@@ -21,7 +21,7 @@ import re
 import sys
 
 from bench_csv import load_cases
-from bucket_flag_choice import TOP_K, first_key_fields
+from bucket_flag_choice import TOP_K, first_key_fields, write_table
 
 
 def bucket_key(e):
@@ -89,11 +89,7 @@ def main():
         for e in ta["entries"]]
     print(f"{len(take)} of {len(sums)} measured buckets take B's entries",
           file=sys.stderr)
-    text = json.dumps(out, indent=1, sort_keys=True) + "\n"
-    if args.out:
-        open(args.out, "w").write(text)
-    else:
-        sys.stdout.write(text)
+    write_table(out, args.out)
 
 
 if __name__ == "__main__":
