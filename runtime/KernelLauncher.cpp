@@ -25,33 +25,37 @@ Expected<LoadedKernel> loadKernelFromPtx(const CudaDriver &drv,
   if (r != CUDA_SUCCESS)
     return makeError(fmt::format("loading {}: {}; JIT log: {}",
                                  spec.entryName(), drv.describe(r), errorLog));
-  std::string entry = spec.entryName();
-  if (Status s = drv.check(
-          drv.cuModuleGetFunction(&k.function, k.module, entry.c_str()),
-          "cuModuleGetFunction(" + entry + ")");
-      !s)
+  const std::string entry = spec.entryName();
+  auto prepare = [&]() -> Status {
+    if (Status s = drv.check(
+            drv.cuModuleGetFunction(&k.function, k.module, entry.c_str()),
+            "cuModuleGetFunction(" + entry + ")");
+        !s)
+      return s;
+    if (sharedBytes > 48 * 1024)
+      if (Status s = drv.check(
+              drv.cuFuncSetAttribute(
+                  k.function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                  sharedBytes),
+              fmt::format("{}: raising dynamic shared memory to {} bytes",
+                          entry, sharedBytes));
+          !s)
+        return s;
+    // A 16-block cluster is non-portable: the function opts in before its
+    // first launch (the .reqnctapercluster shape alone does not).
+    if (spec.splitK > kMaxPortableClusterBlocks)
+      return drv.check(
+          drv.cuFuncSetAttribute(
+              k.function, CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED,
+              1),
+          fmt::format("{}: allowing its {}-block (non-portable) cluster", entry,
+                      spec.splitK));
+    return Status::ok();
+  };
+  if (Status s = prepare(); !s) {
+    drv.cuModuleUnload(k.module); // the error is the one to report
     return s.error();
-  if (sharedBytes > 48 * 1024) {
-    if (Status s = drv.check(
-            drv.cuFuncSetAttribute(
-                k.function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                sharedBytes),
-            fmt::format("{}: raising dynamic shared memory to {} bytes", entry,
-                        sharedBytes));
-        !s)
-      return s.error();
   }
-  // A 16-block cluster is non-portable: the function must opt in before
-  // its first launch (the .reqnctapercluster shape alone is refused).
-  if (spec.splitK > kMaxPortableClusterBlocks)
-    if (Status s = drv.check(
-            drv.cuFuncSetAttribute(
-                k.function, CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED,
-                1),
-            fmt::format("{}: allowing its {}-block (non-portable) cluster",
-                        entry, spec.splitK));
-        !s)
-      return s.error();
   return k;
 }
 

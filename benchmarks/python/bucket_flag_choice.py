@@ -100,7 +100,7 @@ def main():
         print(f"entry {i:3d} {e['path']:10s} R={e['rank']:<3d} K={e['K']:<5d} "
               f"max_pairs={e['max_pairs']:<6d} off {t_off:8.1f} us on "
               f"{t_on:8.1f} us ({t_on / t_off:.3f}, worst case {worst:.3f}) -> {a.flag} "
-              f"{str(choose).lower()}  [{', '.join(cases)}]")
+              f"{str(choose).lower()}  [{', '.join(cases)}]", file=sys.stderr)
     write_table(table, a.out)
 
 

@@ -7,13 +7,15 @@ Usage: table_choice.py TABLE_A TABLE_B A.csv B.csv [--out OUT]
 A.csv and B.csv are moelora-bench runs of the same cases on the same card
 with TABLE_A and TABLE_B (scripts/device/run-build-ab.sh with sides
 .carry:TABLE_A and .carry:TABLE_B, their per-case medians). The tables must
-hold the same buckets (one is derived from the other: the H100 table from
-the H200's). A bucket is (dtype, rank, K, N, slices, sorted, max_pairs) with
-all of its entries (one_shot, two_kernel, fused, small_batch): the path
-choice lives there too, so a bucket is taken whole. The output is TABLE_A
-with B's entries in the buckets whose cases together took less than MARGIN
-times A's time and none more than CASE_LIMIT times its own (the tuner's
-rule); buckets without measured cases keep A's entries.
+hold the same entries (one is derived from the other: the H100 table from
+the H200's). A case is credited to the entries the dispatcher reads for it
+under either table: its path's entry (the smallest max_pairs holding its
+pairs, per path) and, for a sorted call not forced onto the two-kernel path,
+the "fused" entry that chose the path. Cases sharing an entry are judged
+together; a group takes B's configs for all of its entries where its cases
+together took less than MARGIN times A's time and none more than CASE_LIMIT
+times its own (the tuner's rule). Other entries keep A's configs. The
+report goes to standard error, the table to OUT or standard output.
 """
 import argparse
 import json
@@ -47,7 +49,43 @@ def main():
         sys.exit("the tables hold different entries: "
                  f"{sorted(paths_a ^ paths_b)[:4]} ...")
     ca, cb = load_cases(args.a), load_cases(args.b)
-    sums = {}  # bucket -> [A us, B us, cases, worst B/A]
+    entries = paths_a  # (path, bucket) of every entry; the same in B
+
+    def serving(case, path, sorted_, dtype, k, pairs):
+        """The entries a table's lookups read for this case: its path's
+        bucket (the smallest max_pairs that holds the pairs, per path as the
+        dispatcher looks it up) and, for a sorted call that was not forced
+        onto the two-kernel path, the bucket's path choice ("fused")."""
+        out = set()
+        paths = [path]
+        if sorted_ and "_two_kernel_" not in case:
+            paths.append("fused")
+        for p in paths:
+            cands = sorted(
+                (key for (q, key) in entries
+                 if q == p and key[0] == dtype and key[1] == int(k["R"])
+                 and key[2] == int(k["K"]) and key[4] == int(k["slices"])
+                 and key[5] == sorted_ and key[6] >= pairs),
+                key=lambda key: key[6])
+            if cands:
+                if len({key[3] for key in cands
+                        if key[6] == cands[0][6]}) > 1:
+                    sys.exit(f"{case}: {p} buckets of several N match")
+                out.add((p, cands[0]))
+        return out
+
+    # Cases that read a common entry are judged together (union-find over
+    # the entries each case read under A or under B).
+    parent = {}
+
+    def find(x):
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    judged = []  # (entries read, A us, B us, case)
     for case, u in ca.items():
         v = cb.get(case)
         m = re.match(r"([a-z0-9_]+?)_(?:w13|w2)_\w+?_M(\d+)", case)
@@ -55,40 +93,44 @@ def main():
             continue
         _, dtype, k = first_key_fields(u["config"])
         pairs = int(m.group(2)) * TOP_K[m.group(1)]
-        # N is not in the cache key; (K, slices) tell the bench's presets
-        # apart, and a tie would be caught here.
-        cands = sorted({key for key in keys_a
-                        if key[0] == dtype and key[1] == int(k["R"])
-                        and key[2] == int(k["K"])
-                        and key[4] == int(k["slices"])
-                        and key[5] == (k["sorted"] == "1")
-                        and key[6] >= pairs}, key=lambda key: key[6])
-        if not cands:
-            print(f"{case}: no bucket in the tables", file=sys.stderr)
+        sorted_ = k["sorted"] == "1"
+        read = (serving(case, u["path"], sorted_, dtype, k, pairs) |
+                serving(case, v["path"], sorted_, dtype, k, pairs))
+        if not read:
+            print(f"{case}: no entry in the tables", file=sys.stderr)
             continue
-        if len({key[3] for key in cands if key[6] == cands[0][6]}) > 1:
-            sys.exit(f"{case}: buckets of several N match")
-        s = sums.setdefault(cands[0], [0.0, 0.0, [], 0.0])
-        s[0] += float(u["us"])
-        s[1] += float(v["us"])
+        first = next(iter(read))
+        for e in read:
+            parent[find(e)] = find(first)
+        judged.append((read, float(u["us"]), float(v["us"]), case))
+    sums = {}  # group root -> [A us, B us, cases, worst B/A, entries]
+    for read, t_a, t_b, case in judged:
+        s = sums.setdefault(find(next(iter(read))), [0.0, 0.0, [], 0.0, set()])
+        s[0] += t_a
+        s[1] += t_b
         s[2].append(case)
-        s[3] = max(s[3], float(v["us"]) / float(u["us"]))
+        s[3] = max(s[3], t_b / t_a)
+        s[4] |= read
     take = set()
-    for key, (t_a, t_b, cases, worst) in sorted(sums.items()):
+    for _, (t_a, t_b, cases, worst, read) in sorted(
+            sums.items(), key=lambda kv: sorted(kv[1][4])):
         choose = t_b < args.margin * t_a and worst <= args.case_limit
         if choose:
-            take.add(key)
+            take |= read
+        names = ", ".join(f"{p} max_pairs={key[6]}" for p, key in sorted(read))
+        key = next(iter(read))[1]
         print(f"{key[0]} R={key[1]:<3d} K={key[2]:<5d} N={key[3]:<5d} "
-              f"slices={key[4]} sorted={int(key[5])} max_pairs={key[6]:<6d} "
+              f"slices={key[4]} sorted={int(key[5])} ({names}): "
               f"A {t_a:8.1f} us B {t_b:8.1f} us ({t_b / t_a:.3f}, worst case "
-              f"{worst:.3f}) -> {'B' if choose else 'A'}  [{', '.join(cases)}]")
+              f"{worst:.3f}) -> {'B' if choose else 'A'}  [{', '.join(cases)}]",
+              file=sys.stderr)
     out = dict(ta)
     by_path_b = {(e["path"], bucket_key(e)): e for e in tb["entries"]}
     out["entries"] = [
-        by_path_b[(e["path"], bucket_key(e))] if bucket_key(e) in take else e
-        for e in ta["entries"]]
-    print(f"{len(take)} of {len(sums)} measured buckets take B's entries",
-          file=sys.stderr)
+        by_path_b[(e["path"], bucket_key(e))]
+        if (e["path"], bucket_key(e)) in take else e for e in ta["entries"]]
+    print(f"{len(take)} entries of {len(sums)} measured groups take B's "
+          "configs", file=sys.stderr)
     write_table(out, args.out)
 
 

@@ -11,19 +11,20 @@
 #     choose per bucket which entries the H200 takes.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
 T=specs/tuned/NVIDIA_H100_80GB_HBM3.json
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 echo "card: $card"
-SUITE=1 A=.carry/base:$T B=.carry:$T ROUNDS=2 BENCH_LIMIT=150 \
+SUITE=1 SUITE_LIMIT=150 A=.carry/base:$T B=.carry:$T ROUNDS=2 BENCH_LIMIT=60 \
   bash scripts/device/run-build-ab.sh > "$OUT/ab.log" 2>&1
 echo "step 1 exit $?"
 if [ -f .carry/mb5.json ]; then
   A=.carry:$T B=.carry:.carry/mb5.json FILTER=_R16 ROUNDS=2 NAME=mb5 \
-    BENCH_LIMIT=120 bash scripts/device/run-build-ab.sh > "$OUT/mb5.log" 2>&1
+    BENCH_LIMIT=60 bash scripts/device/run-build-ab.sh > "$OUT/mb5.log" 2>&1
   echo "step 2 exit $?"
 fi
 if [[ $card == *H200* ]]; then
-  A=.carry B=.carry:$T ROUNDS=2 NAME=tables BENCH_LIMIT=150 \
+  A=.carry B=.carry:$T ROUNDS=2 NAME=tables BENCH_LIMIT=60 \
     bash scripts/device/run-build-ab.sh > "$OUT/tables.log" 2>&1
   echo "step 3 exit $?"
 fi

@@ -28,7 +28,8 @@ struct LoadedKernel {
 };
 
 /// Loads PTX text into the current context (JIT log in the error) and
-/// prepares the function (dynamic shared memory above 48 KiB).
+/// prepares the function (dynamic shared memory above 48 KiB; the opt-in to
+/// a non-portable cluster above 8 blocks). On an error nothing stays loaded.
 Expected<LoadedKernel> loadKernelFromPtx(const CudaDriver &drv,
                                          const KernelSpec &spec,
                                          const std::string &ptx,

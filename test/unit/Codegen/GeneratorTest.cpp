@@ -485,6 +485,12 @@ TEST(Generator, SmallBatchSplitKIsAClusterWithDistributedSharedMemory) {
   EXPECT_THAT(refused.error().message,
               HasSubstr("PTX version 78: a thread-block cluster (SPLIT_K = 4) "
                         "needs PTX ISA 8.0"));
+  // The non-portable 16-block cluster: the same code, another shape.
+  s.splitK = 16;
+  auto wide = generateKernel(s);
+  ASSERT_TRUE(wide) << wide.error().message;
+  EXPECT_THAT(wide->ptx, HasSubstr(".reqnctapercluster 16, 1, 1"));
+  EXPECT_EQ(wide->sharedBytes, g->sharedBytes);
   s.splitK = 1;
   auto plain = generateKernel(s);
   ASSERT_TRUE(plain) << plain.error().message;
@@ -504,6 +510,11 @@ TEST(Generator, OneShotClusterAndStagedOutput) {
   EXPECT_THAT(g->ptx, HasSubstr(".reqnctapercluster 4, 1, 1"));
   EXPECT_THAT(g->ptx, HasSubstr("mapa.shared::cluster"));
   EXPECT_THAT(g->ptx, HasSubstr("ld.shared::cluster.v4"));
+  s.splitK = 16;
+  auto wide = generateKernel(s);
+  ASSERT_TRUE(wide) << wide.error().message;
+  EXPECT_THAT(wide->ptx, HasSubstr(".reqnctapercluster 16, 1, 1"));
+  s.splitK = 4;
   EXPECT_THAT(g->ptx, HasSubstr("st.global.v4"));
   s.splitK = 1;
   s.alignedOutput = false;

@@ -561,10 +561,10 @@ TEST(DispatcherTest, BlockKAndEvenK) {
 }
 
 /// The one-shot's cluster size on sm_90 for a rule NPID: the next power of
-/// two, at most 8.
+/// two, at most the portable cluster.
 long clusterFor(long npid) {
   long c = 2;
-  while (c < npid && c < 8)
+  while (c < npid && c < kMaxPortableClusterBlocks)
     c *= 2;
   return npid > 1 ? c : 1;
 }
@@ -750,6 +750,7 @@ TEST(DispatcherTunedTest, TunedSplitKMayBeTheNonPortableCluster) {
                              "t.json");
   ASSERT_TRUE(t) << t.error().message;
   DispatchPlan os = planOk(sortedCall(40, 16), false, &*t);
+  ASSERT_EQ(os.path, DispatchPath::OneShot);
   EXPECT_EQ(os.kernels[0].spec.splitK, 16);
   EXPECT_EQ(os.kernels[0].knobs.npid, 16);
   EXPECT_TRUE(validateSpec(os.kernels[0].spec).empty());

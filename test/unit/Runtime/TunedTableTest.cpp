@@ -405,6 +405,14 @@ INSTANTIATE_TEST_SUITE_P(
                        },
                        "SPLIT_K = 32 on path small_batch: allowed: 1, 2, 4, "
                        "8, 16"},
+        ParseErrorCase{"OneShotSplitKAboveTheLargestCluster",
+                       [] {
+                         json j = validTable();
+                         j["entries"][0]["config"]["SPLIT_K"] = 32;
+                         j["entries"][0]["config"].erase("NPID");
+                         return j.dump();
+                       },
+                       "SPLIT_K = 32 on path one_shot"},
         ParseErrorCase{"OneShotNpidIsNotTheCluster",
                        [] {
                          json j = validTable();

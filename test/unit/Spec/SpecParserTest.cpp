@@ -770,8 +770,10 @@ TEST(SpecParserRuleTest, SmallBatchNeedsAThreadPerRankRow) {
 // The shrink's SPLIT_K is a thread-block cluster too (deterministic sums):
 // sm_90 only, 2..16, power of 2.
 TEST(SpecParserRuleTest, ShrinkSplitKIsACluster) {
-  SpecSet set = parseOk("kernel: shrink\nrank: 16\nSPLIT_K: [2, 8]\n");
-  ASSERT_EQ(set.specs.size(), 2u);
+  SpecSet set = parseOk("kernel: shrink\nrank: 16\nSPLIT_K: [2, 8, 16]\n");
+  ASSERT_EQ(set.specs.size(), 3u);
+  EXPECT_THAT(parseError("kernel: shrink\nrank: 16\nSPLIT_K: 32\n"),
+              HasSubstr("32 on sm_90 is not one"));
   EXPECT_EQ(parseError("kernel: shrink\nrank: 16\ntarget: sm_80\n"
                        "SPLIT_K: 4\n"),
             "t.yaml:1:1: SPLIT_K: shrink splits K over a thread-block "
@@ -814,6 +816,8 @@ TEST(SpecParserRuleTest, OneShotSplitKIsTheNpidCluster) {
   EXPECT_THAT(parseError("kernel: one_shot\nrank: 16\ntarget: sm_80\n"
                          "SPLIT_K: 2\n"),
               HasSubstr("allowed: 1, or 2, 4, 8, 16 on sm_90 for one_shot"));
+  EXPECT_THAT(parseError("kernel: one_shot\nrank: 16\nSPLIT_K: 32\n"),
+              HasSubstr("32 on sm_90 is not one"));
 }
 
 TEST(SpecParserRuleTest, SmallBatchNeedsNaiveMetadata) {
