@@ -38,6 +38,28 @@ def first_key_fields(config):
     return parts[0], parts[1], fields
 
 
+def entry_index(entries, path, dtype, k, pairs, case):
+    """The index of the entry the dispatcher reads for a call of `pairs`
+    pairs on `path` whose first kernel's key fields are `k` (dtype, R, K,
+    slices, sorted): the smallest max_pairs holding them, per path. N is not
+    in the key; the bench's presets differ in (K, slices), and a tie of
+    several N is an error. None when no entry holds the call."""
+    matches = [
+        (e["max_pairs"], i, e["N"]) for i, e in enumerate(entries)
+        if e["path"] == path and e["dtype"] == dtype
+        and e["rank"] == int(k["R"]) and e["K"] == int(k["K"])
+        and e.get("num_slices", 1) == int(k["slices"])
+        and e.get("sorted", False) == (k["sorted"] == "1")
+        and e["max_pairs"] >= pairs
+    ]
+    if not matches:
+        return None
+    first = min(matches)
+    if len({n for mp, _, n in matches if mp == first[0]}) > 1:
+        sys.exit(f"{case}: {path} entries of several N match")
+    return first[1]
+
+
 def write_table(table, path):
     """A tuned table as committed (sorted keys, one-space indent), to PATH or
     standard output."""
@@ -76,19 +98,11 @@ def main():
         if family not in ("shrink", "one_shot") or not m:
             continue
         pairs = int(m.group(2)) * TOP_K[m.group(1)]
-        matches = [
-            (e["max_pairs"], i)
-            for i, e in enumerate(table["entries"])
-            if e["path"] == path and e["dtype"] == dtype
-            and e["rank"] == int(k["R"]) and e["K"] == int(k["K"])
-            and e.get("num_slices", 1) == int(k["slices"])
-            and e.get("sorted", False) == (k["sorted"] == "1")
-            and e["max_pairs"] >= pairs
-        ]
-        if not matches:
+        i = entry_index(table["entries"], path, dtype, k, pairs, case)
+        if i is None:
             print(f"{case}: no {path} entry in the table", file=sys.stderr)
             continue
-        s = sums.setdefault(min(matches)[1], [0.0, 0.0, [], 0.0])
+        s = sums.setdefault(i, [0.0, 0.0, [], 0.0])
         s[0] += float(u["us"])
         s[1] += float(f["us"])
         s[2].append(case)

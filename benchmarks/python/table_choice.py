@@ -23,7 +23,8 @@ import re
 import sys
 
 from bench_csv import load_cases
-from bucket_flag_choice import TOP_K, first_key_fields, write_table
+from bucket_flag_choice import (TOP_K, entry_index, first_key_fields,
+                                write_table)
 
 
 def bucket_key(e):
@@ -42,36 +43,25 @@ def main():
     ap.add_argument("--case-limit", type=float, default=1.03)
     args = ap.parse_args()
     ta, tb = json.load(open(args.table_a)), json.load(open(args.table_b))
-    keys_a = {bucket_key(e) for e in ta["entries"]}
     paths_a = {(e["path"], bucket_key(e)) for e in ta["entries"]}
     paths_b = {(e["path"], bucket_key(e)) for e in tb["entries"]}
     if paths_a != paths_b:
         sys.exit("the tables hold different entries: "
                  f"{sorted(paths_a ^ paths_b)[:4]} ...")
     ca, cb = load_cases(args.a), load_cases(args.b)
-    entries = paths_a  # (path, bucket) of every entry; the same in B
 
-    def serving(case, path, sorted_, dtype, k, pairs):
-        """The entries a table's lookups read for this case: its path's
-        bucket (the smallest max_pairs that holds the pairs, per path as the
-        dispatcher looks it up) and, for a sorted call that was not forced
-        onto the two-kernel path, the bucket's path choice ("fused")."""
-        out = set()
+    def serving(case, path, dtype, k, pairs):
+        """The entries a table's lookups read for this case: its path's and,
+        for a sorted call not forced onto the two-kernel path, the "fused"
+        entry that chose the path (the same entries in A and B)."""
         paths = [path]
-        if sorted_ and "_two_kernel_" not in case:
+        if k["sorted"] == "1" and "_two_kernel_" not in case:
             paths.append("fused")
+        out = set()
         for p in paths:
-            cands = sorted(
-                (key for (q, key) in entries
-                 if q == p and key[0] == dtype and key[1] == int(k["R"])
-                 and key[2] == int(k["K"]) and key[4] == int(k["slices"])
-                 and key[5] == sorted_ and key[6] >= pairs),
-                key=lambda key: key[6])
-            if cands:
-                if len({key[3] for key in cands
-                        if key[6] == cands[0][6]}) > 1:
-                    sys.exit(f"{case}: {p} buckets of several N match")
-                out.add((p, cands[0]))
+            i = entry_index(ta["entries"], p, dtype, k, pairs, case)
+            if i is not None:
+                out.add((p, bucket_key(ta["entries"][i])))
         return out
 
     # Cases that read a common entry are judged together (union-find over
@@ -93,9 +83,8 @@ def main():
             continue
         _, dtype, k = first_key_fields(u["config"])
         pairs = int(m.group(2)) * TOP_K[m.group(1)]
-        sorted_ = k["sorted"] == "1"
-        read = (serving(case, u["path"], sorted_, dtype, k, pairs) |
-                serving(case, v["path"], sorted_, dtype, k, pairs))
+        read = (serving(case, u["path"], dtype, k, pairs) |
+                serving(case, v["path"], dtype, k, pairs))
         if not read:
             print(f"{case}: no entry in the tables", file=sys.stderr)
             continue

@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # On the GPU machine, .carry carried (scripts/gpu-prepare.sh,
-# scripts/bench-prepare.sh, then scripts/tune-prepare.sh with
-# SWEEP=specs/tune/sweep-cluster16.yaml
-# WORKLOAD=specs/tune/workload-cluster16.yaml, all for the card's table $T):
-# the GPU suite (with its 16-block cluster cases), the tune (each bucket's
-# committed entry competes), its winners merged into $T, and the whole
-# benchmark with $T (A) and the merged table (B), alternating, 2 rounds.
-# Everything but the A/B's rounds (ab.tar.gz, at its end) lands in
-# $OUT/cluster16/ as it is written, so a run cut short still brings back the
-# suite and the tune's progress.
+# scripts/bench-prepare.sh, then scripts/tune-prepare.sh with a SWEEP and a
+# WORKLOAD, all for the card's table $T): the GPU suite (SUITE_FILTER: a
+# gtest filter for a part of it), the tune (each bucket's committed entry
+# competes), its winners merged into $T, and the whole benchmark (FILTER: a
+# part) with $T (A) and the merged table (B), alternating, 2 rounds; NO_AB=1
+# stops after the tune. Everything but the A/B's rounds (ab.tar.gz, at its
+# end) lands in $OUT/$NAME/ (default tune-ab) as it is written, so a run cut
+# short still brings back the suite and the tune's progress.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
-W=$OUT/cluster16
+W=$OUT/${NAME:-tune-ab}
 mkdir -p "$W"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$W/card.txt"
 # The card's own table (the plan was made for it: on another card the merge
@@ -35,6 +34,7 @@ cp -n .carry/tune-cache/* .carry/bench-cache/ 2>/dev/null
 # entries are the measurement; the A/B then waits for the next call).
 if [ -z "${NO_AB:-}" ] && [ -f "$W/merged.json" ]; then
   A=.carry:$T B=.carry:$W/merged.json ROUNDS=2 NAME=ab OUT=$W BENCH_LIMIT=60 \
+    FILTER=${FILTER:-} \
     bash scripts/device/run-build-ab.sh > "$W/ab.log" 2>&1
   echo "ab exit $?"; tail -1 "$W/ab.log"
 fi
