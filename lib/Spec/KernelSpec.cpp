@@ -124,7 +124,7 @@ std::string KernelSpec::cacheKey() const {
 }
 
 bool KernelSpec::fewRowsExpand() const {
-  return fewRows && fewRowsExpandShape(*this).has_value();
+  return fewRowsShapeIfEnabled(*this).has_value();
 }
 
 std::string KernelSpec::ptxTarget() const {

@@ -93,4 +93,8 @@ std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec) {
   return std::nullopt;
 }
 
+std::optional<ExpandShape> fewRowsShapeIfEnabled(const KernelSpec &spec) {
+  return spec.fewRows ? fewRowsExpandShape(spec) : std::nullopt;
+}
+
 } // namespace moelora

@@ -24,10 +24,6 @@
 
 namespace moelora {
 
-/// The few-rows shape where the spec asks for it (KernelSpec::fewRows)
-/// and one exists.
-std::optional<ExpandShape> fewRowsShapeIfEnabled(const KernelSpec &spec);
-
 /// Shared memory of one expand stage: a cols x BLOCK_R tile of B, then
 /// (aligned output) the staged output tile.
 struct ExpandTilesLayout {

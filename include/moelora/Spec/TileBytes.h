@@ -11,9 +11,8 @@
 
 #include "moelora/Spec/KernelSpec.h"
 
-#include <optional>
-
 #include <algorithm>
+#include <optional>
 
 namespace moelora {
 
@@ -95,6 +94,9 @@ struct ExpandShape {
 /// spec's 1) as the kernel's dynamic shared memory holds. None for other
 /// families, BLOCK_M 16, or where no widening fits.
 std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec);
+/// The same where the spec asks for it (KernelSpec::fewRows): the kernels'
+/// builders and KernelSpec::fewRowsExpand() ask this.
+std::optional<ExpandShape> fewRowsShapeIfEnabled(const KernelSpec &spec);
 
 /// The two-kernel expand's dynamic shared memory: its BLOCK_M x BLOCK_R rows
 /// of the intermediate, then (reusing them) num_stages expand stages.

@@ -6,11 +6,6 @@
 
 namespace moelora {
 
-std::optional<ExpandShape> fewRowsShapeIfEnabled(const KernelSpec &spec) {
-  // fewRowsExpand() would compute the shape once more.
-  return spec.fewRows ? fewRowsExpandShape(spec) : std::nullopt;
-}
-
 ExpandTilesLayout::ExpandTilesLayout(const KernelSpec &spec,
                                      const ExpandShape &shape) {
   bPitch = paddedPitch(spec.blockR());
