@@ -43,14 +43,27 @@ Expected<LoadedKernel> loadKernelFromPtx(const CudaDriver &drv,
         return s;
     // A 16-block cluster is non-portable: the function opts in before its
     // first launch (the .reqnctapercluster shape alone does not).
-    if (spec.splitK > kMaxPortableClusterBlocks)
-      return drv.check(
-          drv.cuFuncSetAttribute(
-              k.function, CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED,
-              1),
-          fmt::format("{}: allowing its {}-block (non-portable) cluster", entry,
-                      spec.splitK));
-    return Status::ok();
+    if (spec.splitK <= kMaxPortableClusterBlocks)
+      return Status::ok();
+    if (Status s = drv.check(
+            drv.cuFuncSetAttribute(
+                k.function, CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED,
+                1),
+            fmt::format("{}: allowing its {}-block (non-portable) cluster",
+                        entry, spec.splitK));
+        !s)
+      return s;
+    // Whether 16 such blocks fit in one GPC at all: the planner falls back
+    // to 8-block clusters where they do not, instead of a launch error.
+    CUlaunchConfig config{};
+    config.gridDimX = unsigned(spec.splitK);
+    config.gridDimY = config.gridDimZ = 1;
+    config.blockDimX = unsigned(spec.threads());
+    config.blockDimY = config.blockDimZ = 1;
+    config.sharedMemBytes = unsigned(sharedBytes);
+    return drv.check(drv.cuOccupancyMaxActiveClusters(&k.activeClusters,
+                                                      k.function, &config),
+                     fmt::format("{}: cuOccupancyMaxActiveClusters", entry));
   };
   if (Status s = prepare(); !s) {
     drv.cuModuleUnload(k.module); // the error is the one to report
@@ -227,6 +240,13 @@ Status launchGemm(const CudaDriver &drv, const LoadedKernel &kernel,
         "with out_aligned false)",
         kernel.spec.entryName(), call.out, call.outStride, call.N,
         knobs.outColOffset));
+  if (kernel.activeClusters == 0)
+    return makeError(fmt::format(
+        "{}: its {}-block cluster ({} threads, {} bytes of shared memory per "
+        "block) fits nowhere on this GPU (cuOccupancyMaxActiveClusters = 0); "
+        "use SPLIT_K <= {}",
+        kernel.spec.entryName(), kernel.spec.splitK, kernel.spec.threads(),
+        kernel.sharedBytes, kMaxPortableClusterBlocks));
   GemmArgPack pack(kernel.spec, call, knobs, inter);
   return launchKernel(drv, kernel, g, pack.data(), stream);
 }

@@ -130,8 +130,34 @@ Status Runtime::requireDriver() const {
 
 Expected<DispatchPlan> Runtime::plan(const MoeLoraCall &call,
                                      bool fullySharded) {
-  return planFusedMoeLora(call, fullySharded, deviceInfo,
-                          tuned ? &*tuned : nullptr);
+  auto p = planFusedMoeLora(call, fullySharded, deviceInfo,
+                            tuned ? &*tuned : nullptr);
+  if (p)
+    fitClusters(*p);
+  return p;
+}
+
+void Runtime::fitClusters(DispatchPlan &plan) {
+  // Only a loaded function can say whether its cluster fits (it depends on
+  // its threads and shared memory and on the GPU's GPCs); the module cache
+  // keeps the load for the launch. Without a driver or a context, or where
+  // the load fails for another reason, the plan stays as it is.
+  if (!drv)
+    return;
+  for (PlannedKernel &k : plan.kernels) {
+    if (k.spec.splitK <= kMaxPortableClusterBlocks)
+      continue;
+    CUcontext ctx = nullptr;
+    if (drv->cuCtxGetCurrent(&ctx) != CUDA_SUCCESS || !ctx)
+      return;
+    auto kernel = moduleCache->kernel(k.spec);
+    if (!kernel || (*kernel)->activeClusters != 0)
+      continue;
+    // The one-shot's cluster is its row block's NPID programs.
+    if (k.knobs.npid == k.spec.splitK)
+      k.knobs.npid = kMaxPortableClusterBlocks;
+    k.spec.splitK = kMaxPortableClusterBlocks;
+  }
 }
 
 Status Runtime::warmup(const std::vector<std::pair<MoeLoraCall, bool>> &calls) {

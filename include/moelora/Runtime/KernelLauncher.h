@@ -25,11 +25,16 @@ struct LoadedKernel {
   CUmodule module = nullptr;
   CUfunction function = nullptr;
   int sharedBytes = 0;
+  /// Clusters of a non-portable size (SPLIT_K > 8) that can be resident at
+  /// once (cuOccupancyMaxActiveClusters); 0: the cluster fits nowhere on
+  /// this GPU (its GPCs, a MIG slice). -1: a portable size, not asked.
+  int activeClusters = -1;
 };
 
 /// Loads PTX text into the current context (JIT log in the error) and
 /// prepares the function (dynamic shared memory above 48 KiB; the opt-in to
-/// a non-portable cluster above 8 blocks). On an error nothing stays loaded.
+/// a non-portable cluster above 8 blocks, and how many such clusters fit).
+/// On an error nothing stays loaded.
 Expected<LoadedKernel> loadKernelFromPtx(const CudaDriver &drv,
                                          const KernelSpec &spec,
                                          const std::string &ptx,

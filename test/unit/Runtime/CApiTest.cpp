@@ -917,6 +917,60 @@ void runWithFakeDriver(const char *mode) {
   std::_Exit(int(s));
 }
 
+/// In a child: the fake host-memory device whose GPCs fit `active` 16-block
+/// clusters at once. A tuned small_batch entry asks for SPLIT_K 16; prints
+/// the planned kernel's key to stderr and exits 0 (else the failing step).
+void planSixteenBlockClusterOnFakeGpu(const char *active,
+                                      const std::string &table) {
+  ::setenv("MOELORA_FAKE_CUDA_MODE", "host-memory", 1);
+  ::setenv("MOELORA_FAKE_ACTIVE_CLUSTERS", active, 1);
+  if (!dlopen(MOELORA_FAKE_LIBCUDA, RTLD_NOW | RTLD_GLOBAL)) {
+    std::fprintf(stderr, "cannot load the fake driver: %s\n", dlerror());
+    std::_Exit(90);
+  }
+  FakeJit jit; // images without LLVM; the fake driver loads any text
+  moelora_runtime_options o;
+  moelora_runtime_options_init(&o);
+  o.enable_disk_cache = 0;
+  o.tuned_table_path = table.c_str();
+  moelora_runtime *rt = nullptr;
+  if (moelora_runtime_create(&o, &rt) != MOELORA_OK) {
+    std::fprintf(stderr, "create: %s\n", moelora_last_error());
+    std::_Exit(91);
+  }
+  moelora_fused_args a = naiveArgs(1);
+  moelora_plan plan;
+  if (moelora_plan_fused(rt, &a, &plan) != MOELORA_OK) {
+    std::fprintf(stderr, "plan: %s\n", moelora_last_error());
+    std::_Exit(92);
+  }
+  std::fprintf(stderr, "path %d tuned %d grid %u key %s\n", int(plan.path),
+               plan.from_tuned_table, plan.launches[0].grid[0],
+               plan.launches[0].cache_key);
+  std::fflush(stderr);
+  std::_Exit(0);
+}
+
+TEST(CApiDeathTest, SixteenBlockClusterFallsBackToEightWhereItFitsNowhere) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const std::string table = ::testing::TempDir() + "/moelora-cluster16.json";
+  writeText(table, R"({"format": "moelora-tuned", "version": 1,
+    "gpu": "Fake GPU", "entries": [
+      {"path": "small_batch", "dtype": "bf16", "rank": 16, "K": 2048,
+       "N": 1408, "sorted": false, "num_slices": 2, "max_pairs": 8,
+       "config": {"SPLIT_K": 16, "num_warps": 8}}]})");
+  // Where 16 blocks fit, the entry is kept; where they fit nowhere (a GPU
+  // with smaller GPCs, a MIG slice), 8-block clusters instead of a launch
+  // that the driver would refuse. 16 work items (8 pairs, 2 slices), one
+  // cluster each.
+  EXPECT_EXIT(planSixteenBlockClusterOnFakeGpu("3", table),
+              ::testing::ExitedWithCode(0),
+              "path 1 tuned 1 grid 256 key small_batch;bf16;sm_90;.*;SK=16;");
+  EXPECT_EXIT(planSixteenBlockClusterOnFakeGpu("0", table),
+              ::testing::ExitedWithCode(0),
+              "path 1 tuned 1 grid 128 key small_batch;bf16;sm_90;.*;SK=8;");
+}
+
 TEST(CApiDeathTest, DriverWithoutDevicesIsNoDevice) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(runWithFakeDriver("zero-devices"),

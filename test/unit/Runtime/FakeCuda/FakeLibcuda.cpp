@@ -12,6 +12,10 @@
 //                   through the pointer at once; every other call (module
 //                   loads, launches) fails with CUDA_ERROR_NOT_SUPPORTED,
 //                   so a test sees what the runtime writes without kernels
+// With host-memory, MOELORA_FAKE_ACTIVE_CLUSTERS=n also loads modules (any
+// text), finds their functions, takes attributes, and answers
+// cuOccupancyMaxActiveClusters with n for a grid of one cluster (else
+// CUDA_ERROR_INVALID_VALUE): a GPU whose GPCs do or do not fit 16 blocks.
 //
 //===----------------------------------------------------------------------===//
 
@@ -23,6 +27,7 @@
 namespace {
 
 constexpr int kSuccess = 0;
+constexpr int kInvalidValue = 1;   // CUDA_ERROR_INVALID_VALUE
 constexpr int kNoDevice = 100;     // CUDA_ERROR_NO_DEVICE
 constexpr int kNotSupported = 801; // CUDA_ERROR_NOT_SUPPORTED
 
@@ -104,17 +109,51 @@ int fakeMemsetD32Async(uintptr_t dst, unsigned value, size_t n, void *) {
 }
 
 int fakeGetErrorName(int r, const char **s) {
-  *s = r == kNoDevice ? "CUDA_ERROR_NO_DEVICE" : "CUDA_ERROR_NOT_SUPPORTED";
+  *s = r == kNoDevice       ? "CUDA_ERROR_NO_DEVICE"
+       : r == kInvalidValue ? "CUDA_ERROR_INVALID_VALUE"
+                            : "CUDA_ERROR_NOT_SUPPORTED";
   return kSuccess;
 }
 
 int fakeGetErrorString(int r, const char **s) {
-  *s = r == kNoDevice ? "no CUDA-capable device is detected"
-                      : "operation not supported";
+  *s = r == kNoDevice       ? "no CUDA-capable device is detected"
+       : r == kInvalidValue ? "invalid argument"
+                            : "operation not supported";
   return kSuccess;
 }
 
 int fakeUnsupported() { return kNotSupported; }
+
+const char *activeClusters() {
+  return std::getenv("MOELORA_FAKE_ACTIVE_CLUSTERS");
+}
+
+char fakeModule, fakeFunction; // their addresses are the handles
+
+int fakeModuleLoadDataEx(void **module, const void *, unsigned, void *,
+                         void **) {
+  *module = &fakeModule;
+  return kSuccess;
+}
+
+int fakeModuleGetFunction(void **fn, void *, const char *) {
+  *fn = &fakeFunction;
+  return kSuccess;
+}
+
+int fakeSucceed() { return kSuccess; }
+
+// The leading fields of CUlaunchConfig (cuda.h): grid, then block dims.
+struct FakeLaunchConfig {
+  unsigned gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ;
+};
+
+int fakeOccupancyMaxActiveClusters(int *n, void *, const FakeLaunchConfig *c) {
+  if (c->gridDimX != 16 || c->gridDimY != 1 || c->blockDimX == 0)
+    return kInvalidValue;
+  *n = std::atoi(activeClusters());
+  return kSuccess;
+}
 
 } // namespace
 
@@ -151,6 +190,17 @@ cuGetProcAddress_v2(const char *symbol, void **fn, int, unsigned long long,
     *fn = reinterpret_cast<void *>(&fakeMemsetD8Async);
   else if (std::strcmp(symbol, "cuMemsetD32Async") == 0)
     *fn = reinterpret_cast<void *>(&fakeMemsetD32Async);
+  else if (!activeClusters())
+    *fn = reinterpret_cast<void *>(&fakeUnsupported);
+  else if (std::strcmp(symbol, "cuModuleLoadDataEx") == 0)
+    *fn = reinterpret_cast<void *>(&fakeModuleLoadDataEx);
+  else if (std::strcmp(symbol, "cuModuleGetFunction") == 0)
+    *fn = reinterpret_cast<void *>(&fakeModuleGetFunction);
+  else if (std::strcmp(symbol, "cuFuncSetAttribute") == 0 ||
+           std::strcmp(symbol, "cuModuleUnload") == 0)
+    *fn = reinterpret_cast<void *>(&fakeSucceed);
+  else if (std::strcmp(symbol, "cuOccupancyMaxActiveClusters") == 0)
+    *fn = reinterpret_cast<void *>(&fakeOccupancyMaxActiveClusters);
   else
     *fn = reinterpret_cast<void *>(&fakeUnsupported);
   return kSuccess;
