@@ -424,6 +424,33 @@ inline std::vector<GpuCase> gpuCases() {
         makeDownProjection(c, true);
       cases.push_back(c);
     }
+    // Deep pipelines (6 and 8 stages) for the M 64 grids, whose programs'
+    // K steps are a chain of round trips: a cluster splitting a long K, a K
+    // that is not a multiple of BLOCK_K (fewer steps than stages in some
+    // cluster ranks), and BLOCK_K 128.
+    struct DeepCase {
+      int R, K, C, stages, blockK;
+      bool w2;
+    };
+    for (DeepCase d : {DeepCase{16, 7168, 8, 6, 64, true},
+                       DeepCase{64, 1000, 4, 8, 64, false},
+                       DeepCase{16, 2048, 1, 8, 128, false},
+                       DeepCase{32, 4096, 2, 6, 128, true}}) {
+      GpuCase c;
+      c.path = Path::OneShot;
+      c.spec = baseSpec(KernelFamily::OneShot, t, d.R, d.K, true);
+      c.spec.numStages = d.stages;
+      c.spec.blockK = d.blockK;
+      c.spec.splitK = d.C;
+      c.npid = d.C;
+      c.problem = baseProblem(t, 40, 4, d.K, d.w2 ? 2048 : 1408, d.R, ++seed);
+      c.name = fmt::format("one_shot_{}_sorted_r{}_k{}_bk{}_stages{}{}", dt,
+                           d.R, d.K, d.blockK, d.stages,
+                           d.C > 1 ? fmt::format("_cluster{}", d.C) : "");
+      if (d.w2)
+        makeDownProjection(c, true);
+      cases.push_back(c);
+    }
     // The wgmma shrink (sorted, BLOCK_M 64): every rank, K that is not a
     // multiple of BLOCK_K, two warpgroups along K, fused slices, NPID > 1,
     // a cluster and the down projection.
