@@ -102,6 +102,8 @@ static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
   // The one-shot's, or the two-kernel path's expand's.
   if (c.fewRows >= 0)
     s.fewRows = c.fewRows == 1;
+  if (c.fewRowsTile)
+    s.fewRowsTile = c.fewRowsTile;
 }
 
 /// A tuned entry's wgmma (one_shot: the kernel's; two_kernel: its shrink's),

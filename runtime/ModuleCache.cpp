@@ -76,7 +76,8 @@ SpecKey::SpecKey(const KernelSpec &s) {
             int32_t(s.alignedOutput),
             int32_t(s.fusesSlices()),
             int32_t(s.wgmma),
-            int32_t(s.fewRowsExpand())};
+            int32_t(s.fewRowsExpand()),
+            s.fewRowsExpand() ? s.fewRowsTile : 0};
 }
 
 size_t SpecKeyHash::operator()(const SpecKey &k) const {

@@ -149,7 +149,8 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
                     {"NPID", &t.config.npid, 0},
                     {"tiles_per_item", &t.config.tilesPerItem, 0},
                     {"SPLIT_K", &t.config.splitK, 0},
-                    {"min_blocks_per_sm", &t.config.minBlocksPerSm, -1}};
+                    {"min_blocks_per_sm", &t.config.minBlocksPerSm, -1},
+                    {"few_rows_tile", &t.config.fewRowsTile, 0}};
       // The boolean kernel choices, each on one_shot and on two_kernel (the
       // kernel of that path it configures); absent stays -1.
       struct BoolChoice {
@@ -190,6 +191,13 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
             "{}: entry {}: SPLIT_K = {} on path {}: allowed: 1, 2, 4, 8, 16 on "
             "small_batch and one_shot only",
             origin, index, sk, t.path));
+      const int frt = t.config.fewRowsTile;
+      if (frt != 0 && ((t.path != "one_shot" && t.path != "two_kernel") ||
+                       (frt != 16 && frt != 32)))
+        return makeError(fmt::format(
+            "{}: entry {}: few_rows_tile = {} on path {}: allowed: 16 or 32, "
+            "on one_shot and two_kernel (its expand) only",
+            origin, index, frt, t.path));
       // A one_shot cluster is its row block's NPID programs.
       if (t.path == "one_shot" && sk > 1 && t.config.npid != 0 &&
           t.config.npid != sk)

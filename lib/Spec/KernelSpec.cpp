@@ -118,8 +118,11 @@ std::string KernelSpec::cacheKey() const {
   // stay as they were; the PTX target is part of it.
   if (wgmma)
     key += ";mma=wgmma;ptx=" + ptxTarget();
-  if (fewRowsExpand())
+  if (fewRowsExpand()) {
     key += ";fr=1";
+    if (fewRowsTile != 16)
+      key += fmt::format(";frt={}", fewRowsTile);
+  }
   return key;
 }
 
@@ -163,7 +166,7 @@ std::string KernelSpec::entryName() const {
   if (wgmma)
     name += "_wg";
   if (fewRowsExpand())
-    name += "_fr";
+    name += fewRowsTile == 16 ? "_fr" : fmt::format("_fr{}", fewRowsTile);
   std::string key = cacheKey();
   uint64_t hash = XXH3_64bits(key.data(), key.size());
   name += fmt::format("_h{:08x}", static_cast<uint32_t>(hash));
@@ -178,7 +181,8 @@ bool operator==(const KernelSpec &a, const KernelSpec &b) {
         s.family, s.dtype, s.sm, s.rank, s.k, s.blockM, s.blockN, s.blockK,
         s.groupSizeM, s.splitK, s.numWarps, s.numStages, s.sorted,
         s.mulRoutedWeight, s.addInputs, s.numSlices, s.npid, s.minBlocksPerSm,
-        s.alignedOutput, s.fusesSlices(), s.wgmma, s.fewRowsExpand());
+        s.alignedOutput, s.fusesSlices(), s.wgmma, s.fewRowsExpand(),
+        s.fewRowsExpand() ? s.fewRowsTile : 0);
   };
   return fields(a) == fields(b);
 }

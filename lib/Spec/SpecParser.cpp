@@ -458,6 +458,8 @@ private:
       return d.wgmma ? 1 : 0;
     case Field::FewRows:
       return d.fewRows ? 1 : 0;
+    case Field::FewRowsTile:
+      return d.fewRowsTile;
     }
     return 0;
   }
@@ -531,6 +533,9 @@ private:
       break;
     case Field::FewRows:
       s.fewRows = v != 0;
+      break;
+    case Field::FewRowsTile:
+      s.fewRowsTile = v;
       break;
     }
   }

@@ -55,6 +55,9 @@ std::string checkIntValue(Field f, long long v) {
     return (v >= 0 && v <= kMaxMinBlocksPerSm)
                ? ""
                : fmt::format("{} is out of range", v);
+  case Field::FewRowsTile:
+    return (v == 16 || v == 32) ? ""
+                                : fmt::format("{} is not a few-rows tile", v);
   default:
     return "";
   }

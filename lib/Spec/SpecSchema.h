@@ -43,8 +43,10 @@ enum class Field {
   FuseSlices,
   Wgmma,
   FewRows,
+  FewRowsTile,
 };
-inline constexpr size_t kNumFields = static_cast<size_t>(Field::FewRows) + 1;
+inline constexpr size_t kNumFields =
+    static_cast<size_t>(Field::FewRowsTile) + 1;
 
 enum class ValueKind { Text, Enum, Int, Bool };
 
@@ -84,6 +86,9 @@ inline constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
     {"few_rows", ValueKind::Bool,
      "true, false (one_shot and expand: the few-rows expand of sorted "
      "blocks)"},
+    {"few_rows_tile", ValueKind::Int,
+     "16, 32 (the few-rows tile's rows: blocks whose valid rows all lie in "
+     "the first 16 or 32 take it)"},
 }};
 
 inline constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};

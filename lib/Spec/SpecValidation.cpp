@@ -68,7 +68,8 @@ std::string validateSpec(const KernelSpec &spec) {
       {Field::NumStages, spec.numStages},
       {Field::NumSlices, spec.numSlices},
       {Field::Npid, spec.npid},
-      {Field::MinBlocksPerSm, spec.minBlocksPerSm}};
+      {Field::MinBlocksPerSm, spec.minBlocksPerSm},
+      {Field::FewRowsTile, spec.fewRowsTile}};
   for (auto [f, v] : plain)
     if (std::string w = checkIntValue(f, v); !w.empty())
       return reasonText(f, w);

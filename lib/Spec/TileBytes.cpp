@@ -77,8 +77,9 @@ std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec) {
   else
     return std::nullopt;
   const int minStages = std::min(2, spec.numStages);
+  const int rows = spec.fewRowsTile;
   // Widest first: the steps are latency-bound, their bytes are few.
-  for (int widen = spec.blockM / 16; widen >= 2; widen /= 2) {
+  for (int widen = spec.blockM / rows; widen >= 2; widen /= 2) {
     const int cols = widen * spec.blockN;
     if (cols % (8 * spec.numWarps) != 0)
       continue; // every warp takes whole n8 tiles
@@ -86,9 +87,13 @@ std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec) {
     // 512 columns, +16 at most within these limits).
     if (cols > 256 || cols * spec.blockR() / 8 > 4 * spec.threads())
       continue;
+    // A 32-row tile: at most the accumulators per thread of the widest
+    // 16-row one (16 x 256 over four warps).
+    if (rows > 16 && rows * cols > 32 * spec.threads())
+      continue;
     for (int stages = spec.numStages; stages >= minStages; --stages)
-      if (stages * expandStageBytes(spec, 16, cols) <= sharedBytes)
-        return ExpandShape{16, cols, stages};
+      if (stages * expandStageBytes(spec, rows, cols) <= sharedBytes)
+        return ExpandShape{rows, cols, stages};
   }
   return std::nullopt;
 }

@@ -564,8 +564,24 @@ inline std::vector<GpuCase> gpuCases() {
     c.problem.seed += 7919;
     c.name += "_dense_rows";
     cases.push_back(c);
+    // The 32-row few-rows tile (few_rows_tile 32): 96 tokens, about 24
+    // pairs per (adapter, expert) group, so blocks with at most 16, with
+    // 17-32 and with more valid rows meet in one launch.
+    GpuCase t = cases[i];
+    KernelSpec &withExpand = t.expand ? *t.expand : t.spec;
+    withExpand.fewRowsTile = 32;
+    if (!withExpand.fewRowsExpand())
+      continue;
+    t.problem.numExperts = 2;
+    t.problem.numTokens = 96;
+    t.problem.topK = 2;
+    t.problem.seed += 104729;
+    t.name += "_rows32";
+    cases.push_back(t);
   }
-  if (cases.size() - before != denseRowCases.size())
+  if (std::count_if(cases.begin() + before, cases.end(), [](const GpuCase &c) {
+        return c.name.find("_dense_rows") != std::string::npos;
+      }) != long(denseRowCases.size()))
     throw std::logic_error("GpuCases.h: a denseRowCases name names no case");
   return cases;
 }

@@ -11,7 +11,8 @@
 // the other rows and walks N in BLOCK_N steps, each a dependent round trip.
 // Such a block can instead run a 16-row tile as many BLOCK_N wide, with
 // every warp on a share of its columns (few-rows shape): fewer, wider steps
-// in the same shared memory.
+// in the same shared memory. A 32-row few-rows tile (fewRowsTile) serves
+// groups of 16-32 pairs the same way.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MOELORA_CODEGEN_EXPANDTILES_H
@@ -57,14 +58,14 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
                  llvm::ArrayRef<std::array<Value, 4>> rFrags, Value smem,
                  Value N, Value outSlice, TileRange tiles);
 
-/// This thread's part of "is any of the block's tile rows 16 .. BLOCK_M
-/// valid" (i1). Computed early, its loads overlap the shrink; a
+/// This thread's part of "is any of the block's tile rows `rows` ..
+/// BLOCK_M valid" (i1). Computed early, its loads overlap the shrink; a
 /// TileBuilder::barrierAny over it gives the block's answer.
-Value validRowPast16(TileBuilder &tb, const MoeBlock &blk);
+Value validRowPast(TileBuilder &tb, const MoeBlock &blk, int rows);
 
-/// The few-rows warp: every warp of the block on the tile's 16 rows, a
-/// column share each.
-ExpandWarp fewRowsWarp(TileBuilder &tb);
+/// The few-rows warp: every warp of the block on all of the shape's rows
+/// (16 or 32), a column share each.
+ExpandWarp fewRowsWarp(TileBuilder &tb, const ExpandShape &shape);
 
 } // namespace moelora
 

@@ -13,8 +13,9 @@
 // true|false (see KernelSpec::fuseSlices; two_kernel: the shrink's, its
 // other keys configure the expand). A one_shot or two_kernel entry's config
 // may hold "wgmma": true|false (see KernelSpec::wgmma; two_kernel: the
-// shrink's; sm_90 only, ignored elsewhere) and "few_rows": true|false (see
-// KernelSpec::fewRows; two_kernel: the expand's).
+// shrink's; sm_90 only, ignored elsewhere), "few_rows": true|false (see
+// KernelSpec::fewRows; two_kernel: the expand's) and "few_rows_tile": 16|32
+// (KernelSpec::fewRowsTile).
 // A "fused" entry has no config but "use": "one_shot"|"two_kernel": the
 // path that serves fused_moe_lora calls of its bucket which the rules would
 // give the one-shot kernel (the two-kernel path wins some prefill buckets).
@@ -48,6 +49,9 @@ struct TunedConfig {
   /// one_shot, two_kernel (its expand): the few-rows expand
   /// (KernelSpec::fewRows); -1: absent (off), 0 / 1 from the table.
   int fewRows = -1;
+  /// The few-rows tile's rows (KernelSpec::fewRowsTile): 16 or 32; 0:
+  /// absent (16).
+  int fewRowsTile = 0;
 };
 
 struct TunedEntry {

@@ -107,6 +107,10 @@ struct KernelSpec {
   /// see fewRowsExpandShape). Chosen per bucket by the tuned table: the
   /// branch's registers cost some variants occupancy.
   bool fewRows = false;
+  /// The few-rows tile's rows: 16, or 32 (blocks whose valid rows all lie
+  /// in the first 32 take a 32-row tile: most blocks where an (adapter,
+  /// expert) group has 16-32 pairs, as at M 512 with 64 experts).
+  int fewRowsTile = 16;
   std::string origin; ///< "file:line" of the spec this came from
 
   /// BLOCK_R = max(16, next_pow2(R)).

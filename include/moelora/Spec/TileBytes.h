@@ -88,9 +88,10 @@ struct ExpandShape {
 };
 
 /// The few-rows expand's shape (one_shot and expand) for a block whose
-/// valid rows all lie in its first 16: 16 rows, BLOCK_N widened by up to
-/// BLOCK_M / 16 (at most 256 columns and 4 16-byte B-tile copies per
-/// thread: wider tiles cost registers), as many stages (at least 2, or the
+/// valid rows all lie in its first fewRowsTile (16 or 32): that many rows,
+/// BLOCK_N widened by up to BLOCK_M / rows (at most 256 columns, 4 16-byte
+/// B-tile copies per thread and, for 32 rows, 32 accumulators per thread:
+/// wider tiles cost registers), as many stages (at least 2, or the
 /// spec's 1) as the kernel's dynamic shared memory holds. None for other
 /// families, BLOCK_M 16, or where no widening fits.
 std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec);

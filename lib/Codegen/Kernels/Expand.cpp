@@ -7,8 +7,8 @@
 // with expandTiles, num_stages tiles of B and old output in flight. (One
 // program per BLOCK_N tile reloaded the rows per tile and kept a single
 // tile in flight: 45% of DRAM bandwidth at 23% occupancy on the H200.)
-// A block whose valid rows all lie in its first 16 takes the few-rows
-// shape (ExpandTiles.h): every warp reads r's first 16 rows.
+// A block whose valid rows all lie in its first 16 (or 32) takes the
+// few-rows shape (ExpandTiles.h): every warp reads r's first 16 (32) rows.
 // Program ((pid_m * NPID + pid_n) x slice, lora).
 //
 //===----------------------------------------------------------------------===//
@@ -55,13 +55,13 @@ void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
     // Whether the block may take the few-rows expand (ExpandTiles.h):
     // asked before the copy's wait, so the sorted ids' loads overlap it.
     const std::optional<ExpandShape> fewRows = fewRowsShapeIfEnabled(spec);
-    Value validPast16 = fewRows ? validRowPast16(tb, blk) : Value();
+    Value validPast = fewRows ? validRowPast(tb, blk, fewRows->rows) : Value();
     tb.issueTileCopy(rPlan, smem, tb.i32(0), R < BR ? tb.i32(R) : Value());
     tb.commitGroup();
     tb.waitGroup(0);
     Value fewRowsOnly;
     if (fewRows)
-      fewRowsOnly = tb.lnot(tb.barrierAny(validPast16));
+      fewRowsOnly = tb.lnot(tb.barrierAny(validPast));
     else
       tb.barrier();
 
@@ -87,7 +87,8 @@ void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
     };
     if (fewRows)
       tb.ifThenElse(
-          fewRowsOnly, [&] { expand(*fewRows, fewRowsWarp(tb)); }, dense);
+          fewRowsOnly, [&] { expand(*fewRows, fewRowsWarp(tb, *fewRows)); },
+          dense);
     else
       dense();
   });

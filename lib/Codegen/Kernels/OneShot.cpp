@@ -36,6 +36,7 @@
 #include "moelora/Codegen/KernelBuilder.h"
 
 #include <algorithm>
+#include <functional>
 
 namespace moelora {
 
@@ -102,23 +103,31 @@ void sumClusterPartials(TileBuilder &tb, Accumulators &r, Value smem, int C,
   tb.clusterBarrierRelaxed();
 }
 
-/// Warp 0's r fragments (the first row tile), in every warp: through
-/// shared memory at `smem`, free again on return.
+/// r's first `rowTiles` 16-row tiles as A fragments in every warp (the
+/// few-rows expand's rows): each is stored by the warp that holds it (the
+/// warp of row group wm in K share 0, `warpOf(wm)`; `frags` are a warp's,
+/// [mt * rSteps + j]) and read back by all, through shared memory at
+/// `smem`, free again on return.
 llvm::SmallVector<std::array<Value, 4>>
-fragmentsOfWarp0(TileBuilder &tb, llvm::ArrayRef<std::array<Value, 4>> frags,
-                 Value smem) {
+fragmentsOfFirstRows(TileBuilder &tb,
+                     llvm::ArrayRef<std::array<Value, 4>> frags, int rSteps,
+                     int mTiles, int rowTiles,
+                     const std::function<int(int)> &warpOf, Value smem) {
   auto slot = [&](int j) {
     Value index = tb.add(tb.mul(tb.i32(j), tb.i32(32)), tb.laneId());
     return tb.sharedOffset(smem, tb.mul(index, tb.i32(16)));
   };
-  tb.ifThen(tb.eq(tb.warpId(), tb.i32(0)), [&] {
-    for (size_t j = 0; j < frags.size(); ++j)
-      tb.store(tb.vectorOf(frags[j]), slot(j));
-  });
+  for (int wm = 0; wm * mTiles < rowTiles; ++wm)
+    tb.ifThen(tb.eq(tb.warpId(), tb.i32(warpOf(wm))), [&] {
+      for (int mt = 0; mt < mTiles && wm * mTiles + mt < rowTiles; ++mt)
+        for (int j = 0; j < rSteps; ++j)
+          tb.store(tb.vectorOf(frags[mt * rSteps + j]),
+                   slot((wm * mTiles + mt) * rSteps + j));
+    });
   tb.barrier();
   mlir::Type i32x4 = tb.vectorType(tb.i32Type(), 4);
   llvm::SmallVector<std::array<Value, 4>> out;
-  for (size_t j = 0; j < frags.size(); ++j) {
+  for (int j = 0; j < rowTiles * rSteps; ++j) {
     ValueVec v = tb.scalarsOf(tb.load(i32x4, slot(j)));
     out.push_back({v[0], v[1], v[2], v[3]});
   }
@@ -247,7 +256,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     // asked before the shrink, its register pushed a rank-64 four-warp
     // variant over its budget.
     const std::optional<ExpandShape> fewRows = fewRowsShapeIfEnabled(spec);
-    Value validPast16 = fewRows ? validRowPast16(tb, blk) : Value();
+    Value validPast = fewRows ? validRowPast(tb, blk, fewRows->rows) : Value();
     if (warpsN > 1)
       tb.reduceAccumulators(r, smem, warpsN, wn, warpRow0, spec.blockM, F * BR);
     if (C > 1)
@@ -258,7 +267,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     Value N = args[kN];
     TileRange tiles = programTiles(tb, N, pidN, npid);
     const int rSteps = BR / 16;
-    Value fewRowsOnly = fewRows ? tb.lnot(tb.barrierAny(validPast16)) : Value();
+    Value fewRowsOnly = fewRows ? tb.lnot(tb.barrierAny(validPast)) : Value();
     for (int s = 0; s < F; ++s) {
       // r rounded to T (Triton feeds the expand dot in T), as A fragments.
       Accumulators rs = r.columns(s * BR / 8, BR / 8);
@@ -281,10 +290,13 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
       tb.ifThenElse(
           fewRowsOnly,
           [&] {
-            auto firstRows = fragmentsOfWarp0(
-                tb, llvm::ArrayRef(rFrags).take_front(rSteps), smem);
-            expandTiles(tb, args, sb, *fewRows, fewRowsWarp(tb), firstRows,
-                        smem, N, outSlice, tiles);
+            // The warp of row group wm in K share 0 (warpCoords' order).
+            auto warpOf = [&](int wm) { return wg ? wm : wm * warpsN; };
+            auto firstRows =
+                fragmentsOfFirstRows(tb, rFrags, rSteps, lay.mTiles,
+                                     fewRows->rows / 16, warpOf, smem);
+            expandTiles(tb, args, sb, *fewRows, fewRowsWarp(tb, *fewRows),
+                        firstRows, smem, N, outSlice, tiles);
           },
           dense);
     }

@@ -20,22 +20,23 @@ TileRange programTiles(TileBuilder &tb, Value N, Value pidN, Value npid) {
   return {lo, tb.minS(tb.add(lo, perPid), nTiles)};
 }
 
-Value validRowPast16(TileBuilder &tb, const MoeBlock &blk) {
+Value validRowPast(TileBuilder &tb, const MoeBlock &blk, int rows) {
   const KernelSpec &spec = tb.spec();
   Value any = tb.boolean(false);
-  for (int row0 = 16; row0 < spec.blockM; row0 += spec.threads()) {
+  for (int row0 = rows; row0 < spec.blockM; row0 += spec.threads()) {
     Value row = tb.add(tb.threadId(), tb.i32(row0));
     Value inTile = tb.lt(row, tb.i32(spec.blockM));
-    // Threads past the tile ask for row 16 (valid or not, it is a row of
-    // this block) and ignore the answer.
-    Value valid = blk.rowValid(tb.select(inTile, row, tb.i32(16)));
+    // Threads past the tile ask for row `rows` (valid or not, it is a row
+    // of this block) and ignore the answer.
+    Value valid = blk.rowValid(tb.select(inTile, row, tb.i32(rows)));
     any = tb.lor(any, tb.land(inTile, valid));
   }
   return any;
 }
 
-ExpandWarp fewRowsWarp(TileBuilder &tb) {
-  return ExpandWarp{1, tb.spec().numWarps, tb.warpId(), tb.i32(0)};
+ExpandWarp fewRowsWarp(TileBuilder &tb, const ExpandShape &shape) {
+  return ExpandWarp{shape.rows / 16, tb.spec().numWarps, tb.warpId(),
+                    tb.i32(0)};
 }
 
 void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,

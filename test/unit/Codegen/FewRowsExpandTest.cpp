@@ -50,40 +50,68 @@ int countOf(const std::string &text, const std::string &what) {
 } // namespace
 
 TEST(FewRowsExpand, ShapeFitsTheKernelAndItsLimits) {
-  int withShape = 0;
-  for (int blockM : {16, 64, 128})
-    for (int blockN : {32, 64, 128, 256})
-      for (int rank : {16, 32, 64, 128})
-        for (int warps : {4, 8, 16})
-          for (int stages : {1, 2, 3, 4})
-            for (bool aligned : {true, false}) {
-              KernelSpec s = sortedOneShot(blockM, blockN, rank, warps, stages);
-              s.alignedOutput = aligned;
-              if (!validateSpec(s).empty())
-                continue;
-              const int budget = oneShotSharedBytes(s);
-              auto shape = fewRowsExpandShape(s);
-              SCOPED_TRACE(s.entryName());
-              if (blockM == 16) {
-                EXPECT_FALSE(shape);
-                continue;
+  int withShape = 0, with32 = 0;
+  for (int tile : {16, 32})
+    for (int blockM : {16, 64, 128})
+      for (int blockN : {32, 64, 128, 256})
+        for (int rank : {16, 32, 64, 128})
+          for (int warps : {4, 8, 16})
+            for (int stages : {1, 2, 3, 4})
+              for (bool aligned : {true, false}) {
+                KernelSpec s =
+                    sortedOneShot(blockM, blockN, rank, warps, stages);
+                s.alignedOutput = aligned;
+                s.fewRowsTile = tile;
+                if (!validateSpec(s).empty())
+                  continue;
+                const int budget = oneShotSharedBytes(s);
+                auto shape = fewRowsExpandShape(s);
+                SCOPED_TRACE(s.entryName());
+                if (blockM == 16) {
+                  EXPECT_FALSE(shape);
+                  continue;
+                }
+                if (!shape)
+                  continue;
+                ++(tile == 16 ? withShape : with32);
+                EXPECT_EQ(shape->rows, tile);
+                EXPECT_GT(shape->cols, blockN);
+                EXPECT_EQ(shape->cols % blockN, 0);
+                EXPECT_LE(shape->cols, blockN * blockM / tile);
+                EXPECT_LE(shape->cols, 256);
+                EXPECT_EQ(shape->cols % (8 * warps), 0);
+                EXPECT_LE(shape->cols * s.blockR() / 8, 4 * s.threads());
+                if (tile == 32) // accumulators per thread
+                  EXPECT_LE(32 * shape->cols / s.threads(), 32);
+                EXPECT_GE(shape->stages, std::min(2, stages));
+                EXPECT_LE(shape->stages, stages);
+                EXPECT_LE(shape->stages *
+                              expandStageBytes(s, tile, shape->cols),
+                          budget);
               }
-              if (!shape)
-                continue;
-              ++withShape;
-              EXPECT_EQ(shape->rows, 16);
-              EXPECT_GT(shape->cols, blockN);
-              EXPECT_EQ(shape->cols % blockN, 0);
-              EXPECT_LE(shape->cols, blockN * blockM / 16);
-              EXPECT_LE(shape->cols, 256);
-              EXPECT_EQ(shape->cols % (8 * warps), 0);
-              EXPECT_LE(shape->cols * s.blockR() / 8, 4 * s.threads());
-              EXPECT_GE(shape->stages, std::min(2, stages));
-              EXPECT_LE(shape->stages, stages);
-              EXPECT_LE(shape->stages * expandStageBytes(s, 16, shape->cols),
-                        budget);
-            }
   EXPECT_GT(withShape, 50);
+  EXPECT_GT(with32, 20);
+}
+
+// A 32-row tile (groups of 16-32 pairs): BLOCK_M 64 leaves room for two
+// BLOCK_N; with four warps, 32 x 256 would hold 64 accumulators per thread.
+TEST(FewRowsExpand, ThirtyTwoRowShape) {
+  KernelSpec s = sortedOneShot(64, 64, 16, 8, 3);
+  s.fewRowsTile = 32;
+  auto shape = fewRowsExpandShape(s);
+  ASSERT_TRUE(shape);
+  EXPECT_EQ(shape->rows, 32);
+  EXPECT_EQ(shape->cols, 128);
+  s.blockN = 128;
+  shape = fewRowsExpandShape(s);
+  ASSERT_TRUE(shape);
+  EXPECT_EQ(shape->cols, 256);
+  s.numWarps = 4;
+  EXPECT_FALSE(fewRowsExpandShape(s));
+  // BLOCK_M 32: nothing to widen.
+  KernelSpec small = sortedOneShot(32, 64, 16, 4, 3);
+  small.fewRowsTile = 32;
+  EXPECT_FALSE(fewRowsExpandShape(small));
 }
 
 // BLOCK_M 64, BLOCK_N 64, rank 16, 8 warps: with BLOCK_K 128 the shrink's
@@ -135,6 +163,18 @@ TEST(FewRowsExpand, FlagIsInTheKeyOnlyWhereItChangesTheKernel) {
   EXPECT_FALSE(noShape.fewRowsExpand());
   EXPECT_EQ(noShape.cacheKey(), noShapeOff.cacheKey());
   EXPECT_TRUE(noShape == noShapeOff);
+  // The 32-row tile is a kernel of its own; the 16-row one keeps its key.
+  KernelSpec tile32 = on;
+  tile32.fewRowsTile = 32;
+  EXPECT_THAT(tile32.cacheKey(), ::testing::HasSubstr(";fr=1;frt=32"));
+  EXPECT_THAT(tile32.entryName(), ::testing::HasSubstr("_fr32_"));
+  EXPECT_FALSE(tile32 == on);
+  EXPECT_EQ(on.cacheKey().find("frt="), std::string::npos);
+  // Without the flag the tile does not matter.
+  KernelSpec tile32Off = off;
+  tile32Off.fewRowsTile = 32;
+  EXPECT_EQ(tile32Off.cacheKey(), off.cacheKey());
+  EXPECT_TRUE(tile32Off == off);
 }
 
 TEST(FewRowsExpand, OnlyOneShotAndExpandTakeTheFlag) {
@@ -165,6 +205,26 @@ TEST(FewRowsExpand, OnlyKernelsThatMayTakeItAskTheBlock) {
   auto ge = generateKernel(expand);
   ASSERT_TRUE(ge) << ge.error().message;
   EXPECT_EQ(countOf(ge->ptx, "bar.red.or.pred"), 1);
+
+  // The 32-row tile (one-shot with mma.sync and wgmma, and the expand):
+  // one question each, and every warp stores into the broadcast only
+  // where it holds one of the first 32 rows.
+  for (bool wgmma : {false, true}) {
+    KernelSpec t32 = sorted;
+    t32.fewRowsTile = 32;
+    t32.wgmma = wgmma;
+    t32.numWarps = wgmma ? 4 : 8;
+    ASSERT_TRUE(t32.fewRowsExpand()) << t32.cacheKey();
+    auto g32 = generateKernel(t32);
+    ASSERT_TRUE(g32) << g32.error().message;
+    EXPECT_EQ(countOf(g32->ptx, "bar.red.or.pred"), 1) << t32.cacheKey();
+  }
+  KernelSpec expand32 = expand;
+  expand32.fewRowsTile = 32;
+  ASSERT_TRUE(expand32.fewRowsExpand());
+  auto ge32 = generateKernel(expand32);
+  ASSERT_TRUE(ge32) << ge32.error().message;
+  EXPECT_EQ(countOf(ge32->ptx, "bar.red.or.pred"), 1);
 
   // The flag off: the kernel never asks.
   KernelSpec off = sorted;

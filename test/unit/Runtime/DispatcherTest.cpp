@@ -946,12 +946,14 @@ TEST(DispatcherTunedTest, FewRowsReachesTheKernelThatExpands) {
      "config": {"few_rows": true, "BLOCK_SIZE_K": 64, "num_warps": 8}},
     {"path": "two_kernel", "dtype": "bf16", "rank": 16, "K": 2048,
      "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
-     "config": {"few_rows": true, "BLOCK_SIZE_N": 64, "num_warps": 8}}]})",
+     "config": {"few_rows": true, "few_rows_tile": 32, "BLOCK_SIZE_N": 64,
+                "num_warps": 8}}]})",
                              "t.json");
   ASSERT_TRUE(t) << t.error().message;
   DispatchPlan one = planOk(sortedCall(512, 64), false, &*t);
   ASSERT_EQ(one.path, DispatchPath::OneShot);
   EXPECT_TRUE(one.kernels[0].spec.fewRowsExpand());
+  EXPECT_EQ(one.kernels[0].spec.fewRowsTile, 16);
   EXPECT_TRUE(validateSpec(one.kernels[0].spec).empty());
   EXPECT_FALSE(planOk(sortedCall(512, 64)).kernels[0].spec.fewRows);
   DispatchPlan two = planOk(sortedCall(512, 64), true, &*t);
@@ -960,6 +962,8 @@ TEST(DispatcherTunedTest, FewRowsReachesTheKernelThatExpands) {
   EXPECT_FALSE(two.kernels[0].spec.fewRows);
   EXPECT_TRUE(validateSpec(two.kernels[0].spec).empty());
   EXPECT_TRUE(two.kernels[1].spec.fewRowsExpand());
+  EXPECT_EQ(two.kernels[1].spec.fewRowsTile, 32);
+  EXPECT_THAT(two.kernels[1].spec.cacheKey(), ::testing::HasSubstr(";frt=32"));
   EXPECT_TRUE(validateSpec(two.kernels[1].spec).empty());
 }
 

@@ -104,6 +104,15 @@ TEST(TunedTableTest, ParsesEveryField) {
     ASSERT_TRUE(t) << t.error().message;
     EXPECT_EQ(t->entries[0].config.fewRows, fr ? 1 : 0);
   }
+  // few_rows_tile: absent is 0 (the kernel's 16), else 16 or 32.
+  EXPECT_EQ(a.config.fewRowsTile, 0);
+  for (int tile : {16, 32}) {
+    json k = validTable();
+    k["entries"][0]["config"]["few_rows_tile"] = tile;
+    auto o = TunedTable::parse(k.dump(), "t.json");
+    ASSERT_TRUE(o) << o.error().message;
+    EXPECT_EQ(o->entries[0].config.fewRowsTile, tile);
+  }
   // SPLIT_K up to 16 (the non-portable cluster) on small_batch / one_shot.
   for (int path : {0, 1}) {
     json k = validTable();
@@ -367,7 +376,23 @@ INSTANTIATE_TEST_SUITE_P(
                        "config: fewRows: unknown key; allowed: BLOCK_SIZE_N, "
                        "BLOCK_SIZE_K, num_warps, num_stages, NPID, "
                        "tiles_per_item, SPLIT_K, min_blocks_per_sm, "
-                       "fuse_slices, wgmma, few_rows"},
+                       "few_rows_tile, fuse_slices, wgmma, few_rows"},
+        ParseErrorCase{"FewRowsTileNot16Or32",
+                       [] {
+                         json j = validTable();
+                         j["entries"][0]["config"]["few_rows_tile"] = 24;
+                         return j.dump();
+                       },
+                       "few_rows_tile = 24 on path one_shot: allowed: 16 or "
+                       "32, on one_shot and two_kernel (its expand) only"},
+        ParseErrorCase{"FewRowsTileOnSmallBatch",
+                       [] {
+                         json j = validTable();
+                         j["entries"][1]["config"]["few_rows_tile"] = 32;
+                         return j.dump();
+                       },
+                       "few_rows_tile = 32 on path small_batch: allowed: 16 "
+                       "or 32, on one_shot and two_kernel (its expand) only"},
         ParseErrorCase{"FewRowsNotABool",
                        [] {
                          json j = validTable();

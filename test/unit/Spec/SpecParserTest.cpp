@@ -26,7 +26,7 @@ const std::string kAllFields =
     "name, kernel, dtype, target, rank, K, BLOCK_SIZE_M, BLOCK_SIZE_N, "
     "BLOCK_SIZE_K, GROUP_SIZE_M, SPLIT_K, num_warps, num_stages, metadata, "
     "MUL_ROUTED_WEIGHT, ADD_INPUTS, num_slices, NPID, min_blocks_per_sm, "
-    "out_aligned, fuse_slices, wgmma, few_rows";
+    "out_aligned, fuse_slices, wgmma, few_rows, few_rows_tile";
 const std::string kFamilies =
     "one_shot, small_batch, shrink, expand, align_block_size";
 
@@ -674,6 +674,22 @@ TEST(SpecParserRuleTest, FuseSlicesOnlyForShrinkAndOneShot) {
   // One slice: nothing to fuse, the same kernel twice, kept once.
   set = parseOk("kernel: shrink\nrank: 16\nfuse_slices: [false, true]\n");
   EXPECT_EQ(set.specs.size(), 1u);
+}
+
+// few_rows_tile: the few-rows tile's rows, 16 (the default, the key as
+// before) or 32 (its own key).
+TEST(SpecParserRuleTest, FewRowsTile) {
+  const std::string base = "kernel: one_shot\nrank: 16\nmetadata: sorted\n"
+                           "BLOCK_SIZE_M: 64\nnum_warps: 8\nfew_rows: true\n";
+  SpecSet set = parseOk(base + "few_rows_tile: [16, 32]\n");
+  ASSERT_EQ(set.specs.size(), 2u);
+  EXPECT_EQ(set.specs[0].fewRowsTile, 16);
+  EXPECT_EQ(set.specs[1].fewRowsTile, 32);
+  EXPECT_EQ(set.specs[0].cacheKey(), parseOk(base).specs[0].cacheKey());
+  EXPECT_THAT(set.specs[1].cacheKey(), HasSubstr(";fr=1;frt=32"));
+  EXPECT_THAT(parseError(base + "few_rows_tile: 24\n"),
+              HasSubstr("few_rows_tile: 24 is not a few-rows tile; allowed: "
+                        "16, 32"));
 }
 
 // wgmma: one_shot and shrink on sm_90, 64-row warpgroup tiles (BLOCK_SIZE_M
