@@ -234,6 +234,11 @@ Expected<DispatchPlan> planFusedMoeLora(const MoeLoraCall &call,
   auto plan = choosePlan(call, fullySharded, device, tuned);
   if (!plan)
     return plan;
+  // Tuned entries are not keyed by BLOCK_M: where the final tile has no
+  // 32-row few-rows shape (BLOCK_M 32, BLOCK_R 128), the 16-row one serves.
+  for (PlannedKernel &k : plan->kernels)
+    if (k.spec.fewRows && k.spec.fewRowsTile != 16 && !k.spec.fewRowsExpand())
+      k.spec.fewRowsTile = 16;
   // The sorted grids follow the caller's EM (its metadata's row capacity),
   // which nothing else bounds: refuse a grid the driver cannot launch rather
   // than let it wrap (fuzzing finding F6).

@@ -54,16 +54,18 @@ Expected<LoadedKernel> loadKernelFromPtx(const CudaDriver &drv,
         !s)
       return s;
     // Whether 16 such blocks fit in one GPC at all: the planner falls back
-    // to 8-block clusters where they do not, instead of a launch error.
+    // to 8-block clusters where they do not, instead of a launch error. A
+    // driver that cannot answer is taken as "they do not".
     CUlaunchConfig config{};
     config.gridDimX = unsigned(spec.splitK);
     config.gridDimY = config.gridDimZ = 1;
     config.blockDimX = unsigned(spec.threads());
     config.blockDimY = config.blockDimZ = 1;
     config.sharedMemBytes = unsigned(sharedBytes);
-    return drv.check(drv.cuOccupancyMaxActiveClusters(&k.activeClusters,
-                                                      k.function, &config),
-                     fmt::format("{}: cuOccupancyMaxActiveClusters", entry));
+    if (drv.cuOccupancyMaxActiveClusters(&k.activeClusters, k.function,
+                                         &config) != CUDA_SUCCESS)
+      k.activeClusters = 0;
+    return Status::ok();
   };
   if (Status s = prepare(); !s) {
     drv.cuModuleUnload(k.module); // the error is the one to report

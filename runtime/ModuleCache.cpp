@@ -55,6 +55,7 @@ static JitHook currentHook() {
 }
 
 SpecKey::SpecKey(const KernelSpec &s) {
+  const bool fewRows = s.fewRowsExpand();
   fields = {int32_t(s.family),
             int32_t(s.dtype),
             s.sm,
@@ -76,8 +77,8 @@ SpecKey::SpecKey(const KernelSpec &s) {
             int32_t(s.alignedOutput),
             int32_t(s.fusesSlices()),
             int32_t(s.wgmma),
-            int32_t(s.fewRowsExpand()),
-            s.fewRowsExpand() ? s.fewRowsTile : 0};
+            int32_t(fewRows),
+            fewRows ? s.fewRowsTile : 0};
 }
 
 size_t SpecKeyHash::operator()(const SpecKey &k) const {

@@ -143,7 +143,10 @@ MOELORA_API moelora_status moelora_runtime_create(
     const moelora_runtime_options *options, moelora_runtime **out);
 MOELORA_API void moelora_runtime_destroy(moelora_runtime *rt);
 
-/* The plan fused_moe_lora would execute: path, kernels, grids (no launch). */
+/* The plan fused_moe_lora would execute: path, kernels, grids (no launch).
+ * With a current CUDA context, a tuned 16-block cluster kernel is loaded
+ * here to ask whether its cluster fits this GPU (else 8-block clusters are
+ * planned, as the launch does); without one, the plan keeps 16. */
 MOELORA_API moelora_status moelora_plan_fused(moelora_runtime *rt,
                                               const moelora_fused_args *args,
                                               moelora_plan *plan);

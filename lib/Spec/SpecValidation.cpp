@@ -200,6 +200,13 @@ std::string validateSpec(const KernelSpec &spec) {
   if (spec.fewRows && spec.family != KernelFamily::OneShot &&
       spec.family != KernelFamily::Expand)
     return onlyFor(Field::FewRows, "one_shot and expand", spec.family);
+  if (spec.fewRowsTile != 16 && spec.family != KernelFamily::OneShot &&
+      spec.family != KernelFamily::Expand)
+    return reasonText(Field::FewRowsTile,
+                      fmt::format("{} is only supported by one_shot and "
+                                  "expand (got {})",
+                                  spec.fewRowsTile, toString(spec.family)),
+                      fmt::format("16 for {}", toString(spec.family)));
 
   if (spec.wgmma) {
     // The wgmma shrink (one_shot, and the two-kernel shrink): warpgroups of

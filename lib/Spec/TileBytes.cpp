@@ -76,8 +76,11 @@ std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec) {
     sharedBytes = expandKernelSharedBytes(spec);
   else
     return std::nullopt;
-  const int minStages = std::min(2, spec.numStages);
   const int rows = spec.fewRowsTile;
+  // 32 rows double r's fragments too: up to BLOCK_R 64 (32 registers).
+  if ((rows != 16 && rows != 32) || (rows == 32 && spec.blockR() > 64))
+    return std::nullopt;
+  const int minStages = std::min(2, spec.numStages);
   // Widest first: the steps are latency-bound, their bytes are few.
   for (int widen = spec.blockM / rows; widen >= 2; widen /= 2) {
     const int cols = widen * spec.blockN;

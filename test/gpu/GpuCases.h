@@ -451,6 +451,27 @@ inline std::vector<GpuCase> gpuCases() {
         makeDownProjection(c, true);
       cases.push_back(c);
     }
+    // The 32-row few-rows tile where r's first rows come from warps other
+    // than 0..1: 8 warps on BLOCK_M 64 (two along K: warps 0 and 2 hold
+    // them) and 4 warps on BLOCK_M 128 (two row tiles per warp: warp 0).
+    // 96 tokens of top_k 2 over 2 experts: blocks of every kind.
+    for (auto [blockM, warps] : {std::pair{64, 8}, std::pair{128, 4}}) {
+      GpuCase c;
+      c.path = Path::OneShot;
+      c.spec = baseSpec(KernelFamily::OneShot, t, 16, 2048, true);
+      c.spec.blockM = blockM;
+      c.spec.numWarps = warps;
+      c.spec.fewRowsTile = 32;
+      c.problem = baseProblem(t, 96, 4, 2048, 1408, 16, ++seed);
+      c.problem.numExperts = 2;
+      c.problem.topK = 2;
+      c.name = fmt::format("one_shot_{}_sorted_r16_m{}_w{}_rows32", dt, blockM,
+                           warps);
+      if (!c.spec.fewRowsExpand())
+        throw std::logic_error("GpuCases.h: " + c.name +
+                               " has no 32-row shape");
+      cases.push_back(c);
+    }
     // The wgmma shrink (sorted, BLOCK_M 64): every rank, K that is not a
     // multiple of BLOCK_K, two warpgroups along K, fused slices, NPID > 1,
     // a cluster and the down projection.

@@ -102,10 +102,10 @@ struct KernelSpec {
   /// wgmma exists only in the sm_90a target, which such kernels are
   /// compiled for (ptxTarget()).
   bool wgmma = false;
-  /// A sorted block whose valid rows all lie in its first 16 runs its
-  /// expand as a 16-row tile several BLOCK_N wide (one_shot and expand;
-  /// see fewRowsExpandShape). Chosen per bucket by the tuned table: the
-  /// branch's registers cost some variants occupancy.
+  /// A sorted block whose valid rows all lie in its first fewRowsTile (16
+  /// or 32) runs its expand as a tile of that many rows several BLOCK_N
+  /// wide (one_shot and expand; see fewRowsExpandShape). Chosen per bucket by
+  /// the tuned table: the branch's registers cost some variants occupancy.
   bool fewRows = false;
   /// The few-rows tile's rows: 16, or 32 (blocks whose valid rows all lie
   /// in the first 32 take a 32-row tile: most blocks where an (adapter,

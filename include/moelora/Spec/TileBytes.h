@@ -93,7 +93,8 @@ struct ExpandShape {
 /// B-tile copies per thread and, for 32 rows, 32 accumulators per thread:
 /// wider tiles cost registers), as many stages (at least 2, or the
 /// spec's 1) as the kernel's dynamic shared memory holds. None for other
-/// families, BLOCK_M 16, or where no widening fits.
+/// families, BLOCK_M up to the tile's rows, 32 rows above BLOCK_R 64, or
+/// where no widening fits.
 std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec);
 /// The same where the spec asks for it (KernelSpec::fewRows): the kernels'
 /// builders and KernelSpec::fewRowsExpand() ask this.

@@ -19,10 +19,10 @@
 // (reductions and cluster sums treat them as one wider tile), and the
 // expand walks the program's share of each slice's N tiles in turn.
 //
-// Few rows: a sorted block whose valid rows all lie in its first 16 (an
-// expert with few pairs) runs its expand as a 16-row tile, every warp on a
-// column share of several BLOCK_N (ExpandTiles.h), r's first rows
-// broadcast from warp 0.
+// Few rows: a sorted block whose valid rows all lie in its first 16 or 32
+// (fewRowsTile; an expert with few pairs) runs its expand as a tile of that
+// many rows, every warp on a column share of several BLOCK_N
+// (ExpandTiles.h), r's first rows broadcast from the warps that hold them.
 //
 // wgmma (sm_90a): the shrink's tiles are 128-byte swizzled and each
 // warpgroup (64 rows) multiplies them with wgmma.mma_async straight from

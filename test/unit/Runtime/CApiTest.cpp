@@ -938,15 +938,18 @@ void planSixteenBlockClusterOnFakeGpu(const char *active,
     std::fprintf(stderr, "create: %s\n", moelora_last_error());
     std::_Exit(91);
   }
-  moelora_fused_args a = naiveArgs(1);
-  moelora_plan plan;
-  if (moelora_plan_fused(rt, &a, &plan) != MOELORA_OK) {
-    std::fprintf(stderr, "plan: %s\n", moelora_last_error());
-    std::_Exit(92);
+  // Decode (small_batch) and a sorted call (one_shot, whose cluster is its
+  // row block's NPID programs).
+  for (moelora_fused_args a : {naiveArgs(1), sortedArgs(64, 64)}) {
+    moelora_plan plan;
+    if (moelora_plan_fused(rt, &a, &plan) != MOELORA_OK) {
+      std::fprintf(stderr, "plan: %s\n", moelora_last_error());
+      std::_Exit(92);
+    }
+    std::fprintf(stderr, "path %d tuned %d npid %d grid %u key %s\n",
+                 int(plan.path), plan.from_tuned_table, plan.npid,
+                 plan.launches[0].grid[0], plan.launches[0].cache_key);
   }
-  std::fprintf(stderr, "path %d tuned %d grid %u key %s\n", int(plan.path),
-               plan.from_tuned_table, plan.launches[0].grid[0],
-               plan.launches[0].cache_key);
   std::fflush(stderr);
   std::_Exit(0);
 }
@@ -958,17 +961,23 @@ TEST(CApiDeathTest, SixteenBlockClusterFallsBackToEightWhereItFitsNowhere) {
     "gpu": "Fake GPU", "entries": [
       {"path": "small_batch", "dtype": "bf16", "rank": 16, "K": 2048,
        "N": 1408, "sorted": false, "num_slices": 2, "max_pairs": 8,
+       "config": {"SPLIT_K": 16, "num_warps": 8}},
+      {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048,
+       "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
        "config": {"SPLIT_K": 16, "num_warps": 8}}]})");
   // Where 16 blocks fit, the entry is kept; where they fit nowhere (a GPU
   // with smaller GPCs, a MIG slice), 8-block clusters instead of a launch
-  // that the driver would refuse. 16 work items (8 pairs, 2 slices), one
-  // cluster each.
+  // that the driver would refuse. small_batch: 16 work items (8 pairs, 2
+  // slices), one cluster each; one_shot: a cluster of NPID programs per row
+  // block (71 row blocks, 2 slices).
   EXPECT_EXIT(planSixteenBlockClusterOnFakeGpu("3", table),
               ::testing::ExitedWithCode(0),
-              "path 1 tuned 1 grid 256 key small_batch;bf16;sm_90;.*;SK=16;");
+              "path 1 tuned 1 npid 0 grid 256 key small_batch;[^ ]*;SK=16;.*"
+              "path 2 tuned 1 npid 16 grid 2272 key one_shot;[^ ]*;SK=16;");
   EXPECT_EXIT(planSixteenBlockClusterOnFakeGpu("0", table),
               ::testing::ExitedWithCode(0),
-              "path 1 tuned 1 grid 128 key small_batch;bf16;sm_90;.*;SK=8;");
+              "path 1 tuned 1 npid 0 grid 128 key small_batch;[^ ]*;SK=8;.*"
+              "path 2 tuned 1 npid 8 grid 1136 key one_shot;[^ ]*;SK=8;");
 }
 
 TEST(CApiDeathTest, DriverWithoutDevicesIsNoDevice) {

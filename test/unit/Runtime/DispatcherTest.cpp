@@ -967,6 +967,27 @@ TEST(DispatcherTunedTest, FewRowsReachesTheKernelThatExpands) {
   EXPECT_TRUE(validateSpec(two.kernels[1].spec).empty());
 }
 
+// Tuned entries are not keyed by BLOCK_SIZE_M: a 32-row few-rows tile on a
+// call whose BLOCK_SIZE_M 32 has no 32-row shape takes the 16-row one.
+TEST(DispatcherTunedTest, FewRowsTileFallsBackTo16WithoutA32RowShape) {
+  auto t = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {"few_rows": true, "few_rows_tile": 32, "num_warps": 8}}]})",
+                             "t.json");
+  ASSERT_TRUE(t) << t.error().message;
+  DispatchPlan wide = planOk(sortedCall(512, 64), false, &*t);
+  ASSERT_EQ(wide.path, DispatchPath::OneShot);
+  EXPECT_EQ(wide.kernels[0].spec.fewRowsTile, 32);
+  EXPECT_TRUE(wide.kernels[0].spec.fewRowsExpand());
+  DispatchPlan narrow = planOk(sortedCall(512, 32), false, &*t);
+  ASSERT_EQ(narrow.path, DispatchPath::OneShot);
+  EXPECT_EQ(narrow.kernels[0].spec.fewRowsTile, 16);
+  EXPECT_TRUE(narrow.kernels[0].spec.fewRowsExpand());
+  EXPECT_TRUE(validateSpec(narrow.kernels[0].spec).empty());
+}
+
 // A wgmma entry whose tile the call does not allow (BLOCK_SIZE_M 128 wants
 // 8 warps) falls back to mma.sync, whose padded tiles are larger: the plan
 // must still fit the device's shared memory (six stages of 144 x 136 bf16

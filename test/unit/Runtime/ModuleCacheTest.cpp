@@ -132,6 +132,32 @@ TEST(SpecKeyTest, EveryFieldChangesKeyHashAndCacheKey) {
   }
 }
 
+// few_rows_tile is a kernel of its own only where the few-rows expand is
+// (fewRowsExpand()): then 16 and 32 differ in the key, its hash and the
+// cache key; without the flag they are one kernel.
+TEST(SpecKeyTest, FewRowsTileCountsOnlyWithTheFewRowsExpand) {
+  KernelSpec s;
+  s.family = KernelFamily::OneShot;
+  s.sorted = true;
+  s.rank = 16;
+  s.k = 2048;
+  s.blockM = 64;
+  s.blockN = 64;
+  s.blockK = 64;
+  s.numWarps = 8;
+  s.sm = 90;
+  s.fewRows = true;
+  KernelSpec t32 = s;
+  t32.fewRowsTile = 32;
+  ASSERT_TRUE(s.fewRowsExpand() && t32.fewRowsExpand());
+  EXPECT_FALSE(SpecKey(s) == SpecKey(t32));
+  EXPECT_NE(SpecKeyHash()(SpecKey(s)), SpecKeyHash()(SpecKey(t32)));
+  EXPECT_NE(s.cacheKey(), t32.cacheKey());
+  s.fewRows = t32.fewRows = false;
+  EXPECT_TRUE(SpecKey(s) == SpecKey(t32));
+  EXPECT_EQ(s.cacheKey(), t32.cacheKey());
+}
+
 TEST(SpecKeyTest, EqualityAgreesWithCacheKeyOverRandomSpecs) {
   // Small value sets so that random pairs are often equal too.
   std::mt19937 rng(99);

@@ -690,6 +690,9 @@ TEST(SpecParserRuleTest, FewRowsTile) {
   EXPECT_THAT(parseError(base + "few_rows_tile: 24\n"),
               HasSubstr("few_rows_tile: 24 is not a few-rows tile; allowed: "
                         "16, 32"));
+  EXPECT_THAT(parseError("kernel: shrink\nrank: 16\nfew_rows_tile: 32\n"),
+              HasSubstr("few_rows_tile: 32 is only supported by one_shot and "
+                        "expand (got shrink); allowed: 16 for shrink"));
 }
 
 // wgmma: one_shot and shrink on sm_90, 64-row warpgroup tiles (BLOCK_SIZE_M
