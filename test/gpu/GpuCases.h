@@ -573,32 +573,30 @@ inline std::vector<GpuCase> gpuCases() {
       "two_kernel_bf16_sorted_r24_npid3_fused",
       "two_kernel_bf16_sorted_r16_n1004_unaligned",
       "two_kernel_bf16_sorted_r16_w2_add0"};
+  // A copy of case c over 2 experts with `tokens` tokens of top_k 2.
+  auto withTwoExperts = [](GpuCase c, int tokens, uint64_t seedStep,
+                           const char *suffix) {
+    c.problem.numExperts = 2;
+    c.problem.numTokens = tokens;
+    c.problem.topK = 2;
+    c.problem.seed += seedStep;
+    c.name += suffix;
+    return c;
+  };
   const size_t before = cases.size();
   for (size_t i = 0; i < before; ++i) {
     if (std::find(denseRowCases.begin(), denseRowCases.end(), cases[i].name) ==
         denseRowCases.end())
       continue;
-    GpuCase c = cases[i];
-    c.problem.numExperts = 2;
-    c.problem.numTokens = 192;
-    c.problem.topK = 2;
-    c.problem.seed += 7919;
-    c.name += "_dense_rows";
-    cases.push_back(c);
+    cases.push_back(withTwoExperts(cases[i], 192, 7919, "_dense_rows"));
     // The 32-row few-rows tile (few_rows_tile 32): 96 tokens, about 24
     // pairs per (adapter, expert) group, so blocks with at most 16, with
     // 17-32 and with more valid rows meet in one launch.
-    GpuCase t = cases[i];
+    GpuCase t = withTwoExperts(cases[i], 96, 104729, "_rows32");
     KernelSpec &withExpand = t.expand ? *t.expand : t.spec;
     withExpand.fewRowsTile = 32;
-    if (!withExpand.fewRowsExpand())
-      continue;
-    t.problem.numExperts = 2;
-    t.problem.numTokens = 96;
-    t.problem.topK = 2;
-    t.problem.seed += 104729;
-    t.name += "_rows32";
-    cases.push_back(t);
+    if (withExpand.fewRowsExpand())
+      cases.push_back(t);
   }
   if (std::count_if(cases.begin() + before, cases.end(), [](const GpuCase &c) {
         return c.name.find("_dense_rows") != std::string::npos;

@@ -94,24 +94,25 @@ TEST(FewRowsExpand, ShapeFitsTheKernelAndItsLimits) {
 }
 
 // A 32-row tile (groups of 16-32 pairs): BLOCK_M 64 leaves room for two
-// BLOCK_N; with four warps, 32 x 256 would hold 64 accumulators per thread.
+// BLOCK_N; with four warps, 32 x 256 would hold 64 accumulators per thread;
+// BLOCK_M 32 has nothing to widen; rank 128 would double r's 32 registers.
 TEST(FewRowsExpand, ThirtyTwoRowShape) {
-  KernelSpec s = sortedOneShot(64, 64, 16, 8, 3);
-  s.fewRowsTile = 32;
-  auto shape = fewRowsExpandShape(s);
-  ASSERT_TRUE(shape);
-  EXPECT_EQ(shape->rows, 32);
-  EXPECT_EQ(shape->cols, 128);
-  s.blockN = 128;
-  shape = fewRowsExpandShape(s);
-  ASSERT_TRUE(shape);
-  EXPECT_EQ(shape->cols, 256);
-  s.numWarps = 4;
-  EXPECT_FALSE(fewRowsExpandShape(s));
-  // BLOCK_M 32: nothing to widen.
-  KernelSpec small = sortedOneShot(32, 64, 16, 4, 3);
-  small.fewRowsTile = 32;
-  EXPECT_FALSE(fewRowsExpandShape(small));
+  struct Case {
+    int blockM, blockN, rank, warps, cols; // cols 0: no shape
+  };
+  for (Case c : {Case{64, 64, 16, 8, 128}, Case{64, 128, 16, 8, 256},
+                 Case{64, 128, 16, 4, 0}, Case{32, 64, 16, 4, 0},
+                 Case{64, 64, 128, 8, 0}}) {
+    KernelSpec s = sortedOneShot(c.blockM, c.blockN, c.rank, c.warps, 3);
+    s.fewRowsTile = 32;
+    SCOPED_TRACE(s.cacheKey());
+    auto shape = fewRowsExpandShape(s);
+    ASSERT_EQ(shape.has_value(), c.cols != 0);
+    if (shape) {
+      EXPECT_EQ(shape->rows, 32);
+      EXPECT_EQ(shape->cols, c.cols);
+    }
+  }
 }
 
 // BLOCK_M 64, BLOCK_N 64, rank 16, 8 warps: with BLOCK_K 128 the shrink's

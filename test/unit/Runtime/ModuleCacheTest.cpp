@@ -136,16 +136,10 @@ TEST(SpecKeyTest, EveryFieldChangesKeyHashAndCacheKey) {
 // (fewRowsExpand()): then 16 and 32 differ in the key, its hash and the
 // cache key; without the flag they are one kernel.
 TEST(SpecKeyTest, FewRowsTileCountsOnlyWithTheFewRowsExpand) {
-  KernelSpec s;
-  s.family = KernelFamily::OneShot;
+  KernelSpec s = sampleSpec();
   s.sorted = true;
-  s.rank = 16;
-  s.k = 2048;
   s.blockM = 64;
-  s.blockN = 64;
-  s.blockK = 64;
   s.numWarps = 8;
-  s.sm = 90;
   s.fewRows = true;
   KernelSpec t32 = s;
   t32.fewRowsTile = 32;
