@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine, .carry carried (staged as NEXT-GPU-RUN.md says): the
 # tenth session's second call.
-#  1. GPU suite: the deep-pipeline, 16-block cluster and 32-row few-rows
+#  1. GPU suite: the deep-pipeline and 32-row few-rows
 #     cases.
 #  2. The H100 table (A) against .carry/fr32.json (B: few_rows with
 #     few_rows_tile 32 on every sorted one_shot / two_kernel entry of 1024
@@ -12,7 +12,7 @@
 # On an H200, run-next.sh's H200 branch instead (the table comparison).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
-SUITE='*stages*:*cluster16*:*rows32*'
+SUITE='*stages*:*rows32*'
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 if [[ $card == *H200* ]]; then
   SUITE_FILTER=$SUITE bash scripts/device/run-next.sh
