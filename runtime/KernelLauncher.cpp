@@ -56,14 +56,14 @@ Expected<LoadedKernel> loadKernelFromPtx(const CudaDriver &drv,
     // Whether 16 such blocks fit in one GPC at all: the planner falls back
     // to 8-block clusters where they do not, instead of a launch error. A
     // driver that cannot answer is taken as "they do not".
-    CUlaunchConfig config{};
-    config.gridDimX = unsigned(spec.splitK);
-    config.gridDimY = config.gridDimZ = 1;
-    config.blockDimX = unsigned(spec.threads());
-    config.blockDimY = config.blockDimZ = 1;
-    config.sharedMemBytes = unsigned(sharedBytes);
+    LaunchGeometry oneCluster; // the launches' block and shared memory
+    oneCluster.grid[0] = unsigned(spec.splitK);
+    oneCluster.block = unsigned(spec.threads());
+    LaunchConfig lc;
+    makeLaunchConfig(spec, oneCluster, unsigned(sharedBytes), nullptr,
+                     /*dependentLaunch=*/false, lc);
     if (drv.cuOccupancyMaxActiveClusters(&k.activeClusters, k.function,
-                                         &config) != CUDA_SUCCESS)
+                                         &lc.config) != CUDA_SUCCESS)
       k.activeClusters = 0;
     return Status::ok();
   };

@@ -140,16 +140,13 @@ Expected<DispatchPlan> Runtime::plan(const MoeLoraCall &call,
 void Runtime::fitClusters(DispatchPlan &plan) {
   // Only a loaded function can say whether its cluster fits (it depends on
   // its threads and shared memory and on the GPU's GPCs); the module cache
-  // keeps the load for the launch. Without a driver or a context, or where
-  // the load fails for another reason, the plan stays as it is.
+  // keeps the load for the launch. Where it cannot load (no driver, no
+  // current context, another failure) the plan stays as it is.
   if (!drv)
     return;
   for (PlannedKernel &k : plan.kernels) {
     if (k.spec.splitK <= kMaxPortableClusterBlocks)
       continue;
-    CUcontext ctx = nullptr;
-    if (drv->cuCtxGetCurrent(&ctx) != CUDA_SUCCESS || !ctx)
-      return;
     auto kernel = moduleCache->kernel(k.spec);
     if (!kernel || (*kernel)->activeClusters != 0)
       continue;

@@ -16,11 +16,15 @@ using namespace spec;
 
 namespace {
 /// A boolean field set on a family that does not take it.
-std::string onlyFor(Field f, std::string_view families, KernelFamily got) {
+/// `value` of field f exists only for `families`; `allowed` is what the
+/// others take.
+std::string onlyFor(Field f, std::string_view families, KernelFamily got,
+                    std::string_view value = "true",
+                    std::string_view allowed = "false") {
   return reasonText(f,
-                    fmt::format("true is only supported by {} (got {})",
+                    fmt::format("{} is only supported by {} (got {})", value,
                                 families, toString(got)),
-                    fmt::format("false for {}", toString(got)));
+                    fmt::format("{} for {}", allowed, toString(got)));
 }
 } // namespace
 
@@ -202,11 +206,8 @@ std::string validateSpec(const KernelSpec &spec) {
     return onlyFor(Field::FewRows, "one_shot and expand", spec.family);
   if (spec.fewRowsTile != 16 && spec.family != KernelFamily::OneShot &&
       spec.family != KernelFamily::Expand)
-    return reasonText(Field::FewRowsTile,
-                      fmt::format("{} is only supported by one_shot and "
-                                  "expand (got {})",
-                                  spec.fewRowsTile, toString(spec.family)),
-                      fmt::format("16 for {}", toString(spec.family)));
+    return onlyFor(Field::FewRowsTile, "one_shot and expand", spec.family,
+                   std::to_string(spec.fewRowsTile), "16");
 
   if (spec.wgmma) {
     // The wgmma shrink (one_shot, and the two-kernel shrink): warpgroups of

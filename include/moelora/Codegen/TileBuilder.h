@@ -177,6 +177,9 @@ public:
   /// warpgroup (warps 4g .. 4g + 3) must hold consecutive row tiles of one
   /// share, so there wm varies fastest (grid.warpsM a multiple of 4).
   WarpCoords warpCoords(const WarpGrid &grid, bool warpgroups);
+  /// The warp at (wm, wn) in `grid`: warpCoords' inverse, for code that
+  /// names a warp statically.
+  static int warpAt(const WarpGrid &grid, bool warpgroups, int wm, int wn);
   // Thread-block clusters (sm_90): this block's rank in its cluster, the
   // cluster's index in the grid (x) and the number of clusters (x).
   Value clusterRank();

@@ -36,7 +36,6 @@
 #include "moelora/Codegen/KernelBuilder.h"
 
 #include <algorithm>
-#include <functional>
 
 namespace moelora {
 
@@ -104,26 +103,29 @@ void sumClusterPartials(TileBuilder &tb, Accumulators &r, Value smem, int C,
 }
 
 /// r's first `rowTiles` 16-row tiles as A fragments in every warp (the
-/// few-rows expand's rows): each is stored by the warp that holds it (the
-/// warp of row group wm in K share 0, `warpOf(wm)`; `frags` are a warp's,
-/// [mt * rSteps + j]) and read back by all, through shared memory at
-/// `smem`, free again on return.
+/// few-rows expand's rows): each is stored by the warp that holds it (row
+/// group wm, K share 0 of `grid`; `frags` are a warp's, [mt * rSteps + j])
+/// and read back by all, through shared memory at `smem`, free again on
+/// return.
 llvm::SmallVector<std::array<Value, 4>>
 fragmentsOfFirstRows(TileBuilder &tb,
                      llvm::ArrayRef<std::array<Value, 4>> frags, int rSteps,
-                     int mTiles, int rowTiles,
-                     const std::function<int(int)> &warpOf, Value smem) {
+                     int mTiles, int rowTiles, const WarpGrid &grid,
+                     bool warpgroups, Value smem) {
   auto slot = [&](int j) {
     Value index = tb.add(tb.mul(tb.i32(j), tb.i32(32)), tb.laneId());
     return tb.sharedOffset(smem, tb.mul(index, tb.i32(16)));
   };
   for (int wm = 0; wm * mTiles < rowTiles; ++wm)
-    tb.ifThen(tb.eq(tb.warpId(), tb.i32(warpOf(wm))), [&] {
-      for (int mt = 0; mt < mTiles && wm * mTiles + mt < rowTiles; ++mt)
-        for (int j = 0; j < rSteps; ++j)
-          tb.store(tb.vectorOf(frags[mt * rSteps + j]),
-                   slot((wm * mTiles + mt) * rSteps + j));
-    });
+    tb.ifThen(tb.eq(tb.warpId(),
+                    tb.i32(TileBuilder::warpAt(grid, warpgroups, wm, 0))),
+              [&] {
+                for (int mt = 0; mt < mTiles && wm * mTiles + mt < rowTiles;
+                     ++mt)
+                  for (int j = 0; j < rSteps; ++j)
+                    tb.store(tb.vectorOf(frags[mt * rSteps + j]),
+                             slot((wm * mTiles + mt) * rSteps + j));
+              });
   tb.barrier();
   mlir::Type i32x4 = tb.vectorType(tb.i32Type(), 4);
   llvm::SmallVector<std::array<Value, 4>> out;
@@ -290,11 +292,9 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
       tb.ifThenElse(
           fewRowsOnly,
           [&] {
-            // The warp of row group wm in K share 0 (warpCoords' order).
-            auto warpOf = [&](int wm) { return wg ? wm : wm * warpsN; };
             auto firstRows =
                 fragmentsOfFirstRows(tb, rFrags, rSteps, lay.mTiles,
-                                     fewRows->rows / 16, warpOf, smem);
+                                     fewRows->rows / 16, lay.grid, wg, smem);
             expandTiles(tb, args, sb, *fewRows, fewRowsWarp(tb, *fewRows),
                         firstRows, smem, N, outSlice, tiles);
           },

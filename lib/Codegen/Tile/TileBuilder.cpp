@@ -169,6 +169,10 @@ WarpCoords TileBuilder::warpCoords(const WarpGrid &grid, bool warpgroups) {
   return {divU(warp, i32(grid.warpsN)), remU(warp, i32(grid.warpsN))};
 }
 
+int TileBuilder::warpAt(const WarpGrid &grid, bool warpgroups, int wm, int wn) {
+  return warpgroups ? wn * grid.warpsM + wm : wm * grid.warpsN + wn;
+}
+
 // ---- Memory ----
 Value TileBuilder::gep(Value base, Value index, Type elem) {
   return LLVM::GEPOp::create(b, location, base.getType(), elem, base,
