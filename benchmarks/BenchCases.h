@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -79,7 +80,25 @@ inline std::vector<BenchCase> benchCases(bool withFp16) {
   return cases;
 }
 
-/// Shapes and flags of a case's call (no pointers), for planning/warm-up.
+/// The bench passes lora_a's host base pointers (BenchHarness.h), which
+/// decide whether tensor-map kernels are planned; planning and warm-up
+/// without a GPU pass these aligned placeholders instead (only their
+/// alignment matters to a plan). One per slice (num_slices <= 8).
+inline const void *const *benchHostBasePlaceholders() {
+  static const void *const bases[8] = {
+      reinterpret_cast<const void *>(uintptr_t(1) << 20),
+      reinterpret_cast<const void *>(uintptr_t(2) << 20),
+      reinterpret_cast<const void *>(uintptr_t(3) << 20),
+      reinterpret_cast<const void *>(uintptr_t(4) << 20),
+      reinterpret_cast<const void *>(uintptr_t(5) << 20),
+      reinterpret_cast<const void *>(uintptr_t(6) << 20),
+      reinterpret_cast<const void *>(uintptr_t(7) << 20),
+      reinterpret_cast<const void *>(uintptr_t(8) << 20)};
+  return bases;
+}
+
+/// Shapes and flags of a case's call (no device pointers), for planning
+/// and warm-up.
 inline moelora_fused_args benchShapeArgs(const BenchCase &c) {
   moelora_fused_args a;
   moelora_fused_args_init(&a);
@@ -99,6 +118,11 @@ inline moelora_fused_args benchShapeArgs(const BenchCase &c) {
   a.block_size_m = c.sorted ? 64 : 16;
   if (c.sorted)
     a.EM = moelora_align_capacity(c.M, c.preset->topK, c.preset->experts, 64);
+  a.lora_a_host_ptrs = benchHostBasePlaceholders();
+  a.lora_a_stride[0] = int64_t(c.preset->experts) * c.rank * c.K();
+  a.lora_a_stride[1] = int64_t(c.rank) * c.K();
+  a.lora_a_stride[2] = c.K();
+  a.lora_a_stride[3] = 1;
   return a;
 }
 

@@ -136,6 +136,7 @@ inline double measureCopyBandwidth(CUstream s) {
 struct Weights {
   std::vector<Buffer> a, b;
   Buffer aPtrs, bPtrs;
+  std::vector<const void *> aHost; ///< lora_a_host_ptrs
 };
 
 /// A case's inputs on the device and its C ABI arguments.
@@ -173,6 +174,8 @@ public:
         ap.push_back(w->a.back().ptr);
         bp.push_back(w->b.back().ptr);
       }
+      for (uint64_t ptr : ap)
+        w->aHost.push_back(reinterpret_cast<const void *>(ptr));
       w->aPtrs = upload(ap);
       w->bPtrs = upload(bp);
       weights = w;
@@ -228,6 +231,7 @@ public:
     a.x_stride[0] = K;
     a.x_stride[1] = 1;
     a.lora_a_ptrs = weights->aPtrs.get();
+    a.lora_a_host_ptrs = weights->aHost.data();
     a.lora_a_stride[0] = int64_t(E) * R * K;
     a.lora_a_stride[1] = int64_t(R) * K;
     a.lora_a_stride[2] = K;

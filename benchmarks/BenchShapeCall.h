@@ -35,6 +35,11 @@ inline MoeLoraCall benchShapeCall(const BenchCase &c) {
                      : 0;
   call.mulRoutedWeight = c.mrw();
   call.addInputs = true;
+  // As benchShapeArgs: lora_a's host bases (placeholders) and strides.
+  call.loraAHostPtrs = benchHostBasePlaceholders();
+  call.aStrideL = int64_t(call.numExperts) * call.rank * call.K;
+  call.aStrideE = int64_t(call.rank) * call.K;
+  call.aStrideR = call.K;
   return call;
 }
 

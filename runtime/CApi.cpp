@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -51,6 +52,10 @@ moelora_status fromError(const Error &e) {
     return fail(MOELORA_ERROR_INVALID_ARGUMENT, m);
   return fail(MOELORA_ERROR_INTERNAL, m);
 }
+
+/// sizeof(moelora_fused_args) before lora_a_host_ptrs was appended.
+constexpr size_t kFirstFusedArgsSize =
+    offsetof(moelora_fused_args, lora_a_host_ptrs);
 
 bool isPow2AtLeast16(int v) { return v >= 16 && (v & (v - 1)) == 0; }
 
@@ -112,7 +117,9 @@ Expected<MoeLoraCall> toShape(const moelora_fused_args *a) {
   auto bad = [](std::string m) { return makeError(std::move(m)); };
   if (!a)
     return bad("args: NULL");
-  if (a->struct_size < sizeof(moelora_fused_args))
+  // Fields appended since the first release (lora_a_host_ptrs) are
+  // optional: a caller built before them passes the smaller size.
+  if (a->struct_size < kFirstFusedArgsSize)
     return bad(fmt::format("args.struct_size = {}: must be sizeof("
                            "moelora_fused_args) = {} (call "
                            "moelora_fused_args_init)",
@@ -168,6 +175,13 @@ Expected<MoeLoraCall> toShape(const moelora_fused_args *a) {
   c.blockSizeM = a->block_size_m;
   c.mulRoutedWeight = a->mul_routed_weight != 0;
   c.addInputs = a->add_inputs != 0;
+  // With the slices' host base pointers, lora_a's strides decide whether
+  // the plan may use tensor maps (weightTensorMapsApply), warm-up included.
+  if (a->struct_size >= sizeof(moelora_fused_args))
+    c.loraAHostPtrs = a->lora_a_host_ptrs;
+  c.aStrideL = a->lora_a_stride[0];
+  c.aStrideE = a->lora_a_stride[1];
+  c.aStrideR = a->lora_a_stride[2];
   if (int64_t(a->num_tokens) * a->top_k > kMaxPairs)
     return bad(fmt::format("num_tokens * top_k = {}: must be <= {}",
                            int64_t(a->num_tokens) * a->top_k, kMaxPairs));
@@ -289,9 +303,6 @@ Expected<MoeLoraCall> toCall(const moelora_fused_args *a) {
   c.loraIds = a->lora_ids;
   c.adapterEnabled = a->adapter_enabled;
   c.xStride = a->x_stride[0];
-  c.aStrideL = a->lora_a_stride[0];
-  c.aStrideE = a->lora_a_stride[1];
-  c.aStrideR = a->lora_a_stride[2];
   c.bStrideL = a->lora_b_stride[0];
   c.bStrideE = a->lora_b_stride[1];
   c.bStrideN = a->lora_b_stride[2];

@@ -110,12 +110,22 @@ static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
 /// applied to the final tile where that tile allows it; elsewhere the tile
 /// runs mma.sync. Tiles are fitted to shared memory with mma.sync's padded
 /// pitch beforehand, so the (unpadded) wgmma tile fits as well.
-static void useWgmmaWhereTheTileAllows(KernelSpec &s, const TunedConfig &c) {
+/// Its tma_weights likewise, where the call also allows tensor maps
+/// (weightTensorMapsApply).
+static void useWgmmaWhereTheTileAllows(KernelSpec &s, const TunedConfig &c,
+                                       const MoeLoraCall &call) {
   if (c.wgmma != 1 || s.sm != 90)
     return;
   s.wgmma = true;
-  if (!validateSpec(s).empty())
+  if (!validateSpec(s).empty()) {
     s.wgmma = false;
+    return;
+  }
+  if (c.tmaWeights != 1 || !weightTensorMapsApply(call))
+    return;
+  s.tmaWeights = true;
+  if (!validateSpec(s).empty())
+    s.tmaWeights = false;
 }
 
 static long ceilDiv(long a, long b) { return (a + b - 1) / b; }
@@ -396,7 +406,7 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
     fitOneShotToSharedMemory(s);
     fitWarpsToTile(s);
     if (t)
-      useWgmmaWhereTheTileAllows(s, t->config);
+      useWgmmaWhereTheTileAllows(s, t->config, call);
     plan.kernels.push_back({s, k});
     return plan;
   }
@@ -437,7 +447,7 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
   fitWarpsToTile(shrink);
   fitWarpsToTile(expand);
   if (tunedExpand)
-    useWgmmaWhereTheTileAllows(shrink, tunedExpand->config);
+    useWgmmaWhereTheTileAllows(shrink, tunedExpand->config, call);
   if (!tunedExpand || tunedExpand->config.npid == 0)
     expandKnobs.npid = expandNpid(expand, call, device);
   plan.kernels.push_back({shrink, LaunchKnobs{}});

@@ -138,9 +138,45 @@ LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
   return g;
 }
 
+Status encodeWeightTensorMaps(const CudaDriver &drv, const KernelSpec &spec,
+                              const MoeLoraCall &call, WeightTensorMaps &out) {
+  if (!weightTensorMapsApply(call))
+    return makeError(fmt::format(
+        "{}: reads lora_a through tensor maps, but the call gives no host "
+        "base pointers (lora_a_host_ptrs) or its bases or strides are not "
+        "16-byte aligned",
+        spec.entryName()));
+  const cuuint64_t dims[4] = {cuuint64_t(call.K), cuuint64_t(call.rank),
+                              cuuint64_t(call.numExperts),
+                              cuuint64_t(call.maxLoras)};
+  const cuuint64_t strides[3] = {cuuint64_t(call.aStrideR) * kElementBytes,
+                                 cuuint64_t(call.aStrideE) * kElementBytes,
+                                 cuuint64_t(call.aStrideL) * kElementBytes};
+  const cuuint32_t box[4] = {64, cuuint32_t(weightTileRows(spec)), 1, 1};
+  const cuuint32_t elementStrides[4] = {1, 1, 1, 1};
+  const CUtensorMapDataType type = call.dtype == DType::BF16
+                                       ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                       : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  out.count = weightTensorMapParams(spec);
+  for (int s = 0; s < out.count; ++s)
+    if (Status st = drv.check(
+            drv.cuTensorMapEncodeTiled(
+                &out.maps[s], type, 4,
+                const_cast<void *>(call.loraAHostPtrs[s]), dims, strides, box,
+                elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
+            fmt::format("{}: encoding the tensor map of lora_a slice {}",
+                        spec.entryName(), s));
+        !st)
+      return st;
+  return Status::ok();
+}
+
 GemmArgPack::GemmArgPack(const KernelSpec &spec, const MoeLoraCall &call,
                          const LaunchKnobs &knobs,
-                         const IntermediateBuffer *inter) {
+                         const IntermediateBuffer *inter,
+                         const WeightTensorMaps *maps) {
   auto ptr = [&](int i, const void *p) {
     std::memcpy(&slots[i], &p, sizeof(p));
   };
@@ -180,6 +216,9 @@ GemmArgPack::GemmArgPack(const KernelSpec &spec, const MoeLoraCall &call,
   i32(kOutColOffset, knobs.outColOffset);
   for (int i = 0; i < kNumGemmParams; ++i)
     pointers[i] = &slots[i];
+  // Tensor maps travel by value: the parameter points at the 128 bytes.
+  for (int s = 0; maps && s < weightTensorMapParams(spec); ++s)
+    pointers[kNumGemmParams + s] = const_cast<CUtensorMap *>(&maps->maps[s]);
 }
 
 bool dependentLaunchEnabled() {
@@ -249,7 +288,11 @@ Status launchGemm(const CudaDriver &drv, const LoadedKernel &kernel,
         "use SPLIT_K <= {}",
         kernel.spec.entryName(), kernel.spec.splitK, kernel.spec.threads(),
         kernel.sharedBytes, kMaxPortableClusterBlocks));
-  GemmArgPack pack(kernel.spec, call, knobs, inter);
+  WeightTensorMaps maps;
+  if (kernel.spec.tmaWeights)
+    if (Status s = encodeWeightTensorMaps(drv, kernel.spec, call, maps); !s)
+      return s;
+  GemmArgPack pack(kernel.spec, call, knobs, inter, &maps);
   return launchKernel(drv, kernel, g, pack.data(), stream);
 }
 

@@ -78,7 +78,8 @@ SpecKey::SpecKey(const KernelSpec &s) {
             int32_t(s.fusesSlices()),
             int32_t(s.wgmma),
             int32_t(fewRows),
-            fewRows ? s.fewRowsTile : 0};
+            fewRows ? s.fewRowsTile : 0,
+            int32_t(s.tmaWeights)};
 }
 
 size_t SpecKeyHash::operator()(const SpecKey &k) const {

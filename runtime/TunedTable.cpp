@@ -159,7 +159,8 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
         const char *twoKernelKernel;
       } choices[] = {{"fuse_slices", &t.config.fuseSlices, "shrink"},
                      {"wgmma", &t.config.wgmma, "shrink"},
-                     {"few_rows", &t.config.fewRows, "expand"}};
+                     {"few_rows", &t.config.fewRows, "expand"},
+                     {"tma_weights", &t.config.tmaWeights, "shrink"}};
       // A misspelt key would otherwise leave its default in place, silently.
       std::vector<std::string> keys;
       for (const auto &f : config)

@@ -106,6 +106,13 @@ typedef struct moelora_fused_args {
   /* Two-kernel path workspace: moelora_workspace_bytes() bytes, or NULL
    * when the plan does not need it. */
   void *workspace;
+  /* Optional (NULL: not given; added after ABI 1's first release, callers
+   * built before it pass a smaller struct_size and read as NULL): a host
+   * array of the num_slices device pointers that lora_a_ptrs holds. With
+   * it, sm_90 kernels may read lora_a through tensor maps (bulk tensor
+   * copies), which are encoded on the host from each slice's base address;
+   * it must stay valid only during the call. */
+  const void *const *lora_a_host_ptrs;
 } moelora_fused_args;
 
 MOELORA_API void moelora_fused_args_init(moelora_fused_args *args);
@@ -160,7 +167,9 @@ MOELORA_API size_t moelora_workspace_bytes(const moelora_fused_args *args);
  * only (out NULL) are planned as aligned, so warm an engine whose outputs
  * are not aligned with its real arguments. moelora_expand with an
  * out_col_offset that is not a multiple of 8 elements takes the unaligned
- * expand, which warm-up cannot know about: keep JIT on for it. */
+ * expand, which warm-up cannot know about: keep JIT on for it. Calls that
+ * will pass lora_a_host_ptrs warm up with them (and lora_a_stride): the
+ * tensor-map variants are planned only then. */
 MOELORA_API moelora_status moelora_warmup(moelora_runtime *rt,
                                           const moelora_fused_args *calls,
                                           int32_t count);

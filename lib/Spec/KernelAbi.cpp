@@ -12,6 +12,8 @@ std::string_view toString(ParamType t) {
     return "i32";
   case ParamType::I64:
     return "i64";
+  case ParamType::TensorMap:
+    return "tensor_map";
   }
   return "?";
 }
@@ -82,6 +84,20 @@ KernelSpec alignBlockSizeSpec(int sm, int blockM) {
 
 const std::vector<KernelParam> &kernelParams(KernelFamily family) {
   return family == KernelFamily::AlignBlockSize ? kAlignParams : kGemmParams;
+}
+
+int weightTensorMapParams(const KernelSpec &spec) {
+  return spec.tmaWeights ? spec.numSlices : 0;
+}
+
+std::vector<KernelParam> kernelParams(const KernelSpec &spec) {
+  static const std::string_view kMapNames[kMaxTensorMapSlices] = {
+      "a_tensor_map_0", "a_tensor_map_1", "a_tensor_map_2", "a_tensor_map_3",
+      "a_tensor_map_4", "a_tensor_map_5", "a_tensor_map_6", "a_tensor_map_7"};
+  std::vector<KernelParam> params = kernelParams(spec.family);
+  for (int s = 0; s < weightTensorMapParams(spec); ++s)
+    params.push_back({kMapNames[s], ParamType::TensorMap});
+  return params;
 }
 
 } // namespace moelora

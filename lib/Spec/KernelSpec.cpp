@@ -123,6 +123,8 @@ std::string KernelSpec::cacheKey() const {
     if (fewRowsTile != 16)
       key += fmt::format(";frt={}", fewRowsTile);
   }
+  if (tmaWeights)
+    key += ";tma=a";
   return key;
 }
 
@@ -167,6 +169,8 @@ std::string KernelSpec::entryName() const {
     name += "_wg";
   if (fewRowsExpand())
     name += fewRowsTile == 16 ? "_fr" : fmt::format("_fr{}", fewRowsTile);
+  if (tmaWeights)
+    name += "_tma";
   std::string key = cacheKey();
   uint64_t hash = XXH3_64bits(key.data(), key.size());
   name += fmt::format("_h{:08x}", static_cast<uint32_t>(hash));
@@ -183,7 +187,7 @@ bool operator==(const KernelSpec &a, const KernelSpec &b) {
                            s.numWarps, s.numStages, s.sorted, s.mulRoutedWeight,
                            s.addInputs, s.numSlices, s.npid, s.minBlocksPerSm,
                            s.alignedOutput, s.fusesSlices(), s.wgmma, fewRows,
-                           fewRows ? s.fewRowsTile : 0);
+                           fewRows ? s.fewRowsTile : 0, s.tmaWeights);
   };
   return fields(a) == fields(b);
 }

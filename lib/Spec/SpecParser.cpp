@@ -460,6 +460,8 @@ private:
       return d.fewRows ? 1 : 0;
     case Field::FewRowsTile:
       return d.fewRowsTile;
+    case Field::TmaWeights:
+      return d.tmaWeights ? 1 : 0;
     }
     return 0;
   }
@@ -536,6 +538,9 @@ private:
       break;
     case Field::FewRowsTile:
       s.fewRowsTile = v;
+      break;
+    case Field::TmaWeights:
+      s.tmaWeights = v != 0;
       break;
     }
   }

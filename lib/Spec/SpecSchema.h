@@ -44,9 +44,9 @@ enum class Field {
   Wgmma,
   FewRows,
   FewRowsTile,
+  TmaWeights,
 };
-inline constexpr size_t kNumFields =
-    static_cast<size_t>(Field::FewRowsTile) + 1;
+inline constexpr size_t kNumFields = static_cast<size_t>(Field::TmaWeights) + 1;
 
 enum class ValueKind { Text, Enum, Int, Bool };
 
@@ -89,6 +89,9 @@ inline constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
     {"few_rows_tile", ValueKind::Int,
      "16, 32 (the few-rows tile's rows: blocks whose valid rows all lie in "
      "the first 16 or 32 take it)"},
+    {"tma_weights", ValueKind::Bool,
+     "true, false (true: a wgmma one_shot or shrink reads its A tiles "
+     "with bulk tensor copies)"},
 }};
 
 inline constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};

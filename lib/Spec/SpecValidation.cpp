@@ -263,6 +263,26 @@ std::string validateSpec(const KernelSpec &spec) {
                       spec.numWarps));
   }
 
+  if (spec.tmaWeights) {
+    // Bulk tensor copies fill the wgmma kernels' swizzled A tiles (the
+    // same 128-byte swizzle): one box of 64 columns by the tile's rows per
+    // 64 columns of BLOCK_K, and a box has at most 256 rows.
+    if (spec.family != KernelFamily::OneShot &&
+        spec.family != KernelFamily::Shrink)
+      return onlyFor(Field::TmaWeights, "one_shot and shrink", spec.family);
+    if (!spec.wgmma)
+      return reasonText(Field::TmaWeights,
+                        "true needs wgmma: true (the tensor copies write "
+                        "wgmma's swizzled tiles)",
+                        "false without wgmma");
+    if (spec.family == KernelFamily::Shrink && spec.blockN > 256)
+      return reasonText(Field::BlockN,
+                        fmt::format("{} with tma_weights: a tensor copy's "
+                                    "box has at most 256 rows",
+                                    spec.blockN),
+                        "<= 256 with tma_weights");
+  }
+
   return "";
 }
 

@@ -32,9 +32,14 @@ OneShotSharedLayout::OneShotSharedLayout(const KernelSpec &spec) {
   clusterBytes = spec.splitK > 1 ? 2 * rBytes : 0;
 }
 
-int OneShotSharedLayout::sharedBytes(const KernelSpec &spec) const {
+int OneShotSharedLayout::phaseBytes(const KernelSpec &spec) const {
   return std::max(
       {shrinkStage * spec.numStages, expandBytes, reduceBytes, clusterBytes});
+}
+
+int OneShotSharedLayout::sharedBytes(const KernelSpec &spec) const {
+  // Phase bytes are multiples of 16, so the barriers are 8-byte aligned.
+  return phaseBytes(spec) + stageBarrierBytes(spec);
 }
 
 int shrinkStageBytes(const KernelSpec &spec) {
@@ -47,7 +52,8 @@ int shrinkKernelSharedBytes(const KernelSpec &spec) {
   const int slices = spec.fusesSlices() ? spec.numSlices : 1;
   const int partial =
       spec.splitK > 1 ? slices * spec.blockM * spec.blockN * 4 : 0;
-  return std::max(shrinkStageBytes(spec) * spec.numStages, partial);
+  return std::max(shrinkStageBytes(spec) * spec.numStages, partial) +
+         stageBarrierBytes(spec);
 }
 
 int expandStageBytes(const KernelSpec &spec) {
@@ -71,7 +77,7 @@ ExpandShape ExpandShape::of(const KernelSpec &spec) {
 std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec) {
   int sharedBytes = 0;
   if (spec.family == KernelFamily::OneShot)
-    sharedBytes = OneShotSharedLayout(spec).sharedBytes(spec);
+    sharedBytes = OneShotSharedLayout(spec).phaseBytes(spec);
   else if (spec.family == KernelFamily::Expand)
     sharedBytes = expandKernelSharedBytes(spec);
   else

@@ -119,6 +119,8 @@ class moelora_fused_args(ctypes.Structure):
         ("add_inputs", _i32),
         ("fully_sharded", _i32),
         ("workspace", _vp),
+        # Host array of the slices' lora_a base pointers (or None).
+        ("lora_a_host_ptrs", _vp),
     ]
 
 

@@ -202,7 +202,8 @@ def _call_on(torch, index, fn, *args):
 # ---------------------------------------------------------------------------
 
 _cache_lock = threading.Lock()
-_PTR_TABLES: Dict[Tuple[int, Tuple[int, ...]], Any] = {}  # -> (table, its address)
+_PTR_TABLES: Dict[Tuple[int, Tuple[int, ...]], Any] = {}  # -> (table, its address, host copy)
+_HOST_PTRS: Dict[int, Any] = {}  # table address -> host copy (ctypes array)
 # Device buffers in power-of-two size classes per (device, stream, use):
 # never freed or resized, so captured graphs keep valid addresses, and a
 # server whose batch sizes vary allocates a few classes (at most twice the
@@ -264,10 +265,20 @@ def _ptr_table(torch, tensors, name, dtype, dev, like="qcurr_hidden_states"):
                 "capture; call the op once before capturing (it builds the "
                 "device table of slice pointers)")
         table = torch.tensor(ptrs, dtype=torch.int64, device=dev)
-        entry = (table, table.data_ptr())
+        # The same pointers on the host, for the C ABI's lora_a_host_ptrs
+        # (tensor-map kernels encode their maps from them).
+        host = (ctypes.c_void_p * len(ptrs))(*ptrs)
+        entry = (table, table.data_ptr(), host)
         with _cache_lock:
             _PTR_TABLES[key] = entry
+            _HOST_PTRS[entry[1]] = host
     return entry[1], shape0, stride0
+
+
+def _host_ptrs(table_addr: int) -> int:
+    """Address of the host copy of the device pointer table at table_addr
+    (made by _ptr_table), for moelora_fused_args.lora_a_host_ptrs."""
+    return ctypes.addressof(_HOST_PTRS[table_addr])
 
 
 def _pooled(torch, dev, stream: int, tag, n: int, dtype):
@@ -493,6 +504,7 @@ def _prepare_fused(torch, output, x, lora_a_stacked, lora_b_stacked, topk_weight
     a.x = x.data_ptr()
     a.x_stride[:] = x.stride()
     a.lora_a_ptrs = a_ptrs
+    a.lora_a_host_ptrs = _host_ptrs(a_ptrs)
     a.lora_a_stride[:] = a_stride
     a.lora_b_ptrs = b_ptrs
     a.lora_b_stride[:] = b_stride
@@ -968,6 +980,7 @@ def fused_moe_lora_shrink(
     a.x = x.data_ptr()
     a.x_stride[:] = x.stride()
     a.lora_a_ptrs = a_ptrs
+    a.lora_a_host_ptrs = _host_ptrs(a_ptrs)
     a.lora_a_stride[:] = a_stride
     # Shrink reads neither B nor the output; the C ABI still wants them
     # non-NULL and well-formed: point them at the intermediate.

@@ -602,6 +602,20 @@ inline std::vector<GpuCase> gpuCases() {
         return c.name.find("_dense_rows") != std::string::npos;
       }) != long(denseRowCases.size()))
     throw std::logic_error("GpuCases.h: a denseRowCases name names no case");
+  // Every wgmma shrink again with its A tiles by bulk tensor copies
+  // (tma_weights): every rank (rows past R and the K tail arrive as
+  // zeros), BLOCK_K 64 and 128 (one or two boxes per tile), 1-3 stages
+  // (the stage barriers' phases), fused slices (one barrier for two maps),
+  // clusters, BLOCK_M 128 and the down projection.
+  const size_t withDense = cases.size();
+  for (size_t i = 0; i < withDense; ++i) {
+    if (!cases[i].spec.wgmma)
+      continue;
+    GpuCase c = cases[i];
+    c.spec.tmaWeights = true;
+    c.name += "_tma";
+    cases.push_back(c);
+  }
   return cases;
 }
 

@@ -91,6 +91,9 @@ TEST_P(GpuCorrectness, MatchesReference) {
     bPtrs.push_back(bSlices.back().ptr);
   }
   DeviceBuffer aPtrBuf = upload(aPtrs), bPtrBuf = upload(bPtrs);
+  std::vector<const void *> aHost; // lora_a_host_ptrs (tma_weights cases)
+  for (uint64_t ptr : aPtrs)
+    aHost.push_back(reinterpret_cast<const void *>(ptr));
   DeviceBuffer weights = upload(p.topkWeights);
   DeviceBuffer mapping = upload(p.tokenLoraMapping);
   DeviceBuffer enabled = upload(p.adapterEnabled);
@@ -106,6 +109,7 @@ TEST_P(GpuCorrectness, MatchesReference) {
   call.dtype = p.dtype;
   call.x = x.get();
   call.loraAPtrs = aPtrBuf.get();
+  call.loraAHostPtrs = aHost.data();
   call.loraBPtrs = bPtrBuf.get();
   call.out = out.get();
   call.topkWeights = static_cast<const float *>(weights.get());

@@ -83,8 +83,10 @@ def test_struct_layout_lp64():
         _skip("layout numbers are for LP64")
     # sizeof() of the C structs on x86-64/aarch64 Linux (moelora.h, ABI 1).
     assert ctypes.sizeof(L.moelora_runtime_options) == 48
-    assert ctypes.sizeof(L.moelora_fused_args) == 272
+    assert ctypes.sizeof(L.moelora_fused_args) == 280
     assert L.moelora_fused_args.workspace.offset == 264
+    # Appended after the first release (a smaller struct_size reads NULL).
+    assert L.moelora_fused_args.lora_a_host_ptrs.offset == 272
     assert ctypes.sizeof(L.moelora_kernel_launch) == 436
     assert ctypes.sizeof(L.moelora_plan) == 904
     assert L.moelora_plan.workspace_bytes.offset == 888

@@ -276,7 +276,7 @@ std::string contentHash(const std::string &ptx) {
 json metadata(const KernelSpec &s, const GeneratedKernel &k,
               const std::string &hash, const std::optional<PtxasStats> &p) {
   json params = json::array();
-  for (const KernelParam &q : kernelParams(s.family))
+  for (const KernelParam &q : kernelParams(s))
     params.push_back({{"name", q.name}, {"type", toString(q.type)}});
   bool align = s.family == KernelFamily::AlignBlockSize;
   json j = {{"entry", k.entryName},
@@ -308,6 +308,7 @@ json metadata(const KernelSpec &s, const GeneratedKernel &k,
               {"wgmma", s.wgmma},
               {"few_rows", s.fewRowsExpand()},
               {"few_rows_tile", s.fewRowsExpand() ? s.fewRowsTile : 0},
+              {"tma_weights", s.tmaWeights},
               {"metadata", s.sorted ? "sorted" : "naive"}}},
             {"dtype", toString(s.dtype)},
             {"target", fmt::format("sm_{}", s.sm)},

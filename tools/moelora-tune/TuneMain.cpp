@@ -156,7 +156,8 @@ std::vector<json> candidates(const YAML::Node &sweep, const char *path) {
         json c = partial;
         const std::string name = field.first.as<std::string>();
         // The table's boolean config keys.
-        if (name == "fuse_slices" || name == "wgmma" || name == "few_rows")
+        if (name == "fuse_slices" || name == "wgmma" || name == "few_rows" ||
+            name == "tma_weights")
           c[name] = v.as<bool>();
         else
           c[name] = v.as<int>();

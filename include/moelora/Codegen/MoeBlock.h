@@ -55,6 +55,18 @@ TileRows blockXRows(TileBuilder &tb, const KernelArgs &args,
 Value loraMatrixBase(TileBuilder &tb, Value ptrArray, Value slice, Value lora,
                      Value expert, Value strideL, Value strideE);
 
+/// tmaWeights: thread 0 copies the A tiles of `count` slices (sliceOf(s):
+/// the s-th computed slice) by bulk tensor copies through each slice's
+/// tensor map into tileOf(s): rows row0 .. row0 + rows - 1 of A_s[l, e]
+/// (l, e: the block's adapter and expert), BLOCK_K columns from k0, in
+/// the Swizzled128 layout; rows and columns outside A_s arrive as zeros.
+/// It arrives on `bar` with their bytes first.
+void issueWeightTensorTiles(TileBuilder &tb, const KernelArgs &args,
+                            const MoeBlock &blk,
+                            llvm::function_ref<Value(int)> sliceOf, int count,
+                            int rows, Value k0, Value row0, Value bar,
+                            llvm::function_ref<Value(int)> tileOf);
+
 /// Tile rows over a matrix: row r of the tile is matrix row rowOf(r) when
 /// valid(r) (row 0 otherwise), at `stride` elements per row.
 TileRows matrixRows(TileBuilder &tb, Value base, Value stride,

@@ -118,6 +118,11 @@ struct PipelineLoop {
   /// The consumer reads the buffers through the async proxy (wgmma): the
   /// copies are fenced into it before the barrier that publishes them.
   bool asyncProxyReads = false;
+  /// Bulk tensor copies fill part of each stage: `stages` mbarriers
+  /// (TileBuilder::initStageBarriers) at this shared address, the issue of
+  /// a stage arriving on its own with the bytes it copies. Every thread
+  /// waits for the stage's phase before the barrier that publishes it.
+  Value stageBarriers;
 };
 
 class TileBuilder {
@@ -317,6 +322,31 @@ public:
   /// memory (cp.async included) become visible to the async proxy, which
   /// wgmma reads its shared operands through.
   void fenceAsyncShared();
+
+  // ---- Bulk tensor copies (sm_90) ----
+  /// Thread 0 initialises `count` mbarriers (8 bytes each from the shared
+  /// address `bars`), each completing a phase on one arrival and its
+  /// transaction bytes; a block barrier publishes them.
+  void initStageBarriers(Value bars, int count);
+  /// The mbarrier `index` (i32) of initStageBarriers' array.
+  Value stageBarrier(Value bars, Value index);
+  /// Arrives on `bar` after adding `bytes` to the transaction bytes its
+  /// current phase waits for (issue it before the copies it counts).
+  void arriveExpectBytes(Value bar, int bytes);
+  /// Waits until the phase of `bar` with parity `parity` (i32: 0 or 1) has
+  /// completed; its copies are then visible to this thread.
+  void waitBarrierPhase(Value bar, Value parity);
+  /// Copies a rows x cols Swizzled128 tile (cols a multiple of 64, rows <=
+  /// 256, `smemTile` 1024-byte aligned) from a 4-d tensor through the
+  /// tensor map at `map` (the generic address of a TensorMap parameter,
+  /// encoded with a 64 x rows box and the 128-byte swizzle, which is the
+  /// tile's layout): one box per 64 columns, from column col0 and the
+  /// outer coordinates (row0, i2, i3), counted on `bar` (rows * cols * 2
+  /// bytes). Elements outside the tensor arrive as zeros. Issued by the
+  /// calling thread alone.
+  void copySwizzledTensorTile(Value smemTile, int rows, int cols, Value map,
+                              Value col0, llvm::ArrayRef<Value> outer,
+                              Value bar);
 
   /// Sums the accumulators of `groups` warps that hold partial sums of the
   /// same rows (a K split across warps) through shared memory at `smem`

@@ -63,16 +63,33 @@ struct LaunchKnobs {
 LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
                               const LaunchKnobs &knobs);
 
-/// Argument values in KernelAbi order, with stable storage.
+/// The lora_a tensor maps of a tmaWeights kernel (its trailing
+/// parameters), one per slice.
+struct WeightTensorMaps {
+  std::array<CUtensorMap, kMaxTensorMapSlices> maps{};
+  int count = 0;
+};
+
+/// Encodes them (cuTensorMapEncodeTiled): lora_a_s as a 4-d tensor (K, R,
+/// experts, adapters), innermost first, read in boxes of 64 columns by the
+/// kernel's weight tile rows with the 128-byte swizzle of its shared tiles;
+/// elements outside the tensor read as zeros. The call must satisfy
+/// weightTensorMapsApply.
+Status encodeWeightTensorMaps(const CudaDriver &drv, const KernelSpec &spec,
+                              const MoeLoraCall &call, WeightTensorMaps &out);
+
+/// Argument values in KernelAbi order (kernelParams(spec)), with stable
+/// storage; `maps` supplies the tensor maps of a tmaWeights kernel.
 class GemmArgPack {
 public:
   GemmArgPack(const KernelSpec &spec, const MoeLoraCall &call,
-              const LaunchKnobs &knobs, const IntermediateBuffer *inter);
+              const LaunchKnobs &knobs, const IntermediateBuffer *inter,
+              const WeightTensorMaps *maps = nullptr);
   void **data() { return pointers.data(); }
 
 private:
   std::array<uint64_t, kNumGemmParams> slots{};
-  std::array<void *, kNumGemmParams> pointers{};
+  std::array<void *, kNumGemmParams + kMaxTensorMapSlices> pointers{};
 };
 
 /// Programmatic dependent launch (PDL): sm_90 kernels wait on

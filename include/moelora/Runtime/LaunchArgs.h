@@ -7,7 +7,9 @@
 #ifndef MOELORA_RUNTIME_LAUNCHARGS_H
 #define MOELORA_RUNTIME_LAUNCHARGS_H
 
+#include "moelora/Spec/KernelAbi.h"
 #include "moelora/Spec/KernelSpec.h"
+#include "moelora/Spec/TileBytes.h"
 
 #include <cstdint>
 
@@ -27,6 +29,9 @@ struct MoeLoraCall {
   const int32_t *tokenLoraMapping = nullptr;    ///< (numTokens)
   const int32_t *loraIds = nullptr;             ///< (maxLoras+1)
   const int32_t *adapterEnabled = nullptr;      ///< (maxLoras+1)
+  /// Host array of the numSlices device pointers in loraAPtrs, or null
+  /// (then no tensor maps: weightTensorMapsApply).
+  const void *const *loraAHostPtrs = nullptr;
   // Element strides.
   int64_t xStride = 0;
   int64_t aStrideL = 0, aStrideE = 0, aStrideR = 0;
@@ -49,6 +54,26 @@ struct MoeLoraCall {
 inline bool outputRowsAligned(const MoeLoraCall &call, int colOffset = 0) {
   return reinterpret_cast<uintptr_t>(call.out) % 16 == 0 &&
          call.outStride % 8 == 0 && call.N % 8 == 0 && colOffset % 8 == 0;
+}
+
+/// Whether lora_a can be read through tensor maps (KernelSpec::tmaWeights):
+/// the slices' base pointers are given on the host, and the bases and the
+/// adapter, expert and row strides are 16-byte aligned (as the encoding
+/// requires).
+inline bool weightTensorMapsApply(const MoeLoraCall &call) {
+  if (!call.loraAHostPtrs || call.numSlices < 1 ||
+      call.numSlices > kMaxTensorMapSlices)
+    return false;
+  for (int s = 0; s < call.numSlices; ++s) {
+    const auto base = reinterpret_cast<uintptr_t>(call.loraAHostPtrs[s]);
+    if (base == 0 || base % 16 != 0)
+      return false;
+  }
+  constexpr int64_t kMaxStride = (int64_t(1) << 40) / kElementBytes;
+  for (int64_t stride : {call.aStrideL, call.aStrideE, call.aStrideR})
+    if (stride <= 0 || stride % 8 != 0 || stride >= kMaxStride)
+      return false;
+  return true;
 }
 
 /// The two-kernel path's intermediate buffer (numSlices, numPairs, R) in T.

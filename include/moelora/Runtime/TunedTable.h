@@ -52,6 +52,11 @@ struct TunedConfig {
   /// The few-rows tile's rows (KernelSpec::fewRowsTile): 16 or 32; 0:
   /// absent (16).
   int fewRowsTile = 0;
+  /// one_shot, two_kernel (its shrink), with wgmma: the A tiles by bulk
+  /// tensor copies (KernelSpec::tmaWeights) where the call gives the
+  /// slices' host base pointers; -1: absent (cp.async), 0 / 1 from the
+  /// table.
+  int tmaWeights = -1;
 };
 
 struct TunedEntry {

@@ -20,7 +20,16 @@
 
 namespace moelora {
 
-enum class ParamType { Ptr, I32, I64 };
+enum class ParamType {
+  Ptr,
+  I32,
+  I64,
+  /// A CUtensorMap (kTensorMapBytes, 64-byte aligned) passed by value and
+  /// read in place (__grid_constant__): bulk tensor copies address it.
+  TensorMap,
+};
+inline constexpr int kTensorMapBytes = 128;
+inline constexpr int kTensorMapAlign = 64;
 std::string_view toString(ParamType t);
 
 struct KernelParam {
@@ -78,6 +87,15 @@ enum AlignParam : int {
 };
 
 const std::vector<KernelParam> &kernelParams(KernelFamily family);
+/// A kernel's full parameter list: its family's, then (tmaWeights) one
+/// tensor map of lora_a per slice, a_tensor_map_<s> at index
+/// kNumGemmParams + s.
+std::vector<KernelParam> kernelParams(const KernelSpec &spec);
+/// Tensor-map parameters of a kernel (tmaWeights: numSlices, else 0).
+int weightTensorMapParams(const KernelSpec &spec);
+/// Slices a tmaWeights kernel can take (its tensor maps travel as kernel
+/// parameters).
+inline constexpr int kMaxTensorMapSlices = 8;
 
 /// Widest vector (elements: 8, 4 or 2) that divides `elems`: the width of
 /// the kernels' global accesses along a row of that many elements, so row

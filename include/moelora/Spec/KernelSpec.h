@@ -111,6 +111,15 @@ struct KernelSpec {
   /// in the first 32 take a 32-row tile: most blocks where an (adapter,
   /// expert) group has 16-32 pairs, as at M 512 with 64 experts).
   int fewRowsTile = 16;
+  /// wgmma kernels: the shrink's A tiles (the LoRA weights, dense per
+  /// adapter and expert) arrive by bulk tensor copies (cp.async.bulk.tensor
+  /// through a tensor map per slice, passed as a kernel parameter; one
+  /// thread issues them, an mbarrier per stage counts their bytes) instead
+  /// of 16-byte cp.async from every thread. x stays on cp.async: its rows
+  /// are gathered by token id. The runtime encodes the maps, which needs
+  /// the slices' base addresses on the host (moelora_fused_args::
+  /// lora_a_host_ptrs); calls without them run the cp.async variant.
+  bool tmaWeights = false;
   std::string origin; ///< "file:line" of the spec this came from
 
   /// BLOCK_R = max(16, next_pow2(R)).

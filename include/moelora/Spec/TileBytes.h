@@ -59,8 +59,28 @@ struct OneShotSharedLayout {
   int reduceBytes = 0;  ///< warpsN partial r (f32)
   int clusterBytes = 0; ///< partial and summed r (f32)
   explicit OneShotSharedLayout(const KernelSpec &spec);
+  /// The largest phase: the bytes the phases share.
+  int phaseBytes(const KernelSpec &spec) const;
+  /// phaseBytes, then the shrink's stage barriers (tmaWeights).
   int sharedBytes(const KernelSpec &spec) const;
 };
+
+/// Rows of the shrink's A tile per slice (one_shot: BLOCK_R; shrink:
+/// BLOCK_N): the box rows of its tensor maps (tmaWeights).
+inline int weightTileRows(const KernelSpec &spec) {
+  return spec.family == KernelFamily::OneShot ? spec.blockR() : spec.blockN;
+}
+
+/// tmaWeights: one 8-byte mbarrier per shrink stage, after every phase's
+/// bytes (an mbarrier's memory may not be reused while it is valid).
+inline int stageBarrierBytes(const KernelSpec &spec) {
+  return spec.tmaWeights ? 8 * spec.numStages : 0;
+}
+/// Offset of the stage barriers in a kernel's dynamic shared memory of
+/// `sharedBytes` bytes (they are its last bytes).
+inline int stageBarrierOffset(const KernelSpec &spec, int sharedBytes) {
+  return sharedBytes - stageBarrierBytes(spec);
+}
 
 /// One stage of the two-kernel shrink: the x tile, then each computed
 /// slice's A tile (BLOCK_N rows), BLOCK_K + pad columns each (wgmma:

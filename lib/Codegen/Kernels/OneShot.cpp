@@ -28,7 +28,9 @@
 // warpgroup (64 rows) multiplies them with wgmma.mma_async straight from
 // shared memory, no ldmatrix; warpgroups beyond BLOCK_M / 64 split BLOCK_K
 // as the warps along N do. Its accumulators land in mma.sync's layout, so
-// the reduction, cluster sum and expand are the same code.
+// the reduction, cluster sum and expand are the same code. With
+// tma_weights, thread 0 fetches the A tiles by bulk tensor copies (one
+// mbarrier per stage counts their bytes) while all threads copy x.
 //
 //===----------------------------------------------------------------------===//
 
@@ -185,7 +187,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     TileCopyPlan xPlan = tb.planTileCopy(spec.blockM, spec.blockK, kVec,
                                          lay.xPitch, xRows, tileLayout);
     llvm::SmallVector<TileCopyPlan> aPlans;
-    for (int s = 0; s < F; ++s) {
+    for (int s = 0; s < F && !spec.tmaWeights; ++s) {
       Value aBase =
           loraMatrixBase(tb, args[kAPtrs], sliceBlock(s).slice, blk.lora,
                          blk.expert, args[kAStrideL], args[kAStrideE]);
@@ -217,10 +219,24 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     shrink.stages = spec.numStages;
     shrink.count = tb.sub(stepHi, stepLo);
     shrink.asyncProxyReads = wg;
+    if (spec.tmaWeights) {
+      shrink.stageBarriers =
+          tb.shared(stageBarrierOffset(spec, lay.sharedBytes(spec)));
+      tb.initStageBarriers(shrink.stageBarriers, spec.numStages);
+    }
     shrink.issue = [&](Value iter, Value stage) {
       Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(stageBytes)));
       Value k0 = tb.mul(tb.add(stepLo, iter), tb.i32(spec.blockK));
       tb.issueTileCopy(xPlan, base, k0, kLimit);
+      if (spec.tmaWeights) {
+        // A_s[l, e] rows 0..BR-1 (rows past R arrive as zeros).
+        issueWeightTensorTiles(
+            tb, args, blk, [&](int s) { return sliceBlock(s).slice; }, F,
+            weightTileRows(spec), k0, tb.i32(0),
+            tb.stageBarrier(shrink.stageBarriers, stage),
+            [&](int s) { return tb.sharedOffset(base, tb.i32(aOffset(s))); });
+        return;
+      }
       for (int s = 0; s < F; ++s)
         tb.issueTileCopy(aPlans[s], tb.sharedOffset(base, tb.i32(aOffset(s))),
                          k0, kLimit);

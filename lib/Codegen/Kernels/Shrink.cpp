@@ -12,7 +12,8 @@
 // each pair's x row once instead of once per slice.
 // wgmma (sm_90a): as in the one-shot, the tiles are 128-byte swizzled and
 // each warpgroup (64 rows; warpgroups beyond BLOCK_M / 64 take a share of
-// BLOCK_N) multiplies them with wgmma.mma_async from shared memory.
+// BLOCK_N) multiplies them with wgmma.mma_async from shared memory; with
+// tma_weights the A tiles arrive by bulk tensor copies.
 //
 //===----------------------------------------------------------------------===//
 
@@ -140,7 +141,7 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
     TileCopyPlan aPlan = tb.planTileCopy(spec.blockM, spec.blockK, kVec,
                                          lay.pitch, rows, tileLayout);
     llvm::SmallVector<TileCopyPlan> wPlans;
-    for (int s = 0; s < F; ++s) {
+    for (int s = 0; s < F && !spec.tmaWeights; ++s) {
       Value wBase =
           loraMatrixBase(tb, args[kAPtrs], sliceOf(s), blk.lora, blk.expert,
                          args[kAStrideL], args[kAStrideE]);
@@ -170,10 +171,23 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
     loop.stages = spec.numStages;
     loop.count = tb.maxS(tb.sub(stepHi, stepLo), tb.i32(0));
     loop.asyncProxyReads = wg;
+    if (spec.tmaWeights) {
+      loop.stageBarriers =
+          tb.shared(stageBarrierOffset(spec, shrinkKernelSharedBytes(spec)));
+      tb.initStageBarriers(loop.stageBarriers, spec.numStages);
+    }
     loop.issue = [&](Value iter, Value stage) {
       Value base = stageBase(stage);
       Value k0 = tb.mul(tb.add(stepLo, iter), tb.i32(spec.blockK));
       tb.issueTileCopy(aPlan, base, k0, kLimit);
+      if (spec.tmaWeights) {
+        // Rows n0.. of each A_s[l, e] (rows past R arrive as zeros).
+        issueWeightTensorTiles(tb, args, blk, sliceOf, F, weightTileRows(spec),
+                               k0, n0,
+                               tb.stageBarrier(loop.stageBarriers, stage),
+                               [&](int s) { return weightTile(base, s); });
+        return;
+      }
       for (int s = 0; s < F; ++s)
         tb.issueTileCopy(wPlans[s], weightTile(base, s), k0, kLimit);
     };

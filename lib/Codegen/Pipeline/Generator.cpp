@@ -118,8 +118,13 @@ gpu::GPUModuleOp buildModule(ModuleOp top, const KernelSpec &spec) {
                          /*alignment=*/spec.wgmma ? 1024 : 16,
                          /*addrSpace=*/3);
   SmallVector<Type> argTypes;
-  for (const KernelParam &p : kernelParams(spec.family)) {
+  for (const KernelParam &p : kernelParams(spec)) {
     switch (p.type) {
+    case ParamType::TensorMap:
+      // The map's address (generic): byval + grid_constant are set on the
+      // lowered function (markTensorMapParams).
+      argTypes.push_back(LLVM::LLVMPointerType::get(ctx));
+      break;
     case ParamType::Ptr:
       argTypes.push_back(LLVM::LLVMPointerType::get(ctx, 1));
       break;
@@ -133,6 +138,9 @@ gpu::GPUModuleOp buildModule(ModuleOp top, const KernelSpec &spec) {
   }
   auto func = gpu::GPUFuncOp::create(b, loc, spec.entryName(),
                                      FunctionType::get(ctx, argTypes, {}));
+  for (int s = 0; s < weightTensorMapParams(spec); ++s)
+    func.setArgAttr(kNumGemmParams + s, LLVM::LLVMDialect::getAlignAttrName(),
+                    b.getI64IntegerAttr(kTensorMapAlign));
   func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   func.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({spec.threads(), 1, 1}));
   Block &entry = func.getBody().front();
@@ -167,6 +175,25 @@ gpu::GPUModuleOp buildModule(ModuleOp top, const KernelSpec &spec) {
   }
   gpu::ReturnOp::create(b, loc);
   return gpuModule;
+}
+
+/// Tensor-map parameters are passed by value and read in place: `.param
+/// .align 64 .b8 [128]`, addressed by the bulk tensor copies. gpu.func's
+/// lowering keeps only their alignment, and the NVVM dialect accepts
+/// grid_constant only on a kernel's llvm.func, so both are set here.
+void markTensorMapParams(gpu::GPUModuleOp gpuModule, const KernelSpec &spec) {
+  if (weightTensorMapParams(spec) == 0)
+    return;
+  auto func = gpuModule.lookupSymbol<LLVM::LLVMFuncOp>(spec.entryName());
+  MLIRContext *ctx = gpuModule.getContext();
+  Type bytes =
+      LLVM::LLVMArrayType::get(IntegerType::get(ctx, 8), kTensorMapBytes);
+  for (int s = 0; s < weightTensorMapParams(spec); ++s) {
+    func.setArgAttr(kNumGemmParams + s, LLVM::LLVMDialect::getByValAttrName(),
+                    TypeAttr::get(bytes));
+    func.setArgAttr(kNumGemmParams + s, "nvvm.grid_constant",
+                    UnitAttr::get(ctx));
+  }
 }
 
 Status lowerToLLVMDialect(ModuleOp top) {
@@ -340,6 +367,7 @@ Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
   t0 = Clock::now();
   if (Status s = lowerToLLVMDialect(*top); !s)
     return fail(s.error().message);
+  markTensorMapParams(gpuModule, spec);
   if (options.dumpIR)
     out.dumps.emplace_back("mlir-llvm", printOp(*top));
   llvm::LLVMContext llvmCtx;

@@ -99,6 +99,30 @@ Value loraMatrixBase(TileBuilder &tb, Value ptrArray, Value slice, Value lora,
   return tb.gep(base, offset, tb.elementType());
 }
 
+void issueWeightTensorTiles(TileBuilder &tb, const KernelArgs &args,
+                            const MoeBlock &blk,
+                            llvm::function_ref<Value(int)> sliceOf, int count,
+                            int rows, Value k0, Value row0, Value bar,
+                            llvm::function_ref<Value(int)> tileOf) {
+  const KernelSpec &spec = tb.spec();
+  const int maps = weightTensorMapParams(spec);
+  // The map of a slice: a select over the parameters' addresses (folded
+  // where the slice is a constant).
+  auto mapOf = [&](Value slice) {
+    Value map = args[kNumGemmParams];
+    for (int s = 1; s < maps; ++s)
+      map = tb.select(tb.eq(slice, tb.i32(s)), args[kNumGemmParams + s], map);
+    return map;
+  };
+  tb.ifThen(tb.eq(tb.threadId(), tb.i32(0)), [&] {
+    tb.arriveExpectBytes(bar, count * rows * spec.blockK * kElementBytes);
+    // Coordinates innermost first: (k, row, expert, adapter).
+    for (int s = 0; s < count; ++s)
+      tb.copySwizzledTensorTile(tileOf(s), rows, spec.blockK, mapOf(sliceOf(s)),
+                                k0, {row0, blk.expert, blk.lora}, bar);
+  });
+}
+
 TileRows matrixRows(TileBuilder &tb, Value base, Value stride,
                     std::function<Value(Value)> rowOf,
                     std::function<Value(Value)> valid) {

@@ -438,18 +438,21 @@ ValueVec TileBuilder::pipelined(const PipelineLoop &loop, ValueRange init) {
   if (stages <= 1) {
     // One buffer: copy, wait, use, and keep the buffer until all warps are
     // done with it.
-    return forLoop(i32(0), loop.count, i32(1), init,
-                   [&](Value iter, ValueRange carried) {
-                     loop.issue(iter, i32(0));
-                     commitGroup();
-                     waitGroup(0);
-                     if (loop.asyncProxyReads)
-                       fenceAsyncShared();
-                     barrier();
-                     ValueVec out = loop.consume(iter, i32(0), carried);
-                     barrier();
-                     return out;
-                   });
+    return forLoop(
+        i32(0), loop.count, i32(1), init, [&](Value iter, ValueRange carried) {
+          loop.issue(iter, i32(0));
+          commitGroup();
+          waitGroup(0);
+          if (loop.stageBarriers)
+            waitBarrierPhase(loop.stageBarriers,
+                             arith::AndIOp::create(b, location, iter, i32(1)));
+          if (loop.asyncProxyReads)
+            fenceAsyncShared();
+          barrier();
+          ValueVec out = loop.consume(iter, i32(0), carried);
+          barrier();
+          return out;
+        });
   }
   // Prologue: iterations 0 .. stages-2 in flight. Every step commits a
   // group (possibly empty) so that wait_group counts stay uniform.
@@ -465,6 +468,13 @@ ValueVec TileBuilder::pipelined(const PipelineLoop &loop, ValueRange init) {
         // Iteration `iter` has landed for this thread; the barrier makes it
         // visible to all and proves buffer (iter-1) % stages is free.
         waitGroup(stages - 2);
+        // A stage's mbarrier completes one phase per use: the parity of
+        // iteration iter's is (iter / stages) % 2.
+        if (loop.stageBarriers)
+          waitBarrierPhase(
+              stageBarrier(loop.stageBarriers, remU(iter, i32(stages))),
+              arith::AndIOp::create(b, location, divU(iter, i32(stages)),
+                                    i32(1)));
         if (loop.asyncProxyReads)
           fenceAsyncShared();
         barrier();
@@ -596,6 +606,63 @@ void TileBuilder::fenceAsyncShared() {
       b, location, NVVM::ProxyKind::async_shared,
       NVVM::SharedSpaceAttr::get(b.getContext(),
                                  NVVM::SharedSpace::shared_cta));
+}
+
+void TileBuilder::initStageBarriers(Value bars, int count) {
+  ifThen(eq(threadId(), i32(0)), [&] {
+    for (int i = 0; i < count; ++i)
+      NVVM::MBarrierInitOp::create(b, location, stageBarrier(bars, i32(i)),
+                                   i32(1), /*predicate=*/Value());
+    // The initialisation becomes visible to the async proxy, whose copies
+    // complete their bytes on these barriers.
+    NVVM::FenceMbarrierInitOp::create(b, location);
+  });
+  barrier();
+}
+
+Value TileBuilder::stageBarrier(Value bars, Value index) {
+  return sharedOffset(bars, mul(index, i32(8)));
+}
+
+void TileBuilder::arriveExpectBytes(Value bar, int bytes) {
+  NVVM::MBarrierArriveExpectTxOp::create(b, location, Type(), bar, i32(bytes),
+                                         NVVM::MemScopeKind::CTA,
+                                         /*relaxed=*/false,
+                                         /*predicate=*/Value());
+}
+
+void TileBuilder::waitBarrierPhase(Value bar, Value parity) {
+  // try_wait suspends for a while and may return before the phase is
+  // done: loop until it says so.
+  auto loop = scf::WhileOp::create(b, location, TypeRange{}, ValueRange{});
+  OpBuilder::InsertionGuard guard(b);
+  b.createBlock(&loop.getBefore());
+  Value done = NVVM::MBarrierTryWaitOp::create(b, location, i1Type(), bar,
+                                               parity, /*ticks=*/Value());
+  scf::ConditionOp::create(b, location, lnot(done), ValueRange{});
+  b.createBlock(&loop.getAfter());
+  scf::YieldOp::create(b, location);
+}
+
+void TileBuilder::copySwizzledTensorTile(Value smemTile, int rows, int cols,
+                                         Value map, Value col0,
+                                         ArrayRef<Value> outer, Value bar) {
+  assert(cols % 64 == 0 && rows <= 256 && outer.size() == 3);
+  // The destination operand is a shared::cluster address; this block's own
+  // shared window lies inside the cluster's.
+  Type clusterPtr = LLVM::LLVMPointerType::get(b.getContext(), 7);
+  for (int atom = 0; atom < cols / 64; ++atom) {
+    Value dst = LLVM::AddrSpaceCastOp::create(
+        b, location, clusterPtr,
+        sharedOffset(smemTile, i32(atom * rows * 128)));
+    SmallVector<Value> coords = {add(col0, i32(atom * 64))};
+    coords.append(outer.begin(), outer.end());
+    NVVM::CpAsyncBulkTensorGlobalToSharedClusterOp::create(
+        b, location, dst, map, coords, bar, /*im2colOffsets=*/ValueRange{},
+        /*multicastMask=*/Value(), /*l2CacheHint=*/Value(),
+        NVVM::TMALoadMode::TILE, /*isCTAOnly=*/false,
+        /*group=*/NVVM::CTAGroupKindAttr(), /*predicate=*/Value());
+  }
 }
 
 void TileBuilder::warpgroupMmaFromShared(Accumulators &acc, Value aTile,

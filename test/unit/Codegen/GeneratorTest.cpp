@@ -530,6 +530,10 @@ TEST(Generator, OneShotClusterAndStagedOutput) {
 // operands are fenced into the async proxy, for every rank, one and two
 // warpgroups (along K in the one-shot, along N in the shrink), fused slices
 // and clusters; they assemble for sm_90a without spills or serialized wgmma.
+// Each again with tma_weights: the A tiles by bulk tensor copies (one box
+// per 64 columns of BLOCK_K) through tensor-map parameters (by value, 64-byte
+// aligned, one per slice), completing on one mbarrier per stage after the
+// other shared bytes, and no 16-byte copies of A.
 TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
   struct Case {
     KernelFamily family;
@@ -605,6 +609,43 @@ TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
       EXPECT_TRUE(r.ok) << r.log;
       EXPECT_EQ(r.spillStores + r.spillLoads, 0) << r.log;
       EXPECT_EQ(r.log.find("serialized"), std::string::npos) << r.log;
+    }
+
+    KernelSpec tma = s;
+    tma.tmaWeights = true;
+    SCOPED_TRACE("tma_weights");
+    ASSERT_EQ(validateSpec(tma), "");
+    auto t = generateKernel(tma);
+    ASSERT_TRUE(t) << t.error().message;
+    EXPECT_EQ(t->sharedBytes, g->sharedBytes + 8 * s.numStages);
+    auto count = [](const std::string &text, const std::string &what) {
+      int n = 0;
+      for (size_t at = text.find(what); at != std::string::npos;
+           at = text.find(what, at + 1))
+        ++n;
+      return n;
+    };
+    const std::string bulk = "cp.async.bulk.tensor.4d.shared::cluster.global."
+                             "tile.mbarrier::complete_tx::bytes";
+    // A box per 64 columns of each computed slice's tile, at each place
+    // that issues a stage (LLVM may duplicate those).
+    const int slicesPerProgram = s.fusesSlices() ? s.numSlices : 1;
+    EXPECT_GE(count(t->ptx, bulk), slicesPerProgram * s.blockK / 64);
+    EXPECT_EQ(count(t->ptx, "mbarrier.init.shared.b64"), s.numStages);
+    EXPECT_GE(count(t->ptx, "mbarrier.arrive.expect_tx"), 1);
+    EXPECT_GE(count(t->ptx, "mbarrier.try_wait.parity"), 1);
+    for (int slice = 0; slice < s.numSlices; ++slice)
+      EXPECT_NE(
+          t->ptx.find(fmt::format(".param .align 64 .b8 {}_param_{}[128]",
+                                  tma.entryName(), kNumGemmParams + slice)),
+          std::string::npos);
+    EXPECT_LT(count(t->ptx, "cp.async.cg.shared.global"),
+              count(g->ptx, "cp.async.cg.shared.global"));
+    if (havePtxAs) {
+      PtxasReport r =
+          assemble(t->ptx, s.ptxTarget(), dir / fmt::format("{}.ptx", j++));
+      EXPECT_TRUE(r.ok) << r.log;
+      EXPECT_EQ(r.spillStores + r.spillLoads, 0) << r.log;
     }
   }
   fs::remove_all(dir);

@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -390,6 +391,9 @@ TEST_F(CApiTest, BaselinesAreValid) {
     // struct_size larger than ours (a newer caller) is accepted.
     a.struct_size = sizeof(a) + 16;
     EXPECT_EQ(moelora_plan_fused(rt, &a, &plan), MOELORA_OK) << lastError();
+    // So is a caller built before lora_a_host_ptrs was appended.
+    a.struct_size = offsetof(moelora_fused_args, lora_a_host_ptrs);
+    EXPECT_EQ(moelora_plan_fused(rt, &a, &plan), MOELORA_OK) << lastError();
   }
 }
 
@@ -402,7 +406,11 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadArgCase{"StructSize",
                    false,
-                   [](auto &a) { a.struct_size = sizeof(a) - 8; },
+                   // Smaller than the first release's struct.
+                   [](auto &a) {
+                     a.struct_size =
+                         offsetof(moelora_fused_args, lora_a_host_ptrs) - 8;
+                   },
                    {"struct_size"}},
         BadArgCase{"StructSizeZero",
                    false,

@@ -1033,6 +1033,63 @@ TEST(DispatcherTunedTest, TwoKernelEntryChoosesTheWgmmaShrink) {
   EXPECT_FALSE(planOk(sortedCall(512, 64), true).kernels[0].spec.wgmma);
 }
 
+// tma_weights (one_shot: the kernel's; two_kernel: its shrink's) applies
+// where the entry's wgmma does and the call gives lora_a's host base
+// pointers, 16-byte aligned with 16-byte aligned strides; elsewhere the
+// same entry runs the cp.async wgmma kernel.
+TEST(DispatcherTunedTest, TmaWeightsNeedsWgmmaAndTheHostBasePointers) {
+  for (const char *path : {"one_shot", "two_kernel"}) {
+    SCOPED_TRACE(path);
+    auto t = TunedTable::parse(
+        fmt::format(R"({{"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {{"path": "{}", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {{"wgmma": true, "tma_weights": true}}}}]}})",
+                    path),
+        "t.json");
+    ASSERT_TRUE(t) << t.error().message;
+    const bool sharded = std::string(path) == "two_kernel";
+    const void *bases[2] = {reinterpret_cast<const void *>(0x100000),
+                            reinterpret_cast<const void *>(0x200000)};
+    MoeLoraCall c = sortedCall(512, 64);
+    c.aStrideR = c.K;
+    c.aStrideE = int64_t(c.rank) * c.K;
+    c.aStrideL = int64_t(c.numExperts) * c.aStrideE;
+    c.loraAHostPtrs = bases;
+    DispatchPlan p = planOk(c, sharded, &*t);
+    ASSERT_EQ(p.path,
+              sharded ? DispatchPath::TwoKernel : DispatchPath::OneShot);
+    EXPECT_TRUE(p.kernels[0].spec.wgmma);
+    EXPECT_TRUE(p.kernels[0].spec.tmaWeights);
+    EXPECT_TRUE(validateSpec(p.kernels[0].spec).empty());
+    if (sharded)
+      EXPECT_FALSE(p.kernels[1].spec.tmaWeights);
+    // Without the host pointers, with a misaligned base or stride: cp.async.
+    MoeLoraCall none = c;
+    none.loraAHostPtrs = nullptr;
+    const void *odd[2] = {bases[0], reinterpret_cast<const void *>(0x200008)};
+    MoeLoraCall misaligned = c;
+    misaligned.loraAHostPtrs = odd;
+    MoeLoraCall stride = c;
+    stride.aStrideE += 4;
+    for (const MoeLoraCall &without : {none, misaligned, stride}) {
+      DispatchPlan q = planOk(without, sharded, &*t);
+      EXPECT_TRUE(q.kernels[0].spec.wgmma);
+      EXPECT_FALSE(q.kernels[0].spec.tmaWeights);
+    }
+    // BLOCK_SIZE_M 16 (no wgmma tile): neither.
+    MoeLoraCall m16 = sortedCall(512, 16);
+    m16.aStrideR = c.aStrideR;
+    m16.aStrideE = c.aStrideE;
+    m16.aStrideL = c.aStrideL;
+    m16.loraAHostPtrs = bases;
+    DispatchPlan q = planOk(m16, sharded, &*t);
+    EXPECT_FALSE(q.kernels[0].spec.wgmma);
+    EXPECT_FALSE(q.kernels[0].spec.tmaWeights);
+  }
+}
+
 // A two_kernel entry's fuse_slices overrides the rule either way.
 TEST(DispatcherTunedTest, TwoKernelEntryChoosesSliceFusion) {
   for (bool fuse : {false, true}) {

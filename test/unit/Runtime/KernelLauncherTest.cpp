@@ -257,6 +257,37 @@ TEST(GemmArgPackTest, OneShotValuesInAbiOrder) {
   EXPECT_EQ(slot<int32_t>(pack, kOutColOffset), 0);
 }
 
+// tma_weights kernels take one tensor map per slice after the GEMM list;
+// the pack points each parameter at its map's 128 bytes (passed by value).
+TEST(GemmArgPackTest, TensorMapsFollowTheGemmParameters) {
+  MoeLoraCall c = packedCall();
+  c.numSlices = 3;
+  KernelSpec s = spec(KernelFamily::OneShot, c, 64, 128, 4);
+  s.wgmma = true;
+  s.tmaWeights = true;
+  const std::vector<KernelParam> params = kernelParams(s);
+  ASSERT_EQ(params.size(), size_t(kNumGemmParams + 3));
+  EXPECT_EQ(weightTensorMapParams(s), 3);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(params[kNumGemmParams + i].name,
+              "a_tensor_map_" + std::to_string(i));
+    EXPECT_EQ(params[kNumGemmParams + i].type, ParamType::TensorMap);
+  }
+  WeightTensorMaps maps;
+  maps.count = 3;
+  GemmArgPack pack(s, c, LaunchKnobs{}, nullptr, &maps);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(pack.data()[kNumGemmParams + i], &maps.maps[i]);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(pack.data()[kNumGemmParams + i]) %
+                  kTensorMapAlign,
+              0u);
+  }
+  static_assert(sizeof(CUtensorMap) == kTensorMapBytes);
+  // Without tma_weights the list is the family's.
+  s.tmaWeights = false;
+  EXPECT_EQ(kernelParams(s).size(), size_t(kNumGemmParams));
+}
+
 TEST(GemmArgPackTest, UnsetKnobsPackAsOne) {
   MoeLoraCall c = packedCall();
   LaunchKnobs k;

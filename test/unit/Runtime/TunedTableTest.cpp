@@ -91,6 +91,16 @@ TEST(TunedTableTest, ParsesEveryField) {
     ASSERT_TRUE(s) << s.error().message;
     EXPECT_EQ(s->entries[0].config.wgmma, wg ? 1 : 0);
   }
+  // tma_weights (one_shot; two_kernel: its shrink's): absent is -1.
+  EXPECT_EQ(a.config.tmaWeights, -1);
+  for (bool tma : {false, true}) {
+    json k = validTable();
+    k["entries"][0]["config"]["wgmma"] = true;
+    k["entries"][0]["config"]["tma_weights"] = tma;
+    auto w = TunedTable::parse(k.dump(), "t.json");
+    ASSERT_TRUE(w) << w.error().message;
+    EXPECT_EQ(w->entries[0].config.tmaWeights, tma ? 1 : 0);
+  }
   // few_rows (one_shot; two_kernel: its expand's): absent is -1, else 0 / 1.
   EXPECT_EQ(a.config.fewRows, -1);
   for (bool fr : {false, true}) {

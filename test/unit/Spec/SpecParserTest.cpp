@@ -26,7 +26,7 @@ const std::string kAllFields =
     "name, kernel, dtype, target, rank, K, BLOCK_SIZE_M, BLOCK_SIZE_N, "
     "BLOCK_SIZE_K, GROUP_SIZE_M, SPLIT_K, num_warps, num_stages, metadata, "
     "MUL_ROUTED_WEIGHT, ADD_INPUTS, num_slices, NPID, min_blocks_per_sm, "
-    "out_aligned, fuse_slices, wgmma, few_rows, few_rows_tile";
+    "out_aligned, fuse_slices, wgmma, few_rows, few_rows_tile, tma_weights";
 const std::string kFamilies =
     "one_shot, small_batch, shrink, expand, align_block_size";
 
@@ -693,6 +693,37 @@ TEST(SpecParserRuleTest, FewRowsTile) {
   EXPECT_THAT(parseError("kernel: shrink\nrank: 16\nfew_rows_tile: 32\n"),
               HasSubstr("few_rows_tile: 32 is only supported by one_shot and "
                         "expand (got shrink); allowed: 16 for shrink"));
+}
+
+// tma_weights: the wgmma shrinks' A tiles by bulk tensor copies; its own
+// key and entry name, the other keys as before; only with wgmma, only
+// one_shot and shrink, a shrink's BLOCK_SIZE_N within a box (256 rows).
+TEST(SpecParserRuleTest, TmaWeightsRules) {
+  const std::string base = "kernel: one_shot\nrank: 16\nBLOCK_SIZE_M: 64\n"
+                           "BLOCK_SIZE_K: 64\nwgmma: true\n";
+  SpecSet set = parseOk(base + "tma_weights: [false, true]\n");
+  ASSERT_EQ(set.specs.size(), 2u);
+  EXPECT_FALSE(set.specs[0].tmaWeights);
+  EXPECT_TRUE(set.specs[1].tmaWeights);
+  EXPECT_EQ(set.specs[0].cacheKey(), parseOk(base).specs[0].cacheKey());
+  EXPECT_EQ(set.specs[1].cacheKey(), set.specs[0].cacheKey() + ";tma=a");
+  EXPECT_THAT(set.specs[1].entryName(), HasSubstr("_wg_tma_h"));
+  EXPECT_FALSE(set.specs[0] == set.specs[1]);
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nBLOCK_SIZE_M: 64\n"
+                       "tma_weights: true\n"),
+            "t.yaml:1:1: tma_weights: true needs wgmma: true (the tensor "
+            "copies write wgmma's swizzled tiles); allowed: false without "
+            "wgmma");
+  EXPECT_EQ(parseError("kernel: expand\nrank: 16\ntma_weights: true\n"),
+            "t.yaml:1:1: tma_weights: true is only supported by one_shot and "
+            "shrink (got expand); allowed: false for expand");
+  const std::string shrink = "kernel: shrink\nrank: 512\nBLOCK_SIZE_M: 64\n"
+                             "BLOCK_SIZE_K: 64\nnum_warps: 8\nwgmma: true\n"
+                             "tma_weights: true\n";
+  EXPECT_TRUE(parseOk(shrink + "BLOCK_SIZE_N: 256\n").specs.at(0).tmaWeights);
+  EXPECT_EQ(parseError(shrink + "BLOCK_SIZE_N: 512\n"),
+            "t.yaml:1:1: BLOCK_SIZE_N: 512 with tma_weights: a tensor copy's "
+            "box has at most 256 rows; allowed: <= 256 with tma_weights");
 }
 
 // wgmma: one_shot and shrink on sm_90, 64-row warpgroup tiles (BLOCK_SIZE_M
