@@ -14,7 +14,8 @@ echo "exit: $status"
 CUOBJDUMP=$(command -v cuobjdump || ls /usr/local/cuda*/bin/cuobjdump 2>/dev/null | head -1)
 if [ -n "$CUOBJDUMP" ]; then
   for c in .carry/cubin/*.cubin; do
-    echo "SASS $(basename "$c"): HMMA=$("$CUOBJDUMP" --dump-sass "$c" | grep -c HMMA) LDSM=$("$CUOBJDUMP" --dump-sass "$c" | grep -c LDSM) LDGSTS=$("$CUOBJDUMP" --dump-sass "$c" | grep -c LDGSTS)"
+    sass=$("$CUOBJDUMP" --dump-sass "$c")
+    echo "SASS $(basename "$c"): HMMA=$(grep -c ' HMMA' <<<"$sass") HGMMA=$(grep -c HGMMA <<<"$sass") LDSM=$(grep -c LDSM <<<"$sass") LDGSTS=$(grep -c LDGSTS <<<"$sass") UTMALDG=$(grep -c UTMALDG <<<"$sass")"
   done | tee "$OUT/sass.txt"
 else
   echo "cuobjdump not found on this machine"
