@@ -13,6 +13,7 @@
 #include "moelora/Runtime/Dispatcher.h"
 #include "moelora/moelora.h"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -23,12 +24,14 @@
 #include <cstring>
 #include <dlfcn.h>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <ostream>
 
 using namespace moelora;
 using namespace moelora::test;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 namespace fs = std::filesystem;
 
@@ -395,6 +398,52 @@ TEST_F(CApiTest, BaselinesAreValid) {
     a.struct_size = offsetof(moelora_fused_args, lora_a_host_ptrs);
     EXPECT_EQ(moelora_plan_fused(rt, &a, &plan), MOELORA_OK) << lastError();
   }
+}
+
+// lora_a_host_ptrs lets a table's tma_weights through (the plan's kernel
+// key says ';tma=a'); without it, or from a caller built before the field
+// (its smaller struct_size), the same entry plans the cp.async kernel.
+TEST_F(CApiTest, LoraAHostPtrsAdmitTheTensorMapKernel) {
+  // The table serves the GPU the runtime plans for: this machine's, or
+  // (without one) the one MOELORA_TARGET_GPU names.
+  ::setenv("MOELORA_TARGET_GPU", "Test GPU", 1);
+  struct Unset {
+    ~Unset() { ::unsetenv("MOELORA_TARGET_GPU"); }
+  } unset;
+  moelora_runtime_info info;
+  info.struct_size = sizeof(info);
+  ASSERT_EQ(moelora_get_runtime_info(create(), &info), MOELORA_OK);
+  if (info.has_device && info.compute_capability != 90)
+    GTEST_SKIP() << "wgmma needs sm_90; this GPU is sm_"
+                 << info.compute_capability;
+  const std::string table = dir / "tma.json";
+  std::ofstream(table) << fmt::format(
+      R"({{"format": "moelora-tuned", "version": 1, "gpu": "{}", "entries": [
+    {{"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {{"wgmma": true, "tma_weights": true}}}}]}})",
+      info.device_name);
+  moelora_runtime_options o = options();
+  o.tuned_table_path = table.c_str();
+  moelora_runtime *rt = create(o);
+  ASSERT_NE(rt, nullptr);
+  const void *bases[2] = {fakePtr(0x1000000), fakePtr(0x2000000)};
+  auto key = [&](const moelora_fused_args &a) {
+    moelora_plan plan;
+    EXPECT_EQ(moelora_plan_fused(rt, &a, &plan), MOELORA_OK) << lastError();
+    EXPECT_EQ(plan.path, MOELORA_PATH_ONE_SHOT);
+    return std::string(plan.launches[0].cache_key);
+  };
+  moelora_fused_args a = sortedArgs(64, 64);
+  a.lora_a_host_ptrs = bases;
+  EXPECT_THAT(key(a), HasSubstr(";mma=wgmma;ptx=sm_90a;tma=a"));
+  moelora_fused_args none = a;
+  none.lora_a_host_ptrs = nullptr;
+  EXPECT_THAT(key(none), Not(HasSubstr("tma=a")));
+  moelora_fused_args old = a;
+  old.struct_size = offsetof(moelora_fused_args, lora_a_host_ptrs);
+  EXPECT_THAT(key(old), Not(HasSubstr("tma=a")));
+  EXPECT_THAT(key(old), HasSubstr(";mma=wgmma"));
 }
 
 std::string caseName(const ::testing::TestParamInfo<BadArgCase> &i) {
