@@ -130,6 +130,15 @@ static void useWgmmaWhereTheTileAllows(KernelSpec &s, const TunedConfig &c,
 
 static long ceilDiv(long a, long b) { return (a + b - 1) / b; }
 
+/// A (tuned) non-portable cluster that fits nowhere on the GPU (smaller
+/// GPCs, a MIG slice) becomes an 8-block one instead of a launch the
+/// driver would refuse.
+static void fitClusterToDevice(KernelSpec &s, const DeviceInfo &device) {
+  if (s.splitK > kMaxPortableClusterBlocks && device.clusterFits &&
+      !device.clusterFits(s))
+    s.splitK = kMaxPortableClusterBlocks;
+}
+
 /// Row blocks a two-kernel GEMM will find work in: one per pair on naive
 /// metadata; sorted, the full blocks plus one padded block per used
 /// (adapter, expert) group, within the grid's capacity.
@@ -325,6 +334,7 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
       applyTuned(s, k, t->config);
       plan.fromTunedTable = true;
     }
+    fitClusterToDevice(s, device);
     const long nTiles = ceilDiv(call.N, s.blockN);
     if (t && t->config.tilesPerItem) {
       // as tuned
@@ -396,8 +406,6 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
       while (s.splitK < k.npid && s.splitK < kMaxPortableClusterBlocks)
         s.splitK *= 2;
     }
-    if (s.splitK > 1)
-      k.npid = s.splitK;
     // Before sm_90, ptxas spills the four-warp tile at BLOCK_R 128 (sm_80:
     // 8 bytes); eight warps halve each thread's share of r.
     if (device.sm < 90 && s.blockR() >= 128 && !(t && t->config.numWarps))
@@ -407,6 +415,10 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
     fitWarpsToTile(s);
     if (t)
       useWgmmaWhereTheTileAllows(s, t->config, call);
+    // The one-shot's cluster is its row block's NPID programs.
+    fitClusterToDevice(s, device);
+    if (s.splitK > 1)
+      k.npid = s.splitK;
     plan.kernels.push_back({s, k});
     return plan;
   }

@@ -100,6 +100,17 @@ Expected<std::unique_ptr<Runtime>> Runtime::create(const RuntimeOptions &o) {
       rt->deviceInfo.name = g;
   }
   rt->moduleCache = std::make_unique<ModuleCache>(rt->drv, o.cache);
+  // Only a loaded function can say whether its cluster fits (it depends on
+  // its threads and shared memory and on the GPU's GPCs); the module cache
+  // keeps the load for the launch. Where it cannot load (no current
+  // context, another failure) the plan keeps the cluster.
+  if (rt->drv) {
+    ModuleCache *cache = rt->moduleCache.get();
+    rt->deviceInfo.clusterFits = [cache](const KernelSpec &s) {
+      auto kernel = cache->kernel(s);
+      return !kernel || (*kernel)->activeClusters != 0;
+    };
+  }
   if (Status s = rt->moduleCache->init(); !s)
     return s.error();
   // The tuned table: the one given, else the committed table for this GPU
@@ -130,31 +141,8 @@ Status Runtime::requireDriver() const {
 
 Expected<DispatchPlan> Runtime::plan(const MoeLoraCall &call,
                                      bool fullySharded) {
-  auto p = planFusedMoeLora(call, fullySharded, deviceInfo,
-                            tuned ? &*tuned : nullptr);
-  if (p)
-    fitClusters(*p);
-  return p;
-}
-
-void Runtime::fitClusters(DispatchPlan &plan) {
-  // Only a loaded function can say whether its cluster fits (it depends on
-  // its threads and shared memory and on the GPU's GPCs); the module cache
-  // keeps the load for the launch. Where it cannot load (no driver, no
-  // current context, another failure) the plan stays as it is.
-  if (!drv)
-    return;
-  for (PlannedKernel &k : plan.kernels) {
-    if (k.spec.splitK <= kMaxPortableClusterBlocks)
-      continue;
-    auto kernel = moduleCache->kernel(k.spec);
-    if (!kernel || (*kernel)->activeClusters != 0)
-      continue;
-    // The one-shot's cluster is its row block's NPID programs.
-    if (k.knobs.npid == k.spec.splitK)
-      k.knobs.npid = kMaxPortableClusterBlocks;
-    k.spec.splitK = kMaxPortableClusterBlocks;
-  }
+  return planFusedMoeLora(call, fullySharded, deviceInfo,
+                          tuned ? &*tuned : nullptr);
 }
 
 Status Runtime::warmup(const std::vector<std::pair<MoeLoraCall, bool>> &calls) {

@@ -14,6 +14,8 @@
 #include "moelora/Runtime/TunedTable.h"
 #include "moelora/Support/Error.h"
 
+#include <functional>
+#include <string>
 #include <vector>
 
 namespace moelora {
@@ -37,6 +39,11 @@ struct DeviceInfo {
   int sm = 90;
   int smCount = 132;
   std::string name = "unknown";
+  /// Whether a kernel's cluster of more than 8 (non-portable) blocks fits
+  /// this GPU at all; the planner takes 8-block clusters where it does not,
+  /// before deriving the launch knobs that follow the cluster size. Null:
+  /// assumed to fit (planning without a GPU).
+  std::function<bool(const KernelSpec &)> clusterFits;
 };
 
 /// Plans one call. Errors name the argument (e.g. shrink_block_size_m).

@@ -74,9 +74,6 @@ private:
   Status runKernel(const PlannedKernel &k, const MoeLoraCall &call,
                    const IntermediateBuffer *inter, CUstream stream);
   Status requireDriver() const;
-  /// 16-block clusters (tuned SPLIT_K 16) that fit nowhere on this GPU
-  /// become 8-block ones.
-  void fitClusters(DispatchPlan &plan);
 
   const CudaDriver *drv = nullptr;
   std::string driverError;

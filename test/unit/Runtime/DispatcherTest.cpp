@@ -1090,6 +1090,54 @@ TEST(DispatcherTunedTest, TmaWeightsNeedsWgmmaAndTheHostBasePointers) {
   }
 }
 
+// A tuned 16-block cluster that fits nowhere on the GPU (DeviceInfo::
+// clusterFits) is planned as the same entry with SPLIT_K 8 would be: the
+// small-batch tiles per item and the one-shot's NPID follow the 8-block
+// cluster.
+TEST(DispatcherTunedTest, SixteenBlockClusterThatFitsNowhereIsPlannedAsEight) {
+  auto table = [](int splitK) {
+    auto t = TunedTable::parse(
+        fmt::format(R"({{"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {{"path": "small_batch", "dtype": "bf16", "rank": 16, "K": 4096,
+     "N": 8192, "sorted": false, "num_slices": 1, "max_pairs": 8,
+     "config": {{"SPLIT_K": {0}, "num_warps": 8}}}},
+    {{"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 4096, "N": 8192,
+     "sorted": true, "num_slices": 1, "max_pairs": 100000,
+     "config": {{"SPLIT_K": {0}, "num_warps": 8}}}}]}})",
+                    splitK),
+        "t.json");
+    EXPECT_TRUE(t) << t.error().message;
+    return *t;
+  };
+  const TunedTable sixteen = table(16), eight = table(8);
+  DeviceInfo fits = kH100, fitsNowhere = kH100;
+  int asked = 0;
+  fits.clusterFits = [&](const KernelSpec &) { return ++asked, true; };
+  fitsNowhere.clusterFits = [](const KernelSpec &) { return false; };
+  for (const MoeLoraCall &c : {naiveCall(1, 1, 4096, 8192, 16, 1),
+                               sortedCall(64, 64, 8, 4096, 8192, 16, 1)}) {
+    DispatchPlan kept = planOk(c, false, &sixteen, fits);
+    DispatchPlan fell = planOk(c, false, &sixteen, fitsNowhere);
+    DispatchPlan asEight = planOk(c, false, &eight, kH100);
+    ASSERT_EQ(kept.kernels.size(), 1u);
+    EXPECT_EQ(kept.kernels[0].spec.splitK, 16);
+    EXPECT_EQ(fell.kernels[0].spec, asEight.kernels[0].spec);
+    EXPECT_EQ(fell.kernels[0].knobs.npid, asEight.kernels[0].knobs.npid);
+    EXPECT_EQ(fell.kernels[0].knobs.tilesPerItem,
+              asEight.kernels[0].knobs.tilesPerItem);
+  }
+  EXPECT_EQ(asked, 2);
+  // The small-batch case's tiles per item differ between the two cluster
+  // sizes, so the comparison above could fail.
+  EXPECT_NE(planOk(naiveCall(1, 1, 4096, 8192, 16, 1), false, &sixteen, fits)
+                .kernels[0]
+                .knobs.tilesPerItem,
+            planOk(naiveCall(1, 1, 4096, 8192, 16, 1), false, &eight, kH100)
+                .kernels[0]
+                .knobs.tilesPerItem);
+}
+
 // A two_kernel entry's fuse_slices overrides the rule either way.
 TEST(DispatcherTunedTest, TwoKernelEntryChoosesSliceFusion) {
   for (bool fuse : {false, true}) {
