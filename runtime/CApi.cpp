@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <string>
@@ -463,14 +464,33 @@ moelora_status moelora_warmup(moelora_runtime *rt,
   if (count < 0 || (count > 0 && !calls))
     return fail(MOELORA_ERROR_INVALID_ARGUMENT,
                 "calls: NULL with count > 0 (or count < 0)");
+  // The array's elements are the caller's struct: a caller built before
+  // lora_a_host_ptrs was appended has smaller ones. Each is read into a
+  // zeroed struct of ours.
+  const size_t stride = count > 0 ? calls[0].struct_size : 0;
+  if (count > 0 && stride < kFirstFusedArgsSize)
+    return fail(MOELORA_ERROR_INVALID_ARGUMENT,
+                fmt::format("calls[0].struct_size = {}: must be sizeof("
+                            "moelora_fused_args) = {} (call "
+                            "moelora_fused_args_init)",
+                            stride, sizeof(moelora_fused_args)));
   std::vector<std::pair<MoeLoraCall, bool>> list;
   for (int i = 0; i < count; ++i) {
+    moelora_fused_args a;
+    std::memset(&a, 0, sizeof(a));
+    std::memcpy(&a, reinterpret_cast<const char *>(calls) + i * stride,
+                std::min(stride, sizeof(a)));
+    if (a.struct_size != stride)
+      return fail(MOELORA_ERROR_INVALID_ARGUMENT,
+                  fmt::format("calls[{}].struct_size = {}: must equal "
+                              "calls[0]'s ({})",
+                              i, a.struct_size, stride));
     // Warm-up needs the shapes only: pointers may be NULL here.
-    auto c = toShape(&calls[i]);
+    auto c = toShape(&a);
     if (!c)
       return fail(MOELORA_ERROR_INVALID_ARGUMENT,
                   fmt::format("calls[{}]: {}", i, c.error().message));
-    list.emplace_back(*c, calls[i].fully_sharded != 0);
+    list.emplace_back(*c, a.fully_sharded != 0);
   }
   if (Status s = rt->impl->warmup(list); !s)
     return fromError(s.error());

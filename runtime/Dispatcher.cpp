@@ -124,7 +124,12 @@ static void useWgmmaWhereTheTileAllows(KernelSpec &s, const TunedConfig &c,
   if (c.tmaWeights != 1 || !weightTensorMapsApply(call))
     return;
   s.tmaWeights = true;
-  if (!validateSpec(s).empty())
+  // Its stage barriers add 8 bytes per stage to the shared memory the tile
+  // was fitted to.
+  const int sharedBytes = s.family == KernelFamily::OneShot
+                              ? OneShotSharedLayout(s).sharedBytes(s)
+                              : shrinkKernelSharedBytes(s);
+  if (!validateSpec(s).empty() || sharedBytes > maxDynamicSharedBytes(s.sm))
     s.tmaWeights = false;
 }
 

@@ -482,6 +482,9 @@ def new_align_args() -> moelora_align_args:
 
 # Fake device addresses for planning without tensors: non-NULL and aligned.
 _FAKE_BASE = 1 << 40
+# One aligned placeholder per slice (num_slices <= 8) for lora_a_host_ptrs.
+_FAKE_HOST_BASES = (ctypes.c_void_p * 8)(*[_FAKE_BASE + ((16 + i) << 32)
+                                           for i in range(8)])
 
 
 def shape_args(*, num_tokens: int, top_k: int, num_experts: int, K: int, N: int,
@@ -520,6 +523,9 @@ def shape_args(*, num_tokens: int, top_k: int, num_experts: int, K: int, N: int,
             names += ["sorted_token_ids", "expert_ids", "num_tokens_post_padded"]
         for i, name in enumerate(names):
             setattr(a, name, _FAKE_BASE + (i << 32))
+        # The ops pass lora_a's host base pointers, which admit tensor-map
+        # kernels: plan and warm up as they will run.
+        a.lora_a_host_ptrs = ctypes.addressof(_FAKE_HOST_BASES)
     return a
 
 

@@ -270,8 +270,9 @@ def _ptr_table(torch, tensors, name, dtype, dev, like="qcurr_hidden_states"):
         host = (ctypes.c_void_p * len(ptrs))(*ptrs)
         entry = (table, table.data_ptr(), host)
         with _cache_lock:
-            _PTR_TABLES[key] = entry
+            # The host copy first: readers find the entry without the lock.
             _HOST_PTRS[entry[1]] = host
+            _PTR_TABLES[key] = entry
     return entry[1], shape0, stride0
 
 

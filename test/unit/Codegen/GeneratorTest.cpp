@@ -641,6 +641,10 @@ TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
           std::string::npos);
     EXPECT_LT(count(t->ptx, "cp.async.cg.shared.global"),
               count(g->ptx, "cp.async.cg.shared.global"));
+    // The maps are read in place (grid_constant): their parameter address,
+    // not a copy in local memory, which the copy engine could not read.
+    EXPECT_GE(count(t->ptx, "cvta.param.u64"), s.numSlices);
+    EXPECT_EQ(count(t->ptx, "__local_depot"), 0);
     if (havePtxAs) {
       PtxasReport r =
           assemble(t->ptx, s.ptxTarget(), dir / fmt::format("{}.ptx", j++));

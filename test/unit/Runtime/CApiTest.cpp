@@ -1011,6 +1011,85 @@ void planSixteenBlockClusterOnFakeGpu(const char *active,
   std::_Exit(0);
 }
 
+/// In a child: the runtime's tensor maps for a two-slice tma_weights
+/// one-shot (R 24, BLOCK_R 32) and a shrink (BLOCK_N 64), encoded through
+/// the fake driver, which stores its arguments in the maps; prints them.
+void encodeTensorMapsOnFakeGpu() {
+  ::setenv("MOELORA_FAKE_CUDA_MODE", "host-memory", 1);
+  if (!dlopen(MOELORA_FAKE_LIBCUDA, RTLD_NOW | RTLD_GLOBAL))
+    std::_Exit(90);
+  auto drv = CudaDriver::get();
+  if (!drv) {
+    std::fprintf(stderr, "driver: %s\n", drv.error().message.c_str());
+    std::_Exit(91);
+  }
+  const void *bases[2] = {fakePtr(0x1000000), fakePtr(0x2000000)};
+  MoeLoraCall c;
+  c.dtype = DType::F16;
+  c.K = 1000;
+  c.rank = 24;
+  c.numSlices = 2;
+  c.numExperts = 5;
+  c.maxLoras = 3;
+  c.aStrideR = 1008; // padded rows
+  c.aStrideE = 24 * 1008;
+  c.aStrideL = 5 * 24 * 1008;
+  c.loraAHostPtrs = bases;
+  for (KernelFamily family : {KernelFamily::OneShot, KernelFamily::Shrink}) {
+    KernelSpec s;
+    s.family = family;
+    s.dtype = DType::F16;
+    s.rank = 24;
+    s.blockM = 64;
+    s.blockN = 64;
+    s.blockK = 64;
+    s.numSlices = 2;
+    s.wgmma = true;
+    s.tmaWeights = true;
+    WeightTensorMaps maps;
+    if (Status st = encodeWeightTensorMaps(**drv, s, c, maps); !st) {
+      std::fprintf(stderr, "encode: %s\n", st.error().message.c_str());
+      std::_Exit(92);
+    }
+    for (int m = 0; m < maps.count; ++m) {
+      uint64_t v[16];
+      std::memcpy(v, &maps.maps[m], sizeof(v));
+      std::fprintf(stderr, "map%d", m);
+      for (uint64_t x : v)
+        std::fprintf(stderr, " %llx", (unsigned long long)x);
+      std::fprintf(stderr, ";");
+    }
+  }
+  MoeLoraCall unaligned = c;
+  unaligned.aStrideR = 1004;
+  KernelSpec s;
+  s.wgmma = s.tmaWeights = true;
+  WeightTensorMaps maps;
+  Status st = encodeWeightTensorMaps(**drv, s, unaligned, maps);
+  std::fprintf(stderr, "unaligned: %s\n",
+               st ? "ok" : st.error().message.c_str());
+  std::fflush(stderr);
+  std::_Exit(0);
+}
+
+// The maps the launcher encodes: lora_a as (K, R, experts, adapters)
+// innermost first, strides in bytes, a box of 64 columns by the weight
+// tile's rows (one-shot: BLOCK_R 32; shrink: BLOCK_N 64), the 128-byte
+// swizzle (3) and zeros outside (oob fill 0), per slice base; a call whose
+// strides the copy engine cannot take is refused with a message.
+TEST(CApiDeathTest, TensorMapsDescribeLoraA) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // type 6 = FLOAT16; dims 3e8 (1000) 18 (24) 5 3; strides 7e0 (1008 * 2)
+  // bd00 3b100; box 40 (64) and the rows.
+  const std::string fields = "3e8 18 5 3 7e0 bd00 3b100 40 ";
+  EXPECT_EXIT(encodeTensorMapsOnFakeGpu(), ::testing::ExitedWithCode(0),
+              "map0 6 4 1000000 " + fields + "20 1 1 3 0;map1 6 4 2000000 " +
+                  fields + "20 1 1 3 0;map0 6 4 1000000 " + fields +
+                  "40 1 1 3 0;map1 6 4 "
+                  "2000000 " +
+                  fields + "40 1 1 3 0;unaligned: .*16-byte aligned");
+}
+
 TEST(CApiDeathTest, SixteenBlockClusterFallsBackToEightWhereItFitsNowhere) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   const std::string table = ::testing::TempDir() + "/moelora-cluster16.json";
@@ -1363,6 +1442,31 @@ TEST_F(CApiTest, WarmupGeneratesEveryVariantOnce) {
     files += e.path().extension() == ".ptx";
   EXPECT_EQ(files, 3u);
   EXPECT_EQ(moelora_warmup(rt, nullptr, 0), MOELORA_OK);
+}
+
+// A caller built before lora_a_host_ptrs was appended passes an array of
+// its smaller structs: each element is read at its own size (the second
+// call's rank 0 is found in calls[1], not 8 bytes off).
+TEST_F(CApiTest, WarmupReadsAnArrayOfTheCallersStructSize) {
+  MOELORA_SKIP_WITH_DRIVER();
+  FakeJit jit;
+  moelora_runtime *rt = create();
+  ASSERT_NE(rt, nullptr);
+  constexpr size_t kOld = offsetof(moelora_fused_args, lora_a_host_ptrs);
+  std::vector<char> bytes(2 * kOld);
+  moelora_fused_args a = naiveArgs(64);
+  a.struct_size = kOld;
+  std::memcpy(bytes.data(), &a, kOld);
+  std::memcpy(bytes.data() + kOld, &a, kOld);
+  const auto *calls =
+      reinterpret_cast<const moelora_fused_args *>(bytes.data());
+  ASSERT_EQ(moelora_warmup(rt, calls, 2), MOELORA_OK) << lastError();
+  EXPECT_EQ(jit.calls(), 1); // the same variant twice
+  moelora_fused_args bad = a;
+  bad.rank = 0;
+  std::memcpy(bytes.data() + kOld, &bad, kOld);
+  EXPECT_EQ(moelora_warmup(rt, calls, 2), MOELORA_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(lastError(), HasSubstr("calls[1]: rank = 0"));
 }
 
 TEST_F(CApiTest, WarmupWithoutGeneratorIsNotFound) {

@@ -16,6 +16,9 @@
 // text), finds their functions, takes attributes, and answers
 // cuOccupancyMaxActiveClusters with n for a grid of one cluster (else
 // CUDA_ERROR_INVALID_VALUE): a GPU whose GPCs do or do not fit 16 blocks.
+// host-memory's cuTensorMapEncodeTiled writes its arguments into the map's
+// 128 bytes (16 uint64: type, rank, address, dims[4], strides[3], box[4],
+// swizzle, oob fill), so a test can read back what the runtime asked for.
 //
 //===----------------------------------------------------------------------===//
 
@@ -143,6 +146,26 @@ int fakeModuleGetFunction(void **fn, void *, const char *) {
 
 int fakeSucceed() { return kSuccess; }
 
+int fakeTensorMapEncodeTiled(uint64_t *map, int type, unsigned rank,
+                             void *address, const uint64_t *dims,
+                             const uint64_t *strides, const unsigned *box,
+                             const unsigned *, int, int swizzle, int,
+                             int oobFill) {
+  if (rank != 4)
+    return kInvalidValue;
+  uint64_t v[16] = {uint64_t(type), rank, reinterpret_cast<uint64_t>(address)};
+  for (int i = 0; i < 4; ++i) {
+    v[3 + i] = dims[i];
+    v[10 + i] = box[i];
+  }
+  for (int i = 0; i < 3; ++i)
+    v[7 + i] = strides[i];
+  v[14] = uint64_t(swizzle);
+  v[15] = uint64_t(oobFill);
+  std::memcpy(map, v, sizeof(v));
+  return kSuccess;
+}
+
 // The leading fields of CUlaunchConfig (cuda.h): grid, then block dims.
 struct FakeLaunchConfig {
   unsigned gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ;
@@ -190,6 +213,8 @@ cuGetProcAddress_v2(const char *symbol, void **fn, int, unsigned long long,
     *fn = reinterpret_cast<void *>(&fakeMemsetD8Async);
   else if (std::strcmp(symbol, "cuMemsetD32Async") == 0)
     *fn = reinterpret_cast<void *>(&fakeMemsetD32Async);
+  else if (std::strcmp(symbol, "cuTensorMapEncodeTiled") == 0)
+    *fn = reinterpret_cast<void *>(&fakeTensorMapEncodeTiled);
   else if (!activeClusters())
     *fn = reinterpret_cast<void *>(&fakeUnsupported);
   else if (std::strcmp(symbol, "cuModuleLoadDataEx") == 0)
