@@ -32,8 +32,17 @@ echo "exit $?"
 grep -E "FAILED|PASSED|exit:" "$W/suite.txt" | tail -20
 echo "=== tma A/B ($(date +%T))"
 # The H100 table's wgmma choices are the ones tma.json extends: both sides
-# use tables of the same entries, on either card.
-A=.carry:specs/tuned/NVIDIA_H100_80GB_HBM3.json B=.carry:.carry/tma.json \
+# use tables of the same entries, on either card. A table serves only the
+# GPU it names: on an H200, copies that name it.
+TA=specs/tuned/NVIDIA_H100_80GB_HBM3.json TB=.carry/tma.json
+if [[ $card == *H200* ]]; then
+  for t in TA TB; do
+    python3 -c "import json,sys; t=json.load(open(sys.argv[1])); t['gpu']='NVIDIA H200'; json.dump(t, open(sys.argv[2], 'w'))" \
+      "${!t}" "$W/$t.json"
+    printf -v "$t" '%s' "$W/$t.json"
+  done
+fi
+A=.carry:$TA B=.carry:$TB \
   FILTER=prefill ROUNDS=3 NAME=ab OUT=$W BENCH_LIMIT=60 \
   bash scripts/device/run-build-ab.sh > "$W/ab.log" 2>&1
 echo "tma exit $?"; tail -3 "$W/ab.log"
@@ -41,7 +50,7 @@ tar czf "$OUT/part1.tar.gz" -C "$OUT" tma && rm -rf "$W"
 if [[ $card == *H200* ]]; then
   W=$OUT/h200
   mkdir -p "$W"
-  A=.carry B=.carry:specs/tuned/NVIDIA_H100_80GB_HBM3.json ROUNDS=2 \
+  A=.carry B=.carry:.carry/h100-as-h200.json ROUNDS=2 \
     NAME=tables OUT=$W BENCH_LIMIT=80 \
     bash scripts/device/run-build-ab.sh > "$W/tables.log" 2>&1
   echo "tables exit $?"; tail -1 "$W/tables.log"
