@@ -7,7 +7,7 @@
 #  2. The committed table (A) against .carry/tma.json (B: tma_weights on
 #     every wgmma entry) over the prefill cases, 3 rounds, for
 #     bucket_flag_choice.py --flag tma_weights --token tma=a.
-#  -> $OUT/part1.tar.gz
+#  -> $OUT/part1.tar.gz (ONLY_TMA=1 stops here)
 #  3. H100: the few_rows_tile 32 A/B (M 512 cases) -> part2.tar.gz, then
 #     the deep-stages tune of the M 64 buckets with its merge and A/B
 #     -> part3.tar.gz.
@@ -47,6 +47,8 @@ A=.carry:$TA B=.carry:$TB \
   bash scripts/device/run-build-ab.sh > "$W/ab.log" 2>&1
 echo "tma exit $?"; tail -3 "$W/ab.log"
 tar czf "$OUT/part1.tar.gz" -C "$OUT" tma && rm -rf "$W"
+# ONLY_TMA=1: steps 1-2 only (a tma_weights kernel change measured again).
+[ -n "${ONLY_TMA:-}" ] && exit
 if [[ $card == *H200* ]]; then
   W=$OUT/h200
   mkdir -p "$W"

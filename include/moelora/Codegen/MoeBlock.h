@@ -55,6 +55,11 @@ TileRows blockXRows(TileBuilder &tb, const KernelArgs &args,
 Value loraMatrixBase(TileBuilder &tb, Value ptrArray, Value slice, Value lora,
                      Value expert, Value strideL, Value strideE);
 
+/// tmaWeights: thread 0 prefetches every slice's tensor map (the generator
+/// does it first thing, before the grid-dependency wait), so that the first
+/// bulk copies need not fetch it.
+void prefetchWeightTensorMaps(TileBuilder &tb, const KernelArgs &args);
+
 /// tmaWeights: thread 0 copies the A tiles of `count` slices (sliceOf(s):
 /// the s-th computed slice) by bulk tensor copies through each slice's
 /// tensor map into tileOf(s): rows row0 .. row0 + rows - 1 of A_s[l, e]

@@ -336,6 +336,9 @@ public:
   /// Waits until the phase of `bar` with parity `parity` (i32: 0 or 1) has
   /// completed; its copies are then visible to this thread.
   void waitBarrierPhase(Value bar, Value parity);
+  /// prefetch.tensormap: brings the tensor map at `map` (a TensorMap
+  /// parameter's address) close to the copy engine ahead of its first use.
+  void prefetchTensorMap(Value map);
   /// Copies a rows x cols Swizzled128 tile (cols a multiple of 64, rows <=
   /// 256, `smemTile` 1024-byte aligned) from a 4-d tensor through the
   /// tensor map at `map` (the generic address of a TensorMap parameter,

@@ -2,6 +2,7 @@
 
 #include "moelora/Codegen/Generator.h"
 #include "moelora/Codegen/KernelBuilder.h"
+#include "moelora/Codegen/MoeBlock.h"
 #include "moelora/Spec/SpecValidation.h"
 
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
@@ -145,6 +146,14 @@ gpu::GPUModuleOp buildModule(ModuleOp top, const KernelSpec &spec) {
   func.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({spec.threads(), 1, 1}));
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
+  KernelArgs args{entry.getArguments()};
+  // The tensor maps live in the parameters, which no earlier grid writes:
+  // fetched while the predecessor still runs (a builder of its own, so that
+  // other kernels' code stays as it was).
+  if (spec.tmaWeights) {
+    TileBuilder early(b, loc, spec);
+    prefetchWeightTensorMaps(early, args);
+  }
   // Programmatic dependent launch: wait for the grids this one depends on
   // before touching global memory, then let this grid's own dependents
   // start their prologue at once (their wait still orders them after all of
@@ -155,7 +164,6 @@ gpu::GPUModuleOp buildModule(ModuleOp top, const KernelSpec &spec) {
                                    NVVM::GridDepActionKind::launch_dependents);
   }
   TileBuilder tb(b, loc, spec);
-  KernelArgs args{entry.getArguments()};
   switch (spec.family) {
   case KernelFamily::OneShot:
     buildOneShotKernel(tb, args);

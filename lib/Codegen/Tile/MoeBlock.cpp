@@ -99,6 +99,13 @@ Value loraMatrixBase(TileBuilder &tb, Value ptrArray, Value slice, Value lora,
   return tb.gep(base, offset, tb.elementType());
 }
 
+void prefetchWeightTensorMaps(TileBuilder &tb, const KernelArgs &args) {
+  tb.ifThen(tb.eq(tb.threadId(), tb.i32(0)), [&] {
+    for (int s = 0; s < weightTensorMapParams(tb.spec()); ++s)
+      tb.prefetchTensorMap(args[kNumGemmParams + s]);
+  });
+}
+
 void issueWeightTensorTiles(TileBuilder &tb, const KernelArgs &args,
                             const MoeBlock &blk,
                             llvm::function_ref<Value(int)> sliceOf, int count,

@@ -644,6 +644,13 @@ void TileBuilder::waitBarrierPhase(Value bar, Value parity) {
   scf::YieldOp::create(b, location);
 }
 
+void TileBuilder::prefetchTensorMap(Value map) {
+  NVVM::PrefetchOp::create(b, location, /*cacheLevel=*/nullptr,
+                           /*evictPriority=*/nullptr, map,
+                           /*predicate=*/Value(), /*tensormap=*/true,
+                           /*uniform=*/false, /*in_param_space=*/false);
+}
+
 void TileBuilder::copySwizzledTensorTile(Value smemTile, int rows, int cols,
                                          Value map, Value col0,
                                          ArrayRef<Value> outer, Value bar) {

@@ -645,6 +645,11 @@ TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
     // not a copy in local memory, which the copy engine could not read.
     EXPECT_GE(count(t->ptx, "cvta.param.u64"), s.numSlices);
     EXPECT_EQ(count(t->ptx, "__local_depot"), 0);
+    // Every map prefetched once, before the grid-dependency wait (the
+    // parameters are no earlier grid's output).
+    EXPECT_EQ(count(t->ptx, "prefetch.tensormap"), s.numSlices);
+    EXPECT_LT(t->ptx.find("prefetch.tensormap"),
+              t->ptx.find("griddepcontrol.wait;"));
     if (havePtxAs) {
       PtxasReport r =
           assemble(t->ptx, s.ptxTarget(), dir / fmt::format("{}.ptx", j++));
