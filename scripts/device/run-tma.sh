@@ -16,7 +16,7 @@
 # In order of need, so that a call cut short keeps the most.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
-SUITE='*_tma*:*stages*:*rows32*'
+SUITE=${SUITE:-'*_tma*:*stages*:*rows32*'}
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 case $card in
 *H200*) T=specs/tuned/NVIDIA_H200.json ;;
@@ -43,7 +43,7 @@ if [[ $card == *H200* ]]; then
   done
 fi
 A=.carry:$TA B=.carry:$TB \
-  FILTER=prefill ROUNDS=3 NAME=ab OUT=$W BENCH_LIMIT=60 \
+  FILTER=prefill ROUNDS=${TMA_ROUNDS:-3} NAME=ab OUT=$W BENCH_LIMIT=60 \
   bash scripts/device/run-build-ab.sh > "$W/ab.log" 2>&1
 echo "tma exit $?"; tail -3 "$W/ab.log"
 tar czf "$OUT/part1.tar.gz" -C "$OUT" tma && rm -rf "$W"
