@@ -394,6 +394,17 @@ def _child():
     if pooled("sorted") - n_scratch > 9:  # 256 .. 128 Ki elements
         failures.append(f"{pooled('sorted') - n_scratch} scratch buffers for 312 shapes")
 
+    # lora_a_host_ptrs: the host copy of the device pointer table, the same
+    # pointers in slice order (tensor-map kernels encode from them).
+    import ctypes
+    p = problem(next(iter(DC.CASES)))
+    addr, _, _ = O._ptr_table(FT, p.lora_a, "lora_a_stacked", p.x.dtype, dev)
+    host = ctypes.cast(O._host_ptrs(addr), ctypes.POINTER(ctypes.c_void_p))
+    want = [t.data_ptr() for t in p.lora_a]
+    if [host[i] for i in range(len(want))] != want:
+        failures.append(f"lora_a_host_ptrs {[host[i] for i in range(len(want))]}, "
+                        f"want {want}")
+
     for f in failures:
         print("FAIL", f)
     print(f"{n_calls} fused calls planned{' and validated' if launches else ''}, "
