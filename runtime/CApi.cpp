@@ -466,14 +466,9 @@ moelora_status moelora_warmup(moelora_runtime *rt,
                 "calls: NULL with count > 0 (or count < 0)");
   // The array's elements are the caller's struct: a caller built before
   // lora_a_host_ptrs was appended has smaller ones. Each is read into a
-  // zeroed struct of ours.
+  // zeroed struct of ours (toShape refuses a struct_size below the first
+  // release's, at calls[0], before a second element is read).
   const size_t stride = count > 0 ? calls[0].struct_size : 0;
-  if (count > 0 && stride < kFirstFusedArgsSize)
-    return fail(MOELORA_ERROR_INVALID_ARGUMENT,
-                fmt::format("calls[0].struct_size = {}: must be sizeof("
-                            "moelora_fused_args) = {} (call "
-                            "moelora_fused_args_init)",
-                            stride, sizeof(moelora_fused_args)));
   std::vector<std::pair<MoeLoraCall, bool>> list;
   for (int i = 0; i < count; ++i) {
     moelora_fused_args a;

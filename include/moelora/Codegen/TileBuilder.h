@@ -119,9 +119,10 @@ struct PipelineLoop {
   /// copies are fenced into it before the barrier that publishes them.
   bool asyncProxyReads = false;
   /// Bulk tensor copies fill part of each stage: `stages` mbarriers
-  /// (TileBuilder::initStageBarriers) at this shared address, the issue of
-  /// a stage arriving on its own with the bytes it copies. Every thread
-  /// waits for the stage's phase before the barrier that publishes it.
+  /// (8 bytes each) at this shared address, which pipelined() initialises,
+  /// the issue of a stage arriving on its own (TileBuilder::stageBarrier)
+  /// with the bytes it copies. Every thread waits for the stage's phase
+  /// before the barrier that publishes it.
   Value stageBarriers;
 };
 
@@ -326,7 +327,8 @@ public:
   // ---- Bulk tensor copies (sm_90) ----
   /// Thread 0 initialises `count` mbarriers (8 bytes each from the shared
   /// address `bars`), each completing a phase on one arrival and its
-  /// transaction bytes; a block barrier publishes them.
+  /// transaction bytes; a block barrier publishes them (pipelined() does
+  /// it for a PipelineLoop's stageBarriers).
   void initStageBarriers(Value bars, int count);
   /// The mbarrier `index` (i32) of initStageBarriers' array.
   Value stageBarrier(Value bars, Value index);

@@ -222,7 +222,6 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     if (spec.tmaWeights) {
       shrink.stageBarriers =
           tb.shared(stageBarrierOffset(spec, lay.sharedBytes(spec)));
-      tb.initStageBarriers(shrink.stageBarriers, spec.numStages);
     }
     shrink.issue = [&](Value iter, Value stage) {
       Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(stageBytes)));

@@ -174,7 +174,6 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
     if (spec.tmaWeights) {
       loop.stageBarriers =
           tb.shared(stageBarrierOffset(spec, shrinkKernelSharedBytes(spec)));
-      tb.initStageBarriers(loop.stageBarriers, spec.numStages);
     }
     loop.issue = [&](Value iter, Value stage) {
       Value base = stageBase(stage);

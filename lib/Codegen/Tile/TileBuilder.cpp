@@ -435,6 +435,8 @@ void TileBuilder::waitGroup(int pending) {
 
 ValueVec TileBuilder::pipelined(const PipelineLoop &loop, ValueRange init) {
   const int stages = loop.stages;
+  if (loop.stageBarriers)
+    initStageBarriers(loop.stageBarriers, stages);
   if (stages <= 1) {
     // One buffer: copy, wait, use, and keep the buffer until all warps are
     // done with it.

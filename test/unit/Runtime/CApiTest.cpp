@@ -1467,6 +1467,11 @@ TEST_F(CApiTest, WarmupReadsAnArrayOfTheCallersStructSize) {
   std::memcpy(bytes.data() + kOld, &bad, kOld);
   EXPECT_EQ(moelora_warmup(rt, calls, 2), MOELORA_ERROR_INVALID_ARGUMENT);
   EXPECT_THAT(lastError(), HasSubstr("calls[1]: rank = 0"));
+  // Smaller than the first release's struct: refused at calls[0].
+  a.struct_size = kOld - 8;
+  std::memcpy(bytes.data(), &a, sizeof(a.struct_size));
+  EXPECT_EQ(moelora_warmup(rt, calls, 2), MOELORA_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(lastError(), HasSubstr("calls[0]: args.struct_size"));
 }
 
 TEST_F(CApiTest, WarmupWithoutGeneratorIsNotFound) {
