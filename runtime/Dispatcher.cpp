@@ -110,8 +110,9 @@ static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
 /// applied to the final tile where that tile allows it; elsewhere the tile
 /// runs mma.sync. Tiles are fitted to shared memory with mma.sync's padded
 /// pitch beforehand, so the (unpadded) wgmma tile fits as well.
-/// Its tma_weights likewise, where the call also allows tensor maps
-/// (weightTensorMapsApply).
+/// Its tma_weights and producer_warp likewise (tma_weights where the call
+/// also allows tensor maps: weightTensorMapsApply), each where its stage
+/// barriers still fit the shared memory the tile was fitted to.
 static void useWgmmaWhereTheTileAllows(KernelSpec &s, const TunedConfig &c,
                                        const MoeLoraCall &call) {
   if (c.wgmma != 1 || s.sm != 90)
@@ -121,16 +122,23 @@ static void useWgmmaWhereTheTileAllows(KernelSpec &s, const TunedConfig &c,
     s.wgmma = false;
     return;
   }
-  if (c.tmaWeights != 1 || !weightTensorMapsApply(call))
-    return;
-  s.tmaWeights = true;
-  // Its stage barriers add 8 bytes per stage to the shared memory the tile
-  // was fitted to.
-  const int sharedBytes = s.family == KernelFamily::OneShot
-                              ? OneShotSharedLayout(s).sharedBytes(s)
-                              : shrinkKernelSharedBytes(s);
-  if (!validateSpec(s).empty() || sharedBytes > maxDynamicSharedBytes(s.sm))
-    s.tmaWeights = false;
+  auto fits = [&] {
+    const int sharedBytes = s.family == KernelFamily::OneShot
+                                ? OneShotSharedLayout(s).sharedBytes(s)
+                                : shrinkKernelSharedBytes(s);
+    return validateSpec(s).empty() &&
+           sharedBytes <= maxDynamicSharedBytes(s.sm);
+  };
+  if (c.tmaWeights == 1 && weightTensorMapsApply(call)) {
+    s.tmaWeights = true;
+    if (!fits())
+      s.tmaWeights = false;
+  }
+  if (c.producerWarp == 1) {
+    s.producerWarp = true;
+    if (!fits())
+      s.producerWarp = false;
+  }
 }
 
 static long ceilDiv(long a, long b) { return (a + b - 1) / b; }

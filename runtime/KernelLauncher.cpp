@@ -58,7 +58,7 @@ Expected<LoadedKernel> loadKernelFromPtx(const CudaDriver &drv,
     // driver that cannot answer is taken as "they do not".
     LaunchGeometry oneCluster; // the launches' block and shared memory
     oneCluster.grid[0] = unsigned(spec.splitK);
-    oneCluster.block = unsigned(spec.threads());
+    oneCluster.block = unsigned(spec.launchThreads());
     LaunchConfig lc;
     makeLaunchConfig(spec, oneCluster, unsigned(sharedBytes), nullptr,
                      /*dependentLaunch=*/false, lc);
@@ -88,7 +88,7 @@ static int rowBlockPrograms(const KernelSpec &spec, const LaunchKnobs &knobs) {
 LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
                               const LaunchKnobs &knobs) {
   LaunchGeometry g;
-  g.block = spec.threads();
+  g.block = spec.launchThreads();
   // Blocks in x are counted in 64 bits: a caller's EM (sorted row blocks)
   // or pairs can make the product pass 2^32; the planner refuses what the
   // driver cannot launch (withinDriverLimits) instead of wrapping.
@@ -286,8 +286,9 @@ Status launchGemm(const CudaDriver &drv, const LoadedKernel &kernel,
         "{}: its {}-block cluster ({} threads, {} bytes of shared memory per "
         "block) fits nowhere on this GPU (cuOccupancyMaxActiveClusters = 0); "
         "use SPLIT_K <= {}",
-        kernel.spec.entryName(), kernel.spec.splitK, kernel.spec.threads(),
-        kernel.sharedBytes, kMaxPortableClusterBlocks));
+        kernel.spec.entryName(), kernel.spec.splitK,
+        kernel.spec.launchThreads(), kernel.sharedBytes,
+        kMaxPortableClusterBlocks));
   WeightTensorMaps maps;
   if (kernel.spec.tmaWeights)
     if (Status s = encodeWeightTensorMaps(drv, kernel.spec, call, maps); !s)
@@ -317,7 +318,7 @@ Status launchAlign(const CudaDriver &drv, const LoadedKernel &kernel,
   }
   LaunchGeometry g;
   g.grid[0] = unsigned(call.maxLoras);
-  g.block = unsigned(kernel.spec.threads());
+  g.block = unsigned(kernel.spec.launchThreads());
   return launchKernel(drv, kernel, g, params, stream);
 }
 

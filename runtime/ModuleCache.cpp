@@ -79,7 +79,8 @@ SpecKey::SpecKey(const KernelSpec &s) {
             int32_t(s.wgmma),
             int32_t(fewRows),
             fewRows ? s.fewRowsTile : 0,
-            int32_t(s.tmaWeights)};
+            int32_t(s.tmaWeights),
+            int32_t(s.producerWarp)};
 }
 
 size_t SpecKeyHash::operator()(const SpecKey &k) const {

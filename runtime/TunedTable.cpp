@@ -160,7 +160,8 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
       } choices[] = {{"fuse_slices", &t.config.fuseSlices, "shrink"},
                      {"wgmma", &t.config.wgmma, "shrink"},
                      {"few_rows", &t.config.fewRows, "expand"},
-                     {"tma_weights", &t.config.tmaWeights, "shrink"}};
+                     {"tma_weights", &t.config.tmaWeights, "shrink"},
+                     {"producer_warp", &t.config.producerWarp, "shrink"}};
       // A misspelt key would otherwise leave its default in place, silently.
       std::vector<std::string> keys;
       for (const auto &f : config)

@@ -125,6 +125,8 @@ std::string KernelSpec::cacheKey() const {
   }
   if (tmaWeights)
     key += ";tma=a";
+  if (producerWarp)
+    key += ";ws=p";
   return key;
 }
 
@@ -171,6 +173,8 @@ std::string KernelSpec::entryName() const {
     name += fewRowsTile == 16 ? "_fr" : fmt::format("_fr{}", fewRowsTile);
   if (tmaWeights)
     name += "_tma";
+  if (producerWarp)
+    name += "_pw";
   std::string key = cacheKey();
   uint64_t hash = XXH3_64bits(key.data(), key.size());
   name += fmt::format("_h{:08x}", static_cast<uint32_t>(hash));
@@ -182,12 +186,12 @@ bool operator==(const KernelSpec &a, const KernelSpec &b) {
   // to the same kernel, wherever they were written.
   auto fields = [](const KernelSpec &s) {
     const bool fewRows = s.fewRowsExpand();
-    return std::make_tuple(s.family, s.dtype, s.sm, s.rank, s.k, s.blockM,
-                           s.blockN, s.blockK, s.groupSizeM, s.splitK,
-                           s.numWarps, s.numStages, s.sorted, s.mulRoutedWeight,
-                           s.addInputs, s.numSlices, s.npid, s.minBlocksPerSm,
-                           s.alignedOutput, s.fusesSlices(), s.wgmma, fewRows,
-                           fewRows ? s.fewRowsTile : 0, s.tmaWeights);
+    return std::make_tuple(
+        s.family, s.dtype, s.sm, s.rank, s.k, s.blockM, s.blockN, s.blockK,
+        s.groupSizeM, s.splitK, s.numWarps, s.numStages, s.sorted,
+        s.mulRoutedWeight, s.addInputs, s.numSlices, s.npid, s.minBlocksPerSm,
+        s.alignedOutput, s.fusesSlices(), s.wgmma, fewRows,
+        fewRows ? s.fewRowsTile : 0, s.tmaWeights, s.producerWarp);
   };
   return fields(a) == fields(b);
 }

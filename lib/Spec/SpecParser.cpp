@@ -462,6 +462,8 @@ private:
       return d.fewRowsTile;
     case Field::TmaWeights:
       return d.tmaWeights ? 1 : 0;
+    case Field::ProducerWarp:
+      return d.producerWarp ? 1 : 0;
     }
     return 0;
   }
@@ -541,6 +543,9 @@ private:
       break;
     case Field::TmaWeights:
       s.tmaWeights = v != 0;
+      break;
+    case Field::ProducerWarp:
+      s.producerWarp = v != 0;
       break;
     }
   }

@@ -45,8 +45,10 @@ enum class Field {
   FewRows,
   FewRowsTile,
   TmaWeights,
+  ProducerWarp,
 };
-inline constexpr size_t kNumFields = static_cast<size_t>(Field::TmaWeights) + 1;
+inline constexpr size_t kNumFields =
+    static_cast<size_t>(Field::ProducerWarp) + 1;
 
 enum class ValueKind { Text, Enum, Int, Bool };
 
@@ -92,6 +94,9 @@ inline constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
     {"tma_weights", ValueKind::Bool,
      "true, false (true: a wgmma one_shot or shrink reads its A tiles "
      "with bulk tensor copies)"},
+    {"producer_warp", ValueKind::Bool,
+     "true, false (true: a wgmma one_shot or shrink has one more warp that "
+     "issues every copy of its shrink pipeline)"},
 }};
 
 inline constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};

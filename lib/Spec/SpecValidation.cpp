@@ -283,6 +283,35 @@ std::string validateSpec(const KernelSpec &spec) {
                         "<= 256 with tma_weights");
   }
 
+  if (spec.producerWarp) {
+    // The producer feeds the wgmma shrink's stages through mbarriers.
+    if (spec.family != KernelFamily::OneShot &&
+        spec.family != KernelFamily::Shrink)
+      return onlyFor(Field::ProducerWarp, "one_shot and shrink", spec.family);
+    if (!spec.wgmma)
+      return reasonText(Field::ProducerWarp,
+                        "true needs wgmma: true (the warp-specialised "
+                        "pipeline feeds wgmma's tiles)",
+                        "false without wgmma");
+    if (spec.numStages < 2)
+      return reasonText(Field::NumStages,
+                        fmt::format("{} with producer_warp: the producer "
+                                    "fills one stage while another is used",
+                                    spec.numStages),
+                        ">= 2 with producer_warp");
+    // 17 warps cap a thread at 96 registers (65536 per block, allocated
+    // for 640 threads): the 16-warp one-shots spill there.
+    if (spec.numWarps > 8)
+      return reasonText(Field::NumWarps,
+                        fmt::format("{} with producer_warp: {} threads per "
+                                    "block leave each at most 96 registers",
+                                    spec.numWarps, spec.launchThreads()),
+                        "<= 8 with producer_warp");
+    // Its 32 lanes copy 16 whole rows of a tile per round: every tile's
+    // rows (BLOCK_M >= 64 with wgmma, BLOCK_R and BLOCK_N powers of two
+    // >= 16) are whole rounds.
+  }
+
   return "";
 }
 

@@ -12,6 +12,7 @@
 #include "moelora/Reference/ProblemGenerator.h"
 #include "moelora/Spec/KernelAbi.h"
 #include "moelora/Spec/KernelSpec.h"
+#include "moelora/Spec/SpecValidation.h"
 
 #include <fmt/format.h>
 
@@ -614,6 +615,22 @@ inline std::vector<GpuCase> gpuCases() {
     GpuCase c = cases[i];
     c.spec.tmaWeights = true;
     c.name += "_tma";
+    cases.push_back(c);
+  }
+  // Every wgmma case that allows it (two or more stages, up to 8 warps),
+  // tma ones included, again with a producer warp (producer_warp): the
+  // full and empty barriers' phases over 2-3 stages, K ranges shorter than
+  // the pipeline (cluster ranks), ragged K, and copies of 1-2 tiles per
+  // stage by 32 lanes.
+  const size_t withTma = cases.size();
+  for (size_t i = 0; i < withTma; ++i) {
+    if (!cases[i].spec.wgmma)
+      continue;
+    GpuCase c = cases[i];
+    c.spec.producerWarp = true;
+    if (!validateSpec(c.spec).empty())
+      continue;
+    c.name += "_pw";
     cases.push_back(c);
   }
   return cases;

@@ -168,6 +168,26 @@ TEST_P(GpuCorrectness, MatchesReference) {
     }
     CU(gDriver->cuCtxSynchronize());
   };
+  // A producer warp's kernel hands each stage over on mbarriers: a handover
+  // that let the consumers read a stage early, or the producer overwrite
+  // one still in use, would give other bits on some launch. Launched again
+  // into fresh poisoned buffers, it must give the first launch's bits.
+  auto sameBitsAgain = [&](const std::vector<uint16_t> &want, size_t bytes,
+                           const std::function<void(void *)> &launchInto) {
+    if (!c.spec.producerWarp)
+      return;
+    std::vector<uint16_t> got(want.size());
+    for (int i = 0; i < 10; ++i) {
+      DeviceBuffer again(bytes);
+      launchInto(again.get());
+      CU(gDriver->cuCtxSynchronize());
+      CU(gDriver->cuMemcpyDtoH(got.data(), again.ptr, bytes));
+      if (got != want) {
+        ADD_FAILURE() << "launch " << i + 2 << " gave other bits";
+        return;
+      }
+    }
+  };
   IntermediatePrecision precision = IntermediatePrecision::RoundToIO;
   if (c.path == Path::TwoKernel) {
     auto second = loadFromBundle(*c.expand);
@@ -188,6 +208,15 @@ TEST_P(GpuCorrectness, MatchesReference) {
       auto s = launchGemm(*gDriver, *first, call, knobs, &inter, nullptr);
       ASSERT_TRUE(s) << s.error().message;
     });
+    std::vector<uint16_t> interBits(interElems);
+    CU(gDriver->cuMemcpyDtoH(interBits.data(), interBuf.ptr, interElems * 2));
+    sameBitsAgain(interBits, interElems * 2, [&](void *dst) {
+      CU(gDriver->cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(dst), 0xFF,
+                                  interElems * 2, nullptr));
+      IntermediateBuffer other{dst, int64_t(pairs) * p.rank, p.rank};
+      auto s = launchGemm(*gDriver, *first, call, knobs, &other, nullptr);
+      ASSERT_TRUE(s) << s.error().message;
+    });
   } else {
     if (c.path == Path::SmallBatch)
       precision = IntermediatePrecision::Fp32;
@@ -205,6 +234,14 @@ TEST_P(GpuCorrectness, MatchesReference) {
     again.out = scratch.get();
     relaunchClusterKernel([&] {
       auto s = launchGemm(*gDriver, *first, again, knobs, nullptr, nullptr);
+      ASSERT_TRUE(s) << s.error().message;
+    });
+    sameBitsAgain(result, result.size() * 2, [&](void *dst) {
+      CU(gDriver->cuMemcpyHtoD(reinterpret_cast<CUdeviceptr>(dst),
+                               poison.data(), poison.size() * 2));
+      MoeLoraCall into = call;
+      into.out = dst;
+      auto s = launchGemm(*gDriver, *first, into, knobs, nullptr, nullptr);
       ASSERT_TRUE(s) << s.error().message;
     });
   }

@@ -60,7 +60,8 @@ Value loraMatrixBase(TileBuilder &tb, Value ptrArray, Value slice, Value lora,
 /// bulk copies need not fetch it.
 void prefetchWeightTensorMaps(TileBuilder &tb, const KernelArgs &args);
 
-/// tmaWeights: thread 0 copies the A tiles of `count` slices (sliceOf(s):
+/// tmaWeights: one thread (thread 0, or lane 0 of the producer warp)
+/// copies the A tiles of `count` slices (sliceOf(s):
 /// the s-th computed slice) by bulk tensor copies through each slice's
 /// tensor map into tileOf(s): rows row0 .. row0 + rows - 1 of A_s[l, e]
 /// (l, e: the block's adapter and expert), BLOCK_K columns from k0, in

@@ -75,7 +75,7 @@ struct TileRows {
 /// so row addresses and masks are computed once per thread, not per step.
 struct TileCopyPlan {
   struct Chunk {
-    int first = 0;        ///< chunk index = threadId + first
+    int first = 0;        ///< chunk index = the thread's index + first
     bool guarded = false; ///< the last round: not every thread has a chunk
     Value rowPtr;         ///< &src[row][0], clamped for invalid rows
     Value rowValid;       ///< i1
@@ -84,7 +84,20 @@ struct TileCopyPlan {
   };
   int vecElems = 8; ///< elements per cp.async (8, 4 or 2: 16, 8 or 4 bytes)
   int totalChunks = 0;
+  Value thread; ///< i32 index of this thread among the copying threads
   llvm::SmallVector<Chunk> chunks;
+};
+
+/// The threads that copy a tile: `count` of them, this one at `index`
+/// (count 0: all of the spec's threads, at threadId). With lanesPerRow,
+/// each row's chunks are shared by that many threads (each round covers
+/// count / lanesPerRow whole rows), so that a thread addresses few rows
+/// (rows / (count / lanesPerRow)) however wide the tile is; otherwise
+/// chunks go to threads in row-major order.
+struct CopyThreads {
+  int count = 0;
+  Value index;
+  int lanesPerRow = 0;
 };
 
 /// How a shared tile is laid out.
@@ -124,6 +137,15 @@ struct PipelineLoop {
   /// with the bytes it copies. Every thread waits for the stage's phase
   /// before the barrier that publishes it.
   Value stageBarriers;
+  /// Warp specialisation (KernelSpec::producerWarp): the warp after the
+  /// spec's num_warps runs every issue() and then exits; the others run
+  /// every consume() and never issue. stageBarriers then holds 2 * stages
+  /// mbarriers: "full" ones, on which the producer's 32 lanes arrive when
+  /// their cp.async land (plus fullExtraArrivals more arrivals per phase,
+  /// e.g. a bulk copy's expect-tx arrive), then "empty" ones, on which each
+  /// consumer warp arrives when its MMAs are done with the stage.
+  bool producerWarp = false;
+  int fullExtraArrivals = 0;
 };
 
 class TileBuilder {
@@ -268,7 +290,8 @@ public:
   /// into a shared tile of row pitch `pitch` elements.
   TileCopyPlan planTileCopy(int rows, int cols, int vecElems, int pitch,
                             const TileRows &source,
-                            SharedTileLayout layout = SharedTileLayout::Padded);
+                            SharedTileLayout layout = SharedTileLayout::Padded,
+                            CopyThreads threads = {});
   /// Issues the planned cp.async chunks for global columns starting at
   /// colStart into `smemTile`; columns >= colLimit (if given) read zeros.
   void issueTileCopy(const TileCopyPlan &plan, Value smemTile, Value colStart,
@@ -279,8 +302,14 @@ public:
   void commitGroup();
   void waitGroup(int pending);
   /// Runs a PipelineLoop; returns the final carried values. Leaves all
-  /// copies complete and the shared buffers free on exit.
+  /// copies complete and the shared buffers free on exit. With a producer
+  /// warp, only the consumers return (the producer exits).
   ValueVec pipelined(const PipelineLoop &loop, mlir::ValueRange init);
+  /// i1: this thread is in the producer warp (KernelSpec::producerWarp:
+  /// the warp after num_warps).
+  Value inProducerWarp();
+  /// The 32 lanes of the producer warp as copying threads.
+  CopyThreads producerLanes();
 
   /// mma.sync A fragment (16x16) from a row-major shared tile [row][k].
   std::array<Value, 4> loadFragA(Value smemTile, int pitch, Value row0,
@@ -325,11 +354,11 @@ public:
   void fenceAsyncShared();
 
   // ---- Bulk tensor copies (sm_90) ----
-  /// Thread 0 initialises `count` mbarriers (8 bytes each from the shared
-  /// address `bars`), each completing a phase on one arrival and its
-  /// transaction bytes; a block barrier publishes them (pipelined() does
-  /// it for a PipelineLoop's stageBarriers).
-  void initStageBarriers(Value bars, int count);
+  /// Thread 0 initialises arrivals.size() mbarriers (8 bytes each from the
+  /// shared address `bars`), barrier i completing a phase on arrivals[i]
+  /// arrivals and its transaction bytes; a block barrier publishes them
+  /// (pipelined() does it for a PipelineLoop's stageBarriers).
+  void initStageBarriers(Value bars, llvm::ArrayRef<int> arrivals);
   /// The mbarrier `index` (i32) of initStageBarriers' array.
   Value stageBarrier(Value bars, Value index);
   /// Arrives on `bar` after adding `bytes` to the transaction bytes its
@@ -338,6 +367,13 @@ public:
   /// Waits until the phase of `bar` with parity `parity` (i32: 0 or 1) has
   /// completed; its copies are then visible to this thread.
   void waitBarrierPhase(Value bar, Value parity);
+  /// One arrival on `bar` once this thread's earlier cp.async have landed
+  /// (cp.async.mbarrier.arrive.noinc: counted in the barrier's arrivals).
+  void arriveWhenCopiesLand(Value bar);
+  /// One arrival on `bar` (release: this thread's earlier accesses first).
+  void arrive(Value bar);
+  /// Ends this thread (PTX exit): block barriers stop waiting for it.
+  void exitThread();
   /// prefetch.tensormap: brings the tensor map at `map` (a TensorMap
   /// parameter's address) close to the copy engine ahead of its first use.
   void prefetchTensorMap(Value map);

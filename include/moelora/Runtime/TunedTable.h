@@ -57,6 +57,10 @@ struct TunedConfig {
   /// slices' host base pointers; -1: absent (cp.async), 0 / 1 from the
   /// table.
   int tmaWeights = -1;
+  /// one_shot, two_kernel (its shrink), with wgmma: a producer warp issues
+  /// the shrink's copies (KernelSpec::producerWarp); -1: absent (off),
+  /// 0 / 1 from the table.
+  int producerWarp = -1;
 };
 
 struct TunedEntry {

@@ -120,13 +120,27 @@ struct KernelSpec {
   /// the slices' base addresses on the host (moelora_fused_args::
   /// lora_a_host_ptrs); calls without them run the cp.async variant.
   bool tmaWeights = false;
+  /// wgmma kernels: warp specialisation of the shrink's pipeline. One more
+  /// warp than num_warps (the producer) issues every copy of every stage
+  /// (x by cp.async, A by cp.async or, with tmaWeights, bulk tensor
+  /// copies) and leaves after the last; the num_warps warps only wait for
+  /// a stage's mbarrier ("full"), multiply and release it on a second one
+  /// ("empty"). No block barrier per K step, and the copies never wait for
+  /// the slowest warp's MMAs. (setmaxnreg is not used: it acts on whole
+  /// warpgroups, and a producer warpgroup would cost these small blocks
+  /// 128 threads' registers.)
+  bool producerWarp = false;
   std::string origin; ///< "file:line" of the spec this came from
 
   /// BLOCK_R = max(16, next_pow2(R)).
   int blockR() const;
   /// EVEN_K: K % BLOCK_K == 0 when K is known; false (masked loads) else.
   bool evenK() const;
+  /// The threads that compute (num_warps warps): work is divided among them.
   int threads() const { return numWarps * 32; }
+  /// The threads a block is launched with: threads(), and the producer
+  /// warp (producerWarp).
+  int launchThreads() const { return threads() + (producerWarp ? 32 : 0); }
   /// Whether this variant stages output tiles (alignedOutput applies).
   bool stagesOutput() const {
     return alignedOutput &&

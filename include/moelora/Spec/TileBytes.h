@@ -61,7 +61,7 @@ struct OneShotSharedLayout {
   explicit OneShotSharedLayout(const KernelSpec &spec);
   /// The largest phase: the bytes the phases share.
   int phaseBytes(const KernelSpec &spec) const;
-  /// phaseBytes, then the shrink's stage barriers (tmaWeights).
+  /// phaseBytes, then the shrink's stage barriers (stageBarrierBytes).
   int sharedBytes(const KernelSpec &spec) const;
 };
 
@@ -71,10 +71,19 @@ inline int weightTileRows(const KernelSpec &spec) {
   return spec.family == KernelFamily::OneShot ? spec.blockR() : spec.blockN;
 }
 
-/// tmaWeights: one 8-byte mbarrier per shrink stage, after every phase's
-/// bytes (an mbarrier's memory may not be reused while it is valid).
+/// Whether the shrink's stages complete on mbarriers: its A tiles arrive
+/// by bulk tensor copies, or a producer warp fills them.
+inline bool hasStageBarriers(const KernelSpec &spec) {
+  return spec.tmaWeights || spec.producerWarp;
+}
+/// The shrink's stage barriers (8-byte mbarriers), after every phase's
+/// bytes (an mbarrier's memory may not be reused while it is valid): one
+/// per stage ("full"), and with a producer warp one more per stage that
+/// the consumers release it on ("empty").
 inline int stageBarrierBytes(const KernelSpec &spec) {
-  return spec.tmaWeights ? 8 * spec.numStages : 0;
+  if (!hasStageBarriers(spec))
+    return 0;
+  return 8 * spec.numStages * (spec.producerWarp ? 2 : 1);
 }
 /// Offset of the stage barriers in a kernel's dynamic shared memory of
 /// `sharedBytes` bytes (they are its last bytes).

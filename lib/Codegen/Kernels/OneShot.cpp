@@ -30,7 +30,9 @@
 // as the warps along N do. Its accumulators land in mma.sync's layout, so
 // the reduction, cluster sum and expand are the same code. With
 // tma_weights, thread 0 fetches the A tiles by bulk tensor copies (one
-// mbarrier per stage counts their bytes) while all threads copy x.
+// mbarrier per stage counts their bytes) while all threads copy x. With
+// producer_warp, one more warp issues all of the shrink's copies and the
+// others only multiply (PipelineLoop::producerWarp).
 //
 //===----------------------------------------------------------------------===//
 
@@ -184,21 +186,33 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
     const SharedTileLayout tileLayout =
         wg ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
-    TileCopyPlan xPlan = tb.planTileCopy(spec.blockM, spec.blockK, kVec,
-                                         lay.xPitch, xRows, tileLayout);
+    // The copying threads: all, planned once; or the producer warp's lanes,
+    // planned again for every stage, so that 32 lanes do not hold every
+    // row's address for the whole loop (the kernel's register count, which
+    // every warp is given, doubled).
+    const CopyThreads copiers =
+        spec.producerWarp ? tb.producerLanes() : CopyThreads{};
+    TileCopyPlan xPlan;
     llvm::SmallVector<TileCopyPlan> aPlans;
-    for (int s = 0; s < F && !spec.tmaWeights; ++s) {
-      Value aBase =
-          loraMatrixBase(tb, args[kAPtrs], sliceBlock(s).slice, blk.lora,
-                         blk.expert, args[kAStrideL], args[kAStrideE]);
-      TileRows aRows = matrixRows(
-          tb, aBase, args[kAStrideR], [](Value r) { return r; },
-          R < BR ? std::function<Value(Value)>(
-                       [&tb, R](Value r) { return tb.lt(r, tb.i32(R)); })
-                 : std::function<Value(Value)>());
-      aPlans.push_back(tb.planTileCopy(BR, spec.blockK, kVec, lay.xPitch, aRows,
-                                       tileLayout));
-    }
+    auto planCopies = [&] {
+      aPlans.clear();
+      xPlan = tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.xPitch, xRows,
+                              tileLayout, copiers);
+      for (int s = 0; s < F && !spec.tmaWeights; ++s) {
+        Value aBase =
+            loraMatrixBase(tb, args[kAPtrs], sliceBlock(s).slice, blk.lora,
+                           blk.expert, args[kAStrideL], args[kAStrideE]);
+        TileRows aRows = matrixRows(
+            tb, aBase, args[kAStrideR], [](Value r) { return r; },
+            R < BR ? std::function<Value(Value)>(
+                         [&tb, R](Value r) { return tb.lt(r, tb.i32(R)); })
+                   : std::function<Value(Value)>());
+        aPlans.push_back(tb.planTileCopy(BR, spec.blockK, kVec, lay.xPitch,
+                                         aRows, tileLayout, copiers));
+      }
+    };
+    if (!spec.producerWarp)
+      planCopies();
     Value smem = tb.shared();
     const int stageBytes = lay.shrinkStage;
     auto aOffset = [&](int s) {
@@ -219,11 +233,17 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     shrink.stages = spec.numStages;
     shrink.count = tb.sub(stepHi, stepLo);
     shrink.asyncProxyReads = wg;
-    if (spec.tmaWeights) {
+    if (hasStageBarriers(spec)) {
       shrink.stageBarriers =
           tb.shared(stageBarrierOffset(spec, lay.sharedBytes(spec)));
     }
+    if (spec.producerWarp) {
+      shrink.producerWarp = true;
+      shrink.fullExtraArrivals = spec.tmaWeights ? 1 : 0;
+    }
     shrink.issue = [&](Value iter, Value stage) {
+      if (spec.producerWarp)
+        planCopies();
       Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(stageBytes)));
       Value k0 = tb.mul(tb.add(stepLo, iter), tb.i32(spec.blockK));
       tb.issueTileCopy(xPlan, base, k0, kLimit);

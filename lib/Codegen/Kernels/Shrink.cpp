@@ -13,7 +13,8 @@
 // wgmma (sm_90a): as in the one-shot, the tiles are 128-byte swizzled and
 // each warpgroup (64 rows; warpgroups beyond BLOCK_M / 64 take a share of
 // BLOCK_N) multiplies them with wgmma.mma_async from shared memory; with
-// tma_weights the A tiles arrive by bulk tensor copies.
+// tma_weights the A tiles arrive by bulk tensor copies; with producer_warp
+// one more warp issues every copy (PipelineLoop::producerWarp).
 //
 //===----------------------------------------------------------------------===//
 
@@ -138,20 +139,35 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
     const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
     const SharedTileLayout tileLayout =
         wg ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
-    TileCopyPlan aPlan = tb.planTileCopy(spec.blockM, spec.blockK, kVec,
-                                         lay.pitch, rows, tileLayout);
+    // The copying threads: all, planned once; or the producer warp's lanes,
+    // planned again for every stage, so that 32 lanes do not hold every
+    // row's address for the whole loop (the kernel's register count, which
+    // every warp is given, doubled).
+    const CopyThreads copiers =
+        spec.producerWarp ? tb.producerLanes() : CopyThreads{};
+    TileCopyPlan aPlan;
     llvm::SmallVector<TileCopyPlan> wPlans;
-    for (int s = 0; s < F && !spec.tmaWeights; ++s) {
-      Value wBase =
-          loraMatrixBase(tb, args[kAPtrs], sliceOf(s), blk.lora, blk.expert,
-                         args[kAStrideL], args[kAStrideE]);
-      TileRows wRows = matrixRows(
-          tb, wBase, args[kAStrideR],
-          [&tb, n0](Value r) { return tb.add(n0, r); },
-          [&tb, n0, nTotal](Value r) { return tb.lt(tb.add(n0, r), nTotal); });
-      wPlans.push_back(tb.planTileCopy(spec.blockN, spec.blockK, kVec,
-                                       lay.pitch, wRows, tileLayout));
-    }
+    auto planCopies = [&] {
+      wPlans.clear();
+      aPlan = tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.pitch, rows,
+                              tileLayout, copiers);
+      for (int s = 0; s < F && !spec.tmaWeights; ++s) {
+        Value wBase =
+            loraMatrixBase(tb, args[kAPtrs], sliceOf(s), blk.lora, blk.expert,
+                           args[kAStrideL], args[kAStrideE]);
+        TileRows wRows = matrixRows(
+            tb, wBase, args[kAStrideR],
+            [&tb, n0](Value r) { return tb.add(n0, r); },
+            [&tb, n0, nTotal](Value r) {
+              return tb.lt(tb.add(n0, r), nTotal);
+            });
+        wPlans.push_back(tb.planTileCopy(spec.blockN, spec.blockK, kVec,
+                                         lay.pitch, wRows, tileLayout,
+                                         copiers));
+      }
+    };
+    if (!spec.producerWarp)
+      planCopies();
     Value kLimit = spec.evenK() ? Value() : kTotal;
 
     // This split's K range, in whole BLOCK_K steps.
@@ -171,11 +187,17 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
     loop.stages = spec.numStages;
     loop.count = tb.maxS(tb.sub(stepHi, stepLo), tb.i32(0));
     loop.asyncProxyReads = wg;
-    if (spec.tmaWeights) {
+    if (hasStageBarriers(spec)) {
       loop.stageBarriers =
           tb.shared(stageBarrierOffset(spec, shrinkKernelSharedBytes(spec)));
     }
+    if (spec.producerWarp) {
+      loop.producerWarp = true;
+      loop.fullExtraArrivals = spec.tmaWeights ? 1 : 0;
+    }
     loop.issue = [&](Value iter, Value stage) {
+      if (spec.producerWarp)
+        planCopies();
       Value base = stageBase(stage);
       Value k0 = tb.mul(tb.add(stepLo, iter), tb.i32(spec.blockK));
       tb.issueTileCopy(aPlan, base, k0, kLimit);

@@ -143,7 +143,8 @@ gpu::GPUModuleOp buildModule(ModuleOp top, const KernelSpec &spec) {
     func.setArgAttr(kNumGemmParams + s, LLVM::LLVMDialect::getAlignAttrName(),
                     b.getI64IntegerAttr(kTensorMapAlign));
   func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  func.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({spec.threads(), 1, 1}));
+  func.setKnownBlockSizeAttr(
+      b.getDenseI32ArrayAttr({spec.launchThreads(), 1, 1}));
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
   KernelArgs args{entry.getArguments()};
@@ -325,7 +326,7 @@ Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
                                          const GenerateOptions &options) {
   GeneratedKernel out;
   out.entryName = spec.entryName();
-  out.threads = spec.threads();
+  out.threads = spec.launchThreads();
   out.sharedBytes = sharedMemoryBytes(spec);
   auto fail = [&](const std::string &what) {
     return makeError(fmt::format("{}: {}", spec.cacheKey(), what));

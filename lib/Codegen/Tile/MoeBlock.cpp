@@ -121,7 +121,8 @@ void issueWeightTensorTiles(TileBuilder &tb, const KernelArgs &args,
       map = tb.select(tb.eq(slice, tb.i32(s)), args[kNumGemmParams + s], map);
     return map;
   };
-  tb.ifThen(tb.eq(tb.threadId(), tb.i32(0)), [&] {
+  Value issuer = spec.producerWarp ? tb.laneId() : tb.threadId();
+  tb.ifThen(tb.eq(issuer, tb.i32(0)), [&] {
     tb.arriveExpectBytes(bar, count * rows * spec.blockK * kElementBytes);
     // Coordinates innermost first: (k, row, expert, adapter).
     for (int s = 0; s < count; ++s)

@@ -352,7 +352,8 @@ ValueVec TileBuilder::sumOverCluster(Type type, Value sharedPtr, int blocks) {
 // ---- Tiles ----
 TileCopyPlan TileBuilder::planTileCopy(int rows, int cols, int vecElems,
                                        int pitch, const TileRows &source,
-                                       SharedTileLayout layout) {
+                                       SharedTileLayout layout,
+                                       CopyThreads copiers) {
   assert((layout == SharedTileLayout::Padded ||
           (vecElems == 8 && cols % 64 == 0)) &&
          "a swizzled tile is copied in 16-byte chunks of 64-column atoms");
@@ -360,31 +361,53 @@ TileCopyPlan TileBuilder::planTileCopy(int rows, int cols, int vecElems,
   plan.vecElems = vecElems;
   const int chunksPerRow = cols / vecElems;
   const int total = rows * chunksPerRow;
-  const int threads = kernelSpec.threads();
+  const int threads = copiers.count ? copiers.count : kernelSpec.threads();
+  plan.thread = copiers.count ? copiers.index : threadId();
   plan.totalChunks = total;
+  auto smemIndex = [&](Value row, Value col) -> Value {
+    if (layout == SharedTileLayout::Padded)
+      return add(mul(row, i32(pitch)), col);
+    // Atom (col / 64), row, then the chunk's slot (col / 8) % 8 XOR
+    // row % 8: the 128-byte swizzle that wgmma's descriptor names.
+    Value atom = divU(col, i32(64));
+    Value slot = arith::XOrIOp::create(
+        b, location, remU(divU(col, i32(8)), i32(8)), remU(row, i32(8)));
+    return add(add(mul(atom, i32(rows * 64)), mul(row, i32(64))),
+               mul(slot, i32(8)));
+  };
+  if (const int lanes = copiers.lanesPerRow) {
+    const int rowsPerRound = threads / lanes;
+    assert(threads % lanes == 0 && chunksPerRow % lanes == 0 &&
+           rows % rowsPerRound == 0 && "whole rows per round");
+    Value rowInRound = divU(plan.thread, i32(lanes));
+    Value chunkInRow = remU(plan.thread, i32(lanes));
+    for (int round = 0; round < rows / rowsPerRound; ++round) {
+      Value row = add(rowInRound, i32(round * rowsPerRound));
+      Value rowPtr = source.rowBase(row);
+      Value rowValid = source.rowValid ? source.rowValid(row) : boolean(true);
+      for (int i = 0; i < chunksPerRow / lanes; ++i) {
+        TileCopyPlan::Chunk c;
+        c.colInTile = mul(add(chunkInRow, i32(i * lanes)), i32(vecElems));
+        c.rowPtr = rowPtr;
+        c.rowValid = rowValid;
+        c.smemIndex = smemIndex(row, c.colInTile);
+        plan.chunks.push_back(c);
+      }
+    }
+    return plan;
+  }
   for (int first = 0; first < total; first += threads) {
     TileCopyPlan::Chunk c;
     c.first = first;
     c.guarded = first + threads > total;
-    Value chunk = add(threadId(), i32(first));
+    Value chunk = add(plan.thread, i32(first));
     if (c.guarded) // keep the row index in range for the address math
       chunk = minS(chunk, i32(total - 1));
     Value row = divU(chunk, i32(chunksPerRow));
     c.colInTile = mul(remU(chunk, i32(chunksPerRow)), i32(vecElems));
     c.rowPtr = source.rowBase(row);
     c.rowValid = source.rowValid ? source.rowValid(row) : boolean(true);
-    if (layout == SharedTileLayout::Padded) {
-      c.smemIndex = add(mul(row, i32(pitch)), c.colInTile);
-    } else {
-      // Atom (col / 64), row, then the chunk's slot (col / 8) % 8 XOR
-      // row % 8: the 128-byte swizzle that wgmma's descriptor names.
-      Value atom = divU(c.colInTile, i32(64));
-      Value slot = arith::XOrIOp::create(
-          b, location, remU(divU(c.colInTile, i32(8)), i32(8)),
-          remU(row, i32(8)));
-      c.smemIndex = add(add(mul(atom, i32(rows * 64)), mul(row, i32(64))),
-                        mul(slot, i32(8)));
-    }
+    c.smemIndex = smemIndex(row, c.colInTile);
     plan.chunks.push_back(c);
   }
   return plan;
@@ -420,7 +443,7 @@ void TileBuilder::issueTileCopy(const TileCopyPlan &plan, Value smemTile,
       copyAsync(gep(smemTile, c.smemIndex, elem), src, bytes, srcBytes);
     };
     if (c.guarded)
-      ifThen(lt(add(threadId(), i32(c.first)), i32(plan.totalChunks)), emit);
+      ifThen(lt(add(plan.thread, i32(c.first)), i32(plan.totalChunks)), emit);
     else
       emit();
   }
@@ -433,10 +456,75 @@ void TileBuilder::waitGroup(int pending) {
   NVVM::CpAsyncWaitGroupOp::create(b, location, pending);
 }
 
+Value TileBuilder::inProducerWarp() {
+  return eq(warpId(), i32(kernelSpec.numWarps));
+}
+
+CopyThreads TileBuilder::producerLanes() {
+  // Two lanes per row: a round copies 16 rows' 32-byte runs (whole sectors)
+  // and a lane addresses rows / 16 rows.
+  return {32, laneId(), 2};
+}
+
+/// The warp-specialised pipeline: see PipelineLoop::producerWarp.
+static ValueVec pipelinedWithProducer(TileBuilder &tb, const PipelineLoop &loop,
+                                      ValueRange init) {
+  const int stages = loop.stages;
+  const int consumerWarps = tb.spec().numWarps;
+  Value full = loop.stageBarriers;
+  Value empty = tb.stageBarrier(full, tb.i32(stages));
+  SmallVector<int> arrivals(stages, 32 + loop.fullExtraArrivals);
+  arrivals.append(stages, consumerWarps);
+  tb.initStageBarriers(full, arrivals);
+  // A stage's barriers complete one phase per use: iteration i waits for
+  // phase i / stages of `full`, and (i >= stages) for phase i / stages - 1
+  // of `empty`, the consumers' release of the previous use.
+  auto parity = [&](Value use) { return tb.remU(use, tb.i32(2)); };
+  tb.ifThen(tb.inProducerWarp(), [&] {
+    tb.forLoop(tb.i32(0), loop.count, tb.i32(1), {},
+               [&](Value iter, ValueRange) {
+                 Value stage = tb.remU(iter, tb.i32(stages));
+                 Value use = tb.divU(iter, tb.i32(stages));
+                 tb.ifThen(tb.ge(iter, tb.i32(stages)), [&] {
+                   tb.waitBarrierPhase(tb.stageBarrier(empty, stage),
+                                       parity(tb.add(use, tb.i32(1))));
+                 });
+                 loop.issue(iter, stage);
+                 tb.arriveWhenCopiesLand(tb.stageBarrier(full, stage));
+                 return ValueVec{};
+               });
+    // Nothing is left to issue: the consumers' block barriers from here on
+    // stop waiting for this warp once it has exited. Its copies land first.
+    tb.waitGroup(0);
+    tb.exitThread();
+  });
+  ValueVec result =
+      tb.forLoop(tb.i32(0), loop.count, tb.i32(1), init,
+                 [&](Value iter, ValueRange carried) {
+                   Value stage = tb.remU(iter, tb.i32(stages));
+                   tb.waitBarrierPhase(tb.stageBarrier(full, stage),
+                                       parity(tb.divU(iter, tb.i32(stages))));
+                   // The producer's cp.async wrote through the generic proxy.
+                   if (loop.asyncProxyReads)
+                     tb.fenceAsyncShared();
+                   ValueVec out = loop.consume(iter, stage, carried);
+                   // consume() has waited for its MMAs: the warp is done with
+                   // the stage.
+                   tb.ifThen(tb.eq(tb.laneId(), tb.i32(0)),
+                             [&] { tb.arrive(tb.stageBarrier(empty, stage)); });
+                   return out;
+                 });
+  // The buffers are reused after this: every consumer is done with them.
+  tb.barrier();
+  return result;
+}
+
 ValueVec TileBuilder::pipelined(const PipelineLoop &loop, ValueRange init) {
   const int stages = loop.stages;
+  if (loop.producerWarp)
+    return pipelinedWithProducer(*this, loop, init);
   if (loop.stageBarriers)
-    initStageBarriers(loop.stageBarriers, stages);
+    initStageBarriers(loop.stageBarriers, SmallVector<int>(stages, 1));
   if (stages <= 1) {
     // One buffer: copy, wait, use, and keep the buffer until all warps are
     // done with it.
@@ -610,11 +698,11 @@ void TileBuilder::fenceAsyncShared() {
                                  NVVM::SharedSpace::shared_cta));
 }
 
-void TileBuilder::initStageBarriers(Value bars, int count) {
+void TileBuilder::initStageBarriers(Value bars, ArrayRef<int> arrivals) {
   ifThen(eq(threadId(), i32(0)), [&] {
-    for (int i = 0; i < count; ++i)
+    for (size_t i = 0; i < arrivals.size(); ++i)
       NVVM::MBarrierInitOp::create(b, location, stageBarrier(bars, i32(i)),
-                                   i32(1), /*predicate=*/Value());
+                                   i32(arrivals[i]), /*predicate=*/Value());
     // The initialisation becomes visible to the async proxy, whose copies
     // complete their bytes on these barriers.
     NVVM::FenceMbarrierInitOp::create(b, location);
@@ -645,6 +733,16 @@ void TileBuilder::waitBarrierPhase(Value bar, Value parity) {
   b.createBlock(&loop.getAfter());
   scf::YieldOp::create(b, location);
 }
+
+void TileBuilder::arriveWhenCopiesLand(Value bar) {
+  NVVM::CpAsyncMBarrierArriveOp::create(b, location, bar, /*noinc=*/true);
+}
+
+void TileBuilder::arrive(Value bar) {
+  NVVM::MBarrierArriveOp::create(b, location, Type(), bar, /*count=*/Value());
+}
+
+void TileBuilder::exitThread() { NVVM::Exit::create(b, location); }
 
 void TileBuilder::prefetchTensorMap(Value map) {
   NVVM::PrefetchOp::create(b, location, /*cacheLevel=*/nullptr,

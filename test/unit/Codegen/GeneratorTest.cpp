@@ -656,6 +656,43 @@ TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
       EXPECT_TRUE(r.ok) << r.log;
       EXPECT_EQ(r.spillStores + r.spillLoads, 0) << r.log;
     }
+
+    // producer_warp, with A by cp.async and by bulk tensor copies: one
+    // more warp issues every copy and exits; the others wait for a stage's
+    // full barrier and release it on its empty one, with no block barrier
+    // in the loop.
+    if (s.numStages < 2 || s.numWarps > 8)
+      continue;
+    for (bool withTma : {false, true}) {
+      KernelSpec pw = s;
+      pw.tmaWeights = withTma;
+      pw.producerWarp = true;
+      SCOPED_TRACE(withTma ? "producer_warp + tma_weights" : "producer_warp");
+      ASSERT_EQ(validateSpec(pw), "");
+      auto p = generateKernel(pw);
+      ASSERT_TRUE(p) << p.error().message;
+      const GeneratedKernel &base = withTma ? *t : *g;
+      EXPECT_EQ(p->sharedBytes, g->sharedBytes + 16 * s.numStages);
+      EXPECT_EQ(p->threads, s.threads() + 32);
+      EXPECT_NE(p->ptx.find(fmt::format(".maxntid {}, 1, 1", s.threads() + 32)),
+                std::string::npos);
+      EXPECT_EQ(count(p->ptx, "mbarrier.init.shared.b64"), 2 * s.numStages);
+      EXPECT_GE(count(p->ptx, "cp.async.mbarrier.arrive.noinc.shared.b64"), 1);
+      EXPECT_GE(count(p->ptx, "mbarrier.arrive.shared.b64"), 1);
+      EXPECT_GE(count(p->ptx, "exit;"), 1);
+      EXPECT_EQ(count(p->ptx, "mbarrier.arrive.expect_tx") > 0, withTma);
+      // The consumers' loop has no block barrier: fewer bar.sync than the
+      // kernel without the producer, which has one per K step (and the
+      // producer's second barrier initialisation adds one).
+      EXPECT_LE(count(p->ptx, "bar.sync"), count(base.ptx, "bar.sync"));
+      if (havePtxAs) {
+        PtxasReport r =
+            assemble(p->ptx, s.ptxTarget(), dir / fmt::format("{}.ptx", j++));
+        EXPECT_TRUE(r.ok) << r.log;
+        EXPECT_EQ(r.spillStores + r.spillLoads, 0) << r.log;
+        EXPECT_EQ(r.log.find("serialized"), std::string::npos) << r.log;
+      }
+    }
   }
   fs::remove_all(dir);
 }

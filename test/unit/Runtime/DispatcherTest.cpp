@@ -1088,6 +1088,52 @@ TEST(DispatcherTunedTest, TmaWeightsNeedsWgmmaAndTheHostBasePointers) {
   }
 }
 
+// producer_warp (one_shot: the kernel's; two_kernel: its shrink's) applies
+// where the entry's wgmma does, with or without tma_weights; a tile without
+// wgmma takes neither.
+TEST(DispatcherTunedTest, ProducerWarpFollowsWgmma) {
+  for (const char *path : {"one_shot", "two_kernel"}) {
+    SCOPED_TRACE(path);
+    auto t = TunedTable::parse(
+        fmt::format(R"({{"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {{"path": "{}", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {{"wgmma": true, "tma_weights": true,
+                 "producer_warp": true}}}}]}})",
+                    path),
+        "t.json");
+    ASSERT_TRUE(t) << t.error().message;
+    const bool sharded = std::string(path) == "two_kernel";
+    const void *bases[2] = {reinterpret_cast<const void *>(0x100000),
+                            reinterpret_cast<const void *>(0x200000)};
+    MoeLoraCall c = sortedCall(512, 64);
+    c.aStrideR = c.K;
+    c.aStrideE = int64_t(c.rank) * c.K;
+    c.aStrideL = int64_t(c.numExperts) * c.aStrideE;
+    c.loraAHostPtrs = bases;
+    DispatchPlan p = planOk(c, sharded, &*t);
+    const KernelSpec &s = p.kernels[0].spec;
+    EXPECT_TRUE(s.wgmma);
+    EXPECT_TRUE(s.tmaWeights);
+    EXPECT_TRUE(s.producerWarp);
+    EXPECT_EQ(s.launchThreads(), s.threads() + 32);
+    EXPECT_TRUE(validateSpec(s).empty());
+    // Without the host pointers: the producer warp copies A by cp.async.
+    MoeLoraCall none = c;
+    none.loraAHostPtrs = nullptr;
+    DispatchPlan q = planOk(none, sharded, &*t);
+    EXPECT_FALSE(q.kernels[0].spec.tmaWeights);
+    EXPECT_TRUE(q.kernels[0].spec.producerWarp);
+    // BLOCK_SIZE_M 16 (no wgmma tile): neither.
+    DispatchPlan m16 = planOk(sortedCall(512, 16), sharded, &*t);
+    EXPECT_FALSE(m16.kernels[0].spec.wgmma);
+    EXPECT_FALSE(m16.kernels[0].spec.producerWarp);
+    EXPECT_EQ(m16.kernels[0].spec.launchThreads(),
+              m16.kernels[0].spec.threads());
+  }
+}
+
 // A tuned 16-block cluster that fits nowhere on the GPU (DeviceInfo::
 // clusterFits) is planned as the same entry with SPLIT_K 8 would be: the
 // small-batch tiles per item and the one-shot's NPID follow the 8-block

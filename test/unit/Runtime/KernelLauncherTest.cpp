@@ -8,6 +8,7 @@
 #include "moelora/Runtime/KernelLauncher.h"
 #include "moelora/Spec/KernelAbi.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -71,6 +72,14 @@ TEST(LaunchGeometryTest, OneShot) {
       EXPECT_EQ(g.grid[2], sorted ? 3u : 1u);
       EXPECT_EQ(g.block, unsigned(s.numWarps * 32));
       EXPECT_FALSE(g.empty());
+      // A producer warp is launched beside the num_warps warps; the grid
+      // is the same.
+      KernelSpec ws = s;
+      ws.wgmma = true;
+      ws.producerWarp = true;
+      LaunchGeometry gw = launchGeometry(ws, c, k);
+      EXPECT_EQ(gw.block, unsigned(s.numWarps * 32 + 32));
+      EXPECT_THAT(gw.grid, ::testing::ElementsAreArray(g.grid));
     }
   // NPID 0 (unset) launches like 1.
   MoeLoraCall c = call(4, 2, false);

@@ -101,6 +101,16 @@ TEST(TunedTableTest, ParsesEveryField) {
     ASSERT_TRUE(w) << w.error().message;
     EXPECT_EQ(w->entries[0].config.tmaWeights, tma ? 1 : 0);
   }
+  // producer_warp likewise.
+  EXPECT_EQ(a.config.producerWarp, -1);
+  for (bool pw : {false, true}) {
+    json k = validTable();
+    k["entries"][0]["config"]["wgmma"] = true;
+    k["entries"][0]["config"]["producer_warp"] = pw;
+    auto w = TunedTable::parse(k.dump(), "t.json");
+    ASSERT_TRUE(w) << w.error().message;
+    EXPECT_EQ(w->entries[0].config.producerWarp, pw ? 1 : 0);
+  }
   // few_rows (one_shot; two_kernel: its expand's): absent is -1, else 0 / 1.
   EXPECT_EQ(a.config.fewRows, -1);
   for (bool fr : {false, true}) {

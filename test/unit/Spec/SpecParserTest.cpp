@@ -26,7 +26,8 @@ const std::string kAllFields =
     "name, kernel, dtype, target, rank, K, BLOCK_SIZE_M, BLOCK_SIZE_N, "
     "BLOCK_SIZE_K, GROUP_SIZE_M, SPLIT_K, num_warps, num_stages, metadata, "
     "MUL_ROUTED_WEIGHT, ADD_INPUTS, num_slices, NPID, min_blocks_per_sm, "
-    "out_aligned, fuse_slices, wgmma, few_rows, few_rows_tile, tma_weights";
+    "out_aligned, fuse_slices, wgmma, few_rows, few_rows_tile, tma_weights, "
+    "producer_warp";
 const std::string kFamilies =
     "one_shot, small_batch, shrink, expand, align_block_size";
 
@@ -724,6 +725,49 @@ TEST(SpecParserRuleTest, TmaWeightsRules) {
   EXPECT_EQ(parseError(shrink + "BLOCK_SIZE_N: 512\n"),
             "t.yaml:1:1: BLOCK_SIZE_N: 512 with tma_weights: a tensor copy's "
             "box has at most 256 rows; allowed: <= 256 with tma_weights");
+}
+
+// producer_warp: one more warp issues the wgmma shrink's copies; its own
+// key and entry name, a block of num_warps + 1 warps; only with wgmma, only
+// one_shot and shrink, two or more stages.
+TEST(SpecParserRuleTest, ProducerWarpRules) {
+  const std::string base = "kernel: one_shot\nrank: 16\nBLOCK_SIZE_M: 64\n"
+                           "BLOCK_SIZE_K: 64\nnum_warps: 4\nwgmma: true\n";
+  SpecSet set = parseOk(base + "producer_warp: [false, true]\n");
+  ASSERT_EQ(set.specs.size(), 2u);
+  EXPECT_FALSE(set.specs[0].producerWarp);
+  EXPECT_TRUE(set.specs[1].producerWarp);
+  EXPECT_EQ(set.specs[0].cacheKey(), parseOk(base).specs[0].cacheKey());
+  EXPECT_EQ(set.specs[1].cacheKey(), set.specs[0].cacheKey() + ";ws=p");
+  EXPECT_THAT(set.specs[1].entryName(), HasSubstr("_wg_pw_h"));
+  EXPECT_FALSE(set.specs[0] == set.specs[1]);
+  EXPECT_EQ(set.specs[0].launchThreads(), 128);
+  EXPECT_EQ(set.specs[1].threads(), 128);
+  EXPECT_EQ(set.specs[1].launchThreads(), 160);
+  SpecSet both = parseOk(base + "tma_weights: true\nproducer_warp: true\n");
+  EXPECT_THAT(both.specs.at(0).entryName(), HasSubstr("_wg_tma_pw_h"));
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nBLOCK_SIZE_M: 64\n"
+                       "producer_warp: true\n"),
+            "t.yaml:1:1: producer_warp: true needs wgmma: true (the "
+            "warp-specialised pipeline feeds wgmma's tiles); allowed: false "
+            "without wgmma");
+  EXPECT_EQ(parseError("kernel: expand\nrank: 16\nproducer_warp: true\n"),
+            "t.yaml:1:1: producer_warp: true is only supported by one_shot "
+            "and shrink (got expand); allowed: false for expand");
+  EXPECT_EQ(parseError(base + "num_stages: 1\nproducer_warp: true\n"),
+            "t.yaml:1:1: num_stages: 1 with producer_warp: the producer "
+            "fills one stage while another is used; allowed: >= 2 with "
+            "producer_warp");
+  const std::string shrink = "kernel: shrink\nrank: 64\nBLOCK_SIZE_M: 64\n"
+                             "BLOCK_SIZE_K: 64\nnum_warps: 4\nwgmma: true\n"
+                             "producer_warp: true\n";
+  EXPECT_TRUE(parseOk(shrink + "BLOCK_SIZE_N: 16\n").specs.at(0).producerWarp);
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 64\nBLOCK_SIZE_M: 128\n"
+                       "BLOCK_SIZE_K: 128\nnum_warps: 16\nwgmma: true\n"
+                       "producer_warp: true\n"),
+            "t.yaml:1:1: num_warps: 16 with producer_warp: 544 threads per "
+            "block leave each at most 96 registers; allowed: <= 8 with "
+            "producer_warp");
 }
 
 // wgmma: one_shot and shrink on sm_90, 64-row warpgroup tiles (BLOCK_SIZE_M
