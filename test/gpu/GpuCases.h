@@ -497,7 +497,10 @@ inline std::vector<GpuCase> gpuCases() {
           WgmmaCase{32, 2048, 1408, 8, 64, 1, 1, false, false, 128},
           WgmmaCase{64, 1000, 1000, 16, 128, 1, 1, false, false, 128},
           // Two stages.
-          WgmmaCase{16, 2048, 1408, 4, 64, 1, 1, false, false, 64, 2}}) {
+          WgmmaCase{16, 2048, 1408, 4, 64, 1, 1, false, false, 64, 2},
+          // 4 K steps over an 8-block cluster: ranks with one step (fewer
+          // than the stages) and ranks with none.
+          WgmmaCase{16, 256, 1408, 4, 64, 8, 8, false, false}}) {
       GpuCase c;
       c.path = Path::OneShot;
       c.spec = baseSpec(KernelFamily::OneShot, t, w.R, w.K, true);

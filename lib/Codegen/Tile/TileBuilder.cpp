@@ -494,7 +494,9 @@ static ValueVec pipelinedWithProducer(TileBuilder &tb, const PipelineLoop &loop,
                  return ValueVec{};
                });
     // Nothing is left to issue: the consumers' block barriers from here on
-    // stop waiting for this warp once it has exited. Its copies land first.
+    // stop waiting for this warp once it has exited. Its copies (and their
+    // arrivals) land first: wait_group counts committed groups only.
+    tb.commitGroup();
     tb.waitGroup(0);
     tb.exitThread();
   });

@@ -257,7 +257,7 @@ TEST(GeneratorDefaultSet, LaunchBoundAndSharedMemoryMatchTheMetadata) {
   for (const Generated &g : defaultKernels()) {
     // The runtime launches GeneratedKernel::threads threads; ptxas allocates
     // registers for the declared bound, so the two must agree.
-    EXPECT_EQ(g.threads, g.spec.threads()) << g.spec.cacheKey();
+    EXPECT_EQ(g.threads, g.spec.launchThreads()) << g.spec.cacheKey();
     std::smatch m;
     if (std::regex_search(g.ptx, m,
                           std::regex(R"(\.(maxntid|reqntid) (\d+), 1, 1)"))) {
@@ -680,6 +680,11 @@ TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
       EXPECT_GE(count(p->ptx, "cp.async.mbarrier.arrive.noinc.shared.b64"), 1);
       EXPECT_GE(count(p->ptx, "mbarrier.arrive.shared.b64"), 1);
       EXPECT_GE(count(p->ptx, "exit;"), 1);
+      // The producer commits and waits for its own copies before it exits
+      // (wait_group counts committed groups only).
+      EXPECT_NE(p->ptx.find("cp.async.commit_group;\n\tcp.async.wait_group "
+                            "\t0;\n\texit;"),
+                std::string::npos);
       EXPECT_EQ(count(p->ptx, "mbarrier.arrive.expect_tx") > 0, withTma);
       // The consumers' loop has no block barrier: fewer bar.sync than the
       // kernel without the producer, which has one per K step (and the

@@ -1154,7 +1154,7 @@ void expectLaunchMatches(const moelora_kernel_launch &l, const PlannedKernel &k,
   EXPECT_EQ(l.grid[0], g.grid[0]);
   EXPECT_EQ(l.grid[1], g.grid[1]);
   EXPECT_EQ(l.grid[2], g.grid[2]);
-  EXPECT_EQ(l.block, unsigned(k.spec.threads()));
+  EXPECT_EQ(l.block, unsigned(k.spec.launchThreads()));
   EXPECT_GT(l.grid[0], 0u);
 }
 

@@ -1132,6 +1132,24 @@ TEST(DispatcherTunedTest, ProducerWarpFollowsWgmma) {
     EXPECT_EQ(m16.kernels[0].spec.launchThreads(),
               m16.kernels[0].spec.threads());
   }
+  // Where the tile allows wgmma but not a producer warp (one stage, or 16
+  // warps: 544 threads), the entry runs the wgmma kernel without it.
+  for (const char *knob : {R"("num_stages": 1)", R"("num_warps": 16)"}) {
+    SCOPED_TRACE(knob);
+    auto t = TunedTable::parse(
+        fmt::format(R"({{"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {{"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048,
+     "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {{"wgmma": true, "producer_warp": true, {}}}}}]}})",
+                    knob),
+        "t.json");
+    ASSERT_TRUE(t) << t.error().message;
+    DispatchPlan p = planOk(sortedCall(512, 64), false, &*t);
+    EXPECT_TRUE(p.kernels[0].spec.wgmma);
+    EXPECT_FALSE(p.kernels[0].spec.producerWarp);
+    EXPECT_TRUE(validateSpec(p.kernels[0].spec).empty());
+  }
 }
 
 // A tuned 16-block cluster that fits nowhere on the GPU (DeviceInfo::

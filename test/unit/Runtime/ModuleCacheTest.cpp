@@ -753,7 +753,7 @@ TEST_F(ModuleCacheBundleTest, ServedFromBundleWithoutGenerator) {
   EXPECT_EQ(cache.stats().jitGenerations, 0u);
   EXPECT_EQ((*img)->ptx, fakeImage(spec).ptx);
   EXPECT_EQ((*img)->sharedBytes, fakeImage(spec).sharedBytes);
-  EXPECT_EQ((*img)->threads, spec.threads());
+  EXPECT_EQ((*img)->threads, spec.launchThreads());
   EXPECT_EQ((*img)->contentHash, fakeImage(spec).contentHash);
   auto img2 = cache.image(other);
   ASSERT_TRUE(img2) << img2.error().message;

@@ -98,7 +98,7 @@ inline KernelImage fakeImage(const KernelSpec &spec) {
   image.ptx = "// fake PTX\n// cache_key: " + spec.cacheKey() +
               "\n.visible .entry " + spec.entryName() + "()\n{\n\tret;\n}\n";
   image.sharedBytes = 1024 * spec.numStages + 16 * spec.blockN;
-  image.threads = spec.threads();
+  image.threads = spec.launchThreads();
   image.contentHash = contentHash(image.ptx);
   return image;
 }
