@@ -146,6 +146,9 @@ struct PipelineLoop {
   /// consumer warp arrives when its MMAs are done with the stage.
   bool producerWarp = false;
   int fullExtraArrivals = 0;
+  /// With a producer warp: called once in it before its first issue(), to
+  /// plan its copies there (the consumers never hold their addresses).
+  std::function<void()> prepareIssue;
 };
 
 class TileBuilder {

@@ -186,10 +186,9 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
     const SharedTileLayout tileLayout =
         wg ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
-    // The copying threads: all, planned once; or the producer warp's lanes,
-    // planned again for every stage, so that 32 lanes do not hold every
-    // row's address for the whole loop (the kernel's register count, which
-    // every warp is given, doubled).
+    // The copying threads: all, or the producer warp's lanes, which plan
+    // their copies in the producer (PipelineLoop::prepareIssue) so that the
+    // consumers hold no copy addresses.
     const CopyThreads copiers =
         spec.producerWarp ? tb.producerLanes() : CopyThreads{};
     TileCopyPlan xPlan;
@@ -240,10 +239,9 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     if (spec.producerWarp) {
       shrink.producerWarp = true;
       shrink.fullExtraArrivals = spec.tmaWeights ? 1 : 0;
+      shrink.prepareIssue = planCopies;
     }
     shrink.issue = [&](Value iter, Value stage) {
-      if (spec.producerWarp)
-        planCopies();
       Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(stageBytes)));
       Value k0 = tb.mul(tb.add(stepLo, iter), tb.i32(spec.blockK));
       tb.issueTileCopy(xPlan, base, k0, kLimit);

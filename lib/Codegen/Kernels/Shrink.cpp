@@ -139,10 +139,9 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
     const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
     const SharedTileLayout tileLayout =
         wg ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
-    // The copying threads: all, planned once; or the producer warp's lanes,
-    // planned again for every stage, so that 32 lanes do not hold every
-    // row's address for the whole loop (the kernel's register count, which
-    // every warp is given, doubled).
+    // The copying threads: all, or the producer warp's lanes, which plan
+    // their copies in the producer (PipelineLoop::prepareIssue) so that the
+    // consumers hold no copy addresses.
     const CopyThreads copiers =
         spec.producerWarp ? tb.producerLanes() : CopyThreads{};
     TileCopyPlan aPlan;
@@ -194,10 +193,9 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
     if (spec.producerWarp) {
       loop.producerWarp = true;
       loop.fullExtraArrivals = spec.tmaWeights ? 1 : 0;
+      loop.prepareIssue = planCopies;
     }
     loop.issue = [&](Value iter, Value stage) {
-      if (spec.producerWarp)
-        planCopies();
       Value base = stageBase(stage);
       Value k0 = tb.mul(tb.add(stepLo, iter), tb.i32(spec.blockK));
       tb.issueTileCopy(aPlan, base, k0, kLimit);

@@ -481,6 +481,8 @@ static ValueVec pipelinedWithProducer(TileBuilder &tb, const PipelineLoop &loop,
   // of `empty`, the consumers' release of the previous use.
   auto parity = [&](Value use) { return tb.remU(use, tb.i32(2)); };
   tb.ifThen(tb.inProducerWarp(), [&] {
+    if (loop.prepareIssue)
+      loop.prepareIssue();
     tb.forLoop(tb.i32(0), loop.count, tb.i32(1), {},
                [&](Value iter, ValueRange) {
                  Value stage = tb.remU(iter, tb.i32(stages));
