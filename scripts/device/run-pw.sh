@@ -7,7 +7,7 @@
 #  2. Prefill A/B/C, 2 rounds: A the committed table, B .carry/pw.json
 #     (producer_warp on every wgmma entry), C .carry/tmapw.json (tma_weights
 #     and producer_warp on them), for bucket_flag_choice.py.
-#  -> $OUT/part1.tar.gz
+#  -> $OUT/part0.tar.gz (the suite), $OUT/part1.tar.gz (everything)
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 SUITE=${SUITE:-'*_pw*'}
@@ -20,6 +20,8 @@ OUT=$W/suite timeout 200 bash scripts/device/run-gpu-suite.sh \
   --gtest_filter="$SUITE" > "$W/suite.txt" 2>&1
 echo "exit $?"
 grep -E "FAILED|PASSED|exit:" "$W/suite.txt" | tail -20
+# Kept even if the A/B below is cut short.
+tar czf "$OUT/part0.tar.gz" -C "$W" card.txt suite.txt suite
 echo "=== A/B/C ($(date +%T))"
 # A table serves only the GPU it names: on an H200, the staged copies that
 # name it (their kernels are in the bench cache too).
