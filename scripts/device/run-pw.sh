@@ -29,7 +29,9 @@ TA=specs/tuned/NVIDIA_H100_80GB_HBM3.json TB=.carry/pw.json TC=.carry/tmapw.json
 if [[ $card == *H200* ]]; then
   TA=.carry/h100-as-h200.json TB=.carry/pw-h200.json TC=.carry/tmapw-h200.json
 fi
-A=.carry:$TA B=.carry:$TB C=.carry:$TC \
+# NO_C=1: A and B only (less device time).
+[ -n "${NO_C:-}" ] && TC=
+A=.carry:$TA B=.carry:$TB C=${TC:+.carry:$TC} \
   FILTER=prefill ROUNDS=${PW_ROUNDS:-2} NAME=ab OUT=$W BENCH_LIMIT=60 \
   bash scripts/device/run-build-ab.sh > "$W/ab.log" 2>&1
 echo "ab exit $?"; grep geomean "$W/ab.log"
