@@ -39,7 +39,7 @@ int OneShotSharedLayout::phaseBytes(const KernelSpec &spec) const {
 
 int OneShotSharedLayout::sharedBytes(const KernelSpec &spec) const {
   // Phase bytes are multiples of 16, so the barriers are 8-byte aligned.
-  return phaseBytes(spec) + stageBarrierBytes(spec);
+  return phaseBytes(spec) + shrinkTailBytes(spec);
 }
 
 int shrinkStageBytes(const KernelSpec &spec) {
@@ -53,7 +53,7 @@ int shrinkKernelSharedBytes(const KernelSpec &spec) {
   const int partial =
       spec.splitK > 1 ? slices * spec.blockM * spec.blockN * 4 : 0;
   return std::max(shrinkStageBytes(spec) * spec.numStages, partial) +
-         stageBarrierBytes(spec);
+         shrinkTailBytes(spec);
 }
 
 int expandStageBytes(const KernelSpec &spec) {

@@ -79,25 +79,30 @@ struct TileCopyPlan {
     bool guarded = false; ///< the last round: not every thread has a chunk
     Value rowPtr;         ///< &src[row][0], clamped for invalid rows
     Value rowValid;       ///< i1
+    Value row;            ///< i32 tile row (read from the plan's rowTable)
     Value smemIndex;      ///< element offset of the chunk in the tile
     Value colInTile;      ///< i32 column of the chunk in the tile
   };
   int vecElems = 8; ///< elements per cp.async (8, 4 or 2: 16, 8 or 4 bytes)
   int totalChunks = 0;
   Value thread; ///< i32 index of this thread among the copying threads
+  /// Shared row table (TileBuilder::writeRowTable): each chunk reads its
+  /// row's address and validity there when it is issued, so that no thread
+  /// holds a row address between stages.
+  Value rowTable;
   llvm::SmallVector<Chunk> chunks;
 };
 
 /// The threads that copy a tile: `count` of them, this one at `index`
-/// (count 0: all of the spec's threads, at threadId). With lanesPerRow,
-/// each row's chunks are shared by that many threads (each round covers
-/// count / lanesPerRow whole rows), so that a thread addresses few rows
-/// (rows / (count / lanesPerRow)) however wide the tile is; otherwise
-/// chunks go to threads in row-major order.
+/// (count 0: all of the spec's threads, at threadId); chunks go to them in
+/// row-major order. With `rowTable` (8 bytes per tile row in shared
+/// memory), planTileCopy first writes the rows' addresses there
+/// (TileBuilder::writeRowTable) and each chunk reads its row's when it is
+/// issued, so that no thread holds row addresses between stages.
 struct CopyThreads {
   int count = 0;
   Value index;
-  int lanesPerRow = 0;
+  Value rowTable;
 };
 
 /// How a shared tile is laid out.
@@ -290,11 +295,17 @@ public:
 
   // ---- Tiles ----
   /// Plans the copy of a rows x cols tile (cols a multiple of vecElems)
-  /// into a shared tile of row pitch `pitch` elements.
+  /// into a shared tile of row pitch `pitch` elements, by `threads`.
   TileCopyPlan planTileCopy(int rows, int cols, int vecElems, int pitch,
                             const TileRows &source,
                             SharedTileLayout layout = SharedTileLayout::Padded,
                             CopyThreads threads = {});
+  /// Writes the address and validity of `rows` tile rows of `source` into
+  /// the shared row table at `table` (8 bytes a row: the address, its bit 0
+  /// set for an invalid row), spread over `copiers`; a warp's copiers then
+  /// sync (bar.warp.sync) before they read it.
+  void writeRowTable(Value table, int rows, const TileRows &source,
+                     CopyThreads copiers);
   /// Issues the planned cp.async chunks for global columns starting at
   /// colStart into `smemTile`; columns >= colLimit (if given) read zeros.
   void issueTileCopy(const TileCopyPlan &plan, Value smemTile, Value colStart,

@@ -85,10 +85,28 @@ inline int stageBarrierBytes(const KernelSpec &spec) {
     return 0;
   return 8 * spec.numStages * (spec.producerWarp ? 2 : 1);
 }
+/// producerWarp: the rows of the tiles the producer copies by cp.async (x,
+/// and each computed slice's A tile without tmaWeights), one 8-byte row
+/// address each in its row table.
+inline int producerRowTableRows(const KernelSpec &spec) {
+  if (!spec.producerWarp)
+    return 0;
+  const int slices = spec.fusesSlices() ? spec.numSlices : 1;
+  return spec.blockM + (spec.tmaWeights ? 0 : slices * weightTileRows(spec));
+}
+/// The bytes after a shrink's phases: its stage barriers, then the
+/// producer's row table.
+inline int shrinkTailBytes(const KernelSpec &spec) {
+  return stageBarrierBytes(spec) + 8 * producerRowTableRows(spec);
+}
 /// Offset of the stage barriers in a kernel's dynamic shared memory of
-/// `sharedBytes` bytes (they are its last bytes).
+/// `sharedBytes` bytes (they and the row table are its last bytes).
 inline int stageBarrierOffset(const KernelSpec &spec, int sharedBytes) {
-  return sharedBytes - stageBarrierBytes(spec);
+  return sharedBytes - shrinkTailBytes(spec);
+}
+/// Offset of the producer's row table: right after the stage barriers.
+inline int producerRowTableOffset(const KernelSpec &spec, int sharedBytes) {
+  return stageBarrierOffset(spec, sharedBytes) + stageBarrierBytes(spec);
 }
 
 /// One stage of the two-kernel shrink: the x tile, then each computed

@@ -187,16 +187,23 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     const SharedTileLayout tileLayout =
         wg ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
     // The copying threads: all, or the producer warp's lanes, which plan
-    // their copies in the producer (PipelineLoop::prepareIssue) so that the
-    // consumers hold no copy addresses.
-    const CopyThreads copiers =
-        spec.producerWarp ? tb.producerLanes() : CopyThreads{};
+    // their copies in the producer (PipelineLoop::prepareIssue) through a
+    // row table in shared memory (the x tile's rows, then each A tile's),
+    // so that the consumers hold no copy addresses and the producer few.
+    auto copiersFor = [&](int tableRow) {
+      if (!spec.producerWarp)
+        return CopyThreads{};
+      CopyThreads c = tb.producerLanes();
+      c.rowTable = tb.shared(
+          producerRowTableOffset(spec, lay.sharedBytes(spec)) + 8 * tableRow);
+      return c;
+    };
     TileCopyPlan xPlan;
     llvm::SmallVector<TileCopyPlan> aPlans;
     auto planCopies = [&] {
       aPlans.clear();
       xPlan = tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.xPitch, xRows,
-                              tileLayout, copiers);
+                              tileLayout, copiersFor(0));
       for (int s = 0; s < F && !spec.tmaWeights; ++s) {
         Value aBase =
             loraMatrixBase(tb, args[kAPtrs], sliceBlock(s).slice, blk.lora,
@@ -207,7 +214,8 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
                          [&tb, R](Value r) { return tb.lt(r, tb.i32(R)); })
                    : std::function<Value(Value)>());
         aPlans.push_back(tb.planTileCopy(BR, spec.blockK, kVec, lay.xPitch,
-                                         aRows, tileLayout, copiers));
+                                         aRows, tileLayout,
+                                         copiersFor(spec.blockM + s * BR)));
       }
     };
     if (!spec.producerWarp)

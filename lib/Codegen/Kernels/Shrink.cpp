@@ -140,16 +140,24 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
     const SharedTileLayout tileLayout =
         wg ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
     // The copying threads: all, or the producer warp's lanes, which plan
-    // their copies in the producer (PipelineLoop::prepareIssue) so that the
-    // consumers hold no copy addresses.
-    const CopyThreads copiers =
-        spec.producerWarp ? tb.producerLanes() : CopyThreads{};
+    // their copies in the producer (PipelineLoop::prepareIssue) through a
+    // row table in shared memory (the x tile's rows, then each A tile's),
+    // so that the consumers hold no copy addresses and the producer few.
+    auto copiersFor = [&](int tableRow) {
+      if (!spec.producerWarp)
+        return CopyThreads{};
+      CopyThreads c = tb.producerLanes();
+      c.rowTable = tb.shared(
+          producerRowTableOffset(spec, shrinkKernelSharedBytes(spec)) +
+          8 * tableRow);
+      return c;
+    };
     TileCopyPlan aPlan;
     llvm::SmallVector<TileCopyPlan> wPlans;
     auto planCopies = [&] {
       wPlans.clear();
       aPlan = tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.pitch, rows,
-                              tileLayout, copiers);
+                              tileLayout, copiersFor(0));
       for (int s = 0; s < F && !spec.tmaWeights; ++s) {
         Value wBase =
             loraMatrixBase(tb, args[kAPtrs], sliceOf(s), blk.lora, blk.expert,
@@ -160,9 +168,9 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
             [&tb, n0, nTotal](Value r) {
               return tb.lt(tb.add(n0, r), nTotal);
             });
-        wPlans.push_back(tb.planTileCopy(spec.blockN, spec.blockK, kVec,
-                                         lay.pitch, wRows, tileLayout,
-                                         copiers));
+        wPlans.push_back(tb.planTileCopy(
+            spec.blockN, spec.blockK, kVec, lay.pitch, wRows, tileLayout,
+            copiersFor(spec.blockM + s * spec.blockN)));
       }
     };
     if (!spec.producerWarp)

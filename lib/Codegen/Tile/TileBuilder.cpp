@@ -363,6 +363,9 @@ TileCopyPlan TileBuilder::planTileCopy(int rows, int cols, int vecElems,
   const int total = rows * chunksPerRow;
   const int threads = copiers.count ? copiers.count : kernelSpec.threads();
   plan.thread = copiers.count ? copiers.index : threadId();
+  plan.rowTable = copiers.rowTable;
+  if (plan.rowTable)
+    writeRowTable(plan.rowTable, rows, source, copiers);
   plan.totalChunks = total;
   auto smemIndex = [&](Value row, Value col) -> Value {
     if (layout == SharedTileLayout::Padded)
@@ -375,27 +378,6 @@ TileCopyPlan TileBuilder::planTileCopy(int rows, int cols, int vecElems,
     return add(add(mul(atom, i32(rows * 64)), mul(row, i32(64))),
                mul(slot, i32(8)));
   };
-  if (const int lanes = copiers.lanesPerRow) {
-    const int rowsPerRound = threads / lanes;
-    assert(threads % lanes == 0 && chunksPerRow % lanes == 0 &&
-           rows % rowsPerRound == 0 && "whole rows per round");
-    Value rowInRound = divU(plan.thread, i32(lanes));
-    Value chunkInRow = remU(plan.thread, i32(lanes));
-    for (int round = 0; round < rows / rowsPerRound; ++round) {
-      Value row = add(rowInRound, i32(round * rowsPerRound));
-      Value rowPtr = source.rowBase(row);
-      Value rowValid = source.rowValid ? source.rowValid(row) : boolean(true);
-      for (int i = 0; i < chunksPerRow / lanes; ++i) {
-        TileCopyPlan::Chunk c;
-        c.colInTile = mul(add(chunkInRow, i32(i * lanes)), i32(vecElems));
-        c.rowPtr = rowPtr;
-        c.rowValid = rowValid;
-        c.smemIndex = smemIndex(row, c.colInTile);
-        plan.chunks.push_back(c);
-      }
-    }
-    return plan;
-  }
   for (int first = 0; first < total; first += threads) {
     TileCopyPlan::Chunk c;
     c.first = first;
@@ -405,8 +387,12 @@ TileCopyPlan TileBuilder::planTileCopy(int rows, int cols, int vecElems,
       chunk = minS(chunk, i32(total - 1));
     Value row = divU(chunk, i32(chunksPerRow));
     c.colInTile = mul(remU(chunk, i32(chunksPerRow)), i32(vecElems));
-    c.rowPtr = source.rowBase(row);
-    c.rowValid = source.rowValid ? source.rowValid(row) : boolean(true);
+    if (copiers.rowTable) {
+      c.row = row;
+    } else {
+      c.rowPtr = source.rowBase(row);
+      c.rowValid = source.rowValid ? source.rowValid(row) : boolean(true);
+    }
     c.smemIndex = smemIndex(row, c.colInTile);
     plan.chunks.push_back(c);
   }
@@ -421,6 +407,31 @@ void TileBuilder::copyAsync(Value smemDst, Value src, int bytes,
   NVVM::CpAsyncOp::create(b, location, smemDst, src, bytes, modifier, srcBytes);
 }
 
+void TileBuilder::writeRowTable(Value table, int rows, const TileRows &source,
+                                CopyThreads copiers) {
+  const int threads = copiers.count ? copiers.count : kernelSpec.threads();
+  Value thread = copiers.count ? copiers.index : threadId();
+  for (int row0 = 0; row0 < rows; row0 += threads) {
+    auto write = [&] {
+      Value row = add(thread, i32(row0));
+      Value bits =
+          LLVM::PtrToIntOp::create(b, location, i64Type(), source.rowBase(row));
+      if (source.rowValid)
+        bits = arith::OrIOp::create(
+            b, location, bits,
+            arith::ExtUIOp::create(b, location, i64Type(),
+                                   lnot(source.rowValid(row))));
+      store(bits, gep(table, row, i64Type()));
+    };
+    if (row0 + threads > rows)
+      ifThen(lt(add(thread, i32(row0)), i32(rows)), write);
+    else
+      write();
+  }
+  if (copiers.count == 32)
+    syncWarp();
+}
+
 void TileBuilder::issueTileCopy(const TileCopyPlan &plan, Value smemTile,
                                 Value colStart, Value colLimit) {
   const int bytes = plan.vecElems * kElementBytes;
@@ -429,6 +440,16 @@ void TileBuilder::issueTileCopy(const TileCopyPlan &plan, Value smemTile,
     auto emit = [&] {
       Value col = add(colStart, c.colInTile);
       Value valid = c.rowValid;
+      Value rowPtr = c.rowPtr;
+      if (plan.rowTable) {
+        // Bit 0 marks an invalid row; the address is then a valid row's.
+        Value bits = load(i64Type(), gep(plan.rowTable, c.row, i64Type()));
+        valid = eq(arith::AndIOp::create(b, location, bits, i64(1)), i64(0));
+        Value address =
+            arith::AndIOp::create(b, location, bits, i64(~int64_t(1)));
+        rowPtr =
+            LLVM::IntToPtrOp::create(b, location, globalPtrType(), address);
+      }
       Value srcBytes = i32(bytes);
       if (colLimit) {
         // Bytes left in the row at this column, clamped to [0, bytes].
@@ -439,7 +460,7 @@ void TileBuilder::issueTileCopy(const TileCopyPlan &plan, Value smemTile,
       srcBytes = select(valid, srcBytes, i32(0));
       // Masked chunks still need a mapped address: column 0 of a valid row.
       Value safeCol = select(valid, col, i32(0));
-      Value src = gep(c.rowPtr, safeCol, elem);
+      Value src = gep(rowPtr, safeCol, elem);
       copyAsync(gep(smemTile, c.smemIndex, elem), src, bytes, srcBytes);
     };
     if (c.guarded)
@@ -460,11 +481,7 @@ Value TileBuilder::inProducerWarp() {
   return eq(warpId(), i32(kernelSpec.numWarps));
 }
 
-CopyThreads TileBuilder::producerLanes() {
-  // Two lanes per row: a round copies 16 rows' 32-byte runs (whole sectors)
-  // and a lane addresses rows / 16 rows.
-  return {32, laneId(), 2};
-}
+CopyThreads TileBuilder::producerLanes() { return {32, laneId(), Value()}; }
 
 /// The warp-specialised pipeline: see PipelineLoop::producerWarp.
 static ValueVec pipelinedWithProducer(TileBuilder &tb, const PipelineLoop &loop,

@@ -672,7 +672,15 @@ TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
       auto p = generateKernel(pw);
       ASSERT_TRUE(p) << p.error().message;
       const GeneratedKernel &base = withTma ? *t : *g;
-      EXPECT_EQ(p->sharedBytes, g->sharedBytes + 16 * s.numStages);
+      // Two barriers per stage, then the producer's row table: x's rows and
+      // (cp.async A) each computed slice's A rows, 8 bytes each.
+      const int slices = s.fusesSlices() ? s.numSlices : 1;
+      EXPECT_EQ(producerRowTableRows(pw),
+                s.blockM + (withTma ? 0 : slices * weightTileRows(s)));
+      EXPECT_EQ(p->sharedBytes, g->sharedBytes + 16 * s.numStages +
+                                    8 * producerRowTableRows(pw));
+      // The producer reads each chunk's row address from the table.
+      EXPECT_GE(count(p->ptx, "ld.shared.b64"), 1);
       EXPECT_EQ(p->threads, s.threads() + 32);
       EXPECT_NE(p->ptx.find(fmt::format(".maxntid {}, 1, 1", s.threads() + 32)),
                 std::string::npos);
