@@ -73,6 +73,12 @@ void issueWeightTensorTiles(TileBuilder &tb, const KernelArgs &args,
                             int rows, Value k0, Value row0, Value bar,
                             llvm::function_ref<Value(int)> tileOf);
 
+/// The threads that copy a shrink tile whose rows start at row `tableRow`
+/// of the producer's row table: all threads, or (producerWarp) the
+/// producer's lanes through the row table at the end of a kernel's
+/// `sharedBytes` of shared memory (producerRowTableOffset).
+CopyThreads shrinkTileCopiers(TileBuilder &tb, int sharedBytes, int tableRow);
+
 /// Tile rows over a matrix: row r of the tile is matrix row rowOf(r) when
 /// valid(r) (row 0 otherwise), at `stride` elements per row.
 TileRows matrixRows(TileBuilder &tb, Value base, Value stride,

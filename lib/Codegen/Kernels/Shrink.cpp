@@ -144,13 +144,7 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
     // row table in shared memory (the x tile's rows, then each A tile's),
     // so that the consumers hold no copy addresses and the producer few.
     auto copiersFor = [&](int tableRow) {
-      if (!spec.producerWarp)
-        return CopyThreads{};
-      CopyThreads c = tb.producerLanes();
-      c.rowTable = tb.shared(
-          producerRowTableOffset(spec, shrinkKernelSharedBytes(spec)) +
-          8 * tableRow);
-      return c;
+      return shrinkTileCopiers(tb, shrinkKernelSharedBytes(spec), tableRow);
     };
     TileCopyPlan aPlan;
     llvm::SmallVector<TileCopyPlan> wPlans;

@@ -131,6 +131,16 @@ void issueWeightTensorTiles(TileBuilder &tb, const KernelArgs &args,
   });
 }
 
+CopyThreads shrinkTileCopiers(TileBuilder &tb, int sharedBytes, int tableRow) {
+  const KernelSpec &spec = tb.spec();
+  if (!spec.producerWarp)
+    return CopyThreads{};
+  CopyThreads c = tb.producerLanes();
+  c.rowTable =
+      tb.shared(producerRowTableOffset(spec, sharedBytes) + 8 * tableRow);
+  return c;
+}
+
 TileRows matrixRows(TileBuilder &tb, Value base, Value stride,
                     std::function<Value(Value)> rowOf,
                     std::function<Value(Value)> valid) {

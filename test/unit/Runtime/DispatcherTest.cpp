@@ -1037,27 +1037,47 @@ TEST(DispatcherTunedTest, TwoKernelEntryChoosesTheWgmmaShrink) {
 // where the entry's wgmma does and the call gives lora_a's host base
 // pointers, 16-byte aligned with 16-byte aligned strides; elsewhere the
 // same entry runs the cp.async wgmma kernel.
-TEST(DispatcherTunedTest, TmaWeightsNeedsWgmmaAndTheHostBasePointers) {
-  for (const char *path : {"one_shot", "two_kernel"}) {
-    SCOPED_TRACE(path);
-    auto t = TunedTable::parse(
-        fmt::format(R"({{"format": "moelora-tuned", "version": 1,
+/// A table of one entry, the sorted bf16 R 16 (K 2048, N 1408, two slices)
+/// bucket of `path`, with these config members.
+TunedTable oneEntryTable(const char *path, const std::string &config) {
+  auto t = TunedTable::parse(
+      fmt::format(R"({{"format": "moelora-tuned", "version": 1,
     "gpu": "NVIDIA H100 80GB HBM3", "entries": [
     {{"path": "{}", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
      "sorted": true, "num_slices": 2, "max_pairs": 100000,
-     "config": {{"wgmma": true, "tma_weights": true}}}}]}})",
-                    path),
-        "t.json");
-    ASSERT_TRUE(t) << t.error().message;
+     "config": {{{}}}}}]}})",
+                  path, config),
+      "t.json");
+  if (!t) {
+    ADD_FAILURE() << t.error().message;
+    return TunedTable{};
+  }
+  return *t;
+}
+
+/// The two slices' lora_a host bases, 16-byte aligned.
+const void *const kHostBases[2] = {reinterpret_cast<const void *>(0x100000),
+                                   reinterpret_cast<const void *>(0x200000)};
+
+/// sortedCall(512, 64) with dense lora_a strides and kHostBases.
+MoeLoraCall callWithHostBases() {
+  MoeLoraCall c = sortedCall(512, 64);
+  c.aStrideR = c.K;
+  c.aStrideE = int64_t(c.rank) * c.K;
+  c.aStrideL = int64_t(c.numExperts) * c.aStrideE;
+  c.loraAHostPtrs = kHostBases;
+  return c;
+}
+
+TEST(DispatcherTunedTest, TmaWeightsNeedsWgmmaAndTheHostBasePointers) {
+  for (const char *path : {"one_shot", "two_kernel"}) {
+    SCOPED_TRACE(path);
+    const TunedTable t =
+        oneEntryTable(path, R"("wgmma": true, "tma_weights": true)");
     const bool sharded = std::string(path) == "two_kernel";
-    const void *bases[2] = {reinterpret_cast<const void *>(0x100000),
-                            reinterpret_cast<const void *>(0x200000)};
-    MoeLoraCall c = sortedCall(512, 64);
-    c.aStrideR = c.K;
-    c.aStrideE = int64_t(c.rank) * c.K;
-    c.aStrideL = int64_t(c.numExperts) * c.aStrideE;
-    c.loraAHostPtrs = bases;
-    DispatchPlan p = planOk(c, sharded, &*t);
+    const void *const *bases = kHostBases;
+    MoeLoraCall c = callWithHostBases();
+    DispatchPlan p = planOk(c, sharded, &t);
     ASSERT_EQ(p.path,
               sharded ? DispatchPath::TwoKernel : DispatchPath::OneShot);
     EXPECT_TRUE(p.kernels[0].spec.wgmma);
@@ -1072,7 +1092,7 @@ TEST(DispatcherTunedTest, TmaWeightsNeedsWgmmaAndTheHostBasePointers) {
     MoeLoraCall stride = c;
     stride.aStrideE += 4;
     for (const MoeLoraCall &without : {none, misaligned, stride}) {
-      DispatchPlan q = planOk(without, sharded, &*t);
+      DispatchPlan q = planOk(without, sharded, &t);
       EXPECT_TRUE(q.kernels[0].spec.wgmma);
       EXPECT_FALSE(q.kernels[0].spec.tmaWeights);
     }
@@ -1082,7 +1102,7 @@ TEST(DispatcherTunedTest, TmaWeightsNeedsWgmmaAndTheHostBasePointers) {
     m16.aStrideE = c.aStrideE;
     m16.aStrideL = c.aStrideL;
     m16.loraAHostPtrs = bases;
-    DispatchPlan q = planOk(m16, sharded, &*t);
+    DispatchPlan q = planOk(m16, sharded, &t);
     EXPECT_FALSE(q.kernels[0].spec.wgmma);
     EXPECT_FALSE(q.kernels[0].spec.tmaWeights);
   }
@@ -1094,25 +1114,11 @@ TEST(DispatcherTunedTest, TmaWeightsNeedsWgmmaAndTheHostBasePointers) {
 TEST(DispatcherTunedTest, ProducerWarpFollowsWgmma) {
   for (const char *path : {"one_shot", "two_kernel"}) {
     SCOPED_TRACE(path);
-    auto t = TunedTable::parse(
-        fmt::format(R"({{"format": "moelora-tuned", "version": 1,
-    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
-    {{"path": "{}", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
-     "sorted": true, "num_slices": 2, "max_pairs": 100000,
-     "config": {{"wgmma": true, "tma_weights": true,
-                 "producer_warp": true}}}}]}})",
-                    path),
-        "t.json");
-    ASSERT_TRUE(t) << t.error().message;
+    const TunedTable t = oneEntryTable(
+        path, R"("wgmma": true, "tma_weights": true, "producer_warp": true)");
     const bool sharded = std::string(path) == "two_kernel";
-    const void *bases[2] = {reinterpret_cast<const void *>(0x100000),
-                            reinterpret_cast<const void *>(0x200000)};
-    MoeLoraCall c = sortedCall(512, 64);
-    c.aStrideR = c.K;
-    c.aStrideE = int64_t(c.rank) * c.K;
-    c.aStrideL = int64_t(c.numExperts) * c.aStrideE;
-    c.loraAHostPtrs = bases;
-    DispatchPlan p = planOk(c, sharded, &*t);
+    MoeLoraCall c = callWithHostBases();
+    DispatchPlan p = planOk(c, sharded, &t);
     const KernelSpec &s = p.kernels[0].spec;
     EXPECT_TRUE(s.wgmma);
     EXPECT_TRUE(s.tmaWeights);
@@ -1122,11 +1128,11 @@ TEST(DispatcherTunedTest, ProducerWarpFollowsWgmma) {
     // Without the host pointers: the producer warp copies A by cp.async.
     MoeLoraCall none = c;
     none.loraAHostPtrs = nullptr;
-    DispatchPlan q = planOk(none, sharded, &*t);
+    DispatchPlan q = planOk(none, sharded, &t);
     EXPECT_FALSE(q.kernels[0].spec.tmaWeights);
     EXPECT_TRUE(q.kernels[0].spec.producerWarp);
     // BLOCK_SIZE_M 16 (no wgmma tile): neither.
-    DispatchPlan m16 = planOk(sortedCall(512, 16), sharded, &*t);
+    DispatchPlan m16 = planOk(sortedCall(512, 16), sharded, &t);
     EXPECT_FALSE(m16.kernels[0].spec.wgmma);
     EXPECT_FALSE(m16.kernels[0].spec.producerWarp);
     EXPECT_EQ(m16.kernels[0].spec.launchThreads(),
@@ -1136,16 +1142,10 @@ TEST(DispatcherTunedTest, ProducerWarpFollowsWgmma) {
   // warps: 544 threads), the entry runs the wgmma kernel without it.
   for (const char *knob : {R"("num_stages": 1)", R"("num_warps": 16)"}) {
     SCOPED_TRACE(knob);
-    auto t = TunedTable::parse(
-        fmt::format(R"({{"format": "moelora-tuned", "version": 1,
-    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
-    {{"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048,
-     "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
-     "config": {{"wgmma": true, "producer_warp": true, {}}}}}]}})",
-                    knob),
-        "t.json");
-    ASSERT_TRUE(t) << t.error().message;
-    DispatchPlan p = planOk(sortedCall(512, 64), false, &*t);
+    const TunedTable t = oneEntryTable(
+        "one_shot",
+        fmt::format(R"("wgmma": true, "producer_warp": true, {})", knob));
+    DispatchPlan p = planOk(sortedCall(512, 64), false, &t);
     EXPECT_TRUE(p.kernels[0].spec.wgmma);
     EXPECT_FALSE(p.kernels[0].spec.producerWarp);
     EXPECT_TRUE(validateSpec(p.kernels[0].spec).empty());
