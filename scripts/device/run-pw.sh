@@ -36,15 +36,4 @@ A=.carry:$TA B=.carry:$TB C=${TC:+.carry:$TC} \
   bash scripts/device/run-build-ab.sh > "$W/ab.log" 2>&1
 echo "ab exit $?"; grep geomean "$W/ab.log"
 tar czf "$OUT/part1.tar.gz" -C "$OUT" pw && rm -rf "$W"
-#  3. H200 only: the H200 table as merged (specs/tuned/NVIDIA_H200.json, the
-#     default lookup) against the one before (.carry/h200-old.json) over the
-#     whole bench -> part2.tar.gz.
-if [[ $card == *H200* && -f .carry/h200-old.json ]]; then
-  W=$OUT/h200-confirm
-  mkdir -p "$W"
-  A=.carry:.carry/h200-old.json B=.carry ROUNDS=2 NAME=confirm OUT=$W \
-    BENCH_LIMIT=80 bash scripts/device/run-build-ab.sh > "$W/confirm.log" 2>&1
-  echo "confirm exit $?"; grep geomean "$W/confirm.log"
-  tar czf "$OUT/part2.tar.gz" -C "$OUT" h200-confirm && rm -rf "$W"
-fi
 echo "=== done ($(date +%T))"
