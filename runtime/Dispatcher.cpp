@@ -129,16 +129,15 @@ static void useWgmmaWhereTheTileAllows(KernelSpec &s, const TunedConfig &c,
     return validateSpec(s).empty() &&
            sharedBytes <= maxDynamicSharedBytes(s.sm);
   };
-  if (c.tmaWeights == 1 && weightTensorMapsApply(call)) {
-    s.tmaWeights = true;
-    if (!fits())
-      s.tmaWeights = false;
-  }
-  if (c.producerWarp == 1) {
-    s.producerWarp = true;
-    if (!fits())
-      s.producerWarp = false;
-  }
+  // fits() judges the spec with the flag on.
+  auto turnOnWhereItFits = [&](bool &flag) {
+    flag = true;
+    flag = fits();
+  };
+  if (c.tmaWeights == 1 && weightTensorMapsApply(call))
+    turnOnWhereItFits(s.tmaWeights);
+  if (c.producerWarp == 1)
+    turnOnWhereItFits(s.producerWarp);
 }
 
 static long ceilDiv(long a, long b) { return (a + b - 1) / b; }

@@ -307,9 +307,6 @@ std::string validateSpec(const KernelSpec &spec) {
                                     "block leave each at most 96 registers",
                                     spec.numWarps, spec.launchThreads()),
                         "<= 8 with producer_warp");
-    // Its 32 lanes copy 16 whole rows of a tile per round: every tile's
-    // rows (BLOCK_M >= 64 with wgmma, BLOCK_R and BLOCK_N powers of two
-    // >= 16) are whole rounds.
   }
 
   return "";

@@ -85,20 +85,18 @@ struct TileCopyPlan {
   };
   int vecElems = 8; ///< elements per cp.async (8, 4 or 2: 16, 8 or 4 bytes)
   int totalChunks = 0;
-  Value thread; ///< i32 index of this thread among the copying threads
-  /// Shared row table (TileBuilder::writeRowTable): each chunk reads its
-  /// row's address and validity there when it is issued, so that no thread
-  /// holds a row address between stages.
-  Value rowTable;
+  Value thread;   ///< i32 index of this thread among the copying threads
+  Value rowTable; ///< CopyThreads::rowTable: chunks read their row there
   llvm::SmallVector<Chunk> chunks;
 };
 
 /// The threads that copy a tile: `count` of them, this one at `index`
 /// (count 0: all of the spec's threads, at threadId); chunks go to them in
 /// row-major order. With `rowTable` (8 bytes per tile row in shared
-/// memory), planTileCopy first writes the rows' addresses there
-/// (TileBuilder::writeRowTable) and each chunk reads its row's when it is
-/// issued, so that no thread holds row addresses between stages.
+/// memory; only for one warp's lanes), planTileCopy first writes the rows'
+/// addresses there (TileBuilder::writeRowTable) and each chunk reads its
+/// row's when it is issued, so that no thread holds row addresses between
+/// stages.
 struct CopyThreads {
   int count = 0;
   Value index;
@@ -302,8 +300,8 @@ public:
                             CopyThreads threads = {});
   /// Writes the address and validity of `rows` tile rows of `source` into
   /// the shared row table at `table` (8 bytes a row: the address, its bit 0
-  /// set for an invalid row), spread over `copiers`; a warp's copiers then
-  /// sync (bar.warp.sync) before they read it.
+  /// set for an invalid row), spread over `copiers` (one warp's lanes),
+  /// which then sync (bar.warp.sync) before they read it.
   void writeRowTable(Value table, int rows, const TileRows &source,
                      CopyThreads copiers);
   /// Issues the planned cp.async chunks for global columns starting at

@@ -139,10 +139,7 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
     const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
     const SharedTileLayout tileLayout =
         wg ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
-    // The copying threads: all, or the producer warp's lanes, which plan
-    // their copies in the producer (PipelineLoop::prepareIssue) through a
-    // row table in shared memory (the x tile's rows, then each A tile's),
-    // so that the consumers hold no copy addresses and the producer few.
+    // The copying threads, as in the one-shot (shrinkTileCopiers).
     auto copiersFor = [&](int tableRow) {
       return shrinkTileCopiers(tb, shrinkKernelSharedBytes(spec), tableRow);
     };

@@ -409,11 +409,12 @@ void TileBuilder::copyAsync(Value smemDst, Value src, int bytes,
 
 void TileBuilder::writeRowTable(Value table, int rows, const TileRows &source,
                                 CopyThreads copiers) {
-  const int threads = copiers.count ? copiers.count : kernelSpec.threads();
-  Value thread = copiers.count ? copiers.index : threadId();
+  // One warp's lanes: a warp sync publishes the table to them.
+  assert(copiers.count == 32 && "a row table is one warp's");
+  const int threads = copiers.count;
   for (int row0 = 0; row0 < rows; row0 += threads) {
     auto write = [&] {
-      Value row = add(thread, i32(row0));
+      Value row = add(copiers.index, i32(row0));
       Value bits =
           LLVM::PtrToIntOp::create(b, location, i64Type(), source.rowBase(row));
       if (source.rowValid)
@@ -424,12 +425,11 @@ void TileBuilder::writeRowTable(Value table, int rows, const TileRows &source,
       store(bits, gep(table, row, i64Type()));
     };
     if (row0 + threads > rows)
-      ifThen(lt(add(thread, i32(row0)), i32(rows)), write);
+      ifThen(lt(add(copiers.index, i32(row0)), i32(rows)), write);
     else
       write();
   }
-  if (copiers.count == 32)
-    syncWarp();
+  syncWarp();
 }
 
 void TileBuilder::issueTileCopy(const TileCopyPlan &plan, Value smemTile,
