@@ -22,15 +22,17 @@ strip .carry/bin/* 2>/dev/null || true
 du -sh .carry
 # Cubins of one kernel per tensor-core family, for the SASS check there.
 mkdir -p .carry/cubin
+# (First matches by glob: `ls | head -1` can die of SIGPIPE under pipefail.)
+first() { echo "$1"; }
 for fam in one_shot shrink expand small_batch; do
-  f=$(ls .carry/gpu-bundle/moelora_${fam}_bf16_*.ptx | head -1)
+  f=$(first .carry/gpu-bundle/moelora_${fam}_bf16_*.ptx)
   /usr/local/cuda/bin/ptxas -arch=sm_90 "$f" -o ".carry/cubin/$(basename "${f%.ptx}").cubin"
 done
 # A wgmma kernel with its A tiles by bulk tensor copies (UTMALDG) and the
 # same kernel without them, per family that has them.
 for fam in one_shot shrink; do
-  f=$(ls .carry/gpu-bundle/moelora_${fam}_bf16_*_wg_tma_*.ptx | head -1)
-  g=$(ls ".carry/gpu-bundle/$(basename "$f" | sed 's/_wg_tma_.*/_wg_/')"*.ptx | head -1)
+  f=$(first .carry/gpu-bundle/moelora_${fam}_bf16_*_wg_tma_*.ptx)
+  g=$(first ".carry/gpu-bundle/$(basename "$f" | sed 's/_wg_tma_.*/_wg_/')"*.ptx)
   for p in "$f" "$g"; do
     /usr/local/cuda/bin/ptxas -arch=sm_90a "$p" -o ".carry/cubin/$(basename "${p%.ptx}").cubin"
   done

@@ -165,56 +165,64 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
   Value pidN = tb.remU(program.pid, npid);
   MoeBlock blk = resolveMoeBlock(tb, args, pidM, program.slice);
 
+  const bool wg = spec.wgmma;
+  // ---- The shrink's copies, planned before the block knows it is active
+  // (withRowIdsLoadedHere): the plan's loads, the block's sorted ids and
+  // A's base pointer, then go out beside its expert's, one memory round
+  // trip sooner. With a producer warp the producer plans them, later.
+  const bool planEarly = !spec.producerWarp;
+  // The slices this program computes: its own, or all of them.
+  auto sliceBlock = [&](int s) {
+    MoeBlock b = blk;
+    if (F > 1)
+      b.slice = tb.i32(s);
+    return b;
+  };
+  TileRows xRows =
+      blockXRows(tb, args, planEarly ? withRowIdsLoadedHere(tb, blk) : blk);
+  // Rows of x and A are K elements apart: the copy width must divide K
+  // (a runtime K requires K % 8 == 0, checked by the runtime).
+  const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
+  const SharedTileLayout tileLayout =
+      wg ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
+  // The copying threads: all, or the producer warp's lanes, which plan
+  // their copies in the producer (PipelineLoop::prepareIssue) through a
+  // row table in shared memory (the x tile's rows, then each A tile's),
+  // so that the consumers hold no copy addresses and the producer few.
+  auto copiersFor = [&](int tableRow) {
+    return shrinkTileCopiers(tb, lay.sharedBytes(spec), tableRow);
+  };
+  TileCopyPlan xPlan;
+  llvm::SmallVector<TileCopyPlan> aPlans;
+  auto planCopies = [&] {
+    aPlans.clear();
+    xPlan = tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.xPitch, xRows,
+                            tileLayout, copiersFor(0));
+    for (int s = 0; s < F && !spec.tmaWeights; ++s) {
+      Value aBase =
+          loraMatrixAt(tb,
+                       loraSliceBase(tb, args[kAPtrs], sliceBlock(s).slice,
+                                     /*inPlace=*/planEarly),
+                       blk.lora, blk.expert, args[kAStrideL], args[kAStrideE]);
+      TileRows aRows = matrixRows(
+          tb, aBase, args[kAStrideR], [](Value r) { return r; },
+          R < BR ? std::function<Value(Value)>(
+                       [&tb, R](Value r) { return tb.lt(r, tb.i32(R)); })
+                 : std::function<Value(Value)>());
+      aPlans.push_back(tb.planTileCopy(BR, spec.blockK, kVec, lay.xPitch, aRows,
+                                       tileLayout,
+                                       copiersFor(spec.blockM + s * BR)));
+    }
+  };
+  if (planEarly)
+    planCopies();
   tb.ifThen(blk.active, [&] {
     // Row tile wm, K share wn (with wgmma, warpgroups along M).
-    const bool wg = spec.wgmma;
     auto [wm, wn] = tb.warpCoords(lay.grid, wg);
     Value warpRow0 = tb.mul(wm, tb.i32(16 * lay.mTiles));
     Value K = spec.k ? tb.i32(*spec.k) : args[kK];
 
-    // ---- Shrink: r = x[rows] @ A[l,e]^T over K. ----
-    // The slices this program computes: its own, or all of them.
-    auto sliceBlock = [&](int s) {
-      MoeBlock b = blk;
-      if (F > 1)
-        b.slice = tb.i32(s);
-      return b;
-    };
-    TileRows xRows = blockXRows(tb, args, blk);
-    // Rows of x and A are K elements apart: the copy width must divide K
-    // (a runtime K requires K % 8 == 0, checked by the runtime).
-    const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
-    const SharedTileLayout tileLayout =
-        wg ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
-    // The copying threads: all, or the producer warp's lanes, which plan
-    // their copies in the producer (PipelineLoop::prepareIssue) through a
-    // row table in shared memory (the x tile's rows, then each A tile's),
-    // so that the consumers hold no copy addresses and the producer few.
-    auto copiersFor = [&](int tableRow) {
-      return shrinkTileCopiers(tb, lay.sharedBytes(spec), tableRow);
-    };
-    TileCopyPlan xPlan;
-    llvm::SmallVector<TileCopyPlan> aPlans;
-    auto planCopies = [&] {
-      aPlans.clear();
-      xPlan = tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.xPitch, xRows,
-                              tileLayout, copiersFor(0));
-      for (int s = 0; s < F && !spec.tmaWeights; ++s) {
-        Value aBase =
-            loraMatrixBase(tb, args[kAPtrs], sliceBlock(s).slice, blk.lora,
-                           blk.expert, args[kAStrideL], args[kAStrideE]);
-        TileRows aRows = matrixRows(
-            tb, aBase, args[kAStrideR], [](Value r) { return r; },
-            R < BR ? std::function<Value(Value)>(
-                         [&tb, R](Value r) { return tb.lt(r, tb.i32(R)); })
-                   : std::function<Value(Value)>());
-        aPlans.push_back(tb.planTileCopy(BR, spec.blockK, kVec, lay.xPitch,
-                                         aRows, tileLayout,
-                                         copiersFor(spec.blockM + s * BR)));
-      }
-    };
-    if (!spec.producerWarp)
-      planCopies();
+    // ---- Shrink: r = x[rows] @ A[l,e]^T over K (copies planned above).
     Value smem = tb.shared();
     const int stageBytes = lay.shrinkStage;
     auto aOffset = [&](int s) {

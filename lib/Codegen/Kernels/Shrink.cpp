@@ -123,49 +123,52 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
   Value pidN = tb.divU(inGroup, groupRows);
 
   MoeBlock blk = resolveMoeBlock(tb, args, pidM, program.slice);
+  const bool wg = spec.wgmma;
+  Value n0 = tb.mul(pidN, tb.i32(spec.blockN));
+  // The copies are planned before the block knows it is active, as in the
+  // one-shot kernel (its loads go out beside the expert's), except by a
+  // producer warp, which plans them in its branch.
+  const bool planEarly = !spec.producerWarp;
+  // Row operand: x rows; weight operands: rows n0.. of A_s[l,e] (R x K)
+  // for each slice s this program computes.
+  const int F = lay.slices;
+  auto sliceOf = [&](int s) { return F == 1 ? blk.slice : tb.i32(s); };
+  TileRows rows =
+      blockXRows(tb, args, planEarly ? withRowIdsLoadedHere(tb, blk) : blk);
+  const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
+  const SharedTileLayout tileLayout =
+      wg ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
+  // The copying threads, as in the one-shot (shrinkTileCopiers).
+  auto copiersFor = [&](int tableRow) {
+    return shrinkTileCopiers(tb, shrinkKernelSharedBytes(spec), tableRow);
+  };
+  TileCopyPlan aPlan;
+  llvm::SmallVector<TileCopyPlan> wPlans;
+  auto planCopies = [&] {
+    wPlans.clear();
+    aPlan = tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.pitch, rows,
+                            tileLayout, copiersFor(0));
+    for (int s = 0; s < F && !spec.tmaWeights; ++s) {
+      Value wBase = loraMatrixAt(
+          tb,
+          loraSliceBase(tb, args[kAPtrs], sliceOf(s), /*inPlace=*/planEarly),
+          blk.lora, blk.expert, args[kAStrideL], args[kAStrideE]);
+      TileRows wRows = matrixRows(
+          tb, wBase, args[kAStrideR],
+          [&tb, n0](Value r) { return tb.add(n0, r); },
+          [&tb, n0, nTotal](Value r) { return tb.lt(tb.add(n0, r), nTotal); });
+      wPlans.push_back(tb.planTileCopy(
+          spec.blockN, spec.blockK, kVec, lay.pitch, wRows, tileLayout,
+          copiersFor(spec.blockM + s * spec.blockN)));
+    }
+  };
+  if (planEarly)
+    planCopies();
   tb.ifThen(blk.active, [&] {
     // Row tile wm, column share wn (with wgmma, warpgroups along M).
-    const bool wg = spec.wgmma;
     auto [wm, wn] = tb.warpCoords(lay.grid, wg);
     Value warpRow0 = tb.mul(wm, tb.i32(16 * lay.mTiles));
     Value warpCol0 = tb.mul(wn, tb.i32(8 * lay.nTiles));
-    Value n0 = tb.mul(pidN, tb.i32(spec.blockN));
-
-    // Row operand: x rows; weight operands: rows n0.. of A_s[l,e] (R x K)
-    // for each slice s this program computes.
-    const int F = lay.slices;
-    auto sliceOf = [&](int s) { return F == 1 ? blk.slice : tb.i32(s); };
-    TileRows rows = blockXRows(tb, args, blk);
-    const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
-    const SharedTileLayout tileLayout =
-        wg ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
-    // The copying threads, as in the one-shot (shrinkTileCopiers).
-    auto copiersFor = [&](int tableRow) {
-      return shrinkTileCopiers(tb, shrinkKernelSharedBytes(spec), tableRow);
-    };
-    TileCopyPlan aPlan;
-    llvm::SmallVector<TileCopyPlan> wPlans;
-    auto planCopies = [&] {
-      wPlans.clear();
-      aPlan = tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.pitch, rows,
-                              tileLayout, copiersFor(0));
-      for (int s = 0; s < F && !spec.tmaWeights; ++s) {
-        Value wBase =
-            loraMatrixBase(tb, args[kAPtrs], sliceOf(s), blk.lora, blk.expert,
-                           args[kAStrideL], args[kAStrideE]);
-        TileRows wRows = matrixRows(
-            tb, wBase, args[kAStrideR],
-            [&tb, n0](Value r) { return tb.add(n0, r); },
-            [&tb, n0, nTotal](Value r) {
-              return tb.lt(tb.add(n0, r), nTotal);
-            });
-        wPlans.push_back(tb.planTileCopy(
-            spec.blockN, spec.blockK, kVec, lay.pitch, wRows, tileLayout,
-            copiersFor(spec.blockM + s * spec.blockN)));
-      }
-    };
-    if (!spec.producerWarp)
-      planCopies();
     Value kLimit = spec.evenK() ? Value() : kTotal;
 
     // This split's K range, in whole BLOCK_K steps.

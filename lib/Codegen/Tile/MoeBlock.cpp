@@ -20,6 +20,22 @@ ProgramIndex programIndex(TileBuilder &tb, int clusterSize) {
       tb.add(tb.mul(tb.divU(cluster, tb.i32(S)), tb.i32(clusterSize)), rank)};
 }
 
+namespace {
+/// A sorted block's pairOf / rowValid over `idOf` (row -> sorted id):
+/// padding ids (>= num_pairs) are invalid rows and read pair 0.
+void setSortedRows(TileBuilder &tb, MoeBlock &blk,
+                   std::function<Value(Value)> idOf) {
+  Value numPairs = blk.numPairs;
+  blk.pairOf = [&tb, idOf, numPairs](Value row) {
+    Value id = idOf(row);
+    return tb.select(tb.lt(id, numPairs), id, tb.i32(0));
+  };
+  blk.rowValid = [&tb, idOf, numPairs](Value row) {
+    return tb.lt(idOf(row), numPairs);
+  };
+}
+} // namespace
+
 MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
                          Value slice) {
   const KernelSpec &spec = tb.spec();
@@ -64,15 +80,11 @@ MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
   if (spec.sorted) {
     Value rowBase =
         tb.add(tb.mul(blk.lora, args[kEM]), tb.mul(pidM, tb.i32(spec.blockM)));
-    Value sortedIds = args[kSortedTokenIds];
-    blk.pairOf = [&tb, sortedIds, rowBase, numPairs](Value row) {
-      Value id = tb.loadI32(sortedIds, tb.add(rowBase, row));
-      return tb.select(tb.lt(id, numPairs), id, tb.i32(0));
-    };
-    blk.rowValid = [&tb, sortedIds, rowBase, numPairs](Value row) {
-      Value id = tb.loadI32(sortedIds, tb.add(rowBase, row));
-      return tb.lt(id, numPairs);
-    };
+    blk.rowIds = tb.gep(args[kSortedTokenIds], rowBase, tb.i32Type());
+    blk.numPairs = numPairs;
+    Value ids = blk.rowIds;
+    setSortedRows(tb, blk,
+                  [&tb, ids](Value row) { return tb.loadI32(ids, row); });
   } else {
     blk.pairOf = [&tb, pidM](Value row) {
       return tb.select(tb.eq(row, tb.i32(0)), pidM, tb.i32(0));
@@ -80,6 +92,21 @@ MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
     blk.rowValid = [&tb](Value row) { return tb.eq(row, tb.i32(0)); };
   }
   return blk;
+}
+
+MoeBlock withRowIdsLoadedHere(TileBuilder &tb, const MoeBlock &blk) {
+  if (!blk.rowIds)
+    return blk;
+  MoeBlock early = blk;
+  auto loaded = std::make_shared<llvm::DenseMap<Value, Value>>();
+  Value ids = blk.rowIds;
+  setSortedRows(tb, early, [&tb, ids, loaded](Value row) {
+    Value &id = (*loaded)[row];
+    if (!id)
+      id = tb.loadInPlace(tb.i32Type(), tb.gep(ids, row, tb.i32Type()));
+    return id;
+  });
+  return early;
 }
 
 TileRows blockXRows(TileBuilder &tb, const KernelArgs &args,
@@ -91,9 +118,16 @@ TileRows blockXRows(TileBuilder &tb, const KernelArgs &args,
       blk.rowValid);
 }
 
-Value loraMatrixBase(TileBuilder &tb, Value ptrArray, Value slice, Value lora,
-                     Value expert, Value strideL, Value strideE) {
-  Value base = tb.loadPtr(ptrArray, slice);
+Value loraSliceBase(TileBuilder &tb, Value ptrArray, Value slice,
+                    bool inPlace) {
+  if (!inPlace)
+    return tb.loadPtr(ptrArray, slice);
+  return tb.loadInPlace(tb.globalPtrType(),
+                        tb.gep(ptrArray, slice, tb.globalPtrType()));
+}
+
+Value loraMatrixAt(TileBuilder &tb, Value base, Value lora, Value expert,
+                   Value strideL, Value strideE) {
   Value offset = tb.add(tb.mul(tb.toI64(lora), strideL),
                         tb.mul(tb.toI64(expert), strideE));
   return tb.gep(base, offset, tb.elementType());
