@@ -7,6 +7,7 @@
 #     table before the twelfth session (.carry/h200-old.json; H200 only),
 #     B = the build before, C = this build, both with the committed table.
 #     B vs C is the change; A vs B confirms the committed H200 table.
+#     NO_CONFIRM=1, or on another card: A = the build before, B = this build.
 #  2. the GPU suite on this build's kernels (what time is left).
 # Everything in $OUT (early-ids.tar.gz, suite/).
 set -uo pipefail
@@ -14,7 +15,7 @@ OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 echo "card: $card"
-if [[ $card == *H200* ]]; then
+if [[ $card == *H200* && -z ${NO_CONFIRM:-} ]]; then
   A=.carry/head:.carry/h200-old.json B=.carry/head C=.carry ROUNDS=${ROUNDS:-2} \
     NAME=early-ids BENCH_LIMIT=80 bash scripts/device/run-build-ab.sh
 else

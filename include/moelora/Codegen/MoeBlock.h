@@ -95,6 +95,23 @@ void issueWeightTensorTiles(TileBuilder &tb, const KernelArgs &args,
 /// `sharedBytes` of shared memory (producerRowTableOffset).
 CopyThreads shrinkTileCopiers(TileBuilder &tb, int sharedBytes, int tableRow);
 
+/// The copies of a GEMM shrink's stage (the one-shot's and the two-kernel
+/// shrink's): the block's x tile (BLOCK_M x BLOCK_K), then, unless
+/// tma_weights brings them, each computed slice's A tile, rows row0 ..
+/// row0 + weightRows - 1 of A_s[l, e] (null row0: 0), rows at or past the
+/// rank reading zeros; copied by shrinkTileCopiers(sharedBytes). `early`:
+/// planned before the block's exit test, the loads in place
+/// (withRowIdsLoadedHere, loraSliceBase).
+struct ShrinkStageCopies {
+  TileCopyPlan x;
+  llvm::SmallVector<TileCopyPlan> weights; ///< per computed slice
+};
+ShrinkStageCopies planShrinkStageCopies(TileBuilder &tb, const KernelArgs &args,
+                                        const MoeBlock &blk,
+                                        llvm::function_ref<Value(int)> sliceOf,
+                                        int slices, int weightRows, Value row0,
+                                        int pitch, int sharedBytes, bool early);
+
 /// Tile rows over a matrix: row r of the tile is matrix row rowOf(r) when
 /// valid(r) (row 0 otherwise), at `stride` elements per row.
 TileRows matrixRows(TileBuilder &tb, Value base, Value stride,

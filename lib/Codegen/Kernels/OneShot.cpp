@@ -152,7 +152,6 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
   const KernelSpec &spec = tb.spec();
   const OneShotLayout lay(spec);
   const int warpsN = lay.grid.warpsN;
-  const int R = spec.rank;
   const int BR = lay.blockR;
   const int F = lay.slices;
 
@@ -178,41 +177,15 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
       b.slice = tb.i32(s);
     return b;
   };
-  TileRows xRows =
-      blockXRows(tb, args, planEarly ? withRowIdsLoadedHere(tb, blk) : blk);
-  // Rows of x and A are K elements apart: the copy width must divide K
-  // (a runtime K requires K % 8 == 0, checked by the runtime).
-  const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
-  const SharedTileLayout tileLayout =
-      wg ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
   // The copying threads: all, or the producer warp's lanes, which plan
   // their copies in the producer (PipelineLoop::prepareIssue) through a
   // row table in shared memory (the x tile's rows, then each A tile's),
   // so that the consumers hold no copy addresses and the producer few.
-  auto copiersFor = [&](int tableRow) {
-    return shrinkTileCopiers(tb, lay.sharedBytes(spec), tableRow);
-  };
-  TileCopyPlan xPlan;
-  llvm::SmallVector<TileCopyPlan> aPlans;
+  ShrinkStageCopies copies;
   auto planCopies = [&] {
-    aPlans.clear();
-    xPlan = tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.xPitch, xRows,
-                            tileLayout, copiersFor(0));
-    for (int s = 0; s < F && !spec.tmaWeights; ++s) {
-      Value aBase =
-          loraMatrixAt(tb,
-                       loraSliceBase(tb, args[kAPtrs], sliceBlock(s).slice,
-                                     /*inPlace=*/planEarly),
-                       blk.lora, blk.expert, args[kAStrideL], args[kAStrideE]);
-      TileRows aRows = matrixRows(
-          tb, aBase, args[kAStrideR], [](Value r) { return r; },
-          R < BR ? std::function<Value(Value)>(
-                       [&tb, R](Value r) { return tb.lt(r, tb.i32(R)); })
-                 : std::function<Value(Value)>());
-      aPlans.push_back(tb.planTileCopy(BR, spec.blockK, kVec, lay.xPitch, aRows,
-                                       tileLayout,
-                                       copiersFor(spec.blockM + s * BR)));
-    }
+    copies = planShrinkStageCopies(
+        tb, args, blk, [&](int s) { return sliceBlock(s).slice; }, F, BR,
+        Value(), lay.xPitch, lay.sharedBytes(spec), planEarly);
   };
   if (planEarly)
     planCopies();
@@ -255,7 +228,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
     shrink.issue = [&](Value iter, Value stage) {
       Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(stageBytes)));
       Value k0 = tb.mul(tb.add(stepLo, iter), tb.i32(spec.blockK));
-      tb.issueTileCopy(xPlan, base, k0, kLimit);
+      tb.issueTileCopy(copies.x, base, k0, kLimit);
       if (spec.tmaWeights) {
         // A_s[l, e] rows 0..BR-1 (rows past R arrive as zeros).
         issueWeightTensorTiles(
@@ -266,8 +239,8 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
         return;
       }
       for (int s = 0; s < F; ++s)
-        tb.issueTileCopy(aPlans[s], tb.sharedOffset(base, tb.i32(aOffset(s))),
-                         k0, kLimit);
+        tb.issueTileCopy(copies.weights[s],
+                         tb.sharedOffset(base, tb.i32(aOffset(s))), k0, kLimit);
     };
     // r of the F slices side by side: slice s is n8 tiles [s * BR / 8,
     // (s + 1) * BR / 8) of every row tile.

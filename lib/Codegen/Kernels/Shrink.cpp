@@ -133,34 +133,12 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
   // for each slice s this program computes.
   const int F = lay.slices;
   auto sliceOf = [&](int s) { return F == 1 ? blk.slice : tb.i32(s); };
-  TileRows rows =
-      blockXRows(tb, args, planEarly ? withRowIdsLoadedHere(tb, blk) : blk);
-  const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
-  const SharedTileLayout tileLayout =
-      wg ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
   // The copying threads, as in the one-shot (shrinkTileCopiers).
-  auto copiersFor = [&](int tableRow) {
-    return shrinkTileCopiers(tb, shrinkKernelSharedBytes(spec), tableRow);
-  };
-  TileCopyPlan aPlan;
-  llvm::SmallVector<TileCopyPlan> wPlans;
+  ShrinkStageCopies copies;
   auto planCopies = [&] {
-    wPlans.clear();
-    aPlan = tb.planTileCopy(spec.blockM, spec.blockK, kVec, lay.pitch, rows,
-                            tileLayout, copiersFor(0));
-    for (int s = 0; s < F && !spec.tmaWeights; ++s) {
-      Value wBase = loraMatrixAt(
-          tb,
-          loraSliceBase(tb, args[kAPtrs], sliceOf(s), /*inPlace=*/planEarly),
-          blk.lora, blk.expert, args[kAStrideL], args[kAStrideE]);
-      TileRows wRows = matrixRows(
-          tb, wBase, args[kAStrideR],
-          [&tb, n0](Value r) { return tb.add(n0, r); },
-          [&tb, n0, nTotal](Value r) { return tb.lt(tb.add(n0, r), nTotal); });
-      wPlans.push_back(tb.planTileCopy(
-          spec.blockN, spec.blockK, kVec, lay.pitch, wRows, tileLayout,
-          copiersFor(spec.blockM + s * spec.blockN)));
-    }
+    copies = planShrinkStageCopies(tb, args, blk, sliceOf, F, spec.blockN, n0,
+                                   lay.pitch, shrinkKernelSharedBytes(spec),
+                                   planEarly);
   };
   if (planEarly)
     planCopies();
@@ -200,7 +178,7 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
     loop.issue = [&](Value iter, Value stage) {
       Value base = stageBase(stage);
       Value k0 = tb.mul(tb.add(stepLo, iter), tb.i32(spec.blockK));
-      tb.issueTileCopy(aPlan, base, k0, kLimit);
+      tb.issueTileCopy(copies.x, base, k0, kLimit);
       if (spec.tmaWeights) {
         // Rows n0.. of each A_s[l, e] (rows past R arrive as zeros).
         issueWeightTensorTiles(tb, args, blk, sliceOf, F, weightTileRows(spec),
@@ -210,7 +188,7 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
         return;
       }
       for (int s = 0; s < F; ++s)
-        tb.issueTileCopy(wPlans[s], weightTile(base, s), k0, kLimit);
+        tb.issueTileCopy(copies.weights[s], weightTile(base, s), k0, kLimit);
     };
     // The slices' accumulators side by side along N: slice s is n8 tiles
     // [s * nTiles, (s + 1) * nTiles) of every row tile.

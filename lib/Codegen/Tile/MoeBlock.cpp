@@ -175,6 +175,46 @@ CopyThreads shrinkTileCopiers(TileBuilder &tb, int sharedBytes, int tableRow) {
   return c;
 }
 
+ShrinkStageCopies planShrinkStageCopies(TileBuilder &tb, const KernelArgs &args,
+                                        const MoeBlock &blk,
+                                        llvm::function_ref<Value(int)> sliceOf,
+                                        int slices, int weightRows, Value row0,
+                                        int pitch, int sharedBytes,
+                                        bool early) {
+  const KernelSpec &spec = tb.spec();
+  const int R = spec.rank;
+  // Rows of x and A are K elements apart: the copy width must divide K
+  // (a runtime K requires K % 8 == 0, checked by the runtime).
+  const int kVec = spec.k ? copyVectorElems(*spec.k) : 8;
+  const SharedTileLayout layout =
+      spec.wgmma ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
+  ShrinkStageCopies c;
+  c.x = tb.planTileCopy(
+      spec.blockM, spec.blockK, kVec, pitch,
+      blockXRows(tb, args, early ? withRowIdsLoadedHere(tb, blk) : blk), layout,
+      shrinkTileCopiers(tb, sharedBytes, 0));
+  for (int s = 0; s < slices && !spec.tmaWeights; ++s) {
+    Value base =
+        loraMatrixAt(tb, loraSliceBase(tb, args[kAPtrs], sliceOf(s), early),
+                     blk.lora, blk.expert, args[kAStrideL], args[kAStrideE]);
+    std::function<Value(Value)> rowOf = [](Value r) { return r; };
+    std::function<Value(Value)> valid;
+    if (row0) {
+      rowOf = [&tb, row0](Value r) { return tb.add(row0, r); };
+      valid = [&tb, row0, R](Value r) {
+        return tb.lt(tb.add(row0, r), tb.i32(R));
+      };
+    } else if (R < weightRows) {
+      valid = [&tb, R](Value r) { return tb.lt(r, tb.i32(R)); };
+    }
+    c.weights.push_back(tb.planTileCopy(
+        weightRows, spec.blockK, kVec, pitch,
+        matrixRows(tb, base, args[kAStrideR], rowOf, valid), layout,
+        shrinkTileCopiers(tb, sharedBytes, spec.blockM + s * weightRows)));
+  }
+  return c;
+}
+
 TileRows matrixRows(TileBuilder &tb, Value base, Value stride,
                     std::function<Value(Value)> rowOf,
                     std::function<Value(Value)> valid) {
