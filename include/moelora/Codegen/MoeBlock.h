@@ -24,9 +24,6 @@ struct MoeBlock {
   /// Pair id of tile row `row` (clamped to 0 when invalid) and validity.
   std::function<Value(Value row)> pairOf;
   std::function<Value(Value row)> rowValid;
-  /// Sorted path: sorted_token_ids at the block's first row (i32*, row
-  /// `row` is rowIds[row]), and num_pairs; null on the naive path.
-  Value rowIds, numPairs;
 };
 
 /// A GEMM family's program: its slice and its index among that slice's
@@ -47,29 +44,16 @@ ProgramIndex programIndex(TileBuilder &tb, int clusterSize);
 MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
                          Value slice);
 
-/// `blk` with its sorted ids loaded where it is called (TileBuilder::
-/// loadInPlace), each row once however often its pair and validity are
-/// asked: for copy plans built before the block's early-exit test, whose
-/// loads then go out beside the expert's. In range for inactive blocks too
-/// (the adapter is clamped, the row block below EM / BLOCK_M). A row's
-/// load is reused, so its first ask must dominate the others (asked in one
-/// straight-line plan). The naive path's rows need no loads: `blk` itself.
-MoeBlock withRowIdsLoadedHere(TileBuilder &tb, const MoeBlock &blk);
-
 /// The block's rows of x for the shrink: a pair reads x row pair / top_k, or
 /// row pair where x has a row per pair (mul_routed_weight: the down
 /// projection, x = (num_tokens * top_k, K)).
 TileRows blockXRows(TileBuilder &tb, const KernelArgs &args,
                     const MoeBlock &blk);
 
-/// A stacked LoRA weight's slice base, ptrArray[slice]: a plain load, or
-/// (`inPlace`) one issued where this is called (TileBuilder::loadInPlace),
-/// for kernels that ask for it before their early-exit test.
-Value loraSliceBase(TileBuilder &tb, Value ptrArray, Value slice,
-                    bool inPlace = false);
-/// &sliceBase[lora][expert]: the l / e strides applied to a slice base.
-Value loraMatrixAt(TileBuilder &tb, Value sliceBase, Value lora, Value expert,
-                   Value strideL, Value strideE);
+/// &base[slice][lora][expert] of a stacked LoRA weight: loads the slice's
+/// base pointer from the pointer array and applies the l / e strides.
+Value loraMatrixBase(TileBuilder &tb, Value ptrArray, Value slice, Value lora,
+                     Value expert, Value strideL, Value strideE);
 
 /// tmaWeights: thread 0 prefetches every slice's tensor map (the generator
 /// does it first thing, before the grid-dependency wait), so that the first
@@ -99,9 +83,7 @@ CopyThreads shrinkTileCopiers(TileBuilder &tb, int sharedBytes, int tableRow);
 /// shrink's): the block's x tile (BLOCK_M x BLOCK_K), then, unless
 /// tma_weights brings them, each computed slice's A tile, rows row0 ..
 /// row0 + weightRows - 1 of A_s[l, e] (null row0: 0), rows at or past the
-/// rank reading zeros; copied by shrinkTileCopiers(sharedBytes). `early`:
-/// planned before the block's exit test, the loads in place
-/// (withRowIdsLoadedHere, loraSliceBase).
+/// rank reading zeros; copied by shrinkTileCopiers(sharedBytes).
 struct ShrinkStageCopies {
   TileCopyPlan x;
   llvm::SmallVector<TileCopyPlan> weights; ///< per computed slice
@@ -110,7 +92,7 @@ ShrinkStageCopies planShrinkStageCopies(TileBuilder &tb, const KernelArgs &args,
                                         const MoeBlock &blk,
                                         llvm::function_ref<Value(int)> sliceOf,
                                         int slices, int weightRows, Value row0,
-                                        int pitch, int sharedBytes, bool early);
+                                        int pitch, int sharedBytes);
 
 /// Tile rows over a matrix: row r of the tile is matrix row rowOf(r) when
 /// valid(r) (row 0 otherwise), at `stride` elements per row.

@@ -37,22 +37,20 @@ void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
   Value pidN = tb.remU(program.pid, npid);
   MoeBlock blk = resolveMoeBlock(tb, args, pidM, program.slice);
 
-  // r: the slice's intermediate rows of this block's pairs (columns >= R
-  // read zeros), through shared memory into A fragments; the copy planned
-  // before the block knows it is active, so that the sorted ids' loads go
-  // out beside the expert's (withRowIdsLoadedHere).
-  Value interSlice = tb.mul(tb.toI64(blk.slice), args[kInterSliceStride]);
-  const MoeBlock early = withRowIdsLoadedHere(tb, blk);
-  TileRows rows = matrixRows(tb, tb.gep(args[kX], interSlice, tb.elementType()),
-                             args[kXStride], early.pairOf, early.rowValid);
-  const int rPitch = paddedPitch(BR);
-  TileCopyPlan rPlan =
-      tb.planTileCopy(spec.blockM, BR, copyVectorElems(R), rPitch, rows);
-
   tb.ifThen(blk.active, [&] {
     auto [wm, wn] = tb.warpCoords(grid, /*warpgroups=*/false);
     Value warpRow0 = tb.mul(wm, tb.i32(16 * mTiles));
     Value N = args[kN];
+
+    // r: the slice's intermediate rows of this block's pairs (columns >= R
+    // read zeros), through shared memory into A fragments.
+    Value interSlice = tb.mul(tb.toI64(blk.slice), args[kInterSliceStride]);
+    TileRows rows =
+        matrixRows(tb, tb.gep(args[kX], interSlice, tb.elementType()),
+                   args[kXStride], blk.pairOf, blk.rowValid);
+    const int rPitch = paddedPitch(BR);
+    TileCopyPlan rPlan =
+        tb.planTileCopy(spec.blockM, BR, copyVectorElems(R), rPitch, rows);
     Value smem = tb.shared();
     // Whether the block may take the few-rows expand (ExpandTiles.h):
     // asked before the copy's wait, so the sorted ids' loads overlap it.

@@ -164,38 +164,33 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
   Value pidN = tb.remU(program.pid, npid);
   MoeBlock blk = resolveMoeBlock(tb, args, pidM, program.slice);
 
-  const bool wg = spec.wgmma;
-  // ---- The shrink's copies, planned before the block knows it is active
-  // (withRowIdsLoadedHere): the plan's loads, the block's sorted ids and
-  // A's base pointer, then go out beside its expert's, one memory round
-  // trip sooner. With a producer warp the producer plans them, later.
-  const bool planEarly = !spec.producerWarp;
-  // The slices this program computes: its own, or all of them.
-  auto sliceBlock = [&](int s) {
-    MoeBlock b = blk;
-    if (F > 1)
-      b.slice = tb.i32(s);
-    return b;
-  };
-  // The copying threads: all, or the producer warp's lanes, which plan
-  // their copies in the producer (PipelineLoop::prepareIssue) through a
-  // row table in shared memory (the x tile's rows, then each A tile's),
-  // so that the consumers hold no copy addresses and the producer few.
-  ShrinkStageCopies copies;
-  auto planCopies = [&] {
-    copies = planShrinkStageCopies(
-        tb, args, blk, [&](int s) { return sliceBlock(s).slice; }, F, BR,
-        Value(), lay.xPitch, lay.sharedBytes(spec), planEarly);
-  };
-  if (planEarly)
-    planCopies();
   tb.ifThen(blk.active, [&] {
     // Row tile wm, K share wn (with wgmma, warpgroups along M).
+    const bool wg = spec.wgmma;
     auto [wm, wn] = tb.warpCoords(lay.grid, wg);
     Value warpRow0 = tb.mul(wm, tb.i32(16 * lay.mTiles));
     Value K = spec.k ? tb.i32(*spec.k) : args[kK];
 
-    // ---- Shrink: r = x[rows] @ A[l,e]^T over K (copies planned above).
+    // ---- Shrink: r = x[rows] @ A[l,e]^T over K. ----
+    // The slices this program computes: its own, or all of them.
+    auto sliceBlock = [&](int s) {
+      MoeBlock b = blk;
+      if (F > 1)
+        b.slice = tb.i32(s);
+      return b;
+    };
+    // The copying threads: all, or the producer warp's lanes, which plan
+    // their copies in the producer (PipelineLoop::prepareIssue) through a
+    // row table in shared memory (the x tile's rows, then each A tile's),
+    // so that the consumers hold no copy addresses and the producer few.
+    ShrinkStageCopies copies;
+    auto planCopies = [&] {
+      copies = planShrinkStageCopies(
+          tb, args, blk, [&](int s) { return sliceBlock(s).slice; }, F, BR,
+          Value(), lay.xPitch, lay.sharedBytes(spec));
+    };
+    if (!spec.producerWarp)
+      planCopies();
     Value smem = tb.shared();
     const int stageBytes = lay.shrinkStage;
     auto aOffset = [&](int s) {

@@ -123,30 +123,26 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
   Value pidN = tb.divU(inGroup, groupRows);
 
   MoeBlock blk = resolveMoeBlock(tb, args, pidM, program.slice);
-  const bool wg = spec.wgmma;
-  Value n0 = tb.mul(pidN, tb.i32(spec.blockN));
-  // The copies are planned before the block knows it is active, as in the
-  // one-shot kernel (its loads go out beside the expert's), except by a
-  // producer warp, which plans them in its branch.
-  const bool planEarly = !spec.producerWarp;
-  // Row operand: x rows; weight operands: rows n0.. of A_s[l,e] (R x K)
-  // for each slice s this program computes.
-  const int F = lay.slices;
-  auto sliceOf = [&](int s) { return F == 1 ? blk.slice : tb.i32(s); };
-  // The copying threads, as in the one-shot (shrinkTileCopiers).
-  ShrinkStageCopies copies;
-  auto planCopies = [&] {
-    copies = planShrinkStageCopies(tb, args, blk, sliceOf, F, spec.blockN, n0,
-                                   lay.pitch, shrinkKernelSharedBytes(spec),
-                                   planEarly);
-  };
-  if (planEarly)
-    planCopies();
   tb.ifThen(blk.active, [&] {
     // Row tile wm, column share wn (with wgmma, warpgroups along M).
+    const bool wg = spec.wgmma;
     auto [wm, wn] = tb.warpCoords(lay.grid, wg);
     Value warpRow0 = tb.mul(wm, tb.i32(16 * lay.mTiles));
     Value warpCol0 = tb.mul(wn, tb.i32(8 * lay.nTiles));
+    Value n0 = tb.mul(pidN, tb.i32(spec.blockN));
+
+    // Row operand: x rows; weight operands: rows n0.. of A_s[l,e] (R x K)
+    // for each slice s this program computes.
+    const int F = lay.slices;
+    auto sliceOf = [&](int s) { return F == 1 ? blk.slice : tb.i32(s); };
+    // The copying threads, as in the one-shot (shrinkTileCopiers).
+    ShrinkStageCopies copies;
+    auto planCopies = [&] {
+      copies = planShrinkStageCopies(tb, args, blk, sliceOf, F, spec.blockN, n0,
+                                     lay.pitch, shrinkKernelSharedBytes(spec));
+    };
+    if (!spec.producerWarp)
+      planCopies();
     Value kLimit = spec.evenK() ? Value() : kTotal;
 
     // This split's K range, in whole BLOCK_K steps.

@@ -20,22 +20,6 @@ ProgramIndex programIndex(TileBuilder &tb, int clusterSize) {
       tb.add(tb.mul(tb.divU(cluster, tb.i32(S)), tb.i32(clusterSize)), rank)};
 }
 
-namespace {
-/// A sorted block's pairOf / rowValid over `idOf` (row -> sorted id):
-/// padding ids (>= num_pairs) are invalid rows and read pair 0.
-void setSortedRows(TileBuilder &tb, MoeBlock &blk,
-                   std::function<Value(Value)> idOf) {
-  Value numPairs = blk.numPairs;
-  blk.pairOf = [&tb, idOf, numPairs](Value row) {
-    Value id = idOf(row);
-    return tb.select(tb.lt(id, numPairs), id, tb.i32(0));
-  };
-  blk.rowValid = [&tb, idOf, numPairs](Value row) {
-    return tb.lt(idOf(row), numPairs);
-  };
-}
-} // namespace
-
 MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
                          Value slice) {
   const KernelSpec &spec = tb.spec();
@@ -80,11 +64,15 @@ MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
   if (spec.sorted) {
     Value rowBase =
         tb.add(tb.mul(blk.lora, args[kEM]), tb.mul(pidM, tb.i32(spec.blockM)));
-    blk.rowIds = tb.gep(args[kSortedTokenIds], rowBase, tb.i32Type());
-    blk.numPairs = numPairs;
-    Value ids = blk.rowIds;
-    setSortedRows(tb, blk,
-                  [&tb, ids](Value row) { return tb.loadI32(ids, row); });
+    Value sortedIds = args[kSortedTokenIds];
+    blk.pairOf = [&tb, sortedIds, rowBase, numPairs](Value row) {
+      Value id = tb.loadI32(sortedIds, tb.add(rowBase, row));
+      return tb.select(tb.lt(id, numPairs), id, tb.i32(0));
+    };
+    blk.rowValid = [&tb, sortedIds, rowBase, numPairs](Value row) {
+      Value id = tb.loadI32(sortedIds, tb.add(rowBase, row));
+      return tb.lt(id, numPairs);
+    };
   } else {
     blk.pairOf = [&tb, pidM](Value row) {
       return tb.select(tb.eq(row, tb.i32(0)), pidM, tb.i32(0));
@@ -92,21 +80,6 @@ MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
     blk.rowValid = [&tb](Value row) { return tb.eq(row, tb.i32(0)); };
   }
   return blk;
-}
-
-MoeBlock withRowIdsLoadedHere(TileBuilder &tb, const MoeBlock &blk) {
-  if (!blk.rowIds)
-    return blk;
-  MoeBlock early = blk;
-  auto loaded = std::make_shared<llvm::DenseMap<Value, Value>>();
-  Value ids = blk.rowIds;
-  setSortedRows(tb, early, [&tb, ids, loaded](Value row) {
-    Value &id = (*loaded)[row];
-    if (!id)
-      id = tb.loadInPlace(tb.i32Type(), tb.gep(ids, row, tb.i32Type()));
-    return id;
-  });
-  return early;
 }
 
 TileRows blockXRows(TileBuilder &tb, const KernelArgs &args,
@@ -118,16 +91,9 @@ TileRows blockXRows(TileBuilder &tb, const KernelArgs &args,
       blk.rowValid);
 }
 
-Value loraSliceBase(TileBuilder &tb, Value ptrArray, Value slice,
-                    bool inPlace) {
-  if (!inPlace)
-    return tb.loadPtr(ptrArray, slice);
-  return tb.loadInPlace(tb.globalPtrType(),
-                        tb.gep(ptrArray, slice, tb.globalPtrType()));
-}
-
-Value loraMatrixAt(TileBuilder &tb, Value base, Value lora, Value expert,
-                   Value strideL, Value strideE) {
+Value loraMatrixBase(TileBuilder &tb, Value ptrArray, Value slice, Value lora,
+                     Value expert, Value strideL, Value strideE) {
+  Value base = tb.loadPtr(ptrArray, slice);
   Value offset = tb.add(tb.mul(tb.toI64(lora), strideL),
                         tb.mul(tb.toI64(expert), strideE));
   return tb.gep(base, offset, tb.elementType());
@@ -179,8 +145,7 @@ ShrinkStageCopies planShrinkStageCopies(TileBuilder &tb, const KernelArgs &args,
                                         const MoeBlock &blk,
                                         llvm::function_ref<Value(int)> sliceOf,
                                         int slices, int weightRows, Value row0,
-                                        int pitch, int sharedBytes,
-                                        bool early) {
+                                        int pitch, int sharedBytes) {
   const KernelSpec &spec = tb.spec();
   const int R = spec.rank;
   // Rows of x and A are K elements apart: the copy width must divide K
@@ -189,14 +154,12 @@ ShrinkStageCopies planShrinkStageCopies(TileBuilder &tb, const KernelArgs &args,
   const SharedTileLayout layout =
       spec.wgmma ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
   ShrinkStageCopies c;
-  c.x = tb.planTileCopy(
-      spec.blockM, spec.blockK, kVec, pitch,
-      blockXRows(tb, args, early ? withRowIdsLoadedHere(tb, blk) : blk), layout,
-      shrinkTileCopiers(tb, sharedBytes, 0));
+  c.x = tb.planTileCopy(spec.blockM, spec.blockK, kVec, pitch,
+                        blockXRows(tb, args, blk), layout,
+                        shrinkTileCopiers(tb, sharedBytes, 0));
   for (int s = 0; s < slices && !spec.tmaWeights; ++s) {
-    Value base =
-        loraMatrixAt(tb, loraSliceBase(tb, args[kAPtrs], sliceOf(s), early),
-                     blk.lora, blk.expert, args[kAStrideL], args[kAStrideE]);
+    Value base = loraMatrixBase(tb, args[kAPtrs], sliceOf(s), blk.lora,
+                                blk.expert, args[kAStrideL], args[kAStrideE]);
     std::function<Value(Value)> rowOf = [](Value r) { return r; };
     std::function<Value(Value)> valid;
     if (row0) {

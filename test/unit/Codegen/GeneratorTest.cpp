@@ -237,54 +237,6 @@ TEST(GeneratorDefaultSet, Sm90KernelsWaitOnTheGridDependencyFirst) {
   EXPECT_EQ(g->ptx.find("griddepcontrol"), std::string::npos);
 }
 
-// A sorted GEMM block's copies are planned before its early-exit test, so
-// that the loads of its sorted ids (and A's base pointer) go out beside the
-// loads of its expert and padded count instead of one round trip after
-// them. LLVM sinks plain loads into the branch that uses them; these are
-// relaxed loads, which it keeps where they are built.
-TEST(GeneratorDefaultSet, SortedBlocksLoadTheirRowIdsBeforeTheExitBranch) {
-  const std::regex branch(R"(@%p\d+ bra)");
-  int checked = 0;
-  for (const Generated &g : defaultKernels()) {
-    const KernelSpec &s = g.spec;
-    if (!s.sorted || s.producerWarp || !isTensorCoreFamily(s.family))
-      continue;
-    const size_t wait = g.ptx.find("griddepcontrol.wait;");
-    ASSERT_NE(wait, std::string::npos) << s.cacheKey();
-    const std::string body = g.ptx.substr(wait);
-    std::smatch exit;
-    ASSERT_TRUE(std::regex_search(body, exit, branch)) << s.cacheKey();
-    const size_t early = body.find("ld.relaxed.gpu.global.b32");
-    ASSERT_NE(early, std::string::npos) << s.cacheKey();
-    EXPECT_LT(early, size_t(exit.position(0)))
-        << s.cacheKey() << ": the sorted ids are loaded after the exit test";
-    ++checked;
-  }
-  EXPECT_GE(checked, 3);
-}
-
-// The small-batch kernel's items ask for their slices' weight pointers
-// before their adapter and expert, so that A's first rows wait for one
-// round trip, not two (a pointer load sunk past the active test).
-TEST(GeneratorDefaultSet, SmallBatchLoadsItsWeightPointersWithItsMetadata) {
-  int checked = 0;
-  for (const Generated &g : defaultKernels()) {
-    if (g.spec.family != KernelFamily::SmallBatch)
-      continue;
-    const size_t first = g.ptx.find("ld.global.b32");
-    ASSERT_NE(first, std::string::npos) << g.spec.cacheKey();
-    const std::string head = g.ptx.substr(0, first);
-    size_t pointers = 0;
-    for (size_t at = head.find("ld.relaxed.gpu.global.b64");
-         at != std::string::npos;
-         at = head.find("ld.relaxed.gpu.global.b64", at + 1))
-      ++pointers;
-    EXPECT_EQ(pointers, 2u) << g.spec.cacheKey();
-    ++checked;
-  }
-  EXPECT_GE(checked, 1);
-}
-
 TEST(GeneratorDefaultSet, EntryParametersMatchTheAbi) {
   for (const Generated &g : defaultKernels()) {
     const auto &abi = kernelParams(g.spec.family);
