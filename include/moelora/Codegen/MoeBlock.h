@@ -50,10 +50,14 @@ MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
 TileRows blockXRows(TileBuilder &tb, const KernelArgs &args,
                     const MoeBlock &blk);
 
-/// &base[slice][lora][expert] of a stacked LoRA weight: loads the slice's
-/// base pointer from the pointer array and applies the l / e strides.
-Value loraMatrixBase(TileBuilder &tb, Value ptrArray, Value slice, Value lora,
-                     Value expert, Value strideL, Value strideE);
+/// A stacked LoRA weight's slice base, ptrArray[slice]: a plain load, or
+/// (`inPlace`) one issued where this is called (TileBuilder::loadInPlace),
+/// for kernels that ask for it before their early-exit test.
+Value loraSliceBase(TileBuilder &tb, Value ptrArray, Value slice,
+                    bool inPlace = false);
+/// &sliceBase[lora][expert]: the l / e strides applied to a slice base.
+Value loraMatrixAt(TileBuilder &tb, Value sliceBase, Value lora, Value expert,
+                   Value strideL, Value strideE);
 
 /// tmaWeights: thread 0 prefetches every slice's tensor map (the generator
 /// does it first thing, before the grid-dependency wait), so that the first

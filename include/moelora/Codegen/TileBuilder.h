@@ -227,6 +227,10 @@ public:
   void store(Value value, Value ptr);
   /// base[index] of an i32 array in global memory.
   Value loadI32(Value base, Value index);
+  /// A load issued where it is built: a relaxed gpu-scope load, which
+  /// LLVM does not sink into the branch that uses it, as it does plain
+  /// loads (for loads meant to go out before a block's early-exit test).
+  Value loadInPlace(mlir::Type type, Value ptr);
   /// Loads a device pointer stored in a global array of pointers.
   Value loadPtr(Value base, Value index);
   /// The kernel's dynamic shared memory (byte address) plus an offset.

@@ -151,7 +151,12 @@ void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
         Value slice = tb.divU(rest, nChunks);
         Value chunk = tb.remU(rest, nChunks);
         Value token = tb.divU(pair, args[kTopK]);
-        // Both metadata loads first, so their latencies overlap.
+        // The slices' base pointers first, then both metadata loads, so
+        // that all four latencies overlap (the pointers loaded in place:
+        // LLVM would sink plain loads past the active test, one more round
+        // trip before A's first row could be asked for).
+        Value aSlice = loraSliceBase(tb, args[kAPtrs], slice, /*inPlace=*/true);
+        Value bSlice = loraSliceBase(tb, args[kBPtrs], slice, /*inPlace=*/true);
         Value lora = tb.loadI32(args[kTokenLoraMapping], token);
         Value expert = tb.loadI32(args[kExpertIds], pair);
         Value zero = tb.i32(0);
@@ -159,12 +164,10 @@ void buildSmallBatchKernel(TileBuilder &tb, const KernelArgs &args) {
         Value safeLora = tb.select(loraOk, lora, zero);
         Value enabled = tb.loadI32(args[kAdapterEnabled], safeLora);
         Value safeExpert = tb.maxS(expert, zero);
-        Value aBase =
-            loraMatrixBase(tb, args[kAPtrs], slice, safeLora, safeExpert,
-                           args[kAStrideL], args[kAStrideE]);
-        Value bBase =
-            loraMatrixBase(tb, args[kBPtrs], slice, safeLora, safeExpert,
-                           args[kBStrideL], args[kBStrideE]);
+        Value aBase = loraMatrixAt(tb, aSlice, safeLora, safeExpert,
+                                   args[kAStrideL], args[kAStrideE]);
+        Value bBase = loraMatrixAt(tb, bSlice, safeLora, safeExpert,
+                                   args[kBStrideL], args[kBStrideE]);
         // The item's loads start once the adapter and expert are known; whether
         // the adapter is enabled (one more dependent load) only gates the
         // stores, so its latency overlaps the shrink's loads instead of

@@ -48,8 +48,9 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
   const int R = spec.rank;
   const int BR = spec.blockR();
   const int rSteps = BR / 16;
-  Value bBase = loraMatrixBase(tb, args[kBPtrs], blk.slice, blk.lora,
-                               blk.expert, args[kBStrideL], args[kBStrideE]);
+  Value bBase =
+      loraMatrixAt(tb, loraSliceBase(tb, args[kBPtrs], blk.slice), blk.lora,
+                   blk.expert, args[kBStrideL], args[kBStrideE]);
   // Rows of the B tile are output columns n0 + row; n0 varies per tile, so
   // the tile rows are planned relative to a moving base below.
   const int bVec = copyVectorElems(R);

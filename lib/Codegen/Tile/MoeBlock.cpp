@@ -91,9 +91,16 @@ TileRows blockXRows(TileBuilder &tb, const KernelArgs &args,
       blk.rowValid);
 }
 
-Value loraMatrixBase(TileBuilder &tb, Value ptrArray, Value slice, Value lora,
-                     Value expert, Value strideL, Value strideE) {
-  Value base = tb.loadPtr(ptrArray, slice);
+Value loraSliceBase(TileBuilder &tb, Value ptrArray, Value slice,
+                    bool inPlace) {
+  if (!inPlace)
+    return tb.loadPtr(ptrArray, slice);
+  return tb.loadInPlace(tb.globalPtrType(),
+                        tb.gep(ptrArray, slice, tb.globalPtrType()));
+}
+
+Value loraMatrixAt(TileBuilder &tb, Value base, Value lora, Value expert,
+                   Value strideL, Value strideE) {
   Value offset = tb.add(tb.mul(tb.toI64(lora), strideL),
                         tb.mul(tb.toI64(expert), strideE));
   return tb.gep(base, offset, tb.elementType());
@@ -158,8 +165,9 @@ ShrinkStageCopies planShrinkStageCopies(TileBuilder &tb, const KernelArgs &args,
                         blockXRows(tb, args, blk), layout,
                         shrinkTileCopiers(tb, sharedBytes, 0));
   for (int s = 0; s < slices && !spec.tmaWeights; ++s) {
-    Value base = loraMatrixBase(tb, args[kAPtrs], sliceOf(s), blk.lora,
-                                blk.expert, args[kAStrideL], args[kAStrideE]);
+    Value base =
+        loraMatrixAt(tb, loraSliceBase(tb, args[kAPtrs], sliceOf(s)), blk.lora,
+                     blk.expert, args[kAStrideL], args[kAStrideE]);
     std::function<Value(Value)> rowOf = [](Value r) { return r; };
     std::function<Value(Value)> valid;
     if (row0) {

@@ -184,6 +184,15 @@ Value TileBuilder::load(Type type, Value ptr) {
 void TileBuilder::store(Value value, Value ptr) {
   LLVM::StoreOp::create(b, location, value, ptr);
 }
+Value TileBuilder::loadInPlace(Type type, Value ptr) {
+  const unsigned bytes = mlir::isa<LLVM::LLVMPointerType>(type)
+                             ? 8
+                             : type.getIntOrFloatBitWidth() / 8;
+  return LLVM::LoadOp::create(b, location, type, ptr, bytes,
+                              /*isVolatile=*/false, /*isNonTemporal=*/false,
+                              /*isInvariant=*/false, /*isInvariantGroup=*/false,
+                              LLVM::AtomicOrdering::monotonic, "device");
+}
 Value TileBuilder::loadI32(Value base, Value index) {
   return load(i32Type(), gep(base, index, i32Type()));
 }

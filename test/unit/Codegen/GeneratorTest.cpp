@@ -237,6 +237,28 @@ TEST(GeneratorDefaultSet, Sm90KernelsWaitOnTheGridDependencyFirst) {
   EXPECT_EQ(g->ptx.find("griddepcontrol"), std::string::npos);
 }
 
+// The small-batch kernel's items ask for their slices' weight pointers
+// before their adapter and expert, so that A's first rows wait for one
+// round trip, not two (a pointer load sunk past the active test).
+TEST(GeneratorDefaultSet, SmallBatchLoadsItsWeightPointersWithItsMetadata) {
+  int checked = 0;
+  for (const Generated &g : defaultKernels()) {
+    if (g.spec.family != KernelFamily::SmallBatch)
+      continue;
+    const size_t first = g.ptx.find("ld.global.b32");
+    ASSERT_NE(first, std::string::npos) << g.spec.cacheKey();
+    const std::string head = g.ptx.substr(0, first);
+    size_t pointers = 0;
+    for (size_t at = head.find("ld.relaxed.gpu.global.b64");
+         at != std::string::npos;
+         at = head.find("ld.relaxed.gpu.global.b64", at + 1))
+      ++pointers;
+    EXPECT_EQ(pointers, 2u) << g.spec.cacheKey();
+    ++checked;
+  }
+  EXPECT_GE(checked, 1);
+}
+
 TEST(GeneratorDefaultSet, EntryParametersMatchTheAbi) {
   for (const Generated &g : defaultKernels()) {
     const auto &abi = kernelParams(g.spec.family);
