@@ -431,6 +431,13 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
     fitClusterToDevice(s, device);
     if (s.splitK > 1)
       k.npid = s.splitK;
+    // A tuned persistent grid, where the final spec allows it (sorted
+    // metadata, no producer warp or tensor-map copies).
+    if (t && t->config.persistent == 1) {
+      s.persistent = true;
+      if (!validateSpec(s).empty())
+        s.persistent = false;
+    }
     plan.kernels.push_back({s, k});
     return plan;
   }

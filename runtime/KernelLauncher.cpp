@@ -10,6 +10,37 @@
 
 namespace moelora {
 
+/// How many programs of a persistent kernel can be resident at once (0:
+/// the driver cannot say): clusters times their blocks, or blocks per SM
+/// times SMs.
+static long residentProgramsOf(const CudaDriver &drv, const LoadedKernel &k) {
+  const KernelSpec &spec = k.spec;
+  if (spec.splitK > 1) {
+    LaunchGeometry oneCluster;
+    oneCluster.grid[0] = unsigned(spec.splitK);
+    oneCluster.block = unsigned(spec.launchThreads());
+    LaunchConfig lc;
+    makeLaunchConfig(spec, oneCluster, unsigned(k.sharedBytes), nullptr,
+                     /*dependentLaunch=*/false, lc);
+    int clusters = 0;
+    if (drv.cuOccupancyMaxActiveClusters(&clusters, k.function, &lc.config) !=
+        CUDA_SUCCESS)
+      return 0;
+    return long(clusters) * spec.splitK;
+  }
+  int perSm = 0;
+  CUdevice device = 0;
+  int sms = 0;
+  if (drv.cuOccupancyMaxActiveBlocksPerMultiprocessor(
+          &perSm, k.function, spec.launchThreads(), size_t(k.sharedBytes)) !=
+          CUDA_SUCCESS ||
+      drv.cuCtxGetDevice(&device) != CUDA_SUCCESS ||
+      drv.cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+                               device) != CUDA_SUCCESS)
+    return 0;
+  return long(perSm) * sms;
+}
+
 Expected<LoadedKernel> loadKernelFromPtx(const CudaDriver &drv,
                                          const KernelSpec &spec,
                                          const std::string &ptx,
@@ -43,8 +74,11 @@ Expected<LoadedKernel> loadKernelFromPtx(const CudaDriver &drv,
         return s;
     // A 16-block cluster is non-portable: the function opts in before its
     // first launch (the .reqnctapercluster shape alone does not).
-    if (spec.splitK <= kMaxPortableClusterBlocks)
+    if (spec.splitK <= kMaxPortableClusterBlocks) {
+      if (spec.persistent)
+        k.residentPrograms = residentProgramsOf(drv, k);
       return Status::ok();
+    }
     if (Status s = drv.check(
             drv.cuFuncSetAttribute(
                 k.function, CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED,
@@ -65,6 +99,8 @@ Expected<LoadedKernel> loadKernelFromPtx(const CudaDriver &drv,
     if (drv.cuOccupancyMaxActiveClusters(&k.activeClusters, k.function,
                                          &lc.config) != CUDA_SUCCESS)
       k.activeClusters = 0;
+    if (spec.persistent)
+      k.residentPrograms = long(k.activeClusters) * spec.splitK;
     return Status::ok();
   };
   if (Status s = prepare(); !s) {
@@ -101,11 +137,22 @@ LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,
   const uint64_t slices = uint64_t(spec.gridSlices());
   uint64_t x = 1;
   switch (spec.family) {
-  case KernelFamily::OneShot:
+  case KernelFamily::OneShot: {
     // SPLIT_K > 1: a cluster of SPLIT_K programs per row block is its NPID.
     x = mBlocks * uint64_t(rowBlockPrograms(spec, knobs)) * slices;
     g.grid[2] = loraDim;
+    if (!spec.persistent || loraDim == 0)
+      break;
+    // Persistent: each lora slot's share of the resident programs, whole
+    // clusters, at least one; its programs walk the slot's row blocks.
+    const uint64_t C = uint64_t(std::max(1, spec.splitK));
+    const uint64_t resident = knobs.persistentPrograms > 0
+                                  ? uint64_t(knobs.persistentPrograms)
+                                  : uint64_t(2L * knobs.smCount);
+    const uint64_t perSlot = std::max<uint64_t>(1, resident / loraDim / C) * C;
+    x = std::min(x, perSlot);
     break;
+  }
   case KernelFamily::SmallBatch: {
     long chunks = ceilDiv(ceilDiv(call.N, spec.blockN), knobs.tilesPerItem);
     long work = long(pairs) * spec.numSlices * chunks;
@@ -269,7 +316,11 @@ static Status launchKernel(const CudaDriver &drv, const LoadedKernel &kernel,
 Status launchGemm(const CudaDriver &drv, const LoadedKernel &kernel,
                   const MoeLoraCall &call, const LaunchKnobs &knobs,
                   const IntermediateBuffer *inter, CUstream stream) {
-  LaunchGeometry g = launchGeometry(kernel.spec, call, knobs);
+  LaunchKnobs resolved = knobs;
+  if (kernel.spec.persistent && resolved.persistentPrograms <= 0 &&
+      kernel.residentPrograms > 0)
+    resolved.persistentPrograms = kernel.residentPrograms;
+  LaunchGeometry g = launchGeometry(kernel.spec, call, resolved);
   if (g.empty())
     return Status::ok();
   // A staged epilogue moves 16-byte row chunks: misaligned rows would fault.

@@ -80,7 +80,8 @@ SpecKey::SpecKey(const KernelSpec &s) {
             int32_t(fewRows),
             fewRows ? s.fewRowsTile : 0,
             int32_t(s.tmaWeights),
-            int32_t(s.producerWarp)};
+            int32_t(s.producerWarp),
+            int32_t(s.persistent)};
 }
 
 size_t SpecKeyHash::operator()(const SpecKey &k) const {

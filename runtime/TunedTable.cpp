@@ -161,7 +161,8 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
                      {"wgmma", &t.config.wgmma, "shrink"},
                      {"few_rows", &t.config.fewRows, "expand"},
                      {"tma_weights", &t.config.tmaWeights, "shrink"},
-                     {"producer_warp", &t.config.producerWarp, "shrink"}};
+                     {"producer_warp", &t.config.producerWarp, "shrink"},
+                     {"persistent", &t.config.persistent, "one_shot"}};
       // A misspelt key would otherwise leave its default in place, silently.
       std::vector<std::string> keys;
       for (const auto &f : config)
@@ -219,6 +220,10 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
               configWhere, b.name, v->dump(), t.path, b.twoKernelKernel));
         *b.field = v->get<bool>() ? 1 : 0;
       }
+      if (t.config.persistent != -1 && t.path != "one_shot")
+        return makeError(
+            fmt::format("{}: persistent on path {}: allowed on one_shot only",
+                        configWhere, t.path));
       if (c.contains("min_blocks_per_sm") &&
           (t.config.minBlocksPerSm < 0 ||
            t.config.minBlocksPerSm > kMaxMinBlocksPerSm))

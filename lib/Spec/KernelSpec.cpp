@@ -127,6 +127,8 @@ std::string KernelSpec::cacheKey() const {
     key += ";tma=a";
   if (producerWarp)
     key += ";ws=p";
+  if (persistent)
+    key += ";grid=p";
   return key;
 }
 
@@ -175,6 +177,8 @@ std::string KernelSpec::entryName() const {
     name += "_tma";
   if (producerWarp)
     name += "_pw";
+  if (persistent)
+    name += "_ps";
   std::string key = cacheKey();
   uint64_t hash = XXH3_64bits(key.data(), key.size());
   name += fmt::format("_h{:08x}", static_cast<uint32_t>(hash));
@@ -186,12 +190,13 @@ bool operator==(const KernelSpec &a, const KernelSpec &b) {
   // to the same kernel, wherever they were written.
   auto fields = [](const KernelSpec &s) {
     const bool fewRows = s.fewRowsExpand();
-    return std::make_tuple(
-        s.family, s.dtype, s.sm, s.rank, s.k, s.blockM, s.blockN, s.blockK,
-        s.groupSizeM, s.splitK, s.numWarps, s.numStages, s.sorted,
-        s.mulRoutedWeight, s.addInputs, s.numSlices, s.npid, s.minBlocksPerSm,
-        s.alignedOutput, s.fusesSlices(), s.wgmma, fewRows,
-        fewRows ? s.fewRowsTile : 0, s.tmaWeights, s.producerWarp);
+    return std::make_tuple(s.family, s.dtype, s.sm, s.rank, s.k, s.blockM,
+                           s.blockN, s.blockK, s.groupSizeM, s.splitK,
+                           s.numWarps, s.numStages, s.sorted, s.mulRoutedWeight,
+                           s.addInputs, s.numSlices, s.npid, s.minBlocksPerSm,
+                           s.alignedOutput, s.fusesSlices(), s.wgmma, fewRows,
+                           fewRows ? s.fewRowsTile : 0, s.tmaWeights,
+                           s.producerWarp, s.persistent);
   };
   return fields(a) == fields(b);
 }

@@ -464,6 +464,8 @@ private:
       return d.tmaWeights ? 1 : 0;
     case Field::ProducerWarp:
       return d.producerWarp ? 1 : 0;
+    case Field::Persistent:
+      return d.persistent ? 1 : 0;
     }
     return 0;
   }
@@ -546,6 +548,9 @@ private:
       break;
     case Field::ProducerWarp:
       s.producerWarp = v != 0;
+      break;
+    case Field::Persistent:
+      s.persistent = v != 0;
       break;
     }
   }

@@ -46,9 +46,9 @@ enum class Field {
   FewRowsTile,
   TmaWeights,
   ProducerWarp,
+  Persistent,
 };
-inline constexpr size_t kNumFields =
-    static_cast<size_t>(Field::ProducerWarp) + 1;
+inline constexpr size_t kNumFields = static_cast<size_t>(Field::Persistent) + 1;
 
 enum class ValueKind { Text, Enum, Int, Bool };
 
@@ -97,6 +97,9 @@ inline constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
     {"producer_warp", ValueKind::Bool,
      "true, false (true: a wgmma one_shot or shrink has one more warp that "
      "issues every copy of its shrink pipeline)"},
+    {"persistent", ValueKind::Bool,
+     "true, false (true: a sorted one_shot runs a resident grid whose "
+     "blocks loop over the row blocks)"},
 }};
 
 inline constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};

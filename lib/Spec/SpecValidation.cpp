@@ -283,6 +283,24 @@ std::string validateSpec(const KernelSpec &spec) {
                         "<= 256 with tma_weights");
   }
 
+  if (spec.persistent) {
+    // The loop walks a lora slot's row blocks: sorted metadata's grid.
+    if (spec.family != KernelFamily::OneShot)
+      return onlyFor(Field::Persistent, "one_shot", spec.family);
+    if (!spec.sorted)
+      return reasonText(Field::Persistent,
+                        "true needs metadata: sorted (the loop walks the row "
+                        "blocks of sorted_token_ids)",
+                        "false with metadata: naive");
+    // Their stage mbarriers are set up once per kernel, not once per row
+    // block.
+    if (spec.tmaWeights || spec.producerWarp)
+      return reasonText(Field::Persistent,
+                        "true with tma_weights or producer_warp (their stage "
+                        "barriers serve one row block per kernel)",
+                        "false with tma_weights or producer_warp");
+  }
+
   if (spec.producerWarp) {
     // The producer feeds the wgmma shrink's stages through mbarriers.
     if (spec.family != KernelFamily::OneShot &&

@@ -35,6 +35,9 @@ struct GpuCase {
   ProblemOptions problem;
   int npid = 1;
   int tilesPerItem = 1;
+  /// persistent one_shot: LaunchKnobs::persistentPrograms (0: the
+  /// driver's resident count).
+  long persistentPrograms = 0;
 };
 
 inline KernelSpec baseSpec(KernelFamily f, DType t, int rank, int k,
@@ -634,6 +637,30 @@ inline std::vector<GpuCase> gpuCases() {
     if (!validateSpec(c.spec).empty())
       continue;
     c.name += "_pw";
+    cases.push_back(c);
+  }
+  // Every sorted one-shot case that allows it again with a persistent grid
+  // of one program (cluster) per lora slot, which then walks every row
+  // block of its slot (the loop, its shared-memory reuse and the next
+  // block's prefetch); every fourth also with the grid the driver's
+  // occupancy gives. The test also compares its bits with the kernel
+  // without it.
+  const size_t withPw = cases.size();
+  int persistent = 0;
+  for (size_t i = 0; i < withPw; ++i) {
+    if (cases[i].path != Path::OneShot || !cases[i].spec.sorted)
+      continue;
+    GpuCase c = cases[i];
+    c.spec.persistent = true;
+    if (!validateSpec(c.spec).empty())
+      continue;
+    c.persistentPrograms = 1;
+    c.name += "_ps1";
+    cases.push_back(c);
+    if (persistent++ % 4 != 0)
+      continue;
+    c.persistentPrograms = 0;
+    c.name.back() = 'r';
     cases.push_back(c);
   }
   return cases;

@@ -145,8 +145,12 @@ TEST_P(GpuCorrectness, MatchesReference) {
   LaunchKnobs knobs;
   knobs.npid = c.npid;
   knobs.tilesPerItem = c.tilesPerItem;
+  knobs.persistentPrograms = c.persistentPrograms;
   auto first = loadFromBundle(c.spec);
   ASSERT_TRUE(first) << first.error().message;
+  // A persistent kernel's grid is what the driver says fits at once.
+  if (c.spec.persistent)
+    EXPECT_GT(first->residentPrograms, 0) << c.spec.entryName();
   // A 16-block cluster is asked whether it fits (the planner falls back to
   // 8 blocks where not); the suite's cluster16 cases fit on an H100/H200.
   if (c.spec.splitK > kMaxPortableClusterBlocks)
@@ -244,6 +248,25 @@ TEST_P(GpuCorrectness, MatchesReference) {
       auto s = launchGemm(*gDriver, *first, into, knobs, nullptr, nullptr);
       ASSERT_TRUE(s) << s.error().message;
     });
+  }
+  // A persistent grid changes which block computes a row block, not what
+  // it computes: the same kernel without it gives the same bits.
+  if (c.spec.persistent) {
+    KernelSpec plain = c.spec;
+    plain.persistent = false;
+    auto sibling = loadFromBundle(plain);
+    ASSERT_TRUE(sibling) << sibling.error().message;
+    DeviceBuffer other = upload(poison);
+    MoeLoraCall into = call;
+    into.out = other.get();
+    auto s = launchGemm(*gDriver, *sibling, into, knobs, nullptr, nullptr);
+    ASSERT_TRUE(s) << s.error().message;
+    CU(gDriver->cuCtxSynchronize());
+    std::vector<uint16_t> plainBits(result.size());
+    CU(gDriver->cuMemcpyDtoH(plainBits.data(), other.ptr, result.size() * 2));
+    EXPECT_TRUE(plainBits == result)
+        << "the persistent grid gave other bits than " << plain.entryName();
+    gDriver->cuModuleUnload(sibling->module);
   }
   gDriver->cuModuleUnload(first->module);
 

@@ -157,7 +157,8 @@ std::vector<json> candidates(const YAML::Node &sweep, const char *path) {
         const std::string name = field.first.as<std::string>();
         // The table's boolean config keys.
         if (name == "fuse_slices" || name == "wgmma" || name == "few_rows" ||
-            name == "tma_weights" || name == "producer_warp")
+            name == "tma_weights" || name == "producer_warp" ||
+            name == "persistent")
           c[name] = v.as<bool>();
         else
           c[name] = v.as<int>();

@@ -37,6 +37,12 @@ int shrinkSharedBytes(const KernelSpec &spec);
 int expandSharedBytes(const KernelSpec &spec);
 int alignBlockSizeSharedBytes(const KernelSpec &spec);
 
+/// Whether a persistent one-shot prefetches its next program's metadata
+/// (sm_90: LLVM selects prefetch.global.L1 there only).
+inline bool persistentPrefetches(const KernelSpec &spec) {
+  return spec.persistent && spec.sm >= 90;
+}
+
 } // namespace moelora
 
 #endif // MOELORA_CODEGEN_KERNELBUILDER_H

@@ -35,14 +35,24 @@ struct ProgramIndex {
   Value slice; ///< i32 in [0, numSlices)
   Value pid;   ///< i32 program within the slice; cluster ranks stay innermost
 };
-/// Decodes blockIdx.x for programs launched in clusters of `clusterSize`
-/// (1 without clusters). The launcher's grid x is programs * numSlices.
-ProgramIndex programIndex(TileBuilder &tb, int clusterSize);
+/// Decodes blockIdx.x (or, in a persistent kernel's loop, the program `x`
+/// it has reached) for programs launched in clusters of `clusterSize` (1
+/// without clusters). The launcher's grid x is programs * numSlices.
+ProgramIndex programIndex(TileBuilder &tb, int clusterSize, Value x = Value());
+
+/// Sorted metadata: what a lora slot (grid z = index into lora_ids) holds
+/// for all its row blocks, asked for once per slot.
+struct LoraSlot {
+  Value lora;   ///< i32 adapter, clamped to a valid index
+  Value active; ///< i1: a valid, enabled adapter
+  Value padded; ///< i32 num_tokens_post_padded[lora]
+};
+LoraSlot resolveLoraSlot(TileBuilder &tb, const KernelArgs &args);
 
 /// Resolves the program `pidM` (row block) of `slice` and, on the sorted
-/// path, grid z = index into lora_ids.
+/// path, of the lora slot grid z (resolved here, or `slot` when given).
 MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
-                         Value slice);
+                         Value slice, const LoraSlot *slot = nullptr);
 
 /// The block's rows of x for the shrink: a pair reads x row pair / top_k, or
 /// row pair where x has a row per pair (mul_routed_weight: the down

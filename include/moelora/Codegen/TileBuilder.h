@@ -231,6 +231,9 @@ public:
   /// LLVM does not sink into the branch that uses it, as it does plain
   /// loads (for loads meant to go out before a block's early-exit test).
   Value loadInPlace(mlir::Type type, Value ptr);
+  /// prefetch.global.L1: brings the line holding global address `ptr` into
+  /// this SM's L1 (and L2), for a load that comes later.
+  void prefetchToL1(Value ptr);
   /// Loads a device pointer stored in a global array of pointers.
   Value loadPtr(Value base, Value index);
   /// The kernel's dynamic shared memory (byte address) plus an offset.

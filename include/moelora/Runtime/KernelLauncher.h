@@ -29,6 +29,11 @@ struct LoadedKernel {
   /// once (cuOccupancyMaxActiveClusters); 0: the cluster fits nowhere on
   /// this GPU (its GPCs, a MIG slice). -1: a portable size, not asked.
   int activeClusters = -1;
+  /// A persistent kernel's programs that can be resident at once on the
+  /// device (blocks per SM times SMs, or clusters times their blocks, as
+  /// the driver's occupancy calculator answers at load time); 0: unknown
+  /// or not persistent.
+  long residentPrograms = 0;
 };
 
 /// Loads PTX text into the current context (JIT log in the error) and
@@ -58,6 +63,11 @@ struct LaunchKnobs {
   int tilesPerItem = 1; ///< small_batch: BLOCK_N tiles per work item
   int smCount = 132;    ///< small_batch: persistent grid = min(work, 2*SMs)
   int outColOffset = 0; ///< expand: first output column
+  /// persistent one_shot: the programs its grid starts, over all lora
+  /// slots (0: as many as can be resident, LoadedKernel::residentPrograms,
+  /// or two per SM where that is unknown). Tests set a few to make every
+  /// program walk several row blocks.
+  long persistentPrograms = 0;
 };
 
 LaunchGeometry launchGeometry(const KernelSpec &spec, const MoeLoraCall &call,

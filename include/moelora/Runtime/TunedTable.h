@@ -61,6 +61,9 @@ struct TunedConfig {
   /// the shrink's copies (KernelSpec::producerWarp); -1: absent (off),
   /// 0 / 1 from the table.
   int producerWarp = -1;
+  /// one_shot (sorted calls): a persistent grid (KernelSpec::persistent);
+  /// -1: absent (off), 0 / 1 from the table.
+  int persistent = -1;
 };
 
 struct TunedEntry {

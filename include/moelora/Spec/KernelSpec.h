@@ -131,6 +131,14 @@ struct KernelSpec {
   /// 128 threads' registers.) Measured 1.11x slower over the prefill cases
   /// (one warp issues the copies slower than all did): no table uses it.
   bool producerWarp = false;
+  /// Sorted one_shot: a persistent grid. The launcher starts only as many
+  /// programs (clusters) as can be resident at once (the driver's
+  /// occupancy, per lora slot of grid z) and each loops over the row
+  /// blocks (programs) of its slot in a strided order, so a wave's tail
+  /// and the empty row blocks past num_tokens_post_padded cost no block
+  /// launches, and each next block's metadata is asked for while the
+  /// current one computes. Same results, bit for bit.
+  bool persistent = false;
   std::string origin; ///< "file:line" of the spec this came from
 
   /// BLOCK_R = max(16, next_pow2(R)).

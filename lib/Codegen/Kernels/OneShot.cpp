@@ -142,13 +142,18 @@ fragmentsOfFirstRows(TileBuilder &tb,
   return out;
 }
 
-} // namespace
-
-int oneShotSharedBytes(const KernelSpec &spec) {
-  return OneShotLayout(spec).sharedBytes(spec);
+/// The programs of a row block: its cluster's SPLIT_K blocks, else NPID.
+Value rowBlockPrograms(TileBuilder &tb, const KernelArgs &args) {
+  const KernelSpec &spec = tb.spec();
+  return spec.splitK > 1 ? tb.i32(spec.splitK)
+         : spec.npid > 0 ? tb.i32(spec.npid)
+                         : args[kNpid];
 }
 
-void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
+/// Program x's work (null x: blockIdx.x's), of lora slot `slot` (null:
+/// grid z's, resolved here).
+void buildOneShotProgram(TileBuilder &tb, const KernelArgs &args, Value x,
+                         const LoraSlot *slot) {
   const KernelSpec &spec = tb.spec();
   const OneShotLayout lay(spec);
   const int warpsN = lay.grid.warpsN;
@@ -156,13 +161,11 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
   const int F = lay.slices;
 
   const int C = spec.splitK;
-  Value npid = C > 1           ? tb.i32(C)
-               : spec.npid > 0 ? tb.i32(spec.npid)
-                               : args[kNpid];
-  ProgramIndex program = programIndex(tb, C);
+  Value npid = rowBlockPrograms(tb, args);
+  ProgramIndex program = programIndex(tb, C, x);
   Value pidM = tb.divU(program.pid, npid);
   Value pidN = tb.remU(program.pid, npid);
-  MoeBlock blk = resolveMoeBlock(tb, args, pidM, program.slice);
+  MoeBlock blk = resolveMoeBlock(tb, args, pidM, program.slice, slot);
 
   tb.ifThen(blk.active, [&] {
     // Row tile wm, K share wn (with wgmma, warpgroups along M).
@@ -313,6 +316,63 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
           dense);
     }
   });
+}
+
+} // namespace
+
+int oneShotSharedBytes(const KernelSpec &spec) {
+  return OneShotLayout(spec).sharedBytes(spec);
+}
+
+void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
+  const KernelSpec &spec = tb.spec();
+  if (!spec.persistent) {
+    buildOneShotProgram(tb, args, Value(), nullptr);
+    return;
+  }
+  // Persistent: the grid's programs of this lora slot walk its programs x
+  // = blockIdx.x, + gridDim.x, ... Programs are numbered with the row block
+  // outermost (programIndex), so those of the row blocks past
+  // num_tokens_post_padded are the tail, never visited; cluster ranks stay
+  // innermost, so a cluster's blocks walk the same row blocks together.
+  const int C = spec.splitK;
+  Value npid = rowBlockPrograms(tb, args);
+  LoraSlot slot = resolveLoraSlot(tb, args);
+  Value blocksPerLora = tb.divU(args[kEM], tb.i32(spec.blockM));
+  Value rowBlocks =
+      tb.minS(blocksPerLora, tb.ceilDiv(slot.padded, tb.i32(spec.blockM)));
+  Value programs = tb.select(
+      slot.active, tb.mul(rowBlocks, tb.mul(npid, tb.i32(spec.gridSlices()))),
+      tb.i32(0));
+  Value stride = tb.gridDim(0);
+  tb.forLoop(
+      tb.blockId(0), programs, stride, {}, [&](Value x, mlir::ValueRange) {
+        // The next program's sorted ids and expert id, on their way to L1
+        // while this one computes (its first copies wait on them).
+        Value next = tb.add(x, stride);
+        if (persistentPrefetches(spec))
+          tb.ifThen(tb.lt(next, programs), [&] {
+            Value nextPidM = tb.divU(programIndex(tb, C, next).pid, npid);
+            const int idLines = std::max(1, spec.blockM * 4 / 128);
+            Value t = tb.threadId();
+            tb.ifThen(tb.lt(t, tb.i32(idLines)), [&] {
+              Value row = tb.add(tb.mul(slot.lora, args[kEM]),
+                                 tb.add(tb.mul(nextPidM, tb.i32(spec.blockM)),
+                                        tb.mul(t, tb.i32(32))));
+              tb.prefetchToL1(tb.gep(args[kSortedTokenIds], row, tb.i32Type()));
+            });
+            tb.ifThen(tb.eq(t, tb.i32(idLines)), [&] {
+              tb.prefetchToL1(
+                  tb.gep(args[kExpertIds],
+                         tb.add(tb.mul(slot.lora, blocksPerLora), nextPidM),
+                         tb.i32Type()));
+            });
+          });
+        buildOneShotProgram(tb, args, x, &slot);
+        // The next program's copies reuse the shared memory.
+        tb.barrier();
+        return ValueVec{};
+      });
 }
 
 } // namespace moelora

@@ -6,9 +6,10 @@
 
 namespace moelora {
 
-ProgramIndex programIndex(TileBuilder &tb, int clusterSize) {
+ProgramIndex programIndex(TileBuilder &tb, int clusterSize, Value x) {
   const int S = tb.spec().gridSlices();
-  Value x = tb.blockId(0);
+  if (!x)
+    x = tb.blockId(0);
   if (S == 1)
     return {tb.i32(0), x};
   if (clusterSize == 1)
@@ -20,34 +21,55 @@ ProgramIndex programIndex(TileBuilder &tb, int clusterSize) {
       tb.add(tb.mul(tb.divU(cluster, tb.i32(S)), tb.i32(clusterSize)), rank)};
 }
 
+/// The adapter `lora` (from lora_ids or token_lora_mapping) clamped, and
+/// `active` (null: true) and whether it is valid and enabled.
+static std::pair<Value, Value> checkedAdapter(TileBuilder &tb,
+                                              const KernelArgs &args,
+                                              Value lora, Value active) {
+  Value zero = tb.i32(0);
+  Value loraOk = tb.land(tb.ge(lora, zero), tb.lt(lora, args[kMaxLoras]));
+  active = active ? tb.land(active, loraOk) : loraOk;
+  Value clamped = tb.select(loraOk, lora, zero);
+  Value enabled = tb.loadI32(args[kAdapterEnabled], clamped);
+  return {clamped, tb.land(active, tb.ne(enabled, zero))};
+}
+
+LoraSlot resolveLoraSlot(TileBuilder &tb, const KernelArgs &args) {
+  LoraSlot slot;
+  std::tie(slot.lora, slot.active) = checkedAdapter(
+      tb, args, tb.loadI32(args[kLoraIds], tb.blockId(2)), Value());
+  slot.padded = tb.loadI32(args[kNumTokensPostPadded], slot.lora);
+  return slot;
+}
+
 MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
-                         Value slice) {
+                         Value slice, const LoraSlot *slot) {
   const KernelSpec &spec = tb.spec();
   MoeBlock blk;
   blk.slice = slice;
-  Value maxLoras = args[kMaxLoras];
   Value numPairs = args[kNumPairs];
   Value zero = tb.i32(0);
-  Value lora;
   Value active;
+  LoraSlot own;
   if (spec.sorted) {
-    lora = tb.loadI32(args[kLoraIds], tb.blockId(2));
+    if (!slot) {
+      own = resolveLoraSlot(tb, args);
+      slot = &own;
+    }
+    blk.lora = slot->lora;
+    active = slot->active;
   } else {
     Value pair = pidM;
-    active = tb.lt(pair, numPairs);
+    Value inRange = tb.lt(pair, numPairs);
     Value token =
         tb.divU(tb.minS(pair, tb.sub(numPairs, tb.i32(1))), args[kTopK]);
-    lora = tb.loadI32(args[kTokenLoraMapping], token);
+    std::tie(blk.lora, active) = checkedAdapter(
+        tb, args, tb.loadI32(args[kTokenLoraMapping], token), inRange);
   }
-  Value loraOk = tb.land(tb.ge(lora, zero), tb.lt(lora, maxLoras));
-  active = active ? tb.land(active, loraOk) : loraOk;
-  blk.lora = tb.select(loraOk, lora, zero);
-  Value enabled = tb.loadI32(args[kAdapterEnabled], blk.lora);
-  active = tb.land(active, tb.ne(enabled, zero));
 
   Value expert;
   if (spec.sorted) {
-    Value padded = tb.loadI32(args[kNumTokensPostPadded], blk.lora);
+    Value padded = slot->padded;
     active = tb.land(active, tb.lt(tb.mul(pidM, tb.i32(spec.blockM)), padded));
     Value blocksPerLora = tb.divU(args[kEM], tb.i32(spec.blockM));
     Value safePid = tb.minS(pidM, tb.sub(blocksPerLora, tb.i32(1)));

@@ -774,6 +774,15 @@ void TileBuilder::arrive(Value bar) {
 
 void TileBuilder::exitThread() { NVVM::Exit::create(b, location); }
 
+void TileBuilder::prefetchToL1(Value ptr) {
+  NVVM::PrefetchOp::create(
+      b, location,
+      NVVM::PrefetchCacheLevelAttr::get(b.getContext(),
+                                        NVVM::PrefetchCacheLevel::L1),
+      /*evictPriority=*/nullptr, ptr, /*predicate=*/Value(),
+      /*tensormap=*/false, /*uniform=*/false, /*in_param_space=*/false);
+}
+
 void TileBuilder::prefetchTensorMap(Value map) {
   NVVM::PrefetchOp::create(b, location, /*cacheLevel=*/nullptr,
                            /*evictPriority=*/nullptr, map,

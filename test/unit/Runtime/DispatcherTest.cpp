@@ -1108,6 +1108,48 @@ TEST(DispatcherTunedTest, TmaWeightsNeedsWgmmaAndTheHostBasePointers) {
   }
 }
 
+// persistent (one_shot) applies where the final spec allows it: sorted
+// calls, and not beside tensor-map copies of A.
+TEST(DispatcherTunedTest, PersistentWhereTheOneShotAllowsIt) {
+  auto table = [](bool sorted, bool tma) {
+    return TunedTable::parse(
+        fmt::format(R"({{"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {{"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": {}, "num_slices": 2, "max_pairs": 100000,
+     "config": {{"wgmma": {}, "tma_weights": {}, "persistent": true}}}}]}})",
+                    sorted, tma, tma),
+        "t.json");
+  };
+  auto sorted = table(true, false);
+  ASSERT_TRUE(sorted) << sorted.error().message;
+  DispatchPlan p = planOk(sortedCall(512, 64), false, &*sorted);
+  ASSERT_EQ(p.path, DispatchPath::OneShot);
+  EXPECT_TRUE(p.kernels[0].spec.persistent);
+  EXPECT_TRUE(validateSpec(p.kernels[0].spec).empty());
+  // Without the entry: no persistent grid.
+  EXPECT_FALSE(planOk(sortedCall(512, 64)).kernels[0].spec.persistent);
+  // Beside tensor-map copies (the call gives the host bases): not taken.
+  auto tma = table(true, true);
+  ASSERT_TRUE(tma) << tma.error().message;
+  const void *bases[2] = {reinterpret_cast<const void *>(0x100000),
+                          reinterpret_cast<const void *>(0x200000)};
+  MoeLoraCall c = sortedCall(512, 64);
+  c.aStrideR = c.K;
+  c.aStrideE = int64_t(c.rank) * c.K;
+  c.aStrideL = int64_t(c.numExperts) * c.aStrideE;
+  c.loraAHostPtrs = bases;
+  DispatchPlan q = planOk(c, false, &*tma);
+  EXPECT_TRUE(q.kernels[0].spec.tmaWeights);
+  EXPECT_FALSE(q.kernels[0].spec.persistent);
+  // Naive metadata: not taken.
+  auto naive = table(false, false);
+  ASSERT_TRUE(naive) << naive.error().message;
+  DispatchPlan n = planOk(naiveCall(200), false, &*naive);
+  ASSERT_EQ(n.path, DispatchPath::OneShot);
+  EXPECT_FALSE(n.kernels[0].spec.persistent);
+}
+
 // producer_warp (one_shot: the kernel's; two_kernel: its shrink's) applies
 // where the entry's wgmma does, with or without tma_weights; a tile without
 // wgmma takes neither.

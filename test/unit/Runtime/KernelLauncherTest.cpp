@@ -90,6 +90,53 @@ TEST(LaunchGeometryTest, OneShot) {
       16u);
 }
 
+// A persistent one-shot starts each lora slot's share of the resident
+// programs (whole clusters, at least one), never more than the row blocks'
+// programs; grid z stays the lora slots.
+TEST(LaunchGeometryTest, PersistentOneShotStartsTheResidentPrograms) {
+  MoeLoraCall c = call(64, 8, /*sorted=*/true, 64);
+  const unsigned programs = unsigned(c.EM / 64) * 2 * 2; // NPID 2, 2 slices
+  struct Case {
+    int splitK;
+    long resident; // persistentPrograms (0: two per SM)
+    int smCount;
+    unsigned want;
+  } cases[] = {
+      {1, 0, 132, 264 / 3},       // two per SM, over 3 slots
+      {1, 30, 132, 10},           // 30 over 3 slots
+      {1, 1, 132, 1},             // at least one per slot
+      {2, 30, 132, 10},           // 5 clusters of 2 per slot
+      {4, 30, 132, 8},            // 2 clusters of 4 per slot (30 / 3 / 4)
+      {8, 30, 132, 8},            // at least one cluster
+      {1, 100000, 132, programs}, // never more than the row blocks'
+  };
+  for (const Case &k : cases) {
+    SCOPED_TRACE(::testing::Message()
+                 << "splitK=" << k.splitK << " resident=" << k.resident);
+    KernelSpec s = spec(KernelFamily::OneShot, c, 64, 64, 4);
+    s.splitK = k.splitK;
+    LaunchKnobs knobs;
+    knobs.npid = 2;
+    if (k.splitK > 1)
+      knobs.npid = k.splitK;
+    knobs.smCount = k.smCount;
+    knobs.persistentPrograms = k.resident;
+    const LaunchGeometry plain = launchGeometry(s, c, knobs);
+    s.persistent = true;
+    const LaunchGeometry g = launchGeometry(s, c, knobs);
+    EXPECT_EQ(g.grid[0], std::min(k.want, plain.grid[0]));
+    EXPECT_EQ(g.grid[0] % unsigned(k.splitK), 0u);
+    EXPECT_EQ(g.grid[2], 3u);
+    EXPECT_EQ(g.block, plain.block);
+  }
+  // No pairs: nothing to launch.
+  MoeLoraCall none = c;
+  none.numTokens = 0;
+  KernelSpec s = spec(KernelFamily::OneShot, none, 64, 64, 4);
+  s.persistent = true;
+  EXPECT_TRUE(launchGeometry(s, none, LaunchKnobs{}).empty());
+}
+
 TEST(LaunchGeometryTest, SmallBatchIsPersistent) {
   struct Case {
     int tokens, topK, tilesPerItem, smCount;

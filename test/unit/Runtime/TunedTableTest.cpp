@@ -111,6 +111,15 @@ TEST(TunedTableTest, ParsesEveryField) {
     ASSERT_TRUE(w) << w.error().message;
     EXPECT_EQ(w->entries[0].config.producerWarp, pw ? 1 : 0);
   }
+  // persistent: one_shot only; absent is -1, else 0 / 1.
+  EXPECT_EQ(a.config.persistent, -1);
+  for (bool ps : {false, true}) {
+    json k = validTable();
+    k["entries"][0]["config"]["persistent"] = ps;
+    auto w = TunedTable::parse(k.dump(), "t.json");
+    ASSERT_TRUE(w) << w.error().message;
+    EXPECT_EQ(w->entries[0].config.persistent, ps ? 1 : 0);
+  }
   // few_rows (one_shot; two_kernel: its expand's): absent is -1, else 0 / 1.
   EXPECT_EQ(a.config.fewRows, -1);
   for (bool fr : {false, true}) {
@@ -379,6 +388,15 @@ INSTANTIATE_TEST_SUITE_P(
                          return j.dump();
                        },
                        "fuse_slices = true on path small_batch"},
+        ParseErrorCase{"PersistentOnTwoKernel",
+                       [] {
+                         json j = validTable();
+                         j["entries"][0]["path"] = "two_kernel";
+                         j["entries"][0]["config"]["persistent"] = true;
+                         return j.dump();
+                       },
+                       "persistent on path two_kernel: allowed on one_shot "
+                       "only"},
         ParseErrorCase{"WgmmaNotABool",
                        [] {
                          json j = validTable();

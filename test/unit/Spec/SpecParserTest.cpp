@@ -27,7 +27,7 @@ const std::string kAllFields =
     "BLOCK_SIZE_K, GROUP_SIZE_M, SPLIT_K, num_warps, num_stages, metadata, "
     "MUL_ROUTED_WEIGHT, ADD_INPUTS, num_slices, NPID, min_blocks_per_sm, "
     "out_aligned, fuse_slices, wgmma, few_rows, few_rows_tile, tma_weights, "
-    "producer_warp";
+    "producer_warp, persistent";
 const std::string kFamilies =
     "one_shot, small_batch, shrink, expand, align_block_size";
 
@@ -730,6 +730,40 @@ TEST(SpecParserRuleTest, TmaWeightsRules) {
 // producer_warp: one more warp issues the wgmma shrink's copies; its own
 // key and entry name, a block of num_warps + 1 warps; only with wgmma, only
 // one_shot and shrink, two or more stages.
+// persistent: a sorted one_shot's resident grid; its own key and entry name;
+// not with naive metadata, other families, tma_weights or producer_warp.
+TEST(SpecParserRuleTest, PersistentRules) {
+  const std::string base = "kernel: one_shot\nrank: 16\nmetadata: sorted\n"
+                           "BLOCK_SIZE_M: 64\nBLOCK_SIZE_K: 64\n";
+  SpecSet set = parseOk(base + "persistent: [false, true]\n");
+  ASSERT_EQ(set.specs.size(), 2u);
+  EXPECT_FALSE(set.specs[0].persistent);
+  EXPECT_TRUE(set.specs[1].persistent);
+  EXPECT_EQ(set.specs[0].cacheKey(), parseOk(base).specs[0].cacheKey());
+  EXPECT_EQ(set.specs[1].cacheKey(), set.specs[0].cacheKey() + ";grid=p");
+  EXPECT_THAT(set.specs[1].entryName(), HasSubstr("_ps_h"));
+  EXPECT_FALSE(set.specs[0] == set.specs[1]);
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nmetadata: naive\n"
+                       "persistent: true\n"),
+            "t.yaml:1:1: persistent: true needs metadata: sorted (the loop "
+            "walks the row blocks of sorted_token_ids); allowed: false with "
+            "metadata: naive");
+  EXPECT_EQ(parseError("kernel: shrink\nrank: 16\nmetadata: sorted\n"
+                       "persistent: true\n"),
+            "t.yaml:1:1: persistent: true is only supported by one_shot (got "
+            "shrink); allowed: false for shrink");
+  EXPECT_EQ(parseError(base + "num_warps: 4\nwgmma: true\ntma_weights: true\n"
+                              "persistent: true\n"),
+            "t.yaml:1:1: persistent: true with tma_weights or producer_warp "
+            "(their stage barriers serve one row block per kernel); allowed: "
+            "false with tma_weights or producer_warp");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nmetadata: sorted\n"
+                       "persistent: 3\n"),
+            "t.yaml:4:13: persistent: wrong type: expected a boolean, got '3'; "
+            "allowed: true, false (true: a sorted one_shot runs a resident "
+            "grid whose blocks loop over the row blocks)");
+}
+
 TEST(SpecParserRuleTest, ProducerWarpRules) {
   const std::string base = "kernel: one_shot\nrank: 16\nBLOCK_SIZE_M: 64\n"
                            "BLOCK_SIZE_K: 64\nnum_warps: 4\nwgmma: true\n";
