@@ -268,6 +268,14 @@ GemmArgPack::GemmArgPack(const KernelSpec &spec, const MoeLoraCall &call,
     pointers[kNumGemmParams + s] = const_cast<CUtensorMap *>(&maps->maps[s]);
 }
 
+long persistentProgramsOverride() {
+  static const long programs = [] {
+    const char *v = std::getenv("MOELORA_PERSISTENT_PROGRAMS");
+    return v ? std::max(0L, std::atol(v)) : 0L;
+  }();
+  return programs;
+}
+
 bool dependentLaunchEnabled() {
   static const bool enabled = [] {
     const char *v = std::getenv("MOELORA_PDL");
@@ -317,9 +325,10 @@ Status launchGemm(const CudaDriver &drv, const LoadedKernel &kernel,
                   const MoeLoraCall &call, const LaunchKnobs &knobs,
                   const IntermediateBuffer *inter, CUstream stream) {
   LaunchKnobs resolved = knobs;
-  if (kernel.spec.persistent && resolved.persistentPrograms <= 0 &&
-      kernel.residentPrograms > 0)
-    resolved.persistentPrograms = kernel.residentPrograms;
+  if (kernel.spec.persistent && resolved.persistentPrograms <= 0)
+    resolved.persistentPrograms = persistentProgramsOverride() > 0
+                                      ? persistentProgramsOverride()
+                                      : kernel.residentPrograms;
   LaunchGeometry g = launchGeometry(kernel.spec, call, resolved);
   if (g.empty())
     return Status::ok();

@@ -9,6 +9,9 @@
 #  2. Prefill A/B, PS_ROUNDS rounds (default 2): A the committed table of
 #     the card, B .carry/ps-<card>.json (persistent on every sorted
 #     one_shot entry), for bucket_flag_choice.py. -> $OUT/part1.tar.gz
+#  PS=ps2 takes .carry/ps2-<card>.json instead (the same with each
+#  entry's min_blocks_per_sm set to the blocks per SM of its kernel
+#  without the flag: registers matched); NO_SUITE=1 skips step 1.
 #  3. CONFIRM=1 on an H200: run-confirm.sh (the merged H200 table against
 #     the one before it, whole bench). -> $OUT/confirm.tar.gz
 set -uo pipefail
@@ -18,18 +21,21 @@ card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 W=$OUT/ps
 mkdir -p "$W"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$W/card.txt"
-echo "=== GPU suite ($(date +%T))"
-OUT=$W/suite timeout ${SUITE_LIMIT:-200} bash scripts/device/run-gpu-suite.sh \
-  --gtest_filter="$SUITE" > "$W/suite.txt" 2>&1
-echo "exit $?"
-grep -E "FAILED|PASSED|exit:" "$W/suite.txt" | tail -20
-# Kept even if the A/B below is cut short.
-tar czf "$OUT/part0.tar.gz" -C "$W" card.txt suite.txt suite
+if [ -z "${NO_SUITE:-}" ]; then
+  echo "=== GPU suite ($(date +%T))"
+  OUT=$W/suite timeout ${SUITE_LIMIT:-200} bash scripts/device/run-gpu-suite.sh \
+    --gtest_filter="$SUITE" > "$W/suite.txt" 2>&1
+  echo "exit $?"
+  grep -E "FAILED|PASSED|exit:" "$W/suite.txt" | tail -20
+  # Kept even if the A/B below is cut short.
+  tar czf "$OUT/part0.tar.gz" -C "$W" card.txt suite.txt suite
+fi
 echo "=== A/B ($(date +%T))"
 # A table serves only the GPU it names.
-TA=specs/tuned/NVIDIA_H100_80GB_HBM3.json TB=.carry/ps-h100.json
+PS=${PS:-ps}
+TA=specs/tuned/NVIDIA_H100_80GB_HBM3.json TB=.carry/$PS-h100.json
 if [[ $card == *H200* ]]; then
-  TA=specs/tuned/NVIDIA_H200.json TB=.carry/ps-h200.json
+  TA=specs/tuned/NVIDIA_H200.json TB=.carry/$PS-h200.json
 fi
 A=.carry:$TA B=.carry:$TB FILTER=prefill ROUNDS=${PS_ROUNDS:-2} NAME=ab \
   OUT=$W BENCH_LIMIT=${BENCH_LIMIT:-60} \

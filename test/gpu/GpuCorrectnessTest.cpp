@@ -151,6 +151,7 @@ TEST_P(GpuCorrectness, MatchesReference) {
   // A persistent kernel's grid is what the driver says fits at once.
   if (c.spec.persistent)
     EXPECT_GT(first->residentPrograms, 0) << c.spec.entryName();
+  const long residentPrograms = first->residentPrograms;
   // A 16-block cluster is asked whether it fits (the planner falls back to
   // 8 blocks where not); the suite's cluster16 cases fit on an H100/H200.
   if (c.spec.splitK > kMaxPortableClusterBlocks)
@@ -296,8 +297,11 @@ TEST_P(GpuCorrectness, MatchesReference) {
   double err = relativeL2Error(got, want);
   EXPECT_LT(err, 1e-2) << c.name;
   RecordProperty("rel_l2", std::to_string(err));
-  std::printf("[ case ] %-44s pairs %4d active %4d rel_l2 %.3e\n",
-              c.name.c_str(), pairs, computedPairs, err);
+  std::printf("[ case ] %-44s pairs %4d active %4d rel_l2 %.3e%s\n",
+              c.name.c_str(), pairs, computedPairs, err,
+              c.spec.persistent
+                  ? fmt::format(" resident {}", residentPrograms).c_str()
+                  : "");
 }
 
 struct AlignCase {

@@ -111,6 +111,11 @@ private:
 /// then a no-op), for comparison.
 bool dependentLaunchEnabled();
 
+/// MOELORA_PERSISTENT_PROGRAMS=n: a persistent kernel's grid starts n
+/// programs (over all lora slots) instead of the resident count, unless
+/// the caller's knobs name some (for measurements of the grid size).
+long persistentProgramsOverride();
+
 /// The cuLaunchKernelEx configuration of one launch, with its attribute
 /// storage.
 struct LaunchConfig {
