@@ -37,10 +37,14 @@ int shrinkSharedBytes(const KernelSpec &spec);
 int expandSharedBytes(const KernelSpec &spec);
 int alignBlockSizeSharedBytes(const KernelSpec &spec);
 
-/// Whether a persistent one-shot prefetches its next program's metadata
-/// (sm_90: LLVM selects prefetch.global.L1 there only).
-inline bool persistentPrefetches(const KernelSpec &spec) {
-  return spec.persistent && spec.sm >= 90;
+/// Whether a sorted GEMM block prefetches its row block's sorted ids into
+/// L1 as soon as its adapter is known (prefetchRowBlockIds); sm_90 only,
+/// where LLVM selects prefetch.global.L1 (with PTX 8.0).
+inline bool prefetchesRowIds(const KernelSpec &spec) {
+  return spec.sorted && spec.sm >= 90 &&
+         (spec.family == KernelFamily::OneShot ||
+          spec.family == KernelFamily::Shrink ||
+          spec.family == KernelFamily::Expand);
 }
 
 } // namespace moelora

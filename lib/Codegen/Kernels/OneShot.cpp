@@ -350,23 +350,11 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
         // The next program's sorted ids and expert id, on their way to L1
         // while this one computes (its first copies wait on them).
         Value next = tb.add(x, stride);
-        if (persistentPrefetches(spec))
+        if (prefetchesRowIds(spec))
           tb.ifThen(tb.lt(next, programs), [&] {
             Value nextPidM = tb.divU(programIndex(tb, C, next).pid, npid);
-            const int idLines = std::max(1, spec.blockM * 4 / 128);
-            Value t = tb.threadId();
-            tb.ifThen(tb.lt(t, tb.i32(idLines)), [&] {
-              Value row = tb.add(tb.mul(slot.lora, args[kEM]),
-                                 tb.add(tb.mul(nextPidM, tb.i32(spec.blockM)),
-                                        tb.mul(t, tb.i32(32))));
-              tb.prefetchToL1(tb.gep(args[kSortedTokenIds], row, tb.i32Type()));
-            });
-            tb.ifThen(tb.eq(t, tb.i32(idLines)), [&] {
-              tb.prefetchToL1(
-                  tb.gep(args[kExpertIds],
-                         tb.add(tb.mul(slot.lora, blocksPerLora), nextPidM),
-                         tb.i32Type()));
-            });
+            prefetchRowBlockIds(tb, args, slot.lora, nextPidM,
+                                /*withExpert=*/true);
           });
         buildOneShotProgram(tb, args, x, &slot);
         // The next program's copies reuse the shared memory.

@@ -75,6 +75,8 @@ MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
     Value safePid = tb.minS(pidM, tb.sub(blocksPerLora, tb.i32(1)));
     expert = tb.loadI32(args[kExpertIds],
                         tb.add(tb.mul(blk.lora, blocksPerLora), safePid));
+    if (prefetchesRowIds(spec))
+      prefetchRowBlockIds(tb, args, blk.lora, safePid, /*withExpert=*/false);
   } else {
     expert = tb.loadI32(args[kExpertIds],
                         tb.minS(pidM, tb.sub(numPairs, tb.i32(1))));
@@ -102,6 +104,28 @@ MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
     blk.rowValid = [&tb](Value row) { return tb.eq(row, tb.i32(0)); };
   }
   return blk;
+}
+
+void prefetchRowBlockIds(TileBuilder &tb, const KernelArgs &args, Value lora,
+                         Value pidM, bool withExpert) {
+  const int blockM = tb.spec().blockM;
+  // BLOCK_M 4-byte ids: one 128-byte line per 32 rows.
+  const int idLines = std::max(1, blockM * 4 / 128);
+  Value t = tb.threadId();
+  tb.ifThen(tb.lt(t, tb.i32(idLines)), [&] {
+    Value row =
+        tb.add(tb.mul(lora, args[kEM]),
+               tb.add(tb.mul(pidM, tb.i32(blockM)), tb.mul(t, tb.i32(32))));
+    tb.prefetchToL1(tb.gep(args[kSortedTokenIds], row, tb.i32Type()));
+  });
+  if (!withExpert)
+    return;
+  tb.ifThen(tb.eq(t, tb.i32(idLines)), [&] {
+    Value blocksPerLora = tb.divU(args[kEM], tb.i32(blockM));
+    tb.prefetchToL1(tb.gep(args[kExpertIds],
+                           tb.add(tb.mul(lora, blocksPerLora), pidM),
+                           tb.i32Type()));
+  });
 }
 
 TileRows blockXRows(TileBuilder &tb, const KernelArgs &args,
