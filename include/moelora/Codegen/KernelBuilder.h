@@ -37,14 +37,13 @@ int shrinkSharedBytes(const KernelSpec &spec);
 int expandSharedBytes(const KernelSpec &spec);
 int alignBlockSizeSharedBytes(const KernelSpec &spec);
 
-/// Whether a sorted GEMM block prefetches its row block's sorted ids into
-/// L1 as soon as its adapter is known (prefetchRowBlockIds); sm_90 only,
-/// where LLVM selects prefetch.global.L1 (with PTX 8.0).
-inline bool prefetchesRowIds(const KernelSpec &spec) {
-  return spec.sorted && spec.sm >= 90 &&
-         (spec.family == KernelFamily::OneShot ||
-          spec.family == KernelFamily::Shrink ||
-          spec.family == KernelFamily::Expand);
+/// Whether a persistent one-shot prefetches its next program's sorted ids
+/// and expert id into L1 (prefetchRowBlockIds); sm_90 only, where LLVM
+/// selects prefetch.global.L1 (with PTX 8.0). (The same prefetch of each
+/// sorted block's own ids, issued with its expert id, measured 0.999x on
+/// the prefill and two-kernel cases: PERF-LOG e2.)
+inline bool prefetchesNextRowIds(const KernelSpec &spec) {
+  return spec.persistent && spec.sm >= 90;
 }
 
 } // namespace moelora

@@ -54,11 +54,10 @@ LoraSlot resolveLoraSlot(TileBuilder &tb, const KernelArgs &args);
 MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
                          Value slice, const LoraSlot *slot = nullptr);
 
-/// Sorted metadata (prefetchesRowIds): the first threads bring the lines
-/// of row block `pidM`'s sorted ids (and, `withExpert`, its expert id) of
-/// adapter `lora` into L1, so that the loads after the block's exit test
-/// hit it instead of waiting for one more L2 round trip. pidM must lie
-/// below EM / BLOCK_M.
+/// Sorted metadata (prefetchesNextRowIds): the first threads bring the
+/// lines of row block `pidM`'s sorted ids (and, `withExpert`, its expert
+/// id) of adapter `lora` into L1, for a block that reads them later. pidM
+/// must lie below EM / BLOCK_M.
 void prefetchRowBlockIds(TileBuilder &tb, const KernelArgs &args, Value lora,
                          Value pidM, bool withExpert);
 

@@ -350,7 +350,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
         // The next program's sorted ids and expert id, on their way to L1
         // while this one computes (its first copies wait on them).
         Value next = tb.add(x, stride);
-        if (prefetchesRowIds(spec))
+        if (prefetchesNextRowIds(spec))
           tb.ifThen(tb.lt(next, programs), [&] {
             Value nextPidM = tb.divU(programIndex(tb, C, next).pid, npid);
             prefetchRowBlockIds(tb, args, slot.lora, nextPidM,

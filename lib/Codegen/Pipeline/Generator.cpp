@@ -262,10 +262,10 @@ static int minimumPtxVersion(std::string_view target) {
 /// The lowest PTX ISA version a spec's kernel needs: its target's, or 8.0
 /// for a thread-block cluster (SPLIT_K > 1: barrier.cluster.arrive.relaxed).
 static int minimumPtxVersion(const KernelSpec &spec) {
-  // Clusters, and the prefetch.global.L1 of sorted sm_90 blocks (LLVM
-  // selects it for PTX 8.0 and sm_90 only), need PTX 8.0.
+  // Clusters, and the prefetch.global.L1 of a persistent sm_90 one-shot
+  // (LLVM selects it for PTX 8.0 and sm_90 only), need PTX 8.0.
   return std::max(minimumPtxVersion(spec.ptxTarget()),
-                  spec.splitK > 1 || prefetchesRowIds(spec) ? 80 : 0);
+                  spec.splitK > 1 || prefetchesNextRowIds(spec) ? 80 : 0);
 }
 
 /// `ptxVersion` is at least `least`, which `what` needs.
@@ -358,7 +358,7 @@ Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
             spec.splitK > 1
                 ? fmt::format("a thread-block cluster (SPLIT_K = {})",
                               spec.splitK)
-                : std::string("a sorted block's L1 prefetch"));
+                : std::string("a persistent kernel's L1 prefetch"));
         !s)
       return fail("PTX version " + s.error().message);
 

@@ -75,8 +75,6 @@ MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
     Value safePid = tb.minS(pidM, tb.sub(blocksPerLora, tb.i32(1)));
     expert = tb.loadI32(args[kExpertIds],
                         tb.add(tb.mul(blk.lora, blocksPerLora), safePid));
-    if (prefetchesRowIds(spec))
-      prefetchRowBlockIds(tb, args, blk.lora, safePid, /*withExpert=*/false);
   } else {
     expert = tb.loadI32(args[kExpertIds],
                         tb.minS(pidM, tb.sub(numPairs, tb.i32(1))));
