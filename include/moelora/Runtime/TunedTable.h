@@ -15,7 +15,8 @@
 // may hold "wgmma": true|false (see KernelSpec::wgmma; two_kernel: the
 // shrink's; sm_90 only, ignored elsewhere), "few_rows": true|false (see
 // KernelSpec::fewRows; two_kernel: the expand's) and "few_rows_tile": 16|32
-// (KernelSpec::fewRowsTile).
+// (KernelSpec::fewRowsTile). A one_shot entry's config may hold
+// "persistent": true|false (KernelSpec::persistent; sorted calls only).
 // A "fused" entry has no config but "use": "one_shot"|"two_kernel": the
 // path that serves fused_moe_lora calls of its bucket which the rules would
 // give the one-shot kernel (the two-kernel path wins some prefill buckets).

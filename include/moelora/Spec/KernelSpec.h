@@ -137,7 +137,9 @@ struct KernelSpec {
   /// blocks (programs) of its slot in a strided order, so a wave's tail
   /// and the empty row blocks past num_tokens_post_padded cost no block
   /// launches, and each next block's metadata is asked for while the
-  /// current one computes. Same results, bit for bit.
+  /// current one computes. Same results, bit for bit. Measured 1.14x slower
+  /// over the prefill cases (a program's static share of row blocks ends
+  /// later than the hardware's block scheduling): no table uses it.
   bool persistent = false;
   std::string origin; ///< "file:line" of the spec this came from
 

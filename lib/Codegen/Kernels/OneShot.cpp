@@ -34,6 +34,10 @@
 // producer_warp, one more warp issues all of the shrink's copies and the
 // others only multiply (PipelineLoop::producerWarp).
 //
+// persistent (sorted): a resident grid whose programs each walk a stride of
+// their lora slot's programs (buildOneShotKernel), each one the same code
+// as a program of the plain grid (buildOneShotProgram).
+//
 //===----------------------------------------------------------------------===//
 
 #include "moelora/Codegen/ExpandTiles.h"
