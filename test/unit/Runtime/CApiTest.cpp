@@ -1011,6 +1011,63 @@ void planSixteenBlockClusterOnFakeGpu(const char *active,
   std::_Exit(0);
 }
 
+/// In a child: the fake host-memory device (132 SMs) fits `clusters`
+/// clusters and, where `blocksPerSm` is set, that many blocks per SM. Loads
+/// a persistent one-shot without a cluster, with 2-block clusters, and a
+/// plain one; prints each one's resident programs and the grid a sorted
+/// call over 3 lora slots gets, and exits 0 (else the failing step).
+void residentProgramsOnFakeGpu(const char *clusters, const char *blocksPerSm) {
+  ::setenv("MOELORA_FAKE_CUDA_MODE", "host-memory", 1);
+  ::setenv("MOELORA_FAKE_ACTIVE_CLUSTERS", clusters, 1);
+  if (blocksPerSm)
+    ::setenv("MOELORA_FAKE_BLOCKS_PER_SM", blocksPerSm, 1);
+  if (!dlopen(MOELORA_FAKE_LIBCUDA, RTLD_NOW | RTLD_GLOBAL))
+    std::_Exit(90);
+  auto drv = CudaDriver::get();
+  if (!drv) {
+    std::fprintf(stderr, "driver: %s\n", drv.error().message.c_str());
+    std::_Exit(91);
+  }
+  CUcontext ctx = nullptr;
+  (*drv)->cuDevicePrimaryCtxRetain(&ctx, 0);
+  (*drv)->cuCtxSetCurrent(ctx);
+  MoeLoraCall c;
+  c.numTokens = 256;
+  c.topK = 8;
+  c.rank = 16;
+  c.K = 2048;
+  c.N = 1408;
+  c.numSlices = 2;
+  c.numExperts = 64;
+  c.maxLoras = 4;
+  c.numActiveLoras = 3;
+  c.sorted = true;
+  c.blockSizeM = 64;
+  c.EM = 2048 + 64 * 63;
+  for (int splitK : {1, 2, 0}) {
+    KernelSpec s;
+    s.family = KernelFamily::OneShot;
+    s.rank = 16;
+    s.sorted = true;
+    s.numSlices = 2;
+    s.blockM = 64;
+    s.splitK = std::max(1, splitK);
+    s.persistent = splitK > 0;
+    auto k = loadKernelFromPtx(**drv, s, "any text", 32768);
+    if (!k) {
+      std::fprintf(stderr, "load: %s\n", k.error().message.c_str());
+      std::_Exit(92);
+    }
+    LaunchKnobs knobs;
+    knobs.npid = s.splitK;
+    knobs.persistentPrograms = k->residentPrograms;
+    std::fprintf(stderr, "sk%d resident %ld grid %u;", splitK,
+                 k->residentPrograms, launchGeometry(s, c, knobs).grid[0]);
+  }
+  std::fflush(stderr);
+  std::_Exit(0);
+}
+
 /// In a child: the runtime's tensor maps for a two-slice tma_weights
 /// one-shot (R 24, BLOCK_R 32) and a shrink (BLOCK_N 64), encoded through
 /// the fake driver, which stores its arguments in the maps; prints them.
@@ -1088,6 +1145,24 @@ TEST(CApiDeathTest, TensorMapsDescribeLoraA) {
                   "40 1 1 3 0;map1 6 4 "
                   "2000000 " +
                   fields + "40 1 1 3 0;unaligned: .*16-byte aligned");
+}
+
+// A persistent kernel asks the driver at load time how many of its programs
+// fit at once: blocks per SM times the SMs, or clusters times their
+// blocks; 0 where the driver cannot say (the launcher then starts two per
+// SM). Each of 3 lora slots gets a third, in whole clusters.
+TEST(CApiDeathTest, PersistentKernelsAskForTheirResidentPrograms) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // (EM / 64) x NPID x 2 slices programs per slot: 95 x 2 (x 2 with
+  // 2-block clusters).
+  EXPECT_EXIT(residentProgramsOnFakeGpu("200", "3"),
+              ::testing::ExitedWithCode(0),
+              "sk1 resident 396 grid 132;sk2 resident 400 grid 132;"
+              "sk0 resident 0 grid 190;");
+  EXPECT_EXIT(residentProgramsOnFakeGpu("0", nullptr),
+              ::testing::ExitedWithCode(0),
+              "sk1 resident 0 grid 88;sk2 resident 0 grid 88;"
+              "sk0 resident 0 grid 190;");
 }
 
 TEST(CApiDeathTest, SixteenBlockClusterFallsBackToEightWhereItFitsNowhere) {

@@ -15,7 +15,9 @@
 // With host-memory, MOELORA_FAKE_ACTIVE_CLUSTERS=n also loads modules (any
 // text), finds their functions, takes attributes, and answers
 // cuOccupancyMaxActiveClusters with n for a grid of one cluster (else
-// CUDA_ERROR_INVALID_VALUE): a GPU whose GPCs do or do not fit 16 blocks.
+// CUDA_ERROR_INVALID_VALUE): a GPU whose GPCs do or do not fit 16 blocks;
+// and cuOccupancyMaxActiveBlocksPerMultiprocessor with
+// MOELORA_FAKE_BLOCKS_PER_SM (unset: not supported).
 // host-memory's cuTensorMapEncodeTiled writes its arguments into the map's
 // 128 bytes (16 uint64: type, rank, address, dims[4], strides[3], box[4],
 // swizzle, oob fill), so a test can read back what the runtime asked for.
@@ -172,9 +174,23 @@ struct FakeLaunchConfig {
 };
 
 int fakeOccupancyMaxActiveClusters(int *n, void *, const FakeLaunchConfig *c) {
-  if (c->gridDimX != 16 || c->gridDimY != 1 || c->blockDimX == 0)
+  // A grid of one cluster: 2, 4, 8 or 16 blocks.
+  const unsigned x = c->gridDimX;
+  if (x < 2 || x > 16 || (x & (x - 1)) != 0 || c->gridDimY != 1 ||
+      c->blockDimX == 0)
     return kInvalidValue;
   *n = std::atoi(activeClusters());
+  return kSuccess;
+}
+
+int fakeOccupancyMaxActiveBlocksPerMultiprocessor(int *n, void *, int blockSize,
+                                                  size_t) {
+  const char *v = std::getenv("MOELORA_FAKE_BLOCKS_PER_SM");
+  if (!v)
+    return kNotSupported;
+  if (blockSize <= 0)
+    return kInvalidValue;
+  *n = std::atoi(v);
   return kSuccess;
 }
 
@@ -226,6 +242,10 @@ cuGetProcAddress_v2(const char *symbol, void **fn, int, unsigned long long,
     *fn = reinterpret_cast<void *>(&fakeSucceed);
   else if (std::strcmp(symbol, "cuOccupancyMaxActiveClusters") == 0)
     *fn = reinterpret_cast<void *>(&fakeOccupancyMaxActiveClusters);
+  else if (std::strcmp(symbol, "cuOccupancyMaxActiveBlocksPerMultiprocessor") ==
+           0)
+    *fn = reinterpret_cast<void *>(
+        &fakeOccupancyMaxActiveBlocksPerMultiprocessor);
   else
     *fn = reinterpret_cast<void *>(&fakeUnsupported);
   return kSuccess;
