@@ -10,22 +10,32 @@
 
 namespace moelora {
 
+/// How many of `k`'s SPLIT_K-block clusters can be resident at once, with
+/// the launches' block and shared memory (cuOccupancyMaxActiveClusters); 0
+/// where they fit nowhere or the driver cannot answer.
+static int activeClustersOf(const CudaDriver &drv, const LoadedKernel &k) {
+  LaunchGeometry oneCluster;
+  oneCluster.grid[0] = unsigned(k.spec.splitK);
+  oneCluster.block = unsigned(k.spec.launchThreads());
+  LaunchConfig lc;
+  makeLaunchConfig(k.spec, oneCluster, unsigned(k.sharedBytes), nullptr,
+                   /*dependentLaunch=*/false, lc);
+  int clusters = 0;
+  if (drv.cuOccupancyMaxActiveClusters(&clusters, k.function, &lc.config) !=
+      CUDA_SUCCESS)
+    return 0;
+  return clusters;
+}
+
 /// How many programs of a persistent kernel can be resident at once (0:
 /// the driver cannot say): clusters times their blocks, or blocks per SM
 /// times SMs.
 static long residentProgramsOf(const CudaDriver &drv, const LoadedKernel &k) {
   const KernelSpec &spec = k.spec;
   if (spec.splitK > 1) {
-    LaunchGeometry oneCluster;
-    oneCluster.grid[0] = unsigned(spec.splitK);
-    oneCluster.block = unsigned(spec.launchThreads());
-    LaunchConfig lc;
-    makeLaunchConfig(spec, oneCluster, unsigned(k.sharedBytes), nullptr,
-                     /*dependentLaunch=*/false, lc);
-    int clusters = 0;
-    if (drv.cuOccupancyMaxActiveClusters(&clusters, k.function, &lc.config) !=
-        CUDA_SUCCESS)
-      return 0;
+    // A 16-block kernel was asked already (LoadedKernel::activeClusters).
+    const int clusters =
+        k.activeClusters >= 0 ? k.activeClusters : activeClustersOf(drv, k);
     return long(clusters) * spec.splitK;
   }
   int perSm = 0;
@@ -74,33 +84,22 @@ Expected<LoadedKernel> loadKernelFromPtx(const CudaDriver &drv,
         return s;
     // A 16-block cluster is non-portable: the function opts in before its
     // first launch (the .reqnctapercluster shape alone does not).
-    if (spec.splitK <= kMaxPortableClusterBlocks) {
-      if (spec.persistent)
-        k.residentPrograms = residentProgramsOf(drv, k);
-      return Status::ok();
+    if (spec.splitK > kMaxPortableClusterBlocks) {
+      if (Status s = drv.check(
+              drv.cuFuncSetAttribute(
+                  k.function,
+                  CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED, 1),
+              fmt::format("{}: allowing its {}-block (non-portable) cluster",
+                          entry, spec.splitK));
+          !s)
+        return s;
+      // Whether 16 such blocks fit in one GPC at all: the planner falls
+      // back to 8-block clusters where they do not, instead of a launch
+      // error. A driver that cannot answer is taken as "they do not".
+      k.activeClusters = activeClustersOf(drv, k);
     }
-    if (Status s = drv.check(
-            drv.cuFuncSetAttribute(
-                k.function, CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED,
-                1),
-            fmt::format("{}: allowing its {}-block (non-portable) cluster",
-                        entry, spec.splitK));
-        !s)
-      return s;
-    // Whether 16 such blocks fit in one GPC at all: the planner falls back
-    // to 8-block clusters where they do not, instead of a launch error. A
-    // driver that cannot answer is taken as "they do not".
-    LaunchGeometry oneCluster; // the launches' block and shared memory
-    oneCluster.grid[0] = unsigned(spec.splitK);
-    oneCluster.block = unsigned(spec.launchThreads());
-    LaunchConfig lc;
-    makeLaunchConfig(spec, oneCluster, unsigned(sharedBytes), nullptr,
-                     /*dependentLaunch=*/false, lc);
-    if (drv.cuOccupancyMaxActiveClusters(&k.activeClusters, k.function,
-                                         &lc.config) != CUDA_SUCCESS)
-      k.activeClusters = 0;
     if (spec.persistent)
-      k.residentPrograms = long(k.activeClusters) * spec.splitK;
+      k.residentPrograms = residentProgramsOf(drv, k);
     return Status::ok();
   };
   if (Status s = prepare(); !s) {
@@ -325,10 +324,11 @@ Status launchGemm(const CudaDriver &drv, const LoadedKernel &kernel,
                   const MoeLoraCall &call, const LaunchKnobs &knobs,
                   const IntermediateBuffer *inter, CUstream stream) {
   LaunchKnobs resolved = knobs;
-  if (kernel.spec.persistent && resolved.persistentPrograms <= 0)
-    resolved.persistentPrograms = persistentProgramsOverride() > 0
-                                      ? persistentProgramsOverride()
-                                      : kernel.residentPrograms;
+  if (kernel.spec.persistent && resolved.persistentPrograms <= 0) {
+    const long fromEnv = persistentProgramsOverride();
+    resolved.persistentPrograms =
+        fromEnv > 0 ? fromEnv : kernel.residentPrograms;
+  }
   LaunchGeometry g = launchGeometry(kernel.spec, call, resolved);
   if (g.empty())
     return Status::ok();
