@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "LaunchTestShapes.h"
 #include "RuntimeTestUtil.h"
 
 #include "moelora/Reference/Reference.h"
@@ -1031,26 +1032,9 @@ void residentProgramsOnFakeGpu(const char *clusters, const char *blocksPerSm) {
   CUcontext ctx = nullptr;
   (*drv)->cuDevicePrimaryCtxRetain(&ctx, 0);
   (*drv)->cuCtxSetCurrent(ctx);
-  MoeLoraCall c;
-  c.numTokens = 256;
-  c.topK = 8;
-  c.rank = 16;
-  c.K = 2048;
-  c.N = 1408;
-  c.numSlices = 2;
-  c.numExperts = 64;
-  c.maxLoras = 4;
-  c.numActiveLoras = 3;
-  c.sorted = true;
-  c.blockSizeM = 64;
-  c.EM = 2048 + 64 * 63;
+  const MoeLoraCall c = test::call(256, 8, /*sorted=*/true, 64);
   for (int splitK : {1, 2, 0}) {
-    KernelSpec s;
-    s.family = KernelFamily::OneShot;
-    s.rank = 16;
-    s.sorted = true;
-    s.numSlices = 2;
-    s.blockM = 64;
+    KernelSpec s = test::spec(KernelFamily::OneShot, c, 64, 64, 4);
     s.splitK = std::max(1, splitK);
     s.persistent = splitK > 0;
     auto k = loadKernelFromPtx(**drv, s, "any text", 32768);

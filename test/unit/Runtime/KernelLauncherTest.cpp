@@ -5,6 +5,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "LaunchTestShapes.h"
+
 #include "moelora/Runtime/KernelLauncher.h"
 #include "moelora/Spec/KernelAbi.h"
 
@@ -18,39 +20,8 @@ using namespace moelora;
 
 namespace {
 
-MoeLoraCall call(int tokens, int topK, bool sorted, int bm = 16) {
-  MoeLoraCall c;
-  c.numTokens = tokens;
-  c.topK = topK;
-  c.K = 2048;
-  c.N = 1408;
-  c.rank = 16;
-  c.numSlices = 2;
-  c.maxLoras = 4;
-  c.numActiveLoras = 3;
-  c.numExperts = 64;
-  c.sorted = sorted;
-  if (sorted) {
-    c.blockSizeM = bm;
-    long n = long(c.numPairs()) + long(c.numExperts) * (bm - 1);
-    c.EM = int((n + bm - 1) / bm * bm);
-  }
-  return c;
-}
-
-KernelSpec spec(KernelFamily f, const MoeLoraCall &c, int bm, int bn,
-                int warps) {
-  KernelSpec s;
-  s.family = f;
-  s.rank = c.rank;
-  s.k = c.K;
-  s.sorted = c.sorted;
-  s.numSlices = c.numSlices;
-  s.blockM = bm;
-  s.blockN = bn;
-  s.numWarps = warps;
-  return s;
-}
+using test::call;
+using test::spec;
 
 unsigned ceilDiv(long a, long b) { return unsigned((a + b - 1) / b); }
 
