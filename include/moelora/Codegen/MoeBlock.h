@@ -55,11 +55,11 @@ MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
                          Value slice, const LoraSlot *slot = nullptr);
 
 /// Sorted metadata (prefetchesNextRowIds): the first threads bring the
-/// lines of row block `pidM`'s sorted ids (and, `withExpert`, its expert
-/// id) of adapter `lora` into L1, for a block that reads them later. pidM
-/// must lie below EM / BLOCK_M.
+/// lines of row block `pidM`'s sorted ids and its expert id of adapter
+/// `lora` into L1, for a block that reads them later. pidM must lie below
+/// EM / BLOCK_M.
 void prefetchRowBlockIds(TileBuilder &tb, const KernelArgs &args, Value lora,
-                         Value pidM, bool withExpert);
+                         Value pidM);
 
 /// The block's rows of x for the shrink: a pair reads x row pair / top_k, or
 /// row pair where x has a row per pair (mul_routed_weight: the down

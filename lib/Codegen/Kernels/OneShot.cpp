@@ -357,8 +357,7 @@ void buildOneShotKernel(TileBuilder &tb, const KernelArgs &args) {
         if (prefetchesNextRowIds(spec))
           tb.ifThen(tb.lt(next, programs), [&] {
             Value nextPidM = tb.divU(programIndex(tb, C, next).pid, npid);
-            prefetchRowBlockIds(tb, args, slot.lora, nextPidM,
-                                /*withExpert=*/true);
+            prefetchRowBlockIds(tb, args, slot.lora, nextPidM);
           });
         buildOneShotProgram(tb, args, x, &slot);
         // The next program's copies reuse the shared memory.

@@ -105,7 +105,7 @@ MoeBlock resolveMoeBlock(TileBuilder &tb, const KernelArgs &args, Value pidM,
 }
 
 void prefetchRowBlockIds(TileBuilder &tb, const KernelArgs &args, Value lora,
-                         Value pidM, bool withExpert) {
+                         Value pidM) {
   const int blockM = tb.spec().blockM;
   // BLOCK_M 4-byte ids: one 128-byte line per 32 rows.
   const int idLines = std::max(1, blockM * 4 / 128);
@@ -116,8 +116,6 @@ void prefetchRowBlockIds(TileBuilder &tb, const KernelArgs &args, Value lora,
                tb.add(tb.mul(pidM, tb.i32(blockM)), tb.mul(t, tb.i32(32))));
     tb.prefetchToL1(tb.gep(args[kSortedTokenIds], row, tb.i32Type()));
   });
-  if (!withExpert)
-    return;
   tb.ifThen(tb.eq(t, tb.i32(idLines)), [&] {
     Value blocksPerLora = tb.divU(args[kEM], tb.i32(blockM));
     tb.prefetchToL1(tb.gep(args[kExpertIds],
