@@ -110,9 +110,9 @@ static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
 /// applied to the final tile where that tile allows it; elsewhere the tile
 /// runs mma.sync. Tiles are fitted to shared memory with mma.sync's padded
 /// pitch beforehand, so the (unpadded) wgmma tile fits as well.
-/// Its tma_weights and producer_warp likewise (tma_weights where the call
-/// also allows tensor maps: weightTensorMapsApply), each where its stage
-/// barriers still fit the shared memory the tile was fitted to.
+/// Its tma_weights, producer_warp and wgmma_expand likewise (tma_weights where
+/// the call also allows tensor maps: weightTensorMapsApply), each where its
+/// stage barriers still fit the shared memory the tile was fitted to.
 static void useWgmmaWhereTheTileAllows(KernelSpec &s, const TunedConfig &c,
                                        const MoeLoraCall &call) {
   if (c.wgmma != 1 || s.sm != 90)
@@ -138,6 +138,8 @@ static void useWgmmaWhereTheTileAllows(KernelSpec &s, const TunedConfig &c,
     turnOnWhereItFits(s.tmaWeights);
   if (c.producerWarp == 1)
     turnOnWhereItFits(s.producerWarp);
+  if (c.wgmmaExpand == 1 && s.family == KernelFamily::OneShot)
+    turnOnWhereItFits(s.wgmmaExpand);
 }
 
 static long ceilDiv(long a, long b) { return (a + b - 1) / b; }

@@ -81,7 +81,8 @@ SpecKey::SpecKey(const KernelSpec &s) {
             fewRows ? s.fewRowsTile : 0,
             int32_t(s.tmaWeights),
             int32_t(s.producerWarp),
-            int32_t(s.persistent)};
+            int32_t(s.persistent),
+            int32_t(s.wgmmaExpand)};
 }
 
 size_t SpecKeyHash::operator()(const SpecKey &k) const {

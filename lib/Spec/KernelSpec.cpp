@@ -129,6 +129,8 @@ std::string KernelSpec::cacheKey() const {
     key += ";ws=p";
   if (persistent)
     key += ";grid=p";
+  if (wgmmaExpand)
+    key += ";xmma=wgmma";
   return key;
 }
 
@@ -179,6 +181,8 @@ std::string KernelSpec::entryName() const {
     name += "_pw";
   if (persistent)
     name += "_ps";
+  if (wgmmaExpand)
+    name += "_xwg";
   std::string key = cacheKey();
   uint64_t hash = XXH3_64bits(key.data(), key.size());
   name += fmt::format("_h{:08x}", static_cast<uint32_t>(hash));
@@ -196,7 +200,7 @@ bool operator==(const KernelSpec &a, const KernelSpec &b) {
                            s.addInputs, s.numSlices, s.npid, s.minBlocksPerSm,
                            s.alignedOutput, s.fusesSlices(), s.wgmma, fewRows,
                            fewRows ? s.fewRowsTile : 0, s.tmaWeights,
-                           s.producerWarp, s.persistent);
+                           s.producerWarp, s.persistent, s.wgmmaExpand);
   };
   return fields(a) == fields(b);
 }

@@ -466,6 +466,8 @@ private:
       return d.producerWarp ? 1 : 0;
     case Field::Persistent:
       return d.persistent ? 1 : 0;
+    case Field::WgmmaExpand:
+      return d.wgmmaExpand ? 1 : 0;
     }
     return 0;
   }
@@ -551,6 +553,9 @@ private:
       break;
     case Field::Persistent:
       s.persistent = v != 0;
+      break;
+    case Field::WgmmaExpand:
+      s.wgmmaExpand = v != 0;
       break;
     }
   }

@@ -47,8 +47,10 @@ enum class Field {
   TmaWeights,
   ProducerWarp,
   Persistent,
+  WgmmaExpand,
 };
-inline constexpr size_t kNumFields = static_cast<size_t>(Field::Persistent) + 1;
+inline constexpr size_t kNumFields =
+    static_cast<size_t>(Field::WgmmaExpand) + 1;
 
 enum class ValueKind { Text, Enum, Int, Bool };
 
@@ -100,6 +102,9 @@ inline constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
     {"persistent", ValueKind::Bool,
      "true, false (true: a sorted one_shot runs a resident grid whose "
      "blocks loop over the row blocks)"},
+    {"wgmma_expand", ValueKind::Bool,
+     "true, false (true: a wgmma one_shot with rank above 32 runs its "
+     "expand on wgmma too)"},
 }};
 
 inline constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};

@@ -301,6 +301,43 @@ std::string validateSpec(const KernelSpec &spec) {
                         "false with tma_weights or producer_warp");
   }
 
+  if (spec.wgmmaExpand) {
+    // r's shared tile is wgmma's A operand in the shrink's 128-byte swizzle
+    // (64-column atoms along the rank), and each warpgroup along N
+    // multiplies its BLOCK_N share in one instruction (N 8..256).
+    if (spec.family != KernelFamily::OneShot)
+      return onlyFor(Field::WgmmaExpand, "one_shot", spec.family);
+    if (!spec.wgmma)
+      return reasonText(Field::WgmmaExpand,
+                        "true needs wgmma: true (the warpgroup layout and the "
+                        "sm_90a target)",
+                        "false without wgmma");
+    if (spec.blockR() % 64 != 0)
+      return reasonText(
+          Field::WgmmaExpand,
+          fmt::format("true with rank {} (BLOCK_R {}): r's shared tile is "
+                      "made of 64-column swizzled atoms",
+                      spec.rank, spec.blockR()),
+          "true with rank > 32, false otherwise");
+    if (spec.rank % 8 != 0)
+      return reasonText(
+          Field::WgmmaExpand,
+          fmt::format("true with rank {}: B's rows are copied in 16-byte "
+                      "chunks",
+                      spec.rank),
+          "true with rank a multiple of 8");
+    // (At least 8 columns per warp, so per warpgroup, is every tile's rule.)
+    const WarpGrid g = WarpGrid::forTile(spec.numWarps, spec.blockM);
+    if (spec.blockN / g.warpsN > 256)
+      return reasonText(
+          Field::BlockN,
+          fmt::format("{} over {} warpgroups with wgmma_expand leaves {} "
+                      "columns per warpgroup, more than one wgmma's 256",
+                      spec.blockN, g.warpsN, spec.blockN / g.warpsN),
+          fmt::format("<= {} with wgmma_expand and num_warps {}",
+                      256 * g.warpsN, spec.numWarps));
+  }
+
   if (spec.producerWarp) {
     // The producer feeds the wgmma shrink's stages through mbarriers.
     if (spec.family != KernelFamily::OneShot &&

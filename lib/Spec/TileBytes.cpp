@@ -30,11 +30,16 @@ OneShotSharedLayout::OneShotSharedLayout(const KernelSpec &spec) {
   const int rBytes = spec.blockM * slices * blockR * 4; // r in f32
   reduceBytes = grid.warpsN > 1 ? grid.warpsN * rBytes : 0;
   clusterBytes = spec.splitK > 1 ? 2 * rBytes : 0;
+  if (spec.wgmmaExpand) {
+    const int after = std::max({expandBytes, reduceBytes, clusterBytes});
+    rTileOffset = (after + 1023) / 1024 * 1024;
+    rTileBytes = slices * spec.blockM * blockR * kElementBytes;
+  }
 }
 
 int OneShotSharedLayout::phaseBytes(const KernelSpec &spec) const {
-  return std::max(
-      {shrinkStage * spec.numStages, expandBytes, reduceBytes, clusterBytes});
+  return std::max({shrinkStage * spec.numStages, expandBytes, reduceBytes,
+                   clusterBytes, rTileOffset + rTileBytes});
 }
 
 int OneShotSharedLayout::sharedBytes(const KernelSpec &spec) const {
@@ -57,12 +62,16 @@ int shrinkKernelSharedBytes(const KernelSpec &spec) {
 }
 
 int expandStageBytes(const KernelSpec &spec) {
-  return expandStageBytes(spec, spec.blockM, spec.blockN);
+  return expandStageBytes(spec, ExpandShape::of(spec));
 }
 
-int expandStageBytes(const KernelSpec &spec, int rows, int cols) {
-  return cols * paddedPitch(spec.blockR()) * kElementBytes +
-         (spec.stagesOutput() ? stagedOutputBytes(rows, cols) : 0);
+int expandStageBytes(const KernelSpec &spec, const ExpandShape &shape) {
+  // A swizzled B tile needs no padding against bank conflicts; it starts
+  // each stage, whose bytes (BLOCK_M 64 or 128 rows of staged output) stay
+  // multiples of 1024.
+  const int bPitch = shape.wgmma ? spec.blockR() : paddedPitch(spec.blockR());
+  return shape.cols * bPitch * kElementBytes +
+         (spec.stagesOutput() ? stagedOutputBytes(shape.rows, shape.cols) : 0);
 }
 
 int expandKernelSharedBytes(const KernelSpec &spec) {
@@ -71,7 +80,7 @@ int expandKernelSharedBytes(const KernelSpec &spec) {
 }
 
 ExpandShape ExpandShape::of(const KernelSpec &spec) {
-  return {spec.blockM, spec.blockN, spec.numStages};
+  return {spec.blockM, spec.blockN, spec.numStages, spec.wgmmaExpand};
 }
 
 std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec) {
@@ -101,7 +110,7 @@ std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec) {
     if (rows > 16 && rows * cols > 32 * spec.threads())
       continue;
     for (int stages = spec.numStages; stages >= minStages; --stages)
-      if (stages * expandStageBytes(spec, rows, cols) <= sharedBytes)
+      if (stages * expandStageBytes(spec, {rows, cols, stages}) <= sharedBytes)
         return ExpandShape{rows, cols, stages};
   }
   return std::nullopt;

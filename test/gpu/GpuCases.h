@@ -639,6 +639,31 @@ inline std::vector<GpuCase> gpuCases() {
     c.name += "_pw";
     cases.push_back(c);
   }
+  // Every wgmma one-shot case that allows it (rank above 32), tma and
+  // producer ones included, again with the expand on wgmma (wgmma_expand):
+  // without the few-rows expand, so that every block multiplies r's
+  // swizzled tile (these cases' blocks hold few rows), and, where blocks of
+  // both kinds meet in one launch (_dense_rows, _rows32), with it.
+  const size_t withProducer = cases.size();
+  for (size_t i = 0; i < withProducer; ++i) {
+    if (cases[i].path != Path::OneShot || !cases[i].spec.wgmma)
+      continue;
+    GpuCase c = cases[i];
+    c.spec.wgmmaExpand = true;
+    if (!validateSpec(c.spec).empty())
+      continue;
+    const bool mixed = c.spec.fewRowsExpand() &&
+                       (c.name.find("_dense_rows") != std::string::npos ||
+                        c.name.find("_rows32") != std::string::npos);
+    c.spec.fewRows = false;
+    c.name += "_xwg";
+    cases.push_back(c);
+    if (!mixed)
+      continue;
+    c.spec.fewRows = cases[i].spec.fewRows;
+    c.name += "_fr";
+    cases.push_back(c);
+  }
   // Every sorted one-shot case that allows it again with a persistent grid
   // of one program (cluster) per lora slot, which then walks every row
   // block of its slot (the loop, its shared-memory reuse and the next

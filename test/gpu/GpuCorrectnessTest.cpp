@@ -149,8 +149,9 @@ TEST_P(GpuCorrectness, MatchesReference) {
   auto first = loadFromBundle(c.spec);
   ASSERT_TRUE(first) << first.error().message;
   // A persistent kernel's grid is what the driver says fits at once.
-  if (c.spec.persistent)
+  if (c.spec.persistent) {
     EXPECT_GT(first->residentPrograms, 0) << c.spec.entryName();
+  }
   const long residentPrograms = first->residentPrograms;
   // A 16-block cluster is asked whether it fits (the planner falls back to
   // 8 blocks where not); the suite's cluster16 cases fit on an H100/H200.

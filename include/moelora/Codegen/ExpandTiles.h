@@ -48,15 +48,23 @@ struct TileRange {
 };
 TileRange programTiles(TileBuilder &tb, Value N, Value pidN, Value npid);
 
+/// r, the expand's A operand, in T: the warp's mma A fragments
+/// (frags[mt * BLOCK_R/16 + j]; mma.sync steps), or (wgmma steps) the
+/// block's rows x BLOCK_R Swizzled128 tile in shared memory, published to
+/// the async proxy (fenceAsyncShared, then a barrier).
+struct ExpandOperand {
+  llvm::ArrayRef<std::array<Value, 4>> frags;
+  Value swizzledTile;
+};
+
 /// out[rows, n] (+)= r @ B_s[l,e]^T (x topk weight when mul_routed_weight)
 /// for n in the BLOCK_N tiles `tiles` (shape.cols / BLOCK_N of them per
-/// step) of the slice whose output columns start at outSlice.
-/// rFrags[mt * BLOCK_R/16 + j] are the warp's r fragments (in T). Stages
-/// live at `smem`; on return they are free again.
+/// step) of the slice whose output columns start at outSlice. Stages live
+/// at `smem` (clear of r's tile); on return they are free again.
 void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
                  const ExpandShape &shape, const ExpandWarp &warp,
-                 llvm::ArrayRef<std::array<Value, 4>> rFrags, Value smem,
-                 Value N, Value outSlice, TileRange tiles);
+                 const ExpandOperand &r, Value smem, Value N, Value outSlice,
+                 TileRange tiles);
 
 /// This thread's part of "is any of the block's tile rows `rows` ..
 /// BLOCK_M valid" (i1). Computed early, its loads overlap the shrink; a

@@ -367,6 +367,14 @@ public:
   void warpgroupMmaFromShared(Accumulators &acc, Value aTile, int aRows,
                               Value warpRow0, llvm::ArrayRef<Value> bTiles,
                               int bRows, Value bRow0, Value k0, int kSteps);
+  /// Element index of (row, col) in a Swizzled128 tile of `rows` rows.
+  Value swizzledIndex(int rows, Value row, Value col);
+  /// The warp's accumulators (rows row0 + accRow, columns col0 + accCol)
+  /// rounded to T into the Swizzled128 tile `tile` of `rows` rows, two
+  /// columns per 4-byte store (conflict-free: the swizzle spreads a warp's
+  /// eight rows over all banks).
+  void storeAccumulatorsSwizzled(Accumulators &acc, Value tile, int rows,
+                                 Value row0, int col0);
   /// fence.proxy.async.shared::cta: this thread's earlier writes to shared
   /// memory (cp.async included) become visible to the async proxy, which
   /// wgmma reads its shared operands through.

@@ -141,6 +141,13 @@ struct KernelSpec {
   /// over the prefill cases (a program's static share of row blocks ends
   /// later than the hardware's block scheduling): no table uses it.
   bool persistent = false;
+  /// wgmma one_shot with BLOCK_R a multiple of 64: the expand runs on
+  /// warpgroup MMA too. r (rounded to T) goes once into a 128-byte swizzled
+  /// shared tile and each warpgroup multiplies it with the stage's B tile
+  /// (swizzled, unpadded) through descriptors: the rank dimension is the
+  /// expand's K. mma.sync instead reads every B fragment once per 16-row
+  /// warp by ldmatrix. The few-rows expand stays on mma.sync.
+  bool wgmmaExpand = false;
   std::string origin; ///< "file:line" of the spec this came from
 
   /// BLOCK_R = max(16, next_pow2(R)).

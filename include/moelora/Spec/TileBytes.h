@@ -58,6 +58,11 @@ struct OneShotSharedLayout {
   int expandBytes = 0;  ///< num_stages expand stages
   int reduceBytes = 0;  ///< warpsN partial r (f32)
   int clusterBytes = 0; ///< partial and summed r (f32)
+  /// wgmmaExpand: r in T, one BLOCK_M x BLOCK_R swizzled tile per slice,
+  /// from rTileOffset (1024-byte aligned, past the expand stages, the
+  /// reduction and the cluster sums, which it outlives or follows).
+  int rTileOffset = 0;
+  int rTileBytes = 0;
   explicit OneShotSharedLayout(const KernelSpec &spec);
   /// The largest phase: the bytes the phases share.
   int phaseBytes(const KernelSpec &spec) const;
@@ -121,18 +126,21 @@ int shrinkKernelSharedBytes(const KernelSpec &spec);
 /// The most dynamic shared memory one block may opt into on sm_<sm>.
 int maxDynamicSharedBytes(int sm);
 
+/// The output tile of one expand step, how many steps are in flight, and
+/// whether the step runs on wgmma (its B tile then swizzled, unpadded).
+struct ExpandShape {
+  int rows = 0, cols = 0, stages = 1;
+  bool wgmma = false;
+  /// The spec's tile: BLOCK_M x BLOCK_N, num_stages, its wgmmaExpand.
+  static ExpandShape of(const KernelSpec &spec);
+};
+
 /// One stage of the expand loop (one-shot and two-kernel expand): a
 /// BLOCK_N x BLOCK_R tile of B, then (aligned output) the staged output.
 int expandStageBytes(const KernelSpec &spec);
-/// The same for a rows x cols output tile (a cols x BLOCK_R tile of B).
-int expandStageBytes(const KernelSpec &spec, int rows, int cols);
-
-/// The output tile of one expand step, and how many steps are in flight.
-struct ExpandShape {
-  int rows = 0, cols = 0, stages = 1;
-  /// The spec's tile: BLOCK_M x BLOCK_N, num_stages.
-  static ExpandShape of(const KernelSpec &spec);
-};
+/// The same for one step of `shape` (a cols x BLOCK_R tile of B: padded
+/// for ldmatrix, or swizzled for wgmma).
+int expandStageBytes(const KernelSpec &spec, const ExpandShape &shape);
 
 /// The few-rows expand's shape (one_shot and expand) for a block whose
 /// valid rows all lie in its first fewRowsTile (16 or 32): that many rows,

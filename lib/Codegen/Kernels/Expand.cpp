@@ -79,7 +79,9 @@ void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
       Value outSlice =
           tb.gep(args[kOut], tb.add(args[kOutColOffset], tb.mul(blk.slice, N)),
                  tb.elementType());
-      expandTiles(tb, args, blk, shape, warp, rFrags, smem, N, outSlice, tiles);
+      ExpandOperand r;
+      r.frags = rFrags;
+      expandTiles(tb, args, blk, shape, warp, r, smem, N, outSlice, tiles);
     };
     auto dense = [&] {
       expand(ExpandShape::of(spec),

@@ -288,21 +288,50 @@ void buildOneShotProgram(TileBuilder &tb, const KernelArgs &args, Value x,
     Value N = args[kN];
     TileRange tiles = programTiles(tb, N, pidN, npid);
     const int rSteps = BR / 16;
+    // wgmma_expand: each slice's r, rounded to T (Triton feeds the expand
+    // dot in T), in its swizzled tile, written by the warps of K share 0
+    // (every share holds the whole sum) and published to the async proxy.
+    auto rTile = [&](int s) {
+      return tb.sharedOffset(
+          smem, tb.i32(lay.rTileOffset + s * spec.blockM * BR * kElementBytes));
+    };
+    if (spec.wgmmaExpand) {
+      tb.ifThen(tb.eq(wn, tb.i32(0)), [&] {
+        for (int s = 0; s < F; ++s) {
+          Accumulators rs = r.columns(s * BR / 8, BR / 8);
+          tb.storeAccumulatorsSwizzled(rs, rTile(s), spec.blockM, warpRow0, 0);
+        }
+        tb.fenceAsyncShared();
+      });
+    }
     Value fewRowsOnly = fewRows ? tb.lnot(tb.barrierAny(validPast)) : Value();
+    if (spec.wgmmaExpand && !fewRows)
+      tb.barrier();
     for (int s = 0; s < F; ++s) {
-      // r rounded to T (Triton feeds the expand dot in T), as A fragments.
-      Accumulators rs = r.columns(s * BR / 8, BR / 8);
-      llvm::SmallVector<std::array<Value, 4>> rFrags;
-      for (int mt = 0; mt < lay.mTiles; ++mt)
-        for (int j = 0; j < rSteps; ++j)
-          rFrags.push_back(tb.accumulatorsToFragA(rs, mt, j));
+      // r rounded to T, as A fragments (mma.sync steps).
+      auto fragments = [&] {
+        Accumulators rs = r.columns(s * BR / 8, BR / 8);
+        llvm::SmallVector<std::array<Value, 4>> rFrags;
+        for (int mt = 0; mt < lay.mTiles; ++mt)
+          for (int j = 0; j < rSteps; ++j)
+            rFrags.push_back(tb.accumulatorsToFragA(rs, mt, j));
+        return rFrags;
+      };
       MoeBlock sb = sliceBlock(s);
       Value outSlice =
           tb.gep(args[kOut], tb.mul(sb.slice, N), tb.elementType());
       auto dense = [&] {
+        llvm::SmallVector<std::array<Value, 4>> rFrags;
+        ExpandOperand rOperand;
+        if (spec.wgmmaExpand) {
+          rOperand.swizzledTile = rTile(s);
+        } else {
+          rFrags = fragments();
+          rOperand.frags = rFrags;
+        }
         expandTiles(tb, args, sb, ExpandShape::of(spec),
-                    ExpandWarp{lay.mTiles, warpsN, wn, warpRow0}, rFrags, smem,
-                    N, outSlice, tiles);
+                    ExpandWarp{lay.mTiles, warpsN, wn, warpRow0}, rOperand,
+                    smem, N, outSlice, tiles);
       };
       if (!fewRows) {
         dense();
@@ -312,10 +341,12 @@ void buildOneShotProgram(TileBuilder &tb, const KernelArgs &args, Value x,
           fewRowsOnly,
           [&] {
             auto firstRows =
-                fragmentsOfFirstRows(tb, rFrags, rSteps, lay.mTiles,
+                fragmentsOfFirstRows(tb, fragments(), rSteps, lay.mTiles,
                                      fewRows->rows / 16, lay.grid, wg, smem);
+            ExpandOperand rOperand;
+            rOperand.frags = firstRows;
             expandTiles(tb, args, sb, *fewRows, fewRowsWarp(tb, *fewRows),
-                        firstRows, smem, N, outSlice, tiles);
+                        rOperand, smem, N, outSlice, tiles);
           },
           dense);
     }

@@ -3,14 +3,17 @@
 #include "moelora/Codegen/ExpandTiles.h"
 
 #include <algorithm>
+#include <cassert>
 
 namespace moelora {
 
 ExpandTilesLayout::ExpandTilesLayout(const KernelSpec &spec,
                                      const ExpandShape &shape) {
-  bPitch = paddedPitch(spec.blockR());
+  bPitch = shape.wgmma ? spec.blockR() : paddedPitch(spec.blockR());
   bTileBytes = shape.cols * bPitch * kElementBytes;
-  stageBytes = expandStageBytes(spec, shape.rows, shape.cols);
+  stageBytes = expandStageBytes(spec, shape);
+  assert((!shape.wgmma || stageBytes % 1024 == 0) &&
+         "wgmma's swizzled B tiles start 1024-byte aligned");
 }
 
 TileRange programTiles(TileBuilder &tb, Value N, Value pidN, Value npid) {
@@ -41,8 +44,11 @@ ExpandWarp fewRowsWarp(TileBuilder &tb, const ExpandShape &shape) {
 
 void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
                  const ExpandShape &shape, const ExpandWarp &warp,
-                 llvm::ArrayRef<std::array<Value, 4>> rFrags, Value smem,
-                 Value N, Value outSlice, TileRange tiles) {
+                 const ExpandOperand &r, Value smem, Value N, Value outSlice,
+                 TileRange tiles) {
+  assert(shape.wgmma == bool(r.swizzledTile) &&
+         "a wgmma step reads r from its swizzled tile, mma.sync from "
+         "fragments");
   const KernelSpec &spec = tb.spec();
   const ExpandTilesLayout lay(spec, shape);
   const int R = spec.rank;
@@ -67,6 +73,7 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
 
   PipelineLoop loop;
   loop.stages = shape.stages;
+  loop.asyncProxyReads = shape.wgmma;
   // A step covers `widen` of the program's BLOCK_N tiles; a wide step's
   // columns stop at the program's last tile (the next program's follow).
   const int widen = shape.cols / spec.blockN;
@@ -86,7 +93,9 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
           return tb.lt(tb.add(n0, r), colLimit);
         });
     TileCopyPlan bPlan =
-        tb.planTileCopy(shape.cols, BR, bVec, lay.bPitch, bRows);
+        shape.wgmma ? tb.planTileCopy(shape.cols, BR, 8, lay.bPitch, bRows,
+                                      SharedTileLayout::Swizzled128)
+                    : tb.planTileCopy(shape.cols, BR, bVec, lay.bPitch, bRows);
     Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.stageBytes)));
     tb.issueTileCopy(bPlan, base, tb.i32(0), rLimit);
     if (staged && spec.addInputs)
@@ -99,7 +108,14 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
     Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.stageBytes)));
     Value warpCol0 = tb.mul(warp.wn, tb.i32(warpCols));
     Accumulators y = tb.zeroAccumulators(warp.mTiles, warpCols / 8);
-    tb.mmaWithFragA(y, rFrags, rSteps, base, lay.bPitch, warpCol0, tb.i32(0));
+    if (shape.wgmma)
+      // The warpgroup's 64 rows of r against its warpCols rows of B.
+      tb.warpgroupMmaFromShared(y, r.swizzledTile, shape.rows, warp.warpRow0,
+                                {base}, shape.cols, warpCol0, tb.i32(0),
+                                rSteps);
+    else
+      tb.mmaWithFragA(y, r.frags, rSteps, base, lay.bPitch, warpCol0,
+                      tb.i32(0));
     if (staged)
       storeStagedOutput(tb, y, outRows, *staged,
                         tb.sharedOffset(base, tb.i32(lay.bTileBytes)),

@@ -379,13 +379,7 @@ TileCopyPlan TileBuilder::planTileCopy(int rows, int cols, int vecElems,
   auto smemIndex = [&](Value row, Value col) -> Value {
     if (layout == SharedTileLayout::Padded)
       return add(mul(row, i32(pitch)), col);
-    // Atom (col / 64), row, then the chunk's slot (col / 8) % 8 XOR
-    // row % 8: the 128-byte swizzle that wgmma's descriptor names.
-    Value atom = divU(col, i32(64));
-    Value slot = arith::XOrIOp::create(
-        b, location, remU(divU(col, i32(8)), i32(8)), remU(row, i32(8)));
-    return add(add(mul(atom, i32(rows * 64)), mul(row, i32(64))),
-               mul(slot, i32(8)));
+    return swizzledIndex(rows, row, col);
   };
   for (int first = 0; first < total; first += threads) {
     TileCopyPlan::Chunk c;
@@ -719,6 +713,33 @@ Value TileBuilder::swizzledTileDescriptor(Value tile, int rows, Value row0,
   Value start64 = arith::ExtUIOp::create(b, location, i64Type(), start);
   return arith::OrIOp::create(b, location, start64,
                               i64(static_cast<int64_t>(kFields)));
+}
+
+Value TileBuilder::swizzledIndex(int rows, Value row, Value col) {
+  // Atom (col / 64), row, then the 16-byte chunk's slot (col / 8) % 8 XOR
+  // row % 8 (the 128-byte swizzle that wgmma's descriptor names), then the
+  // element within its chunk.
+  Value atom = divU(col, i32(64));
+  Value slot = arith::XOrIOp::create(
+      b, location, remU(divU(col, i32(8)), i32(8)), remU(row, i32(8)));
+  return add(
+      add(add(mul(atom, i32(rows * 64)), mul(row, i32(64))), mul(slot, i32(8))),
+      remU(col, i32(8)));
+}
+
+void TileBuilder::storeAccumulatorsSwizzled(Accumulators &acc, Value tile,
+                                            int rows, Value row0, int col0) {
+  for (int mt = 0; mt < acc.mTiles; ++mt)
+    for (int nt = 0; nt < acc.nTiles; ++nt)
+      for (int half = 0; half < 2; ++half) {
+        // Elements 2 * half and 2 * half + 1: one row, adjacent columns.
+        const int i = 2 * half;
+        Value row = add(row0, accRow(mt, i));
+        Value col = add(i32(col0), accCol(nt, i));
+        Value pair = packElements({acc.at(mt, nt, i), acc.at(mt, nt, i + 1)});
+        storeElements(pair,
+                      gep(tile, swizzledIndex(rows, row, col), elementType()));
+      }
 }
 
 void TileBuilder::fenceAsyncShared() {

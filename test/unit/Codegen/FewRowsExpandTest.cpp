@@ -85,9 +85,7 @@ TEST(FewRowsExpand, ShapeFitsTheKernelAndItsLimits) {
                   EXPECT_LE(32 * shape->cols / s.threads(), 32);
                 EXPECT_GE(shape->stages, std::min(2, stages));
                 EXPECT_LE(shape->stages, stages);
-                EXPECT_LE(shape->stages *
-                              expandStageBytes(s, tile, shape->cols),
-                          budget);
+                EXPECT_LE(shape->stages * expandStageBytes(s, *shape), budget);
               }
   EXPECT_GT(withShape, 50);
   EXPECT_GT(with32, 20);
@@ -137,7 +135,7 @@ TEST(FewRowsExpand, WidestShapeThatFits) {
   e.blockK = 16;
   auto expand = fewRowsExpandShape(e);
   ASSERT_TRUE(expand);
-  EXPECT_LE(expand->stages * expandStageBytes(e, 16, expand->cols),
+  EXPECT_LE(expand->stages * expandStageBytes(e, *expand),
             expandKernelSharedBytes(e));
   // Not a family with an expand.
   KernelSpec shrink = s;

@@ -631,6 +631,97 @@ TEST(Generator, PersistentOneShotLoopsOverItsPrograms) {
   fs::remove_all(dir);
 }
 
+// wgmma_expand: the expand multiplies r's swizzled tile with each stage's
+// B tile on wgmma (m64 x the warpgroup's share of BLOCK_N, BLOCK_R / 16 k16
+// steps) instead of ldmatrix + mma.sync; the few-rows branch keeps
+// mma.sync. r's tile lies past the expand stages, 1024-byte aligned; the
+// kernel assembles without spills and with fewer registers (no r fragments
+// held over the expand).
+TEST(Generator, WgmmaExpandMultipliesRFromItsSwizzledTile) {
+  struct Case {
+    int rank, warps, blockN, splitK;
+    bool fuse, fewRows;
+    int blockM = 64;
+  };
+  const fs::path dir =
+      fs::temp_directory_path() / fmt::format("moelora_xwg_{}", getpid());
+  fs::create_directories(dir);
+  const bool havePtxAs = access(ptxasPath().c_str(), X_OK) == 0;
+  int j = 0;
+  for (Case c :
+       {Case{64, 4, 128, 1, false, false}, Case{64, 8, 64, 1, false, true},
+        Case{128, 4, 64, 1, false, false}, Case{64, 4, 64, 4, false, false},
+        Case{64, 8, 64, 1, true, false},
+        Case{64, 16, 128, 1, false, false, 128}}) {
+    KernelSpec s = smallOneShot();
+    s.sorted = true;
+    s.numSlices = 2;
+    s.rank = c.rank;
+    s.blockM = c.blockM;
+    s.blockN = c.blockN;
+    s.blockK = 64;
+    s.numWarps = c.warps;
+    s.numStages = 3;
+    s.splitK = c.splitK;
+    s.fuseSlices = c.fuse;
+    s.fewRows = c.fewRows;
+    s.wgmma = true;
+    KernelSpec x = s;
+    x.wgmmaExpand = true;
+    SCOPED_TRACE(x.cacheKey());
+    ASSERT_EQ(validateSpec(x), "");
+    ASSERT_EQ(x.fewRowsExpand(), c.fewRows);
+    auto g = generateKernel(s);
+    auto w = generateKernel(x);
+    ASSERT_TRUE(g) << g.error().message;
+    ASSERT_TRUE(w) << w.error().message;
+    const OneShotSharedLayout lay(x);
+    EXPECT_EQ(lay.rTileOffset % 1024, 0);
+    EXPECT_GE(lay.rTileOffset, lay.expandBytes);
+    EXPECT_EQ(lay.rTileBytes,
+              (c.fuse ? 2 : 1) * x.blockM * x.blockR() * kElementBytes);
+    EXPECT_EQ(w->sharedBytes, lay.sharedBytes(x));
+    auto count = [](const std::string &text, const std::string &what) {
+      int n = 0;
+      for (size_t at = text.find(what); at != std::string::npos;
+           at = text.find(what, at + 1))
+        ++n;
+      return n;
+    };
+    const int cols = x.blockN / WarpGrid::forTile(x.numWarps, x.blockM).warpsN;
+    const std::string expandMma = fmt::format(
+        "wgmma.mma_async.sync.aligned.m64n{}k16.f32.bf16.bf16", cols);
+    const std::string shrinkMma =
+        fmt::format("wgmma.mma_async.sync.aligned.m64n{}k16.f32.bf16.bf16",
+                    (c.fuse ? 2 : 1) * x.blockR());
+    // The expand's k16 steps over BLOCK_R, per slice the program computes
+    // (an n shape equal to the shrink's counts both).
+    const int expandSteps = (c.fuse ? 2 : 1) * x.blockR() / 16;
+    if (expandMma != shrinkMma) {
+      EXPECT_EQ(count(g->ptx, expandMma), 0);
+      EXPECT_EQ(count(w->ptx, expandMma), expandSteps);
+    } else {
+      EXPECT_EQ(count(w->ptx, expandMma),
+                count(g->ptx, expandMma) + expandSteps);
+    }
+    // mma.sync and ldmatrix remain only in the few-rows branch.
+    EXPECT_GT(count(g->ptx, "mma.sync.aligned.m16n8k16"), 0);
+    EXPECT_EQ(count(w->ptx, "mma.sync.aligned.m16n8k16") > 0, c.fewRows);
+    EXPECT_EQ(count(w->ptx, "ldmatrix") > 0, c.fewRows);
+    if (!havePtxAs)
+      continue;
+    PtxasReport rg =
+        assemble(g->ptx, s.ptxTarget(), dir / fmt::format("{}.ptx", j++));
+    PtxasReport rw =
+        assemble(w->ptx, x.ptxTarget(), dir / fmt::format("{}.ptx", j++));
+    ASSERT_TRUE(rw.ok) << rw.log;
+    EXPECT_EQ(rw.spillStores + rw.spillLoads, 0) << rw.log;
+    EXPECT_EQ(rw.log.find("serialized"), std::string::npos) << rw.log;
+    EXPECT_LE(rw.registers, rg.registers) << rg.log << rw.log;
+  }
+  fs::remove_all(dir);
+}
+
 TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
   struct Case {
     KernelFamily family;

@@ -1150,6 +1150,48 @@ TEST(DispatcherTunedTest, PersistentWhereTheOneShotAllowsIt) {
   EXPECT_FALSE(n.kernels[0].spec.persistent);
 }
 
+// wgmma_expand (one_shot) applies where the entry's wgmma does and the rank
+// allows it (BLOCK_R a multiple of 64); r's tile fits the shared memory the
+// tile was fitted to.
+TEST(DispatcherTunedTest, WgmmaExpandWhereTheRankAllowsIt) {
+  auto table = [](int rank, bool wgmma) {
+    return TunedTable::parse(
+        fmt::format(R"({{"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {{"path": "one_shot", "dtype": "bf16", "rank": {}, "K": 2048, "N": 1408,
+     "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {{"wgmma": {}, "wgmma_expand": true}}}}]}})",
+                    rank, wgmma),
+        "t.json");
+  };
+  auto r64 = table(64, true);
+  ASSERT_TRUE(r64) << r64.error().message;
+  DispatchPlan p = planOk(sortedCall(512, 64, 8, 2048, 1408, 64), false, &*r64);
+  ASSERT_EQ(p.path, DispatchPath::OneShot);
+  const KernelSpec &s = p.kernels[0].spec;
+  EXPECT_TRUE(s.wgmma);
+  EXPECT_TRUE(s.wgmmaExpand);
+  EXPECT_TRUE(validateSpec(s).empty());
+  EXPECT_LE(OneShotSharedLayout(s).sharedBytes(s), maxDynamicSharedBytes(90));
+  // Without the entry: mma.sync.
+  EXPECT_FALSE(planOk(sortedCall(512, 64, 8, 2048, 1408, 64))
+                   .kernels[0]
+                   .spec.wgmmaExpand);
+  // Rank 16 (BLOCK_R 16): the wgmma shrink, the mma.sync expand.
+  auto r16 = table(16, true);
+  ASSERT_TRUE(r16) << r16.error().message;
+  DispatchPlan q = planOk(sortedCall(512, 64), false, &*r16);
+  EXPECT_TRUE(q.kernels[0].spec.wgmma);
+  EXPECT_FALSE(q.kernels[0].spec.wgmmaExpand);
+  // Without wgmma: neither.
+  auto noWgmma = table(64, false);
+  ASSERT_TRUE(noWgmma) << noWgmma.error().message;
+  DispatchPlan n =
+      planOk(sortedCall(512, 64, 8, 2048, 1408, 64), false, &*noWgmma);
+  EXPECT_FALSE(n.kernels[0].spec.wgmma);
+  EXPECT_FALSE(n.kernels[0].spec.wgmmaExpand);
+}
+
 // producer_warp (one_shot: the kernel's; two_kernel: its shrink's) applies
 // where the entry's wgmma does, with or without tma_weights; a tile without
 // wgmma takes neither.

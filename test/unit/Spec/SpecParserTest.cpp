@@ -27,7 +27,7 @@ const std::string kAllFields =
     "BLOCK_SIZE_K, GROUP_SIZE_M, SPLIT_K, num_warps, num_stages, metadata, "
     "MUL_ROUTED_WEIGHT, ADD_INPUTS, num_slices, NPID, min_blocks_per_sm, "
     "out_aligned, fuse_slices, wgmma, few_rows, few_rows_tile, tma_weights, "
-    "producer_warp, persistent";
+    "producer_warp, persistent, wgmma_expand";
 const std::string kFamilies =
     "one_shot, small_batch, shrink, expand, align_block_size";
 
@@ -762,6 +762,55 @@ TEST(SpecParserRuleTest, PersistentRules) {
             "t.yaml:4:13: persistent: wrong type: expected a boolean, got '3'; "
             "allowed: true, false (true: a sorted one_shot runs a resident "
             "grid whose blocks loop over the row blocks)");
+}
+
+// wgmma_expand: a wgmma one_shot's expand on wgmma; its own key and entry
+// name; only one_shot with wgmma, BLOCK_R a multiple of 64, a rank of whole
+// 16-byte chunks, 8 to 256 columns per warpgroup.
+TEST(SpecParserRuleTest, WgmmaExpandRules) {
+  const std::string base = "kernel: one_shot\nrank: 64\nmetadata: sorted\n"
+                           "BLOCK_SIZE_M: 64\nBLOCK_SIZE_K: 64\nwgmma: true\n";
+  SpecSet set = parseOk(base + "wgmma_expand: [false, true]\n");
+  ASSERT_EQ(set.specs.size(), 2u);
+  EXPECT_FALSE(set.specs[0].wgmmaExpand);
+  EXPECT_TRUE(set.specs[1].wgmmaExpand);
+  EXPECT_EQ(set.specs[0].cacheKey(), parseOk(base).specs[0].cacheKey());
+  EXPECT_EQ(set.specs[1].cacheKey(), set.specs[0].cacheKey() + ";xmma=wgmma");
+  EXPECT_THAT(set.specs[1].entryName(), HasSubstr("_wg_xwg_h"));
+  EXPECT_FALSE(set.specs[0] == set.specs[1]);
+  EXPECT_EQ(set.specs[1].ptxTarget(), "sm_90a");
+  // rank 100: BLOCK_R 128, two atoms; rank 128 likewise.
+  EXPECT_TRUE(parseOk("kernel: one_shot\nrank: 128\nBLOCK_SIZE_M: 64\n"
+                      "BLOCK_SIZE_K: 64\nwgmma: true\nwgmma_expand: true\n")
+                  .specs.at(0)
+                  .wgmmaExpand);
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 64\nwgmma_expand: true\n"),
+            "t.yaml:1:1: wgmma_expand: true needs wgmma: true (the warpgroup "
+            "layout and the sm_90a target); allowed: false without wgmma");
+  EXPECT_EQ(parseError("kernel: expand\nrank: 64\nwgmma_expand: true\n"),
+            "t.yaml:1:1: wgmma_expand: true is only supported by one_shot "
+            "(got expand); allowed: false for expand");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 32\nBLOCK_SIZE_M: 64\n"
+                       "BLOCK_SIZE_K: 64\nwgmma: true\nwgmma_expand: true\n"),
+            "t.yaml:1:1: wgmma_expand: true with rank 32 (BLOCK_R 32): r's "
+            "shared tile is made of 64-column swizzled atoms; allowed: true "
+            "with rank > 32, false otherwise");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 100\nBLOCK_SIZE_M: 64\n"
+                       "BLOCK_SIZE_K: 64\nwgmma: true\nwgmma_expand: true\n"),
+            "t.yaml:1:1: wgmma_expand: true with rank 100: B's rows are "
+            "copied in 16-byte chunks; allowed: true with rank a multiple of "
+            "8");
+  // BLOCK_M 64 over 16 warps: four warpgroups along N, 512 / 4 = 128
+  // columns each (allowed); one warpgroup of 512 columns is not.
+  EXPECT_TRUE(parseOk(base + "num_warps: 16\nBLOCK_SIZE_N: 512\n"
+                             "wgmma_expand: true\n")
+                  .specs.at(0)
+                  .wgmmaExpand);
+  EXPECT_EQ(parseError(base + "num_warps: 4\nBLOCK_SIZE_N: 512\n"
+                              "wgmma_expand: true\n"),
+            "t.yaml:1:1: BLOCK_SIZE_N: 512 over 1 warpgroups with "
+            "wgmma_expand leaves 512 columns per warpgroup, more than one "
+            "wgmma's 256; allowed: <= 256 with wgmma_expand and num_warps 4");
 }
 
 TEST(SpecParserRuleTest, ProducerWarpRules) {
