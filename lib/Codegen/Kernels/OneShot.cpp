@@ -308,27 +308,28 @@ void buildOneShotProgram(TileBuilder &tb, const KernelArgs &args, Value x,
     if (spec.wgmmaExpand && !fewRows)
       tb.barrier();
     for (int s = 0; s < F; ++s) {
-      // r rounded to T, as A fragments (mma.sync steps).
+      // r rounded to T, as A fragments (mma.sync steps; with wgmma_expand
+      // only the few-rows branch's).
       auto fragments = [&] {
         Accumulators rs = r.columns(s * BR / 8, BR / 8);
-        llvm::SmallVector<std::array<Value, 4>> rFrags;
+        llvm::SmallVector<std::array<Value, 4>> frags;
         for (int mt = 0; mt < lay.mTiles; ++mt)
           for (int j = 0; j < rSteps; ++j)
-            rFrags.push_back(tb.accumulatorsToFragA(rs, mt, j));
-        return rFrags;
+            frags.push_back(tb.accumulatorsToFragA(rs, mt, j));
+        return frags;
       };
+      llvm::SmallVector<std::array<Value, 4>> rFrags;
+      if (!spec.wgmmaExpand)
+        rFrags = fragments();
       MoeBlock sb = sliceBlock(s);
       Value outSlice =
           tb.gep(args[kOut], tb.mul(sb.slice, N), tb.elementType());
       auto dense = [&] {
-        llvm::SmallVector<std::array<Value, 4>> rFrags;
         ExpandOperand rOperand;
-        if (spec.wgmmaExpand) {
+        if (spec.wgmmaExpand)
           rOperand.swizzledTile = rTile(s);
-        } else {
-          rFrags = fragments();
+        else
           rOperand.frags = rFrags;
-        }
         expandTiles(tb, args, sb, ExpandShape::of(spec),
                     ExpandWarp{lay.mTiles, warpsN, wn, warpRow0}, rOperand,
                     smem, N, outSlice, tiles);
@@ -340,9 +341,9 @@ void buildOneShotProgram(TileBuilder &tb, const KernelArgs &args, Value x,
       tb.ifThenElse(
           fewRowsOnly,
           [&] {
-            auto firstRows =
-                fragmentsOfFirstRows(tb, fragments(), rSteps, lay.mTiles,
-                                     fewRows->rows / 16, lay.grid, wg, smem);
+            auto firstRows = fragmentsOfFirstRows(
+                tb, spec.wgmmaExpand ? fragments() : rFrags, rSteps, lay.mTiles,
+                fewRows->rows / 16, lay.grid, wg, smem);
             ExpandOperand rOperand;
             rOperand.frags = firstRows;
             expandTiles(tb, args, sb, *fewRows, fewRowsWarp(tb, *fewRows),
