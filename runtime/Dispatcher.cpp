@@ -142,6 +142,19 @@ static void useWgmmaWhereTheTileAllows(KernelSpec &s, const TunedConfig &c,
     turnOnWhereItFits(s.wgmmaExpand);
 }
 
+/// A two_kernel entry's wgmma_expand, on its expand where the final tile
+/// allows it (BLOCK_M 64 or 128, rank above 32) and its r tile, which the
+/// stages no longer reuse, still fits the shared memory.
+static void useWgmmaExpandWhereTheTileAllows(KernelSpec &expand,
+                                             const TunedConfig &c) {
+  if (c.wgmmaExpand != 1 || expand.sm != 90)
+    return;
+  expand.wgmmaExpand = true;
+  if (!validateSpec(expand).empty() ||
+      expandKernelSharedBytes(expand) > maxDynamicSharedBytes(expand.sm))
+    expand.wgmmaExpand = false;
+}
+
 static long ceilDiv(long a, long b) { return (a + b - 1) / b; }
 
 /// A (tuned) non-portable cluster that fits nowhere on the GPU (smaller
@@ -479,8 +492,10 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
   fitExpandToSharedMemory(expand);
   fitWarpsToTile(shrink);
   fitWarpsToTile(expand);
-  if (tunedExpand)
+  if (tunedExpand) {
     useWgmmaWhereTheTileAllows(shrink, tunedExpand->config, call);
+    useWgmmaExpandWhereTheTileAllows(expand, tunedExpand->config);
+  }
   if (!tunedExpand || tunedExpand->config.npid == 0)
     expandKnobs.npid = expandNpid(expand, call, device);
   plan.kernels.push_back({shrink, LaunchKnobs{}});

@@ -163,7 +163,7 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
                      {"tma_weights", &t.config.tmaWeights, "shrink"},
                      {"producer_warp", &t.config.producerWarp, "shrink"},
                      {"persistent", &t.config.persistent, "one_shot"},
-                     {"wgmma_expand", &t.config.wgmmaExpand, "one_shot"}};
+                     {"wgmma_expand", &t.config.wgmmaExpand, "expand"}};
       // A misspelt key would otherwise leave its default in place, silently.
       std::vector<std::string> keys;
       for (const auto &f : config)
@@ -221,13 +221,10 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
               configWhere, b.name, v->dump(), t.path, b.twoKernelKernel));
         *b.field = v->get<bool>() ? 1 : 0;
       }
-      for (const auto &[name, value] :
-           {std::pair{"persistent", t.config.persistent},
-            std::pair{"wgmma_expand", t.config.wgmmaExpand}})
-        if (value != -1 && t.path != "one_shot")
-          return makeError(
-              fmt::format("{}: {} on path {}: allowed on one_shot only",
-                          configWhere, name, t.path));
+      if (t.config.persistent != -1 && t.path != "one_shot")
+        return makeError(
+            fmt::format("{}: persistent on path {}: allowed on one_shot only",
+                        configWhere, t.path));
       if (c.contains("min_blocks_per_sm") &&
           (t.config.minBlocksPerSm < 0 ||
            t.config.minBlocksPerSm > kMaxMinBlocksPerSm))

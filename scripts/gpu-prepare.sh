@@ -41,7 +41,10 @@ for fam in one_shot shrink; do
     /usr/local/cuda/bin/ptxas -arch=sm_90a "$p" -o ".carry/cubin/$(basename "${p%.ptx}").cubin"
   done
 done
-# A one-shot whose expand runs on wgmma too (wgmma_expand: HGMMA, no LDSM
-# or HMMA outside the few-rows branch, which this one lacks).
-f=$(first .carry/gpu-bundle/moelora_one_shot_bf16_*_wg_xwg_h*.ptx)
-/usr/local/cuda/bin/ptxas -arch=sm_90a "$f" -o ".carry/cubin/$(basename "${f%.ptx}").cubin"
+# A one-shot and a two-kernel expand whose expand runs on wgmma
+# (wgmma_expand: HGMMA, no LDSM or HMMA outside the few-rows branch, which
+# these lack).
+for f in $(first .carry/gpu-bundle/moelora_one_shot_bf16_*_wg_xwg_h*.ptx) \
+  $(first .carry/gpu-bundle/moelora_expand_bf16_*_xwg_h*.ptx); do
+  /usr/local/cuda/bin/ptxas -arch=sm_90a "$f" -o ".carry/cubin/$(basename "${f%.ptx}").cubin"
+done

@@ -139,7 +139,8 @@ bool KernelSpec::fewRowsExpand() const {
 }
 
 std::string KernelSpec::ptxTarget() const {
-  return wgmma ? fmt::format("sm_{}a", sm) : fmt::format("sm_{}", sm);
+  return wgmma || wgmmaExpand ? fmt::format("sm_{}a", sm)
+                              : fmt::format("sm_{}", sm);
 }
 
 std::string KernelSpec::entryName() const {

@@ -305,13 +305,37 @@ std::string validateSpec(const KernelSpec &spec) {
     // r's shared tile is wgmma's A operand in the shrink's 128-byte swizzle
     // (64-column atoms along the rank), and each warpgroup along N
     // multiplies its BLOCK_N share in one instruction (N 8..256).
-    if (spec.family != KernelFamily::OneShot)
-      return onlyFor(Field::WgmmaExpand, "one_shot", spec.family);
-    if (!spec.wgmma)
+    // The one-shot takes its warpgroups from its wgmma shrink; the
+    // two-kernel expand lays its warps out as warpgroups itself.
+    if (spec.family != KernelFamily::OneShot &&
+        spec.family != KernelFamily::Expand)
+      return onlyFor(Field::WgmmaExpand, "one_shot and expand", spec.family);
+    if (spec.family == KernelFamily::OneShot && !spec.wgmma)
       return reasonText(Field::WgmmaExpand,
                         "true needs wgmma: true (the warpgroup layout and the "
                         "sm_90a target)",
                         "false without wgmma");
+    if (spec.sm != 90)
+      return reasonText(
+          Field::WgmmaExpand,
+          fmt::format("true needs sm_90 (wgmma is an sm_90a instruction; "
+                      "got sm_{})",
+                      spec.sm),
+          fmt::format("false for sm_{}", spec.sm));
+    if (spec.blockM != 64 && spec.blockM != 128)
+      return reasonText(Field::BlockM,
+                        fmt::format("{} with wgmma_expand: warpgroup tiles "
+                                    "are 64 rows",
+                                    spec.blockM),
+                        "64 or 128 with wgmma_expand");
+    if (spec.numWarps < spec.blockM / 16)
+      return reasonText(
+          Field::NumWarps,
+          fmt::format("{} with wgmma_expand and BLOCK_SIZE_M {}: every 16 "
+                      "rows need a warp",
+                      spec.numWarps, spec.blockM),
+          fmt::format(">= {} with wgmma_expand and BLOCK_SIZE_M {}",
+                      spec.blockM / 16, spec.blockM));
     if (spec.blockR() % 64 != 0)
       return reasonText(
           Field::WgmmaExpand,

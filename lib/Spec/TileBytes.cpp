@@ -75,8 +75,15 @@ int expandStageBytes(const KernelSpec &spec, const ExpandShape &shape) {
 }
 
 int expandKernelSharedBytes(const KernelSpec &spec) {
+  // wgmma steps read r's swizzled tile throughout: the stages follow it.
+  if (spec.wgmmaExpand)
+    return expandRTileBytes(spec) + expandStageBytes(spec) * spec.numStages;
   const int rTile = spec.blockM * paddedPitch(spec.blockR()) * kElementBytes;
   return std::max(rTile, expandStageBytes(spec) * spec.numStages);
+}
+
+int expandRTileBytes(const KernelSpec &spec) {
+  return spec.blockM * spec.blockR() * kElementBytes;
 }
 
 ExpandShape ExpandShape::of(const KernelSpec &spec) {

@@ -5,9 +5,10 @@
 #  1. GPU suite: the wgmma_expand cases. -> $OUT/part0.tar.gz
 #  2. R64 A/B/C, XWG_ROUNDS rounds (default 2): A the committed table of
 #     the card, B .carry/xwg-<card>.json (wgmma_expand on every sorted
-#     one_shot entry with wgmma at rank 64), C .carry/xwg2-<card>.json
-#     (B, and the sorted rank-64 one_shot entries without wgmma given
-#     wgmma and wgmma_expand). -> $OUT/part1.tar.gz
+#     rank-64 one_shot entry with wgmma and every sorted rank-64
+#     two_kernel entry's expand), C .carry/xwg2-<card>.json (B, and the
+#     sorted rank-64 one_shot entries without wgmma given wgmma and
+#     wgmma_expand). -> $OUT/part1.tar.gz
 #  3. ncu of qwen3moe W13 M4096 R64's one-shot kernel, A and B.
 #     -> $OUT/part2.tar.gz
 #  NO_SUITE=1 skips step 1, NO_NCU=1 step 3. CONFIRM=1 on an H200 then

@@ -639,28 +639,34 @@ inline std::vector<GpuCase> gpuCases() {
     c.name += "_pw";
     cases.push_back(c);
   }
-  // Every wgmma one-shot case that allows it (rank above 32), tma and
-  // producer ones included, again with the expand on wgmma (wgmma_expand):
-  // without the few-rows expand, so that every block multiplies r's
-  // swizzled tile (these cases' blocks hold few rows), and, where blocks of
-  // both kinds meet in one launch (_dense_rows, _rows32), with it.
+  // Every wgmma one-shot case and every two-kernel case whose expand allows
+  // it (rank above 32, BLOCK_M 64 or 128), tma and producer ones included,
+  // again with the expand on wgmma (wgmma_expand): without the few-rows
+  // expand, so that every block multiplies r's swizzled tile (these cases'
+  // blocks hold few rows), and, where blocks of both kinds meet in one
+  // launch (_dense_rows, _rows32), with it.
   const size_t withProducer = cases.size();
   for (size_t i = 0; i < withProducer; ++i) {
-    if (cases[i].path != Path::OneShot || !cases[i].spec.wgmma)
+    const bool oneShot = cases[i].path == Path::OneShot && cases[i].spec.wgmma;
+    const bool twoKernel = cases[i].path == Path::TwoKernel && cases[i].expand;
+    if (!oneShot && !twoKernel)
       continue;
     GpuCase c = cases[i];
-    c.spec.wgmmaExpand = true;
-    if (!validateSpec(c.spec).empty())
+    KernelSpec &expand = oneShot ? c.spec : *c.expand;
+    const bool fewRows = expand.fewRows;
+    expand.wgmmaExpand = true;
+    if (!validateSpec(expand).empty())
       continue;
-    const bool mixed = c.spec.fewRowsExpand() &&
+    const bool mixed = expand.fewRowsExpand() &&
                        (c.name.find("_dense_rows") != std::string::npos ||
                         c.name.find("_rows32") != std::string::npos);
-    c.spec.fewRows = false;
+    expand.fewRows = false;
     c.name += "_xwg";
     cases.push_back(c);
     if (!mixed)
       continue;
-    c.spec.fewRows = cases[i].spec.fewRows;
+    KernelSpec &again = oneShot ? c.spec : *c.expand;
+    again.fewRows = fewRows;
     c.name += "_fr";
     cases.push_back(c);
   }

@@ -330,9 +330,12 @@ public:
   /// The 32 lanes of the producer warp as copying threads.
   CopyThreads producerLanes();
 
-  /// mma.sync A fragment (16x16) from a row-major shared tile [row][k].
+  /// mma.sync A fragment (16x16) from a row-major shared tile [row][k] of
+  /// row pitch `pitch`, or (swizzledRows > 0) from a Swizzled128 tile of
+  /// that many rows (ldmatrix reads 16-byte rows, which the swizzle keeps
+  /// whole).
   std::array<Value, 4> loadFragA(Value smemTile, int pitch, Value row0,
-                                 Value k0);
+                                 Value k0, int swizzledRows = 0);
   /// mma.sync B fragments of two adjacent n8 tiles (16 n x k16) from a
   /// shared tile stored [n][k]: {b0,b1} of n0..n0+7 then of n0+8..n0+15.
   std::array<Value, 4> loadFragB2(Value smemTile, int pitch, Value n0,

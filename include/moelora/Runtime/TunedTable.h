@@ -16,9 +16,9 @@
 // shrink's; sm_90 only, ignored elsewhere), "few_rows": true|false (see
 // KernelSpec::fewRows; two_kernel: the expand's) and "few_rows_tile": 16|32
 // (KernelSpec::fewRowsTile). A one_shot entry's config may hold
-// "persistent": true|false (KernelSpec::persistent; sorted calls only) and
-// "wgmma_expand": true|false (KernelSpec::wgmmaExpand; with wgmma, rank
-// above 32).
+// "persistent": true|false (KernelSpec::persistent; sorted calls only). A
+// one_shot or two_kernel entry's config may hold "wgmma_expand": true|false
+// (KernelSpec::wgmmaExpand; two_kernel: the expand's; rank above 32).
 // A "fused" entry has no config but "use": "one_shot"|"two_kernel": the
 // path that serves fused_moe_lora calls of its bucket which the rules would
 // give the one-shot kernel (the two-kernel path wins some prefill buckets).
@@ -67,9 +67,9 @@ struct TunedConfig {
   /// one_shot (sorted calls): a persistent grid (KernelSpec::persistent);
   /// -1: absent (off), 0 / 1 from the table.
   int persistent = -1;
-  /// one_shot, with wgmma and rank above 32: the expand on wgmma too
-  /// (KernelSpec::wgmmaExpand); -1: absent (mma.sync), 0 / 1 from the
-  /// table.
+  /// one_shot (with wgmma), two_kernel (its expand), rank above 32: the
+  /// expand on wgmma (KernelSpec::wgmmaExpand) where the tile allows it;
+  /// -1: absent (mma.sync), 0 / 1 from the table.
   int wgmmaExpand = -1;
 };
 

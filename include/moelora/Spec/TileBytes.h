@@ -156,8 +156,12 @@ std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec);
 std::optional<ExpandShape> fewRowsShapeIfEnabled(const KernelSpec &spec);
 
 /// The two-kernel expand's dynamic shared memory: its BLOCK_M x BLOCK_R rows
-/// of the intermediate, then (reusing them) num_stages expand stages.
+/// of the intermediate, then (reusing them) num_stages expand stages; with
+/// wgmmaExpand the rows' swizzled tile (expandRTileBytes), then the stages.
 int expandKernelSharedBytes(const KernelSpec &spec);
+/// The two-kernel expand's swizzled r tile (wgmmaExpand): BLOCK_M x BLOCK_R
+/// of T, a multiple of 1024 bytes.
+int expandRTileBytes(const KernelSpec &spec);
 
 } // namespace moelora
 

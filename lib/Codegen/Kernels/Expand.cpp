@@ -9,6 +9,10 @@
 // tile in flight: 45% of DRAM bandwidth at 23% occupancy on the H200.)
 // A block whose valid rows all lie in its first 16 (or 32) takes the
 // few-rows shape (ExpandTiles.h): every warp reads r's first 16 (32) rows.
+// wgmma_expand: the rows land in a 128-byte swizzled tile that stays put
+// (the stages follow it), the warps form warpgroups of 64 rows, and each
+// step multiplies the tile with the stage's B tile on wgmma; the few-rows
+// branch reads its fragments from the same tile.
 // Program ((pid_m * NPID + pid_n) x slice, lora).
 //
 //===----------------------------------------------------------------------===//
@@ -38,7 +42,8 @@ void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
   MoeBlock blk = resolveMoeBlock(tb, args, pidM, program.slice);
 
   tb.ifThen(blk.active, [&] {
-    auto [wm, wn] = tb.warpCoords(grid, /*warpgroups=*/false);
+    const bool wg = spec.wgmmaExpand;
+    auto [wm, wn] = tb.warpCoords(grid, /*warpgroups=*/wg);
     Value warpRow0 = tb.mul(wm, tb.i32(16 * mTiles));
     Value N = args[kN];
 
@@ -48,9 +53,11 @@ void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
     TileRows rows =
         matrixRows(tb, tb.gep(args[kX], interSlice, tb.elementType()),
                    args[kXStride], blk.pairOf, blk.rowValid);
-    const int rPitch = paddedPitch(BR);
+    const int rPitch = wg ? BR : paddedPitch(BR);
     TileCopyPlan rPlan =
-        tb.planTileCopy(spec.blockM, BR, copyVectorElems(R), rPitch, rows);
+        wg ? tb.planTileCopy(spec.blockM, BR, 8, rPitch, rows,
+                             SharedTileLayout::Swizzled128)
+           : tb.planTileCopy(spec.blockM, BR, copyVectorElems(R), rPitch, rows);
     Value smem = tb.shared();
     // Whether the block may take the few-rows expand (ExpandTiles.h):
     // asked before the copy's wait, so the sorted ids' loads overlap it.
@@ -59,6 +66,9 @@ void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
     tb.issueTileCopy(rPlan, smem, tb.i32(0), R < BR ? tb.i32(R) : Value());
     tb.commitGroup();
     tb.waitGroup(0);
+    // wgmma reads the tile through the async proxy.
+    if (wg)
+      tb.fenceAsyncShared();
     Value fewRowsOnly;
     if (fewRows)
       fewRowsOnly = tb.lnot(tb.barrierAny(validPast));
@@ -66,22 +76,29 @@ void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
       tb.barrier();
 
     // The warp's rows of r as A fragments, then the expand, whose stages
-    // reuse the r tile's shared memory.
+    // reuse the r tile's shared memory; a wgmma step reads the tile itself,
+    // and its stages follow it.
     auto expand = [&](const ExpandShape &shape, const ExpandWarp &warp) {
       llvm::SmallVector<std::array<Value, 4>> rFrags;
-      for (int mt = 0; mt < warp.mTiles; ++mt)
-        for (int j = 0; j < BR / 16; ++j)
-          rFrags.push_back(tb.loadFragA(smem, rPitch,
-                                        tb.add(warp.warpRow0, tb.i32(16 * mt)),
-                                        tb.i32(16 * j)));
-      tb.barrier();
+      ExpandOperand r;
+      Value stages = smem;
+      if (shape.wgmma) {
+        r.swizzledTile = smem;
+        stages = tb.shared(expandRTileBytes(spec));
+      } else {
+        for (int mt = 0; mt < warp.mTiles; ++mt)
+          for (int j = 0; j < BR / 16; ++j)
+            rFrags.push_back(tb.loadFragA(
+                smem, rPitch, tb.add(warp.warpRow0, tb.i32(16 * mt)),
+                tb.i32(16 * j), wg ? spec.blockM : 0));
+        r.frags = rFrags;
+        tb.barrier();
+      }
       TileRange tiles = programTiles(tb, N, pidN, npid);
       Value outSlice =
           tb.gep(args[kOut], tb.add(args[kOutColOffset], tb.mul(blk.slice, N)),
                  tb.elementType());
-      ExpandOperand r;
-      r.frags = rFrags;
-      expandTiles(tb, args, blk, shape, warp, r, smem, N, outSlice, tiles);
+      expandTiles(tb, args, blk, shape, warp, r, stages, N, outSlice, tiles);
     };
     auto dense = [&] {
       expand(ExpandShape::of(spec),

@@ -119,7 +119,8 @@ gpu::GPUModuleOp buildModule(ModuleOp top, const KernelSpec &spec) {
   LLVM::GlobalOp::create(b, loc, LLVM::LLVMArrayType::get(b.getI8Type(), 0),
                          /*isConstant=*/false, LLVM::Linkage::External,
                          "moelora_smem", Attribute(),
-                         /*alignment=*/spec.wgmma ? 1024 : 16,
+                         /*alignment=*/
+                         spec.wgmma || spec.wgmmaExpand ? 1024 : 16,
                          /*addrSpace=*/3);
   SmallVector<Type> argTypes;
   for (const KernelParam &p : kernelParams(spec)) {

@@ -609,7 +609,8 @@ static Type structOf(OpBuilder &b, Type elem, int n) {
 }
 
 std::array<Value, 4> TileBuilder::loadFragA(Value smemTile, int pitch,
-                                            Value row0, Value k0) {
+                                            Value row0, Value k0,
+                                            int swizzledRows) {
   // ldmatrix.x4: lanes 0-15 address rows 0-15 at k0, lanes 16-31 rows 0-15
   // at k0+8; matrices come back as a0 (rows 0-7, k 0-7), a1 (rows 8-15),
   // a2 (rows 0-7, k 8-15), a3.
@@ -617,7 +618,9 @@ std::array<Value, 4> TileBuilder::loadFragA(Value smemTile, int pitch,
   Value row = add(row0, arith::AndIOp::create(b, location, lane, i32(15)));
   Value k =
       add(k0, mul(arith::ShRUIOp::create(b, location, lane, i32(4)), i32(8)));
-  Value ptr = gep(smemTile, add(mul(row, i32(pitch)), k), elementType());
+  Value index = swizzledRows > 0 ? swizzledIndex(swizzledRows, row, k)
+                                 : add(mul(row, i32(pitch)), k);
+  Value ptr = gep(smemTile, index, elementType());
   Value res = NVVM::LdMatrixOp::create(
       b, location, structOf(b, i32Type(), 4), ptr, 4, NVVM::MMALayout::row,
       NVVM::LdStMatrixShapeAttr::get(b.getContext(), 8, 8),

@@ -719,6 +719,44 @@ TEST(Generator, WgmmaExpandMultipliesRFromItsSwizzledTile) {
     EXPECT_EQ(rw.log.find("serialized"), std::string::npos) << rw.log;
     EXPECT_LE(rw.registers, rg.registers) << rg.log << rw.log;
   }
+  // The two-kernel expand: warpgroups of its own, r's rows copied straight
+  // into the swizzled tile (the stages after it), its few-rows branch
+  // reading fragments from that tile by ldmatrix.
+  for (bool fewRows : {false, true}) {
+    KernelSpec e;
+    e.family = KernelFamily::Expand;
+    e.rank = 64;
+    e.sorted = true;
+    e.numSlices = 2;
+    e.blockM = 64;
+    e.blockN = 64;
+    e.blockK = 16;
+    e.numWarps = 8; // two warpgroups of 32 columns each
+    e.numStages = 3;
+    e.fewRows = fewRows;
+    KernelSpec x = e;
+    x.wgmmaExpand = true;
+    SCOPED_TRACE(x.cacheKey());
+    ASSERT_EQ(validateSpec(x), "");
+    ASSERT_EQ(x.fewRowsExpand(), fewRows);
+    auto g = generateKernel(e);
+    auto w = generateKernel(x);
+    ASSERT_TRUE(g) << g.error().message;
+    ASSERT_TRUE(w) << w.error().message;
+    EXPECT_EQ(w->sharedBytes, expandRTileBytes(x) + expandStageBytes(x) * 3);
+    EXPECT_NE(w->ptx.find(".target sm_90a"), std::string::npos);
+    EXPECT_NE(w->ptx.find(".align 1024 .b8 moelora_smem"), std::string::npos);
+    EXPECT_NE(
+        w->ptx.find("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16"),
+        std::string::npos);
+    EXPECT_EQ(w->ptx.find("ldmatrix") != std::string::npos, fewRows);
+    if (!havePtxAs)
+      continue;
+    PtxasReport rw =
+        assemble(w->ptx, x.ptxTarget(), dir / fmt::format("{}.ptx", j++));
+    ASSERT_TRUE(rw.ok) << rw.log;
+    EXPECT_EQ(rw.spillStores + rw.spillLoads, 0) << rw.log;
+  }
   fs::remove_all(dir);
 }
 

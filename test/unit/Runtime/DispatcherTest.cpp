@@ -1011,7 +1011,7 @@ TEST(DispatcherTunedTest, WgmmaFallbackFitsSharedMemoryAgain) {
 }
 
 // A two_kernel entry's wgmma is its shrink's (sorted, BLOCK_SIZE_M 64,
-// sm_90); the expand has no wgmma form.
+// sm_90); its wgmma_expand is the expand's.
 TEST(DispatcherTunedTest, TwoKernelEntryChoosesTheWgmmaShrink) {
   auto t = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
     "gpu": "NVIDIA H100 80GB HBM3", "entries": [
@@ -1031,6 +1031,41 @@ TEST(DispatcherTunedTest, TwoKernelEntryChoosesTheWgmmaShrink) {
   EXPECT_TRUE(validateSpec(m16.kernels[0].spec).empty());
   // Without the entry: mma.sync.
   EXPECT_FALSE(planOk(sortedCall(512, 64), true).kernels[0].spec.wgmma);
+}
+
+// A two_kernel entry's wgmma_expand is its expand's, where the expand's tile
+// allows it (BLOCK_SIZE_M 64 or 128, rank above 32) and its r tile and
+// stages fit; the shrink is untouched.
+TEST(DispatcherTunedTest, TwoKernelEntryChoosesTheWgmmaExpand) {
+  auto table = [](int rank) {
+    return TunedTable::parse(
+        fmt::format(R"({{"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {{"path": "two_kernel", "dtype": "bf16", "rank": {}, "K": 2048,
+     "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {{"wgmma_expand": true}}}}]}})",
+                    rank),
+        "t.json");
+  };
+  auto r64 = table(64);
+  ASSERT_TRUE(r64) << r64.error().message;
+  const MoeLoraCall call = sortedCall(512, 64, 8, 2048, 1408, 64);
+  DispatchPlan p = planOk(call, /*sharded=*/true, &*r64);
+  ASSERT_EQ(p.path, DispatchPath::TwoKernel);
+  const KernelSpec &e = p.kernels[1].spec;
+  EXPECT_TRUE(e.wgmmaExpand);
+  EXPECT_FALSE(p.kernels[0].spec.wgmmaExpand);
+  EXPECT_TRUE(validateSpec(e).empty());
+  EXPECT_LE(expandKernelSharedBytes(e), maxDynamicSharedBytes(90));
+  // BLOCK_SIZE_M 16, rank 16, no entry: mma.sync.
+  EXPECT_FALSE(planOk(sortedCall(512, 16, 8, 2048, 1408, 64), true, &*r64)
+                   .kernels[1]
+                   .spec.wgmmaExpand);
+  auto r16 = table(16);
+  ASSERT_TRUE(r16) << r16.error().message;
+  EXPECT_FALSE(
+      planOk(sortedCall(512, 64), true, &*r16).kernels[1].spec.wgmmaExpand);
+  EXPECT_FALSE(planOk(call, true).kernels[1].spec.wgmmaExpand);
 }
 
 // tma_weights (one_shot: the kernel's; two_kernel: its shrink's) applies

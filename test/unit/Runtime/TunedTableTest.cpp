@@ -120,15 +120,18 @@ TEST(TunedTableTest, ParsesEveryField) {
     ASSERT_TRUE(w) << w.error().message;
     EXPECT_EQ(w->entries[0].config.persistent, ps ? 1 : 0);
   }
-  // wgmma_expand: one_shot only; absent is -1, else 0 / 1.
+  // wgmma_expand (one_shot; two_kernel: its expand's): absent is -1, else
+  // 0 / 1.
   EXPECT_EQ(a.config.wgmmaExpand, -1);
-  for (bool x : {false, true}) {
-    json k = validTable();
-    k["entries"][0]["config"]["wgmma_expand"] = x;
-    auto w = TunedTable::parse(k.dump(), "t.json");
-    ASSERT_TRUE(w) << w.error().message;
-    EXPECT_EQ(w->entries[0].config.wgmmaExpand, x ? 1 : 0);
-  }
+  for (const char *path : {"one_shot", "two_kernel"})
+    for (bool x : {false, true}) {
+      json k = validTable();
+      k["entries"][0]["path"] = path;
+      k["entries"][0]["config"]["wgmma_expand"] = x;
+      auto w = TunedTable::parse(k.dump(), "t.json");
+      ASSERT_TRUE(w) << w.error().message;
+      EXPECT_EQ(w->entries[0].config.wgmmaExpand, x ? 1 : 0);
+    }
   // few_rows (one_shot; two_kernel: its expand's): absent is -1, else 0 / 1.
   EXPECT_EQ(a.config.fewRows, -1);
   for (bool fr : {false, true}) {
@@ -406,14 +409,14 @@ INSTANTIATE_TEST_SUITE_P(
                        },
                        "persistent on path two_kernel: allowed on one_shot "
                        "only"},
-        ParseErrorCase{"WgmmaExpandOnTwoKernel",
+        ParseErrorCase{"WgmmaExpandOnSmallBatch",
                        [] {
                          json j = validTable();
-                         j["entries"][0]["path"] = "two_kernel";
-                         j["entries"][0]["config"]["wgmma_expand"] = true;
+                         j["entries"][1]["config"]["wgmma_expand"] = true;
                          return j.dump();
                        },
-                       "wgmma_expand on path two_kernel: allowed on one_shot "
+                       "wgmma_expand = true on path small_batch: allowed: true "
+                       "or false, on one_shot and two_kernel (its expand) "
                        "only"},
         ParseErrorCase{"WgmmaNotABool",
                        [] {

@@ -787,9 +787,26 @@ TEST(SpecParserRuleTest, WgmmaExpandRules) {
   EXPECT_EQ(parseError("kernel: one_shot\nrank: 64\nwgmma_expand: true\n"),
             "t.yaml:1:1: wgmma_expand: true needs wgmma: true (the warpgroup "
             "layout and the sm_90a target); allowed: false without wgmma");
-  EXPECT_EQ(parseError("kernel: expand\nrank: 64\nwgmma_expand: true\n"),
-            "t.yaml:1:1: wgmma_expand: true is only supported by one_shot "
-            "(got expand); allowed: false for expand");
+  // The two-kernel expand: warpgroups of its own, BLOCK_M 64 or 128, sm_90.
+  const std::string expand = "kernel: expand\nrank: 64\nmetadata: sorted\n"
+                             "wgmma_expand: true\n";
+  SpecSet e = parseOk(expand + "BLOCK_SIZE_M: 64\n");
+  EXPECT_TRUE(e.specs.at(0).wgmmaExpand);
+  EXPECT_EQ(e.specs.at(0).ptxTarget(), "sm_90a");
+  EXPECT_THAT(e.specs.at(0).entryName(), HasSubstr("_xwg_h"));
+  EXPECT_EQ(parseError(expand + "BLOCK_SIZE_M: 16\n"),
+            "t.yaml:1:1: BLOCK_SIZE_M: 16 with wgmma_expand: warpgroup tiles "
+            "are 64 rows; allowed: 64 or 128 with wgmma_expand");
+  EXPECT_EQ(parseError(expand + "BLOCK_SIZE_M: 128\nnum_warps: 4\n"),
+            "t.yaml:1:1: num_warps: 4 with wgmma_expand and BLOCK_SIZE_M 128: "
+            "every 16 rows need a warp; allowed: >= 8 with wgmma_expand and "
+            "BLOCK_SIZE_M 128");
+  EXPECT_EQ(parseError(expand + "BLOCK_SIZE_M: 64\ntarget: sm_80\n"),
+            "t.yaml:1:1: wgmma_expand: true needs sm_90 (wgmma is an sm_90a "
+            "instruction; got sm_80); allowed: false for sm_80");
+  EXPECT_EQ(parseError("kernel: shrink\nrank: 64\nwgmma_expand: true\n"),
+            "t.yaml:1:1: wgmma_expand: true is only supported by one_shot and "
+            "expand (got shrink); allowed: false for shrink");
   EXPECT_EQ(parseError("kernel: one_shot\nrank: 32\nBLOCK_SIZE_M: 64\n"
                        "BLOCK_SIZE_K: 64\nwgmma: true\nwgmma_expand: true\n"),
             "t.yaml:1:1: wgmma_expand: true with rank 32 (BLOCK_R 32): r's "
