@@ -11,7 +11,7 @@
 #     wgmma_expand). -> $OUT/part1.tar.gz
 #  3. ncu of qwen3moe W13 M4096 R64's one-shot kernel, A and B.
 #     -> $OUT/part2.tar.gz
-#  NO_SUITE=1 skips step 1, NO_NCU=1 step 3. CONFIRM=1 on an H200 then
+#  NO_SUITE=1 skips step 1, NO_C=1 side C, NO_NCU=1 step 3. CONFIRM=1 on an H200 then
 #  runs run-confirm.sh (the merged H200 table). -> $OUT/confirm.tar.gz
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -31,7 +31,9 @@ echo "=== A/B/C ($(date +%T))"
 # A table serves only the GPU it names.
 TA=specs/tuned/NVIDIA_H100_80GB_HBM3.json tag=h100
 [[ $card == *H200* ]] && TA=specs/tuned/NVIDIA_H200.json tag=h200
-A=.carry:$TA B=.carry:.carry/xwg-$tag.json C=.carry:.carry/xwg2-$tag.json \
+C=.carry:.carry/xwg2-$tag.json
+[ -n "${NO_C:-}" ] && C=
+A=.carry:$TA B=.carry:.carry/xwg-$tag.json C=$C \
   FILTER=_R64 ROUNDS=${XWG_ROUNDS:-2} NAME=ab OUT=$W \
   BENCH_LIMIT=${BENCH_LIMIT:-80} \
   bash scripts/device/run-build-ab.sh > "$W/ab.log" 2>&1
