@@ -670,6 +670,59 @@ inline std::vector<GpuCase> gpuCases() {
     c.name += "_fr";
     cases.push_back(c);
   }
+  // wgmma_expand where the copies above do not reach (rank 64-128 at 32-64
+  // columns per warpgroup): 128 and 256 columns per warpgroup (the tables'
+  // BLOCK_N 128 four-warp one-shots), ranks below BLOCK_R (B's and r's
+  // columns past R zero-filled), fused slices (two r tiles) in a cluster,
+  // the element-wise epilogue with routed weights, and the two-kernel
+  // expand at 128 columns and rank 40. Two experts, so whole blocks take
+  // the wgmma steps.
+  struct XwgCase {
+    int R, N, warps, blockN, C;
+    bool fuse, aligned, w2, twoKernel;
+  };
+  uint64_t xwgSeed = 5000;
+  for (XwgCase x : {XwgCase{40, 1408, 4, 128, 1, false, true, false, false},
+                    XwgCase{64, 1408, 8, 64, 2, true, true, false, false},
+                    XwgCase{96, 1004, 4, 128, 1, false, false, true, false},
+                    XwgCase{64, 1408, 4, 256, 1, false, true, false, false},
+                    XwgCase{40, 1408, 4, 128, 1, false, true, false, true},
+                    XwgCase{64, 1004, 8, 128, 1, false, false, true, true}}) {
+    GpuCase c;
+    c.path = x.twoKernel ? Path::TwoKernel : Path::OneShot;
+    c.spec = baseSpec(x.twoKernel ? KernelFamily::Shrink : KernelFamily::OneShot,
+                      DType::BF16, x.R, 2048, true);
+    KernelSpec *expand = &c.spec;
+    if (x.twoKernel) {
+      c.expand = baseSpec(KernelFamily::Expand, DType::BF16, x.R, 0, true);
+      expand = &*c.expand;
+    } else {
+      c.spec.wgmma = true;
+      c.spec.blockK = 64;
+      c.spec.splitK = x.C;
+      c.spec.fuseSlices = x.fuse;
+      c.npid = x.C;
+    }
+    expand->blockM = 64;
+    expand->numWarps = x.warps;
+    expand->blockN = x.blockN;
+    expand->alignedOutput = x.aligned;
+    expand->fewRows = false;
+    expand->wgmmaExpand = true;
+    c.problem = baseProblem(DType::BF16, 192, 2, 2048, x.N, x.R, ++xwgSeed);
+    c.problem.numExperts = 2;
+    c.name = fmt::format("{}_bf16_sorted_r{}_n{}_w{}_bn{}{}{}_xwg",
+                         x.twoKernel ? "two_kernel" : "one_shot", x.R, x.N,
+                         x.warps, x.blockN, x.C > 1 ? "_cluster2" : "",
+                         x.fuse ? "_fused" : "");
+    if (x.w2)
+      makeDownProjection(c, true);
+    c.name += "_dense";
+    for (const KernelSpec *s : {&c.spec, expand})
+      if (std::string why = validateSpec(*s); !why.empty())
+        throw std::logic_error("GpuCases.h: " + c.name + ": " + why);
+    cases.push_back(c);
+  }
   // Every sorted one-shot case that allows it again with a persistent grid
   // of one program (cluster) per lora slot, which then walks every row
   // block of its slot (the loop, its shared-memory reuse and the next
