@@ -103,8 +103,8 @@ inline constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
      "true, false (true: a sorted one_shot runs a resident grid whose "
      "blocks loop over the row blocks)"},
     {"wgmma_expand", ValueKind::Bool,
-     "true, false (true: a wgmma one_shot with rank above 32 runs its "
-     "expand on wgmma too)"},
+     "true, false (true: a wgmma one_shot or an expand of BLOCK_SIZE_M 64 "
+     "or 128 and rank a multiple of 8 above 32 runs its expand on wgmma)"},
 }};
 
 inline constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};

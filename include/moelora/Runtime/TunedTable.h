@@ -18,7 +18,8 @@
 // (KernelSpec::fewRowsTile). A one_shot entry's config may hold
 // "persistent": true|false (KernelSpec::persistent; sorted calls only). A
 // one_shot or two_kernel entry's config may hold "wgmma_expand": true|false
-// (KernelSpec::wgmmaExpand; two_kernel: the expand's; rank above 32).
+// (KernelSpec::wgmmaExpand; two_kernel: the expand's; rank a multiple of 8
+// above 32).
 // A "fused" entry has no config but "use": "one_shot"|"two_kernel": the
 // path that serves fused_moe_lora calls of its bucket which the rules would
 // give the one-shot kernel (the two-kernel path wins some prefill buckets).

@@ -2,8 +2,8 @@
 //
 // Program ((pid_m * NPID + pid_n) x slice, lora): shrink the block's rows over
 // K into r (BLOCK_M x BLOCK_R, fp32 on the tensor cores), round r to T and keep
-// it in registers as mma A fragments, then expand over this program's share
-// of N in BLOCK_N tiles. Warps: warpsM row groups; the warpsN warps of a row
+// it in registers as mma A fragments (wgmma_expand: in a swizzled shared
+// tile), then expand over this program's share of N in BLOCK_N tiles. Warps: warpsM row groups; the warpsN warps of a row
 // group split each BLOCK_K step in the shrink (partials summed through
 // shared memory) and each BLOCK_N tile in the expand. With an aligned
 // output, each expand stage also carries the output tile (StagedOutput), so
@@ -32,7 +32,10 @@
 // tma_weights, thread 0 fetches the A tiles by bulk tensor copies (one
 // mbarrier per stage counts their bytes) while all threads copy x. With
 // producer_warp, one more warp issues all of the shrink's copies and the
-// others only multiply (PipelineLoop::producerWarp).
+// others only multiply (PipelineLoop::producerWarp). With wgmma_expand the
+// expand multiplies on wgmma too: r goes into a swizzled tile past the
+// expand stages and each warpgroup reads it and the stage's B tile through
+// descriptors (the few-rows branch keeps mma.sync fragments).
 //
 // persistent (sorted): a resident grid whose programs each walk a stride of
 // their lora slot's programs (buildOneShotKernel), each one the same code
