@@ -3,9 +3,10 @@
 // Program ((pid_m * NPID + pid_n) x slice, lora): shrink the block's rows over
 // K into r (BLOCK_M x BLOCK_R, fp32 on the tensor cores), round r to T and keep
 // it in registers as mma A fragments (wgmma_expand: in a swizzled shared
-// tile), then expand over this program's share of N in BLOCK_N tiles. Warps: warpsM row groups; the warpsN warps of a row
-// group split each BLOCK_K step in the shrink (partials summed through
-// shared memory) and each BLOCK_N tile in the expand. With an aligned
+// tile), then expand over this program's share of N in BLOCK_N tiles.
+// Warps: warpsM row groups; the warpsN warps of a row group split each
+// BLOCK_K step in the shrink (partials summed through shared memory) and
+// each BLOCK_N tile in the expand. With an aligned
 // output, each expand stage also carries the output tile (StagedOutput), so
 // the old values are in flight num_stages - 1 tiles ahead of their use.
 //
