@@ -690,8 +690,9 @@ inline std::vector<GpuCase> gpuCases() {
                     XwgCase{64, 1004, 8, 128, 1, false, false, true, true}}) {
     GpuCase c;
     c.path = x.twoKernel ? Path::TwoKernel : Path::OneShot;
-    c.spec = baseSpec(x.twoKernel ? KernelFamily::Shrink : KernelFamily::OneShot,
-                      DType::BF16, x.R, 2048, true);
+    c.spec =
+        baseSpec(x.twoKernel ? KernelFamily::Shrink : KernelFamily::OneShot,
+                 DType::BF16, x.R, 2048, true);
     KernelSpec *expand = &c.spec;
     if (x.twoKernel) {
       c.expand = baseSpec(KernelFamily::Expand, DType::BF16, x.R, 0, true);
