@@ -26,6 +26,32 @@ std::string onlyFor(Field f, std::string_view families, KernelFamily got,
                                 families, toString(got)),
                     fmt::format("{} for {}", allowed, toString(got)));
 }
+
+/// What every warpgroup-MMA flag (`name`, field `flag`) needs: sm_90
+/// (wgmma is an sm_90a instruction), BLOCK_M 64 or 128 (warpgroup tiles of
+/// 64 rows) and a warp for every 16 rows. Empty when allowed.
+std::string warpgroupTileRules(const KernelSpec &spec, Field flag,
+                               std::string_view name) {
+  if (spec.sm != 90)
+    return reasonText(flag,
+                      fmt::format("true needs sm_90 (wgmma is an sm_90a "
+                                  "instruction; got sm_{})",
+                                  spec.sm),
+                      fmt::format("false for sm_{}", spec.sm));
+  if (spec.blockM != 64 && spec.blockM != 128)
+    return reasonText(Field::BlockM,
+                      fmt::format("{} with {}: warpgroup tiles are 64 rows",
+                                  spec.blockM, name),
+                      fmt::format("64 or 128 with {}", name));
+  if (spec.numWarps < spec.blockM / 16)
+    return reasonText(Field::NumWarps,
+                      fmt::format("{} with {} and BLOCK_SIZE_M {}: every 16 "
+                                  "rows need a warp",
+                                  spec.numWarps, name, spec.blockM),
+                      fmt::format(">= {} with {} and BLOCK_SIZE_M {}",
+                                  spec.blockM / 16, name, spec.blockM));
+  return "";
+}
 } // namespace
 
 std::string validateSpec(const KernelSpec &spec) {
@@ -218,26 +244,9 @@ std::string validateSpec(const KernelSpec &spec) {
     if (spec.family != KernelFamily::OneShot &&
         spec.family != KernelFamily::Shrink)
       return onlyFor(Field::Wgmma, "one_shot and shrink", spec.family);
-    if (spec.sm != 90)
-      return reasonText(
-          Field::Wgmma,
-          fmt::format("true needs sm_90 (wgmma is an sm_90a instruction; "
-                      "got sm_{})",
-                      spec.sm),
-          fmt::format("false for sm_{}", spec.sm));
-    if (spec.blockM != 64 && spec.blockM != 128)
-      return reasonText(Field::BlockM,
-                        fmt::format("{} with wgmma: warpgroup tiles are 64 "
-                                    "rows",
-                                    spec.blockM),
-                        "64 or 128 with wgmma");
-    if (spec.numWarps < spec.blockM / 16)
-      return reasonText(Field::NumWarps,
-                        fmt::format("{} with wgmma and BLOCK_SIZE_M {}: every "
-                                    "16 rows need a warp",
-                                    spec.numWarps, spec.blockM),
-                        fmt::format(">= {} with wgmma and BLOCK_SIZE_M {}",
-                                    spec.blockM / 16, spec.blockM));
+    if (std::string why = warpgroupTileRules(spec, Field::Wgmma, "wgmma");
+        !why.empty())
+      return why;
     if (spec.blockK < 64)
       return reasonText(Field::BlockK,
                         fmt::format("{} with wgmma: the shared tiles are "
@@ -315,27 +324,10 @@ std::string validateSpec(const KernelSpec &spec) {
                         "true needs wgmma: true (the warpgroup layout and the "
                         "sm_90a target)",
                         "false without wgmma");
-    if (spec.sm != 90)
-      return reasonText(
-          Field::WgmmaExpand,
-          fmt::format("true needs sm_90 (wgmma is an sm_90a instruction; "
-                      "got sm_{})",
-                      spec.sm),
-          fmt::format("false for sm_{}", spec.sm));
-    if (spec.blockM != 64 && spec.blockM != 128)
-      return reasonText(Field::BlockM,
-                        fmt::format("{} with wgmma_expand: warpgroup tiles "
-                                    "are 64 rows",
-                                    spec.blockM),
-                        "64 or 128 with wgmma_expand");
-    if (spec.numWarps < spec.blockM / 16)
-      return reasonText(
-          Field::NumWarps,
-          fmt::format("{} with wgmma_expand and BLOCK_SIZE_M {}: every 16 "
-                      "rows need a warp",
-                      spec.numWarps, spec.blockM),
-          fmt::format(">= {} with wgmma_expand and BLOCK_SIZE_M {}",
-                      spec.blockM / 16, spec.blockM));
+    if (std::string why =
+            warpgroupTileRules(spec, Field::WgmmaExpand, "wgmma_expand");
+        !why.empty())
+      return why;
     if (spec.blockR() % 64 != 0)
       return reasonText(
           Field::WgmmaExpand,
