@@ -675,19 +675,23 @@ inline std::vector<GpuCase> gpuCases() {
   // BLOCK_N 128 four-warp one-shots), ranks below BLOCK_R (B's and r's
   // columns past R zero-filled), fused slices (two r tiles) in a cluster,
   // the element-wise epilogue with routed weights, and the two-kernel
-  // expand at 128 columns and rank 40. Two experts, so whole blocks take
-  // the wgmma steps.
+  // expand at 128 columns and rank 40, and beside its few-rows branch
+  // (fragments read from the swizzled tile by ldmatrix). Two experts, so
+  // whole blocks take the wgmma steps.
   struct XwgCase {
     int R, N, warps, blockN, C;
     bool fuse, aligned, w2, twoKernel;
+    bool fewRows = false;
   };
   uint64_t xwgSeed = 5000;
-  for (XwgCase x : {XwgCase{40, 1408, 4, 128, 1, false, true, false, false},
-                    XwgCase{64, 1408, 8, 64, 2, true, true, false, false},
-                    XwgCase{96, 1004, 4, 128, 1, false, false, true, false},
-                    XwgCase{64, 1408, 4, 256, 1, false, true, false, false},
-                    XwgCase{40, 1408, 4, 128, 1, false, true, false, true},
-                    XwgCase{64, 1004, 8, 128, 1, false, false, true, true}}) {
+  for (XwgCase x :
+       {XwgCase{40, 1408, 4, 128, 1, false, true, false, false},
+        XwgCase{64, 1408, 8, 64, 2, true, true, false, false},
+        XwgCase{96, 1004, 4, 128, 1, false, false, true, false},
+        XwgCase{64, 1408, 4, 256, 1, false, true, false, false},
+        XwgCase{40, 1408, 4, 128, 1, false, true, false, true},
+        XwgCase{64, 1004, 8, 128, 1, false, false, true, true},
+        XwgCase{64, 1408, 8, 64, 1, false, true, false, true, true}}) {
     GpuCase c;
     c.path = x.twoKernel ? Path::TwoKernel : Path::OneShot;
     c.spec =
@@ -708,7 +712,9 @@ inline std::vector<GpuCase> gpuCases() {
     expand->numWarps = x.warps;
     expand->blockN = x.blockN;
     expand->alignedOutput = x.aligned;
-    expand->fewRows = false;
+    expand->fewRows = x.fewRows;
+    if (x.fewRows) // two 128-column few-rows stages fit beside three
+      expand->numStages = 3;
     expand->wgmmaExpand = true;
     c.problem = baseProblem(DType::BF16, 192, 2, 2048, x.N, x.R, ++xwgSeed);
     c.problem.numExperts = 2;
@@ -716,6 +722,10 @@ inline std::vector<GpuCase> gpuCases() {
                          x.twoKernel ? "two_kernel" : "one_shot", x.R, x.N,
                          x.warps, x.blockN, x.C > 1 ? "_cluster2" : "",
                          x.fuse ? "_fused" : "");
+    if (x.fewRows && !expand->fewRowsExpand())
+      throw std::logic_error("GpuCases.h: " + c.name +
+                             " has no few-rows shape");
+    c.name += x.fewRows ? "_fr" : "";
     if (x.w2)
       makeDownProjection(c, true);
     c.name += "_dense";
