@@ -110,7 +110,7 @@ static void applyTuned(KernelSpec &s, LaunchKnobs &k, const TunedConfig &c) {
 /// applied to the final tile where that tile allows it; elsewhere the tile
 /// runs mma.sync. Tiles are fitted to shared memory with mma.sync's padded
 /// pitch beforehand, so the (unpadded) wgmma tile fits as well.
-/// Its tma_weights, producer_warp and wgmma_expand likewise (tma_weights where
+/// Its tma_weights and producer_warp likewise (tma_weights where
 /// the call also allows tensor maps: weightTensorMapsApply), each where its
 /// stage barriers still fit the shared memory the tile was fitted to.
 static void useWgmmaWhereTheTileAllows(KernelSpec &s, const TunedConfig &c,
@@ -138,21 +138,22 @@ static void useWgmmaWhereTheTileAllows(KernelSpec &s, const TunedConfig &c,
     turnOnWhereItFits(s.tmaWeights);
   if (c.producerWarp == 1)
     turnOnWhereItFits(s.producerWarp);
-  if (c.wgmmaExpand == 1 && s.family == KernelFamily::OneShot)
-    turnOnWhereItFits(s.wgmmaExpand);
 }
 
-/// A two_kernel entry's wgmma_expand, on its expand where the final tile
-/// allows it (BLOCK_M 64 or 128, rank above 32) and its r tile, which the
-/// stages no longer reuse, still fits the shared memory.
-static void useWgmmaExpandWhereTheTileAllows(KernelSpec &expand,
+/// A tuned entry's wgmma_expand (one_shot: the kernel's, after its wgmma;
+/// two_kernel: its expand's), where the final tile allows it (BLOCK_M 64 or
+/// 128, rank above 32) and r's swizzled tile, which the expand stages no
+/// longer reuse, still fits the shared memory.
+static void useWgmmaExpandWhereTheTileAllows(KernelSpec &s,
                                              const TunedConfig &c) {
-  if (c.wgmmaExpand != 1 || expand.sm != 90)
+  if (c.wgmmaExpand != 1 || s.sm != 90)
     return;
-  expand.wgmmaExpand = true;
-  if (!validateSpec(expand).empty() ||
-      expandKernelSharedBytes(expand) > maxDynamicSharedBytes(expand.sm))
-    expand.wgmmaExpand = false;
+  s.wgmmaExpand = true;
+  const int sharedBytes = s.family == KernelFamily::OneShot
+                              ? OneShotSharedLayout(s).sharedBytes(s)
+                              : expandKernelSharedBytes(s);
+  if (!validateSpec(s).empty() || sharedBytes > maxDynamicSharedBytes(s.sm))
+    s.wgmmaExpand = false;
 }
 
 static long ceilDiv(long a, long b) { return (a + b - 1) / b; }
@@ -440,8 +441,10 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
     fitWarpsToTile(s);
     fitOneShotToSharedMemory(s);
     fitWarpsToTile(s);
-    if (t)
+    if (t) {
       useWgmmaWhereTheTileAllows(s, t->config, call);
+      useWgmmaExpandWhereTheTileAllows(s, t->config);
+    }
     // The one-shot's cluster is its row block's NPID programs.
     fitClusterToDevice(s, device);
     if (s.splitK > 1)
