@@ -33,7 +33,7 @@ OneShotSharedLayout::OneShotSharedLayout(const KernelSpec &spec) {
   if (spec.wgmmaExpand) {
     const int after = std::max({expandBytes, reduceBytes, clusterBytes});
     rTileOffset = (after + 1023) / 1024 * 1024;
-    rTileBytes = slices * spec.blockM * blockR * kElementBytes;
+    rTileBytes = slices * expandRTileBytes(spec);
   }
 }
 
@@ -69,8 +69,7 @@ int expandStageBytes(const KernelSpec &spec, const ExpandShape &shape) {
   // A swizzled B tile needs no padding against bank conflicts; it starts
   // each stage, whose bytes (BLOCK_M 64 or 128 rows of staged output) stay
   // multiples of 1024.
-  const int bPitch = shape.wgmma ? spec.blockR() : paddedPitch(spec.blockR());
-  return shape.cols * bPitch * kElementBytes +
+  return shape.cols * rankTilePitch(spec, shape.wgmma) * kElementBytes +
          (spec.stagesOutput() ? stagedOutputBytes(shape.rows, shape.cols) : 0);
 }
 
@@ -78,12 +77,12 @@ int expandKernelSharedBytes(const KernelSpec &spec) {
   // wgmma steps read r's swizzled tile throughout: the stages follow it.
   if (spec.wgmmaExpand)
     return expandRTileBytes(spec) + expandStageBytes(spec) * spec.numStages;
-  const int rTile = spec.blockM * paddedPitch(spec.blockR()) * kElementBytes;
+  const int rTile = spec.blockM * rankTilePitch(spec, false) * kElementBytes;
   return std::max(rTile, expandStageBytes(spec) * spec.numStages);
 }
 
 int expandRTileBytes(const KernelSpec &spec) {
-  return spec.blockM * spec.blockR() * kElementBytes;
+  return spec.blockM * rankTilePitch(spec, true) * kElementBytes;
 }
 
 ExpandShape ExpandShape::of(const KernelSpec &spec) {

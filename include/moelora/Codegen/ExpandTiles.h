@@ -34,6 +34,12 @@ struct ExpandTilesLayout {
   ExpandTilesLayout(const KernelSpec &spec, const ExpandShape &shape);
 };
 
+/// Plans the copy of a rows x BLOCK_R tile of rank columns (r's rows or
+/// B's) from `source`: 16-byte chunks into wgmma's swizzle (swizzled), or
+/// the widest chunks R allows into the padded tile (rankTilePitch).
+TileCopyPlan planRankTileCopy(TileBuilder &tb, int rows, const TileRows &source,
+                              bool swizzled);
+
 /// The warp's share of the block: rows warpRow0 .. + 16 * mTiles, and
 /// column group wn of warpsN along each tile.
 struct ExpandWarp {

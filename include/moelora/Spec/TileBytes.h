@@ -31,6 +31,13 @@ inline int shrinkTilePitch(const KernelSpec &spec) {
   return spec.wgmma ? spec.blockK : paddedPitch(spec.blockK);
 }
 
+/// Row pitch (elements) of a shared tile whose columns are the rank (the
+/// expand's r and B tiles): padded for ldmatrix, or BLOCK_R in wgmma's
+/// 128-byte swizzle (swizzled).
+inline int rankTilePitch(const KernelSpec &spec, bool swizzled) {
+  return swizzled ? spec.blockR() : paddedPitch(spec.blockR());
+}
+
 /// Bytes of a staged output tile (rows x cols of T).
 inline int stagedOutputBytes(int rows, int cols) {
   return rows * paddedPitch(cols) * kElementBytes;

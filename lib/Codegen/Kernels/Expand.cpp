@@ -53,11 +53,8 @@ void buildExpandKernel(TileBuilder &tb, const KernelArgs &args) {
     TileRows rows =
         matrixRows(tb, tb.gep(args[kX], interSlice, tb.elementType()),
                    args[kXStride], blk.pairOf, blk.rowValid);
-    const int rPitch = wg ? BR : paddedPitch(BR);
-    TileCopyPlan rPlan =
-        wg ? tb.planTileCopy(spec.blockM, BR, 8, rPitch, rows,
-                             SharedTileLayout::Swizzled128)
-           : tb.planTileCopy(spec.blockM, BR, copyVectorElems(R), rPitch, rows);
+    const int rPitch = rankTilePitch(spec, wg);
+    TileCopyPlan rPlan = planRankTileCopy(tb, spec.blockM, rows, wg);
     Value smem = tb.shared();
     // Whether the block may take the few-rows expand (ExpandTiles.h):
     // asked before the copy's wait, so the sorted ids' loads overlap it.

@@ -9,11 +9,22 @@ namespace moelora {
 
 ExpandTilesLayout::ExpandTilesLayout(const KernelSpec &spec,
                                      const ExpandShape &shape) {
-  bPitch = shape.wgmma ? spec.blockR() : paddedPitch(spec.blockR());
+  bPitch = rankTilePitch(spec, shape.wgmma);
   bTileBytes = shape.cols * bPitch * kElementBytes;
   stageBytes = expandStageBytes(spec, shape);
   assert((!shape.wgmma || stageBytes % 1024 == 0) &&
          "wgmma's swizzled B tiles start 1024-byte aligned");
+}
+
+TileCopyPlan planRankTileCopy(TileBuilder &tb, int rows, const TileRows &source,
+                              bool swizzled) {
+  const KernelSpec &spec = tb.spec();
+  const int BR = spec.blockR();
+  const int pitch = rankTilePitch(spec, swizzled);
+  if (swizzled)
+    return tb.planTileCopy(rows, BR, 8, pitch, source,
+                           SharedTileLayout::Swizzled128);
+  return tb.planTileCopy(rows, BR, copyVectorElems(spec.rank), pitch, source);
 }
 
 TileRange programTiles(TileBuilder &tb, Value N, Value pidN, Value npid) {
@@ -59,7 +70,6 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
                    blk.expert, args[kBStrideL], args[kBStrideE]);
   // Rows of the B tile are output columns n0 + row; n0 varies per tile, so
   // the tile rows are planned relative to a moving base below.
-  const int bVec = copyVectorElems(R);
   Value bStride = args[kBStrideN];
   EpilogueRows outRows =
       resolveEpilogueRows(tb, args, blk, warp.mTiles, warp.warpRow0, outSlice,
@@ -92,10 +102,7 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
         [&tb, n0, colLimit](Value r) {
           return tb.lt(tb.add(n0, r), colLimit);
         });
-    TileCopyPlan bPlan =
-        shape.wgmma ? tb.planTileCopy(shape.cols, BR, 8, lay.bPitch, bRows,
-                                      SharedTileLayout::Swizzled128)
-                    : tb.planTileCopy(shape.cols, BR, bVec, lay.bPitch, bRows);
+    TileCopyPlan bPlan = planRankTileCopy(tb, shape.cols, bRows, shape.wgmma);
     Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.stageBytes)));
     tb.issueTileCopy(bPlan, base, tb.i32(0), rLimit);
     if (staged && spec.addInputs)
