@@ -52,6 +52,22 @@ std::string warpgroupTileRules(const KernelSpec &spec, Field flag,
                                   spec.blockM / 16, name, spec.blockM));
   return "";
 }
+
+/// A warpgroup multiplies BLOCK_N / (warpgroups along N) columns in one
+/// instruction (`name`'s): wgmma's N is at most 256. Empty when allowed.
+std::string warpgroupColumnsRule(const KernelSpec &spec,
+                                 std::string_view name) {
+  const WarpGrid g = WarpGrid::forTile(spec.numWarps, spec.blockM);
+  if (spec.blockN / g.warpsN <= 256)
+    return "";
+  return reasonText(
+      Field::BlockN,
+      fmt::format("{} over {} warpgroups with {} leaves {} columns per "
+                  "warpgroup, more than one wgmma's 256",
+                  spec.blockN, g.warpsN, name, spec.blockN / g.warpsN),
+      fmt::format("<= {} with {} and num_warps {}", 256 * g.warpsN, name,
+                  spec.numWarps));
+}
 } // namespace
 
 std::string validateSpec(const KernelSpec &spec) {
@@ -261,15 +277,9 @@ std::string validateSpec(const KernelSpec &spec) {
                         "a multiple of 8 with wgmma");
     // The shrink's warpgroups each multiply BLOCK_N / (warpgroups along N)
     // columns in one instruction: wgmma's N is at most 256.
-    const WarpGrid g = WarpGrid::forTile(spec.numWarps, spec.blockM);
-    if (spec.family == KernelFamily::Shrink && spec.blockN / g.warpsN > 256)
-      return reasonText(
-          Field::BlockN,
-          fmt::format("{} over {} warpgroups with wgmma leaves {} columns per "
-                      "warpgroup, more than one wgmma's 256",
-                      spec.blockN, g.warpsN, spec.blockN / g.warpsN),
-          fmt::format("<= {} with wgmma and num_warps {}", 256 * g.warpsN,
-                      spec.numWarps));
+    if (spec.family == KernelFamily::Shrink)
+      if (std::string why = warpgroupColumnsRule(spec, "wgmma"); !why.empty())
+        return why;
   }
 
   if (spec.tmaWeights) {
@@ -343,15 +353,9 @@ std::string validateSpec(const KernelSpec &spec) {
                       spec.rank),
           "true with rank a multiple of 8");
     // (At least 8 columns per warp, so per warpgroup, is every tile's rule.)
-    const WarpGrid g = WarpGrid::forTile(spec.numWarps, spec.blockM);
-    if (spec.blockN / g.warpsN > 256)
-      return reasonText(
-          Field::BlockN,
-          fmt::format("{} over {} warpgroups with wgmma_expand leaves {} "
-                      "columns per warpgroup, more than one wgmma's 256",
-                      spec.blockN, g.warpsN, spec.blockN / g.warpsN),
-          fmt::format("<= {} with wgmma_expand and num_warps {}",
-                      256 * g.warpsN, spec.numWarps));
+    if (std::string why = warpgroupColumnsRule(spec, "wgmma_expand");
+        !why.empty())
+      return why;
   }
 
   if (spec.producerWarp) {
