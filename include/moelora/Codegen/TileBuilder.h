@@ -370,6 +370,19 @@ public:
   void warpgroupMmaFromShared(Accumulators &acc, Value aTile, int aRows,
                               Value warpRow0, llvm::ArrayRef<Value> bTiles,
                               int bRows, Value bRow0, Value k0, int kSteps);
+  /// The element pairs of `count` (2 or 4) m16n8 tiles' worth of a
+  /// row-major [row][col] shared tile of pitch `pitch` (a multiple of 8),
+  /// by one ldmatrix: n8 tiles at col0 (count 2) or col0 and col0 + 8
+  /// (count 4), rows row0..row0+15. ldmatrix hands each lane the pair at row
+  /// lane/4, columns 2*(lane%4) of each 8x8 matrix: the mma.sync C layout,
+  /// so pairs[2 * t + half] is acc.at(., t, 2 * half .. 2 * half + 1) of
+  /// the t-th n8 tile, as a vector of two T.
+  ValueVec loadAccumulatorPairs(Value tile, int pitch, Value row0, Value col0,
+                                int count);
+  /// The inverse, by one stmatrix (sm_90): `pairs` as loadAccumulatorPairs
+  /// returns them.
+  void storeAccumulatorPairs(Value tile, int pitch, Value row0, Value col0,
+                             llvm::ArrayRef<Value> pairs);
   /// Element index of (row, col) in a Swizzled128 tile of `rows` rows.
   Value swizzledIndex(int rows, Value row, Value col);
   /// The warp's accumulators (rows row0 + accRow, columns col0 + accCol)

@@ -271,7 +271,7 @@ void storeAccumulators(TileBuilder &tb, Accumulators &acc,
   // (a load inside each masked store chains one round trip per element);
   // groups bound the values held live (all at once cost up to ~200
   // registers and most of the occupancy).
-  constexpr int kGroupTiles = 2;
+  constexpr int kGroupTiles = 4;
   for (int nt0 = 0; nt0 < acc.nTiles; nt0 += kGroupTiles) {
     const int ntEnd = std::min(acc.nTiles, nt0 + kGroupTiles);
     llvm::SmallVector<Value> values;
@@ -330,27 +330,68 @@ void storeStagedOutput(TileBuilder &tb, Accumulators &acc,
                        Value colStart, Value colLimit, bool addInputs,
                        bool mulWeight) {
   // Each lane owns column pairs (c, c+1) of rows g and g+8 of every m16n8
-  // tile: one 4-byte shared access per pair. Rows and columns outside the
-  // output hold zeros or garbage here and are never stored below.
+  // tile. Rows and columns outside the output hold zeros or garbage here
+  // and are never stored below.
   mlir::Type elem = tb.elementType();
-  for (int mt = 0; mt < acc.mTiles; ++mt)
-    for (int nt = 0; nt < acc.nTiles; ++nt)
-      for (int half = 0; half < 2; ++half) {
-        Value row = tb.add(warpRow0, tb.accRow(mt, 2 * half));
-        Value col = tb.add(warpCol0, tb.accCol(nt, 0));
-        Value ptr =
-            tb.gep(smemTile, tb.add(tb.mul(row, tb.i32(out.pitch)), col), elem);
-        Value v[2] = {acc.at(mt, nt, 2 * half), acc.at(mt, nt, 2 * half + 1)};
-        if (mulWeight)
-          for (Value &x : v)
-            x = tb.fmul(x, rows.weight[mt * 2 + half]);
-        if (addInputs) {
-          ValueVec old = tb.widenToF32(tb.loadElements(ptr, 2), 2);
-          for (int i = 0; i < 2; ++i)
-            v[i] = tb.fadd(old[i], v[i]);
-        }
-        tb.storeElements(tb.packElements(v), ptr);
+  // oldPair gives the pair's old values (a vector of two T) when
+  // addInputs; it is called after the routed weight's multiply.
+  auto combine = [&](int mt, int nt, int half,
+                     llvm::function_ref<Value()> oldPair) {
+    Value v[2] = {acc.at(mt, nt, 2 * half), acc.at(mt, nt, 2 * half + 1)};
+    if (mulWeight)
+      for (Value &x : v)
+        x = tb.fmul(x, rows.weight[mt * 2 + half]);
+    if (addInputs) {
+      ValueVec old = tb.widenToF32(oldPair(), 2);
+      for (int i = 0; i < 2; ++i)
+        v[i] = tb.fadd(old[i], v[i]);
+    }
+    return tb.packElements(v);
+  };
+  if (tb.spec().sm >= 90) {
+    // One ldmatrix.x4 brings two n8 tiles' old pairs, so each two tiles
+    // wait on shared memory once instead of once per pair (the 4-byte loads
+    // could not pass the stores between them); one stmatrix.x4 writes the
+    // results back. Larger groups hide more latency but kept more old
+    // values live: 4 tiles cost up to 17 registers more (PERF-LOG s1).
+    constexpr int kGroupTiles = 2;
+    for (int mt = 0; mt < acc.mTiles; ++mt) {
+      Value row0 = tb.add(warpRow0, tb.i32(mt * 16));
+      for (int g = 0; g < acc.nTiles; g += kGroupTiles) {
+        const int gEnd = std::min(acc.nTiles, g + kGroupTiles);
+        auto colOf = [&](int nt) { return tb.add(warpCol0, tb.i32(nt * 8)); };
+        auto countAt = [&](int nt) { return nt + 1 < gEnd ? 4 : 2; };
+        ValueVec old;
+        if (addInputs)
+          for (int nt = g; nt < gEnd; nt += 2)
+            llvm::append_range(old, tb.loadAccumulatorPairs(smemTile, out.pitch,
+                                                            row0, colOf(nt),
+                                                            countAt(nt)));
+        ValueVec results;
+        for (int nt = g; nt < gEnd; ++nt)
+          for (int half = 0; half < 2; ++half)
+            results.push_back(combine(
+                mt, nt, half, [&] { return old[2 * (nt - g) + half]; }));
+        for (int nt = g; nt < gEnd; nt += 2)
+          tb.storeAccumulatorPairs(
+              smemTile, out.pitch, row0, colOf(nt),
+              llvm::ArrayRef<Value>(results).slice(2 * (nt - g), countAt(nt)));
       }
+    }
+  } else {
+    // One 4-byte shared access per pair (stmatrix needs sm_90).
+    for (int mt = 0; mt < acc.mTiles; ++mt)
+      for (int nt = 0; nt < acc.nTiles; ++nt)
+        for (int half = 0; half < 2; ++half) {
+          Value row = tb.add(warpRow0, tb.accRow(mt, 2 * half));
+          Value col = tb.add(warpCol0, tb.accCol(nt, 0));
+          Value ptr = tb.gep(smemTile,
+                             tb.add(tb.mul(row, tb.i32(out.pitch)), col), elem);
+          tb.storeElements(
+              combine(mt, nt, half, [&] { return tb.loadElements(ptr, 2); }),
+              ptr);
+        }
+  }
   tb.barrier();
   const TileCopyPlan &plan = out.rowChunks;
   for (const TileCopyPlan::Chunk &c : plan.chunks) {

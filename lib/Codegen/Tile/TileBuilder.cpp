@@ -670,6 +670,54 @@ std::array<Value, 2> TileBuilder::loadFragB1(Value smemTile, int pitch,
           LLVM::ExtractValueOp::create(b, location, res, 1)};
 }
 
+// The shared address of this lane's 16-byte row for an ldmatrix/stmatrix
+// of `count` 8x8 matrices ordered (row0, col0), (row0 + 8, col0),
+// (row0, col0 + 8), (row0 + 8, col0 + 8): lanes 8m..8m+7 give matrix m's
+// rows. With two matrices the upper lanes' addresses are ignored but must be
+// valid, so they repeat the lower ones.
+static Value accumulatorMatrixRow(TileBuilder &tb, Value tile, int pitch,
+                                  Value row0, Value col0, int count) {
+  assert((count == 2 || count == 4) && pitch % 8 == 0);
+  Value lane = tb.laneId();
+  Value matrix = tb.remU(tb.divU(lane, tb.i32(8)), tb.i32(count));
+  Value row =
+      tb.add(row0, tb.add(tb.remU(lane, tb.i32(8)),
+                          tb.mul(tb.remU(matrix, tb.i32(2)), tb.i32(8))));
+  Value col = tb.add(col0, tb.mul(tb.divU(matrix, tb.i32(2)), tb.i32(8)));
+  return tb.gep(tile, tb.add(tb.mul(row, tb.i32(pitch)), col),
+                tb.elementType());
+}
+
+ValueVec TileBuilder::loadAccumulatorPairs(Value tile, int pitch, Value row0,
+                                           Value col0, int count) {
+  Value ptr = accumulatorMatrixRow(*this, tile, pitch, row0, col0, count);
+  Value res = NVVM::LdMatrixOp::create(
+      b, location, structOf(b, i32Type(), count), ptr, count,
+      NVVM::MMALayout::row,
+      NVVM::LdStMatrixShapeAttr::get(b.getContext(), 8, 8),
+      NVVM::LdStMatrixEltType::B16);
+  Type pairType = VectorType::get({2}, elementType());
+  ValueVec pairs;
+  for (int i = 0; i < count; ++i)
+    pairs.push_back(LLVM::BitcastOp::create(
+        b, location, pairType,
+        LLVM::ExtractValueOp::create(b, location, res, i)));
+  return pairs;
+}
+
+void TileBuilder::storeAccumulatorPairs(Value tile, int pitch, Value row0,
+                                        Value col0, ArrayRef<Value> pairs) {
+  assert(kernelSpec.sm >= 90 && "stmatrix needs sm_90");
+  const int count = static_cast<int>(pairs.size());
+  Value ptr = accumulatorMatrixRow(*this, tile, pitch, row0, col0, count);
+  SmallVector<Value> words;
+  for (Value p : pairs)
+    words.push_back(LLVM::BitcastOp::create(b, location, i32Type(), p));
+  NVVM::StMatrixOp::create(b, location, ptr, words, NVVM::MMALayout::row,
+                           NVVM::LdStMatrixShapeAttr::get(b.getContext(), 8, 8),
+                           NVVM::LdStMatrixEltType::B16);
+}
+
 void TileBuilder::mma(ArrayRef<Value> a, ArrayRef<Value> bFrag,
                       MutableArrayRef<Value> acc) {
   bool isBf16 = kernelSpec.dtype == DType::BF16;

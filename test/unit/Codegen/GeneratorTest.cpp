@@ -49,6 +49,15 @@ std::string ptxasPath() {
   return "/usr/local/cuda/bin/ptxas";
 }
 
+/// How many times `what` occurs in `text` (instructions in PTX).
+int occurrences(std::string_view text, std::string_view what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string_view::npos;
+       at = text.find(what, at + 1))
+    ++n;
+  return n;
+}
+
 /// Runs f(0) .. f(n-1) on `threads` workers that pull the next index. The
 /// test machine has two cores; more workers would only contend.
 template <typename F> void parallelFor(size_t n, unsigned threads, F f) {
@@ -552,6 +561,34 @@ TEST(Generator, OneShotClusterAndStagedOutput) {
   EXPECT_EQ(plain->ptx.find("ld.shared::cluster"), std::string::npos);
 }
 
+// The staged output's combine step: on sm_90 each warp reads the old pairs
+// of two n8 tiles with one ldmatrix.x4 and writes the sums back with one
+// stmatrix.x4 (the 64-column tile of 4 warps gives each warp two n8 tiles);
+// sm_80 has no stmatrix and keeps its 4-byte shared accesses. Without
+// add_inputs nothing old is read.
+TEST(Generator, StagedOutputCombinesByMatrixAccessesOnSm90) {
+  KernelSpec s = smallOneShot();
+  auto g = generateKernel(s);
+  ASSERT_TRUE(g) << g.error().message;
+  const int stores =
+      occurrences(g->ptx, "stmatrix.sync.aligned.m8n8.x4.shared.b16");
+  EXPECT_GT(stores, 0);
+  EXPECT_EQ(occurrences(g->ptx, "stmatrix"), stores);
+  s.addInputs = false;
+  auto fresh = generateKernel(s);
+  ASSERT_TRUE(fresh) << fresh.error().message;
+  EXPECT_EQ(occurrences(fresh->ptx, "stmatrix.sync.aligned.m8n8.x4"), stores);
+  EXPECT_EQ(occurrences(g->ptx, "ldmatrix") -
+                occurrences(fresh->ptx, "ldmatrix"),
+            stores);
+  s.addInputs = true;
+  s.sm = 80;
+  auto ampere = generateKernel(s);
+  ASSERT_TRUE(ampere) << ampere.error().message;
+  EXPECT_THAT(ampere->ptx, HasSubstr("st.global.v4"));
+  EXPECT_EQ(ampere->ptx.find("stmatrix"), std::string::npos);
+}
+
 // wgmma kernels (one-shot and two-kernel shrink): the sm_90a target,
 // 1024-byte aligned shared memory, the shrink on warpgroup MMAs whose
 // operands are fenced into the async proxy, for every rank, one and two
@@ -681,13 +718,6 @@ TEST(Generator, WgmmaExpandMultipliesRFromItsSwizzledTile) {
     EXPECT_EQ(lay.rTileBytes,
               (c.fuse ? 2 : 1) * x.blockM * x.blockR() * kElementBytes);
     EXPECT_EQ(w->sharedBytes, lay.sharedBytes(x));
-    auto count = [](const std::string &text, const std::string &what) {
-      int n = 0;
-      for (size_t at = text.find(what); at != std::string::npos;
-           at = text.find(what, at + 1))
-        ++n;
-      return n;
-    };
     const int cols = x.blockN / WarpGrid::forTile(x.numWarps, x.blockM).warpsN;
     const std::string expandMma = fmt::format(
         "wgmma.mma_async.sync.aligned.m64n{}k16.f32.bf16.bf16", cols);
@@ -698,16 +728,19 @@ TEST(Generator, WgmmaExpandMultipliesRFromItsSwizzledTile) {
     // (an n shape equal to the shrink's counts both).
     const int expandSteps = (c.fuse ? 2 : 1) * x.blockR() / 16;
     if (expandMma != shrinkMma) {
-      EXPECT_EQ(count(g->ptx, expandMma), 0);
-      EXPECT_EQ(count(w->ptx, expandMma), expandSteps);
+      EXPECT_EQ(occurrences(g->ptx, expandMma), 0);
+      EXPECT_EQ(occurrences(w->ptx, expandMma), expandSteps);
     } else {
-      EXPECT_EQ(count(w->ptx, expandMma),
-                count(g->ptx, expandMma) + expandSteps);
+      EXPECT_EQ(occurrences(w->ptx, expandMma),
+                occurrences(g->ptx, expandMma) + expandSteps);
     }
-    // mma.sync and ldmatrix remain only in the few-rows branch.
-    EXPECT_GT(count(g->ptx, "mma.sync.aligned.m16n8k16"), 0);
-    EXPECT_EQ(count(w->ptx, "mma.sync.aligned.m16n8k16") > 0, c.fewRows);
-    EXPECT_EQ(count(w->ptx, "ldmatrix") > 0, c.fewRows);
+    // mma.sync and ldmatrix remain only in the few-rows branch, besides
+    // the staged output's combine step (one ldmatrix per stmatrix).
+    EXPECT_GT(occurrences(g->ptx, "mma.sync.aligned.m16n8k16"), 0);
+    EXPECT_EQ(occurrences(w->ptx, "mma.sync.aligned.m16n8k16") > 0, c.fewRows);
+    EXPECT_GT(occurrences(w->ptx, "stmatrix"), 0);
+    EXPECT_EQ(occurrences(w->ptx, "ldmatrix") > occurrences(w->ptx, "stmatrix"),
+              c.fewRows);
     if (!havePtxAs)
       continue;
     PtxasReport rg =
@@ -749,7 +782,9 @@ TEST(Generator, WgmmaExpandMultipliesRFromItsSwizzledTile) {
     EXPECT_NE(
         w->ptx.find("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16"),
         std::string::npos);
-    EXPECT_EQ(w->ptx.find("ldmatrix") != std::string::npos, fewRows);
+    EXPECT_GT(occurrences(w->ptx, "stmatrix"), 0);
+    EXPECT_EQ(occurrences(w->ptx, "ldmatrix") > occurrences(w->ptx, "stmatrix"),
+              fewRows);
     if (!havePtxAs)
       continue;
     PtxasReport rw =
@@ -844,36 +879,29 @@ TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
     auto t = generateKernel(tma);
     ASSERT_TRUE(t) << t.error().message;
     EXPECT_EQ(t->sharedBytes, g->sharedBytes + 8 * s.numStages);
-    auto count = [](const std::string &text, const std::string &what) {
-      int n = 0;
-      for (size_t at = text.find(what); at != std::string::npos;
-           at = text.find(what, at + 1))
-        ++n;
-      return n;
-    };
     const std::string bulk = "cp.async.bulk.tensor.4d.shared::cluster.global."
                              "tile.mbarrier::complete_tx::bytes";
     // A box per 64 columns of each computed slice's tile, at each place
     // that issues a stage (LLVM may duplicate those).
     const int slicesPerProgram = s.fusesSlices() ? s.numSlices : 1;
-    EXPECT_GE(count(t->ptx, bulk), slicesPerProgram * s.blockK / 64);
-    EXPECT_EQ(count(t->ptx, "mbarrier.init.shared.b64"), s.numStages);
-    EXPECT_GE(count(t->ptx, "mbarrier.arrive.expect_tx"), 1);
-    EXPECT_GE(count(t->ptx, "mbarrier.try_wait.parity"), 1);
+    EXPECT_GE(occurrences(t->ptx, bulk), slicesPerProgram * s.blockK / 64);
+    EXPECT_EQ(occurrences(t->ptx, "mbarrier.init.shared.b64"), s.numStages);
+    EXPECT_GE(occurrences(t->ptx, "mbarrier.arrive.expect_tx"), 1);
+    EXPECT_GE(occurrences(t->ptx, "mbarrier.try_wait.parity"), 1);
     for (int slice = 0; slice < s.numSlices; ++slice)
       EXPECT_NE(
           t->ptx.find(fmt::format(".param .align 64 .b8 {}_param_{}[128]",
                                   tma.entryName(), kNumGemmParams + slice)),
           std::string::npos);
-    EXPECT_LT(count(t->ptx, "cp.async.cg.shared.global"),
-              count(g->ptx, "cp.async.cg.shared.global"));
+    EXPECT_LT(occurrences(t->ptx, "cp.async.cg.shared.global"),
+              occurrences(g->ptx, "cp.async.cg.shared.global"));
     // The maps are read in place (grid_constant): their parameter address,
     // not a copy in local memory, which the copy engine could not read.
-    EXPECT_GE(count(t->ptx, "cvta.param.u64"), s.numSlices);
-    EXPECT_EQ(count(t->ptx, "__local_depot"), 0);
+    EXPECT_GE(occurrences(t->ptx, "cvta.param.u64"), s.numSlices);
+    EXPECT_EQ(occurrences(t->ptx, "__local_depot"), 0);
     // Every map prefetched once, before the grid-dependency wait (the
     // parameters are no earlier grid's output).
-    EXPECT_EQ(count(t->ptx, "prefetch.tensormap"), s.numSlices);
+    EXPECT_EQ(occurrences(t->ptx, "prefetch.tensormap"), s.numSlices);
     EXPECT_LT(t->ptx.find("prefetch.tensormap"),
               t->ptx.find("griddepcontrol.wait;"));
     if (havePtxAs) {
@@ -906,24 +934,27 @@ TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
       EXPECT_EQ(p->sharedBytes, g->sharedBytes + 16 * s.numStages +
                                     8 * producerRowTableRows(pw));
       // The producer reads each chunk's row address from the table.
-      EXPECT_GE(count(p->ptx, "ld.shared.b64"), 1);
+      EXPECT_GE(occurrences(p->ptx, "ld.shared.b64"), 1);
       EXPECT_EQ(p->threads, s.threads() + 32);
       EXPECT_NE(p->ptx.find(fmt::format(".maxntid {}, 1, 1", s.threads() + 32)),
                 std::string::npos);
-      EXPECT_EQ(count(p->ptx, "mbarrier.init.shared.b64"), 2 * s.numStages);
-      EXPECT_GE(count(p->ptx, "cp.async.mbarrier.arrive.noinc.shared.b64"), 1);
-      EXPECT_GE(count(p->ptx, "mbarrier.arrive.shared.b64"), 1);
-      EXPECT_GE(count(p->ptx, "exit;"), 1);
+      EXPECT_EQ(occurrences(p->ptx, "mbarrier.init.shared.b64"),
+                2 * s.numStages);
+      EXPECT_GE(
+          occurrences(p->ptx, "cp.async.mbarrier.arrive.noinc.shared.b64"), 1);
+      EXPECT_GE(occurrences(p->ptx, "mbarrier.arrive.shared.b64"), 1);
+      EXPECT_GE(occurrences(p->ptx, "exit;"), 1);
       // The producer commits and waits for its own copies before it exits
       // (wait_group counts committed groups only).
       EXPECT_NE(p->ptx.find("cp.async.commit_group;\n\tcp.async.wait_group "
                             "\t0;\n\texit;"),
                 std::string::npos);
-      EXPECT_EQ(count(p->ptx, "mbarrier.arrive.expect_tx") > 0, withTma);
+      EXPECT_EQ(occurrences(p->ptx, "mbarrier.arrive.expect_tx") > 0, withTma);
       // The consumers' loop has no block barrier: fewer bar.sync than the
       // kernel without the producer, which has one per K step (and the
       // producer's second barrier initialisation adds one).
-      EXPECT_LE(count(p->ptx, "bar.sync"), count(base.ptx, "bar.sync"));
+      EXPECT_LE(occurrences(p->ptx, "bar.sync"),
+                occurrences(base.ptx, "bar.sync"));
       if (havePtxAs) {
         PtxasReport r =
             assemble(p->ptx, s.ptxTarget(), dir / fmt::format("{}.ptx", j++));
