@@ -192,6 +192,20 @@ inline std::vector<GpuCase> gpuCases() {
         cases.push_back(d);
       }
     }
+    // One n8 tile per warp (BLOCK_N 32 over 4 warps): the staged output's
+    // combine step takes its x2 ldmatrix/stmatrix forms on sm_90; N 1000
+    // leaves the last tile partial; the down projection adds routed weights.
+    for (bool down : {false, true}) {
+      GpuCase c;
+      c.path = Path::OneShot;
+      c.spec = baseSpec(KernelFamily::OneShot, t, 16, 2048, false);
+      c.spec.blockN = 32;
+      c.problem = baseProblem(t, 6, 4, 2048, 1000, 16, ++seed);
+      c.name = fmt::format("one_shot_{}_naive_r16_k2048_n1000_bn32", dt);
+      if (down)
+        makeDownProjection(c, true);
+      cases.push_back(c);
+    }
     // Small-batch (decode, naive, R <= 64, fp32 intermediate).
     for (int R : {4, 8, 16, 32, 64}) {
       for (int K : {2048, 1000}) {

@@ -271,7 +271,7 @@ void storeAccumulators(TileBuilder &tb, Accumulators &acc,
   // (a load inside each masked store chains one round trip per element);
   // groups bound the values held live (all at once cost up to ~200
   // registers and most of the occupancy).
-  constexpr int kGroupTiles = 4;
+  constexpr int kGroupTiles = 2;
   for (int nt0 = 0; nt0 < acc.nTiles; nt0 += kGroupTiles) {
     const int ntEnd = std::min(acc.nTiles, nt0 + kGroupTiles);
     llvm::SmallVector<Value> values;

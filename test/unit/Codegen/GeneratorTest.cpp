@@ -563,9 +563,9 @@ TEST(Generator, OneShotClusterAndStagedOutput) {
 
 // The staged output's combine step: on sm_90 each warp reads the old pairs
 // of two n8 tiles with one ldmatrix.x4 and writes the sums back with one
-// stmatrix.x4 (the 64-column tile of 4 warps gives each warp two n8 tiles);
-// sm_80 has no stmatrix and keeps its 4-byte shared accesses. Without
-// add_inputs nothing old is read.
+// stmatrix.x4 (the 64-column tile of 4 warps gives each warp two n8 tiles;
+// a warp with one n8 tile uses the x2 forms); sm_80 has no stmatrix and
+// keeps its 4-byte shared accesses. Without add_inputs nothing old is read.
 TEST(Generator, StagedOutputCombinesByMatrixAccessesOnSm90) {
   KernelSpec s = smallOneShot();
   auto g = generateKernel(s);
@@ -581,7 +581,23 @@ TEST(Generator, StagedOutputCombinesByMatrixAccessesOnSm90) {
   EXPECT_EQ(occurrences(g->ptx, "ldmatrix") -
                 occurrences(fresh->ptx, "ldmatrix"),
             stores);
+  // A warp of one n8 tile (32 columns over 4 warps) takes the x2 forms.
   s.addInputs = true;
+  s.blockN = 32;
+  auto narrow = generateKernel(s);
+  ASSERT_TRUE(narrow) << narrow.error().message;
+  const int narrowStores =
+      occurrences(narrow->ptx, "stmatrix.sync.aligned.m8n8.x2.shared.b16");
+  EXPECT_GT(narrowStores, 0);
+  EXPECT_EQ(occurrences(narrow->ptx, "stmatrix"), narrowStores);
+  s.addInputs = false;
+  auto narrowFresh = generateKernel(s);
+  ASSERT_TRUE(narrowFresh) << narrowFresh.error().message;
+  EXPECT_EQ(occurrences(narrow->ptx, "ldmatrix.sync.aligned.m8n8.x2") -
+                occurrences(narrowFresh->ptx, "ldmatrix.sync.aligned.m8n8.x2"),
+            narrowStores);
+  s.addInputs = true;
+  s.blockN = 64;
   s.sm = 80;
   auto ampere = generateKernel(s);
   ASSERT_TRUE(ampere) << ampere.error().message;
