@@ -567,36 +567,30 @@ TEST(Generator, OneShotClusterAndStagedOutput) {
 // a warp with one n8 tile uses the x2 forms); sm_80 has no stmatrix and
 // keeps its 4-byte shared accesses. Without add_inputs nothing old is read.
 TEST(Generator, StagedOutputCombinesByMatrixAccessesOnSm90) {
+  // Every stmatrix is of `form` (x4 or x2), and each has one ldmatrix of
+  // the same form that the kernel without add_inputs lacks.
+  auto expectCombineForm = [](KernelSpec s, const std::string &form) {
+    SCOPED_TRACE(form);
+    s.addInputs = true;
+    auto g = generateKernel(s);
+    s.addInputs = false;
+    auto fresh = generateKernel(s);
+    ASSERT_TRUE(g) << g.error().message;
+    ASSERT_TRUE(fresh) << fresh.error().message;
+    const std::string store = "stmatrix.sync.aligned.m8n8." + form;
+    const std::string load = "ldmatrix.sync.aligned.m8n8." + form;
+    const int stores = occurrences(g->ptx, store + ".shared.b16");
+    EXPECT_GT(stores, 0);
+    EXPECT_EQ(occurrences(g->ptx, "stmatrix"), stores);
+    EXPECT_EQ(occurrences(fresh->ptx, store), stores);
+    EXPECT_EQ(occurrences(g->ptx, load) - occurrences(fresh->ptx, load),
+              stores);
+  };
   KernelSpec s = smallOneShot();
-  auto g = generateKernel(s);
-  ASSERT_TRUE(g) << g.error().message;
-  const int stores =
-      occurrences(g->ptx, "stmatrix.sync.aligned.m8n8.x4.shared.b16");
-  EXPECT_GT(stores, 0);
-  EXPECT_EQ(occurrences(g->ptx, "stmatrix"), stores);
-  s.addInputs = false;
-  auto fresh = generateKernel(s);
-  ASSERT_TRUE(fresh) << fresh.error().message;
-  EXPECT_EQ(occurrences(fresh->ptx, "stmatrix.sync.aligned.m8n8.x4"), stores);
-  EXPECT_EQ(occurrences(g->ptx, "ldmatrix") -
-                occurrences(fresh->ptx, "ldmatrix"),
-            stores);
+  expectCombineForm(s, "x4");
   // A warp of one n8 tile (32 columns over 4 warps) takes the x2 forms.
-  s.addInputs = true;
   s.blockN = 32;
-  auto narrow = generateKernel(s);
-  ASSERT_TRUE(narrow) << narrow.error().message;
-  const int narrowStores =
-      occurrences(narrow->ptx, "stmatrix.sync.aligned.m8n8.x2.shared.b16");
-  EXPECT_GT(narrowStores, 0);
-  EXPECT_EQ(occurrences(narrow->ptx, "stmatrix"), narrowStores);
-  s.addInputs = false;
-  auto narrowFresh = generateKernel(s);
-  ASSERT_TRUE(narrowFresh) << narrowFresh.error().message;
-  EXPECT_EQ(occurrences(narrow->ptx, "ldmatrix.sync.aligned.m8n8.x2") -
-                occurrences(narrowFresh->ptx, "ldmatrix.sync.aligned.m8n8.x2"),
-            narrowStores);
-  s.addInputs = true;
+  expectCombineForm(s, "x2");
   s.blockN = 64;
   s.sm = 80;
   auto ampere = generateKernel(s);
