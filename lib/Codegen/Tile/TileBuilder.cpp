@@ -608,6 +608,21 @@ static Type structOf(OpBuilder &b, Type elem, int n) {
   return LLVM::LLVMStructType::getLiteral(b.getContext(), fields);
 }
 
+// ldmatrix (non-transposed, 8x8 b16) of `count` matrices from this lane's
+// row address: one 32-bit register of two elements per matrix.
+static SmallVector<Value, 4> ldmatrix(OpBuilder &b, Location loc, Value ptr,
+                                      int count) {
+  Value res = NVVM::LdMatrixOp::create(
+      b, loc, structOf(b, b.getI32Type(), count), ptr, count,
+      NVVM::MMALayout::row,
+      NVVM::LdStMatrixShapeAttr::get(b.getContext(), 8, 8),
+      NVVM::LdStMatrixEltType::B16);
+  SmallVector<Value, 4> words;
+  for (int i = 0; i < count; ++i)
+    words.push_back(LLVM::ExtractValueOp::create(b, loc, res, i));
+  return words;
+}
+
 std::array<Value, 4> TileBuilder::loadFragA(Value smemTile, int pitch,
                                             Value row0, Value k0,
                                             int swizzledRows) {
@@ -621,14 +636,8 @@ std::array<Value, 4> TileBuilder::loadFragA(Value smemTile, int pitch,
   Value index = swizzledRows > 0 ? swizzledIndex(swizzledRows, row, k)
                                  : add(mul(row, i32(pitch)), k);
   Value ptr = gep(smemTile, index, elementType());
-  Value res = NVVM::LdMatrixOp::create(
-      b, location, structOf(b, i32Type(), 4), ptr, 4, NVVM::MMALayout::row,
-      NVVM::LdStMatrixShapeAttr::get(b.getContext(), 8, 8),
-      NVVM::LdStMatrixEltType::B16);
-  std::array<Value, 4> out;
-  for (int i = 0; i < 4; ++i)
-    out[i] = LLVM::ExtractValueOp::create(b, location, res, i);
-  return out;
+  SmallVector<Value, 4> w = ldmatrix(b, location, ptr, 4);
+  return {w[0], w[1], w[2], w[3]};
 }
 
 std::array<Value, 4> TileBuilder::loadFragB2(Value smemTile, int pitch,
@@ -642,14 +651,8 @@ std::array<Value, 4> TileBuilder::loadFragB2(Value smemTile, int pitch,
       b, location, arith::ShRUIOp::create(b, location, lane, i32(3)), i32(1));
   Value k = add(k0, mul(kHalf, i32(8)));
   Value ptr = gep(smemTile, add(mul(n, i32(pitch)), k), elementType());
-  Value res = NVVM::LdMatrixOp::create(
-      b, location, structOf(b, i32Type(), 4), ptr, 4, NVVM::MMALayout::row,
-      NVVM::LdStMatrixShapeAttr::get(b.getContext(), 8, 8),
-      NVVM::LdStMatrixEltType::B16);
-  std::array<Value, 4> out;
-  for (int i = 0; i < 4; ++i)
-    out[i] = LLVM::ExtractValueOp::create(b, location, res, i);
-  return out;
+  SmallVector<Value, 4> w = ldmatrix(b, location, ptr, 4);
+  return {w[0], w[1], w[2], w[3]};
 }
 
 std::array<Value, 2> TileBuilder::loadFragB1(Value smemTile, int pitch,
@@ -662,12 +665,8 @@ std::array<Value, 2> TileBuilder::loadFragB1(Value smemTile, int pitch,
       b, location, arith::ShRUIOp::create(b, location, lane, i32(3)), i32(1));
   Value k = add(k0, mul(kHalf, i32(8)));
   Value ptr = gep(smemTile, add(mul(n, i32(pitch)), k), elementType());
-  Value res = NVVM::LdMatrixOp::create(
-      b, location, structOf(b, i32Type(), 2), ptr, 2, NVVM::MMALayout::row,
-      NVVM::LdStMatrixShapeAttr::get(b.getContext(), 8, 8),
-      NVVM::LdStMatrixEltType::B16);
-  return {LLVM::ExtractValueOp::create(b, location, res, 0),
-          LLVM::ExtractValueOp::create(b, location, res, 1)};
+  SmallVector<Value, 4> w = ldmatrix(b, location, ptr, 2);
+  return {w[0], w[1]};
 }
 
 // The shared address of this lane's 16-byte row for an ldmatrix/stmatrix
@@ -691,17 +690,10 @@ static Value accumulatorMatrixRow(TileBuilder &tb, Value tile, int pitch,
 ValueVec TileBuilder::loadAccumulatorPairs(Value tile, int pitch, Value row0,
                                            Value col0, int count) {
   Value ptr = accumulatorMatrixRow(*this, tile, pitch, row0, col0, count);
-  Value res = NVVM::LdMatrixOp::create(
-      b, location, structOf(b, i32Type(), count), ptr, count,
-      NVVM::MMALayout::row,
-      NVVM::LdStMatrixShapeAttr::get(b.getContext(), 8, 8),
-      NVVM::LdStMatrixEltType::B16);
   Type pairType = VectorType::get({2}, elementType());
   ValueVec pairs;
-  for (int i = 0; i < count; ++i)
-    pairs.push_back(LLVM::BitcastOp::create(
-        b, location, pairType,
-        LLVM::ExtractValueOp::create(b, location, res, i)));
+  for (Value word : ldmatrix(b, location, ptr, count))
+    pairs.push_back(LLVM::BitcastOp::create(b, location, pairType, word));
   return pairs;
 }
 
