@@ -352,30 +352,22 @@ void storeStagedOutput(TileBuilder &tb, Accumulators &acc,
     // One ldmatrix.x4 brings two n8 tiles' old pairs, so each two tiles
     // wait on shared memory once instead of once per pair (the 4-byte loads
     // could not pass the stores between them); one stmatrix.x4 writes the
-    // results back. Larger groups hide more latency but kept more old
-    // values live: 4 tiles cost up to 17 registers more (PERF-LOG s1).
-    constexpr int kGroupTiles = 2;
+    // results back (x2 for a last single tile). Loading more tiles before
+    // the first add hides more latency but keeps more old values live: 4
+    // tiles cost up to 17 registers more (PERF-LOG s1).
     for (int mt = 0; mt < acc.mTiles; ++mt) {
       Value row0 = tb.add(warpRow0, tb.i32(mt * 16));
-      for (int g = 0; g < acc.nTiles; g += kGroupTiles) {
-        const int gEnd = std::min(acc.nTiles, g + kGroupTiles);
-        auto colOf = [&](int nt) { return tb.add(warpCol0, tb.i32(nt * 8)); };
-        auto countAt = [&](int nt) { return nt + 1 < gEnd ? 4 : 2; };
+      for (int nt = 0; nt < acc.nTiles; nt += 2) {
+        const int count = nt + 1 < acc.nTiles ? 4 : 2;
+        Value col0 = tb.add(warpCol0, tb.i32(nt * 8));
         ValueVec old;
         if (addInputs)
-          for (int nt = g; nt < gEnd; nt += 2)
-            llvm::append_range(old, tb.loadAccumulatorPairs(smemTile, out.pitch,
-                                                            row0, colOf(nt),
-                                                            countAt(nt)));
+          old = tb.loadAccumulatorPairs(smemTile, out.pitch, row0, col0, count);
         ValueVec results;
-        for (int nt = g; nt < gEnd; ++nt)
-          for (int half = 0; half < 2; ++half)
-            results.push_back(combine(
-                mt, nt, half, [&] { return old[2 * (nt - g) + half]; }));
-        for (int nt = g; nt < gEnd; nt += 2)
-          tb.storeAccumulatorPairs(
-              smemTile, out.pitch, row0, colOf(nt),
-              llvm::ArrayRef<Value>(results).slice(2 * (nt - g), countAt(nt)));
+        for (int p = 0; p < count; ++p)
+          results.push_back(
+              combine(mt, nt + p / 2, p % 2, [&] { return old[p]; }));
+        tb.storeAccumulatorPairs(smemTile, out.pitch, row0, col0, results);
       }
     }
   } else {
