@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Stages this build as a candidate beside the build already staged in .carry
+# (the A side): .carry/$CAND.tgz, gzipped for the 64 MiB carry limit. Then,
+# with .carry carried: CAND=$CAND bash scripts/device/run-candidate.sh
+# The A side's bench cache must hold the kernels of the tables of the card
+# that runs it (scripts/bench-prepare.sh with MOELORA_GPU set to each).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+CAND=${CAND:-cand}
+ninja -C "$BUILD" -j2 moelora-bench moelora-bench-prepare moelora_gpu_tests \
+  make-gpu-bundle prepare-capi-cache
+W=$(mktemp -d)
+mkdir -p "$W/$CAND/bin"
+"$BUILD"/test/gpu/make-gpu-bundle "$W/$CAND/gpu-bundle"
+for gpu in "NVIDIA H200" "NVIDIA H100 80GB HBM3"; do
+  MOELORA_TARGET_GPU="$gpu" "$BUILD"/test/gpu/prepare-capi-cache "$W/$CAND/capi-cache" >/dev/null
+  MOELORA_TARGET_GPU="$gpu" "$BUILD"/benchmarks/moelora-bench-prepare "$W/$CAND/bench-cache" >/dev/null
+done
+cp "$BUILD"/benchmarks/moelora-bench "$BUILD"/test/gpu/moelora_gpu_tests "$W/$CAND/bin/"
+strip "$W/$CAND/bin/"*
+mkdir -p .carry
+tar czf ".carry/$CAND.tgz" -C "$W" "$CAND"
+rm -rf "$W"
+du -sh ".carry/$CAND.tgz" .carry
