@@ -1,14 +1,23 @@
-"""Issue 4's targets, read off a moelora-bench CSV (bf16 cases).
+"""The issues' speed targets, read off a moelora-bench CSV (bf16 cases).
 
     python3 benchmarks/targets.py RUN/bench.csv [BEFORE/bench.csv]
+        [--issue 13|4] [--verbose]
 
-Prints how many cases meet each target and, with a second CSV, the
-geometric mean of time(RUN) / time(BEFORE) per path and every case that got
-more than 5% slower.
+Prints how many cases meet each target (issue 13's by default; issue 4's,
+the earlier and looser set, with --issue 4), every unmet case (every case
+with --verbose) and the geomean speed-up over the Triton times the bench
+carries (the contract's, for the cases that have one). With a second CSV,
+also the geometric mean of time(RUN) / time(BEFORE) per path and every case
+that got more than 5% slower. The floor is the bench's: the bytes that must
+move at the copy bandwidth measured on the card that ran it.
 """
+import argparse
 import csv
 import math
-import sys
+import re
+
+CASE = re.compile(r"^.+?_(?:w13|w2)_(?P<kind>decode|prefill|two_kernel)"
+                  r"_M(?P<m>\d+)_R\d+(?P<sparse>_sparse)?$")
 
 
 def read(path):
@@ -19,41 +28,67 @@ def geomean(values):
     return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
 
 
-def targets(rows):
-    dec1, dec16, big, two, m64 = [], [], [], [], []
+# Per issue: (label, applies(kind, m, sparse), met(us, floor_us)).
+TARGETS = {
+    "13": [
+        ("decode M=1 <= max(6 us, floor + 3 us)",
+         lambda k, m, s: k == "decode" and m == 1,
+         lambda us, fl: us <= max(6.0, fl + 3.0)),
+        ("decode M=16 >= 0.8 of the floor or <= 8 us",
+         lambda k, m, s: k == "decode" and m == 16,
+         lambda us, fl: fl / us >= 0.8 or us <= 8.0),
+        ("one-shot M=64 >= 0.5 of the floor",
+         lambda k, m, s: k == "prefill" and m == 64,
+         lambda us, fl: fl / us >= 0.5),
+        ("one-shot M=512/4096 >= 0.8 of the floor",
+         lambda k, m, s: k == "prefill" and m in (512, 4096),
+         lambda us, fl: fl / us >= 0.8),
+        ("two-kernel M=4096 >= 0.75 of the floor",
+         lambda k, m, s: k == "two_kernel" and m == 4096,
+         lambda us, fl: fl / us >= 0.75),
+    ],
+    "4": [
+        ("decode M=1 <= max(8 us, floor + 4 us)",
+         lambda k, m, s: k == "decode" and m == 1,
+         lambda us, fl: us <= max(8.0, fl + 4.0)),
+        ("decode M=16 <= max(8 us, floor / 0.8)",
+         lambda k, m, s: k == "decode" and m == 16,
+         lambda us, fl: us <= max(8.0, fl / 0.8)),
+        ("one-shot M>=512 (dense) >= 0.8 of the floor",
+         lambda k, m, s: k == "prefill" and m >= 512 and not s,
+         lambda us, fl: fl / us >= 0.8),
+        ("two-kernel >= 0.6 of the floor",
+         lambda k, m, s: k == "two_kernel",
+         lambda us, fl: fl / us >= 0.6),
+    ],
+}
+# Issue 13's geomean targets over Triton, per path.
+TRITON_GOAL = {"decode": 6.0, "prefill": 2.5, "two_kernel": 5.0}
+
+
+def targets(rows, issue, verbose):
+    speedups = {}
+    for label, applies, met in TARGETS[issue]:
+        cases = []
+        for name, r in sorted(rows.items()):
+            c = CASE.match(name)
+            if not c or not applies(c["kind"], int(c["m"]), bool(c["sparse"])):
+                continue
+            us, floor = float(r["us"]), float(r["floor_us"])
+            cases.append((name, us, floor / us, met(us, floor)))
+        print(f"{label:46s} {sum(c[3] for c in cases):2d}/{len(cases):2d}")
+        for name, us, fraction, ok in cases:
+            if verbose or not ok:
+                print(f"  {'met  ' if ok else 'unmet'} {name:44s} {us:9.2f} us"
+                      f"  {fraction:.2f} of the floor")
     for name, r in rows.items():
-        us, floor = float(r["us"]), float(r["floor_us"])
+        c = CASE.match(name)
         triton = float(r["triton_us"] or 0)
-        if "_decode_M1_" in name:
-            dec1.append((name, us, us <= max(8.0, floor + 4.0)))
-        elif "_decode_M16_" in name:
-            dec16.append((name, us, us <= max(8.0, floor / 0.8)))
-        elif "_prefill_" in name and "_sparse" not in name:
-            if "_M64_" in name:
-                if triton > 0:
-                    m64.append(triton / us)
-            else:
-                big.append((name, floor / us, floor / us >= 0.8))
-        elif "_two_kernel_" in name:
-            two.append((name, floor / us, floor / us >= 0.6))
-
-    def line(label, cases, fmt, higher_is_better):
-        met = sum(1 for c in cases if c[2])
-        # The closest miss: the slowest met case is not interesting.
-        misses = [c for c in cases if not c[2]] or cases
-        sign = 1 if higher_is_better else -1
-        closest = max(misses, key=lambda c: sign * c[1])
-        print(f"{label:44s} {met:2d}/{len(cases):2d}   closest miss {fmt(closest)}")
-
-    line("decode M=1  <= max(8 us, floor + 4 us)", dec1,
-         lambda c: f"{c[1]:.1f} us {c[0]}", False)
-    line("decode M=16 <= max(8 us, floor / 0.8)", dec16,
-         lambda c: f"{c[1]:.1f} us {c[0]}", False)
-    line("one-shot M>=512 at >= 0.8 of the floor", big,
-         lambda c: f"{c[1]:.2f} {c[0]}", True)
-    line("two-kernel at >= 0.6 of the floor", two,
-         lambda c: f"{c[1]:.2f} {c[0]}", True)
-    print(f"{'one-shot M=64 vs Triton (geo-mean, >= 3x)':44s} {geomean(m64):.2f}x over {len(m64)} presets")
+        if c and triton > 0:
+            speedups.setdefault(c["kind"], []).append(triton / float(r["us"]))
+    for kind, v in sorted(speedups.items()):
+        print(f"vs Triton, {kind}: {geomean(v):.2f}x geomean over {len(v)} "
+              f"cases with a Triton time (issue 13: {TRITON_GOAL[kind]}x)")
 
 
 def compare(after, before):
@@ -75,10 +110,16 @@ def compare(after, before):
 
 
 def main():
-    after = read(sys.argv[1])
-    targets(after)
-    if len(sys.argv) > 2:
-        compare(after, read(sys.argv[2]))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run")
+    ap.add_argument("before", nargs="?")
+    ap.add_argument("--issue", choices=sorted(TARGETS), default="13")
+    ap.add_argument("--verbose", action="store_true", help="list every case")
+    args = ap.parse_args()
+    after = read(args.run)
+    targets(after, args.issue, args.verbose)
+    if args.before:
+        compare(after, read(args.before))
 
 
 if __name__ == "__main__":
