@@ -238,6 +238,9 @@ void ModuleCache::writeDisk(const KernelImage &image) {
 Expected<std::shared_ptr<const KernelImage>>
 ModuleCache::resolve(const KernelSpec &spec) {
   const std::string entry = spec.entryName();
+  // Why the disk cache's entry was not used, for the error when nothing else
+  // can provide the kernel (a cache made by another build looks present).
+  std::string unusableDiskEntry;
   if (options.useDisk) {
     fs::path base = fs::path(options.diskDir) / entry;
     if (fs::exists(base.string() + ".json")) {
@@ -249,6 +252,7 @@ ModuleCache::resolve(const KernelSpec &spec) {
         return std::make_shared<const KernelImage>(image.take());
       }
       // A corrupt or stale entry is rebuilt below, never loaded.
+      unusableDiskEntry = image.error().message;
     }
   }
   if (auto it = bundleIndex.find(spec.cacheKey()); it != bundleIndex.end()) {
@@ -264,9 +268,12 @@ ModuleCache::resolve(const KernelSpec &spec) {
   if (!hook) {
     ++counters.misses;
     return makeError(fmt::format(
-        "kernel variant not found: {} (no bundle has it{})", spec.cacheKey(),
+        "kernel variant not found: {} (no bundle has it{}{})", spec.cacheKey(),
         options.useJit ? " and this runtime has no generator"
-                       : " and JIT is off"));
+                       : " and JIT is off",
+        unusableDiskEntry.empty()
+            ? ""
+            : "; the disk cache's entry is unusable: " + unusableDiskEntry));
   }
   auto t0 = std::chrono::steady_clock::now();
   auto image = hook(spec);

@@ -510,6 +510,44 @@ TEST_F(ModuleCacheDiskTest, CorruptJsonIsRegeneratedAndRewritten) {
   }
 }
 
+TEST_F(ModuleCacheDiskTest, UnusableEntryWithoutGeneratorSaysWhy) {
+  // A runtime without a generator (the engine's wheel) given a cache made by
+  // another build: the entry is there but stale, and the error says so
+  // instead of only "not found".
+  const KernelSpec spec = sampleSpec();
+  {
+    FakeJit jit;
+    ModuleCache cache(nullptr, diskOptions());
+    ASSERT_TRUE(cache.image(spec));
+  }
+  json j = json::parse(readText(jsonPath(spec)));
+  j["generator"] = "0000000000000000";
+  writeText(jsonPath(spec), j.dump());
+  setJitHook(nullptr);
+  ModuleCache cache(nullptr, diskOptions());
+  auto img = cache.image(spec);
+  ASSERT_FALSE(img);
+  EXPECT_THAT(img.error().message, HasSubstr("kernel variant not found"));
+  EXPECT_THAT(img.error().message, HasSubstr("no generator"));
+  EXPECT_THAT(img.error().message, HasSubstr(jsonPath(spec)));
+  EXPECT_THAT(img.error().message,
+              HasSubstr("written by another moelora build"));
+  EXPECT_EQ(cache.stats().diskHits, 0u);
+  // The entry is left as it was (nothing could replace it).
+  EXPECT_EQ(json::parse(readText(jsonPath(spec))).at("generator"),
+            "0000000000000000");
+}
+
+TEST_F(ModuleCacheDiskTest, NoEntryWithoutGeneratorIsPlainNotFound) {
+  setJitHook(nullptr);
+  ModuleCache cache(nullptr, diskOptions());
+  auto img = cache.image(sampleSpec());
+  ASSERT_FALSE(img);
+  EXPECT_THAT(img.error().message, HasSubstr("kernel variant not found"));
+  EXPECT_THAT(img.error().message,
+              ::testing::Not(HasSubstr("disk cache's entry")));
+}
+
 TEST_F(ModuleCacheDiskTest, MissingPtxIsRegenerated) {
   FakeJit jit;
   const KernelSpec spec = sampleSpec();
