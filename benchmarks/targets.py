@@ -12,54 +12,58 @@ that got more than 5% slower. The floor is the bench's: the bytes that must
 move at the copy bandwidth measured on the card that ran it.
 """
 import argparse
-import csv
 import math
 import re
+import sys
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0] + "/python")
+from bench_csv import load_cases  # noqa: E402
 
 CASE = re.compile(r"^.+?_(?:w13|w2)_(?P<kind>decode|prefill|two_kernel)"
                   r"_M(?P<m>\d+)_R\d+(?P<sparse>_sparse)?$")
-
-
-def read(path):
-    return {r["case"]: r for r in csv.DictReader(open(path))}
 
 
 def geomean(values):
     return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
 
 
-# Per issue: (label, applies(kind, m, sparse), met(us, floor_us)).
+def floor_share(at_least):
+    """Met when the time is within `at_least` of the floor."""
+    return lambda us, floor: floor / us >= at_least
+
+
+def time_within(us_cap, floor_plus=None, floor_over=None):
+    """Met at most max(us_cap, floor + floor_plus or floor / floor_over)."""
+    def met(us, floor):
+        bound = floor + floor_plus if floor_plus is not None else floor / floor_over
+        return us <= max(us_cap, bound)
+    return met
+
+
+# Per issue: (label, case kind, its M values (None: any), dense cases only,
+# met(us, floor_us)).
 TARGETS = {
     "13": [
-        ("decode M=1 <= max(6 us, floor + 3 us)",
-         lambda k, m, s: k == "decode" and m == 1,
-         lambda us, fl: us <= max(6.0, fl + 3.0)),
-        ("decode M=16 >= 0.8 of the floor or <= 8 us",
-         lambda k, m, s: k == "decode" and m == 16,
-         lambda us, fl: fl / us >= 0.8 or us <= 8.0),
-        ("one-shot M=64 >= 0.5 of the floor",
-         lambda k, m, s: k == "prefill" and m == 64,
-         lambda us, fl: fl / us >= 0.5),
-        ("one-shot M=512/4096 >= 0.8 of the floor",
-         lambda k, m, s: k == "prefill" and m in (512, 4096),
-         lambda us, fl: fl / us >= 0.8),
-        ("two-kernel M=4096 >= 0.75 of the floor",
-         lambda k, m, s: k == "two_kernel" and m == 4096,
-         lambda us, fl: fl / us >= 0.75),
+        ("decode M=1 <= max(6 us, floor + 3 us)", "decode", (1,), False,
+         time_within(6.0, floor_plus=3.0)),
+        ("decode M=16 >= 0.8 of the floor or <= 8 us", "decode", (16,), False,
+         lambda us, fl: floor_share(0.8)(us, fl) or us <= 8.0),
+        ("one-shot M=64 >= 0.5 of the floor", "prefill", (64,), False,
+         floor_share(0.5)),
+        ("one-shot M=512/4096 >= 0.8 of the floor", "prefill", (512, 4096),
+         False, floor_share(0.8)),
+        ("two-kernel M=4096 >= 0.75 of the floor", "two_kernel", (4096,),
+         False, floor_share(0.75)),
     ],
     "4": [
-        ("decode M=1 <= max(8 us, floor + 4 us)",
-         lambda k, m, s: k == "decode" and m == 1,
-         lambda us, fl: us <= max(8.0, fl + 4.0)),
-        ("decode M=16 <= max(8 us, floor / 0.8)",
-         lambda k, m, s: k == "decode" and m == 16,
-         lambda us, fl: us <= max(8.0, fl / 0.8)),
-        ("one-shot M>=512 (dense) >= 0.8 of the floor",
-         lambda k, m, s: k == "prefill" and m >= 512 and not s,
-         lambda us, fl: fl / us >= 0.8),
-        ("two-kernel >= 0.6 of the floor",
-         lambda k, m, s: k == "two_kernel",
-         lambda us, fl: fl / us >= 0.6),
+        ("decode M=1 <= max(8 us, floor + 4 us)", "decode", (1,), False,
+         time_within(8.0, floor_plus=4.0)),
+        ("decode M=16 <= max(8 us, floor / 0.8)", "decode", (16,), False,
+         time_within(8.0, floor_over=0.8)),
+        ("one-shot M>=512 (dense) >= 0.8 of the floor", "prefill", (512, 4096),
+         True, floor_share(0.8)),
+        ("two-kernel >= 0.6 of the floor", "two_kernel", None, False,
+         floor_share(0.6)),
     ],
 }
 # Issue 13's geomean targets over Triton, per path.
@@ -68,11 +72,12 @@ TRITON_GOAL = {"decode": 6.0, "prefill": 2.5, "two_kernel": 5.0}
 
 def targets(rows, issue, verbose):
     speedups = {}
-    for label, applies, met in TARGETS[issue]:
+    for label, kind, ms, dense_only, met in TARGETS[issue]:
         cases = []
         for name, r in sorted(rows.items()):
             c = CASE.match(name)
-            if not c or not applies(c["kind"], int(c["m"]), bool(c["sparse"])):
+            if (not c or c["kind"] != kind or (ms and int(c["m"]) not in ms)
+                    or (dense_only and c["sparse"])):
                 continue
             us, floor = float(r["us"]), float(r["floor_us"])
             cases.append((name, us, floor / us, met(us, floor)))
@@ -116,10 +121,10 @@ def main():
     ap.add_argument("--issue", choices=sorted(TARGETS), default="13")
     ap.add_argument("--verbose", action="store_true", help="list every case")
     args = ap.parse_args()
-    after = read(args.run)
+    after = load_cases(args.run)
     targets(after, args.issue, args.verbose)
     if args.before:
-        compare(after, read(args.before))
+        compare(after, load_cases(args.before))
 
 
 if __name__ == "__main__":
