@@ -156,6 +156,21 @@ static void useWgmmaExpandWhereTheTileAllows(KernelSpec &s,
     s.wgmmaExpand = false;
 }
 
+/// A tuned entry's bulk_output (one_shot: the kernel's; two_kernel: its
+/// expand's) on sm_90, where its stage barriers still fit the shared
+/// memory. Calls whose output rows are not 16-byte aligned stage no output,
+/// and the flag changes nothing there (KernelSpec::bulksOutput).
+static void useBulkOutputWhereItFits(KernelSpec &s, const TunedConfig &c) {
+  if (c.bulkOutput != 1 || s.sm != 90)
+    return;
+  s.bulkOutput = true;
+  const int sharedBytes = s.family == KernelFamily::OneShot
+                              ? OneShotSharedLayout(s).sharedBytes(s)
+                              : expandKernelSharedBytes(s);
+  if (!validateSpec(s).empty() || sharedBytes > maxDynamicSharedBytes(s.sm))
+    s.bulkOutput = false;
+}
+
 static long ceilDiv(long a, long b) { return (a + b - 1) / b; }
 
 /// A (tuned) non-portable cluster that fits nowhere on the GPU (smaller
@@ -444,6 +459,7 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
     if (t) {
       useWgmmaWhereTheTileAllows(s, t->config, call);
       useWgmmaExpandWhereTheTileAllows(s, t->config);
+      useBulkOutputWhereItFits(s, t->config);
     }
     // The one-shot's cluster is its row block's NPID programs.
     fitClusterToDevice(s, device);
@@ -498,6 +514,7 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
   if (tunedExpand) {
     useWgmmaWhereTheTileAllows(shrink, tunedExpand->config, call);
     useWgmmaExpandWhereTheTileAllows(expand, tunedExpand->config);
+    useBulkOutputWhereItFits(expand, tunedExpand->config);
   }
   if (!tunedExpand || tunedExpand->config.npid == 0)
     expandKnobs.npid = expandNpid(expand, call, device);

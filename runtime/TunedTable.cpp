@@ -163,7 +163,8 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
                      {"tma_weights", &t.config.tmaWeights, "shrink"},
                      {"producer_warp", &t.config.producerWarp, "shrink"},
                      {"persistent", &t.config.persistent, "one_shot"},
-                     {"wgmma_expand", &t.config.wgmmaExpand, "expand"}};
+                     {"wgmma_expand", &t.config.wgmmaExpand, "expand"},
+                     {"bulk_output", &t.config.bulkOutput, "expand"}};
       // A misspelt key would otherwise leave its default in place, silently.
       std::vector<std::string> keys;
       for (const auto &f : config)

@@ -131,6 +131,8 @@ std::string KernelSpec::cacheKey() const {
     key += ";grid=p";
   if (wgmmaExpand)
     key += ";xmma=wgmma";
+  if (bulksOutput())
+    key += ";out=bulk";
   return key;
 }
 
@@ -184,6 +186,8 @@ std::string KernelSpec::entryName() const {
     name += "_ps";
   if (wgmmaExpand)
     name += "_xwg";
+  if (bulksOutput())
+    name += "_bo";
   std::string key = cacheKey();
   uint64_t hash = XXH3_64bits(key.data(), key.size());
   name += fmt::format("_h{:08x}", static_cast<uint32_t>(hash));
@@ -195,13 +199,13 @@ bool operator==(const KernelSpec &a, const KernelSpec &b) {
   // to the same kernel, wherever they were written.
   auto fields = [](const KernelSpec &s) {
     const bool fewRows = s.fewRowsExpand();
-    return std::make_tuple(s.family, s.dtype, s.sm, s.rank, s.k, s.blockM,
-                           s.blockN, s.blockK, s.groupSizeM, s.splitK,
-                           s.numWarps, s.numStages, s.sorted, s.mulRoutedWeight,
-                           s.addInputs, s.numSlices, s.npid, s.minBlocksPerSm,
-                           s.alignedOutput, s.fusesSlices(), s.wgmma, fewRows,
-                           fewRows ? s.fewRowsTile : 0, s.tmaWeights,
-                           s.producerWarp, s.persistent, s.wgmmaExpand);
+    return std::make_tuple(
+        s.family, s.dtype, s.sm, s.rank, s.k, s.blockM, s.blockN, s.blockK,
+        s.groupSizeM, s.splitK, s.numWarps, s.numStages, s.sorted,
+        s.mulRoutedWeight, s.addInputs, s.numSlices, s.npid, s.minBlocksPerSm,
+        s.alignedOutput, s.fusesSlices(), s.wgmma, fewRows,
+        fewRows ? s.fewRowsTile : 0, s.tmaWeights, s.producerWarp, s.persistent,
+        s.wgmmaExpand, s.bulksOutput());
   };
   return fields(a) == fields(b);
 }

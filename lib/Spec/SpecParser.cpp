@@ -468,6 +468,8 @@ private:
       return d.persistent ? 1 : 0;
     case Field::WgmmaExpand:
       return d.wgmmaExpand ? 1 : 0;
+    case Field::BulkOutput:
+      return d.bulkOutput ? 1 : 0;
     }
     return 0;
   }
@@ -556,6 +558,9 @@ private:
       break;
     case Field::WgmmaExpand:
       s.wgmmaExpand = v != 0;
+      break;
+    case Field::BulkOutput:
+      s.bulkOutput = v != 0;
       break;
     }
   }

@@ -48,9 +48,9 @@ enum class Field {
   ProducerWarp,
   Persistent,
   WgmmaExpand,
+  BulkOutput,
 };
-inline constexpr size_t kNumFields =
-    static_cast<size_t>(Field::WgmmaExpand) + 1;
+inline constexpr size_t kNumFields = static_cast<size_t>(Field::BulkOutput) + 1;
 
 enum class ValueKind { Text, Enum, Int, Bool };
 
@@ -105,6 +105,9 @@ inline constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
     {"wgmma_expand", ValueKind::Bool,
      "true, false (true: a wgmma one_shot or an expand of BLOCK_SIZE_M 64 "
      "or 128 and rank a multiple of 8 above 32 runs its expand on wgmma)"},
+    {"bulk_output", ValueKind::Bool,
+     "true, false (true: an sm_90 one_shot or expand with 16-byte aligned "
+     "output rows moves each staged output row as one bulk copy)"},
 }};
 
 inline constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};

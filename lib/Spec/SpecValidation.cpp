@@ -358,6 +358,22 @@ std::string validateSpec(const KernelSpec &spec) {
       return why;
   }
 
+  if (spec.bulkOutput) {
+    // Bulk copies (cp.async.bulk) are sm_90's; they move the staged output
+    // tile, which only the one-shot and the expand have (and only with
+    // 16-byte aligned output rows, which the runtime derives per call: the
+    // flag then changes nothing, as fuse_slices without slices).
+    if (spec.family != KernelFamily::OneShot &&
+        spec.family != KernelFamily::Expand)
+      return onlyFor(Field::BulkOutput, "one_shot and expand", spec.family);
+    if (spec.sm < 90)
+      return reasonText(Field::BulkOutput,
+                        fmt::format("true with target sm_{}: bulk copies "
+                                    "need sm_90",
+                                    spec.sm),
+                        "true with sm_90, false otherwise");
+  }
+
   if (spec.producerWarp) {
     // The producer feeds the wgmma shrink's stages through mbarriers.
     if (spec.family != KernelFamily::OneShot &&

@@ -44,7 +44,7 @@ int OneShotSharedLayout::phaseBytes(const KernelSpec &spec) const {
 
 int OneShotSharedLayout::sharedBytes(const KernelSpec &spec) const {
   // Phase bytes are multiples of 16, so the barriers are 8-byte aligned.
-  return phaseBytes(spec) + shrinkTailBytes(spec);
+  return phaseBytes(spec) + kernelTailBytes(spec);
 }
 
 int shrinkStageBytes(const KernelSpec &spec) {
@@ -74,6 +74,17 @@ int expandStageBytes(const KernelSpec &spec, const ExpandShape &shape) {
 }
 
 int expandKernelSharedBytes(const KernelSpec &spec) {
+  return expandKernelPhaseBytes(spec) + expandBarrierBytes(spec);
+}
+
+int expandBarrierOffset(const KernelSpec &spec) {
+  const int sharedBytes = spec.family == KernelFamily::OneShot
+                              ? OneShotSharedLayout(spec).sharedBytes(spec)
+                              : expandKernelSharedBytes(spec);
+  return sharedBytes - expandBarrierBytes(spec);
+}
+
+int expandKernelPhaseBytes(const KernelSpec &spec) {
   // wgmma steps read r's swizzled tile throughout: the stages follow it.
   if (spec.wgmmaExpand)
     return expandRTileBytes(spec) + expandStageBytes(spec) * spec.numStages;
@@ -94,7 +105,7 @@ std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec) {
   if (spec.family == KernelFamily::OneShot)
     sharedBytes = OneShotSharedLayout(spec).phaseBytes(spec);
   else if (spec.family == KernelFamily::Expand)
-    sharedBytes = expandKernelSharedBytes(spec);
+    sharedBytes = expandKernelPhaseBytes(spec);
   else
     return std::nullopt;
   const int rows = spec.fewRowsTile;

@@ -772,6 +772,54 @@ inline std::vector<GpuCase> gpuCases() {
     c.name.back() = 'r';
     cases.push_back(c);
   }
+  // Every third case whose one-shot or expand stages its output (16-byte
+  // aligned rows, add_inputs or not) again with the staged rows moved by
+  // bulk copies (bulk_output), each kind represented (the test asserts it):
+  // persistent and fused-slice one-shots (the expand loop, and so its stage
+  // barriers, runs several times per block there), 16- and 32-row few-rows
+  // shapes, wgmma expands, 1-3 stages, clusters, N tails shorter than a
+  // tile, invalid rows.
+  const size_t withPersistent = cases.size();
+  int bulk = 0;
+  // Kinds: persistent, fused slices, few-rows, 32-row few-rows, wgmma
+  // expand, cluster, two-kernel, one stage, no add_inputs.
+  std::array<bool, 9> seen{};
+  for (size_t i = 0; i < withPersistent; ++i) {
+    if (cases[i].path == Path::SmallBatch)
+      continue;
+    GpuCase c = cases[i];
+    KernelSpec &staged = c.expand ? *c.expand : c.spec;
+    staged.bulkOutput = true;
+    if (!staged.bulksOutput() || !validateSpec(staged).empty())
+      continue;
+    if (bulk++ % 3 != 0)
+      continue;
+    c.name += "_bo";
+    cases.push_back(c);
+    // The single-buffer loop (num_stages 1) once as well.
+    if (!seen[7] && staged.numStages > 1) {
+      GpuCase one = c;
+      (one.expand ? *one.expand : one.spec).numStages = 1;
+      if (validateSpec(one.expand ? *one.expand : one.spec).empty()) {
+        one.name += "_stages1";
+        cases.push_back(one);
+        seen[7] = true;
+      }
+    }
+    const bool kinds[] = {c.spec.persistent,
+                          c.spec.fusesSlices(),
+                          staged.fewRowsExpand(),
+                          staged.fewRowsExpand() && staged.fewRowsTile == 32,
+                          staged.wgmmaExpand,
+                          c.spec.splitK > 1,
+                          bool(c.expand),
+                          staged.numStages == 1,
+                          !staged.addInputs};
+    for (size_t k = 0; k < seen.size(); ++k)
+      seen[k] = seen[k] || kinds[k];
+  }
+  if (std::find(seen.begin(), seen.end(), false) != seen.end())
+    throw std::logic_error("GpuCases.h: a kind of bulk_output case is missing");
   return cases;
 }
 

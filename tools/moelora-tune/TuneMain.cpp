@@ -158,7 +158,8 @@ std::vector<json> candidates(const YAML::Node &sweep, const char *path) {
         // The table's boolean config keys.
         if (name == "fuse_slices" || name == "wgmma" || name == "few_rows" ||
             name == "tma_weights" || name == "producer_warp" ||
-            name == "persistent" || name == "wgmma_expand")
+            name == "persistent" || name == "wgmma_expand" ||
+            name == "bulk_output")
           c[name] = v.as<bool>();
         else
           c[name] = v.as<int>();

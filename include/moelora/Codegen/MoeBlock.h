@@ -149,6 +149,15 @@ void storeAccumulators(TileBuilder &tb, Accumulators &acc,
 /// rows x pitch elements.
 struct StagedOutput {
   TileCopyPlan rowChunks; ///< the tile as 8-element chunks of output rows
+  /// KernelSpec::bulksOutput: instead of chunks, the tile rows this thread
+  /// moves whole, one bulk copy each (row = thread + k * threads).
+  struct BulkRow {
+    Value row;    ///< i32 tile row
+    Value inTile; ///< i1: row < rows (the thread owns it)
+    Value valid;  ///< i1: in the tile and a valid pair
+    Value rowPtr; ///< &out[pair][0], clamped for invalid rows
+  };
+  llvm::SmallVector<BulkRow> bulkRows;
   int rows = 0, cols = 0, pitch = 0;
   int bytes() const { return rows * pitch * kElementBytes; }
 };
@@ -159,9 +168,11 @@ StagedOutput planStagedOutput(TileBuilder &tb, const MoeBlock &block, int rows,
                               int cols, Value outBase, Value rowStride);
 
 /// Issues the cp.async copies of the old values of output columns colStart..
-/// (< colLimit) into `smemTile`; the caller commits and waits.
+/// (< colLimit) into `smemTile`; the caller commits and waits. Bulk rows
+/// instead each arrive on the stage's mbarrier `bar` (out.rows arrivals per
+/// phase) with the bytes of their copy.
 void loadStagedOutput(TileBuilder &tb, const StagedOutput &out, Value smemTile,
-                      Value colStart, Value colLimit);
+                      Value colStart, Value colLimit, Value bar = Value());
 
 /// out = (addInputs ? old : 0) + acc * (mulWeight ? weight : 1): each warp
 /// combines its accumulator tile (at warpRow0, warpCol0 of the block tile)

@@ -140,6 +140,18 @@ struct PipelineLoop {
   /// with the bytes it copies. Every thread waits for the stage's phase
   /// before the barrier that publishes it.
   Value stageBarriers;
+  /// Arrivals that complete a phase of each stage barrier (1: the issuing
+  /// thread's arrive with the stage's bytes; more where several threads
+  /// issue bulk copies into a stage, each arriving with its own bytes).
+  int stageArrivals = 1;
+  /// The loop may run again (once per call of its builder): the stage
+  /// barriers are invalidated after it, since initialising a valid mbarrier
+  /// is undefined.
+  bool releaseStageBarriers = false;
+  /// Called by every thread before the block barrier after which the stage
+  /// consumed last is refilled, and before the loop's last barrier: e.g.
+  /// waits until this thread's bulk stores have read the stage.
+  std::function<void()> beforeReuse;
   /// Warp specialisation (KernelSpec::producerWarp): the warp after the
   /// spec's num_warps runs every issue() and then exits; the others run
   /// every consume() and never issue. stageBarriers then holds 2 * stages
@@ -407,6 +419,22 @@ public:
   /// Arrives on `bar` after adding `bytes` to the transaction bytes its
   /// current phase waits for (issue it before the copies it counts).
   void arriveExpectBytes(Value bar, int bytes);
+  void arriveExpectBytes(Value bar, Value bytes);
+  /// mbarrier.inval of `count` barriers of initStageBarriers' array (thread
+  /// 0; after a block barrier past their last use), so that their memory
+  /// may be initialised again.
+  void invalidateStageBarriers(Value bars, int count);
+  /// One cp.async.bulk of `bytes` (i32, a multiple of 16) from global
+  /// `src` to shared `dst` (both 16-byte aligned), its bytes completing on
+  /// the mbarrier `bar` (count them there first: arriveExpectBytes).
+  void bulkCopyToShared(Value dst, Value src, Value bytes, Value bar);
+  /// One cp.async.bulk of `bytes` from shared `src` to global `dst`, in
+  /// this thread's current bulk async-group (bulkCommitGroup).
+  void bulkCopyToGlobal(Value dst, Value src, Value bytes);
+  void bulkCommitGroup();
+  /// Waits until at most `pending` of this thread's committed bulk groups
+  /// are still reading their shared sources.
+  void bulkWaitRead(int pending);
   /// Waits until the phase of `bar` with parity `parity` (i32: 0 or 1) has
   /// completed; its copies are then visible to this thread.
   void waitBarrierPhase(Value bar, Value parity);

@@ -19,7 +19,9 @@
 // "persistent": true|false (KernelSpec::persistent; sorted calls only). A
 // one_shot or two_kernel entry's config may hold "wgmma_expand": true|false
 // (KernelSpec::wgmmaExpand; two_kernel: the expand's; rank a multiple of 8
-// above 32).
+// above 32). A one_shot or two_kernel entry's config may hold
+// "bulk_output": true|false (KernelSpec::bulkOutput; two_kernel: the
+// expand's; sm_90 calls with 16-byte aligned output rows).
 // A "fused" entry has no config but "use": "one_shot"|"two_kernel": the
 // path that serves fused_moe_lora calls of its bucket which the rules would
 // give the one-shot kernel (the two-kernel path wins some prefill buckets).
@@ -72,6 +74,9 @@ struct TunedConfig {
   /// expand on wgmma (KernelSpec::wgmmaExpand) where the tile allows it;
   /// -1: absent (mma.sync), 0 / 1 from the table.
   int wgmmaExpand = -1;
+  /// one_shot, two_kernel (its expand), sm_90: staged output rows by bulk
+  /// copies (KernelSpec::bulkOutput); -1: absent (16-byte chunks).
+  int bulkOutput = -1;
 };
 
 struct TunedEntry {

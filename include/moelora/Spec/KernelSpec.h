@@ -151,6 +151,13 @@ struct KernelSpec {
   /// expand stays on mma.sync. Measured 0.968x over the rank-64 cases on
   /// an H100 (PERF-LOG x1); chosen per bucket by the tuned table.
   bool wgmmaExpand = false;
+  /// one_shot and expand on sm_90 with a staged output (stagesOutput()):
+  /// each output tile row moves as one bulk copy (cp.async.bulk) instead of
+  /// 16-byte chunks spread over the threads: the old values into the stage
+  /// (completing on the stage's mbarrier), the results back to global
+  /// memory from the stage (a bulk async-group the row's thread waits on
+  /// before the stage is refilled). Fewer instructions per output byte.
+  bool bulkOutput = false;
   std::string origin; ///< "file:line" of the spec this came from
 
   /// BLOCK_R = max(16, next_pow2(R)).
@@ -167,6 +174,9 @@ struct KernelSpec {
     return alignedOutput &&
            (family == KernelFamily::OneShot || family == KernelFamily::Expand);
   }
+  /// bulkOutput where it changes the kernel (a staged output on sm_90);
+  /// the key and equality use this, so the flag is canonical.
+  bool bulksOutput() const { return bulkOutput && stagesOutput() && sm >= 90; }
   /// fuseSlices where it changes the kernel (a shrink or one_shot of
   /// several slices); the key and equality use this, so the flag is
   /// canonical.

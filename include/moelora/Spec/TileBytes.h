@@ -111,11 +111,26 @@ inline int producerRowTableRows(const KernelSpec &spec) {
 inline int shrinkTailBytes(const KernelSpec &spec) {
   return stageBarrierBytes(spec) + 8 * producerRowTableRows(spec);
 }
-/// Offset of the stage barriers in a kernel's dynamic shared memory of
-/// `sharedBytes` bytes (they and the row table are its last bytes).
-inline int stageBarrierOffset(const KernelSpec &spec, int sharedBytes) {
-  return sharedBytes - shrinkTailBytes(spec);
+/// bulksOutput: the expand's stage barriers (one 8-byte mbarrier per stage,
+/// on which the bulk copies of the old output rows complete), the last
+/// bytes of the kernel's dynamic shared memory.
+inline int expandBarrierBytes(const KernelSpec &spec) {
+  return spec.bulksOutput() ? 8 * spec.numStages : 0;
 }
+/// The bytes after every phase of a kernel: the shrink's tail, then the
+/// expand's stage barriers.
+inline int kernelTailBytes(const KernelSpec &spec) {
+  return shrinkTailBytes(spec) + expandBarrierBytes(spec);
+}
+/// Offset of the stage barriers in a kernel's dynamic shared memory of
+/// `sharedBytes` bytes (they, the row table and the expand's barriers are
+/// its last bytes).
+inline int stageBarrierOffset(const KernelSpec &spec, int sharedBytes) {
+  return sharedBytes - kernelTailBytes(spec);
+}
+/// Offset of the expand's stage barriers (expandBarrierBytes) in the
+/// dynamic shared memory of the spec's kernel (one_shot or expand).
+int expandBarrierOffset(const KernelSpec &spec);
 /// Offset of the producer's row table: right after the stage barriers.
 inline int producerRowTableOffset(const KernelSpec &spec, int sharedBytes) {
   return stageBarrierOffset(spec, sharedBytes) + stageBarrierBytes(spec);
@@ -166,6 +181,9 @@ std::optional<ExpandShape> fewRowsShapeIfEnabled(const KernelSpec &spec);
 /// of the intermediate, then (reusing them) num_stages expand stages; with
 /// wgmmaExpand the rows' swizzled tile (expandRTileBytes), then the stages.
 int expandKernelSharedBytes(const KernelSpec &spec);
+/// The same without the expand's stage barriers at its end: the bytes its
+/// tiles and stages may use.
+int expandKernelPhaseBytes(const KernelSpec &spec);
 /// The two-kernel expand's swizzled r tile (wgmmaExpand): BLOCK_M x BLOCK_R
 /// of T, a multiple of 1024 bytes.
 int expandRTileBytes(const KernelSpec &spec);

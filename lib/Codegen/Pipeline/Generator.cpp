@@ -263,10 +263,12 @@ static int minimumPtxVersion(std::string_view target) {
 /// The lowest PTX ISA version a spec's kernel needs: its target's, or 8.0
 /// for a thread-block cluster (SPLIT_K > 1: barrier.cluster.arrive.relaxed).
 static int minimumPtxVersion(const KernelSpec &spec) {
-  // Clusters, and the prefetch.global.L1 of a persistent sm_90 one-shot
-  // (LLVM selects it for PTX 8.0 and sm_90 only), need PTX 8.0.
-  return std::max(minimumPtxVersion(spec.ptxTarget()),
-                  spec.splitK > 1 || prefetchesNextRowIds(spec) ? 80 : 0);
+  // Clusters, the prefetch.global.L1 of a persistent sm_90 one-shot (LLVM
+  // selects it for PTX 8.0 and sm_90 only) and bulk copies need PTX 8.0.
+  return std::max(
+      minimumPtxVersion(spec.ptxTarget()),
+      spec.splitK > 1 || prefetchesNextRowIds(spec) || spec.bulksOutput() ? 80
+                                                                          : 0);
 }
 
 /// `ptxVersion` is at least `least`, which `what` needs.
@@ -359,6 +361,8 @@ Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
             spec.splitK > 1
                 ? fmt::format("a thread-block cluster (SPLIT_K = {})",
                               spec.splitK)
+            : spec.bulksOutput()
+                ? std::string("bulk_output's bulk copies")
                 : std::string("a persistent kernel's L1 prefetch"));
         !s)
       return fail("PTX version " + s.error().message);

@@ -84,6 +84,18 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
   PipelineLoop loop;
   loop.stages = shape.stages;
   loop.asyncProxyReads = shape.wgmma;
+  const bool bulk = staged && !staged->bulkRows.empty();
+  if (bulk) {
+    // The old rows arrive by bulk copies on the stages' mbarriers, every
+    // tile row's owner arriving once; each expandTiles runs its own loop.
+    if (spec.addInputs) {
+      loop.stageBarriers = tb.shared(expandBarrierOffset(spec));
+      loop.stageArrivals = shape.rows;
+      loop.releaseStageBarriers = true;
+    }
+    // A stage is refilled only after its results' bulk stores read it.
+    loop.beforeReuse = [&tb] { tb.bulkWaitRead(0); };
+  }
   // A step covers `widen` of the program's BLOCK_N tiles; a wide step's
   // columns stop at the program's last tile (the next program's follow).
   const int widen = shape.cols / spec.blockN;
@@ -106,9 +118,10 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
     Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.stageBytes)));
     tb.issueTileCopy(bPlan, base, tb.i32(0), rLimit);
     if (staged && spec.addInputs)
-      loadStagedOutput(tb, *staged,
-                       tb.sharedOffset(base, tb.i32(lay.bTileBytes)), n0,
-                       colLimit);
+      loadStagedOutput(
+          tb, *staged, tb.sharedOffset(base, tb.i32(lay.bTileBytes)), n0,
+          colLimit,
+          bulk ? tb.stageBarrier(loop.stageBarriers, stage) : Value());
   };
   loop.consume = [&](Value iter, Value stage, mlir::ValueRange) {
     Value n0 = tileStart(iter);

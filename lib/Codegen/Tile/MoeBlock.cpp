@@ -3,6 +3,7 @@
 #include "moelora/Codegen/MoeBlock.h"
 
 #include <algorithm>
+#include <cassert>
 
 namespace moelora {
 
@@ -313,15 +314,55 @@ StagedOutput planStagedOutput(TileBuilder &tb, const MoeBlock &block, int rows,
   out.rows = rows;
   out.cols = cols;
   out.pitch = paddedPitch(cols);
-  out.rowChunks = tb.planTileCopy(
-      rows, cols, /*vecElems=*/8, out.pitch,
-      matrixRows(tb, outBase, rowStride, block.pairOf, block.rowValid));
+  TileRows source =
+      matrixRows(tb, outBase, rowStride, block.pairOf, block.rowValid);
+  if (!tb.spec().bulksOutput()) {
+    out.rowChunks =
+        tb.planTileCopy(rows, cols, /*vecElems=*/8, out.pitch, source);
+    return out;
+  }
+  const int threads = tb.spec().threads();
+  for (int first = 0; first < rows; first += threads) {
+    StagedOutput::BulkRow r;
+    Value row = tb.add(tb.threadId(), tb.i32(first));
+    r.inTile =
+        first + threads <= rows ? tb.boolean(true) : tb.lt(row, tb.i32(rows));
+    // Threads past the tile stand in for row 0 and own nothing.
+    r.row = tb.select(r.inTile, row, tb.i32(0));
+    r.valid = tb.land(r.inTile, source.rowValid(r.row));
+    r.rowPtr = source.rowBase(r.row);
+    out.bulkRows.push_back(r);
+  }
   return out;
 }
 
+/// Bytes of a bulk row copy of columns colStart.. (< colLimit) of the tile.
+static Value bulkRowBytes(TileBuilder &tb, const StagedOutput &out,
+                          Value colStart, Value colLimit) {
+  Value cols = tb.minS(tb.i32(out.cols), tb.sub(colLimit, colStart));
+  return tb.mul(tb.maxS(cols, tb.i32(0)), tb.i32(kElementBytes));
+}
+
 void loadStagedOutput(TileBuilder &tb, const StagedOutput &out, Value smemTile,
-                      Value colStart, Value colLimit) {
-  tb.issueTileCopy(out.rowChunks, smemTile, colStart, colLimit);
+                      Value colStart, Value colLimit, Value bar) {
+  if (out.bulkRows.empty()) {
+    tb.issueTileCopy(out.rowChunks, smemTile, colStart, colLimit);
+    return;
+  }
+  assert(bar && "bulk rows complete on the stage's mbarrier");
+  Value bytes = bulkRowBytes(tb, out, colStart, colLimit);
+  mlir::Type elem = tb.elementType();
+  for (const StagedOutput::BulkRow &r : out.bulkRows)
+    tb.ifThen(r.inTile, [&] {
+      // Every row of the tile arrives, an invalid one with no bytes.
+      Value ok = tb.land(r.valid, tb.lt(tb.i32(0), bytes));
+      tb.arriveExpectBytes(bar, tb.select(ok, bytes, tb.i32(0)));
+      tb.ifThen(ok, [&] {
+        tb.bulkCopyToShared(
+            tb.gep(smemTile, tb.mul(r.row, tb.i32(out.pitch)), elem),
+            tb.gep(r.rowPtr, colStart, elem), bytes, bar);
+      });
+    });
 }
 
 void storeStagedOutput(TileBuilder &tb, Accumulators &acc,
@@ -383,6 +424,21 @@ void storeStagedOutput(TileBuilder &tb, Accumulators &acc,
               combine(mt, nt, half, [&] { return tb.loadElements(ptr, 2); }),
               ptr);
         }
+  }
+  if (!out.bulkRows.empty()) {
+    // The combined tile leaves by bulk copies, which read it through the
+    // async proxy: fence this thread's writes into it, then wait for all.
+    tb.fenceAsyncShared();
+    tb.barrier();
+    Value bytes = bulkRowBytes(tb, out, colStart, colLimit);
+    for (const StagedOutput::BulkRow &r : out.bulkRows)
+      tb.ifThen(tb.land(r.valid, tb.lt(tb.i32(0), bytes)), [&] {
+        tb.bulkCopyToGlobal(
+            tb.gep(r.rowPtr, colStart, elem),
+            tb.gep(smemTile, tb.mul(r.row, tb.i32(out.pitch)), elem), bytes);
+      });
+    tb.bulkCommitGroup();
+    return;
   }
   tb.barrier();
   const TileCopyPlan &plan = out.rowChunks;

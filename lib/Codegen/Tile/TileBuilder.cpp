@@ -548,11 +548,16 @@ ValueVec TileBuilder::pipelined(const PipelineLoop &loop, ValueRange init) {
   if (loop.producerWarp)
     return pipelinedWithProducer(*this, loop, init);
   if (loop.stageBarriers)
-    initStageBarriers(loop.stageBarriers, SmallVector<int>(stages, 1));
+    initStageBarriers(loop.stageBarriers,
+                      SmallVector<int>(stages, loop.stageArrivals));
+  auto releaseBarriers = [&] {
+    if (loop.stageBarriers && loop.releaseStageBarriers)
+      invalidateStageBarriers(loop.stageBarriers, stages);
+  };
   if (stages <= 1) {
     // One buffer: copy, wait, use, and keep the buffer until all warps are
     // done with it.
-    return forLoop(
+    ValueVec result = forLoop(
         i32(0), loop.count, i32(1), init, [&](Value iter, ValueRange carried) {
           loop.issue(iter, i32(0));
           commitGroup();
@@ -564,9 +569,13 @@ ValueVec TileBuilder::pipelined(const PipelineLoop &loop, ValueRange init) {
             fenceAsyncShared();
           barrier();
           ValueVec out = loop.consume(iter, i32(0), carried);
+          if (loop.beforeReuse)
+            loop.beforeReuse();
           barrier();
           return out;
         });
+    releaseBarriers();
+    return result;
   }
   // Prologue: iterations 0 .. stages-2 in flight. Every step commits a
   // group (possibly empty) so that wait_group counts stay uniform.
@@ -589,6 +598,8 @@ ValueVec TileBuilder::pipelined(const PipelineLoop &loop, ValueRange init) {
               stageBarrier(loop.stageBarriers, remU(iter, i32(stages))),
               arith::AndIOp::create(b, location, divU(iter, i32(stages)),
                                     i32(1)));
+        if (loop.beforeReuse)
+          loop.beforeReuse();
         if (loop.asyncProxyReads)
           fenceAsyncShared();
         barrier();
@@ -599,7 +610,10 @@ ValueVec TileBuilder::pipelined(const PipelineLoop &loop, ValueRange init) {
         return loop.consume(iter, remU(iter, i32(stages)), carried);
       });
   waitGroup(0);
+  if (loop.beforeReuse)
+    loop.beforeReuse();
   barrier();
+  releaseBarriers();
   return result;
 }
 
@@ -813,6 +827,45 @@ void TileBuilder::arriveExpectBytes(Value bar, int bytes) {
                                          NVVM::MemScopeKind::CTA,
                                          /*relaxed=*/false,
                                          /*predicate=*/Value());
+}
+
+void TileBuilder::arriveExpectBytes(Value bar, Value bytes) {
+  NVVM::MBarrierArriveExpectTxOp::create(b, location, Type(), bar, bytes,
+                                         NVVM::MemScopeKind::CTA,
+                                         /*relaxed=*/false,
+                                         /*predicate=*/Value());
+}
+
+void TileBuilder::invalidateStageBarriers(Value bars, int count) {
+  ifThen(eq(threadId(), i32(0)), [&] {
+    for (int i = 0; i < count; ++i)
+      NVVM::MBarrierInvalOp::create(b, location, stageBarrier(bars, i32(i)));
+  });
+}
+
+void TileBuilder::bulkCopyToShared(Value dst, Value src, Value bytes,
+                                   Value bar) {
+  // The destination is a shared::cluster address; this block's own window
+  // lies inside the cluster's.
+  Type clusterPtr = LLVM::LLVMPointerType::get(b.getContext(), 7);
+  NVVM::CpAsyncBulkGlobalToSharedClusterOp::create(
+      b, location, LLVM::AddrSpaceCastOp::create(b, location, clusterPtr, dst),
+      src, bar, bytes, /*multicastMask=*/Value(), /*l2CacheHint=*/Value());
+}
+
+void TileBuilder::bulkCopyToGlobal(Value dst, Value src, Value bytes) {
+  NVVM::CpAsyncBulkSharedCTAToGlobalOp::create(b, location, dst, src, bytes,
+                                               /*l2CacheHint=*/Value(),
+                                               /*byteMask=*/Value());
+}
+
+void TileBuilder::bulkCommitGroup() {
+  NVVM::CpAsyncBulkCommitGroupOp::create(b, location);
+}
+
+void TileBuilder::bulkWaitRead(int pending) {
+  NVVM::CpAsyncBulkWaitGroupOp::create(
+      b, location, b.getI32IntegerAttr(pending), b.getUnitAttr());
 }
 
 void TileBuilder::waitBarrierPhase(Value bar, Value parity) {

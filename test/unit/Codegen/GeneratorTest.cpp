@@ -805,6 +805,93 @@ TEST(Generator, WgmmaExpandMultipliesRFromItsSwizzledTile) {
   fs::remove_all(dir);
 }
 
+// bulk_output: each staged output row moves as one bulk copy. The old rows
+// arrive by cp.async.bulk on the expand's stage barriers (its last bytes of
+// shared memory), which every pipelined expand loop initialises and then
+// invalidates (fused slices and persistent grids run it more than once);
+// the results leave by bulk stores, whose reads of a stage end before it
+// is refilled. No 16-byte st.global is left in the expand; the kernels
+// assemble with no more registers than without it.
+TEST(Generator, BulkOutputMovesStagedRowsByBulkCopies) {
+  const fs::path dir =
+      fs::temp_directory_path() / fmt::format("moelora_bo_{}", getpid());
+  fs::create_directories(dir);
+  const bool havePtxAs = access(ptxasPath().c_str(), X_OK) == 0;
+  int j = 0;
+  std::vector<KernelSpec> specs;
+  for (bool fuse : {false, true}) {
+    KernelSpec s = smallOneShot();
+    s.sorted = true;
+    s.numSlices = 2;
+    s.blockM = 64;
+    s.blockK = 64;
+    s.numStages = 3;
+    s.addInputs = true;
+    s.fuseSlices = fuse;
+    s.fewRows = true;
+    specs.push_back(s);
+  }
+  KernelSpec e;
+  e.family = KernelFamily::Expand;
+  e.rank = 64;
+  e.sorted = true;
+  e.numSlices = 2;
+  e.blockM = 64;
+  e.blockN = 128;
+  e.blockK = 16;
+  e.numWarps = 8;
+  e.numStages = 2;
+  e.addInputs = true;
+  e.wgmmaExpand = true;
+  specs.push_back(e);
+  for (const KernelSpec &s : specs) {
+    KernelSpec b = s;
+    b.bulkOutput = true;
+    SCOPED_TRACE(b.cacheKey());
+    ASSERT_EQ(validateSpec(b), "");
+    ASSERT_TRUE(b.bulksOutput());
+    auto g = generateKernel(s);
+    auto w = generateKernel(b);
+    ASSERT_TRUE(g) << g.error().message;
+    ASSERT_TRUE(w) << w.error().message;
+    EXPECT_EQ(w->sharedBytes, g->sharedBytes + 8 * b.numStages);
+    EXPECT_EQ(expandBarrierOffset(b), g->sharedBytes);
+    EXPECT_GE(w->ptxVersion, 80);
+    // One load and one store per row owner and expand shape (the few-rows
+    // branch has its own).
+    const int shapes = s.fewRowsExpand() ? 2 : 1;
+    EXPECT_GE(occurrences(w->ptx, "cp.async.bulk.shared::cluster.global"),
+              shapes);
+    EXPECT_GE(occurrences(w->ptx, "cp.async.bulk.global.shared::cta"), shapes);
+    EXPECT_GE(occurrences(w->ptx, "cp.async.bulk.wait_group.read"), shapes);
+    // LLVM may merge the branches' identical invalidations.
+    EXPECT_GE(occurrences(w->ptx, "mbarrier.init"), b.numStages);
+    EXPECT_GE(occurrences(w->ptx, "mbarrier.inval"), b.numStages);
+    EXPECT_EQ(occurrences(g->ptx, "cp.async.bulk"), 0);
+    EXPECT_EQ(occurrences(g->ptx, "mbarrier"), 0);
+    EXPECT_GT(occurrences(g->ptx, "st.global.v4"), 0);
+    EXPECT_EQ(occurrences(w->ptx, "st.global.v4"), 0);
+    if (!havePtxAs)
+      continue;
+    PtxasReport rg =
+        assemble(g->ptx, s.ptxTarget(), dir / fmt::format("{}.ptx", j++));
+    PtxasReport rw =
+        assemble(w->ptx, b.ptxTarget(), dir / fmt::format("{}.ptx", j++));
+    ASSERT_TRUE(rw.ok) << rw.log;
+    // ptxas gives the fused one-shot 64 registers and a 4-byte spill (116
+    // registers without bulk rows): at most one spilled register.
+    EXPECT_LE(rw.spillStores + rw.spillLoads, 8) << rw.log;
+    EXPECT_LE(rw.registers, rg.registers) << rg.log << rw.log;
+  }
+  // Unaligned output rows stage nothing: the same kernel with or without.
+  KernelSpec u = specs[0];
+  u.alignedOutput = false;
+  KernelSpec ub = u;
+  ub.bulkOutput = true;
+  EXPECT_EQ(u.cacheKey(), ub.cacheKey());
+  fs::remove_all(dir);
+}
+
 TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
   struct Case {
     KernelFamily family;

@@ -1068,6 +1068,44 @@ TEST(DispatcherTunedTest, TwoKernelEntryChoosesTheWgmmaExpand) {
   EXPECT_FALSE(planOk(call, true).kernels[1].spec.wgmmaExpand);
 }
 
+// bulk_output: the one-shot's, or a two_kernel entry's expand's (never the
+// shrink's), on sm_90 and where the call's output rows are 16-byte aligned
+// (otherwise nothing is staged and the plan's kernels are the ones without
+// it); an older GPU reading the same table runs without it.
+TEST(DispatcherTunedTest, BulkOutputAppliesWhereTheOutputIsStaged) {
+  auto t = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048,
+     "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {"bulk_output": true}},
+    {"path": "two_kernel", "dtype": "bf16", "rank": 16, "K": 2048,
+     "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {"bulk_output": true}}]})",
+                             "t.json");
+  ASSERT_TRUE(t) << t.error().message;
+  alignas(16) static uint16_t buffer[16];
+  MoeLoraCall call = sortedCall(512, 64);
+  call.out = buffer;
+  call.outStride = int64_t(call.numSlices) * call.N;
+  DispatchPlan one = planOk(call, /*sharded=*/false, &*t);
+  ASSERT_EQ(one.path, DispatchPath::OneShot);
+  EXPECT_TRUE(one.kernels[0].spec.bulksOutput());
+  EXPECT_TRUE(validateSpec(one.kernels[0].spec).empty());
+  DispatchPlan two = planOk(call, /*sharded=*/true, &*t);
+  ASSERT_EQ(two.path, DispatchPath::TwoKernel);
+  EXPECT_FALSE(two.kernels[0].spec.bulkOutput);
+  EXPECT_TRUE(two.kernels[1].spec.bulksOutput());
+  // A 2-byte aligned output: no staged tile, so no bulk rows.
+  MoeLoraCall odd = call;
+  odd.out = buffer + 1;
+  EXPECT_FALSE(planOk(odd, false, &*t).kernels[0].spec.bulksOutput());
+  // sm_80 reads the entry and ignores it.
+  const DeviceInfo a100{80, 108, "NVIDIA A100-SXM4-80GB"};
+  EXPECT_FALSE(planOk(call, false, &*t, a100).kernels[0].spec.bulkOutput);
+  // Without the entry: 16-byte chunks.
+  EXPECT_FALSE(planOk(call).kernels[0].spec.bulkOutput);
+}
+
 // tma_weights (one_shot: the kernel's; two_kernel: its shrink's) applies
 // where the entry's wgmma does and the call gives lora_a's host base
 // pointers, 16-byte aligned with 16-byte aligned strides; elsewhere the

@@ -27,7 +27,7 @@ const std::string kAllFields =
     "BLOCK_SIZE_K, GROUP_SIZE_M, SPLIT_K, num_warps, num_stages, metadata, "
     "MUL_ROUTED_WEIGHT, ADD_INPUTS, num_slices, NPID, min_blocks_per_sm, "
     "out_aligned, fuse_slices, wgmma, few_rows, few_rows_tile, tma_weights, "
-    "producer_warp, persistent, wgmma_expand";
+    "producer_warp, persistent, wgmma_expand, bulk_output";
 const std::string kFamilies =
     "one_shot, small_batch, shrink, expand, align_block_size";
 
@@ -828,6 +828,39 @@ TEST(SpecParserRuleTest, WgmmaExpandRules) {
             "t.yaml:1:1: BLOCK_SIZE_N: 512 over 1 warpgroups with "
             "wgmma_expand leaves 512 columns per warpgroup, more than one "
             "wgmma's 256; allowed: <= 256 with wgmma_expand and num_warps 4");
+}
+
+// bulk_output: staged output rows by bulk copies; its own key and entry
+// name where the kernel stages its output (sm_90 one_shot and expand with
+// aligned rows), none elsewhere (canonical, like fuse_slices); only
+// one_shot and expand, only sm_90, PTX 8.0.
+TEST(SpecParserRuleTest, BulkOutputRules) {
+  const std::string base = "kernel: one_shot\nrank: 16\nmetadata: sorted\n"
+                           "BLOCK_SIZE_M: 64\nADD_INPUTS: true\n";
+  SpecSet set = parseOk(base + "bulk_output: [false, true]\n");
+  ASSERT_EQ(set.specs.size(), 2u);
+  EXPECT_FALSE(set.specs[0].bulksOutput());
+  EXPECT_TRUE(set.specs[1].bulksOutput());
+  EXPECT_EQ(set.specs[0].cacheKey(), parseOk(base).specs[0].cacheKey());
+  EXPECT_EQ(set.specs[1].cacheKey(), set.specs[0].cacheKey() + ";out=bulk");
+  EXPECT_THAT(set.specs[1].entryName(), HasSubstr("_bo_h"));
+  EXPECT_FALSE(set.specs[0] == set.specs[1]);
+  EXPECT_EQ(set.specs[1].ptxTarget(), "sm_90");
+  // Unaligned output rows stage nothing: the flag changes no kernel, so
+  // the sweep's two points are one spec.
+  SpecSet unaligned =
+      parseOk(base + "out_aligned: false\nbulk_output: [false, true]\n");
+  ASSERT_EQ(unaligned.specs.size(), 1u);
+  EXPECT_FALSE(unaligned.specs[0].bulksOutput());
+  EXPECT_TRUE(parseOk("kernel: expand\nrank: 16\nbulk_output: true\n")
+                  .specs.at(0)
+                  .bulksOutput());
+  EXPECT_EQ(parseError("kernel: shrink\nrank: 16\nbulk_output: true\n"),
+            "t.yaml:1:1: bulk_output: true is only supported by one_shot "
+            "and expand (got shrink); allowed: false for shrink");
+  EXPECT_EQ(parseError(base + "target: sm_80\nbulk_output: true\n"),
+            "t.yaml:1:1: bulk_output: true with target sm_80: bulk copies "
+            "need sm_90; allowed: true with sm_90, false otherwise");
 }
 
 TEST(SpecParserRuleTest, ProducerWarpRules) {
