@@ -1,13 +1,13 @@
-#!/ usr / bin / env bash
-#Stages this build as a candidate beside the build already staged in.carry
-#(the A side) :.carry / $CAND.tgz, gzipped for the 64 MiB carry limit.Then,
-#with.carry carried : CAND = $CAND bash scripts / device / run - candidate.sh
-#The A side's bench cache must hold the kernels of the tables of the card
-#that runs it(scripts / bench - prepare.sh with MOELORA_GPU set to each).
-#TABLES(space - separated tuned - table files) are copied into the candidate
-#and its bench cache holds their kernels too(generated for TABLES_GPU,
-#default the H200; sm_90 kernels serve the H100 as well) : a side
-#B =.carry / $CAND :.carry / $CAND / < table file name> runs one.
+#!/usr/bin/env bash
+# Stages this build as a candidate beside the build already staged in .carry
+# (the A side): .carry/$CAND.tgz, gzipped for the 64 MiB carry limit. Then,
+# with .carry carried: CAND=$CAND bash scripts/device/run-candidate.sh
+# The A side's bench cache must hold the kernels of the tables of the card
+# that runs it (scripts/bench-prepare.sh with MOELORA_GPU set to each).
+# TABLES (space-separated tuned-table files) are copied into the candidate
+# and its bench cache holds their kernels too (generated for TABLES_GPU,
+# default the H200; sm_90 kernels serve the H100 as well): a side
+# B=.carry/$CAND:.carry/$CAND/<table file name> runs one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -17,23 +17,18 @@ ninja -C "$BUILD" -j2 moelora-bench moelora-bench-prepare moelora_gpu_tests \
 W=$(mktemp -d)
 mkdir -p "$W/$CAND/bin"
 "$BUILD"/test/gpu/make-gpu-bundle "$W/$CAND/gpu-bundle"
-for gpu in "NVIDIA H200" "NVIDIA H100 80GB HBM3";
-do
+for gpu in "NVIDIA H200" "NVIDIA H100 80GB HBM3"; do
   MOELORA_TARGET_GPU="$gpu" "$BUILD"/test/gpu/prepare-capi-cache "$W/$CAND/capi-cache" >/dev/null
   MOELORA_TARGET_GPU="$gpu" "$BUILD"/benchmarks/moelora-bench-prepare "$W/$CAND/bench-cache" >/dev/null
 done
-for table in ${TABLES:-};
-do
-cp "$table"
-   "$W/$CAND/" MOELORA_TARGET_GPU =
-       "${TABLES_GPU:-NVIDIA H200}"
-       "$BUILD" /
-               benchmarks / moelora -
-           bench - prepare "$W/$CAND/bench-cache" --tuned - table "$table" >
-       / dev / null done cp "$BUILD" / benchmarks / moelora -
-           bench "$BUILD" / test / gpu /
-               moelora_gpu_tests "$W/$CAND/bin/" strip "$W/$CAND/bin/" * mkdir -
-           p.carry tar czf ".carry/$CAND.tgz" -
-           C "$W"
-             "$CAND" rm -
-           rf "$W" du - sh ".carry/$CAND.tgz".carry
+for table in ${TABLES:-}; do
+  cp "$table" "$W/$CAND/"
+  MOELORA_TARGET_GPU="${TABLES_GPU:-NVIDIA H200}" "$BUILD"/benchmarks/moelora-bench-prepare \
+    "$W/$CAND/bench-cache" --tuned-table "$table" >/dev/null
+done
+cp "$BUILD"/benchmarks/moelora-bench "$BUILD"/test/gpu/moelora_gpu_tests "$W/$CAND/bin/"
+strip "$W/$CAND/bin/"*
+mkdir -p .carry
+tar czf ".carry/$CAND.tgz" -C "$W" "$CAND"
+rm -rf "$W"
+du -sh ".carry/$CAND.tgz" .carry
