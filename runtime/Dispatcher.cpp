@@ -171,6 +171,21 @@ static void useBulkOutputWhereItFits(KernelSpec &s, const TunedConfig &c) {
     s.bulkOutput = false;
 }
 
+/// A tuned entry's bulk_shrink (one_shot: the kernel's; two_kernel: its
+/// shrink's) on sm_90, where the final spec allows it (mma.sync tiles, K a
+/// multiple of BLOCK_K, A tiles within the rank) and its stage barriers
+/// still fit the shared memory.
+static void useBulkShrinkWhereItFits(KernelSpec &s, const TunedConfig &c) {
+  if (c.bulkShrink != 1 || s.sm != 90)
+    return;
+  s.bulkShrink = true;
+  const int sharedBytes = s.family == KernelFamily::OneShot
+                              ? OneShotSharedLayout(s).sharedBytes(s)
+                              : shrinkKernelSharedBytes(s);
+  if (!validateSpec(s).empty() || sharedBytes > maxDynamicSharedBytes(s.sm))
+    s.bulkShrink = false;
+}
+
 static long ceilDiv(long a, long b) { return (a + b - 1) / b; }
 
 /// A (tuned) non-portable cluster that fits nowhere on the GPU (smaller
@@ -460,6 +475,7 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
       useWgmmaWhereTheTileAllows(s, t->config, call);
       useWgmmaExpandWhereTheTileAllows(s, t->config);
       useBulkOutputWhereItFits(s, t->config);
+      useBulkShrinkWhereItFits(s, t->config);
     }
     // The one-shot's cluster is its row block's NPID programs.
     fitClusterToDevice(s, device);
@@ -515,6 +531,7 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
     useWgmmaWhereTheTileAllows(shrink, tunedExpand->config, call);
     useWgmmaExpandWhereTheTileAllows(expand, tunedExpand->config);
     useBulkOutputWhereItFits(expand, tunedExpand->config);
+    useBulkShrinkWhereItFits(shrink, tunedExpand->config);
   }
   if (!tunedExpand || tunedExpand->config.npid == 0)
     expandKnobs.npid = expandNpid(expand, call, device);

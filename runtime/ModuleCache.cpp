@@ -83,7 +83,8 @@ SpecKey::SpecKey(const KernelSpec &s) {
             int32_t(s.producerWarp),
             int32_t(s.persistent),
             int32_t(s.wgmmaExpand),
-            int32_t(s.bulksOutput())};
+            int32_t(s.bulksOutput()),
+            int32_t(s.bulkShrink)};
 }
 
 size_t SpecKeyHash::operator()(const SpecKey &k) const {

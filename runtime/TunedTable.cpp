@@ -164,7 +164,8 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
                      {"producer_warp", &t.config.producerWarp, "shrink"},
                      {"persistent", &t.config.persistent, "one_shot"},
                      {"wgmma_expand", &t.config.wgmmaExpand, "expand"},
-                     {"bulk_output", &t.config.bulkOutput, "expand"}};
+                     {"bulk_output", &t.config.bulkOutput, "expand"},
+                     {"bulk_shrink", &t.config.bulkShrink, "shrink"}};
       // A misspelt key would otherwise leave its default in place, silently.
       std::vector<std::string> keys;
       for (const auto &f : config)

@@ -133,6 +133,8 @@ std::string KernelSpec::cacheKey() const {
     key += ";xmma=wgmma";
   if (bulksOutput())
     key += ";out=bulk";
+  if (bulkShrink)
+    key += ";in=bulk";
   return key;
 }
 
@@ -188,6 +190,8 @@ std::string KernelSpec::entryName() const {
     name += "_xwg";
   if (bulksOutput())
     name += "_bo";
+  if (bulkShrink)
+    name += "_bs";
   std::string key = cacheKey();
   uint64_t hash = XXH3_64bits(key.data(), key.size());
   name += fmt::format("_h{:08x}", static_cast<uint32_t>(hash));
@@ -205,7 +209,7 @@ bool operator==(const KernelSpec &a, const KernelSpec &b) {
         s.mulRoutedWeight, s.addInputs, s.numSlices, s.npid, s.minBlocksPerSm,
         s.alignedOutput, s.fusesSlices(), s.wgmma, fewRows,
         fewRows ? s.fewRowsTile : 0, s.tmaWeights, s.producerWarp, s.persistent,
-        s.wgmmaExpand, s.bulksOutput());
+        s.wgmmaExpand, s.bulksOutput(), s.bulkShrink);
   };
   return fields(a) == fields(b);
 }

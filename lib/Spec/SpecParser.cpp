@@ -470,6 +470,8 @@ private:
       return d.wgmmaExpand ? 1 : 0;
     case Field::BulkOutput:
       return d.bulkOutput ? 1 : 0;
+    case Field::BulkShrink:
+      return d.bulkShrink ? 1 : 0;
     }
     return 0;
   }
@@ -561,6 +563,9 @@ private:
       break;
     case Field::BulkOutput:
       s.bulkOutput = v != 0;
+      break;
+    case Field::BulkShrink:
+      s.bulkShrink = v != 0;
       break;
     }
   }

@@ -49,8 +49,9 @@ enum class Field {
   Persistent,
   WgmmaExpand,
   BulkOutput,
+  BulkShrink,
 };
-inline constexpr size_t kNumFields = static_cast<size_t>(Field::BulkOutput) + 1;
+inline constexpr size_t kNumFields = static_cast<size_t>(Field::BulkShrink) + 1;
 
 enum class ValueKind { Text, Enum, Int, Bool };
 
@@ -108,6 +109,10 @@ inline constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
     {"bulk_output", ValueKind::Bool,
      "true, false (true: an sm_90 one_shot or expand with 16-byte aligned "
      "output rows moves each staged output row as one bulk copy)"},
+    {"bulk_shrink", ValueKind::Bool,
+     "true, false (true: an sm_90 mma.sync one_shot or shrink with K a "
+     "multiple of BLOCK_SIZE_K moves each row of its x and A tiles as one "
+     "bulk copy)"},
 }};
 
 inline constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};

@@ -374,6 +374,43 @@ std::string validateSpec(const KernelSpec &spec) {
                         "true with sm_90, false otherwise");
   }
 
+  if (spec.bulkShrink) {
+    // A bulk copy moves a row's BLOCK_K columns linearly into the padded
+    // tile (wgmma's swizzled rows are not linear) and fills no zeros: no K
+    // tail, and every A tile row within the rank.
+    if (spec.family != KernelFamily::OneShot &&
+        spec.family != KernelFamily::Shrink)
+      return onlyFor(Field::BulkShrink, "one_shot and shrink", spec.family);
+    if (spec.sm < 90)
+      return reasonText(Field::BulkShrink,
+                        fmt::format("true with target sm_{}: bulk copies "
+                                    "need sm_90",
+                                    spec.sm),
+                        "true with sm_90, false otherwise");
+    if (spec.wgmma || spec.tmaWeights || spec.producerWarp)
+      return reasonText(Field::BulkShrink,
+                        "true with wgmma, tma_weights or producer_warp (bulk "
+                        "rows fill mma.sync's padded tiles on their own "
+                        "stage barriers)",
+                        "true with mma.sync tiles, false otherwise");
+    if (!spec.evenK())
+      return reasonText(Field::BulkShrink,
+                        "true without K a multiple of BLOCK_SIZE_K (bulk "
+                        "copies fill no zeros past K)",
+                        "true with a known K that BLOCK_SIZE_K divides");
+    const int weightRows = weightTileRows(spec);
+    if (spec.family == KernelFamily::OneShot ? spec.rank != weightRows
+                                             : spec.rank % weightRows != 0)
+      return reasonText(
+          Field::BulkShrink,
+          fmt::format("true with rank {}: A tiles of {} rows would hold rows "
+                      "past the rank, which must read zeros",
+                      spec.rank, weightRows),
+          spec.family == KernelFamily::OneShot
+              ? "true with rank a power of two >= 16"
+              : "true with rank a multiple of BLOCK_SIZE_N");
+  }
+
   if (spec.producerWarp) {
     // The producer feeds the wgmma shrink's stages through mbarriers.
     if (spec.family != KernelFamily::OneShot &&

@@ -5,8 +5,8 @@
 # scripts/bench-prepare.sh: .carry/old), TABLE an optional --tuned-table.
 # A (default .carry/old) and B (default .carry) are benched alternately,
 # ROUNDS times each, and compared on the per-case median of their rounds.
-# An optional third side C is benched in the same rounds and compared with
-# A as well (compare-C.txt).
+# Optional further sides C, D and E are benched in the same rounds and
+# compared with A as well (compare-C.txt, ...).
 # SUITE=1 runs the GPU suite first. Everything lands in $OUT/ab.tar.gz
 # (or $OUT/$NAME.tar.gz).
 set -uo pipefail
@@ -24,9 +24,11 @@ if [ -n "${SUITE:-}" ]; then
 fi
 filter=()
 [ -n "$FILTER" ] && filter=(--filter "$FILTER")
-C=${C:-}
+C=${C:-} D=${D:-} E=${E:-}
 sides=(A B)
-[ -n "$C" ] && sides+=(C)
+for extra in C D E; do
+  [ -n "${!extra}" ] && sides+=("$extra")
+done
 for r in $(seq 1 "$ROUNDS"); do
   for side in "${sides[@]}"; do
     dir=${!side%%:*} table=()
@@ -41,10 +43,10 @@ python3 benchmarks/python/median_rounds.py "$W"/A*/bench.csv --out "$W/A.csv"
 python3 benchmarks/python/median_rounds.py "$W"/B*/bench.csv --out "$W/B.csv"
 python3 benchmarks/python/compare_bench.py "$W/A.csv" "$W/B.csv" --names A B \
   | tee "$W/compare.txt"
-if [ -n "$C" ]; then
-  python3 benchmarks/python/median_rounds.py "$W"/C*/bench.csv --out "$W/C.csv"
-  python3 benchmarks/python/compare_bench.py "$W/A.csv" "$W/C.csv" --names A C \
-    | tee "$W/compare-C.txt"
-fi
+for side in "${sides[@]:2}"; do
+  python3 benchmarks/python/median_rounds.py "$W"/$side[0-9]*/bench.csv --out "$W/$side.csv"
+  python3 benchmarks/python/compare_bench.py "$W/A.csv" "$W/$side.csv" --names A $side \
+    | tee "$W/compare-$side.txt"
+done
 tar czf "$OUT/$NAME.tar.gz" -C "$W" .
 echo "=== done ($(date +%T))"

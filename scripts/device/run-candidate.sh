@@ -6,7 +6,8 @@
 #  1. whole bench, A and the candidate alternately, ROUNDS rounds each
 #     (run-build-ab.sh; both on the committed tables, or the candidate on
 #     its B_TABLE, a table file it carries, with CAND_C=1 adding the
-#     candidate on the committed tables as side C);
+#     candidate on the committed tables as side C, and D_TABLE / E_TABLE
+#     the candidate on more of its tables as sides D and E);
 #  2. the GPU suite on the candidate's kernels, as far as SUITE_LIMIT allows
 #     (SUITE_FILTER narrows it).
 # Works on either card the device tool lends. Everything under $OUT.
@@ -18,7 +19,8 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/car
 tar xzf ".carry/$CAND.tgz" -C .carry
 if [ -z "${NO_AB:-}" ]; then
   echo "=== A/B ($(date +%T))"
-  C=${CAND_C:+.carry/$CAND} \
+  C=${CAND_C:+.carry/$CAND} D=${D_TABLE:+.carry/$CAND:.carry/$CAND/$D_TABLE} \
+  E=${E_TABLE:+.carry/$CAND:.carry/$CAND/$E_TABLE} \
   A=.carry B=.carry/$CAND${B_TABLE:+:.carry/$CAND/$B_TABLE} ROUNDS=${ROUNDS:-2} NAME=$CAND-ab BENCH_LIMIT=80 \
     timeout ${AB_LIMIT:-330} bash scripts/device/run-build-ab.sh 2>&1 | tail -2
 fi

@@ -820,6 +820,44 @@ inline std::vector<GpuCase> gpuCases() {
   }
   if (std::find(seen.begin(), seen.end(), false) != seen.end())
     throw std::logic_error("GpuCases.h: a kind of bulk_output case is missing");
+  // Every third case whose shrink (the one-shot's or the two-kernel
+  // shrink) allows it, bulk_output ones included, again with the x and A
+  // tile rows by bulk copies (bulk_shrink), each kind represented:
+  // one-shot, two-kernel shrink, persistent (the loop's barriers
+  // re-initialised per row block), clusters, fused slices, 1-3 stages,
+  // with bulk_output.
+  const size_t withBulkOutput = cases.size();
+  int bulkIn = 0;
+  std::array<bool, 7> seenIn{};
+  for (size_t i = 0; i < withBulkOutput; ++i) {
+    if (cases[i].path == Path::SmallBatch)
+      continue;
+    GpuCase c = cases[i];
+    c.spec.bulkShrink = true;
+    if (!validateSpec(c.spec).empty() || bulkIn++ % 3 != 0)
+      continue;
+    c.name += "_bs";
+    cases.push_back(c);
+    // The single-buffer loop (num_stages 1) once as well.
+    if (!seenIn[5] && c.spec.numStages > 2) {
+      GpuCase one = c;
+      one.spec.numStages = 1;
+      if (validateSpec(one.spec).empty()) {
+        one.name += "_stages1";
+        cases.push_back(one);
+        seenIn[5] = true;
+      }
+    }
+    const KernelSpec &staged = c.expand ? *c.expand : c.spec;
+    const bool kinds[] = {
+        !c.expand,           bool(c.expand),       c.spec.persistent,
+        c.spec.splitK > 1,   c.spec.fusesSlices(), c.spec.numStages <= 2,
+        staged.bulksOutput()};
+    for (size_t k = 0; k < seenIn.size(); ++k)
+      seenIn[k] = seenIn[k] || kinds[k];
+  }
+  if (std::find(seenIn.begin(), seenIn.end(), false) != seenIn.end())
+    throw std::logic_error("GpuCases.h: a kind of bulk_shrink case is missing");
   return cases;
 }
 

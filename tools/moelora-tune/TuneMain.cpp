@@ -159,7 +159,7 @@ std::vector<json> candidates(const YAML::Node &sweep, const char *path) {
         if (name == "fuse_slices" || name == "wgmma" || name == "few_rows" ||
             name == "tma_weights" || name == "producer_warp" ||
             name == "persistent" || name == "wgmma_expand" ||
-            name == "bulk_output")
+            name == "bulk_output" || name == "bulk_shrink")
           c[name] = v.as<bool>();
         else
           c[name] = v.as<int>();

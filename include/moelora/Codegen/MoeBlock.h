@@ -108,12 +108,24 @@ CopyThreads shrinkTileCopiers(TileBuilder &tb, int sharedBytes, int tableRow);
 struct ShrinkStageCopies {
   TileCopyPlan x;
   llvm::SmallVector<TileCopyPlan> weights; ///< per computed slice
+  /// bulk_shrink: the same tiles as whole rows by bulk copies.
+  std::optional<BulkRowPlan> xRows;
+  llvm::SmallVector<BulkRowPlan> weightRows;
 };
 ShrinkStageCopies planShrinkStageCopies(TileBuilder &tb, const KernelArgs &args,
                                         const MoeBlock &blk,
                                         llvm::function_ref<Value(int)> sliceOf,
                                         int slices, int weightRows, Value row0,
                                         int pitch, int sharedBytes);
+/// Issues a stage's planned copies of K columns k0.. (< kLimit, if given)
+/// into the x tile at `base` and slice s's A tile at weightTile(s); bulk
+/// rows complete on the stage's mbarrier `bar` (threads() arrivals per
+/// phase: every thread arrives once with its rows' bytes). A tensor-copied
+/// A (tma_weights) is the caller's.
+void issueShrinkStageCopies(TileBuilder &tb, const ShrinkStageCopies &copies,
+                            Value base,
+                            llvm::function_ref<Value(int)> weightTile, Value k0,
+                            Value kLimit, Value bar);
 
 /// Tile rows over a matrix: row r of the tile is matrix row rowOf(r) when
 /// valid(r) (row 0 otherwise), at `stride` elements per row.
@@ -149,15 +161,8 @@ void storeAccumulators(TileBuilder &tb, Accumulators &acc,
 /// rows x pitch elements.
 struct StagedOutput {
   TileCopyPlan rowChunks; ///< the tile as 8-element chunks of output rows
-  /// KernelSpec::bulksOutput: instead of chunks, the tile rows this thread
-  /// moves whole, one bulk copy each (row = thread + k * threads).
-  struct BulkRow {
-    Value row;    ///< i32 tile row
-    Value inTile; ///< i1: row < rows (the thread owns it)
-    Value valid;  ///< i1: in the tile and a valid pair
-    Value rowPtr; ///< &out[pair][0], clamped for invalid rows
-  };
-  llvm::SmallVector<BulkRow> bulkRows;
+  /// KernelSpec::bulksOutput: instead of chunks, whole rows by bulk copies.
+  std::optional<BulkRowPlan> bulkRows;
   int rows = 0, cols = 0, pitch = 0;
   int bytes() const { return rows * pitch * kElementBytes; }
 };
@@ -168,9 +173,9 @@ StagedOutput planStagedOutput(TileBuilder &tb, const MoeBlock &block, int rows,
                               int cols, Value outBase, Value rowStride);
 
 /// Issues the cp.async copies of the old values of output columns colStart..
-/// (< colLimit) into `smemTile`; the caller commits and waits. Bulk rows
-/// instead each arrive on the stage's mbarrier `bar` (out.rows arrivals per
-/// phase) with the bytes of their copy.
+/// (< colLimit) into `smemTile`; the caller commits and waits. With bulk
+/// rows the copies complete on the stage's mbarrier `bar` (threads() arrivals
+/// per phase: every thread arrives, with the bytes of its rows).
 void loadStagedOutput(TileBuilder &tb, const StagedOutput &out, Value smemTile,
                       Value colStart, Value colLimit, Value bar = Value());
 

@@ -90,6 +90,20 @@ struct TileCopyPlan {
   llvm::SmallVector<Chunk> chunks;
 };
 
+/// A rows x cols tile whose rows move whole, one bulk copy (cp.async.bulk)
+/// per row, issued by the row's owner thread (row = thread + k * threads):
+/// rows are contiguous in global memory and, at a 16-byte aligned pitch, in
+/// the shared tile. Planned once outside the loop that issues it.
+struct BulkRowPlan {
+  struct Row {
+    Value row;    ///< i32 tile row (row 0 for a thread past the tile)
+    Value valid;  ///< i1: in the tile and holding data
+    Value rowPtr; ///< &src[row][0], clamped for invalid rows
+  };
+  llvm::SmallVector<Row> rows; ///< this thread's
+  int pitch = 0;               ///< shared tile pitch (elements)
+};
+
 /// The threads that copy a tile: `count` of them, this one at `index`
 /// (count 0: all of the spec's threads, at threadId); chunks go to them in
 /// row-major order. With `rowTable` (8 bytes per tile row in shared
@@ -148,6 +162,10 @@ struct PipelineLoop {
   /// barriers are invalidated after it, since initialising a valid mbarrier
   /// is undefined.
   bool releaseStageBarriers = false;
+  /// Stages are written through the async proxy (bulk copies): every thread
+  /// fences its earlier generic accesses to shared memory before the first
+  /// issue, since the stages reuse bytes of earlier phases.
+  bool asyncProxyWrites = false;
   /// Called by every thread before the block barrier after which the stage
   /// consumed last is refilled, and before the loop's last barrier: e.g.
   /// waits until this thread's bulk stores have read the stage.
@@ -323,6 +341,18 @@ public:
   /// which then sync (bar.warp.sync) before they read it.
   void writeRowTable(Value table, int rows, const TileRows &source,
                      CopyThreads copiers);
+  /// Plans the bulk row copies of a `rows`-row tile of pitch `pitch` (a
+  /// multiple of 8) over the spec's threads.
+  BulkRowPlan planBulkRows(int rows, int pitch, const TileRows &source);
+  /// The bytes this thread's valid rows move at `rowBytes` (i32) each: what
+  /// it announces on a stage barrier before issuing them.
+  Value bulkRowBytes(const BulkRowPlan &plan, Value rowBytes);
+  /// Copies `rowBytes` (a multiple of 16) of each of this thread's valid
+  /// rows, from global column col0 into the shared tile (completing on the
+  /// mbarrier `bar`), or (toGlobal) from the shared tile to global column
+  /// col0 (in this thread's current bulk async-group).
+  void issueBulkRows(const BulkRowPlan &plan, Value smemTile, Value col0,
+                     Value rowBytes, Value bar, bool toGlobal = false);
   /// Issues the planned cp.async chunks for global columns starting at
   /// colStart into `smemTile`; columns >= colLimit (if given) read zeros.
   void issueTileCopy(const TileCopyPlan &plan, Value smemTile, Value colStart,

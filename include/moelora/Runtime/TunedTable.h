@@ -21,7 +21,8 @@
 // (KernelSpec::wgmmaExpand; two_kernel: the expand's; rank a multiple of 8
 // above 32). A one_shot or two_kernel entry's config may hold
 // "bulk_output": true|false (KernelSpec::bulkOutput; two_kernel: the
-// expand's; sm_90 calls with 16-byte aligned output rows).
+// expand's; sm_90 calls with 16-byte aligned output rows) and "bulk_shrink":
+// true|false (KernelSpec::bulkShrink; two_kernel: the shrink's).
 // A "fused" entry has no config but "use": "one_shot"|"two_kernel": the
 // path that serves fused_moe_lora calls of its bucket which the rules would
 // give the one-shot kernel (the two-kernel path wins some prefill buckets).
@@ -77,6 +78,9 @@ struct TunedConfig {
   /// one_shot, two_kernel (its expand), sm_90: staged output rows by bulk
   /// copies (KernelSpec::bulkOutput); -1: absent (16-byte chunks).
   int bulkOutput = -1;
+  /// one_shot, two_kernel (its shrink), sm_90 mma.sync tiles: x and A
+  /// tile rows by bulk copies (KernelSpec::bulkShrink); -1: absent.
+  int bulkShrink = -1;
 };
 
 struct TunedEntry {

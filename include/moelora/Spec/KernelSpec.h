@@ -158,6 +158,13 @@ struct KernelSpec {
   /// memory from the stage (a bulk async-group the row's thread waits on
   /// before the stage is refilled). Fewer instructions per output byte.
   bool bulkOutput = false;
+  /// one_shot and shrink on sm_90 with mma.sync (padded tiles), K a multiple
+  /// of BLOCK_K and every A tile row within the rank: each row of the
+  /// shrink's x and A tiles moves as one bulk copy (cp.async.bulk) per stage
+  /// instead of 16-byte chunks spread over the threads, the stage completing
+  /// on its mbarrier. x's rows are gathered by token id, which tensor copies
+  /// cannot do; a row copy can.
+  bool bulkShrink = false;
   std::string origin; ///< "file:line" of the spec this came from
 
   /// BLOCK_R = max(16, next_pow2(R)).

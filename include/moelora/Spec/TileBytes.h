@@ -86,7 +86,7 @@ inline int weightTileRows(const KernelSpec &spec) {
 /// Whether the shrink's stages complete on mbarriers: its A tiles arrive
 /// by bulk tensor copies, or a producer warp fills them.
 inline bool hasStageBarriers(const KernelSpec &spec) {
-  return spec.tmaWeights || spec.producerWarp;
+  return spec.tmaWeights || spec.producerWarp || spec.bulkShrink;
 }
 /// The shrink's stage barriers (8-byte mbarriers), after every phase's
 /// bytes (an mbarrier's memory may not be reused while it is valid): one

@@ -231,22 +231,32 @@ void buildOneShotProgram(TileBuilder &tb, const KernelArgs &args, Value x,
       shrink.fullExtraArrivals = spec.tmaWeights ? 1 : 0;
       shrink.prepareIssue = planCopies;
     }
+    if (spec.bulkShrink) {
+      // Every thread arrives once per stage with its rows' bytes; a
+      // persistent program runs this loop once per row block.
+      shrink.stageArrivals = spec.threads();
+      shrink.releaseStageBarriers = true;
+      shrink.asyncProxyWrites = true;
+    }
     shrink.issue = [&](Value iter, Value stage) {
       Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(stageBytes)));
       Value k0 = tb.mul(tb.add(stepLo, iter), tb.i32(spec.blockK));
-      tb.issueTileCopy(copies.x, base, k0, kLimit);
-      if (spec.tmaWeights) {
-        // A_s[l, e] rows 0..BR-1 (rows past R arrive as zeros).
-        issueWeightTensorTiles(
-            tb, args, blk, [&](int s) { return sliceBlock(s).slice; }, F,
-            weightTileRows(spec), k0, tb.i32(0),
-            tb.stageBarrier(shrink.stageBarriers, stage),
-            [&](int s) { return tb.sharedOffset(base, tb.i32(aOffset(s))); });
+      auto aTile = [&](int s) {
+        return tb.sharedOffset(base, tb.i32(aOffset(s)));
+      };
+      if (!spec.tmaWeights) {
+        issueShrinkStageCopies(
+            tb, copies, base, aTile, k0, kLimit,
+            spec.bulkShrink ? tb.stageBarrier(shrink.stageBarriers, stage)
+                            : Value());
         return;
       }
-      for (int s = 0; s < F; ++s)
-        tb.issueTileCopy(copies.weights[s],
-                         tb.sharedOffset(base, tb.i32(aOffset(s))), k0, kLimit);
+      tb.issueTileCopy(copies.x, base, k0, kLimit);
+      // A_s[l, e] rows 0..BR-1 (rows past R arrive as zeros).
+      issueWeightTensorTiles(
+          tb, args, blk, [&](int s) { return sliceBlock(s).slice; }, F,
+          weightTileRows(spec), k0, tb.i32(0),
+          tb.stageBarrier(shrink.stageBarriers, stage), aTile);
     };
     // r of the F slices side by side: slice s is n8 tiles [s * BR / 8,
     // (s + 1) * BR / 8) of every row tile.

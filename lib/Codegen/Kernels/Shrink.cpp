@@ -171,20 +171,27 @@ void buildShrinkKernel(TileBuilder &tb, const KernelArgs &args) {
       loop.fullExtraArrivals = spec.tmaWeights ? 1 : 0;
       loop.prepareIssue = planCopies;
     }
+    if (spec.bulkShrink) {
+      // Every thread arrives once per stage with its rows' bytes.
+      loop.stageArrivals = spec.threads();
+      loop.asyncProxyWrites = true;
+    }
     loop.issue = [&](Value iter, Value stage) {
       Value base = stageBase(stage);
       Value k0 = tb.mul(tb.add(stepLo, iter), tb.i32(spec.blockK));
-      tb.issueTileCopy(copies.x, base, k0, kLimit);
-      if (spec.tmaWeights) {
-        // Rows n0.. of each A_s[l, e] (rows past R arrive as zeros).
-        issueWeightTensorTiles(tb, args, blk, sliceOf, F, weightTileRows(spec),
-                               k0, n0,
-                               tb.stageBarrier(loop.stageBarriers, stage),
-                               [&](int s) { return weightTile(base, s); });
+      if (!spec.tmaWeights) {
+        issueShrinkStageCopies(
+            tb, copies, base, [&](int s) { return weightTile(base, s); }, k0,
+            kLimit,
+            spec.bulkShrink ? tb.stageBarrier(loop.stageBarriers, stage)
+                            : Value());
         return;
       }
-      for (int s = 0; s < F; ++s)
-        tb.issueTileCopy(copies.weights[s], weightTile(base, s), k0, kLimit);
+      tb.issueTileCopy(copies.x, base, k0, kLimit);
+      // Rows n0.. of each A_s[l, e] (rows past R arrive as zeros).
+      issueWeightTensorTiles(tb, args, blk, sliceOf, F, weightTileRows(spec),
+                             k0, n0, tb.stageBarrier(loop.stageBarriers, stage),
+                             [&](int s) { return weightTile(base, s); });
     };
     // The slices' accumulators side by side along N: slice s is n8 tiles
     // [s * nTiles, (s + 1) * nTiles) of every row tile.

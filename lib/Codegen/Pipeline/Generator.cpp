@@ -265,10 +265,11 @@ static int minimumPtxVersion(std::string_view target) {
 static int minimumPtxVersion(const KernelSpec &spec) {
   // Clusters, the prefetch.global.L1 of a persistent sm_90 one-shot (LLVM
   // selects it for PTX 8.0 and sm_90 only) and bulk copies need PTX 8.0.
-  return std::max(
-      minimumPtxVersion(spec.ptxTarget()),
-      spec.splitK > 1 || prefetchesNextRowIds(spec) || spec.bulksOutput() ? 80
-                                                                          : 0);
+  return std::max(minimumPtxVersion(spec.ptxTarget()),
+                  spec.splitK > 1 || prefetchesNextRowIds(spec) ||
+                          spec.bulksOutput() || spec.bulkShrink
+                      ? 80
+                      : 0);
 }
 
 /// `ptxVersion` is at least `least`, which `what` needs.
@@ -361,8 +362,8 @@ Expected<GeneratedKernel> generateKernel(const KernelSpec &spec,
             spec.splitK > 1
                 ? fmt::format("a thread-block cluster (SPLIT_K = {})",
                               spec.splitK)
-            : spec.bulksOutput()
-                ? std::string("bulk_output's bulk copies")
+            : spec.bulksOutput() || spec.bulkShrink
+                ? std::string("bulk copies (bulk_output, bulk_shrink)")
                 : std::string("a persistent kernel's L1 prefetch"));
         !s)
       return fail("PTX version " + s.error().message);

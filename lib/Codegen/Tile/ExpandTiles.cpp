@@ -84,14 +84,15 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
   PipelineLoop loop;
   loop.stages = shape.stages;
   loop.asyncProxyReads = shape.wgmma;
-  const bool bulk = staged && !staged->bulkRows.empty();
+  const bool bulk = staged && staged->bulkRows;
   if (bulk) {
     // The old rows arrive by bulk copies on the stages' mbarriers, every
-    // tile row's owner arriving once; each expandTiles runs its own loop.
+    // thread arriving once; each expandTiles runs its own loop.
     if (spec.addInputs) {
       loop.stageBarriers = tb.shared(expandBarrierOffset(spec));
-      loop.stageArrivals = shape.rows;
+      loop.stageArrivals = spec.threads();
       loop.releaseStageBarriers = true;
+      loop.asyncProxyWrites = true;
     }
     // A stage is refilled only after its results' bulk stores read it.
     loop.beforeReuse = [&tb] { tb.bulkWaitRead(0); };

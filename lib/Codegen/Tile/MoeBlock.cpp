@@ -204,9 +204,12 @@ ShrinkStageCopies planShrinkStageCopies(TileBuilder &tb, const KernelArgs &args,
   const SharedTileLayout layout =
       spec.wgmma ? SharedTileLayout::Swizzled128 : SharedTileLayout::Padded;
   ShrinkStageCopies c;
-  c.x = tb.planTileCopy(spec.blockM, spec.blockK, kVec, pitch,
-                        blockXRows(tb, args, blk), layout,
-                        shrinkTileCopiers(tb, sharedBytes, 0));
+  if (spec.bulkShrink)
+    c.xRows = tb.planBulkRows(spec.blockM, pitch, blockXRows(tb, args, blk));
+  else
+    c.x = tb.planTileCopy(spec.blockM, spec.blockK, kVec, pitch,
+                          blockXRows(tb, args, blk), layout,
+                          shrinkTileCopiers(tb, sharedBytes, 0));
   for (int s = 0; s < slices && !spec.tmaWeights; ++s) {
     Value base =
         loraMatrixAt(tb, loraSliceBase(tb, args[kAPtrs], sliceOf(s)), blk.lora,
@@ -221,12 +224,38 @@ ShrinkStageCopies planShrinkStageCopies(TileBuilder &tb, const KernelArgs &args,
     } else if (R < weightRows) {
       valid = [&tb, R](Value r) { return tb.lt(r, tb.i32(R)); };
     }
-    c.weights.push_back(tb.planTileCopy(
-        weightRows, spec.blockK, kVec, pitch,
-        matrixRows(tb, base, args[kAStrideR], rowOf, valid), layout,
-        shrinkTileCopiers(tb, sharedBytes, spec.blockM + s * weightRows)));
+    TileRows rows = matrixRows(tb, base, args[kAStrideR], rowOf, valid);
+    if (spec.bulkShrink)
+      c.weightRows.push_back(tb.planBulkRows(weightRows, pitch, rows));
+    else
+      c.weights.push_back(tb.planTileCopy(
+          weightRows, spec.blockK, kVec, pitch, rows, layout,
+          shrinkTileCopiers(tb, sharedBytes, spec.blockM + s * weightRows)));
   }
   return c;
+}
+
+void issueShrinkStageCopies(TileBuilder &tb, const ShrinkStageCopies &copies,
+                            Value base,
+                            llvm::function_ref<Value(int)> weightTile, Value k0,
+                            Value kLimit, Value bar) {
+  if (!copies.xRows) {
+    tb.issueTileCopy(copies.x, base, k0, kLimit);
+    for (size_t s = 0; s < copies.weights.size(); ++s)
+      tb.issueTileCopy(copies.weights[s], weightTile(int(s)), k0, kLimit);
+    return;
+  }
+  // Whole BLOCK_K rows (bulk_shrink needs EVEN_K): announce this thread's
+  // bytes, then copy.
+  Value rowBytes = tb.i32(tb.spec().blockK * kElementBytes);
+  Value bytes = tb.bulkRowBytes(*copies.xRows, rowBytes);
+  for (const BulkRowPlan &w : copies.weightRows)
+    bytes = tb.add(bytes, tb.bulkRowBytes(w, rowBytes));
+  tb.arriveExpectBytes(bar, bytes);
+  tb.issueBulkRows(*copies.xRows, base, k0, rowBytes, bar);
+  for (size_t s = 0; s < copies.weightRows.size(); ++s)
+    tb.issueBulkRows(copies.weightRows[s], weightTile(int(s)), k0, rowBytes,
+                     bar);
 }
 
 TileRows matrixRows(TileBuilder &tb, Value base, Value stride,
@@ -321,18 +350,7 @@ StagedOutput planStagedOutput(TileBuilder &tb, const MoeBlock &block, int rows,
         tb.planTileCopy(rows, cols, /*vecElems=*/8, out.pitch, source);
     return out;
   }
-  const int threads = tb.spec().threads();
-  for (int first = 0; first < rows; first += threads) {
-    StagedOutput::BulkRow r;
-    Value row = tb.add(tb.threadId(), tb.i32(first));
-    r.inTile =
-        first + threads <= rows ? tb.boolean(true) : tb.lt(row, tb.i32(rows));
-    // Threads past the tile stand in for row 0 and own nothing.
-    r.row = tb.select(r.inTile, row, tb.i32(0));
-    r.valid = tb.land(r.inTile, source.rowValid(r.row));
-    r.rowPtr = source.rowBase(r.row);
-    out.bulkRows.push_back(r);
-  }
+  out.bulkRows = tb.planBulkRows(rows, out.pitch, source);
   return out;
 }
 
@@ -345,24 +363,14 @@ static Value bulkRowBytes(TileBuilder &tb, const StagedOutput &out,
 
 void loadStagedOutput(TileBuilder &tb, const StagedOutput &out, Value smemTile,
                       Value colStart, Value colLimit, Value bar) {
-  if (out.bulkRows.empty()) {
+  if (!out.bulkRows) {
     tb.issueTileCopy(out.rowChunks, smemTile, colStart, colLimit);
     return;
   }
-  assert(bar && "bulk rows complete on the stage's mbarrier");
+  // Every thread arrives once, announcing its rows' bytes first.
   Value bytes = bulkRowBytes(tb, out, colStart, colLimit);
-  mlir::Type elem = tb.elementType();
-  for (const StagedOutput::BulkRow &r : out.bulkRows)
-    tb.ifThen(r.inTile, [&] {
-      // Every row of the tile arrives, an invalid one with no bytes.
-      Value ok = tb.land(r.valid, tb.lt(tb.i32(0), bytes));
-      tb.arriveExpectBytes(bar, tb.select(ok, bytes, tb.i32(0)));
-      tb.ifThen(ok, [&] {
-        tb.bulkCopyToShared(
-            tb.gep(smemTile, tb.mul(r.row, tb.i32(out.pitch)), elem),
-            tb.gep(r.rowPtr, colStart, elem), bytes, bar);
-      });
-    });
+  tb.arriveExpectBytes(bar, tb.bulkRowBytes(*out.bulkRows, bytes));
+  tb.issueBulkRows(*out.bulkRows, smemTile, colStart, bytes, bar);
 }
 
 void storeStagedOutput(TileBuilder &tb, Accumulators &acc,
@@ -425,18 +433,14 @@ void storeStagedOutput(TileBuilder &tb, Accumulators &acc,
               ptr);
         }
   }
-  if (!out.bulkRows.empty()) {
+  if (out.bulkRows) {
     // The combined tile leaves by bulk copies, which read it through the
     // async proxy: fence this thread's writes into it, then wait for all.
     tb.fenceAsyncShared();
     tb.barrier();
-    Value bytes = bulkRowBytes(tb, out, colStart, colLimit);
-    for (const StagedOutput::BulkRow &r : out.bulkRows)
-      tb.ifThen(tb.land(r.valid, tb.lt(tb.i32(0), bytes)), [&] {
-        tb.bulkCopyToGlobal(
-            tb.gep(r.rowPtr, colStart, elem),
-            tb.gep(smemTile, tb.mul(r.row, tb.i32(out.pitch)), elem), bytes);
-      });
+    tb.issueBulkRows(*out.bulkRows, smemTile, colStart,
+                     bulkRowBytes(tb, out, colStart, colLimit), Value(),
+                     /*toGlobal=*/true);
     tb.bulkCommitGroup();
     return;
   }

@@ -359,6 +359,47 @@ ValueVec TileBuilder::sumOverCluster(Type type, Value sharedPtr, int blocks) {
 }
 
 // ---- Tiles ----
+BulkRowPlan TileBuilder::planBulkRows(int rows, int pitch,
+                                      const TileRows &source) {
+  assert(pitch % 8 == 0 && "bulk copies need 16-byte aligned rows");
+  BulkRowPlan plan;
+  plan.pitch = pitch;
+  const int threads = kernelSpec.threads();
+  for (int first = 0; first < rows; first += threads) {
+    BulkRowPlan::Row r;
+    Value row = add(threadId(), i32(first));
+    Value inTile = first + threads <= rows ? boolean(true) : lt(row, i32(rows));
+    // Threads past the tile stand in for row 0 and own nothing.
+    r.row = select(inTile, row, i32(0));
+    r.valid = source.rowValid ? land(inTile, source.rowValid(r.row)) : inTile;
+    r.rowPtr = source.rowBase(r.row);
+    plan.rows.push_back(r);
+  }
+  return plan;
+}
+
+Value TileBuilder::bulkRowBytes(const BulkRowPlan &plan, Value rowBytes) {
+  Value bytes = i32(0);
+  for (const BulkRowPlan::Row &r : plan.rows)
+    bytes = add(bytes, select(r.valid, rowBytes, i32(0)));
+  return bytes;
+}
+
+void TileBuilder::issueBulkRows(const BulkRowPlan &plan, Value smemTile,
+                                Value col0, Value rowBytes, Value bar,
+                                bool toGlobal) {
+  assert((toGlobal || bar) && "copies into shared memory complete on bar");
+  for (const BulkRowPlan::Row &r : plan.rows)
+    ifThen(land(r.valid, lt(i32(0), rowBytes)), [&] {
+      Value shared = gep(smemTile, mul(r.row, i32(plan.pitch)), elementType());
+      Value global = gep(r.rowPtr, col0, elementType());
+      if (toGlobal)
+        bulkCopyToGlobal(global, shared, rowBytes);
+      else
+        bulkCopyToShared(shared, global, rowBytes, bar);
+    });
+}
+
 TileCopyPlan TileBuilder::planTileCopy(int rows, int cols, int vecElems,
                                        int pitch, const TileRows &source,
                                        SharedTileLayout layout,
@@ -545,8 +586,15 @@ static ValueVec pipelinedWithProducer(TileBuilder &tb, const PipelineLoop &loop,
 
 ValueVec TileBuilder::pipelined(const PipelineLoop &loop, ValueRange init) {
   const int stages = loop.stages;
-  if (loop.producerWarp)
+  if (loop.producerWarp) {
+    assert(!loop.beforeReuse && !loop.releaseStageBarriers &&
+           !loop.asyncProxyWrites && loop.stageArrivals == 1 &&
+           "the warp-specialised pipeline has its own barriers");
     return pipelinedWithProducer(*this, loop, init);
+  }
+  // Ordered before the copies by initStageBarriers' block barrier.
+  if (loop.asyncProxyWrites)
+    fenceAsyncShared();
   if (loop.stageBarriers)
     initStageBarriers(loop.stageBarriers,
                       SmallVector<int>(stages, loop.stageArrivals));

@@ -892,6 +892,66 @@ TEST(Generator, BulkOutputMovesStagedRowsByBulkCopies) {
   fs::remove_all(dir);
 }
 
+// bulk_shrink: the shrink's x and A tile rows by bulk copies on the stage
+// barriers (one arrival per thread), one-shot and two-kernel shrink alike;
+// no 16-byte cp.async is left in the shrink loop, only the expand's (B and
+// the staged output) in the one-shot. The kernels assemble without spills.
+TEST(Generator, BulkShrinkMovesOperandRowsByBulkCopies) {
+  const fs::path dir =
+      fs::temp_directory_path() / fmt::format("moelora_bs_{}", getpid());
+  fs::create_directories(dir);
+  const bool havePtxAs = access(ptxasPath().c_str(), X_OK) == 0;
+  int j = 0;
+  KernelSpec o = smallOneShot();
+  o.sorted = true;
+  o.numSlices = 2;
+  o.blockM = 64;
+  o.blockK = 64;
+  o.numStages = 3;
+  o.splitK = 2;
+  KernelSpec sh;
+  sh.family = KernelFamily::Shrink;
+  sh.rank = 64;
+  sh.k = 4096;
+  sh.sorted = true;
+  sh.numSlices = 2;
+  sh.blockM = 64;
+  sh.blockN = 64;
+  sh.blockK = 64;
+  sh.numWarps = 4;
+  sh.numStages = 3;
+  sh.fuseSlices = true;
+  for (const KernelSpec &s : {o, sh}) {
+    KernelSpec b = s;
+    b.bulkShrink = true;
+    SCOPED_TRACE(b.cacheKey());
+    ASSERT_EQ(validateSpec(b), "");
+    auto g = generateKernel(s);
+    auto w = generateKernel(b);
+    ASSERT_TRUE(g) << g.error().message;
+    ASSERT_TRUE(w) << w.error().message;
+    EXPECT_EQ(w->sharedBytes, g->sharedBytes + 8 * b.numStages);
+    EXPECT_GE(w->ptxVersion, 80);
+    EXPECT_EQ(occurrences(g->ptx, "cp.async.bulk"), 0);
+    EXPECT_GE(occurrences(w->ptx, "cp.async.bulk.shared::cluster.global"), 2);
+    EXPECT_GE(occurrences(w->ptx, "mbarrier.arrive.expect_tx"), 1);
+    // The one-shot's expand keeps its cp.async (B tiles); the shrink kernel
+    // has none left.
+    const int before = occurrences(g->ptx, "cp.async.cg");
+    const int after = occurrences(w->ptx, "cp.async.cg");
+    EXPECT_LT(after, before);
+    if (s.family == KernelFamily::Shrink)
+      EXPECT_EQ(after, 0);
+    if (!havePtxAs)
+      continue;
+    PtxasReport rw =
+        assemble(w->ptx, b.ptxTarget(), dir / fmt::format("{}.ptx", j++));
+    ASSERT_TRUE(rw.ok) << rw.log;
+    EXPECT_EQ(rw.spillStores + rw.spillLoads, 0) << rw.log;
+  }
+  fs::remove_all(dir);
+}
+
 TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
   struct Case {
     KernelFamily family;

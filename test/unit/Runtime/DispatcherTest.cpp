@@ -1106,6 +1106,46 @@ TEST(DispatcherTunedTest, BulkOutputAppliesWhereTheOutputIsStaged) {
   EXPECT_FALSE(planOk(call).kernels[0].spec.bulkOutput);
 }
 
+// bulk_shrink: the one-shot's, or a two_kernel entry's shrink's (never the
+// expand's), on sm_90 where the final spec allows it: not with the entry's
+// wgmma, not where K has a tail.
+TEST(DispatcherTunedTest, BulkShrinkAppliesWhereTheSpecAllows) {
+  auto table = [](bool wgmma) {
+    return TunedTable::parse(
+        fmt::format(R"({{"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {{"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048,
+     "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {{"bulk_shrink": true, "wgmma": {}}}}},
+    {{"path": "two_kernel", "dtype": "bf16", "rank": 16, "K": 2048,
+     "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {{"bulk_shrink": true}}}}]}})",
+                    wgmma),
+        "t.json");
+  };
+  auto t = table(false);
+  ASSERT_TRUE(t) << t.error().message;
+  const MoeLoraCall call = sortedCall(512, 64);
+  DispatchPlan one = planOk(call, /*sharded=*/false, &*t);
+  ASSERT_EQ(one.path, DispatchPath::OneShot);
+  EXPECT_TRUE(one.kernels[0].spec.bulkShrink);
+  EXPECT_TRUE(validateSpec(one.kernels[0].spec).empty());
+  DispatchPlan two = planOk(call, /*sharded=*/true, &*t);
+  ASSERT_EQ(two.path, DispatchPath::TwoKernel);
+  EXPECT_TRUE(two.kernels[0].spec.bulkShrink);
+  EXPECT_FALSE(two.kernels[1].spec.bulkShrink);
+  // The entry's wgmma tiles are swizzled: no bulk rows.
+  auto w = table(true);
+  ASSERT_TRUE(w) << w.error().message;
+  const KernelSpec &ws = planOk(call, false, &*w).kernels[0].spec;
+  EXPECT_TRUE(ws.wgmma);
+  EXPECT_FALSE(ws.bulkShrink);
+  // sm_80 reads the entry and ignores it; without the entry, chunks.
+  const DeviceInfo a100{80, 108, "NVIDIA A100-SXM4-80GB"};
+  EXPECT_FALSE(planOk(call, false, &*t, a100).kernels[0].spec.bulkShrink);
+  EXPECT_FALSE(planOk(call).kernels[0].spec.bulkShrink);
+}
+
 // tma_weights (one_shot: the kernel's; two_kernel: its shrink's) applies
 // where the entry's wgmma does and the call gives lora_a's host base
 // pointers, 16-byte aligned with 16-byte aligned strides; elsewhere the

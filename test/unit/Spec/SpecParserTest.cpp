@@ -27,7 +27,7 @@ const std::string kAllFields =
     "BLOCK_SIZE_K, GROUP_SIZE_M, SPLIT_K, num_warps, num_stages, metadata, "
     "MUL_ROUTED_WEIGHT, ADD_INPUTS, num_slices, NPID, min_blocks_per_sm, "
     "out_aligned, fuse_slices, wgmma, few_rows, few_rows_tile, tma_weights, "
-    "producer_warp, persistent, wgmma_expand, bulk_output";
+    "producer_warp, persistent, wgmma_expand, bulk_output, bulk_shrink";
 const std::string kFamilies =
     "one_shot, small_batch, shrink, expand, align_block_size";
 
@@ -861,6 +861,42 @@ TEST(SpecParserRuleTest, BulkOutputRules) {
   EXPECT_EQ(parseError(base + "target: sm_80\nbulk_output: true\n"),
             "t.yaml:1:1: bulk_output: true with target sm_80: bulk copies "
             "need sm_90; allowed: true with sm_90, false otherwise");
+}
+
+// bulk_shrink: the shrink's x and A rows by bulk copies; its own key and
+// entry name; only sm_90 mma.sync one_shot and shrink with EVEN_K and A
+// tiles within the rank.
+TEST(SpecParserRuleTest, BulkShrinkRules) {
+  const std::string base = "kernel: one_shot\nrank: 16\nK: 2048\n"
+                           "metadata: sorted\nBLOCK_SIZE_M: 64\n";
+  SpecSet set = parseOk(base + "bulk_shrink: [false, true]\n");
+  ASSERT_EQ(set.specs.size(), 2u);
+  EXPECT_TRUE(set.specs[1].bulkShrink);
+  EXPECT_EQ(set.specs[1].cacheKey(), set.specs[0].cacheKey() + ";in=bulk");
+  EXPECT_THAT(set.specs[1].entryName(), HasSubstr("_bs_h"));
+  EXPECT_TRUE(parseOk("kernel: shrink\nrank: 64\nK: 4096\nBLOCK_SIZE_N: 64\n"
+                      "bulk_shrink: true\n")
+                  .specs.at(0)
+                  .bulkShrink);
+  EXPECT_EQ(parseError("kernel: expand\nrank: 16\nbulk_shrink: true\n"),
+            "t.yaml:1:1: bulk_shrink: true is only supported by one_shot "
+            "and shrink (got expand); allowed: false for expand");
+  EXPECT_EQ(parseError(base + "BLOCK_SIZE_K: 64\nwgmma: true\n"
+                              "bulk_shrink: true\n"),
+            "t.yaml:1:1: bulk_shrink: true with wgmma, tma_weights or "
+            "producer_warp (bulk rows fill mma.sync's padded tiles on their "
+            "own stage barriers); allowed: true with mma.sync tiles, false "
+            "otherwise");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 16\nK: 1000\n"
+                       "bulk_shrink: true\n"),
+            "t.yaml:1:1: bulk_shrink: true without K a multiple of "
+            "BLOCK_SIZE_K (bulk copies fill no zeros past K); allowed: true "
+            "with a known K that BLOCK_SIZE_K divides");
+  EXPECT_EQ(parseError("kernel: one_shot\nrank: 24\nK: 2048\n"
+                       "bulk_shrink: true\n"),
+            "t.yaml:1:1: bulk_shrink: true with rank 24: A tiles of 32 rows "
+            "would hold rows past the rank, which must read zeros; allowed: "
+            "true with rank a power of two >= 16");
 }
 
 TEST(SpecParserRuleTest, ProducerWarpRules) {
