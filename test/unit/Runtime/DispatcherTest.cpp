@@ -1137,7 +1137,8 @@ TEST(DispatcherTunedTest, BulkShrinkAppliesWhereTheSpecAllows) {
   // The entry's wgmma tiles are swizzled: no bulk rows.
   auto w = table(true);
   ASSERT_TRUE(w) << w.error().message;
-  const KernelSpec &ws = planOk(call, false, &*w).kernels[0].spec;
+  const DispatchPlan wp = planOk(call, false, &*w);
+  const KernelSpec &ws = wp.kernels[0].spec;
   EXPECT_TRUE(ws.wgmma);
   EXPECT_FALSE(ws.bulkShrink);
   // sm_80 reads the entry and ignores it; without the entry, chunks.
