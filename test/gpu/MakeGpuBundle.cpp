@@ -11,7 +11,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
+#include <utility>
 
 using namespace moelora;
 
@@ -25,7 +27,15 @@ int main(int argc, char **argv) {
   std::set<std::string> done;
   int count = 0;
   for (const auto &c : gputest::gpuCases()) {
-    for (const KernelSpec *s : {&c.spec, c.expand ? &*c.expand : nullptr}) {
+    // A persistent case also runs its kernel without the flag, to compare
+    // bits (GpuCorrectnessTest).
+    std::optional<KernelSpec> plain;
+    if (c.spec.persistent) {
+      plain = c.spec;
+      plain->persistent = false;
+    }
+    for (const KernelSpec *s : {&c.spec, c.expand ? &*c.expand : nullptr,
+                                plain ? &std::as_const(*plain) : nullptr}) {
       if (!s || !done.insert(s->entryName()).second)
         continue;
       auto g = generateKernel(*s);
