@@ -55,6 +55,15 @@ std::string warpgroupTileRules(const KernelSpec &spec, Field flag,
 
 /// A warpgroup multiplies BLOCK_N / (warpgroups along N) columns in one
 /// instruction (`name`'s): wgmma's N is at most 256. Empty when allowed.
+/// Bulk copies (cp.async.bulk, flag `f`) are sm_90's. Empty when allowed.
+std::string bulkCopyTargetRule(const KernelSpec &spec, Field f) {
+  if (spec.sm >= 90)
+    return "";
+  return reasonText(
+      f, fmt::format("true with target sm_{}: bulk copies need sm_90", spec.sm),
+      "true with sm_90, false otherwise");
+}
+
 std::string warpgroupColumnsRule(const KernelSpec &spec,
                                  std::string_view name) {
   const WarpGrid g = WarpGrid::forTile(spec.numWarps, spec.blockM);
@@ -366,12 +375,9 @@ std::string validateSpec(const KernelSpec &spec) {
     if (spec.family != KernelFamily::OneShot &&
         spec.family != KernelFamily::Expand)
       return onlyFor(Field::BulkOutput, "one_shot and expand", spec.family);
-    if (spec.sm < 90)
-      return reasonText(Field::BulkOutput,
-                        fmt::format("true with target sm_{}: bulk copies "
-                                    "need sm_90",
-                                    spec.sm),
-                        "true with sm_90, false otherwise");
+    if (std::string why = bulkCopyTargetRule(spec, Field::BulkOutput);
+        !why.empty())
+      return why;
   }
 
   if (spec.bulkShrink) {
@@ -381,12 +387,9 @@ std::string validateSpec(const KernelSpec &spec) {
     if (spec.family != KernelFamily::OneShot &&
         spec.family != KernelFamily::Shrink)
       return onlyFor(Field::BulkShrink, "one_shot and shrink", spec.family);
-    if (spec.sm < 90)
-      return reasonText(Field::BulkShrink,
-                        fmt::format("true with target sm_{}: bulk copies "
-                                    "need sm_90",
-                                    spec.sm),
-                        "true with sm_90, false otherwise");
+    if (std::string why = bulkCopyTargetRule(spec, Field::BulkShrink);
+        !why.empty())
+      return why;
     if (spec.wgmma || spec.tmaWeights || spec.producerWarp)
       return reasonText(Field::BulkShrink,
                         "true with wgmma, tma_weights or producer_warp (bulk "

@@ -190,6 +190,24 @@ PtxasReport assemble(const std::string &ptx, const std::string &target,
   return r;
 }
 
+/// A test's scratch folder for assemble(), removed with it; `have` says
+/// whether ptxas is installed (without it the assembling checks are
+/// skipped).
+struct PtxasScratch {
+  fs::path dir;
+  bool have = access(ptxasPath().c_str(), X_OK) == 0;
+  int files = 0;
+  explicit PtxasScratch(const std::string &name)
+      : dir(fs::temp_directory_path() /
+            fmt::format("moelora_{}_{}", name, getpid())) {
+    fs::create_directories(dir);
+  }
+  ~PtxasScratch() { fs::remove_all(dir); }
+  PtxasReport assemble(const std::string &ptx, const std::string &target) {
+    return ::assemble(ptx, target, dir / fmt::format("{}.ptx", files++));
+  }
+};
+
 //===----------------------------------------------------------------------===//
 // The default set
 //===----------------------------------------------------------------------===//
@@ -813,11 +831,7 @@ TEST(Generator, WgmmaExpandMultipliesRFromItsSwizzledTile) {
 // is refilled. No 16-byte st.global is left in the expand; the kernels
 // assemble with no more registers than without it.
 TEST(Generator, BulkOutputMovesStagedRowsByBulkCopies) {
-  const fs::path dir =
-      fs::temp_directory_path() / fmt::format("moelora_bo_{}", getpid());
-  fs::create_directories(dir);
-  const bool havePtxAs = access(ptxasPath().c_str(), X_OK) == 0;
-  int j = 0;
+  PtxasScratch ptxas("bo");
   std::vector<KernelSpec> specs;
   for (bool fuse : {false, true}) {
     KernelSpec s = smallOneShot();
@@ -871,12 +885,10 @@ TEST(Generator, BulkOutputMovesStagedRowsByBulkCopies) {
     EXPECT_EQ(occurrences(g->ptx, "mbarrier"), 0);
     EXPECT_GT(occurrences(g->ptx, "st.global.v4"), 0);
     EXPECT_EQ(occurrences(w->ptx, "st.global.v4"), 0);
-    if (!havePtxAs)
+    if (!ptxas.have)
       continue;
-    PtxasReport rg =
-        assemble(g->ptx, s.ptxTarget(), dir / fmt::format("{}.ptx", j++));
-    PtxasReport rw =
-        assemble(w->ptx, b.ptxTarget(), dir / fmt::format("{}.ptx", j++));
+    PtxasReport rg = ptxas.assemble(g->ptx, s.ptxTarget());
+    PtxasReport rw = ptxas.assemble(w->ptx, b.ptxTarget());
     ASSERT_TRUE(rw.ok) << rw.log;
     // ptxas gives the fused one-shot 64 registers and a 4-byte spill (116
     // registers without bulk rows): at most one spilled register.
@@ -889,7 +901,6 @@ TEST(Generator, BulkOutputMovesStagedRowsByBulkCopies) {
   KernelSpec ub = u;
   ub.bulkOutput = true;
   EXPECT_EQ(u.cacheKey(), ub.cacheKey());
-  fs::remove_all(dir);
 }
 
 // bulk_shrink: the shrink's x and A tile rows by bulk copies on the stage
@@ -897,11 +908,7 @@ TEST(Generator, BulkOutputMovesStagedRowsByBulkCopies) {
 // no 16-byte cp.async is left in the shrink loop, only the expand's (B and
 // the staged output) in the one-shot. The kernels assemble without spills.
 TEST(Generator, BulkShrinkMovesOperandRowsByBulkCopies) {
-  const fs::path dir =
-      fs::temp_directory_path() / fmt::format("moelora_bs_{}", getpid());
-  fs::create_directories(dir);
-  const bool havePtxAs = access(ptxasPath().c_str(), X_OK) == 0;
-  int j = 0;
+  PtxasScratch ptxas("bs");
   KernelSpec o = smallOneShot();
   o.sorted = true;
   o.numSlices = 2;
@@ -942,14 +949,12 @@ TEST(Generator, BulkShrinkMovesOperandRowsByBulkCopies) {
     EXPECT_LT(after, before);
     if (s.family == KernelFamily::Shrink)
       EXPECT_EQ(after, 0);
-    if (!havePtxAs)
+    if (!ptxas.have)
       continue;
-    PtxasReport rw =
-        assemble(w->ptx, b.ptxTarget(), dir / fmt::format("{}.ptx", j++));
+    PtxasReport rw = ptxas.assemble(w->ptx, b.ptxTarget());
     ASSERT_TRUE(rw.ok) << rw.log;
     EXPECT_EQ(rw.spillStores + rw.spillLoads, 0) << rw.log;
   }
-  fs::remove_all(dir);
 }
 
 TEST(Generator, WgmmaKernelsAreSm90aWarpgroupMma) {
