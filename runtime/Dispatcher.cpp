@@ -140,50 +140,31 @@ static void useWgmmaWhereTheTileAllows(KernelSpec &s, const TunedConfig &c,
     turnOnWhereItFits(s.producerWarp);
 }
 
-/// A tuned entry's wgmma_expand (one_shot: the kernel's, after its wgmma;
-/// two_kernel: its expand's), where the final tile allows it (BLOCK_M 64 or
-/// 128, rank above 32) and r's swizzled tile, which the expand stages no
-/// longer reuse, still fits the shared memory.
-static void useWgmmaExpandWhereTheTileAllows(KernelSpec &s,
-                                             const TunedConfig &c) {
-  if (c.wgmmaExpand != 1 || s.sm != 90)
+/// Sets a tuned entry's boolean kernel choice `flag` (table value `value`:
+/// 1 on) on an sm_90 spec where the final spec allows it and its shared
+/// memory (the one-shot's, or the family's own kernel's) still fits.
+static void setFlagWhereItFits(KernelSpec &s, bool KernelSpec::*flag,
+                               int value) {
+  if (value != 1 || s.sm != 90)
     return;
-  s.wgmmaExpand = true;
-  const int sharedBytes = s.family == KernelFamily::OneShot
-                              ? OneShotSharedLayout(s).sharedBytes(s)
-                              : expandKernelSharedBytes(s);
+  s.*flag = true;
+  const int sharedBytes =
+      s.family == KernelFamily::OneShot  ? OneShotSharedLayout(s).sharedBytes(s)
+      : s.family == KernelFamily::Shrink ? shrinkKernelSharedBytes(s)
+                                         : expandKernelSharedBytes(s);
   if (!validateSpec(s).empty() || sharedBytes > maxDynamicSharedBytes(s.sm))
-    s.wgmmaExpand = false;
+    s.*flag = false;
 }
 
-/// A tuned entry's bulk_output (one_shot: the kernel's; two_kernel: its
-/// expand's) on sm_90, where its stage barriers still fit the shared
-/// memory. Calls whose output rows are not 16-byte aligned stage no output,
-/// and the flag changes nothing there (KernelSpec::bulksOutput).
-static void useBulkOutputWhereItFits(KernelSpec &s, const TunedConfig &c) {
-  if (c.bulkOutput != 1 || s.sm != 90)
-    return;
-  s.bulkOutput = true;
-  const int sharedBytes = s.family == KernelFamily::OneShot
-                              ? OneShotSharedLayout(s).sharedBytes(s)
-                              : expandKernelSharedBytes(s);
-  if (!validateSpec(s).empty() || sharedBytes > maxDynamicSharedBytes(s.sm))
-    s.bulkOutput = false;
-}
-
-/// A tuned entry's bulk_shrink (one_shot: the kernel's; two_kernel: its
-/// shrink's) on sm_90, where the final spec allows it (mma.sync tiles, K a
-/// multiple of BLOCK_K, A tiles within the rank) and its stage barriers
-/// still fit the shared memory.
-static void useBulkShrinkWhereItFits(KernelSpec &s, const TunedConfig &c) {
-  if (c.bulkShrink != 1 || s.sm != 90)
-    return;
-  s.bulkShrink = true;
-  const int sharedBytes = s.family == KernelFamily::OneShot
-                              ? OneShotSharedLayout(s).sharedBytes(s)
-                              : shrinkKernelSharedBytes(s);
-  if (!validateSpec(s).empty() || sharedBytes > maxDynamicSharedBytes(s.sm))
-    s.bulkShrink = false;
+/// A tuned entry's expand choices (one_shot: the kernel's, after its wgmma;
+/// two_kernel: its expand's): wgmma_expand where the final tile allows it
+/// (BLOCK_M 64 or 128, rank above 32) and r's swizzled tile, which the
+/// expand stages no longer reuse, still fits; bulk_output where its stage
+/// barriers fit (calls whose output rows are not 16-byte aligned stage no
+/// output, and the flag changes nothing there: KernelSpec::bulksOutput).
+static void useExpandChoices(KernelSpec &s, const TunedConfig &c) {
+  setFlagWhereItFits(s, &KernelSpec::wgmmaExpand, c.wgmmaExpand);
+  setFlagWhereItFits(s, &KernelSpec::bulkOutput, c.bulkOutput);
 }
 
 static long ceilDiv(long a, long b) { return (a + b - 1) / b; }
@@ -473,9 +454,10 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
     fitWarpsToTile(s);
     if (t) {
       useWgmmaWhereTheTileAllows(s, t->config, call);
-      useWgmmaExpandWhereTheTileAllows(s, t->config);
-      useBulkOutputWhereItFits(s, t->config);
-      useBulkShrinkWhereItFits(s, t->config);
+      useExpandChoices(s, t->config);
+      // bulk_shrink where the final spec allows it (mma.sync tiles, K a
+      // multiple of BLOCK_K, A tiles within the rank).
+      setFlagWhereItFits(s, &KernelSpec::bulkShrink, t->config.bulkShrink);
     }
     // The one-shot's cluster is its row block's NPID programs.
     fitClusterToDevice(s, device);
@@ -529,9 +511,9 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
   fitWarpsToTile(expand);
   if (tunedExpand) {
     useWgmmaWhereTheTileAllows(shrink, tunedExpand->config, call);
-    useWgmmaExpandWhereTheTileAllows(expand, tunedExpand->config);
-    useBulkOutputWhereItFits(expand, tunedExpand->config);
-    useBulkShrinkWhereItFits(shrink, tunedExpand->config);
+    useExpandChoices(expand, tunedExpand->config);
+    setFlagWhereItFits(shrink, &KernelSpec::bulkShrink,
+                       tunedExpand->config.bulkShrink);
   }
   if (!tunedExpand || tunedExpand->config.npid == 0)
     expandKnobs.npid = expandNpid(expand, call, device);

@@ -477,6 +477,22 @@ KernelSpec smallOneShot() {
   return s;
 }
 
+/// A sorted BLOCK_SIZE_M 64 tile of two slices.
+KernelSpec sortedTile(KernelFamily f, int rank, int blockN, int blockK,
+                      int warps, int stages) {
+  KernelSpec s;
+  s.family = f;
+  s.rank = rank;
+  s.sorted = true;
+  s.numSlices = 2;
+  s.blockM = 64;
+  s.blockN = blockN;
+  s.blockK = blockK;
+  s.numWarps = warps;
+  s.numStages = stages;
+  return s;
+}
+
 TEST(Generator, ReportsThreadsSharedMemoryAndPtxVersion) {
   KernelSpec s = smallOneShot();
   auto g = generateKernel(s);
@@ -834,27 +850,14 @@ TEST(Generator, BulkOutputMovesStagedRowsByBulkCopies) {
   PtxasScratch ptxas("bo");
   std::vector<KernelSpec> specs;
   for (bool fuse : {false, true}) {
-    KernelSpec s = smallOneShot();
-    s.sorted = true;
-    s.numSlices = 2;
-    s.blockM = 64;
-    s.blockK = 64;
-    s.numStages = 3;
+    KernelSpec s = sortedTile(KernelFamily::OneShot, 16, 64, 64, 4, 3);
+    s.k = 2048;
     s.addInputs = true;
     s.fuseSlices = fuse;
     s.fewRows = true;
     specs.push_back(s);
   }
-  KernelSpec e;
-  e.family = KernelFamily::Expand;
-  e.rank = 64;
-  e.sorted = true;
-  e.numSlices = 2;
-  e.blockM = 64;
-  e.blockN = 128;
-  e.blockK = 16;
-  e.numWarps = 8;
-  e.numStages = 2;
+  KernelSpec e = sortedTile(KernelFamily::Expand, 64, 128, 16, 8, 2);
   e.addInputs = true;
   e.wgmmaExpand = true;
   specs.push_back(e);
@@ -909,24 +912,11 @@ TEST(Generator, BulkOutputMovesStagedRowsByBulkCopies) {
 // the staged output) in the one-shot. The kernels assemble without spills.
 TEST(Generator, BulkShrinkMovesOperandRowsByBulkCopies) {
   PtxasScratch ptxas("bs");
-  KernelSpec o = smallOneShot();
-  o.sorted = true;
-  o.numSlices = 2;
-  o.blockM = 64;
-  o.blockK = 64;
-  o.numStages = 3;
+  KernelSpec o = sortedTile(KernelFamily::OneShot, 16, 64, 64, 4, 3);
+  o.k = 2048;
   o.splitK = 2;
-  KernelSpec sh;
-  sh.family = KernelFamily::Shrink;
-  sh.rank = 64;
+  KernelSpec sh = sortedTile(KernelFamily::Shrink, 64, 64, 64, 4, 3);
   sh.k = 4096;
-  sh.sorted = true;
-  sh.numSlices = 2;
-  sh.blockM = 64;
-  sh.blockN = 64;
-  sh.blockK = 64;
-  sh.numWarps = 4;
-  sh.numStages = 3;
   sh.fuseSlices = true;
   for (const KernelSpec &s : {o, sh}) {
     KernelSpec b = s;
