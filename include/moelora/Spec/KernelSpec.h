@@ -156,14 +156,17 @@ struct KernelSpec {
   /// 16-byte chunks spread over the threads: the old values into the stage
   /// (completing on the stage's mbarrier), the results back to global
   /// memory from the stage (a bulk async-group the row's thread waits on
-  /// before the stage is refilled). Fewer instructions per output byte.
+  /// before the stage is refilled). Fewer instructions per output byte, but
+  /// measured 1.126x slower over the bench on an H100 (row-sized bulk
+  /// copies queue on the copy engine; PERF-LOG b1): no table uses it.
   bool bulkOutput = false;
   /// one_shot and shrink on sm_90 with mma.sync (padded tiles), K a multiple
   /// of BLOCK_K and every A tile row within the rank: each row of the
   /// shrink's x and A tiles moves as one bulk copy (cp.async.bulk) per stage
   /// instead of 16-byte chunks spread over the threads, the stage completing
   /// on its mbarrier. x's rows are gathered by token id, which tensor copies
-  /// cannot do; a row copy can.
+  /// cannot do; a row copy can. Measured 1.053x slower over the bench on an
+  /// H100 (PERF-LOG b2): no table uses it.
   bool bulkShrink = false;
   std::string origin; ///< "file:line" of the spec this came from
 
