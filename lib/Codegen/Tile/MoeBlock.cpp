@@ -355,8 +355,8 @@ StagedOutput planStagedOutput(TileBuilder &tb, const MoeBlock &block, int rows,
 }
 
 /// Bytes of a bulk row copy of columns colStart.. (< colLimit) of the tile.
-static Value bulkRowBytes(TileBuilder &tb, const StagedOutput &out,
-                          Value colStart, Value colLimit) {
+static Value stagedRowBytes(TileBuilder &tb, const StagedOutput &out,
+                            Value colStart, Value colLimit) {
   Value cols = tb.minS(tb.i32(out.cols), tb.sub(colLimit, colStart));
   return tb.mul(tb.maxS(cols, tb.i32(0)), tb.i32(kElementBytes));
 }
@@ -368,7 +368,7 @@ void loadStagedOutput(TileBuilder &tb, const StagedOutput &out, Value smemTile,
     return;
   }
   // Every thread arrives once, announcing its rows' bytes first.
-  Value bytes = bulkRowBytes(tb, out, colStart, colLimit);
+  Value bytes = stagedRowBytes(tb, out, colStart, colLimit);
   tb.arriveExpectBytes(bar, tb.bulkRowBytes(*out.bulkRows, bytes));
   tb.issueBulkRows(*out.bulkRows, smemTile, colStart, bytes, bar);
 }
@@ -439,7 +439,7 @@ void storeStagedOutput(TileBuilder &tb, Accumulators &acc,
     tb.fenceAsyncShared();
     tb.barrier();
     tb.issueBulkRows(*out.bulkRows, smemTile, colStart,
-                     bulkRowBytes(tb, out, colStart, colLimit), Value(),
+                     stagedRowBytes(tb, out, colStart, colLimit), Value(),
                      /*toGlobal=*/true);
     tb.bulkCommitGroup();
     return;
