@@ -19,7 +19,7 @@ static int activeClustersOf(const CudaDriver &drv, const LoadedKernel &k) {
   oneCluster.block = unsigned(k.spec.launchThreads());
   LaunchConfig lc;
   makeLaunchConfig(k.spec, oneCluster, unsigned(k.sharedBytes), nullptr,
-                   /*dependentLaunch=*/false, lc);
+                   /*dependentLaunch=*/false, lc, clusterSchedulingPolicy());
   int clusters = 0;
   if (drv.cuOccupancyMaxActiveClusters(&clusters, k.function, &lc.config) !=
       CUDA_SUCCESS)
@@ -283,9 +283,22 @@ bool dependentLaunchEnabled() {
   return enabled;
 }
 
+CUclusterSchedulingPolicy clusterSchedulingPolicy() {
+  static const CUclusterSchedulingPolicy policy = [] {
+    const char *v = std::getenv("MOELORA_CLUSTER_POLICY");
+    if (v && std::strcmp(v, "spread") == 0)
+      return CU_CLUSTER_SCHEDULING_POLICY_SPREAD;
+    if (v && std::strcmp(v, "balance") == 0)
+      return CU_CLUSTER_SCHEDULING_POLICY_LOAD_BALANCING;
+    return CU_CLUSTER_SCHEDULING_POLICY_DEFAULT;
+  }();
+  return policy;
+}
+
 void makeLaunchConfig(const KernelSpec &spec, const LaunchGeometry &g,
                       unsigned sharedBytes, CUstream stream,
-                      bool dependentLaunch, LaunchConfig &out) {
+                      bool dependentLaunch, LaunchConfig &out,
+                      CUclusterSchedulingPolicy clusterPolicy) {
   out = LaunchConfig{};
   CUlaunchConfig &c = out.config;
   c.gridDimX = g.grid[0];
@@ -306,6 +319,12 @@ void makeLaunchConfig(const KernelSpec &spec, const LaunchGeometry &g,
     out.attributes[0].value.programmaticStreamSerializationAllowed = 1;
     c.numAttrs = 1;
   }
+  if (spec.splitK > 1 &&
+      clusterPolicy != CU_CLUSTER_SCHEDULING_POLICY_DEFAULT) {
+    CUlaunchAttribute &a = out.attributes[c.numAttrs++];
+    a.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE;
+    a.value.clusterSchedulingPolicyPreference = clusterPolicy;
+  }
 }
 
 /// The one launch call of every family.
@@ -314,7 +333,7 @@ static Status launchKernel(const CudaDriver &drv, const LoadedKernel &kernel,
                            CUstream stream) {
   LaunchConfig lc;
   makeLaunchConfig(kernel.spec, g, unsigned(kernel.sharedBytes), stream,
-                   dependentLaunchEnabled(), lc);
+                   dependentLaunchEnabled(), lc, clusterSchedulingPolicy());
   return drv.check(
       drv.cuLaunchKernelEx(&lc.config, kernel.function, params, nullptr),
       "launching " + kernel.spec.entryName());

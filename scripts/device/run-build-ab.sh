@@ -7,6 +7,9 @@
 # ROUNDS times each, and compared on the per-case median of their rounds.
 # Optional further sides C, D and E are benched in the same rounds and
 # compared with A as well (compare-C.txt, ...).
+# A_ENV, B_ENV, ... (optional): VAR=value words set for that side's bench
+# only (e.g. B_ENV=MOELORA_CLUSTER_POLICY=balance: same build and table,
+# another launch setting).
 # SUITE=1 runs the GPU suite first. Everything lands in $OUT/ab.tar.gz
 # (or $OUT/$NAME.tar.gz).
 set -uo pipefail
@@ -33,8 +36,10 @@ for r in $(seq 1 "$ROUNDS"); do
   for side in "${sides[@]}"; do
     dir=${!side%%:*} table=()
     [[ ${!side} == *:* ]] && table=(--tuned-table "${!side#*:}")
-    echo "=== bench $side (${!side}) round $r ($(date +%T))"
-    OUT=$W/$side$r BENCH_DIR=$dir timeout ${BENCH_LIMIT:-200} \
+    envv=${side}_ENV
+    sideenv=(${!envv:-})
+    echo "=== bench $side (${!side} ${sideenv[*]}) round $r ($(date +%T))"
+    env "${sideenv[@]}" OUT=$W/$side$r BENCH_DIR=$dir timeout ${BENCH_LIMIT:-200} \
       bash scripts/device/run-bench.sh "${filter[@]}" "${table[@]}" > /dev/null 2>&1
     echo "exit $?"
   done

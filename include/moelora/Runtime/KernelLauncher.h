@@ -116,18 +116,29 @@ bool dependentLaunchEnabled();
 /// the caller's knobs name some (for measurements of the grid size).
 long persistentProgramsOverride();
 
+/// MOELORA_CLUSTER_POLICY=spread|balance: the cluster scheduling policy
+/// asked for at every launch of a cluster kernel (SPLIT_K > 1):
+/// CU_CLUSTER_SCHEDULING_POLICY_SPREAD (each block of a cluster on its own
+/// SM) or _LOAD_BALANCING (the hardware may place several of a cluster's
+/// blocks on one SM). Unset or "default": no preference (the driver's,
+/// which ncu reports as spread). Read once; for measurements.
+CUclusterSchedulingPolicy clusterSchedulingPolicy();
+
 /// The cuLaunchKernelEx configuration of one launch, with its attribute
 /// storage.
 struct LaunchConfig {
   CUlaunchConfig config{};
-  CUlaunchAttribute attributes[1]{};
+  CUlaunchAttribute attributes[2]{};
 };
 
 /// Fills `out` for `kernel` on `stream`; PDL when the kernel's target has it
-/// and `dependentLaunch` allows it.
+/// and `dependentLaunch` allows it; a cluster kernel's scheduling policy
+/// when `clusterPolicy` names one.
 void makeLaunchConfig(const KernelSpec &spec, const LaunchGeometry &g,
                       unsigned sharedBytes, CUstream stream,
-                      bool dependentLaunch, LaunchConfig &out);
+                      bool dependentLaunch, LaunchConfig &out,
+                      CUclusterSchedulingPolicy clusterPolicy =
+                          CU_CLUSTER_SCHEDULING_POLICY_DEFAULT);
 
 /// Launches a GEMM-family kernel on `stream` (nothing when the grid is
 /// empty).

@@ -394,4 +394,35 @@ TEST(LaunchConfigTest, ProgrammaticSerializationOnlyWhereTheKernelWaits) {
     }
 }
 
+// A cluster kernel (SPLIT_K > 1) carries the scheduling policy asked for,
+// after the PDL attribute; a kernel without clusters, or no policy, none.
+TEST(LaunchConfigTest, ClusterPolicyOnlyOnClusterKernels) {
+  MoeLoraCall c = call(7, 2, false);
+  KernelSpec s = spec(KernelFamily::OneShot, c, 16, 128, 4);
+  s.sm = 90;
+  LaunchKnobs knobs;
+  for (int splitK : {1, 4})
+    for (CUclusterSchedulingPolicy policy :
+         {CU_CLUSTER_SCHEDULING_POLICY_DEFAULT,
+          CU_CLUSTER_SCHEDULING_POLICY_SPREAD,
+          CU_CLUSTER_SCHEDULING_POLICY_LOAD_BALANCING})
+      for (bool pdl : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << "splitK=" << splitK << " policy="
+                                          << int(policy) << " pdl=" << pdl);
+        s.splitK = splitK;
+        LaunchGeometry g = launchGeometry(s, c, knobs);
+        LaunchConfig lc;
+        makeLaunchConfig(s, g, 4096, nullptr, pdl, lc, policy);
+        const bool wantPolicy =
+            splitK > 1 && policy != CU_CLUSTER_SCHEDULING_POLICY_DEFAULT;
+        ASSERT_EQ(lc.config.numAttrs, unsigned(pdl) + unsigned(wantPolicy));
+        if (wantPolicy) {
+          const CUlaunchAttribute &a = lc.attributes[lc.config.numAttrs - 1];
+          EXPECT_EQ(a.id,
+                    CU_LAUNCH_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE);
+          EXPECT_EQ(a.value.clusterSchedulingPolicyPreference, policy);
+        }
+      }
+}
+
 } // namespace
