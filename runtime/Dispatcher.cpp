@@ -458,6 +458,9 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
       // bulk_shrink where the final spec allows it (mma.sync tiles, K a
       // multiple of BLOCK_K, A tiles within the rank).
       setFlagWhereItFits(s, &KernelSpec::bulkShrink, t->config.bulkShrink);
+      // early_expand where the final spec allows it (no few-rows expand, no
+      // bulk output rows) and its separate expand stages fit.
+      setFlagWhereItFits(s, &KernelSpec::earlyExpand, t->config.earlyExpand);
     }
     // The one-shot's cluster is its row block's NPID programs.
     fitClusterToDevice(s, device);

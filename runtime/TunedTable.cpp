@@ -165,7 +165,8 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
                      {"persistent", &t.config.persistent, "one_shot"},
                      {"wgmma_expand", &t.config.wgmmaExpand, "expand"},
                      {"bulk_output", &t.config.bulkOutput, "expand"},
-                     {"bulk_shrink", &t.config.bulkShrink, "shrink"}};
+                     {"bulk_shrink", &t.config.bulkShrink, "shrink"},
+                     {"early_expand", &t.config.earlyExpand, "one_shot"}};
       // A misspelt key would otherwise leave its default in place, silently.
       std::vector<std::string> keys;
       for (const auto &f : config)
@@ -223,10 +224,12 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
               configWhere, b.name, v->dump(), t.path, b.twoKernelKernel));
         *b.field = v->get<bool>() ? 1 : 0;
       }
-      if (t.config.persistent != -1 && t.path != "one_shot")
-        return makeError(
-            fmt::format("{}: persistent on path {}: allowed on one_shot only",
-                        configWhere, t.path));
+      for (auto [name, value] : {std::pair{"persistent", t.config.persistent},
+                                 {"early_expand", t.config.earlyExpand}})
+        if (value != -1 && t.path != "one_shot")
+          return makeError(
+              fmt::format("{}: {} on path {}: allowed on one_shot only",
+                          configWhere, name, t.path));
       if (c.contains("min_blocks_per_sm") &&
           (t.config.minBlocksPerSm < 0 ||
            t.config.minBlocksPerSm > kMaxMinBlocksPerSm))

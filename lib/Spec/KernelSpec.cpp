@@ -135,6 +135,8 @@ std::string KernelSpec::cacheKey() const {
     key += ";out=bulk";
   if (bulkShrink)
     key += ";in=bulk";
+  if (expandsEarly())
+    key += ";xe=early";
   return key;
 }
 
@@ -192,6 +194,8 @@ std::string KernelSpec::entryName() const {
     name += "_bo";
   if (bulkShrink)
     name += "_bs";
+  if (expandsEarly())
+    name += "_xe";
   std::string key = cacheKey();
   uint64_t hash = XXH3_64bits(key.data(), key.size());
   name += fmt::format("_h{:08x}", static_cast<uint32_t>(hash));
@@ -209,7 +213,7 @@ bool operator==(const KernelSpec &a, const KernelSpec &b) {
         s.mulRoutedWeight, s.addInputs, s.numSlices, s.npid, s.minBlocksPerSm,
         s.alignedOutput, s.fusesSlices(), s.wgmma, fewRows,
         fewRows ? s.fewRowsTile : 0, s.tmaWeights, s.producerWarp, s.persistent,
-        s.wgmmaExpand, s.bulksOutput(), s.bulkShrink);
+        s.wgmmaExpand, s.bulksOutput(), s.bulkShrink, s.expandsEarly());
   };
   return fields(a) == fields(b);
 }

@@ -472,6 +472,8 @@ private:
       return d.bulkOutput ? 1 : 0;
     case Field::BulkShrink:
       return d.bulkShrink ? 1 : 0;
+    case Field::EarlyExpand:
+      return d.earlyExpand ? 1 : 0;
     }
     return 0;
   }
@@ -566,6 +568,9 @@ private:
       break;
     case Field::BulkShrink:
       s.bulkShrink = v != 0;
+      break;
+    case Field::EarlyExpand:
+      s.earlyExpand = v != 0;
       break;
     }
   }

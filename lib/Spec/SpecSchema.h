@@ -50,8 +50,10 @@ enum class Field {
   WgmmaExpand,
   BulkOutput,
   BulkShrink,
+  EarlyExpand,
 };
-inline constexpr size_t kNumFields = static_cast<size_t>(Field::BulkShrink) + 1;
+inline constexpr size_t kNumFields =
+    static_cast<size_t>(Field::EarlyExpand) + 1;
 
 enum class ValueKind { Text, Enum, Int, Bool };
 
@@ -113,6 +115,9 @@ inline constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
      "true, false (true: an sm_90 mma.sync one_shot or shrink with K a "
      "multiple of BLOCK_SIZE_K moves each row of its x and A tiles as one "
      "bulk copy)"},
+    {"early_expand", ValueKind::Bool,
+     "true, false (true: a one_shot issues its expand's first stages before "
+     "it reduces r)"},
 }};
 
 inline constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};

@@ -414,6 +414,28 @@ std::string validateSpec(const KernelSpec &spec) {
               : "true with rank a multiple of BLOCK_SIZE_N");
   }
 
+  if (spec.earlyExpand) {
+    // The early stages are the dense expand's, plain cp.async ones issued
+    // by every thread: a block that may still take the few-rows shape, a
+    // producer warp's barriers, a persistent loop or bulk row copies on
+    // stage barriers would each need them otherwise.
+    if (spec.family != KernelFamily::OneShot)
+      return onlyFor(Field::EarlyExpand, "one_shot", spec.family);
+    if (spec.fewRowsExpand() || spec.producerWarp || spec.persistent ||
+        spec.bulksOutput())
+      return reasonText(Field::EarlyExpand,
+                        "true with few_rows, producer_warp, persistent or "
+                        "bulk_output (its early stages are the dense "
+                        "expand's plain cp.async copies)",
+                        "true without them");
+    if (spec.numStages < 2)
+      return reasonText(Field::NumStages,
+                        fmt::format("{} with early_expand: the stages issued "
+                                    "early are num_stages - 1",
+                                    spec.numStages),
+                        ">= 2 with early_expand");
+  }
+
   if (spec.producerWarp) {
     // The producer feeds the wgmma shrink's stages through mbarriers.
     if (spec.family != KernelFamily::OneShot &&

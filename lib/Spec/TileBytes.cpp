@@ -30,16 +30,19 @@ OneShotSharedLayout::OneShotSharedLayout(const KernelSpec &spec) {
   const int rBytes = spec.blockM * slices * blockR * 4; // r in f32
   reduceBytes = grid.warpsN > 1 ? grid.warpsN * rBytes : 0;
   clusterBytes = spec.splitK > 1 ? 2 * rBytes : 0;
+  if (spec.expandsEarly())
+    expandOffset = (std::max(reduceBytes, clusterBytes) + 1023) / 1024 * 1024;
   if (spec.wgmmaExpand) {
-    const int after = std::max({expandBytes, reduceBytes, clusterBytes});
+    const int after =
+        std::max({expandOffset + expandBytes, reduceBytes, clusterBytes});
     rTileOffset = (after + 1023) / 1024 * 1024;
     rTileBytes = slices * expandRTileBytes(spec);
   }
 }
 
 int OneShotSharedLayout::phaseBytes(const KernelSpec &spec) const {
-  return std::max({shrinkStage * spec.numStages, expandBytes, reduceBytes,
-                   clusterBytes, rTileOffset + rTileBytes});
+  return std::max({shrinkStage * spec.numStages, expandOffset + expandBytes,
+                   reduceBytes, clusterBytes, rTileOffset + rTileBytes});
 }
 
 int OneShotSharedLayout::sharedBytes(const KernelSpec &spec) const {

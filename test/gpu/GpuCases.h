@@ -13,6 +13,7 @@
 #include "moelora/Spec/KernelAbi.h"
 #include "moelora/Spec/KernelSpec.h"
 #include "moelora/Spec/SpecValidation.h"
+#include "moelora/Spec/TileBytes.h"
 
 #include <fmt/format.h>
 
@@ -858,6 +859,45 @@ inline std::vector<GpuCase> gpuCases() {
   }
   if (std::find(seenIn.begin(), seenIn.end(), false) != seenIn.end())
     throw std::logic_error("GpuCases.h: a kind of bulk_shrink case is missing");
+  // Every other one-shot case that allows it (a few-rows one without its
+  // few-rows expand) again with the expand's first stages issued before
+  // r's reduction (early_expand), each kind represented: clusters, warps
+  // along K (the block reduction), both (stages past both reductions'
+  // bytes), wgmma expands (r's tile past the stages), fused slices (only
+  // the first slice's stages go early), staged and unstaged outputs,
+  // naive metadata, two stages.
+  const size_t withBulkShrink = cases.size();
+  int early = 0;
+  std::array<bool, 9> seenEarly{};
+  for (size_t i = 0; i < withBulkShrink; ++i) {
+    if (cases[i].path != Path::OneShot || cases[i].spec.persistent ||
+        cases[i].spec.bulksOutput())
+      continue;
+    GpuCase c = cases[i];
+    c.spec.fewRows = false;
+    c.spec.earlyExpand = true;
+    if (!c.spec.expandsEarly() || !validateSpec(c.spec).empty() ||
+        early++ % 2 != 0)
+      continue;
+    c.name += "_xe";
+    cases.push_back(c);
+    const bool warpsAlongK =
+        WarpGrid::forTile(c.spec.numWarps, c.spec.blockM).warpsN > 1;
+    const bool kinds[] = {c.spec.splitK > 1,
+                          warpsAlongK,
+                          c.spec.splitK > 1 && warpsAlongK,
+                          c.spec.wgmmaExpand,
+                          c.spec.fusesSlices(),
+                          c.spec.stagesOutput(),
+                          !c.spec.stagesOutput(),
+                          !c.spec.sorted,
+                          c.spec.numStages == 2};
+    for (size_t k = 0; k < seenEarly.size(); ++k)
+      seenEarly[k] = seenEarly[k] || kinds[k];
+  }
+  if (std::find(seenEarly.begin(), seenEarly.end(), false) != seenEarly.end())
+    throw std::logic_error(
+        "GpuCases.h: a kind of early_expand case is missing");
   return cases;
 }
 

@@ -159,7 +159,8 @@ std::vector<json> candidates(const YAML::Node &sweep, const char *path) {
         if (name == "fuse_slices" || name == "wgmma" || name == "few_rows" ||
             name == "tma_weights" || name == "producer_warp" ||
             name == "persistent" || name == "wgmma_expand" ||
-            name == "bulk_output" || name == "bulk_shrink")
+            name == "bulk_output" || name == "bulk_shrink" ||
+            name == "early_expand")
           c[name] = v.as<bool>();
         else
           c[name] = v.as<int>();

@@ -66,7 +66,42 @@ struct ExpandOperand {
 /// out[rows, n] (+)= r @ B_s[l,e]^T (x topk weight when mul_routed_weight)
 /// for n in the BLOCK_N tiles `tiles` (shape.cols / BLOCK_N of them per
 /// step) of the slice whose output columns start at outSlice. Stages live
-/// at `smem` (clear of r's tile); on return they are free again.
+/// at `smem` (clear of r's tile); after run() they are free again.
+///
+/// Made before r exists, it plans the copies, and issuePrologue() may put
+/// the first num_stages - 1 stages (B rows and old outputs: neither depends
+/// on r) in flight while r is still being reduced (early_expand); run()
+/// then waits for them instead of issuing them.
+class ExpandTiles {
+public:
+  ExpandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
+              const ExpandShape &shape, const ExpandWarp &warp, Value smem,
+              Value N, Value outSlice, TileRange tiles);
+  /// Issues the copies of the loop's first stages (nothing with one stage).
+  /// The stages' bytes must be free, and stay untouched until run().
+  void issuePrologue();
+  /// The loop over the tiles with r (and its prologue, unless issued).
+  void run(const ExpandOperand &r);
+
+private:
+  Value tileStart(Value iter);
+  void issue(Value iter, Value stage);
+
+  TileBuilder &tb;
+  const KernelArgs &args;
+  ExpandShape shape;
+  ExpandWarp warp;
+  Value smem, N;
+  int bPitch = 0, bTileBytes = 0, stageBytes = 0;
+  Value bBase, bStride, rLimit, colLimit;
+  TileRange tiles;
+  int widen = 1;
+  EpilogueRows outRows;
+  std::optional<StagedOutput> staged;
+  PipelineLoop loop;
+};
+
+/// ExpandTiles(...).run(r): the whole expand where it starts.
 void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
                  const ExpandShape &shape, const ExpandWarp &warp,
                  const ExpandOperand &r, Value smem, Value N, Value outSlice,

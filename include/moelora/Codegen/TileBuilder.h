@@ -182,6 +182,10 @@ struct PipelineLoop {
   /// With a producer warp: called once in it before its first issue(), to
   /// plan its copies there (the consumers never hold their addresses).
   std::function<void()> prepareIssue;
+  /// The prologue (iterations 0 .. stages-2) was issued before the loop,
+  /// by TileBuilder::issuePipelinePrologue, with no cp.async group
+  /// committed in between.
+  bool prologueIssued = false;
 };
 
 class TileBuilder {
@@ -366,6 +370,10 @@ public:
   /// copies complete and the shared buffers free on exit. With a producer
   /// warp, only the consumers return (the producer exits).
   ValueVec pipelined(const PipelineLoop &loop, mlir::ValueRange init);
+  /// Issues a PipelineLoop's prologue ahead of pipelined(), which then
+  /// skips it (loop.prologueIssued): plain cp.async stages only (no stage
+  /// barriers, no producer warp).
+  void issuePipelinePrologue(const PipelineLoop &loop);
   /// i1: this thread is in the producer warp (KernelSpec::producerWarp:
   /// the warp after num_warps).
   Value inProducerWarp();

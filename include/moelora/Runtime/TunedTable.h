@@ -22,7 +22,9 @@
 // above 32). A one_shot or two_kernel entry's config may hold
 // "bulk_output": true|false (KernelSpec::bulkOutput; two_kernel: the
 // expand's; sm_90 calls with 16-byte aligned output rows) and "bulk_shrink":
-// true|false (KernelSpec::bulkShrink; two_kernel: the shrink's).
+// true|false (KernelSpec::bulkShrink; two_kernel: the shrink's). A one_shot
+// entry's config may hold "early_expand": true|false
+// (KernelSpec::earlyExpand).
 // A "fused" entry has no config but "use": "one_shot"|"two_kernel": the
 // path that serves fused_moe_lora calls of its bucket which the rules would
 // give the one-shot kernel (the two-kernel path wins some prefill buckets).
@@ -81,6 +83,9 @@ struct TunedConfig {
   /// one_shot, two_kernel (its shrink), sm_90 mma.sync tiles: x and A
   /// tile rows by bulk copies (KernelSpec::bulkShrink); -1: absent.
   int bulkShrink = -1;
+  /// one_shot: the expand's first stages issued before r's reduction
+  /// (KernelSpec::earlyExpand); -1: absent (after it).
+  int earlyExpand = -1;
 };
 
 struct TunedEntry {

@@ -168,6 +168,14 @@ struct KernelSpec {
   /// cannot do; a row copy can. Measured 1.053x slower over the bench on an
   /// H100 (PERF-LOG b2): no table uses it.
   bool bulkShrink = false;
+  /// one_shot with num_stages >= 2, without few_rows, producer_warp,
+  /// persistent or bulk_output: the expand's first num_stages - 1 stages
+  /// (B rows and old outputs, which do not depend on r) are issued as soon
+  /// as the shrink's loop ends, so that their round trip overlaps the
+  /// reduction of r (over the warps along K and the cluster's blocks)
+  /// instead of following it. The expand stages then sit past the
+  /// reduction's bytes instead of over them.
+  bool earlyExpand = false;
   std::string origin; ///< "file:line" of the spec this came from
 
   /// BLOCK_R = max(16, next_pow2(R)).
@@ -187,6 +195,11 @@ struct KernelSpec {
   /// bulkOutput where it changes the kernel (a staged output on sm_90);
   /// the key and equality use this, so the flag is canonical.
   bool bulksOutput() const { return bulkOutput && stagesOutput() && sm >= 90; }
+  /// earlyExpand where it changes the kernel (a one-shot with stages to
+  /// issue ahead); the key and equality use this, so the flag is canonical.
+  bool expandsEarly() const {
+    return earlyExpand && family == KernelFamily::OneShot && numStages >= 2;
+  }
   /// fuseSlices where it changes the kernel (a shrink or one_shot of
   /// several slices); the key and equality use this, so the flag is
   /// canonical.

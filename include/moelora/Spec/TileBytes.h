@@ -59,10 +59,14 @@ struct WarpGrid {
 /// the same bytes): shrink stages, expand stages, the cross-warp reduction
 /// of r, and (SPLIT_K > 1) the cluster's partial and summed r.
 struct OneShotSharedLayout {
-  int slices = 1;       ///< slices per program (fuse_slices: all)
-  int xPitch = 0;       ///< shrink tiles' pitch (BLOCK_K + pad; wgmma: BLOCK_K)
-  int shrinkStage = 0;  ///< x tile, then each slice's A tile
-  int expandBytes = 0;  ///< num_stages expand stages
+  int slices = 1;      ///< slices per program (fuse_slices: all)
+  int xPitch = 0;      ///< shrink tiles' pitch (BLOCK_K + pad; wgmma: BLOCK_K)
+  int shrinkStage = 0; ///< x tile, then each slice's A tile
+  int expandBytes = 0; ///< num_stages expand stages
+  /// Where the expand stages start: 0, or (earlyExpand, whose stages are
+  /// in flight while r is reduced) past the reduction's and the cluster
+  /// sums' bytes, 1024-byte aligned.
+  int expandOffset = 0;
   int reduceBytes = 0;  ///< warpsN partial r (f32)
   int clusterBytes = 0; ///< partial and summed r (f32)
   /// wgmmaExpand: r in T, one BLOCK_M x BLOCK_R swizzled tile per slice,

@@ -292,6 +292,29 @@ void buildOneShotProgram(TileBuilder &tb, const KernelArgs &args, Value x,
     // variant over its budget.
     const std::optional<ExpandShape> fewRows = fewRowsShapeIfEnabled(spec);
     Value validPast = fewRows ? validRowPast(tb, blk, fewRows->rows) : Value();
+    // The expand's operands: with early_expand its first slice's first
+    // stages go out now, their round trip under the reductions below (the
+    // stages sit past the reductions' bytes, and the shrink's loop left its
+    // own stages free).
+    Value N, expandSmem = smem;
+    TileRange tiles;
+    auto expandOperands = [&] {
+      N = args[kN];
+      tiles = programTiles(tb, N, pidN, npid);
+    };
+    auto outSliceOf = [&](const MoeBlock &sb) {
+      return tb.gep(args[kOut], tb.mul(sb.slice, N), tb.elementType());
+    };
+    const ExpandWarp denseWarp{lay.mTiles, warpsN, wn, warpRow0};
+    std::optional<ExpandTiles> earlyExpand;
+    if (spec.expandsEarly()) {
+      expandOperands();
+      expandSmem = tb.sharedOffset(smem, tb.i32(lay.expandOffset));
+      MoeBlock sb = sliceBlock(0);
+      earlyExpand.emplace(tb, args, sb, ExpandShape::of(spec), denseWarp,
+                          expandSmem, N, outSliceOf(sb), tiles);
+      earlyExpand->issuePrologue();
+    }
     if (warpsN > 1)
       tb.reduceAccumulators(r, smem, warpsN, wn, warpRow0, spec.blockM, F * BR);
     if (C > 1)
@@ -299,8 +322,8 @@ void buildOneShotProgram(TileBuilder &tb, const KernelArgs &args, Value x,
 
     // ---- Expand: out[rows, n] (+)= r @ B[l,e]^T over this program's tiles
     // of each of its slices.
-    Value N = args[kN];
-    TileRange tiles = programTiles(tb, N, pidN, npid);
+    if (!earlyExpand)
+      expandOperands();
     const int rSteps = BR / 16;
     // wgmma_expand: each slice's r, rounded to T (Triton feeds the expand
     // dot in T), in its swizzled tile, written by the warps of K share 0
@@ -336,17 +359,19 @@ void buildOneShotProgram(TileBuilder &tb, const KernelArgs &args, Value x,
       if (!spec.wgmmaExpand)
         rFrags = fragments();
       MoeBlock sb = sliceBlock(s);
-      Value outSlice =
-          tb.gep(args[kOut], tb.mul(sb.slice, N), tb.elementType());
+      Value outSlice = outSliceOf(sb);
       auto dense = [&] {
         ExpandOperand rOperand;
         if (spec.wgmmaExpand)
           rOperand.swizzledTile = rTile(s);
         else
           rOperand.frags = rFrags;
-        expandTiles(tb, args, sb, ExpandShape::of(spec),
-                    ExpandWarp{lay.mTiles, warpsN, wn, warpRow0}, rOperand,
-                    smem, N, outSlice, tiles);
+        if (s == 0 && earlyExpand) {
+          earlyExpand->run(rOperand);
+          return;
+        }
+        expandTiles(tb, args, sb, ExpandShape::of(spec), denseWarp, rOperand,
+                    expandSmem, N, outSlice, tiles);
       };
       if (!fewRows) {
         dense();

@@ -53,41 +53,36 @@ ExpandWarp fewRowsWarp(TileBuilder &tb, const ExpandShape &shape) {
                     tb.i32(0)};
 }
 
-void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
-                 const ExpandShape &shape, const ExpandWarp &warp,
-                 const ExpandOperand &r, Value smem, Value N, Value outSlice,
-                 TileRange tiles) {
-  assert(shape.wgmma == bool(r.swizzledTile) &&
-         "a wgmma step reads r from its swizzled tile, mma.sync from "
-         "fragments");
+ExpandTiles::ExpandTiles(TileBuilder &tb, const KernelArgs &args,
+                         const MoeBlock &blk, const ExpandShape &shape,
+                         const ExpandWarp &warp, Value smem, Value N,
+                         Value outSlice, TileRange tiles)
+    : tb(tb), args(args), shape(shape), warp(warp), smem(smem), N(N),
+      tiles(tiles) {
   const KernelSpec &spec = tb.spec();
   const ExpandTilesLayout lay(spec, shape);
+  bPitch = lay.bPitch;
+  bTileBytes = lay.bTileBytes;
+  stageBytes = lay.stageBytes;
   const int R = spec.rank;
-  const int BR = spec.blockR();
-  const int rSteps = BR / 16;
-  Value bBase =
-      loraMatrixAt(tb, loraSliceBase(tb, args[kBPtrs], blk.slice), blk.lora,
-                   blk.expert, args[kBStrideL], args[kBStrideE]);
+  bBase = loraMatrixAt(tb, loraSliceBase(tb, args[kBPtrs], blk.slice), blk.lora,
+                       blk.expert, args[kBStrideL], args[kBStrideE]);
   // Rows of the B tile are output columns n0 + row; n0 varies per tile, so
-  // the tile rows are planned relative to a moving base below.
-  Value bStride = args[kBStrideN];
-  EpilogueRows outRows =
+  // the tile rows are planned relative to a moving base (issue).
+  bStride = args[kBStrideN];
+  outRows =
       resolveEpilogueRows(tb, args, blk, warp.mTiles, warp.warpRow0, outSlice,
                           args[kOutStride], spec.mulRoutedWeight);
-  const int warpCols = shape.cols / warp.warpsN;
-  Value rLimit = R < BR ? tb.i32(R) : Value();
-  std::optional<StagedOutput> staged;
+  rLimit = R < spec.blockR() ? tb.i32(R) : Value();
   if (spec.stagesOutput())
     staged = planStagedOutput(tb, blk, shape.rows, shape.cols, outSlice,
                               args[kOutStride]);
 
-  PipelineLoop loop;
   loop.stages = shape.stages;
   loop.asyncProxyReads = shape.wgmma;
-  const bool bulk = staged && staged->bulkRows;
-  if (bulk) {
+  if (staged && staged->bulkRows) {
     // The old rows arrive by bulk copies on the stages' mbarriers, every
-    // thread arriving once; each expandTiles runs its own loop.
+    // thread arriving once; each ExpandTiles runs its own loop.
     if (spec.addInputs) {
       loop.stageBarriers = tb.shared(expandBarrierOffset(spec));
       loop.stageArrivals = spec.threads();
@@ -99,34 +94,52 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
   }
   // A step covers `widen` of the program's BLOCK_N tiles; a wide step's
   // columns stop at the program's last tile (the next program's follow).
-  const int widen = shape.cols / spec.blockN;
+  widen = shape.cols / spec.blockN;
   Value tilesLeft = tb.maxS(tb.sub(tiles.hi, tiles.lo), tb.i32(0));
   loop.count = widen == 1 ? tilesLeft : tb.ceilDiv(tilesLeft, tb.i32(widen));
-  Value colLimit =
-      widen == 1 ? N : tb.minS(tb.mul(tiles.hi, tb.i32(spec.blockN)), N);
-  auto tileStart = [&](Value iter) {
-    Value tile = widen == 1 ? iter : tb.mul(iter, tb.i32(widen));
-    return tb.mul(tb.add(tiles.lo, tile), tb.i32(spec.blockN));
-  };
-  loop.issue = [&](Value iter, Value stage) {
-    Value n0 = tileStart(iter);
-    TileRows bRows = matrixRows(
-        tb, bBase, bStride, [&tb, n0](Value r) { return tb.add(n0, r); },
-        [&tb, n0, colLimit](Value r) {
-          return tb.lt(tb.add(n0, r), colLimit);
-        });
-    TileCopyPlan bPlan = planRankTileCopy(tb, shape.cols, bRows, shape.wgmma);
-    Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.stageBytes)));
-    tb.issueTileCopy(bPlan, base, tb.i32(0), rLimit);
-    if (staged && spec.addInputs)
-      loadStagedOutput(
-          tb, *staged, tb.sharedOffset(base, tb.i32(lay.bTileBytes)), n0,
-          colLimit,
-          bulk ? tb.stageBarrier(loop.stageBarriers, stage) : Value());
-  };
+  colLimit = widen == 1 ? N : tb.minS(tb.mul(tiles.hi, tb.i32(spec.blockN)), N);
+  loop.issue = [this](Value iter, Value stage) { issue(iter, stage); };
+}
+
+Value ExpandTiles::tileStart(Value iter) {
+  Value tile = widen == 1 ? iter : tb.mul(iter, tb.i32(widen));
+  return tb.mul(tb.add(tiles.lo, tile), tb.i32(tb.spec().blockN));
+}
+
+void ExpandTiles::issue(Value iter, Value stage) {
+  const KernelSpec &spec = tb.spec();
+  Value n0 = tileStart(iter);
+  TileBuilder &b = tb;
+  Value limit = colLimit;
+  TileRows bRows = matrixRows(
+      tb, bBase, bStride, [&b, n0](Value r) { return b.add(n0, r); },
+      [&b, n0, limit](Value r) { return b.lt(b.add(n0, r), limit); });
+  TileCopyPlan bPlan = planRankTileCopy(tb, shape.cols, bRows, shape.wgmma);
+  Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(stageBytes)));
+  tb.issueTileCopy(bPlan, base, tb.i32(0), rLimit);
+  if (staged && spec.addInputs)
+    loadStagedOutput(
+        tb, *staged, tb.sharedOffset(base, tb.i32(bTileBytes)), n0, colLimit,
+        staged->bulkRows ? tb.stageBarrier(loop.stageBarriers, stage)
+                         : Value());
+}
+
+void ExpandTiles::issuePrologue() {
+  assert(!loop.stageBarriers && "bulk output rows start with their loop");
+  tb.issuePipelinePrologue(loop);
+  loop.prologueIssued = true;
+}
+
+void ExpandTiles::run(const ExpandOperand &r) {
+  assert(shape.wgmma == bool(r.swizzledTile) &&
+         "a wgmma step reads r from its swizzled tile, mma.sync from "
+         "fragments");
+  const KernelSpec &spec = tb.spec();
+  const int rSteps = spec.blockR() / 16;
+  const int warpCols = shape.cols / warp.warpsN;
   loop.consume = [&](Value iter, Value stage, mlir::ValueRange) {
     Value n0 = tileStart(iter);
-    Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(lay.stageBytes)));
+    Value base = tb.sharedOffset(smem, tb.mul(stage, tb.i32(stageBytes)));
     Value warpCol0 = tb.mul(warp.wn, tb.i32(warpCols));
     Accumulators y = tb.zeroAccumulators(warp.mTiles, warpCols / 8);
     if (shape.wgmma)
@@ -135,11 +148,10 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
                                 {base}, shape.cols, warpCol0, tb.i32(0),
                                 rSteps);
     else
-      tb.mmaWithFragA(y, r.frags, rSteps, base, lay.bPitch, warpCol0,
-                      tb.i32(0));
+      tb.mmaWithFragA(y, r.frags, rSteps, base, bPitch, warpCol0, tb.i32(0));
     if (staged)
       storeStagedOutput(tb, y, outRows, *staged,
-                        tb.sharedOffset(base, tb.i32(lay.bTileBytes)),
+                        tb.sharedOffset(base, tb.i32(bTileBytes)),
                         warp.warpRow0, warpCol0, n0, colLimit, spec.addInputs,
                         spec.mulRoutedWeight);
     else
@@ -148,6 +160,13 @@ void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
     return ValueVec{};
   };
   tb.pipelined(loop, {});
+}
+
+void expandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
+                 const ExpandShape &shape, const ExpandWarp &warp,
+                 const ExpandOperand &r, Value smem, Value N, Value outSlice,
+                 TileRange tiles) {
+  ExpandTiles(tb, args, blk, shape, warp, smem, N, outSlice, tiles).run(r);
 }
 
 } // namespace moelora

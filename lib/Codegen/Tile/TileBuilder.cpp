@@ -584,6 +584,21 @@ static ValueVec pipelinedWithProducer(TileBuilder &tb, const PipelineLoop &loop,
   return result;
 }
 
+void TileBuilder::issuePipelinePrologue(const PipelineLoop &loop) {
+  assert(!loop.producerWarp && "the producer warp issues its own stages");
+  if (loop.stages <= 1)
+    return;
+  // Iterations 0 .. stages-2 in flight. Every step commits a group
+  // (possibly empty) so that wait_group counts stay uniform. A loop, not an
+  // unrolled prologue: one copy of the issue code less to optimise and
+  // emit, at no cost on the GPU.
+  forLoop(i32(0), i32(loop.stages - 1), i32(1), {}, [&](Value s, ValueRange) {
+    ifThen(lt(s, loop.count), [&] { loop.issue(s, s); });
+    commitGroup();
+    return ValueVec{};
+  });
+}
+
 ValueVec TileBuilder::pipelined(const PipelineLoop &loop, ValueRange init) {
   const int stages = loop.stages;
   if (loop.producerWarp) {
@@ -625,15 +640,8 @@ ValueVec TileBuilder::pipelined(const PipelineLoop &loop, ValueRange init) {
     releaseBarriers();
     return result;
   }
-  // Prologue: iterations 0 .. stages-2 in flight. Every step commits a
-  // group (possibly empty) so that wait_group counts stay uniform.
-  // A loop, not an unrolled prologue: one copy of the issue code less to
-  // optimise and emit, at no cost on the GPU.
-  forLoop(i32(0), i32(stages - 1), i32(1), {}, [&](Value s, ValueRange) {
-    ifThen(lt(s, loop.count), [&] { loop.issue(s, s); });
-    commitGroup();
-    return ValueVec{};
-  });
+  if (!loop.prologueIssued)
+    issuePipelinePrologue(loop);
   ValueVec result = forLoop(
       i32(0), loop.count, i32(1), init, [&](Value iter, ValueRange carried) {
         // Iteration `iter` has landed for this thread; the barrier makes it

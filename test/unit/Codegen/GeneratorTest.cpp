@@ -906,6 +906,62 @@ TEST(Generator, BulkOutputMovesStagedRowsByBulkCopies) {
   EXPECT_EQ(u.cacheKey(), ub.cacheKey());
 }
 
+// early_expand: the expand's first num_stages - 1 stages are committed
+// before the cluster exchange of r (and the block reduction before it), so
+// exactly that many more cp.async groups precede the first cluster
+// barrier; the stages start past the reductions' bytes, 1024-byte aligned
+// (wgmma's swizzled B tiles), with r's wgmma tile past them. The kernels
+// assemble without spills.
+TEST(Generator, EarlyExpandCommitsStagesBeforeTheReduction) {
+  PtxasScratch ptxas("xe");
+  KernelSpec mma = sortedTile(KernelFamily::OneShot, 16, 64, 128, 8, 3);
+  mma.k = 7168;
+  mma.numSlices = 1;
+  mma.mulRoutedWeight = true;
+  mma.splitK = 8;
+  KernelSpec fused = sortedTile(KernelFamily::OneShot, 16, 64, 64, 8, 2);
+  fused.k = 2048;
+  fused.fuseSlices = true;
+  fused.splitK = 2;
+  KernelSpec wg = sortedTile(KernelFamily::OneShot, 64, 128, 128, 8, 3);
+  wg.k = 4096;
+  wg.splitK = 4;
+  wg.wgmma = true;
+  wg.wgmmaExpand = true;
+  for (const KernelSpec &s : {mma, fused, wg}) {
+    KernelSpec x = s;
+    x.earlyExpand = true;
+    SCOPED_TRACE(x.cacheKey());
+    ASSERT_EQ(validateSpec(s), "");
+    ASSERT_EQ(validateSpec(x), "");
+    auto g = generateKernel(s);
+    auto w = generateKernel(x);
+    ASSERT_TRUE(g) << g.error().message;
+    ASSERT_TRUE(w) << w.error().message;
+    auto groupsBeforeExchange = [](const std::string &ptx) {
+      const size_t exchange = ptx.find("barrier.cluster.arrive");
+      EXPECT_NE(exchange, std::string::npos);
+      return occurrences(std::string_view(ptx).substr(0, exchange),
+                         "cp.async.commit_group");
+    };
+    EXPECT_EQ(groupsBeforeExchange(w->ptx),
+              groupsBeforeExchange(g->ptx) + x.numStages - 1);
+    const OneShotSharedLayout lay(x);
+    EXPECT_EQ(lay.expandOffset % 1024, 0);
+    EXPECT_GE(lay.expandOffset, std::max(lay.reduceBytes, lay.clusterBytes));
+    EXPECT_GT(lay.expandOffset, 0);
+    if (x.wgmmaExpand)
+      EXPECT_GE(lay.rTileOffset, lay.expandOffset + lay.expandBytes);
+    EXPECT_EQ(w->sharedBytes, lay.sharedBytes(x));
+    EXPECT_GE(w->sharedBytes, g->sharedBytes);
+    if (!ptxas.have)
+      continue;
+    PtxasReport rw = ptxas.assemble(w->ptx, x.ptxTarget());
+    ASSERT_TRUE(rw.ok) << rw.log;
+    EXPECT_EQ(rw.spillStores + rw.spillLoads, 0) << rw.log;
+  }
+}
+
 // bulk_shrink: the shrink's x and A tile rows by bulk copies on the stage
 // barriers (one arrival per thread), one-shot and two-kernel shrink alike;
 // no 16-byte cp.async is left in the shrink loop, only the expand's (B and

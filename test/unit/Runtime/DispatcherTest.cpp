@@ -1106,6 +1106,50 @@ TEST(DispatcherTunedTest, BulkOutputAppliesWhereTheOutputIsStaged) {
   EXPECT_FALSE(planOk(call).kernels[0].spec.bulkOutput);
 }
 
+// early_expand: a one_shot entry's, on sm_90, where the final spec allows
+// it (not with the few-rows expand the entry also asks for); a two_kernel
+// entry may not hold it.
+TEST(DispatcherTunedTest, EarlyExpandAppliesWhereTheSpecAllows) {
+  auto tableWith = [](const std::string &config) {
+    return TunedTable::parse(
+        R"({"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048,
+     "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": )" +
+            config + "}]}",
+        "t.json");
+  };
+  auto t = tableWith(R"({"early_expand": true, "num_warps": 8})");
+  ASSERT_TRUE(t) << t.error().message;
+  MoeLoraCall call = sortedCall(512, 64);
+  DispatchPlan one = planOk(call, /*sharded=*/false, &*t);
+  ASSERT_EQ(one.path, DispatchPath::OneShot);
+  EXPECT_TRUE(one.kernels[0].spec.expandsEarly());
+  EXPECT_TRUE(validateSpec(one.kernels[0].spec).empty());
+  // With the few-rows expand the entry keeps that and goes without.
+  auto fr = tableWith(R"({"early_expand": true, "few_rows": true})");
+  ASSERT_TRUE(fr) << fr.error().message;
+  const KernelSpec withFewRows = planOk(call, false, &*fr).kernels[0].spec;
+  EXPECT_TRUE(withFewRows.fewRowsExpand());
+  EXPECT_FALSE(withFewRows.earlyExpand);
+  // sm_80 reads the entry and ignores it; without the entry, none.
+  const DeviceInfo a100{80, 108, "NVIDIA A100-SXM4-80GB"};
+  EXPECT_FALSE(planOk(call, false, &*t, a100).kernels[0].spec.earlyExpand);
+  EXPECT_FALSE(planOk(call).kernels[0].spec.earlyExpand);
+  // Only a one_shot entry may ask for it.
+  auto two = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {"path": "two_kernel", "dtype": "bf16", "rank": 16, "K": 2048,
+     "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {"early_expand": true}}]})",
+                               "t.json");
+  ASSERT_FALSE(two);
+  EXPECT_THAT(two.error().message,
+              HasSubstr("early_expand on path two_kernel: allowed on "
+                        "one_shot only"));
+}
+
 // bulk_shrink: the one-shot's, or a two_kernel entry's shrink's (never the
 // expand's), on sm_90 where the final spec allows it: not with the entry's
 // wgmma, not where K has a tail.

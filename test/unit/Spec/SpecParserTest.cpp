@@ -27,7 +27,8 @@ const std::string kAllFields =
     "BLOCK_SIZE_K, GROUP_SIZE_M, SPLIT_K, num_warps, num_stages, metadata, "
     "MUL_ROUTED_WEIGHT, ADD_INPUTS, num_slices, NPID, min_blocks_per_sm, "
     "out_aligned, fuse_slices, wgmma, few_rows, few_rows_tile, tma_weights, "
-    "producer_warp, persistent, wgmma_expand, bulk_output, bulk_shrink";
+    "producer_warp, persistent, wgmma_expand, bulk_output, bulk_shrink, "
+    "early_expand";
 const std::string kFamilies =
     "one_shot, small_batch, shrink, expand, align_block_size";
 
@@ -861,6 +862,40 @@ TEST(SpecParserRuleTest, BulkOutputRules) {
   EXPECT_EQ(parseError(base + "target: sm_80\nbulk_output: true\n"),
             "t.yaml:1:1: bulk_output: true with target sm_80: bulk copies "
             "need sm_90; allowed: true with sm_90, false otherwise");
+}
+
+// early_expand: the one-shot's first expand stages before r's reduction;
+// its own key and entry name where there are stages to issue ahead (none
+// with one stage, like fuse_slices without slices); only one_shot, and not
+// with the few-rows expand, a producer warp, a persistent grid or bulk
+// output rows.
+TEST(SpecParserRuleTest, EarlyExpandRules) {
+  const std::string base = "kernel: one_shot\nrank: 16\nK: 2048\n"
+                           "metadata: sorted\nBLOCK_SIZE_M: 64\n";
+  SpecSet set = parseOk(base + "early_expand: [false, true]\n");
+  ASSERT_EQ(set.specs.size(), 2u);
+  EXPECT_FALSE(set.specs[0].expandsEarly());
+  EXPECT_TRUE(set.specs[1].expandsEarly());
+  EXPECT_EQ(set.specs[0].cacheKey(), parseOk(base).specs[0].cacheKey());
+  EXPECT_EQ(set.specs[1].cacheKey(), set.specs[0].cacheKey() + ";xe=early");
+  EXPECT_THAT(set.specs[1].entryName(), HasSubstr("_xe_h"));
+  EXPECT_FALSE(set.specs[0] == set.specs[1]);
+  EXPECT_EQ(parseError("kernel: expand\nrank: 16\nearly_expand: true\n"),
+            "t.yaml:1:1: early_expand: true is only supported by one_shot "
+            "(got expand); allowed: false for expand");
+  const std::string without =
+      "t.yaml:1:1: early_expand: true with few_rows, producer_warp, "
+      "persistent or bulk_output (its early stages are the dense expand's "
+      "plain cp.async copies); allowed: true without them";
+  EXPECT_EQ(parseError(base + "few_rows: true\nearly_expand: true\n"), without);
+  EXPECT_EQ(parseError(base + "persistent: true\nearly_expand: true\n"),
+            without);
+  EXPECT_EQ(parseError(base + "ADD_INPUTS: true\nbulk_output: true\n"
+                              "early_expand: true\n"),
+            without);
+  EXPECT_EQ(parseError(base + "num_stages: 1\nearly_expand: true\n"),
+            "t.yaml:1:1: num_stages: 1 with early_expand: the stages issued "
+            "early are num_stages - 1; allowed: >= 2 with early_expand");
 }
 
 // bulk_shrink: the shrink's x and A rows by bulk copies; its own key and

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# On the GPU machine, repository root, .carry carried with .carry/xe.tgz
+# (scripts/candidate-prepare.sh with CAND=xe and each card's table with
+# early_expand on every one_shot entry, $card-xe.json): the early_expand
+# GPU cases, then an A/B of the committed table (A) against it with
+# early_expand (B) and against itself with clusters asking for the
+# load-balancing scheduling policy (C), same build.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+case "$card" in
+*H200*) g=h200 T=specs/tuned/NVIDIA_H200.json ;;
+*) g=h100 T=specs/tuned/NVIDIA_H100_80GB_HBM3.json ;;
+esac
+echo "card: $card"
+tar xzf .carry/xe.tgz -C .carry
+for d in bin/moelora_gpu_tests gpu-bundle capi-cache; do
+  rm -rf ".carry/$d"
+  cp -r ".carry/xe/$d" ".carry/$d"
+done
+if [ -z "${NO_SUITE:-}" ]; then
+  echo "=== suite ($(date +%T))"
+  OUT=$OUT/suite timeout "${SUITE_LIMIT:-150}" bash scripts/device/run-gpu-suite.sh \
+    --gtest_filter="${SUITE_FILTER:-*_xe*}" > "$OUT/suite.txt" 2>&1
+  echo "exit $?"
+  grep -E "PASSED|FAILED|exit:" "$OUT/suite.txt" | tail -12
+fi
+A=.carry/xe:$T B=.carry/xe:.carry/xe/$g-xe.json C=.carry/xe:$T \
+  C_ENV=MOELORA_CLUSTER_POLICY=balance ROUNDS=${ROUNDS:-2} \
+  BENCH_LIMIT=${BENCH_LIMIT:-80} NAME=xe bash scripts/device/run-build-ab.sh
