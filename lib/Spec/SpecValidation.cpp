@@ -415,18 +415,15 @@ std::string validateSpec(const KernelSpec &spec) {
   }
 
   if (spec.earlyExpand) {
-    // The early stages are the dense expand's, plain cp.async ones issued
-    // by every thread: a block that may still take the few-rows shape, a
+    // The early stages are plain cp.async ones issued by every thread: a
     // producer warp's barriers, a persistent loop or bulk row copies on
     // stage barriers would each need them otherwise.
     if (spec.family != KernelFamily::OneShot)
       return onlyFor(Field::EarlyExpand, "one_shot", spec.family);
-    if (spec.fewRowsExpand() || spec.producerWarp || spec.persistent ||
-        spec.bulksOutput())
+    if (spec.producerWarp || spec.persistent || spec.bulksOutput())
       return reasonText(Field::EarlyExpand,
-                        "true with few_rows, producer_warp, persistent or "
-                        "bulk_output (its early stages are the dense "
-                        "expand's plain cp.async copies)",
+                        "true with producer_warp, persistent or bulk_output "
+                        "(its early stages are plain cp.async copies)",
                         "true without them");
     if (spec.numStages < 2)
       return reasonText(Field::NumStages,

@@ -30,8 +30,16 @@ OneShotSharedLayout::OneShotSharedLayout(const KernelSpec &spec) {
   const int rBytes = spec.blockM * slices * blockR * 4; // r in f32
   reduceBytes = grid.warpsN > 1 ? grid.warpsN * rBytes : 0;
   clusterBytes = spec.splitK > 1 ? 2 * rBytes : 0;
-  if (spec.expandsEarly())
-    expandOffset = (std::max(reduceBytes, clusterBytes) + 1023) / 1024 * 1024;
+  if (spec.expandsEarly()) {
+    // Past the bytes used while the early stages are in flight: the
+    // reductions', and the few-rows expand's copies of r's first rows
+    // (fragmentsOfFirstRows: 512 bytes per 16-row tile and k16 step).
+    const int firstRowsBytes =
+        spec.fewRows ? spec.fewRowsTile / 16 * (blockR / 16) * 512 : 0;
+    expandOffset =
+        (std::max({reduceBytes, clusterBytes, firstRowsBytes}) + 1023) / 1024 *
+        1024;
+  }
   if (spec.wgmmaExpand) {
     const int after =
         std::max({expandOffset + expandBytes, reduceBytes, clusterBytes});
@@ -105,9 +113,11 @@ ExpandShape ExpandShape::of(const KernelSpec &spec) {
 
 std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec) {
   int sharedBytes = 0;
-  if (spec.family == KernelFamily::OneShot)
-    sharedBytes = OneShotSharedLayout(spec).phaseBytes(spec);
-  else if (spec.family == KernelFamily::Expand)
+  if (spec.family == KernelFamily::OneShot) {
+    // The stages start where the dense expand's do.
+    const OneShotSharedLayout lay(spec);
+    sharedBytes = lay.phaseBytes(spec) - lay.expandOffset;
+  } else if (spec.family == KernelFamily::Expand)
     sharedBytes = expandKernelPhaseBytes(spec);
   else
     return std::nullopt;

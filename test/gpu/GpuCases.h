@@ -859,22 +859,22 @@ inline std::vector<GpuCase> gpuCases() {
   }
   if (std::find(seenIn.begin(), seenIn.end(), false) != seenIn.end())
     throw std::logic_error("GpuCases.h: a kind of bulk_shrink case is missing");
-  // Every other one-shot case that allows it (a few-rows one without its
-  // few-rows expand) again with the expand's first stages issued before
-  // r's reduction (early_expand), each kind represented: clusters, warps
-  // along K (the block reduction), both (stages past both reductions'
-  // bytes), wgmma expands (r's tile past the stages), fused slices (only
-  // the first slice's stages go early), staged and unstaged outputs,
-  // naive metadata, two stages.
+  // Every other one-shot case that allows it again with the expand's first
+  // stages issued before r's reduction (early_expand), each kind
+  // represented: clusters, warps along K (the block reduction), both
+  // (stages past both reductions' bytes), wgmma expands (r's tile past the
+  // stages), fused slices (only the first slice's stages go early), staged
+  // and unstaged outputs, naive metadata, two stages, few-rows blocks (16
+  // and 32 rows: the block decides before the reductions which shape's
+  // stages to issue).
   const size_t withBulkShrink = cases.size();
   int early = 0;
-  std::array<bool, 9> seenEarly{};
+  std::array<bool, 11> seenEarly{};
   for (size_t i = 0; i < withBulkShrink; ++i) {
     if (cases[i].path != Path::OneShot || cases[i].spec.persistent ||
         cases[i].spec.bulksOutput())
       continue;
     GpuCase c = cases[i];
-    c.spec.fewRows = false;
     c.spec.earlyExpand = true;
     if (!c.spec.expandsEarly() || !validateSpec(c.spec).empty() ||
         early++ % 2 != 0)
@@ -891,7 +891,9 @@ inline std::vector<GpuCase> gpuCases() {
                           c.spec.stagesOutput(),
                           !c.spec.stagesOutput(),
                           !c.spec.sorted,
-                          c.spec.numStages == 2};
+                          c.spec.numStages == 2,
+                          c.spec.fewRowsExpand(),
+                          c.spec.fewRowsExpand() && c.spec.fewRowsTile == 32};
     for (size_t k = 0; k < seenEarly.size(); ++k)
       seenEarly[k] = seenEarly[k] || kinds[k];
   }

@@ -80,6 +80,8 @@ public:
   /// Issues the copies of the loop's first stages (nothing with one stage).
   /// The stages' bytes must be free, and stay untouched until run().
   void issuePrologue();
+  /// Another ExpandTiles of the same stages, shape and tiles issued them.
+  void assumePrologueIssued() { loop.prologueIssued = true; }
   /// The loop over the tiles with r (and its prologue, unless issued).
   void run(const ExpandOperand &r);
 

@@ -168,13 +168,14 @@ struct KernelSpec {
   /// cannot do; a row copy can. Measured 1.053x slower over the bench on an
   /// H100 (PERF-LOG b2): no table uses it.
   bool bulkShrink = false;
-  /// one_shot with num_stages >= 2, without few_rows, producer_warp,
-  /// persistent or bulk_output: the expand's first num_stages - 1 stages
+  /// one_shot with num_stages >= 2, without producer_warp, persistent or
+  /// bulk_output: the expand's first num_stages - 1 stages
   /// (B rows and old outputs, which do not depend on r) are issued as soon
   /// as the shrink's loop ends, so that their round trip overlaps the
   /// reduction of r (over the warps along K and the cluster's blocks)
-  /// instead of following it. The expand stages then sit past the
-  /// reduction's bytes instead of over them.
+  /// instead of following it (a block that may take the few-rows expand
+  /// decides first, and issues that shape's). The expand stages then sit
+  /// past the reduction's bytes instead of over them.
   bool earlyExpand = false;
   std::string origin; ///< "file:line" of the spec this came from
 

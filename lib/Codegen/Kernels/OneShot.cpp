@@ -295,7 +295,8 @@ void buildOneShotProgram(TileBuilder &tb, const KernelArgs &args, Value x,
     // The expand's operands: with early_expand its first slice's first
     // stages go out now, their round trip under the reductions below (the
     // stages sit past the reductions' bytes, and the shrink's loop left its
-    // own stages free).
+    // own stages free). A block that may take the few-rows expand decides
+    // first, and issues that shape's stages or the dense one's.
     Value N, expandSmem = smem;
     TileRange tiles;
     auto expandOperands = [&] {
@@ -306,14 +307,30 @@ void buildOneShotProgram(TileBuilder &tb, const KernelArgs &args, Value x,
       return tb.gep(args[kOut], tb.mul(sb.slice, N), tb.elementType());
     };
     const ExpandWarp denseWarp{lay.mTiles, warpsN, wn, warpRow0};
-    std::optional<ExpandTiles> earlyExpand;
+    std::optional<ExpandTiles> earlyExpand; // dense only: run as it is
+    bool earlyIssued = false;
+    Value fewRowsOnly;
     if (spec.expandsEarly()) {
       expandOperands();
       expandSmem = tb.sharedOffset(smem, tb.i32(lay.expandOffset));
       MoeBlock sb = sliceBlock(0);
-      earlyExpand.emplace(tb, args, sb, ExpandShape::of(spec), denseWarp,
-                          expandSmem, N, outSliceOf(sb), tiles);
-      earlyExpand->issuePrologue();
+      auto issueEarly = [&](const ExpandShape &shape, const ExpandWarp &warp) {
+        ExpandTiles(tb, args, sb, shape, warp, expandSmem, N, outSliceOf(sb),
+                    tiles)
+            .issuePrologue();
+      };
+      if (fewRows) {
+        fewRowsOnly = tb.lnot(tb.barrierAny(validPast));
+        tb.ifThenElse(
+            fewRowsOnly,
+            [&] { issueEarly(*fewRows, fewRowsWarp(tb, *fewRows)); },
+            [&] { issueEarly(ExpandShape::of(spec), denseWarp); });
+      } else {
+        earlyExpand.emplace(tb, args, sb, ExpandShape::of(spec), denseWarp,
+                            expandSmem, N, outSliceOf(sb), tiles);
+        earlyExpand->issuePrologue();
+      }
+      earlyIssued = true;
     }
     if (warpsN > 1)
       tb.reduceAccumulators(r, smem, warpsN, wn, warpRow0, spec.blockM, F * BR);
@@ -322,7 +339,7 @@ void buildOneShotProgram(TileBuilder &tb, const KernelArgs &args, Value x,
 
     // ---- Expand: out[rows, n] (+)= r @ B[l,e]^T over this program's tiles
     // of each of its slices.
-    if (!earlyExpand)
+    if (!earlyIssued)
       expandOperands();
     const int rSteps = BR / 16;
     // wgmma_expand: each slice's r, rounded to T (Triton feeds the expand
@@ -341,8 +358,11 @@ void buildOneShotProgram(TileBuilder &tb, const KernelArgs &args, Value x,
         tb.fenceAsyncShared();
       });
     }
-    Value fewRowsOnly = fewRows ? tb.lnot(tb.barrierAny(validPast)) : Value();
-    if (spec.wgmmaExpand && !fewRows)
+    if (fewRows && !fewRowsOnly)
+      fewRowsOnly = tb.lnot(tb.barrierAny(validPast));
+    // r's tile is published by a barrier: fewRowsOnly's, where it is asked
+    // here.
+    if (spec.wgmmaExpand && (!fewRows || earlyIssued))
       tb.barrier();
     for (int s = 0; s < F; ++s) {
       // r rounded to T, as A fragments (mma.sync steps; with wgmma_expand
@@ -360,18 +380,27 @@ void buildOneShotProgram(TileBuilder &tb, const KernelArgs &args, Value x,
         rFrags = fragments();
       MoeBlock sb = sliceBlock(s);
       Value outSlice = outSliceOf(sb);
+      // The expand of this slice in `shape`; the first slice's stages may
+      // be in flight already (early_expand).
+      auto runExpand = [&](const ExpandShape &shape, const ExpandWarp &warp,
+                           const ExpandOperand &rOperand) {
+        if (s == 0 && earlyExpand) {
+          earlyExpand->run(rOperand);
+          return;
+        }
+        ExpandTiles expand(tb, args, sb, shape, warp, expandSmem, N, outSlice,
+                           tiles);
+        if (s == 0 && earlyIssued)
+          expand.assumePrologueIssued();
+        expand.run(rOperand);
+      };
       auto dense = [&] {
         ExpandOperand rOperand;
         if (spec.wgmmaExpand)
           rOperand.swizzledTile = rTile(s);
         else
           rOperand.frags = rFrags;
-        if (s == 0 && earlyExpand) {
-          earlyExpand->run(rOperand);
-          return;
-        }
-        expandTiles(tb, args, sb, ExpandShape::of(spec), denseWarp, rOperand,
-                    expandSmem, N, outSlice, tiles);
+        runExpand(ExpandShape::of(spec), denseWarp, rOperand);
       };
       if (!fewRows) {
         dense();
@@ -385,8 +414,7 @@ void buildOneShotProgram(TileBuilder &tb, const KernelArgs &args, Value x,
                 fewRows->rows / 16, lay.grid, wg, smem);
             ExpandOperand rOperand;
             rOperand.frags = firstRows;
-            expandTiles(tb, args, sb, *fewRows, fewRowsWarp(tb, *fewRows),
-                        rOperand, smem, N, outSlice, tiles);
+            runExpand(*fewRows, fewRowsWarp(tb, *fewRows), rOperand);
           },
           dense);
     }

@@ -928,7 +928,10 @@ TEST(Generator, EarlyExpandCommitsStagesBeforeTheReduction) {
   wg.splitK = 4;
   wg.wgmma = true;
   wg.wgmmaExpand = true;
-  for (const KernelSpec &s : {mma, fused, wg}) {
+  KernelSpec few = mma; // the block picks the few-rows or the dense stages
+  few.fewRows = true;
+  few.fewRowsTile = 32;
+  for (const KernelSpec &s : {mma, fused, wg, few}) {
     KernelSpec x = s;
     x.earlyExpand = true;
     SCOPED_TRACE(x.cacheKey());
@@ -944,12 +947,22 @@ TEST(Generator, EarlyExpandCommitsStagesBeforeTheReduction) {
       return occurrences(std::string_view(ptx).substr(0, exchange),
                          "cp.async.commit_group");
     };
-    EXPECT_EQ(groupsBeforeExchange(w->ptx),
-              groupsBeforeExchange(g->ptx) + x.numStages - 1);
+    // (The few-rows block's two shapes each have a prologue, which LLVM
+    // may partly merge.)
+    const int plain = groupsBeforeExchange(g->ptx);
+    if (x.fewRowsExpand())
+      EXPECT_GE(groupsBeforeExchange(w->ptx), plain + x.numStages - 1);
+    else
+      EXPECT_EQ(groupsBeforeExchange(w->ptx), plain + x.numStages - 1);
     const OneShotSharedLayout lay(x);
     EXPECT_EQ(lay.expandOffset % 1024, 0);
     EXPECT_GE(lay.expandOffset, std::max(lay.reduceBytes, lay.clusterBytes));
     EXPECT_GT(lay.expandOffset, 0);
+    if (x.fewRowsExpand()) {
+      const ExpandShape shape = *fewRowsShapeIfEnabled(x);
+      EXPECT_LE(lay.expandOffset + shape.stages * expandStageBytes(x, shape),
+                lay.phaseBytes(x));
+    }
     if (x.wgmmaExpand)
       EXPECT_GE(lay.rTileOffset, lay.expandOffset + lay.expandBytes);
     EXPECT_EQ(w->sharedBytes, lay.sharedBytes(x));

@@ -1107,8 +1107,7 @@ TEST(DispatcherTunedTest, BulkOutputAppliesWhereTheOutputIsStaged) {
 }
 
 // early_expand: a one_shot entry's, on sm_90, where the final spec allows
-// it (not with the few-rows expand the entry also asks for); a two_kernel
-// entry may not hold it.
+// it (with the few-rows expand too); a two_kernel entry may not hold it.
 TEST(DispatcherTunedTest, EarlyExpandAppliesWhereTheSpecAllows) {
   auto tableWith = [](const std::string &config) {
     return TunedTable::parse(
@@ -1127,12 +1126,18 @@ TEST(DispatcherTunedTest, EarlyExpandAppliesWhereTheSpecAllows) {
   ASSERT_EQ(one.path, DispatchPath::OneShot);
   EXPECT_TRUE(one.kernels[0].spec.expandsEarly());
   EXPECT_TRUE(validateSpec(one.kernels[0].spec).empty());
-  // With the few-rows expand the entry keeps that and goes without.
+  // With the few-rows expand as well.
   auto fr = tableWith(R"({"early_expand": true, "few_rows": true})");
   ASSERT_TRUE(fr) << fr.error().message;
   const KernelSpec withFewRows = planOk(call, false, &*fr).kernels[0].spec;
   EXPECT_TRUE(withFewRows.fewRowsExpand());
-  EXPECT_FALSE(withFewRows.earlyExpand);
+  EXPECT_TRUE(withFewRows.expandsEarly());
+  // Not with a persistent grid: the entry's early_expand wins.
+  auto ps = tableWith(R"({"early_expand": true, "persistent": true})");
+  ASSERT_TRUE(ps) << ps.error().message;
+  const KernelSpec withPersistent = planOk(call, false, &*ps).kernels[0].spec;
+  EXPECT_TRUE(withPersistent.expandsEarly());
+  EXPECT_FALSE(withPersistent.persistent);
   // sm_80 reads the entry and ignores it; without the entry, none.
   const DeviceInfo a100{80, 108, "NVIDIA A100-SXM4-80GB"};
   EXPECT_FALSE(planOk(call, false, &*t, a100).kernels[0].spec.earlyExpand);

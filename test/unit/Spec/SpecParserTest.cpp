@@ -866,9 +866,9 @@ TEST(SpecParserRuleTest, BulkOutputRules) {
 
 // early_expand: the one-shot's first expand stages before r's reduction;
 // its own key and entry name where there are stages to issue ahead (none
-// with one stage, like fuse_slices without slices); only one_shot, and not
-// with the few-rows expand, a producer warp, a persistent grid or bulk
-// output rows.
+// with one stage, like fuse_slices without slices); only one_shot, with or
+// without the few-rows expand, not with a producer warp, a persistent grid
+// or bulk output rows.
 TEST(SpecParserRuleTest, EarlyExpandRules) {
   const std::string base = "kernel: one_shot\nrank: 16\nK: 2048\n"
                            "metadata: sorted\nBLOCK_SIZE_M: 64\n";
@@ -884,10 +884,12 @@ TEST(SpecParserRuleTest, EarlyExpandRules) {
             "t.yaml:1:1: early_expand: true is only supported by one_shot "
             "(got expand); allowed: false for expand");
   const std::string without =
-      "t.yaml:1:1: early_expand: true with few_rows, producer_warp, "
-      "persistent or bulk_output (its early stages are the dense expand's "
-      "plain cp.async copies); allowed: true without them";
-  EXPECT_EQ(parseError(base + "few_rows: true\nearly_expand: true\n"), without);
+      "t.yaml:1:1: early_expand: true with producer_warp, persistent or "
+      "bulk_output (its early stages are plain cp.async copies); allowed: "
+      "true without them";
+  EXPECT_TRUE(parseOk(base + "few_rows: true\nearly_expand: true\n")
+                  .specs.at(0)
+                  .expandsEarly());
   EXPECT_EQ(parseError(base + "persistent: true\nearly_expand: true\n"),
             without);
   EXPECT_EQ(parseError(base + "ADD_INPUTS: true\nbulk_output: true\n"
