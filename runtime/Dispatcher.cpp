@@ -458,9 +458,13 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
       // bulk_shrink where the final spec allows it (mma.sync tiles, K a
       // multiple of BLOCK_K, A tiles within the rank).
       setFlagWhereItFits(s, &KernelSpec::bulkShrink, t->config.bulkShrink);
-      // early_expand where the final spec allows it (no few-rows expand, no
-      // bulk output rows) and its separate expand stages fit.
+      // early_expand where the final spec allows it (no producer warp, no
+      // bulk output rows) and its separate expand stages fit, and where
+      // moving them leaves the entry's few-rows shape as it was.
+      const std::optional<ExpandShape> fewRows = fewRowsShapeIfEnabled(s);
       setFlagWhereItFits(s, &KernelSpec::earlyExpand, t->config.earlyExpand);
+      if (s.earlyExpand && fewRowsShapeIfEnabled(s) != fewRows)
+        s.earlyExpand = false;
     }
     // The one-shot's cluster is its row block's NPID programs.
     fitClusterToDevice(s, device);

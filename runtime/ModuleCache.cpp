@@ -84,7 +84,8 @@ SpecKey::SpecKey(const KernelSpec &s) {
             int32_t(s.persistent),
             int32_t(s.wgmmaExpand),
             int32_t(s.bulksOutput()),
-            int32_t(s.bulkShrink)};
+            int32_t(s.bulkShrink),
+            int32_t(s.expandsEarly())};
 }
 
 size_t SpecKeyHash::operator()(const SpecKey &k) const {

@@ -33,9 +33,10 @@ OneShotSharedLayout::OneShotSharedLayout(const KernelSpec &spec) {
   if (spec.expandsEarly()) {
     // Past the bytes used while the early stages are in flight: the
     // reductions', and the few-rows expand's copies of r's first rows
-    // (fragmentsOfFirstRows: 512 bytes per 16-row tile and k16 step).
-    const int firstRowsBytes =
-        spec.fewRows ? spec.fewRowsTile / 16 * (blockR / 16) * 512 : 0;
+    // (fragmentsOfFirstRows: 512 bytes per 16-row tile and k16 step, at
+    // most two tiles). Reserved whether or not the block has a few-rows
+    // shape, which itself depends on this layout.
+    const int firstRowsBytes = 2 * (blockR / 16) * 512;
     expandOffset =
         (std::max({reduceBytes, clusterBytes, firstRowsBytes}) + 1023) / 1024 *
         1024;
@@ -114,9 +115,13 @@ ExpandShape ExpandShape::of(const KernelSpec &spec) {
 std::optional<ExpandShape> fewRowsExpandShape(const KernelSpec &spec) {
   int sharedBytes = 0;
   if (spec.family == KernelFamily::OneShot) {
-    // The stages start where the dense expand's do.
+    // The stages start where the dense expand's do. Issued early, they are
+    // in flight while r's wgmma tile is written: they end before it.
     const OneShotSharedLayout lay(spec);
-    sharedBytes = lay.phaseBytes(spec) - lay.expandOffset;
+    sharedBytes =
+        (spec.expandsEarly() && spec.wgmmaExpand ? lay.rTileOffset
+                                                 : lay.phaseBytes(spec)) -
+        lay.expandOffset;
   } else if (spec.family == KernelFamily::Expand)
     sharedBytes = expandKernelPhaseBytes(spec);
   else

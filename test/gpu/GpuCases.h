@@ -869,7 +869,7 @@ inline std::vector<GpuCase> gpuCases() {
   // stages to issue).
   const size_t withBulkShrink = cases.size();
   int early = 0;
-  std::array<bool, 11> seenEarly{};
+  std::array<bool, 12> seenEarly{};
   for (size_t i = 0; i < withBulkShrink; ++i) {
     if (cases[i].path != Path::OneShot || cases[i].spec.persistent ||
         cases[i].spec.bulksOutput())
@@ -881,6 +881,17 @@ inline std::vector<GpuCase> gpuCases() {
       continue;
     c.name += "_xe";
     cases.push_back(c);
+    // Once: a wgmma expand with the few-rows one (its stages in flight
+    // while r's wgmma tile is written).
+    if (!seenEarly[11] && c.spec.wgmmaExpand && !c.spec.fewRows) {
+      GpuCase f = c;
+      f.spec.fewRows = true;
+      if (validateSpec(f.spec).empty() && f.spec.fewRowsExpand()) {
+        f.name += "_fr";
+        cases.push_back(f);
+        seenEarly[11] = true;
+      }
+    }
     const bool warpsAlongK =
         WarpGrid::forTile(c.spec.numWarps, c.spec.blockM).warpsN > 1;
     const bool kinds[] = {c.spec.splitK > 1,
@@ -893,7 +904,8 @@ inline std::vector<GpuCase> gpuCases() {
                           !c.spec.sorted,
                           c.spec.numStages == 2,
                           c.spec.fewRowsExpand(),
-                          c.spec.fewRowsExpand() && c.spec.fewRowsTile == 32};
+                          c.spec.fewRowsExpand() && c.spec.fewRowsTile == 32,
+                          c.spec.wgmmaExpand && c.spec.fewRowsExpand()};
     for (size_t k = 0; k < seenEarly.size(); ++k)
       seenEarly[k] = seenEarly[k] || kinds[k];
   }

@@ -77,12 +77,16 @@ public:
   ExpandTiles(TileBuilder &tb, const KernelArgs &args, const MoeBlock &blk,
               const ExpandShape &shape, const ExpandWarp &warp, Value smem,
               Value N, Value outSlice, TileRange tiles);
+  // The loop's callbacks refer to this object.
+  ExpandTiles(const ExpandTiles &) = delete;
+  ExpandTiles &operator=(const ExpandTiles &) = delete;
   /// Issues the copies of the loop's first stages (nothing with one stage).
   /// The stages' bytes must be free, and stay untouched until run().
   void issuePrologue();
   /// Another ExpandTiles of the same stages, shape and tiles issued them.
   void assumePrologueIssued() { loop.prologueIssued = true; }
-  /// The loop over the tiles with r (and its prologue, unless issued).
+  /// The loop over the tiles with r (and its prologue, unless issued);
+  /// once.
   void run(const ExpandOperand &r);
 
 private:
@@ -101,6 +105,7 @@ private:
   EpilogueRows outRows;
   std::optional<StagedOutput> staged;
   PipelineLoop loop;
+  bool ran = false;
 };
 
 /// ExpandTiles(...).run(r): the whole expand where it starts.

@@ -47,7 +47,7 @@ bool hasJitHook();
 /// A compact, hashable identity of a KernelSpec (every field of cacheKey()),
 /// cheap enough for the launch path.
 struct SpecKey {
-  std::array<int32_t, 29> fields{};
+  std::array<int32_t, 30> fields{};
   explicit SpecKey(const KernelSpec &s);
   bool operator==(const SpecKey &o) const { return fields == o.fields; }
 };

@@ -159,6 +159,7 @@ struct ExpandShape {
   bool wgmma = false;
   /// The spec's tile: BLOCK_M x BLOCK_N, num_stages, its wgmmaExpand.
   static ExpandShape of(const KernelSpec &spec);
+  bool operator==(const ExpandShape &) const = default;
 };
 
 /// One stage of the expand loop (one-shot and two-kernel expand): a

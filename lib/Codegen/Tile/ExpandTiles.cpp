@@ -134,6 +134,8 @@ void ExpandTiles::run(const ExpandOperand &r) {
   assert(shape.wgmma == bool(r.swizzledTile) &&
          "a wgmma step reads r from its swizzled tile, mma.sync from "
          "fragments");
+  assert(!ran && "consume refers to this call's operands");
+  ran = true;
   const KernelSpec &spec = tb.spec();
   const int rSteps = spec.blockR() / 16;
   const int warpCols = shape.cols / warp.warpsN;

@@ -931,7 +931,10 @@ TEST(Generator, EarlyExpandCommitsStagesBeforeTheReduction) {
   KernelSpec few = mma; // the block picks the few-rows or the dense stages
   few.fewRows = true;
   few.fewRowsTile = 32;
-  for (const KernelSpec &s : {mma, fused, wg, few}) {
+  KernelSpec fewWg = wg; // few-rows stages in flight while r's tile is made
+  fewWg.fewRows = true;
+  fewWg.blockN = 64; // a few-rows shape of 128 columns
+  for (const KernelSpec &s : {mma, fused, wg, few, fewWg}) {
     KernelSpec x = s;
     x.earlyExpand = true;
     SCOPED_TRACE(x.cacheKey());
@@ -958,10 +961,11 @@ TEST(Generator, EarlyExpandCommitsStagesBeforeTheReduction) {
     EXPECT_EQ(lay.expandOffset % 1024, 0);
     EXPECT_GE(lay.expandOffset, std::max(lay.reduceBytes, lay.clusterBytes));
     EXPECT_GT(lay.expandOffset, 0);
-    if (x.fewRowsExpand()) {
+    if (s.fewRows) {
+      ASSERT_TRUE(x.fewRowsExpand());
       const ExpandShape shape = *fewRowsShapeIfEnabled(x);
       EXPECT_LE(lay.expandOffset + shape.stages * expandStageBytes(x, shape),
-                lay.phaseBytes(x));
+                x.wgmmaExpand ? lay.rTileOffset : lay.phaseBytes(x));
     }
     if (x.wgmmaExpand)
       EXPECT_GE(lay.rTileOffset, lay.expandOffset + lay.expandBytes);

@@ -109,6 +109,62 @@ KernelSpec randomSpec(std::mt19937 &rng) {
   return s;
 }
 
+// The kernel-choice flags, each where it changes the kernel (a sorted sm_90
+// one-shot with an aligned output; its few-rows and cluster fields set so
+// that each flag applies): the in-memory key, the disk key and equality
+// all tell them apart.
+TEST(SpecKeyTest, EveryKernelChoiceFlagChangesTheKeys) {
+  KernelSpec base;
+  base.family = KernelFamily::OneShot;
+  base.sm = 90;
+  base.rank = 64;
+  base.k = 2048;
+  base.blockM = 64;
+  base.blockN = 64;
+  base.blockK = 64;
+  base.numWarps = 8;
+  base.numStages = 3;
+  base.sorted = true;
+  base.addInputs = true;
+  base.numSlices = 2;
+  const std::vector<std::pair<const char *, std::function<void(KernelSpec &)>>>
+      flags = {
+          {"fuseSlices", [](KernelSpec &s) { s.fuseSlices = true; }},
+          {"fewRows", [](KernelSpec &s) { s.fewRows = true; }},
+          {"tmaWeights",
+           [](KernelSpec &s) {
+             s.wgmma = true;
+             s.tmaWeights = true;
+           }},
+          {"producerWarp",
+           [](KernelSpec &s) {
+             s.wgmma = true;
+             s.producerWarp = true;
+           }},
+          {"persistent", [](KernelSpec &s) { s.persistent = true; }},
+          {"wgmmaExpand",
+           [](KernelSpec &s) {
+             s.wgmma = true;
+             s.wgmmaExpand = true;
+           }},
+          {"bulkOutput", [](KernelSpec &s) { s.bulkOutput = true; }},
+          {"bulkShrink", [](KernelSpec &s) { s.bulkShrink = true; }},
+          {"earlyExpand", [](KernelSpec &s) { s.earlyExpand = true; }},
+      };
+  for (const auto &[name, set] : flags) {
+    SCOPED_TRACE(name);
+    KernelSpec with = base;
+    set(with);
+    // What the flag needs besides itself (wgmma) is in the base too.
+    KernelSpec without = base;
+    without.wgmma = with.wgmma;
+    EXPECT_NE(with.cacheKey(), without.cacheKey());
+    EXPECT_FALSE(with == without);
+    EXPECT_FALSE(SpecKey(with) == SpecKey(without));
+    EXPECT_NE(SpecKeyHash()(SpecKey(with)), SpecKeyHash()(SpecKey(without)));
+  }
+}
+
 TEST(SpecKeyTest, EveryFieldChangesKeyHashAndCacheKey) {
   std::mt19937 rng(1234);
   for (int iter = 0; iter < 50; ++iter) {
