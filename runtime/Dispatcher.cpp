@@ -161,10 +161,16 @@ static void setFlagWhereItFits(KernelSpec &s, bool KernelSpec::*flag,
 /// (BLOCK_M 64 or 128, rank above 32) and r's swizzled tile, which the
 /// expand stages no longer reuse, still fits; bulk_output where its stage
 /// barriers fit (calls whose output rows are not 16-byte aligned stage no
-/// output, and the flag changes nothing there: KernelSpec::bulksOutput).
+/// output, and the flag changes nothing there: KernelSpec::bulksOutput);
+/// early_expand (one_shot) where its stages, moved past the reductions'
+/// bytes, fit and leave the entry's few-rows shape as it was.
 static void useExpandChoices(KernelSpec &s, const TunedConfig &c) {
   setFlagWhereItFits(s, &KernelSpec::wgmmaExpand, c.wgmmaExpand);
   setFlagWhereItFits(s, &KernelSpec::bulkOutput, c.bulkOutput);
+  const std::optional<ExpandShape> fewRows = fewRowsShapeIfEnabled(s);
+  setFlagWhereItFits(s, &KernelSpec::earlyExpand, c.earlyExpand);
+  if (s.earlyExpand && fewRowsShapeIfEnabled(s) != fewRows)
+    s.earlyExpand = false;
 }
 
 static long ceilDiv(long a, long b) { return (a + b - 1) / b; }
@@ -458,13 +464,6 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
       // bulk_shrink where the final spec allows it (mma.sync tiles, K a
       // multiple of BLOCK_K, A tiles within the rank).
       setFlagWhereItFits(s, &KernelSpec::bulkShrink, t->config.bulkShrink);
-      // early_expand where the final spec allows it (no producer warp, no
-      // bulk output rows) and its separate expand stages fit, and where
-      // moving them leaves the entry's few-rows shape as it was.
-      const std::optional<ExpandShape> fewRows = fewRowsShapeIfEnabled(s);
-      setFlagWhereItFits(s, &KernelSpec::earlyExpand, t->config.earlyExpand);
-      if (s.earlyExpand && fewRowsShapeIfEnabled(s) != fewRows)
-        s.earlyExpand = false;
     }
     // The one-shot's cluster is its row block's NPID programs.
     fitClusterToDevice(s, device);

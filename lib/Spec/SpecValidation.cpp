@@ -53,8 +53,6 @@ std::string warpgroupTileRules(const KernelSpec &spec, Field flag,
   return "";
 }
 
-/// A warpgroup multiplies BLOCK_N / (warpgroups along N) columns in one
-/// instruction (`name`'s): wgmma's N is at most 256. Empty when allowed.
 /// Bulk copies (cp.async.bulk, flag `f`) are sm_90's. Empty when allowed.
 std::string bulkCopyTargetRule(const KernelSpec &spec, Field f) {
   if (spec.sm >= 90)
@@ -64,6 +62,8 @@ std::string bulkCopyTargetRule(const KernelSpec &spec, Field f) {
       "true with sm_90, false otherwise");
 }
 
+/// A warpgroup multiplies BLOCK_N / (warpgroups along N) columns in one
+/// instruction (`name`'s): wgmma's N is at most 256. Empty when allowed.
 std::string warpgroupColumnsRule(const KernelSpec &spec,
                                  std::string_view name) {
   const WarpGrid g = WarpGrid::forTile(spec.numWarps, spec.blockM);
