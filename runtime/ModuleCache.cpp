@@ -55,37 +55,11 @@ static JitHook currentHook() {
 }
 
 SpecKey::SpecKey(const KernelSpec &s) {
-  const bool fewRows = s.fewRowsExpand();
-  fields = {int32_t(s.family),
-            int32_t(s.dtype),
-            s.sm,
-            s.rank,
-            s.k ? *s.k : -1,
-            s.blockM,
-            s.blockN,
-            s.blockK,
-            s.groupSizeM,
-            s.splitK,
-            s.numWarps,
-            s.numStages,
-            s.sorted,
-            s.mulRoutedWeight,
-            s.addInputs,
-            s.numSlices,
-            s.npid,
-            s.minBlocksPerSm,
-            int32_t(s.alignedOutput),
-            int32_t(s.fusesSlices()),
-            int32_t(s.wgmma),
-            int32_t(fewRows),
-            fewRows ? s.fewRowsTile : 0,
-            int32_t(s.tmaWeights),
-            int32_t(s.producerWarp),
-            int32_t(s.persistent),
-            int32_t(s.wgmmaExpand),
-            int32_t(s.bulksOutput()),
-            int32_t(s.bulkShrink),
-            int32_t(s.expandsEarly())};
+  fields = std::apply(
+      [](auto... field) {
+        return std::array<int32_t, sizeof...(field)>{int32_t(field)...};
+      },
+      s.kernelFields());
 }
 
 size_t SpecKeyHash::operator()(const SpecKey &k) const {

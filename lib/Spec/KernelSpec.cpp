@@ -203,19 +203,9 @@ std::string KernelSpec::entryName() const {
 }
 
 bool operator==(const KernelSpec &a, const KernelSpec &b) {
-  // Same fields as cacheKey(): two specs are equal exactly when they compile
-  // to the same kernel, wherever they were written.
-  auto fields = [](const KernelSpec &s) {
-    const bool fewRows = s.fewRowsExpand();
-    return std::make_tuple(
-        s.family, s.dtype, s.sm, s.rank, s.k, s.blockM, s.blockN, s.blockK,
-        s.groupSizeM, s.splitK, s.numWarps, s.numStages, s.sorted,
-        s.mulRoutedWeight, s.addInputs, s.numSlices, s.npid, s.minBlocksPerSm,
-        s.alignedOutput, s.fusesSlices(), s.wgmma, fewRows,
-        fewRows ? s.fewRowsTile : 0, s.tmaWeights, s.producerWarp, s.persistent,
-        s.wgmmaExpand, s.bulksOutput(), s.bulkShrink, s.expandsEarly());
-  };
-  return fields(a) == fields(b);
+  // Two specs are equal exactly when they compile to the same kernel,
+  // wherever they were written.
+  return a.kernelFields() == b.kernelFields();
 }
 
 } // namespace moelora

@@ -22,7 +22,9 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace moelora {
@@ -44,10 +46,12 @@ using JitHook = std::function<Expected<KernelImage>(const KernelSpec &)>;
 void setJitHook(JitHook hook);
 bool hasJitHook();
 
-/// A compact, hashable identity of a KernelSpec (every field of cacheKey()),
-/// cheap enough for the launch path.
+/// A compact, hashable identity of a KernelSpec (KernelSpec::kernelFields()
+/// as integers), cheap enough for the launch path.
 struct SpecKey {
-  std::array<int32_t, 30> fields{};
+  std::array<int32_t, std::tuple_size_v<
+                          decltype(std::declval<KernelSpec>().kernelFields())>>
+      fields{};
   explicit SpecKey(const KernelSpec &s);
   bool operator==(const SpecKey &o) const { return fields == o.fields; }
 };

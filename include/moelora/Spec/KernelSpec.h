@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 
 namespace moelora {
 
@@ -225,6 +226,20 @@ struct KernelSpec {
   std::string entryName() const;
   /// Canonical cache key text: identical specs give identical keys.
   std::string cacheKey() const;
+  /// Every field that shapes the kernel, each flag as it acts (fewRows as
+  /// fewRowsExpand(), ...), K absent as -1: the one list that equality and
+  /// the runtime's module key (SpecKey) are made of, so a field added here
+  /// reaches both. cacheKey() spells the same fields as stable text.
+  auto kernelFields() const {
+    const bool fewRows = fewRowsExpand();
+    return std::make_tuple(
+        int32_t(family), int32_t(dtype), sm, rank, k ? *k : -1, blockM, blockN,
+        blockK, groupSizeM, splitK, numWarps, numStages, sorted,
+        mulRoutedWeight, addInputs, numSlices, npid, minBlocksPerSm,
+        alignedOutput, fusesSlices(), wgmma, fewRows, fewRows ? fewRowsTile : 0,
+        tmaWeights, producerWarp, persistent, wgmmaExpand, bulksOutput(),
+        bulkShrink, expandsEarly());
+  }
 };
 
 bool operator==(const KernelSpec &a, const KernelSpec &b);
