@@ -156,6 +156,17 @@ static void setFlagWhereItFits(KernelSpec &s, bool KernelSpec::*flag,
     s.*flag = false;
 }
 
+/// setFlagWhereItFits for a one-shot choice that moves the bytes the
+/// few-rows expand's budget is measured in: only where the entry's few-rows
+/// shape stays as it was (as tuned and measured).
+static void setFlagKeepingFewRows(KernelSpec &s, bool KernelSpec::*flag,
+                                  int value) {
+  const std::optional<ExpandShape> fewRows = fewRowsShapeIfEnabled(s);
+  setFlagWhereItFits(s, flag, value);
+  if (s.*flag && fewRowsShapeIfEnabled(s) != fewRows)
+    s.*flag = false;
+}
+
 /// A tuned entry's expand choices (one_shot: the kernel's, after its wgmma;
 /// two_kernel: its expand's): wgmma_expand where the final tile allows it
 /// (BLOCK_M 64 or 128, rank above 32) and r's swizzled tile, which the
@@ -167,10 +178,7 @@ static void setFlagWhereItFits(KernelSpec &s, bool KernelSpec::*flag,
 static void useExpandChoices(KernelSpec &s, const TunedConfig &c) {
   setFlagWhereItFits(s, &KernelSpec::wgmmaExpand, c.wgmmaExpand);
   setFlagWhereItFits(s, &KernelSpec::bulkOutput, c.bulkOutput);
-  const std::optional<ExpandShape> fewRows = fewRowsShapeIfEnabled(s);
-  setFlagWhereItFits(s, &KernelSpec::earlyExpand, c.earlyExpand);
-  if (s.earlyExpand && fewRowsShapeIfEnabled(s) != fewRows)
-    s.earlyExpand = false;
+  setFlagKeepingFewRows(s, &KernelSpec::earlyExpand, c.earlyExpand);
 }
 
 static long ceilDiv(long a, long b) { return (a + b - 1) / b; }
@@ -461,6 +469,10 @@ static Expected<DispatchPlan> choosePlan(const MoeLoraCall &call,
     if (t) {
       useWgmmaWhereTheTileAllows(s, t->config, call);
       useExpandChoices(s, t->config);
+      // After the expand's choices, whose few-rows shapes its smaller sums
+      // could otherwise move (r's wgmma tile, early stages sit past them).
+      setFlagKeepingFewRows(s, &KernelSpec::reduceScatter,
+                            t->config.reduceScatter);
       // bulk_shrink where the final spec allows it (mma.sync tiles, K a
       // multiple of BLOCK_K, A tiles within the rank).
       setFlagWhereItFits(s, &KernelSpec::bulkShrink, t->config.bulkShrink);

@@ -166,7 +166,8 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
                      {"wgmma_expand", &t.config.wgmmaExpand, "expand"},
                      {"bulk_output", &t.config.bulkOutput, "expand"},
                      {"bulk_shrink", &t.config.bulkShrink, "shrink"},
-                     {"early_expand", &t.config.earlyExpand, "one_shot"}};
+                     {"early_expand", &t.config.earlyExpand, "one_shot"},
+                     {"reduce_scatter", &t.config.reduceScatter, "one_shot"}};
       // A misspelt key would otherwise leave its default in place, silently.
       std::vector<std::string> keys;
       for (const auto &f : config)
@@ -225,7 +226,8 @@ Expected<TunedTable> TunedTable::parse(const std::string &text,
         *b.field = v->get<bool>() ? 1 : 0;
       }
       for (auto [name, value] : {std::pair{"persistent", t.config.persistent},
-                                 {"early_expand", t.config.earlyExpand}})
+                                 {"early_expand", t.config.earlyExpand},
+                                 {"reduce_scatter", t.config.reduceScatter}})
         if (value != -1 && t.path != "one_shot")
           return makeError(
               fmt::format("{}: {} on path {}: allowed on one_shot only",

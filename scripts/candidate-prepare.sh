@@ -5,8 +5,10 @@
 # The A side's bench cache must hold the kernels of the tables of the card
 # that runs it (scripts/bench-prepare.sh with MOELORA_GPU set to each).
 # TABLES (space-separated tuned-table files) are copied into the candidate
-# and its bench cache holds their kernels too (generated for TABLES_GPU,
-# default the H200; sm_90 kernels serve the H100 as well): a side
+# and its bench cache holds their kernels too, generated for the card the
+# file name starts with (h100-*: the H100, h200-*: the H200), else for
+# TABLES_GPU (default the H200; a cache staged for one card lacks the
+# other's 16-block-cluster fallbacks): a side
 # B=.carry/$CAND:.carry/$CAND/<table file name> runs one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +25,12 @@ for gpu in "NVIDIA H200" "NVIDIA H100 80GB HBM3"; do
 done
 for table in ${TABLES:-}; do
   cp "$table" "$W/$CAND/"
-  MOELORA_TARGET_GPU="${TABLES_GPU:-NVIDIA H200}" "$BUILD"/benchmarks/moelora-bench-prepare \
+  case "$(basename "$table")" in
+  h100-*) gpu="NVIDIA H100 80GB HBM3" ;;
+  h200-*) gpu="NVIDIA H200" ;;
+  *) gpu="${TABLES_GPU:-NVIDIA H200}" ;;
+  esac
+  MOELORA_TARGET_GPU="$gpu" "$BUILD"/benchmarks/moelora-bench-prepare \
     "$W/$CAND/bench-cache" --tuned-table "$table" >/dev/null
 done
 cp "$BUILD"/benchmarks/moelora-bench "$BUILD"/test/gpu/moelora_gpu_tests "$W/$CAND/bin/"

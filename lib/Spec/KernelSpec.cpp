@@ -137,6 +137,8 @@ std::string KernelSpec::cacheKey() const {
     key += ";in=bulk";
   if (expandsEarly())
     key += ";xe=early";
+  if (scattersClusterSum())
+    key += ";cs=scatter";
   return key;
 }
 
@@ -196,6 +198,8 @@ std::string KernelSpec::entryName() const {
     name += "_bs";
   if (expandsEarly())
     name += "_xe";
+  if (scattersClusterSum())
+    name += "_rs";
   std::string key = cacheKey();
   uint64_t hash = XXH3_64bits(key.data(), key.size());
   name += fmt::format("_h{:08x}", static_cast<uint32_t>(hash));

@@ -474,6 +474,8 @@ private:
       return d.bulkShrink ? 1 : 0;
     case Field::EarlyExpand:
       return d.earlyExpand ? 1 : 0;
+    case Field::ReduceScatter:
+      return d.reduceScatter ? 1 : 0;
     }
     return 0;
   }
@@ -571,6 +573,9 @@ private:
       break;
     case Field::EarlyExpand:
       s.earlyExpand = v != 0;
+      break;
+    case Field::ReduceScatter:
+      s.reduceScatter = v != 0;
       break;
     }
   }

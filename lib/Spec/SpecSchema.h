@@ -51,9 +51,10 @@ enum class Field {
   BulkOutput,
   BulkShrink,
   EarlyExpand,
+  ReduceScatter,
 };
 inline constexpr size_t kNumFields =
-    static_cast<size_t>(Field::EarlyExpand) + 1;
+    static_cast<size_t>(Field::ReduceScatter) + 1;
 
 enum class ValueKind { Text, Enum, Int, Bool };
 
@@ -118,6 +119,9 @@ inline constexpr std::array<FieldInfo, kNumFields> kFieldInfo = {{
     {"early_expand", ValueKind::Bool,
      "true, false (true: a one_shot issues its expand's first stages before "
      "it reduces r)"},
+    {"reduce_scatter", ValueKind::Bool,
+     "true, false (true: a one_shot with SPLIT_K > 1 sums r over its "
+     "cluster as a reduce-scatter and an all-gather)"},
 }};
 
 inline constexpr std::array<int, 4> kTargets = {80, 86, 89, 90};

@@ -433,6 +433,9 @@ std::string validateSpec(const KernelSpec &spec) {
                         ">= 2 with early_expand");
   }
 
+  if (spec.reduceScatter && spec.family != KernelFamily::OneShot)
+    return onlyFor(Field::ReduceScatter, "one_shot", spec.family);
+
   if (spec.producerWarp) {
     // The producer feeds the wgmma shrink's stages through mbarriers.
     if (spec.family != KernelFamily::OneShot &&

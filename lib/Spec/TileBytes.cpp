@@ -27,9 +27,12 @@ OneShotSharedLayout::OneShotSharedLayout(const KernelSpec &spec) {
   xPitch = shrinkTilePitch(spec);
   shrinkStage = (spec.blockM + slices * blockR) * xPitch * kElementBytes;
   expandBytes = expandStageBytes(spec) * spec.numStages;
-  const int rBytes = spec.blockM * slices * blockR * 4; // r in f32
+  rBytes = spec.blockM * slices * blockR * 4;
   reduceBytes = grid.warpsN > 1 ? grid.warpsN * rBytes : 0;
-  clusterBytes = spec.splitK > 1 ? 2 * rBytes : 0;
+  // Partial and summed r; reduce_scatter sums in place, and without warps
+  // along K gathers the sums straight into registers.
+  const bool oneBuffer = spec.scattersClusterSum() && grid.warpsN == 1;
+  clusterBytes = spec.splitK > 1 ? (oneBuffer ? 1 : 2) * rBytes : 0;
   if (spec.expandsEarly()) {
     // Past the bytes used while the early stages are in flight: the
     // reductions', and the few-rows expand's copies of r's first rows

@@ -912,7 +912,60 @@ inline std::vector<GpuCase> gpuCases() {
   if (std::find(seenEarly.begin(), seenEarly.end(), false) != seenEarly.end())
     throw std::logic_error(
         "GpuCases.h: a kind of early_expand case is missing");
+  // Every one-shot cluster case (early_expand's too) again with r's cluster
+  // sum as a reduce-scatter (reduce_scatter), each kind represented: warps
+  // along M only and along K too, shares that are a whole number of passes
+  // over the threads and shares smaller than them, 2- and 8/16-block
+  // clusters, fused slices, wgmma expands, naive metadata, early stages
+  // (past the one buffer), few-rows blocks, a persistent grid.
+  const size_t withEarly = cases.size();
+  std::array<bool, 11> seenScatter{};
+  for (size_t i = 0; i < withEarly; ++i) {
+    if (cases[i].path != Path::OneShot)
+      continue;
+    GpuCase c = cases[i];
+    c.spec.reduceScatter = true;
+    if (!c.spec.scattersClusterSum() || !validateSpec(c.spec).empty())
+      continue;
+    c.name += "_rs";
+    cases.push_back(c);
+    const KernelSpec &s = c.spec;
+    const int share = s.blockM * (s.fusesSlices() ? s.numSlices : 1) *
+                      s.blockR() / 4 / s.splitK;
+    const bool warpsAlongK = WarpGrid::forTile(s.numWarps, s.blockM).warpsN > 1;
+    const bool kinds[] = {!warpsAlongK,
+                          warpsAlongK,
+                          share % s.threads() == 0,
+                          share < s.threads(),
+                          s.splitK == 2,
+                          s.splitK >= 8,
+                          s.fusesSlices(),
+                          s.wgmmaExpand,
+                          !s.sorted,
+                          s.expandsEarly(),
+                          s.fewRowsExpand() || s.persistent};
+    for (size_t k = 0; k < seenScatter.size(); ++k)
+      seenScatter[k] = seenScatter[k] || kinds[k];
+  }
+  if (std::find(seenScatter.begin(), seenScatter.end(), false) !=
+      seenScatter.end())
+    throw std::logic_error(
+        "GpuCases.h: a kind of reduce_scatter case is missing");
   return cases;
+}
+
+/// The kernel without the choices that move work between blocks or in time
+/// but not what is computed (persistent, early_expand, reduce_scatter): it
+/// must give the same bits (GpuCorrectnessTest; the bundle holds it).
+/// nullopt where the spec has none of them.
+inline std::optional<KernelSpec> sameBitsSibling(const KernelSpec &spec) {
+  if (!spec.persistent && !spec.expandsEarly() && !spec.scattersClusterSum())
+    return std::nullopt;
+  KernelSpec plain = spec;
+  plain.persistent = false;
+  plain.earlyExpand = false;
+  plain.reduceScatter = false;
+  return plain;
 }
 
 /// align_block_size kernels of the suite (BLOCK_SIZE_M 16 and 64).

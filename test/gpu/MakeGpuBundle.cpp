@@ -27,13 +27,9 @@ int main(int argc, char **argv) {
   std::set<std::string> done;
   int count = 0;
   for (const auto &c : gputest::gpuCases()) {
-    // A persistent case also runs its kernel without the flag, to compare
-    // bits (GpuCorrectnessTest).
-    std::optional<KernelSpec> plain;
-    if (c.spec.persistent) {
-      plain = c.spec;
-      plain->persistent = false;
-    }
+    // Cases with a same-bits choice also run their kernel without it, to
+    // compare bits (GpuCorrectnessTest).
+    const std::optional<KernelSpec> plain = gputest::sameBitsSibling(c.spec);
     for (const KernelSpec *s : {&c.spec, c.expand ? &*c.expand : nullptr,
                                 plain ? &std::as_const(*plain) : nullptr}) {
       if (!s || !done.insert(s->entryName()).second)

@@ -160,7 +160,7 @@ std::vector<json> candidates(const YAML::Node &sweep, const char *path) {
             name == "tma_weights" || name == "producer_warp" ||
             name == "persistent" || name == "wgmma_expand" ||
             name == "bulk_output" || name == "bulk_shrink" ||
-            name == "early_expand")
+            name == "early_expand" || name == "reduce_scatter")
           c[name] = v.as<bool>();
         else
           c[name] = v.as<int>();

@@ -324,6 +324,10 @@ public:
   /// operations, its global stores included (ncu: a tenth of a decode
   /// cluster kernel's warp samples sat there).
   void clusterBarrierRelaxed();
+  /// This block's shared address `sharedPtr` in the shared memory of
+  /// cluster block `rank` (mapa; a shared::cluster pointer, which byte
+  /// offsets move within that block's shared memory).
+  Value inClusterBlock(Value sharedPtr, Value rank);
   /// Loads a `type` at this block's shared address `sharedPtr` in the shared
   /// memory of cluster block `rank` (mapa + ld.shared::cluster).
   Value loadFromClusterBlock(mlir::Type type, Value sharedPtr, Value rank);

@@ -24,7 +24,8 @@
 // expand's; sm_90 calls with 16-byte aligned output rows) and "bulk_shrink":
 // true|false (KernelSpec::bulkShrink; two_kernel: the shrink's). A one_shot
 // entry's config may hold "early_expand": true|false
-// (KernelSpec::earlyExpand).
+// (KernelSpec::earlyExpand) and "reduce_scatter": true|false
+// (KernelSpec::reduceScatter).
 // A "fused" entry has no config but "use": "one_shot"|"two_kernel": the
 // path that serves fused_moe_lora calls of its bucket which the rules would
 // give the one-shot kernel (the two-kernel path wins some prefill buckets).
@@ -86,6 +87,10 @@ struct TunedConfig {
   /// one_shot: the expand's first stages issued before r's reduction
   /// (KernelSpec::earlyExpand); -1: absent (after it).
   int earlyExpand = -1;
+  /// one_shot: r summed over the cluster as a reduce-scatter and an
+  /// all-gather (KernelSpec::reduceScatter); -1: absent (every block sums
+  /// all of r).
+  int reduceScatter = -1;
 };
 
 struct TunedEntry {

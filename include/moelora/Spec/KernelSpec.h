@@ -182,6 +182,16 @@ struct KernelSpec {
   /// whose shared memory grows by the 32 KB of cluster sums (fewer blocks
   /// per SM). Chosen per bucket by the tuned table.
   bool earlyExpand = false;
+  /// one_shot with SPLIT_K > 1: r is summed over the cluster as a
+  /// reduce-scatter and an all-gather (each block sums 1/C of r over the C
+  /// blocks in place, then reads each tile's sums from the block that owns
+  /// it) instead of every block summing all of r: each block reads 2x r's
+  /// bytes through distributed shared memory instead of C x, at one cluster
+  /// barrier more; without warps along K the cluster sums need one r buffer
+  /// instead of two (early_expand's stages sit that much lower). The same
+  /// sums in the same order: the same results, bit for bit. Not measured
+  /// yet; no table uses it.
+  bool reduceScatter = false;
   std::string origin; ///< "file:line" of the spec this came from
 
   /// BLOCK_R = max(16, next_pow2(R)).
@@ -205,6 +215,11 @@ struct KernelSpec {
   /// issue ahead); the key and equality use this, so the flag is canonical.
   bool expandsEarly() const {
     return earlyExpand && family == KernelFamily::OneShot && numStages >= 2;
+  }
+  /// reduceScatter where it changes the kernel (a one-shot whose cluster
+  /// sums r); the key and equality use this, so the flag is canonical.
+  bool scattersClusterSum() const {
+    return reduceScatter && family == KernelFamily::OneShot && splitK > 1;
   }
   /// fuseSlices where it changes the kernel (a shrink or one_shot of
   /// several slices); the key and equality use this, so the flag is
@@ -238,7 +253,7 @@ struct KernelSpec {
         mulRoutedWeight, addInputs, numSlices, npid, minBlocksPerSm,
         alignedOutput, fusesSlices(), wgmma, fewRows, fewRows ? fewRowsTile : 0,
         tmaWeights, producerWarp, persistent, wgmmaExpand, bulksOutput(),
-        bulkShrink, expandsEarly());
+        bulkShrink, expandsEarly(), scattersClusterSum());
   }
 };
 

@@ -67,8 +67,11 @@ struct OneShotSharedLayout {
   /// in flight while r is reduced) past the reduction's and the cluster
   /// sums' bytes, 1024-byte aligned.
   int expandOffset = 0;
-  int reduceBytes = 0;  ///< warpsN partial r (f32)
-  int clusterBytes = 0; ///< partial and summed r (f32)
+  int rBytes = 0;      ///< r of the program's slices (f32)
+  int reduceBytes = 0; ///< warpsN partial r (f32)
+  /// Partial and summed r (f32): two r's, one with reduce_scatter and no
+  /// warps along K.
+  int clusterBytes = 0;
   /// wgmmaExpand: r in T, one BLOCK_M x BLOCK_R swizzled tile per slice,
   /// from rTileOffset (1024-byte aligned, past the expand stages, the
   /// reduction and the cluster sums, which it outlives or follows).

@@ -72,16 +72,26 @@ struct OneShotLayout : OneShotSharedLayout {
 /// access is one 16-byte vector and a warp's are contiguous. One warp per row
 /// group publishes this block's partial; after a cluster barrier the warps
 /// of a row group each sum a share of the tiles over the C blocks (in rank
-/// order, so that every block gets the same r) into a second buffer, from
-/// which all of them read the whole r.
+/// order, so that every block gets the same r) into a second buffer at
+/// `totalsOffset`, from which all of them read the whole r.
+/// reduce_scatter (KernelSpec::scattersClusterSum) instead: each block sums
+/// its 1/C of the vectors over the C blocks, in place, and after a second
+/// cluster barrier reads every tile's sums from the block that owns it
+/// (with warps along K, each tile once, passed on through the second
+/// buffer; else straight into the warps' registers, and no second buffer).
+/// Each block reads 2 r's bytes from the cluster instead of C, for one
+/// cluster barrier more; the same sums in the same order give the same r,
+/// bit for bit.
 void sumClusterPartials(TileBuilder &tb, Accumulators &r, Value smem, int C,
                         Value wm, Value wn, int warpsN, int totalsOffset) {
   const int tiles = r.mTiles * r.nTiles;
-  auto slot = [&](Value base, int tile) {
-    Value index = tb.add(
+  auto slotIndex = [&](int tile) {
+    return tb.add(
         tb.mul(tb.add(tb.mul(wm, tb.i32(tiles)), tb.i32(tile)), tb.i32(32)),
         tb.laneId());
-    return tb.gep(base, tb.mul(index, tb.i32(4)), tb.f32Type());
+  };
+  auto slot = [&](Value base, int tile) {
+    return tb.gep(base, tb.mul(slotIndex(tile), tb.i32(4)), tb.f32Type());
   };
   auto fragment = [&](int tile) {
     ValueVec v;
@@ -89,7 +99,10 @@ void sumClusterPartials(TileBuilder &tb, Accumulators &r, Value smem, int C,
       v.push_back(r.values[tile * 4 + i]);
     return v;
   };
-  Value totals = tb.sharedOffset(smem, tb.i32(totalsOffset));
+  auto setFragment = [&](int tile, const ValueVec &v) {
+    for (int i = 0; i < 4; ++i)
+      r.values[tile * 4 + i] = v[i];
+  };
   mlir::Type f32x4 = tb.vectorType(tb.f32Type(), 4);
   tb.ifThen(tb.eq(wn, tb.i32(0)), [&] {
     for (int tile = 0; tile < tiles; ++tile)
@@ -97,18 +110,74 @@ void sumClusterPartials(TileBuilder &tb, Accumulators &r, Value smem, int C,
   });
   // Release/acquire over the cluster: every block's partial is visible.
   tb.clusterBarrier();
+  // A tile's sums: summed here, or (reduce_scatter) read from its owner.
+  std::function<ValueVec(int)> sumOfTile = [&](int tile) {
+    return tb.sumOverCluster(f32x4, slot(smem, tile), C);
+  };
+  if (tb.spec().scattersClusterSum()) {
+    // This block's share of the vectors (rank-major), spread over its
+    // threads. Peers read only their own shares of this buffer, so the
+    // sums may overwrite this one's.
+    const int vectors = tb.spec().blockM / 16 * r.nTiles * 32;
+    const int share = vectors / C;
+    const int threads = tb.spec().threads();
+    Value shareStart = tb.mul(tb.clusterRank(), tb.i32(share));
+    for (int j = 0; j < share; j += threads) {
+      auto sumVector = [&] {
+        Value v = tb.add(shareStart, tb.add(tb.threadId(), tb.i32(j)));
+        Value at = tb.sharedOffset(smem, tb.mul(v, tb.i32(16)));
+        tb.store(tb.vectorOf(tb.sumOverCluster(f32x4, at, C)), at);
+      };
+      if (j + threads <= share)
+        sumVector();
+      else
+        tb.ifThen(tb.lt(tb.threadId(), tb.i32(share - j)), sumVector);
+    }
+    // Release/acquire again: every share's sums are visible.
+    tb.clusterBarrier();
+    auto owner = [&, share](int tile) {
+      return tb.divU(slotIndex(tile), tb.i32(share));
+    };
+    if (warpsN == 1) {
+      // A run of the warp's tiles within one share is read through one
+      // mapped address (fewer 64-bit addresses live beside r): shares of
+      // whole tiles where the counts divide, else each lane's vector alone.
+      const int tilesPerShare = share % 32 == 0 ? share / 32 : 0;
+      int run = 1;
+      if (tilesPerShare > 0 &&
+          (tilesPerShare % tiles == 0 || tiles % tilesPerShare == 0))
+        run = std::min(tilesPerShare, tiles);
+      for (int first = 0; first < tiles; first += run) {
+        Value remote = tb.inClusterBlock(slot(smem, first), owner(first));
+        // Slots of consecutive tiles are 32 vectors (128 f32) apart.
+        for (int tile = first; tile < first + run; ++tile)
+          setFragment(tile,
+                      tb.scalarsOf(tb.load(
+                          f32x4, tb.gep(remote, tb.i32((tile - first) * 128),
+                                        tb.f32Type()))));
+      }
+      // No block may reuse its shared memory while a peer still reads it:
+      // these reads are not used before the arrive, so it must release
+      // them (a relaxed arrive would let a peer overwrite its share while
+      // a read of it is in flight).
+      tb.clusterBarrier();
+      return;
+    }
+    // (owner by value: it ends with this scope.)
+    sumOfTile = [&, owner](int tile) {
+      return tb.scalarsOf(
+          tb.loadFromClusterBlock(f32x4, slot(smem, tile), owner(tile)));
+    };
+  }
+  Value totals = tb.sharedOffset(smem, tb.i32(totalsOffset));
   for (int tile = 0; tile < tiles; ++tile) {
     tb.ifThen(tb.eq(wn, tb.i32(tile % warpsN)), [&] {
-      ValueVec sum = tb.sumOverCluster(f32x4, slot(smem, tile), C);
-      tb.store(tb.vectorOf(sum), slot(totals, tile));
+      tb.store(tb.vectorOf(sumOfTile(tile)), slot(totals, tile));
     });
   }
   tb.barrier();
-  for (int tile = 0; tile < tiles; ++tile) {
-    ValueVec v = tb.scalarsOf(tb.load(f32x4, slot(totals, tile)));
-    for (int i = 0; i < 4; ++i)
-      r.values[tile * 4 + i] = v[i];
-  }
+  for (int tile = 0; tile < tiles; ++tile)
+    setFragment(tile, tb.scalarsOf(tb.load(f32x4, slot(totals, tile))));
   // No block may reuse its shared memory while a peer still reads it (the
   // peers' reads above are used before they arrive: no release needed).
   tb.clusterBarrierRelaxed();
@@ -335,7 +404,7 @@ void buildOneShotProgram(TileBuilder &tb, const KernelArgs &args, Value x,
     if (warpsN > 1)
       tb.reduceAccumulators(r, smem, warpsN, wn, warpRow0, spec.blockM, F * BR);
     if (C > 1)
-      sumClusterPartials(tb, r, smem, C, wm, wn, warpsN, lay.clusterBytes / 2);
+      sumClusterPartials(tb, r, smem, C, wm, wn, warpsN, lay.rBytes);
 
     // ---- Expand: out[rows, n] (+)= r @ B[l,e]^T over this program's tiles
     // of each of its slices.

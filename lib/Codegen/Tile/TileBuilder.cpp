@@ -338,12 +338,15 @@ void TileBuilder::clusterBarrierRelaxed() {
   NVVM::ClusterWaitOp::create(b, location, b.getUnitAttr());
 }
 
-Value TileBuilder::loadFromClusterBlock(Type type, Value sharedPtr,
-                                        Value rank) {
+Value TileBuilder::inClusterBlock(Value sharedPtr, Value rank) {
   // Address space 7: shared::cluster.
   auto clusterPtr = LLVM::LLVMPointerType::get(b.getContext(), 7);
-  Value remote = NVVM::MapaOp::create(b, location, clusterPtr, sharedPtr, rank);
-  return load(type, remote);
+  return NVVM::MapaOp::create(b, location, clusterPtr, sharedPtr, rank);
+}
+
+Value TileBuilder::loadFromClusterBlock(Type type, Value sharedPtr,
+                                        Value rank) {
+  return load(type, inClusterBlock(sharedPtr, rank));
 }
 
 ValueVec TileBuilder::sumOverCluster(Type type, Value sharedPtr, int blocks) {

@@ -979,6 +979,89 @@ TEST(Generator, EarlyExpandCommitsStagesBeforeTheReduction) {
   }
 }
 
+// reduce_scatter: r's cluster sum as a reduce-scatter and an all-gather.
+// One cluster barrier more (release/acquire: the shares' sums published),
+// fewer distributed shared-memory loads in the code (each block sums 1/C of
+// r over C blocks, then reads its tiles once: no per-tile loop over the C
+// blocks), one r buffer instead of two, so early_expand's stages start no
+// later. The kernels assemble without spills.
+TEST(Generator, ReduceScatterSumsAShareOfRPerBlock) {
+  PtxasScratch ptxas("rs");
+  KernelSpec r64 = sortedTile(KernelFamily::OneShot, 64, 64, 64, 4, 3);
+  r64.k = 4096;
+  r64.numSlices = 1;
+  r64.splitK = 4; // four warps along M: no block reduction
+  KernelSpec mma = sortedTile(KernelFamily::OneShot, 16, 64, 128, 8, 3);
+  mma.k = 7168;
+  mma.numSlices = 1;
+  mma.mulRoutedWeight = true;
+  mma.splitK = 8; // two warps along K: both reductions
+  KernelSpec fused = sortedTile(KernelFamily::OneShot, 16, 64, 64, 8, 2);
+  fused.k = 2048;
+  fused.fuseSlices = true;
+  fused.splitK = 2;
+  KernelSpec wg = sortedTile(KernelFamily::OneShot, 64, 128, 128, 8, 3);
+  wg.k = 4096;
+  wg.splitK = 16;
+  wg.wgmma = true;
+  wg.wgmmaExpand = true;
+  KernelSpec decode = sortedTile(KernelFamily::OneShot, 64, 64, 256, 4, 2);
+  decode.sorted = false;
+  decode.blockM = 16;
+  decode.k = 2048;
+  decode.numSlices = 1;
+  decode.splitK = 8;
+  for (const KernelSpec &s : {r64, mma, fused, wg, decode}) {
+    for (const bool early : {false, true}) {
+      KernelSpec plainSpec = s;
+      plainSpec.earlyExpand = early;
+      KernelSpec x = plainSpec;
+      x.reduceScatter = true;
+      SCOPED_TRACE(x.cacheKey());
+      ASSERT_EQ(validateSpec(x), "");
+      ASSERT_TRUE(x.scattersClusterSum());
+      EXPECT_NE(x.cacheKey(), plainSpec.cacheKey());
+      EXPECT_THAT(x.entryName(), HasSubstr("_rs"));
+      auto g = generateKernel(plainSpec);
+      auto w = generateKernel(x);
+      ASSERT_TRUE(g) << g.error().message;
+      ASSERT_TRUE(w) << w.error().message;
+      EXPECT_EQ(occurrences(w->ptx, "barrier.cluster.arrive"),
+                occurrences(g->ptx, "barrier.cluster.arrive") + 1);
+      // Without warps along K the gathered sums go straight to registers,
+      // unused before the last arrive: it releases them (not relaxed), so
+      // no peer reuses its shared memory while a read is in flight.
+      const OneShotSharedLayout plainLay(plainSpec), lay(x);
+      EXPECT_EQ(occurrences(w->ptx, "barrier.cluster.arrive.relaxed"),
+                occurrences(g->ptx, "barrier.cluster.arrive.relaxed") -
+                    (lay.reduceBytes == 0 ? 1 : 0));
+      if (s.splitK >= 4)
+        EXPECT_LT(occurrences(w->ptx, "ld.shared::cluster"),
+                  occurrences(g->ptx, "ld.shared::cluster"));
+      EXPECT_EQ(lay.clusterBytes * (lay.reduceBytes == 0 ? 2 : 1),
+                plainLay.clusterBytes);
+      EXPECT_LE(lay.expandOffset, plainLay.expandOffset);
+      if (early && lay.reduceBytes == 0)
+        EXPECT_LT(lay.expandOffset, plainLay.expandOffset);
+      EXPECT_EQ(w->sharedBytes, lay.sharedBytes(x));
+      EXPECT_LE(w->sharedBytes, g->sharedBytes);
+      if (!ptxas.have)
+        continue;
+      PtxasReport rw = ptxas.assemble(w->ptx, x.ptxTarget());
+      ASSERT_TRUE(rw.ok) << rw.log;
+      EXPECT_EQ(rw.spillStores + rw.spillLoads, 0) << rw.log;
+    }
+  }
+  // Without a cluster the flag changes nothing: the same kernel and key.
+  KernelSpec one = r64;
+  one.splitK = 1;
+  KernelSpec oneScatter = one;
+  oneScatter.reduceScatter = true;
+  EXPECT_FALSE(oneScatter.scattersClusterSum());
+  EXPECT_EQ(one.cacheKey(), oneScatter.cacheKey());
+  EXPECT_TRUE(one == oneScatter);
+}
+
 // bulk_shrink: the shrink's x and A tile rows by bulk copies on the stage
 // barriers (one arrival per thread), one-shot and two-kernel shrink alike;
 // no 16-byte cp.async is left in the shrink loop, only the expand's (B and

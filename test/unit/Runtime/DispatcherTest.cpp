@@ -66,6 +66,24 @@ DispatchPlan planOk(const MoeLoraCall &c, bool sharded = false,
 
 long ceilDiv(long a, long b) { return (a + b - 1) / b; }
 
+/// A table of one entry, the sorted bf16 R 16 (K 2048, N 1408, two slices)
+/// bucket of `path`, with these config members.
+TunedTable oneEntryTable(const char *path, const std::string &config) {
+  auto t = TunedTable::parse(
+      fmt::format(R"({{"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {{"path": "{}", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
+     "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {{{}}}}}]}})",
+                  path, config),
+      "t.json");
+  if (!t) {
+    ADD_FAILURE() << t.error().message;
+    return TunedTable{};
+  }
+  return *t;
+}
+
 TEST(DispatcherTest, PathNames) {
   EXPECT_EQ(toString(DispatchPath::None), "none");
   EXPECT_EQ(toString(DispatchPath::SmallBatch), "small_batch");
@@ -881,14 +899,8 @@ TEST(DispatcherTunedTest, SmallBatchAndTwoKernelEntries) {
 // A one_shot entry's fuse_slices reaches the one-shot kernel; without one
 // the one-shot keeps a program per slice.
 TEST(DispatcherTunedTest, OneShotEntryChoosesSliceFusion) {
-  auto t = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
-    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
-    {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
-     "sorted": true, "num_slices": 2, "max_pairs": 100000,
-     "config": {"fuse_slices": true}}]})",
-                             "t.json");
-  ASSERT_TRUE(t) << t.error().message;
-  DispatchPlan fused = planOk(sortedCall(512, 64), false, &*t);
+  const TunedTable t = oneEntryTable("one_shot", R"("fuse_slices": true)");
+  DispatchPlan fused = planOk(sortedCall(512, 64), false, &t);
   ASSERT_EQ(fused.path, DispatchPath::OneShot);
   EXPECT_TRUE(fused.kernels[0].spec.fusesSlices());
   EXPECT_TRUE(validateSpec(fused.kernels[0].spec).empty());
@@ -970,18 +982,13 @@ TEST(DispatcherTunedTest, FewRowsReachesTheKernelThatExpands) {
 // Tuned entries are not keyed by BLOCK_SIZE_M: a 32-row few-rows tile on a
 // call whose BLOCK_SIZE_M 32 has no 32-row shape takes the 16-row one.
 TEST(DispatcherTunedTest, FewRowsTileFallsBackTo16WithoutA32RowShape) {
-  auto t = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
-    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
-    {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
-     "sorted": true, "num_slices": 2, "max_pairs": 100000,
-     "config": {"few_rows": true, "few_rows_tile": 32, "num_warps": 8}}]})",
-                             "t.json");
-  ASSERT_TRUE(t) << t.error().message;
-  DispatchPlan wide = planOk(sortedCall(512, 64), false, &*t);
+  const TunedTable t = oneEntryTable(
+      "one_shot", R"("few_rows": true, "few_rows_tile": 32, "num_warps": 8)");
+  DispatchPlan wide = planOk(sortedCall(512, 64), false, &t);
   ASSERT_EQ(wide.path, DispatchPath::OneShot);
   EXPECT_EQ(wide.kernels[0].spec.fewRowsTile, 32);
   EXPECT_TRUE(wide.kernels[0].spec.fewRowsExpand());
-  DispatchPlan narrow = planOk(sortedCall(512, 32), false, &*t);
+  DispatchPlan narrow = planOk(sortedCall(512, 32), false, &t);
   ASSERT_EQ(narrow.path, DispatchPath::OneShot);
   EXPECT_EQ(narrow.kernels[0].spec.fewRowsTile, 16);
   EXPECT_TRUE(narrow.kernels[0].spec.fewRowsExpand());
@@ -993,15 +1000,10 @@ TEST(DispatcherTunedTest, FewRowsTileFallsBackTo16WithoutA32RowShape) {
 // must still fit the device's shared memory (six stages of 144 x 136 bf16
 // would not; 144 x 128, wgmma's, would).
 TEST(DispatcherTunedTest, WgmmaFallbackFitsSharedMemoryAgain) {
-  auto t = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
-    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
-    {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
-     "sorted": true, "num_slices": 2, "max_pairs": 100000,
-     "config": {"wgmma": true, "num_warps": 4, "num_stages": 6,
-                "BLOCK_SIZE_K": 128}}]})",
-                             "t.json");
-  ASSERT_TRUE(t) << t.error().message;
-  DispatchPlan p = planOk(sortedCall(512, 128), false, &*t);
+  const TunedTable t = oneEntryTable(
+      "one_shot",
+      R"("wgmma": true, "num_warps": 4, "num_stages": 6, "BLOCK_SIZE_K": 128)");
+  DispatchPlan p = planOk(sortedCall(512, 128), false, &t);
   ASSERT_EQ(p.path, DispatchPath::OneShot);
   const KernelSpec &s = p.kernels[0].spec;
   EXPECT_FALSE(s.wgmma);
@@ -1109,38 +1111,28 @@ TEST(DispatcherTunedTest, BulkOutputAppliesWhereTheOutputIsStaged) {
 // early_expand: a one_shot entry's, on sm_90, where the final spec allows
 // it (with the few-rows expand too); a two_kernel entry may not hold it.
 TEST(DispatcherTunedTest, EarlyExpandAppliesWhereTheSpecAllows) {
-  auto tableWith = [](const std::string &config) {
-    return TunedTable::parse(
-        R"({"format": "moelora-tuned", "version": 1,
-    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
-    {"path": "one_shot", "dtype": "bf16", "rank": 16, "K": 2048,
-     "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
-     "config": )" +
-            config + "}]}",
-        "t.json");
-  };
-  auto t = tableWith(R"({"early_expand": true, "num_warps": 8})");
-  ASSERT_TRUE(t) << t.error().message;
+  const TunedTable t =
+      oneEntryTable("one_shot", R"("early_expand": true, "num_warps": 8)");
   MoeLoraCall call = sortedCall(512, 64);
-  DispatchPlan one = planOk(call, /*sharded=*/false, &*t);
+  DispatchPlan one = planOk(call, /*sharded=*/false, &t);
   ASSERT_EQ(one.path, DispatchPath::OneShot);
   EXPECT_TRUE(one.kernels[0].spec.expandsEarly());
   EXPECT_TRUE(validateSpec(one.kernels[0].spec).empty());
   // With the few-rows expand as well.
-  auto fr = tableWith(R"({"early_expand": true, "few_rows": true})");
-  ASSERT_TRUE(fr) << fr.error().message;
-  const KernelSpec withFewRows = planOk(call, false, &*fr).kernels[0].spec;
+  const TunedTable fr =
+      oneEntryTable("one_shot", R"("early_expand": true, "few_rows": true)");
+  const KernelSpec withFewRows = planOk(call, false, &fr).kernels[0].spec;
   EXPECT_TRUE(withFewRows.fewRowsExpand());
   EXPECT_TRUE(withFewRows.expandsEarly());
   // Not with a persistent grid: the entry's early_expand wins.
-  auto ps = tableWith(R"({"early_expand": true, "persistent": true})");
-  ASSERT_TRUE(ps) << ps.error().message;
-  const KernelSpec withPersistent = planOk(call, false, &*ps).kernels[0].spec;
+  const TunedTable ps =
+      oneEntryTable("one_shot", R"("early_expand": true, "persistent": true)");
+  const KernelSpec withPersistent = planOk(call, false, &ps).kernels[0].spec;
   EXPECT_TRUE(withPersistent.expandsEarly());
   EXPECT_FALSE(withPersistent.persistent);
   // sm_80 reads the entry and ignores it; without the entry, none.
   const DeviceInfo a100{80, 108, "NVIDIA A100-SXM4-80GB"};
-  EXPECT_FALSE(planOk(call, false, &*t, a100).kernels[0].spec.earlyExpand);
+  EXPECT_FALSE(planOk(call, false, &t, a100).kernels[0].spec.earlyExpand);
   EXPECT_FALSE(planOk(call).kernels[0].spec.earlyExpand);
   // Only a one_shot entry may ask for it.
   auto two = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
@@ -1152,6 +1144,49 @@ TEST(DispatcherTunedTest, EarlyExpandAppliesWhereTheSpecAllows) {
   ASSERT_FALSE(two);
   EXPECT_THAT(two.error().message,
               HasSubstr("early_expand on path two_kernel: allowed on "
+                        "one_shot only"));
+}
+
+// reduce_scatter: a one_shot entry's, on sm_90, where the plan has a
+// cluster; it moves no few-rows shape (the dispatcher keeps the flag only
+// where the shape stays); a two_kernel entry may not hold it.
+TEST(DispatcherTunedTest, ReduceScatterAppliesToOneShotClusters) {
+  const MoeLoraCall call = sortedCall(512, 64);
+  const TunedTable t =
+      oneEntryTable("one_shot", R"("reduce_scatter": true, "SPLIT_K": 4)");
+  const KernelSpec s = planOk(call, false, &t).kernels[0].spec;
+  EXPECT_EQ(s.splitK, 4);
+  EXPECT_TRUE(s.scattersClusterSum());
+  EXPECT_TRUE(validateSpec(s).empty());
+  // With early_expand and the few-rows expand: all three, the few-rows
+  // shape as without reduce_scatter.
+  const TunedTable all =
+      oneEntryTable("one_shot", R"("reduce_scatter": true, "SPLIT_K": 4,
+        "early_expand": true, "few_rows": true)");
+  const TunedTable noScatter = oneEntryTable(
+      "one_shot", R"("SPLIT_K": 4, "early_expand": true, "few_rows": true)");
+  const KernelSpec a = planOk(call, false, &all).kernels[0].spec;
+  const KernelSpec b = planOk(call, false, &noScatter).kernels[0].spec;
+  EXPECT_TRUE(a.scattersClusterSum());
+  EXPECT_TRUE(a.expandsEarly());
+  EXPECT_EQ(fewRowsShapeIfEnabled(a), fewRowsShapeIfEnabled(b));
+  // Without a cluster the flag changes nothing (not in the key).
+  const TunedTable one =
+      oneEntryTable("one_shot", R"("reduce_scatter": true, "SPLIT_K": 1)");
+  EXPECT_FALSE(planOk(call, false, &one).kernels[0].spec.scattersClusterSum());
+  // sm_80 reads the entry and ignores it; without the entry, none.
+  const DeviceInfo a100{80, 108, "NVIDIA A100-SXM4-80GB"};
+  EXPECT_FALSE(planOk(call, false, &t, a100).kernels[0].spec.reduceScatter);
+  EXPECT_FALSE(planOk(call).kernels[0].spec.reduceScatter);
+  auto two = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
+    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
+    {"path": "two_kernel", "dtype": "bf16", "rank": 16, "K": 2048,
+     "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
+     "config": {"reduce_scatter": true}}]})",
+                               "t.json");
+  ASSERT_FALSE(two);
+  EXPECT_THAT(two.error().message,
+              HasSubstr("reduce_scatter on path two_kernel: allowed on "
                         "one_shot only"));
 }
 
@@ -1196,28 +1231,6 @@ TEST(DispatcherTunedTest, BulkShrinkAppliesWhereTheSpecAllows) {
   EXPECT_FALSE(planOk(call).kernels[0].spec.bulkShrink);
 }
 
-// tma_weights (one_shot: the kernel's; two_kernel: its shrink's) applies
-// where the entry's wgmma does and the call gives lora_a's host base
-// pointers, 16-byte aligned with 16-byte aligned strides; elsewhere the
-// same entry runs the cp.async wgmma kernel.
-/// A table of one entry, the sorted bf16 R 16 (K 2048, N 1408, two slices)
-/// bucket of `path`, with these config members.
-TunedTable oneEntryTable(const char *path, const std::string &config) {
-  auto t = TunedTable::parse(
-      fmt::format(R"({{"format": "moelora-tuned", "version": 1,
-    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
-    {{"path": "{}", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
-     "sorted": true, "num_slices": 2, "max_pairs": 100000,
-     "config": {{{}}}}}]}})",
-                  path, config),
-      "t.json");
-  if (!t) {
-    ADD_FAILURE() << t.error().message;
-    return TunedTable{};
-  }
-  return *t;
-}
-
 /// The two slices' lora_a host bases, 16-byte aligned.
 const void *const kHostBases[2] = {reinterpret_cast<const void *>(0x100000),
                                    reinterpret_cast<const void *>(0x200000)};
@@ -1232,6 +1245,10 @@ MoeLoraCall callWithHostBases() {
   return c;
 }
 
+// tma_weights (one_shot: the kernel's; two_kernel: its shrink's) applies
+// where the entry's wgmma does and the call gives lora_a's host base
+// pointers, 16-byte aligned with 16-byte aligned strides; elsewhere the
+// same entry runs the cp.async wgmma kernel.
 TEST(DispatcherTunedTest, TmaWeightsNeedsWgmmaAndTheHostBasePointers) {
   for (const char *path : {"one_shot", "two_kernel"}) {
     SCOPED_TRACE(path);

@@ -150,6 +150,12 @@ TEST(SpecKeyTest, EveryKernelChoiceFlagChangesTheKeys) {
           {"bulkOutput", [](KernelSpec &s) { s.bulkOutput = true; }},
           {"bulkShrink", [](KernelSpec &s) { s.bulkShrink = true; }},
           {"earlyExpand", [](KernelSpec &s) { s.earlyExpand = true; }},
+          {"reduceScatter",
+           [](KernelSpec &s) {
+             s.splitK = 2;
+             s.npid = 2;
+             s.reduceScatter = true;
+           }},
       };
   for (const auto &[name, set] : flags) {
     SCOPED_TRACE(name);
@@ -158,6 +164,8 @@ TEST(SpecKeyTest, EveryKernelChoiceFlagChangesTheKeys) {
     // What the flag needs besides itself (wgmma) is in the base too.
     KernelSpec without = base;
     without.wgmma = with.wgmma;
+    without.splitK = with.splitK;
+    without.npid = with.npid;
     EXPECT_NE(with.cacheKey(), without.cacheKey());
     EXPECT_FALSE(with == without);
     EXPECT_FALSE(SpecKey(with) == SpecKey(without));

@@ -28,7 +28,7 @@ const std::string kAllFields =
     "MUL_ROUTED_WEIGHT, ADD_INPUTS, num_slices, NPID, min_blocks_per_sm, "
     "out_aligned, fuse_slices, wgmma, few_rows, few_rows_tile, tma_weights, "
     "producer_warp, persistent, wgmma_expand, bulk_output, bulk_shrink, "
-    "early_expand";
+    "early_expand, reduce_scatter";
 const std::string kFamilies =
     "one_shot, small_batch, shrink, expand, align_block_size";
 
@@ -898,6 +898,28 @@ TEST(SpecParserRuleTest, EarlyExpandRules) {
   EXPECT_EQ(parseError(base + "num_stages: 1\nearly_expand: true\n"),
             "t.yaml:1:1: num_stages: 1 with early_expand: the stages issued "
             "early are num_stages - 1; allowed: >= 2 with early_expand");
+}
+
+// reduce_scatter: r's cluster sum as a reduce-scatter; its own key and entry
+// name where there is a cluster (none without: the flag changes nothing);
+// only one_shot.
+TEST(SpecParserRuleTest, ReduceScatterRules) {
+  const std::string base = "kernel: one_shot\nrank: 16\nK: 2048\n"
+                           "metadata: sorted\nBLOCK_SIZE_M: 64\n";
+  SpecSet set = parseOk(base + "SPLIT_K: 4\nNPID: 4\n"
+                               "reduce_scatter: [false, true]\n");
+  ASSERT_EQ(set.specs.size(), 2u);
+  EXPECT_FALSE(set.specs[0].scattersClusterSum());
+  EXPECT_TRUE(set.specs[1].scattersClusterSum());
+  EXPECT_EQ(set.specs[1].cacheKey(), set.specs[0].cacheKey() + ";cs=scatter");
+  EXPECT_THAT(set.specs[1].entryName(), HasSubstr("_rs_h"));
+  EXPECT_FALSE(set.specs[0] == set.specs[1]);
+  const KernelSpec one = parseOk(base + "reduce_scatter: true\n").specs.at(0);
+  EXPECT_FALSE(one.scattersClusterSum());
+  EXPECT_EQ(one.cacheKey(), parseOk(base).specs[0].cacheKey());
+  EXPECT_EQ(parseError("kernel: expand\nrank: 16\nreduce_scatter: true\n"),
+            "t.yaml:1:1: reduce_scatter: true is only supported by one_shot "
+            "(got expand); allowed: false for expand");
 }
 
 // bulk_shrink: the shrink's x and A rows by bulk copies; its own key and

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# On the GPU machine, repository root, .carry carried with .carry/$CAND.tgz
+# (scripts/candidate-prepare.sh with CAND and TABLES holding, for each card
+# g in h200 and h100, a variant table $g-<variant>.json of its committed
+# table): the GPU suite's SUITE_FILTER cases, then an A/B of the committed
+# table (A) against each of VARIANTS (up to four, sides B to E), same build.
+#   CAND=rs VARIANTS="xe rs rsxe" SUITE_FILTER='*_rs*' \
+#     bash scripts/device/run-table-variants.sh
+# A variant whose table the candidate lacks for this card is left out.
+# NO_SUITE=1 skips the suite; ROUNDS (2) and BENCH_LIMIT (80 s) go to
+# run-build-ab.sh. Everything lands in $OUT/suite/ and $OUT/$CAND.tar.gz.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}
+CAND=${CAND:?CAND: the candidate under .carry}
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+case "$card" in
+*H200*) g=h200 T=specs/tuned/NVIDIA_H200.json ;;
+*) g=h100 T=specs/tuned/NVIDIA_H100_80GB_HBM3.json ;;
+esac
+echo "card: $card"
+tar xzf ".carry/$CAND.tgz" -C .carry
+for d in bin/moelora_gpu_tests gpu-bundle capi-cache; do
+  rm -rf ".carry/$d"
+  cp -r ".carry/$CAND/$d" ".carry/$d"
+done
+if [ -z "${NO_SUITE:-}" ]; then
+  echo "=== suite ($(date +%T))"
+  mkdir -p "$OUT/suite"
+  OUT=$OUT/suite timeout "${SUITE_LIMIT:-150}" bash scripts/device/run-gpu-suite.sh \
+    --gtest_filter="${SUITE_FILTER:-*}" > "$OUT/suite/suite.txt" 2>&1
+  echo "exit $?"
+  grep -E "PASSED|FAILED|exit:" "$OUT/suite/suite.txt" | tail -12
+fi
+sides=(B C D E)
+declare -A side
+n=0
+for v in ${VARIANTS:-}; do
+  table=".carry/$CAND/$g-$v.json"
+  if [ ! -f "$table" ]; then
+    echo "no $table: variant $v left out"
+    continue
+  fi
+  [ $n -ge ${#sides[@]} ] && { echo "more than four variants"; exit 2; }
+  side[${sides[$n]}]=".carry/$CAND:$table"
+  echo "${sides[$n]}: $v"
+  n=$((n + 1))
+done
+[ $n -eq 0 ] && { echo "no variant table for $g"; exit 2; }
+A=".carry/$CAND:$T" B=${side[B]} C=${side[C]:-} D=${side[D]:-} E=${side[E]:-} \
+  ROUNDS=${ROUNDS:-2} BENCH_LIMIT=${BENCH_LIMIT:-80} NAME=$CAND \
+  bash scripts/device/run-build-ab.sh
