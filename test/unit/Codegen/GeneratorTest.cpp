@@ -912,22 +912,32 @@ TEST(Generator, BulkOutputMovesStagedRowsByBulkCopies) {
 // barrier; the stages start past the reductions' bytes, 1024-byte aligned
 // (wgmma's swizzled B tiles), with r's wgmma tile past them. The kernels
 // assemble without spills.
+/// One-shot cluster kernels of the reduction tests: mma.sync with warps
+/// along K too (SPLIT_K 8), fused slices (SPLIT_K 2), wgmma shrink and
+/// expand (SPLIT_K 4).
+struct ClusterOneShots {
+  KernelSpec mma, fused, wg;
+  ClusterOneShots() {
+    mma = sortedTile(KernelFamily::OneShot, 16, 64, 128, 8, 3);
+    mma.k = 7168;
+    mma.numSlices = 1;
+    mma.mulRoutedWeight = true;
+    mma.splitK = 8;
+    fused = sortedTile(KernelFamily::OneShot, 16, 64, 64, 8, 2);
+    fused.k = 2048;
+    fused.fuseSlices = true;
+    fused.splitK = 2;
+    wg = sortedTile(KernelFamily::OneShot, 64, 128, 128, 8, 3);
+    wg.k = 4096;
+    wg.splitK = 4;
+    wg.wgmma = true;
+    wg.wgmmaExpand = true;
+  }
+};
+
 TEST(Generator, EarlyExpandCommitsStagesBeforeTheReduction) {
   PtxasScratch ptxas("xe");
-  KernelSpec mma = sortedTile(KernelFamily::OneShot, 16, 64, 128, 8, 3);
-  mma.k = 7168;
-  mma.numSlices = 1;
-  mma.mulRoutedWeight = true;
-  mma.splitK = 8;
-  KernelSpec fused = sortedTile(KernelFamily::OneShot, 16, 64, 64, 8, 2);
-  fused.k = 2048;
-  fused.fuseSlices = true;
-  fused.splitK = 2;
-  KernelSpec wg = sortedTile(KernelFamily::OneShot, 64, 128, 128, 8, 3);
-  wg.k = 4096;
-  wg.splitK = 4;
-  wg.wgmma = true;
-  wg.wgmmaExpand = true;
+  const auto [mma, fused, wg] = ClusterOneShots();
   KernelSpec few = mma; // the block picks the few-rows or the dense stages
   few.fewRows = true;
   few.fewRowsTile = 32;
@@ -991,20 +1001,8 @@ TEST(Generator, ReduceScatterSumsAShareOfRPerBlock) {
   r64.k = 4096;
   r64.numSlices = 1;
   r64.splitK = 4; // four warps along M: no block reduction
-  KernelSpec mma = sortedTile(KernelFamily::OneShot, 16, 64, 128, 8, 3);
-  mma.k = 7168;
-  mma.numSlices = 1;
-  mma.mulRoutedWeight = true;
-  mma.splitK = 8; // two warps along K: both reductions
-  KernelSpec fused = sortedTile(KernelFamily::OneShot, 16, 64, 64, 8, 2);
-  fused.k = 2048;
-  fused.fuseSlices = true;
-  fused.splitK = 2;
-  KernelSpec wg = sortedTile(KernelFamily::OneShot, 64, 128, 128, 8, 3);
-  wg.k = 4096;
+  auto [mma, fused, wg] = ClusterOneShots(); // mma: both reductions
   wg.splitK = 16;
-  wg.wgmma = true;
-  wg.wgmmaExpand = true;
   KernelSpec decode = sortedTile(KernelFamily::OneShot, 64, 64, 256, 4, 2);
   decode.sorted = false;
   decode.blockM = 16;

@@ -68,8 +68,9 @@ long ceilDiv(long a, long b) { return (a + b - 1) / b; }
 
 /// A table of one entry, the sorted bf16 R 16 (K 2048, N 1408, two slices)
 /// bucket of `path`, with these config members.
-TunedTable oneEntryTable(const char *path, const std::string &config) {
-  auto t = TunedTable::parse(
+Expected<TunedTable> parseOneEntryTable(const char *path,
+                                        const std::string &config) {
+  return TunedTable::parse(
       fmt::format(R"({{"format": "moelora-tuned", "version": 1,
     "gpu": "NVIDIA H100 80GB HBM3", "entries": [
     {{"path": "{}", "dtype": "bf16", "rank": 16, "K": 2048, "N": 1408,
@@ -77,6 +78,10 @@ TunedTable oneEntryTable(const char *path, const std::string &config) {
      "config": {{{}}}}}]}})",
                   path, config),
       "t.json");
+}
+/// parseOneEntryTable's table; a parse error fails the test.
+TunedTable oneEntryTable(const char *path, const std::string &config) {
+  auto t = parseOneEntryTable(path, config);
   if (!t) {
     ADD_FAILURE() << t.error().message;
     return TunedTable{};
@@ -1135,12 +1140,7 @@ TEST(DispatcherTunedTest, EarlyExpandAppliesWhereTheSpecAllows) {
   EXPECT_FALSE(planOk(call, false, &t, a100).kernels[0].spec.earlyExpand);
   EXPECT_FALSE(planOk(call).kernels[0].spec.earlyExpand);
   // Only a one_shot entry may ask for it.
-  auto two = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
-    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
-    {"path": "two_kernel", "dtype": "bf16", "rank": 16, "K": 2048,
-     "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
-     "config": {"early_expand": true}}]})",
-                               "t.json");
+  auto two = parseOneEntryTable("two_kernel", R"("early_expand": true)");
   ASSERT_FALSE(two);
   EXPECT_THAT(two.error().message,
               HasSubstr("early_expand on path two_kernel: allowed on "
@@ -1178,12 +1178,7 @@ TEST(DispatcherTunedTest, ReduceScatterAppliesToOneShotClusters) {
   const DeviceInfo a100{80, 108, "NVIDIA A100-SXM4-80GB"};
   EXPECT_FALSE(planOk(call, false, &t, a100).kernels[0].spec.reduceScatter);
   EXPECT_FALSE(planOk(call).kernels[0].spec.reduceScatter);
-  auto two = TunedTable::parse(R"({"format": "moelora-tuned", "version": 1,
-    "gpu": "NVIDIA H100 80GB HBM3", "entries": [
-    {"path": "two_kernel", "dtype": "bf16", "rank": 16, "K": 2048,
-     "N": 1408, "sorted": true, "num_slices": 2, "max_pairs": 100000,
-     "config": {"reduce_scatter": true}}]})",
-                               "t.json");
+  auto two = parseOneEntryTable("two_kernel", R"("reduce_scatter": true)");
   ASSERT_FALSE(two);
   EXPECT_THAT(two.error().message,
               HasSubstr("reduce_scatter on path two_kernel: allowed on "
