@@ -7,8 +7,8 @@
 #   CAND=rs VARIANTS="xe rs rsxe" SUITE_FILTER='*_rs*' \
 #     bash scripts/device/run-table-variants.sh
 # A variant whose table the candidate lacks for this card is left out.
-# NO_SUITE=1 skips the suite; ROUNDS (2) and BENCH_LIMIT (80 s) go to
-# run-build-ab.sh. Everything lands in $OUT/suite/ and $OUT/$CAND.tar.gz.
+# NO_SUITE=1 skips the suite, NO_AB=1 the A/B; ROUNDS (2) and BENCH_LIMIT
+# (80 s) go to run-build-ab.sh. Everything lands in $OUT/suite/ and $OUT/$CAND.tar.gz.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 CAND=${CAND:?CAND: the candidate under .carry}
@@ -31,6 +31,7 @@ if [ -z "${NO_SUITE:-}" ]; then
   echo "exit $?"
   grep -E "PASSED|FAILED|exit:" "$OUT/suite/suite.txt" | tail -12
 fi
+[ -n "${NO_AB:-}" ] && exit 0
 sides=(B C D E)
 declare -A side
 n=0
