@@ -19,6 +19,7 @@ case "$card" in
 esac
 echo "card: $card"
 tar xzf ".carry/$CAND.tgz" -C .carry
+mkdir -p .carry/bin
 for d in bin/moelora_gpu_tests gpu-bundle capi-cache; do
   rm -rf ".carry/$d"
   cp -r ".carry/$CAND/$d" ".carry/$d"
