@@ -6,15 +6,18 @@
 # each (ncu --page source). $OUT/ncu-decode.tar.gz.
 # TABLES (optional, "name:file ..."): each case once per tuned table, its
 # outputs named <case>-<name> (e.g. a table against its reduce_scatter
-# variant); BENCH_DIR (bench-env.sh): a staged candidate's bench and cache.
+# variant); BENCH_DIR (bench-env.sh): a staged candidate's bench and cache;
+# NCU_LIMIT (150 s): each profile's limit (the call's results come back
+# only whole: keep cases x tables x NCU_LIMIT within the call's limit).
 source scripts/device/bench-env.sh
 "$NCU" --version | tail -1
 for c in ${CASES:-qwen3moe_w13_decode_M1_R64 qwen3moe_w13_decode_M1_R16}; do
   for t in ${TABLES:-:}; do
+    [[ $t == *:* ]] || { echo "TABLES word $t: name:file expected"; exit 2; }
     n=$c table=()
     [ -n "${t%%:*}" ] && n=$c-${t%%:*}
     [ -n "${t#*:}" ] && table=(--tuned-table "${t#*:}")
-    timeout 150 "$NCU" --clock-control none --kernel-name "regex:${KERNEL:-moelora_small_batch}" \
+    timeout "${NCU_LIMIT:-150}" "$NCU" --clock-control none --kernel-name "regex:${KERNEL:-moelora_small_batch}" \
       --launch-count 1 --section SpeedOfLight --section LaunchStats \
       --section Occupancy --section SchedulerStats --section WarpStateStats \
       --section SourceCounters --section MemoryWorkloadAnalysis \

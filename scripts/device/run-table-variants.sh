@@ -8,7 +8,8 @@
 #     bash scripts/device/run-table-variants.sh
 # A variant whose table the candidate lacks for this card is left out.
 # NO_SUITE=1 skips the suite, NO_AB=1 the A/B; ROUNDS (2) and BENCH_LIMIT
-# (80 s) go to run-build-ab.sh. Everything lands in $OUT/suite/ and $OUT/$CAND.tar.gz.
+# go to run-build-ab.sh (BENCH_LIMIT's default keeps every bench of the call
+# within 540 s, at most 80 s each: the call's results come back only whole). Everything lands in $OUT/suite/ and $OUT/$CAND.tar.gz.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 CAND=${CAND:?CAND: the candidate under .carry}
@@ -18,7 +19,7 @@ case "$card" in
 *) g=h100 T=specs/tuned/NVIDIA_H100_80GB_HBM3.json ;;
 esac
 echo "card: $card"
-tar xzf ".carry/$CAND.tgz" -C .carry
+tar xzf ".carry/$CAND.tgz" -C .carry || exit 1
 mkdir -p .carry/bin
 for d in bin/moelora_gpu_tests gpu-bundle capi-cache; do
   rm -rf ".carry/$d"
@@ -48,6 +49,10 @@ for v in ${VARIANTS:-}; do
   n=$((n + 1))
 done
 [ $n -eq 0 ] && { echo "no variant table for $g"; exit 2; }
+ROUNDS=${ROUNDS:-2}
+limit=$((540 / (ROUNDS * (n + 1))))
+[ $limit -gt 80 ] && limit=80
+echo "bench limit ${BENCH_LIMIT:-$limit} s, $ROUNDS rounds of $((n + 1)) sides"
 A=".carry/$CAND:$T" B=${side[B]} C=${side[C]:-} D=${side[D]:-} E=${side[E]:-} \
-  ROUNDS=${ROUNDS:-2} BENCH_LIMIT=${BENCH_LIMIT:-80} NAME=$CAND \
+  ROUNDS=$ROUNDS BENCH_LIMIT=${BENCH_LIMIT:-$limit} NAME=$CAND \
   bash scripts/device/run-build-ab.sh

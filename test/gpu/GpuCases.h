@@ -134,6 +134,20 @@ inline void makeDownProjection(GpuCase &c, bool addInputs) {
   c.name += fmt::format("_w2_add{}", int(addInputs));
 }
 
+/// The kernel without the choices that move work between blocks or in time
+/// but not what is computed (persistent, early_expand, reduce_scatter): it
+/// must give the same bits (GpuCorrectnessTest; the bundle holds it).
+/// nullopt where the spec has none of them.
+inline std::optional<KernelSpec> sameBitsSibling(const KernelSpec &spec) {
+  if (!spec.persistent && !spec.expandsEarly() && !spec.scattersClusterSum())
+    return std::nullopt;
+  KernelSpec plain = spec;
+  plain.persistent = false;
+  plain.earlyExpand = false;
+  plain.reduceScatter = false;
+  return plain;
+}
+
 inline std::vector<GpuCase> gpuCases() {
   std::vector<GpuCase> cases;
   uint64_t seed = 1000;
@@ -951,21 +965,15 @@ inline std::vector<GpuCase> gpuCases() {
       seenScatter.end())
     throw std::logic_error(
         "GpuCases.h: a kind of reduce_scatter case is missing");
+  // A same-bits sibling must take the few-rows expand wherever the case
+  // does (the few-rows and the dense expand need not round alike).
+  for (const GpuCase &c : cases)
+    if (auto plain = sameBitsSibling(c.spec);
+        plain && plain->fewRowsExpand() != c.spec.fewRowsExpand())
+      throw std::logic_error("GpuCases.h: " + c.name +
+                             ": its same-bits sibling's few-rows expand "
+                             "differs");
   return cases;
-}
-
-/// The kernel without the choices that move work between blocks or in time
-/// but not what is computed (persistent, early_expand, reduce_scatter): it
-/// must give the same bits (GpuCorrectnessTest; the bundle holds it).
-/// nullopt where the spec has none of them.
-inline std::optional<KernelSpec> sameBitsSibling(const KernelSpec &spec) {
-  if (!spec.persistent && !spec.expandsEarly() && !spec.scattersClusterSum())
-    return std::nullopt;
-  KernelSpec plain = spec;
-  plain.persistent = false;
-  plain.earlyExpand = false;
-  plain.reduceScatter = false;
-  return plain;
 }
 
 /// align_block_size kernels of the suite (BLOCK_SIZE_M 16 and 64).

@@ -1169,6 +1169,8 @@ TEST(DispatcherTunedTest, ReduceScatterAppliesToOneShotClusters) {
   const KernelSpec b = planOk(call, false, &noScatter).kernels[0].spec;
   EXPECT_TRUE(a.scattersClusterSum());
   EXPECT_TRUE(a.expandsEarly());
+  EXPECT_TRUE(a.fewRowsExpand());
+  EXPECT_TRUE(b.expandsEarly());
   EXPECT_EQ(fewRowsShapeIfEnabled(a), fewRowsShapeIfEnabled(b));
   // Without a cluster the flag changes nothing (not in the key).
   const TunedTable one =
