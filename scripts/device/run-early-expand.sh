@@ -8,17 +8,7 @@
 # .carry) replaces B's table; NO_C=1 leaves C out.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
-card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-case "$card" in
-*H200*) g=h200 T=specs/tuned/NVIDIA_H200.json ;;
-*) g=h100 T=specs/tuned/NVIDIA_H100_80GB_HBM3.json ;;
-esac
-echo "card: $card"
-tar xzf .carry/xe.tgz -C .carry
-for d in bin/moelora_gpu_tests gpu-bundle capi-cache; do
-  rm -rf ".carry/$d"
-  cp -r ".carry/xe/$d" ".carry/$d"
-done
+source scripts/device/candidate-env.sh xe
 if [ -z "${NO_SUITE:-}" ]; then
   echo "=== suite ($(date +%T))"
   OUT=$OUT/suite timeout "${SUITE_LIMIT:-150}" bash scripts/device/run-gpu-suite.sh \

@@ -13,18 +13,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 CAND=${CAND:?CAND: the candidate under .carry}
-card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-case "$card" in
-*H200*) g=h200 T=specs/tuned/NVIDIA_H200.json ;;
-*) g=h100 T=specs/tuned/NVIDIA_H100_80GB_HBM3.json ;;
-esac
-echo "card: $card"
-tar xzf ".carry/$CAND.tgz" -C .carry || exit 1
-mkdir -p .carry/bin
-for d in bin/moelora_gpu_tests gpu-bundle capi-cache; do
-  rm -rf ".carry/$d"
-  cp -r ".carry/$CAND/$d" ".carry/$d"
-done
+source scripts/device/candidate-env.sh "$CAND"
 if [ -z "${NO_SUITE:-}" ]; then
   echo "=== suite ($(date +%T))"
   mkdir -p "$OUT/suite"
